@@ -1,0 +1,16 @@
+# audit_ext — PGXS build
+EXTENSION = audit_ext
+MODULE_big = audit_ext
+OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
+DATA = $(wildcard sql/audit_ext--*.sql)
+PGFILEDESC = "audit_ext - audit trail for PostgreSQL"
+
+REGRESS = setup capture enable_errors options partitioned actor
+REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=audit_ext
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-cast-function-type
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,110 @@
+-- Markdown tables from the raw per-run numbers (read from stdin as CSV).
+-- Usage: psql -X -q -At -f bench/report.sql < bench/results/raw.csv
+-- Medians are over the successful runs of each variant; "vs base" ratios
+-- are ratios of those medians.
+\set ON_ERROR_STOP 1
+\pset footer off
+CREATE TEMP TABLE raw (
+    cycle       int,
+    phase       text,
+    variant     text,
+    pos         int,
+    status      text,
+    secs        numeric,
+    rows        bigint,
+    tps         numeric,
+    latency_ms  numeric,
+    wal_bytes   numeric,
+    trail_bytes numeric,
+    trail_rows  numeric
+);
+\copy raw FROM pstdin WITH (FORMAT csv, HEADER true)
+
+CREATE TEMP VIEW med AS
+SELECT phase, variant,
+       CASE variant WHEN 'base' THEN 1 WHEN 'audit_ext' THEN 2 ELSE 3 END AS vord,
+       count(*) AS n,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY tps)                         AS tps,
+       min(tps) AS tps_min, max(tps) AS tps_max,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms)                  AS lat,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY secs)                        AS secs,
+       min(secs) AS secs_min, max(secs) AS secs_max,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY rows)                        AS rows,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY wal_bytes / nullif(rows, 0))   AS wal_per,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY trail_bytes / nullif(rows, 0)) AS trail_per,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY trail_rows / nullif(rows, 0))  AS trows_per
+  FROM raw
+ WHERE status = 'ok'
+ GROUP BY phase, variant;
+
+CREATE TEMP VIEW rel AS
+SELECT m.*,
+       m.tps / nullif(b.tps, 0)          AS tps_r,
+       m.secs / nullif(b.secs, 0)        AS secs_r,
+       m.wal_per / nullif(b.wal_per, 0)  AS wal_r
+  FROM med m LEFT JOIN med b ON b.phase = m.phase AND b.variant = 'base';
+
+CREATE FUNCTION pg_temp.r(x double precision, d int) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT coalesce(round(x::numeric, d)::text, 'n/a') $$;
+CREATE FUNCTION pg_temp.i(x double precision) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT coalesce(to_char(round(x::numeric), 'FM999,999,999,990'), 'n/a') $$;
+-- ratio of one variant's median to another's, for one phase and column
+CREATE FUNCTION pg_temp.ratio(ph text, a text, b text, col text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE x double precision; y double precision;
+BEGIN
+    EXECUTE format('SELECT (SELECT %1$I FROM med WHERE phase = $1 AND variant = $2),
+                           (SELECT %1$I FROM med WHERE phase = $1 AND variant = $3)', col)
+       INTO x, y USING ph, a, b;
+    RETURN pg_temp.r(x / nullif(y, 0), 3);
+END $$;
+
+\echo '## 1. OLTP (pgbench TPC-B-like)'
+\echo
+\echo '| variant | runs | median TPS | min–max TPS | TPS vs base | median latency (ms) | WAL bytes/txn | audit bytes/txn | audit rows/txn |'
+\echo '|---|--:|--:|--:|--:|--:|--:|--:|--:|'
+SELECT format('| %s | %s | %s | %s–%s | %s | %s | %s | %s | %s |',
+              variant, n, pg_temp.r(tps, 1), pg_temp.r(tps_min, 1), pg_temp.r(tps_max, 1), pg_temp.r(tps_r, 3), pg_temp.r(lat, 3),
+              pg_temp.i(wal_per), pg_temp.i(trail_per), pg_temp.r(trows_per, 2))
+  FROM rel WHERE phase = 'oltp' ORDER BY vord;
+\echo
+SELECT format('TPS ratios: audit_ext/base = **%s**, table_log/base = **%s**, audit_ext/table_log = **%s** (>1: audit_ext faster).',
+              pg_temp.ratio('oltp', 'audit_ext', 'base', 'tps'), pg_temp.ratio('oltp', 'table_log', 'base', 'tps'),
+              pg_temp.ratio('oltp', 'audit_ext', 'table_log', 'tps'));
+\echo
+
+\echo '## 2. Bulk UPDATE of every pgbench_accounts row'
+\echo
+\echo '| variant | runs | rows | median time (s) | min–max (s) | time vs base | WAL bytes/row | WAL vs base | audit bytes/row | audit rows/row |'
+\echo '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|'
+SELECT format('| %s | %s | %s | %s | %s–%s | %s | %s | %s | %s | %s |',
+              variant, n, pg_temp.i(rows), pg_temp.r(secs, 2), pg_temp.r(secs_min, 2), pg_temp.r(secs_max, 2), pg_temp.r(secs_r, 3),
+              pg_temp.i(wal_per), pg_temp.r(wal_r, 3), pg_temp.i(trail_per), pg_temp.r(trows_per, 2))
+  FROM rel WHERE phase = 'bulk_update' ORDER BY vord;
+\echo
+SELECT format('audit_ext/table_log: time **%s**, WAL/row **%s**, audit bytes/row **%s** (<1: audit_ext cheaper).',
+              pg_temp.ratio('bulk_update', 'audit_ext', 'table_log', 'secs'),
+              pg_temp.ratio('bulk_update', 'audit_ext', 'table_log', 'wal_per'),
+              pg_temp.ratio('bulk_update', 'audit_ext', 'table_log', 'trail_per'));
+\echo
+
+\echo '## 3. Bulk INSERT ... SELECT into a fresh audited table'
+\echo
+\echo '| variant | runs | rows | median time (s) | min–max (s) | time vs base | WAL bytes/row | WAL vs base | audit bytes/row | audit rows/row |'
+\echo '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|'
+SELECT format('| %s | %s | %s | %s | %s–%s | %s | %s | %s | %s | %s |',
+              variant, n, pg_temp.i(rows), pg_temp.r(secs, 2), pg_temp.r(secs_min, 2), pg_temp.r(secs_max, 2), pg_temp.r(secs_r, 3),
+              pg_temp.i(wal_per), pg_temp.r(wal_r, 3), pg_temp.i(trail_per), pg_temp.r(trows_per, 2))
+  FROM rel WHERE phase = 'bulk_insert' ORDER BY vord;
+\echo
+SELECT format('audit_ext/table_log: time **%s**, WAL/row **%s**, audit bytes/row **%s** (<1: audit_ext cheaper).',
+              pg_temp.ratio('bulk_insert', 'audit_ext', 'table_log', 'secs'),
+              pg_temp.ratio('bulk_insert', 'audit_ext', 'table_log', 'wal_per'),
+              pg_temp.ratio('bulk_insert', 'audit_ext', 'table_log', 'trail_per'));
+\echo
+
+SELECT CASE WHEN count(*) = 0 THEN 'All runs succeeded.'
+            ELSE format('**%s run(s) failed** and are left out of the medians: %s. See bench/results/*.log.',
+                        count(*), string_agg(format('cycle %s %s/%s', cycle, phase, variant), ', ' ORDER BY cycle, phase, variant))
+       END
+  FROM raw WHERE status <> 'ok';

@@ -1,0 +1,35 @@
+# Source this file: helpers to run a throwaway PostgreSQL 15 cluster.
+#   pg_start DIR PORT [EXTRA_CONF_LINE...]   initdb (as user postgres) and start
+#   pg_stop DIR                              stop it (fast)
+# The cluster listens on 127.0.0.1 and a Unix socket in DIR, preloads
+# audit_ext, and trusts local connections (md5/scram lines are added by the
+# tests that need them).
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+export PATH="$PGBIN:$PATH"
+
+pg_start() {
+    local dir=$1 port=$2
+    shift 2
+    mkdir -p "$dir"
+    chown postgres: "$dir"
+    chmod 700 "$dir"
+    runuser -u postgres -- "$PGBIN/initdb" -D "$dir/data" -A trust -U postgres --no-sync >/dev/null
+    cat >> "$dir/data/postgresql.conf" <<CONF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+shared_preload_libraries = 'audit_ext'
+max_connections = 100
+shared_buffers = 256MB
+log_line_prefix = '%m [%p] %q%u@%d '
+CONF
+    local line
+    for line in "$@"; do echo "$line" >> "$dir/data/postgresql.conf"; done
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+    export PGHOST=$dir PGPORT=$port PGUSER=postgres
+}
+
+pg_stop() {
+    local dir=$1
+    [ -d "$dir/data" ] && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}

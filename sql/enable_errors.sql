@@ -1,0 +1,76 @@
+-- What cannot be audited is refused with a clear error and SQLSTATE.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+CREATE TABLE t_ok (id int PRIMARY KEY, a text, secret text);
+CREATE VIEW v_orders AS SELECT 1 AS x;
+CREATE MATERIALIZED VIEW mv AS SELECT 1 AS x;
+CREATE SEQUENCE s1;
+CREATE TEMP TABLE tmp_t (id int);
+
+SELECT audit.enable('no_such_table');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit.enable('v_orders');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit.enable('mv');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit.enable('s1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit.enable('tmp_t');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit.enable('audit.event');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit.enable('audit.statement');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit.enable(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit.enable('t_ok', exclude_columns => '{nope}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit.enable('t_ok', mask_columns => '{Secret}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit.enable('t_ok', exclude_columns => '{secret}', mask_columns => '{secret}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit.enable('t_ok', exclude_columns => '{id}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit.enable('t_ok', mask_columns => '{id}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit.enable('t_ok', exclude_columns => '{ctid}');
+\echo :LAST_ERROR_SQLSTATE
+-- nothing was left behind by the failed calls
+SELECT count(*) AS audited FROM audit.audited_tables WHERE table_name = 't_ok';
+SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 't_ok'::regclass;
+
+-- disable
+SELECT audit.disable('t_ok');
+SELECT audit.disable(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit.disable('no_such_table');
+\echo :LAST_ERROR_SQLSTATE
+
+-- The trigger functions refuse to be misused.
+SELECT audit.capture_row();
+\echo :LAST_ERROR_SQLSTATE
+CREATE TABLE misuse (id int);
+CREATE TRIGGER bad BEFORE INSERT ON misuse FOR EACH ROW EXECUTE FUNCTION audit.capture_row();
+INSERT INTO misuse VALUES (1);
+\echo :LAST_ERROR_SQLSTATE
+DROP TRIGGER bad ON misuse;
+CREATE TRIGGER bad AFTER INSERT ON misuse FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_row();
+INSERT INTO misuse VALUES (1);
+\echo :LAST_ERROR_SQLSTATE
+DROP TRIGGER bad ON misuse;
+CREATE TRIGGER bad AFTER INSERT ON misuse FOR EACH ROW EXECUTE FUNCTION audit.capture_truncate();
+INSERT INTO misuse VALUES (1);
+\echo :LAST_ERROR_SQLSTATE
+DROP TRIGGER bad ON misuse;
+-- a trigger argument that is not a text[] literal
+CREATE TRIGGER bad AFTER INSERT ON misuse FOR EACH ROW EXECUTE FUNCTION audit.capture_row('not an array');
+INSERT INTO misuse VALUES (1);
+\echo :LAST_ERROR_SQLSTATE
+DROP TRIGGER bad ON misuse;
+
+-- create_partitions checks its argument
+SELECT audit.create_partitions(-1);
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit.create_partitions(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit.create_partitions(2) AS created_again;

@@ -1,0 +1,209 @@
+/*-------------------------------------------------------------------------
+ *
+ * audit_ext.c
+ *		Module entry point: GUCs, executor and utility hooks, transaction
+ *		callbacks.
+ *
+ * The hooks exist only to give the event writer flush points: buffered
+ * events are written when a statement finishes, so that they are visible to
+ * the next statement of the transaction.  Correctness never depends on the
+ * hooks: the pre-commit callback writes whatever is still buffered, so the
+ * capture path also works when the library is loaded on first use instead
+ * of through shared_preload_libraries.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+
+#include "audit_ext.h"
+
+PG_MODULE_MAGIC;
+
+/* fmgr.h declares _PG_init only from PostgreSQL 16 on. */
+void		_PG_init(void);
+
+char	   *audit_actor = NULL;
+bool		audit_require_actor = false;
+bool		audit_log_unchanged_updates = false;
+bool		audit_log_statement_text = true;
+int			audit_max_statement_length = 65536;
+
+static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+static void audit_ExecutorFinish(QueryDesc *queryDesc);
+static void audit_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+								 bool readOnlyTree,
+								 ProcessUtilityContext context,
+								 ParamListInfo params,
+								 QueryEnvironment *queryEnv,
+								 DestReceiver *dest, QueryCompletion *qc);
+static void audit_xact_callback(XactEvent event, void *arg);
+static void audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+								   SubTransactionId parentSubid, void *arg);
+static void audit_relcache_callback(Datum arg, Oid relid);
+
+void
+_PG_init(void)
+{
+	DefineCustomStringVariable("audit_ext.actor",
+							   "Application-level user recorded as the actor of audit events.",
+							   "Set it per transaction with SET LOCAL so that it works through connection poolers. "
+							   "When empty, the database user is recorded.",
+							   &audit_actor,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("audit_ext.require_actor",
+							 "Refuse writes to audited tables when audit_ext.actor is not set.",
+							 "Set it per database or role (ALTER DATABASE/ROLE ... SET) to require that every change is attributed to a person.",
+							 &audit_require_actor,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("audit_ext.log_unchanged_updates",
+							 "Record UPDATEs that change no audited column.",
+							 NULL,
+							 &audit_log_unchanged_updates,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("audit_ext.log_statement_text",
+							 "Store the SQL text of the statements that changed audited tables.",
+							 "The text is stored once per distinct statement in audit.statement.",
+							 &audit_log_statement_text,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("audit_ext.max_statement_length",
+							"Longest statement text stored, in bytes; longer texts are cut.",
+							NULL,
+							&audit_max_statement_length,
+							65536,
+							64,
+							MaxAllocSize / 2,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("audit_ext");
+
+	prev_ExecutorFinish = ExecutorFinish_hook;
+	ExecutorFinish_hook = audit_ExecutorFinish;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = audit_ProcessUtility;
+
+	RegisterXactCallback(audit_xact_callback, NULL);
+	RegisterSubXactCallback(audit_subxact_callback, NULL);
+	CacheRegisterRelcacheCallback(audit_relcache_callback, (Datum) 0);
+}
+
+/*
+ * After the statement's AFTER triggers have fired (in standard
+ * ExecutorFinish), write what they captured.
+ */
+static void
+audit_ExecutorFinish(QueryDesc *queryDesc)
+{
+	if (prev_ExecutorFinish)
+		prev_ExecutorFinish(queryDesc);
+	else
+		standard_ExecutorFinish(queryDesc);
+
+	audit_flush_events();
+}
+
+/*
+ * Utility statements fire triggers outside the executor (COPY, TRUNCATE):
+ * flush after them.  Also flush before them, so DDL never runs with events
+ * of earlier statements still unwritten.
+ */
+static void
+audit_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					 bool readOnlyTree, ProcessUtilityContext context,
+					 ParamListInfo params, QueryEnvironment *queryEnv,
+					 DestReceiver *dest, QueryCompletion *qc)
+{
+	bool		xact_control = IsA(pstmt->utilityStmt, TransactionStmt);
+
+	if (!xact_control)
+		audit_flush_events();
+
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+							queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+
+	if (!xact_control)
+		audit_flush_events();
+}
+
+static void
+audit_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			audit_flush_events();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PREPARE:
+			audit_writer_xact_callback(0);
+			audit_statement_xact_end(false, true);
+			audit_capture_xact_end();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			audit_writer_xact_callback(1);
+			audit_statement_xact_end(true, true);
+			audit_capture_xact_end();
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	switch (event)
+	{
+		case SUBXACT_EVENT_PRE_COMMIT_SUB:
+			/* write this subtransaction's events under its own xid */
+			audit_flush_events();
+			break;
+		case SUBXACT_EVENT_ABORT_SUB:
+			audit_writer_subxact_abort(mySubid);
+			audit_statement_xact_end(true, false);
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+audit_relcache_callback(Datum arg, Oid relid)
+{
+	audit_capture_invalidate(relid);
+	audit_writer_invalidate(relid);
+}

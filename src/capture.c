@@ -1,0 +1,634 @@
+/*-------------------------------------------------------------------------
+ *
+ * capture.c
+ *		The capture trigger: one audit event per changed row, built in C
+ *		from the trigger's tuple slots.
+ *
+ * audit.enable() installs, on the audited table:
+ *	audit_ext_row       AFTER INSERT OR UPDATE OR DELETE FOR EACH ROW
+ *	                    EXECUTE FUNCTION audit.capture_row(exclude, mask)
+ *	audit_ext_truncate  AFTER TRUNCATE FOR EACH STATEMENT
+ *	                    EXECUTE FUNCTION audit.capture_truncate(exclude, mask)
+ * The trigger arguments are the table's options (text[] literals).
+ *
+ * What is needed per table (column names, JSON categories, key columns,
+ * excluded and masked columns, the audited root of a partition) is built
+ * once per backend and cached by relation OID; the relcache invalidation
+ * that follows any ALTER TABLE or trigger change drops the entry.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/partition.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/hashfn.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/fmgrprotos.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "audit_ext.h"
+
+PG_FUNCTION_INFO_V1(audit_capture_row);
+PG_FUNCTION_INFO_V1(audit_capture_truncate);
+PG_FUNCTION_INFO_V1(audit_record_key);
+PG_FUNCTION_INFO_V1(audit_trigger_arguments);
+
+#define COL_NORMAL		'n'
+#define COL_EXCLUDED	'x'			/* also dropped columns */
+#define COL_MASKED		'm'
+
+typedef struct AuditRelCache
+{
+	Oid			relid;			/* hash key */
+	bool		valid;
+	MemoryContext mcxt;
+	Datum		schema_name;	/* text: the audited table (root of a partition) */
+	Datum		table_name;
+	uint64		key_seed;
+	int			natts;
+	char	   *mode;			/* COL_* per attribute */
+	AuditColumnInfo *cols;
+	int			nkeys;			/* 0: the whole row identifies the record */
+	AttrNumber *keys;
+} AuditRelCache;
+
+static HTAB *rel_cache = NULL;
+static MemoryContext CaptureCacheContext = NULL;
+static MemoryContext RetiredContext = NULL; /* entries replaced mid-transaction */
+static MemoryContext RowContext = NULL;
+
+static Datum text_insert,
+			text_update,
+			text_delete,
+			text_truncate;
+
+/* ----------------------------------------------------------------
+ * Cache
+ * ----------------------------------------------------------------
+ */
+void
+audit_capture_invalidate(Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	AuditRelCache *entry;
+
+	if (rel_cache == NULL)
+		return;
+	if (OidIsValid(relid))
+	{
+		entry = hash_search(rel_cache, &relid, HASH_FIND, NULL);
+		if (entry)
+			entry->valid = false;
+		return;
+	}
+	hash_seq_init(&status, rel_cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		entry->valid = false;
+}
+
+/* Memory of replaced entries may still be referenced until the call ends. */
+void
+audit_capture_xact_end(void)
+{
+	if (RetiredContext)
+		MemoryContextReset(RetiredContext);
+}
+
+uint64
+audit_table_key_seed(const char *schema, const char *table)
+{
+	StringInfoData buf;
+	uint64		seed;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, schema);
+	appendStringInfoChar(&buf, '\0');
+	appendStringInfoString(&buf, table);
+	seed = DatumGetUInt64(hash_any_extended((const unsigned char *) buf.data,
+											buf.len, 0x61756469));
+	pfree(buf.data);
+	return seed;
+}
+
+static bool
+has_own_audit_trigger(Oid relid)
+{
+	Relation	tgrel;
+	ScanKeyData skey[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyInit(&skey[0], Anum_pg_trigger_tgrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	ScanKeyInit(&skey[1], Anum_pg_trigger_tgname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("audit_ext_row"));
+	scan = systable_beginscan(tgrel, TriggerRelidNameIndexId, true, NULL, 2, skey);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+		found = !OidIsValid(((Form_pg_trigger) GETSTRUCT(tup))->tgparentid);
+	systable_endscan(scan);
+	table_close(tgrel, AccessShareLock);
+	return found;
+}
+
+/* Parse a text[] literal trigger argument into a list of names. */
+static List *
+parse_name_array(const char *literal)
+{
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	List	   *result = NIL;
+
+	if (literal == NULL || literal[0] == '\0')
+		return NIL;
+	arr = DatumGetArrayTypeP(OidInputFunctionCall(F_ARRAY_IN, (char *) literal,
+												  TEXTOID, -1));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!nulls[i])
+			result = lappend(result, TextDatumGetCString(elems[i]));
+	return result;
+}
+
+static void
+apply_column_option(AuditRelCache *rc, Relation rel, List *names, char mode,
+					const char *option)
+{
+	ListCell   *lc;
+
+	foreach(lc, names)
+	{
+		char	   *name = lfirst(lc);
+		int			i;
+
+		for (i = 0; i < rc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), i);
+
+			if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+				break;
+		}
+		/* Fail closed: never capture a column the DBA asked to hide. */
+		if (i >= rc->natts)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" named in %s of audited table \"%s\" does not exist",
+							name, option, RelationGetRelationName(rel)),
+					 errdetail("The column was probably renamed or dropped after auditing was enabled; "
+							   "audit_ext refuses to guess which column to hide."),
+					 errhint("Run audit.enable() on the table again with the current column names.")));
+		rc->mode[i] = mode;
+	}
+}
+
+static AuditRelCache *
+get_rel_cache(Relation rel, Trigger *trigger)
+{
+	Oid			relid = RelationGetRelid(rel);
+	AuditRelCache *rc;
+	bool		found;
+	MemoryContext old;
+	TupleDesc	desc = RelationGetDescr(rel);
+	Oid			root = relid;
+	Oid			pkindex;
+
+	if (rel_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		CaptureCacheContext = AllocSetContextCreate(TopMemoryContext,
+													"audit_ext capture cache",
+													ALLOCSET_DEFAULT_SIZES);
+		RetiredContext = AllocSetContextCreate(TopMemoryContext,
+											   "audit_ext retired capture cache",
+											   ALLOCSET_SMALL_SIZES);
+		RowContext = AllocSetContextCreate(TopMemoryContext,
+										   "audit_ext row",
+										   ALLOCSET_DEFAULT_SIZES);
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(AuditRelCache);
+		ctl.hcxt = CaptureCacheContext;
+		rel_cache = hash_create("audit_ext capture cache", 64, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		text_insert = CStringGetTextDatum("INSERT");
+		text_update = CStringGetTextDatum("UPDATE");
+		text_delete = CStringGetTextDatum("DELETE");
+		text_truncate = CStringGetTextDatum("TRUNCATE");
+		MemoryContextSwitchTo(old);
+	}
+
+	rc = hash_search(rel_cache, &relid, HASH_ENTER, &found);
+	if (found && rc->valid)
+		return rc;
+	if (found && rc->mcxt)
+		MemoryContextSetParent(rc->mcxt, RetiredContext);
+
+	rc->valid = false;
+	rc->mcxt = AllocSetContextCreate(CaptureCacheContext, "audit_ext table",
+									 ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(rc->mcxt);
+
+	/* Events of a partition are recorded under the audited partitioned table. */
+	if (rel->rd_rel->relispartition && trigger->tgisclone)
+	{
+		List	   *ancestors = get_partition_ancestors(relid);
+		ListCell   *lc;
+
+		foreach(lc, ancestors)
+		{
+			if (has_own_audit_trigger(lfirst_oid(lc)))
+			{
+				root = lfirst_oid(lc);
+				break;
+			}
+		}
+	}
+	{
+		char	   *nsp = get_namespace_name(get_rel_namespace(root));
+		char	   *name = get_rel_name(root);
+
+		if (nsp == NULL || name == NULL)
+			elog(ERROR, "cache lookup failed for relation %u", root);
+		rc->schema_name = CStringGetTextDatum(nsp);
+		rc->table_name = CStringGetTextDatum(name);
+		rc->key_seed = audit_table_key_seed(nsp, name);
+	}
+
+	rc->natts = desc->natts;
+	rc->mode = palloc(rc->natts);
+	rc->cols = palloc0(sizeof(AuditColumnInfo) * rc->natts);
+	for (int i = 0; i < rc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		rc->mode[i] = att->attisdropped ? COL_EXCLUDED : COL_NORMAL;
+		if (!att->attisdropped)
+			audit_json_column_init(&rc->cols[i], att->atttypid,
+								   NameStr(att->attname), rc->mcxt);
+	}
+	if (trigger->tgnargs >= 1)
+		apply_column_option(rc, rel, parse_name_array(trigger->tgargs[0]),
+							COL_EXCLUDED, "exclude_columns");
+	if (trigger->tgnargs >= 2)
+		apply_column_option(rc, rel, parse_name_array(trigger->tgargs[1]),
+							COL_MASKED, "mask_columns");
+
+	/* Record identity: the primary key, else the replica identity index. */
+	rc->nkeys = 0;
+	rc->keys = NULL;
+	pkindex = RelationGetPrimaryKeyIndex(rel);
+	if (!OidIsValid(pkindex))
+		pkindex = RelationGetReplicaIndex(rel);
+	if (OidIsValid(pkindex))
+	{
+		HeapTuple	itup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pkindex));
+
+		if (HeapTupleIsValid(itup))
+		{
+			Form_pg_index idx = (Form_pg_index) GETSTRUCT(itup);
+
+			rc->nkeys = idx->indnkeyatts;
+			rc->keys = palloc(sizeof(AttrNumber) * rc->nkeys);
+			for (int k = 0; k < rc->nkeys; k++)
+				rc->keys[k] = idx->indkey.values[k];
+			ReleaseSysCache(itup);
+		}
+	}
+
+	MemoryContextSwitchTo(old);
+	rc->valid = true;
+	return rc;
+}
+
+/* ----------------------------------------------------------------
+ * Building the JSON of a row
+ * ----------------------------------------------------------------
+ */
+static void
+push_column(JsonbParseState **state, AuditRelCache *rc, int i,
+			TupleTableSlot *slot)
+{
+	JsonbValue	v;
+
+	audit_json_push_key(state, &rc->cols[i]);
+	if (rc->mode[i] == COL_MASKED)
+	{
+		v.type = jbvString;
+		v.val.string.val = AUDIT_MASK_MARKER;
+		v.val.string.len = strlen(AUDIT_MASK_MARKER);
+		(void) pushJsonbValue(state, WJB_VALUE, &v);
+	}
+	else
+		audit_json_push_value(state, &rc->cols[i], slot->tts_values[i],
+							  slot->tts_isnull[i]);
+}
+
+/* All audited columns, or only those flagged in "only". */
+static Datum
+row_to_jsonb(AuditRelCache *rc, TupleTableSlot *slot, const bool *only)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < rc->natts; i++)
+	{
+		if (rc->mode[i] == COL_EXCLUDED || (only && !only[i]))
+			continue;
+		push_column(&state, rc, i, slot);
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbPGetDatum(JsonbValueToJsonb(res));
+}
+
+static Datum
+record_id_jsonb(AuditRelCache *rc, TupleTableSlot *slot)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+
+	if (rc->nkeys == 0)
+		return row_to_jsonb(rc, slot, NULL);
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int k = 0; k < rc->nkeys; k++)
+	{
+		int			i = rc->keys[k] - 1;
+
+		audit_json_push_key(&state, &rc->cols[i]);
+		audit_json_push_value(&state, &rc->cols[i], slot->tts_values[i],
+							  slot->tts_isnull[i]);
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbPGetDatum(JsonbValueToJsonb(res));
+}
+
+static Datum
+record_key_of(uint64 seed, Datum record_id)
+{
+	return DirectFunctionCall2(jsonb_hash_extended, record_id,
+							   Int64GetDatum((int64) seed));
+}
+
+/* Binary equality first; detoast only when representations differ. */
+static bool
+values_equal(Datum a, Datum b, Form_pg_attribute att)
+{
+	if (datumIsEqual(a, b, att->attbyval, att->attlen))
+		return true;
+	if (att->attlen == -1 &&
+		(VARATT_IS_EXTENDED(DatumGetPointer(a)) ||
+		 VARATT_IS_EXTENDED(DatumGetPointer(b))))
+	{
+		struct varlena *da = detoast_attr((struct varlena *) DatumGetPointer(a));
+		struct varlena *db = detoast_attr((struct varlena *) DatumGetPointer(b));
+
+		return VARSIZE_ANY_EXHDR(da) == VARSIZE_ANY_EXHDR(db) &&
+			memcmp(VARDATA_ANY(da), VARDATA_ANY(db), VARSIZE_ANY_EXHDR(da)) == 0;
+	}
+	return false;
+}
+
+static void
+check_actor(Relation rel)
+{
+	if (audit_require_actor && (audit_actor == NULL || audit_actor[0] == '\0'))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("audit_ext.actor must be set to change audited table \"%s\"",
+						RelationGetRelationName(rel)),
+				 errdetail("audit_ext.require_actor is on, so every change must be attributed to an application user."),
+				 errhint("Run SET LOCAL audit_ext.actor = '<user>' in the transaction first.")));
+}
+
+static void
+check_trigger_call(FunctionCallInfo fcinfo, const char *fname, bool row_level)
+{
+	TriggerData *td;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function %s must be called as a trigger", fname),
+				 errhint("Use audit.enable() to audit a table.")));
+	td = (TriggerData *) fcinfo->context;
+	if (!TRIGGER_FIRED_AFTER(td->tg_event) ||
+		(row_level && !TRIGGER_FIRED_FOR_ROW(td->tg_event)) ||
+		(!row_level && !TRIGGER_FIRED_BY_TRUNCATE(td->tg_event)))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function %s must be fired %s", fname,
+						row_level ? "AFTER ... FOR EACH ROW" : "AFTER TRUNCATE"),
+				 errhint("Use audit.enable() to install the audit triggers.")));
+}
+
+/* ----------------------------------------------------------------
+ * Trigger functions
+ * ----------------------------------------------------------------
+ */
+Datum
+audit_capture_row(PG_FUNCTION_ARGS)
+{
+	TriggerData *td;
+	AuditRelCache *rc;
+	AuditEventValues ev;
+	MemoryContext old;
+	TupleTableSlot *oldslot = NULL;
+	TupleTableSlot *newslot = NULL;
+	Datum		action;
+	Datum		record_id;
+
+	check_trigger_call(fcinfo, "audit.capture_row", true);
+	td = (TriggerData *) fcinfo->context;
+	check_actor(td->tg_relation);
+
+	rc = get_rel_cache(td->tg_relation, td->tg_trigger);
+
+	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+	{
+		newslot = td->tg_trigslot;
+		action = text_insert;
+	}
+	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		oldslot = td->tg_trigslot;
+		newslot = td->tg_newslot;
+		action = text_update;
+	}
+	else
+	{
+		oldslot = td->tg_trigslot;
+		action = text_delete;
+	}
+	if (oldslot)
+		slot_getallattrs(oldslot);
+	if (newslot)
+		slot_getallattrs(newslot);
+
+	old = MemoryContextSwitchTo(RowContext);
+
+	audit_event_init(&ev, "data", "INSERT");
+	ev.values[AC_ACTION] = action;
+
+	if (oldslot && newslot)
+	{
+		/* UPDATE: only the columns whose value changed */
+		bool	   *changed = palloc0(sizeof(bool) * rc->natts);
+		Datum	   *names = palloc(sizeof(Datum) * rc->natts);
+		int			nchanged = 0;
+		TupleDesc	desc = RelationGetDescr(td->tg_relation);
+
+		for (int i = 0; i < rc->natts; i++)
+		{
+			bool		on = oldslot->tts_isnull[i];
+			bool		nn = newslot->tts_isnull[i];
+
+			if (rc->mode[i] == COL_EXCLUDED)
+				continue;
+			if (on && nn)
+				continue;
+			if (!on && !nn &&
+				values_equal(oldslot->tts_values[i], newslot->tts_values[i],
+							 TupleDescAttr(desc, i)))
+				continue;
+			changed[i] = true;
+			names[nchanged++] = CStringGetTextDatum(rc->cols[i].name);
+		}
+		if (nchanged == 0 && !audit_log_unchanged_updates)
+		{
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(RowContext);
+			return PointerGetDatum(NULL);
+		}
+		ev.values[AC_OLD_DATA] = row_to_jsonb(rc, oldslot, changed);
+		ev.nulls[AC_OLD_DATA] = false;
+		ev.values[AC_NEW_DATA] = row_to_jsonb(rc, newslot, changed);
+		ev.nulls[AC_NEW_DATA] = false;
+		ev.values[AC_CHANGED_COLUMNS] =
+			PointerGetDatum(construct_array(names, nchanged, TEXTOID, -1, false, TYPALIGN_INT));
+		ev.nulls[AC_CHANGED_COLUMNS] = false;
+		record_id = record_id_jsonb(rc, oldslot);
+	}
+	else if (newslot)
+	{
+		ev.values[AC_NEW_DATA] = row_to_jsonb(rc, newslot, NULL);
+		ev.nulls[AC_NEW_DATA] = false;
+		record_id = rc->nkeys == 0 ? ev.values[AC_NEW_DATA] : record_id_jsonb(rc, newslot);
+	}
+	else
+	{
+		ev.values[AC_OLD_DATA] = row_to_jsonb(rc, oldslot, NULL);
+		ev.nulls[AC_OLD_DATA] = false;
+		record_id = rc->nkeys == 0 ? ev.values[AC_OLD_DATA] : record_id_jsonb(rc, oldslot);
+	}
+
+	ev.values[AC_RECORD_ID] = record_id;
+	ev.nulls[AC_RECORD_ID] = false;
+	ev.values[AC_RECORD_KEY] = record_key_of(rc->key_seed, record_id);
+	ev.nulls[AC_RECORD_KEY] = false;
+	ev.values[AC_SCHEMA_NAME] = rc->schema_name;
+	ev.nulls[AC_SCHEMA_NAME] = false;
+	ev.values[AC_TABLE_NAME] = rc->table_name;
+	ev.nulls[AC_TABLE_NAME] = false;
+
+	audit_event_fill_context(&ev, true);
+	audit_event_emit(&ev);
+
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(RowContext);
+	return PointerGetDatum(NULL);
+}
+
+Datum
+audit_capture_truncate(PG_FUNCTION_ARGS)
+{
+	TriggerData *td;
+	AuditEventValues ev;
+	MemoryContext old;
+	Relation	rel;
+
+	check_trigger_call(fcinfo, "audit.capture_truncate", false);
+	td = (TriggerData *) fcinfo->context;
+	rel = td->tg_relation;
+	check_actor(rel);
+
+	/* make sure the per-backend contexts exist */
+	(void) get_rel_cache(rel, td->tg_trigger);
+
+	old = MemoryContextSwitchTo(RowContext);
+	audit_event_init(&ev, "data", "TRUNCATE");
+	ev.values[AC_ACTION] = text_truncate;
+	ev.values[AC_SCHEMA_NAME] = CStringGetTextDatum(get_namespace_name(RelationGetNamespace(rel)));
+	ev.nulls[AC_SCHEMA_NAME] = false;
+	ev.values[AC_TABLE_NAME] = CStringGetTextDatum(RelationGetRelationName(rel));
+	ev.nulls[AC_TABLE_NAME] = false;
+	audit_event_fill_context(&ev, true);
+	audit_event_emit(&ev);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(RowContext);
+	return PointerGetDatum(NULL);
+}
+
+/* ----------------------------------------------------------------
+ * SQL-callable helpers
+ * ----------------------------------------------------------------
+ */
+
+/* audit.record_key(schema text, table text, record_id jsonb) -> bigint */
+Datum
+audit_record_key(PG_FUNCTION_ARGS)
+{
+	char	   *schema = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *table = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	return record_key_of(audit_table_key_seed(schema, table), PG_GETARG_DATUM(2));
+}
+
+/* audit.trigger_arguments(tgargs bytea) -> text[] */
+Datum
+audit_trigger_arguments(PG_FUNCTION_ARGS)
+{
+	bytea	   *args = PG_GETARG_BYTEA_PP(0);
+	char	   *p = VARDATA_ANY(args);
+	int			len = VARSIZE_ANY_EXHDR(args);
+	ArrayBuildState *astate = initArrayResult(TEXTOID, CurrentMemoryContext, false);
+	int			start = 0;
+
+	for (int i = 0; i < len; i++)
+	{
+		if (p[i] == '\0')
+		{
+			astate = accumArrayResult(astate,
+									  PointerGetDatum(cstring_to_text_with_len(p + start, i - start)),
+									  false, TEXTOID, CurrentMemoryContext);
+			start = i + 1;
+		}
+	}
+	if (start < len)
+		astate = accumArrayResult(astate,
+								  PointerGetDatum(cstring_to_text_with_len(p + start, len - start)),
+								  false, TEXTOID, CurrentMemoryContext);
+	PG_RETURN_DATUM(makeArrayResult(astate, CurrentMemoryContext));
+}

@@ -1,0 +1,575 @@
+/*-------------------------------------------------------------------------
+ *
+ * event_writer.c
+ *		Buffer audit events for the running transaction and write them into
+ *		the partitioned table audit.event in batches.
+ *
+ * Capture (a row trigger) only forms a tuple and appends it to a buffer.
+ * The buffer is written:
+ *	- when a statement finishes (ExecutorFinish / ProcessUtility hooks),
+ *	- when it holds AUDIT_FLUSH_EVENTS events (bulk statements),
+ *	- before a subtransaction commits and before the transaction commits or
+ *	  is prepared (xact callbacks) -- the guarantee that a committed change
+ *	  always has its events.
+ * Each buffered event remembers the subtransaction that captured it and is
+ * only ever written while that subtransaction is current, so the event gets
+ * the same xid as the change: ROLLBACK TO SAVEPOINT removes both, and events
+ * of a subtransaction that aborts before its flush are simply discarded.
+ *
+ * A batch is written with table_multi_insert() into the leaf partition found
+ * by PostgreSQL's own tuple routing, and index entries are added with
+ * ExecInsertIndexTuples(): no SQL is parsed, planned or executed per event,
+ * and no permission on audit.event is needed by the writing user.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/sequence.h"
+#include "executor/execPartition.h"
+#include "executor/executor.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "storage/proc.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/inet.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "audit_ext.h"
+
+/* Write the buffer once it holds this many events or bytes. */
+#define AUDIT_FLUSH_EVENTS	1000
+#define AUDIT_FLUSH_BYTES	(8 * 1024 * 1024)
+
+static const char *const audit_column_names[AC_NUM_COLUMNS] = {
+	"id", "event_time", "class", "action", "status", "db_user",
+	"session_user", "actor", "client_addr", "application_name",
+	"backend_pid", "txid", "statement_id", "statement_seq", "schema_name",
+	"table_name", "record_key", "record_id", "old_data", "new_data",
+	"changed_columns", "detail"
+};
+
+/* What we know about audit.event; rebuilt after its relcache entry changes. */
+typedef struct EventTableInfo
+{
+	bool		valid;
+	Oid			relid;
+	Oid			seqid;
+	TupleDesc	tupdesc;		/* copy, in WriterCacheContext */
+	int			natts;
+	int			attno[AC_NUM_COLUMNS];	/* 0-based index, -1 if absent */
+} EventTableInfo;
+
+typedef struct BufferedEvent
+{
+	MinimalTuple tuple;
+	SubTransactionId subid;
+} BufferedEvent;
+
+static EventTableInfo event_table;
+static MemoryContext WriterCacheContext = NULL;
+static MemoryContext BufferContext = NULL;
+static BufferedEvent *buffer = NULL;
+static int	buffer_len = 0;
+static int	buffer_cap = 0;
+static Size buffer_bytes = 0;
+static bool flushing = false;
+
+/* Per-session values, computed once. */
+static bool session_cached = false;
+static Datum session_client_addr;
+static bool session_client_addr_null = true;
+static Oid	cached_user_oid = InvalidOid;
+static Datum cached_user_name;
+static Oid	cached_session_user_oid = InvalidOid;
+static Datum cached_session_user_name;
+
+static void load_event_table(void);
+
+/* ----------------------------------------------------------------
+ * audit.event lookup
+ * ----------------------------------------------------------------
+ */
+Oid
+audit_event_relid(bool missing_ok)
+{
+	if (!event_table.valid)
+		load_event_table();
+	if (!OidIsValid(event_table.relid) && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("audit store audit.event does not exist"),
+				 errdetail("The audit trigger fired but the audit_ext extension is not installed in this database."),
+				 errhint("Run CREATE EXTENSION audit_ext, or drop the audit_ext_row trigger.")));
+	return event_table.relid;
+}
+
+static void
+load_event_table(void)
+{
+	Oid			nsp;
+	Relation	rel;
+	TupleDesc	desc;
+	MemoryContext old;
+
+	if (WriterCacheContext == NULL)
+		WriterCacheContext = AllocSetContextCreate(TopMemoryContext,
+												   "audit_ext writer cache",
+												   ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(WriterCacheContext);
+	memset(&event_table, 0, sizeof(event_table));
+
+	nsp = get_namespace_oid("audit", true);
+	if (!OidIsValid(nsp))
+		return;
+	event_table.relid = get_relname_relid("event", nsp);
+	event_table.seqid = get_relname_relid("event_id_seq", nsp);
+	if (!OidIsValid(event_table.relid) || !OidIsValid(event_table.seqid))
+	{
+		event_table.relid = InvalidOid;
+		return;
+	}
+
+	rel = table_open(event_table.relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	old = MemoryContextSwitchTo(WriterCacheContext);
+	event_table.tupdesc = CreateTupleDescCopy(desc);
+	MemoryContextSwitchTo(old);
+	event_table.natts = desc->natts;
+	for (int c = 0; c < AC_NUM_COLUMNS; c++)
+	{
+		event_table.attno[c] = -1;
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped &&
+				strcmp(NameStr(att->attname), audit_column_names[c]) == 0)
+			{
+				event_table.attno[c] = i;
+				break;
+			}
+		}
+	}
+	table_close(rel, AccessShareLock);
+	event_table.valid = true;
+}
+
+void
+audit_writer_invalidate(Oid relid)
+{
+	if (!OidIsValid(relid) || relid == event_table.relid ||
+		!OidIsValid(event_table.relid))
+		event_table.valid = false;
+}
+
+/* ----------------------------------------------------------------
+ * Building events
+ * ----------------------------------------------------------------
+ */
+void
+audit_event_init(AuditEventValues *ev, const char *class_name,
+				 const char *action)
+{
+	for (int i = 0; i < AC_NUM_COLUMNS; i++)
+	{
+		ev->values[i] = (Datum) 0;
+		ev->nulls[i] = true;
+	}
+	ev->values[AC_CLASS] = CStringGetTextDatum(class_name);
+	ev->nulls[AC_CLASS] = false;
+	ev->values[AC_ACTION] = CStringGetTextDatum(action);
+	ev->nulls[AC_ACTION] = false;
+	ev->values[AC_STATUS] = CStringGetTextDatum("success");
+	ev->nulls[AC_STATUS] = false;
+}
+
+static Datum
+user_name_datum(Oid roleid, Oid *cached_oid, Datum *cached)
+{
+	if (roleid != *cached_oid)
+	{
+		char	   *name = GetUserNameFromId(roleid, true);
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		if (OidIsValid(*cached_oid))
+			pfree(DatumGetPointer(*cached));
+		*cached = CStringGetTextDatum(name ? name : "?");
+		*cached_oid = roleid;
+		MemoryContextSwitchTo(old);
+	}
+	return *cached;
+}
+
+/*
+ * Who, when, where: the connection and transaction context of an event.
+ * for_write assigns a transaction id (data events always have one already).
+ */
+void
+audit_event_fill_context(AuditEventValues *ev, bool for_write)
+{
+	Datum		db_user;
+
+	if (!session_cached)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		if (MyProcPort != NULL)
+		{
+			/* NULL for Unix-socket connections */
+			LOCAL_FCINFO(fcinfo, 0);
+
+			InitFunctionCallInfoData(*fcinfo, NULL, 0, InvalidOid, NULL, NULL);
+			session_client_addr = inet_client_addr(fcinfo);
+			session_client_addr_null = fcinfo->isnull;
+		}
+		MemoryContextSwitchTo(old);
+		session_cached = true;
+	}
+
+	ev->values[AC_EVENT_TIME] = TimestampTzGetDatum(GetCurrentStatementStartTimestamp());
+	ev->nulls[AC_EVENT_TIME] = false;
+
+	db_user = user_name_datum(GetUserId(), &cached_user_oid, &cached_user_name);
+	ev->values[AC_DB_USER] = db_user;
+	ev->nulls[AC_DB_USER] = false;
+	ev->values[AC_SESSION_USER] = user_name_datum(GetSessionUserId(),
+												  &cached_session_user_oid,
+												  &cached_session_user_name);
+	ev->nulls[AC_SESSION_USER] = false;
+
+	if (audit_actor && audit_actor[0] != '\0')
+		ev->values[AC_ACTOR] = CStringGetTextDatum(audit_actor);
+	else
+		ev->values[AC_ACTOR] = db_user;
+	ev->nulls[AC_ACTOR] = false;
+
+	ev->values[AC_CLIENT_ADDR] = session_client_addr;
+	ev->nulls[AC_CLIENT_ADDR] = session_client_addr_null;
+
+	if (application_name && application_name[0] != '\0')
+	{
+		ev->values[AC_APPLICATION_NAME] = CStringGetTextDatum(application_name);
+		ev->nulls[AC_APPLICATION_NAME] = false;
+	}
+
+	ev->values[AC_BACKEND_PID] = Int32GetDatum(MyProcPid);
+	ev->nulls[AC_BACKEND_PID] = false;
+
+	if (for_write || FullTransactionIdIsValid(GetTopFullTransactionIdIfAny()))
+	{
+		ev->values[AC_TXID] = Int64GetDatum((int64) U64FromFullTransactionId(GetTopFullTransactionId()));
+		ev->nulls[AC_TXID] = false;
+	}
+
+	{
+		int32		seq;
+		bool		isnull;
+
+		audit_current_statement(&ev->values[AC_STATEMENT_ID], &isnull, &seq);
+		ev->nulls[AC_STATEMENT_ID] = isnull;
+		ev->values[AC_STATEMENT_SEQ] = Int32GetDatum(seq);
+		ev->nulls[AC_STATEMENT_SEQ] = false;
+	}
+}
+
+/*
+ * Assign the event its id and append it to the buffer.  The caller's
+ * Datums may live in a short-lived context: the tuple is formed here, in
+ * the buffer's own context.
+ */
+void
+audit_event_emit(AuditEventValues *ev)
+{
+	Datum	   *values;
+	bool	   *nulls;
+	MemoryContext old;
+	MinimalTuple tup;
+
+	if (!event_table.valid)
+		load_event_table();
+	if (!OidIsValid(event_table.relid))
+		(void) audit_event_relid(false);	/* reports the error */
+
+	ev->values[AC_ID] = Int64GetDatum(nextval_internal(event_table.seqid, false));
+	ev->nulls[AC_ID] = false;
+
+	values = palloc(sizeof(Datum) * event_table.natts);
+	nulls = palloc(sizeof(bool) * event_table.natts);
+	for (int i = 0; i < event_table.natts; i++)
+	{
+		values[i] = (Datum) 0;
+		nulls[i] = true;
+	}
+	for (int c = 0; c < AC_NUM_COLUMNS; c++)
+	{
+		int			a = event_table.attno[c];
+
+		if (a >= 0)
+		{
+			values[a] = ev->values[c];
+			nulls[a] = ev->nulls[c];
+		}
+	}
+
+	if (BufferContext == NULL)
+		BufferContext = AllocSetContextCreate(TopMemoryContext,
+											  "audit_ext event buffer",
+											  ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(BufferContext);
+	tup = heap_form_minimal_tuple(event_table.tupdesc, values, nulls);
+	if (buffer_len >= buffer_cap)
+	{
+		int			newcap = buffer_cap == 0 ? 64 : buffer_cap * 2;
+
+		if (buffer == NULL)
+			buffer = palloc(sizeof(BufferedEvent) * newcap);
+		else
+			buffer = repalloc(buffer, sizeof(BufferedEvent) * newcap);
+		buffer_cap = newcap;
+	}
+	MemoryContextSwitchTo(old);
+
+	buffer[buffer_len].tuple = tup;
+	buffer[buffer_len].subid = GetCurrentSubTransactionId();
+	buffer_len++;
+	buffer_bytes += tup->t_len;
+	pfree(values);
+	pfree(nulls);
+
+	if (buffer_len >= AUDIT_FLUSH_EVENTS || buffer_bytes >= AUDIT_FLUSH_BYTES)
+		audit_flush_events();
+}
+
+/* ----------------------------------------------------------------
+ * Writing
+ * ----------------------------------------------------------------
+ */
+
+static TupleConversionMap *
+root_to_leaf_map(ResultRelInfo *leaf, EState *estate)
+{
+#if PG_VERSION_NUM >= 160000
+	return ExecGetRootToChildMap(leaf, estate);
+#else
+	return leaf->ri_RootToPartitionMap;
+#endif
+}
+
+static void
+insert_index_entries(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
+{
+	if (rri->ri_NumIndices <= 0)
+		return;
+#if PG_VERSION_NUM >= 160000
+	(void) ExecInsertIndexTuples(rri, slot, estate, false, false, false, NULL, NIL);
+#else
+	(void) ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
+#endif
+	ResetPerTupleExprContext(estate);
+}
+
+typedef struct LeafBatch
+{
+	ResultRelInfo *rri;
+	TupleTableSlot **slots;
+	int			nslots;			/* allocated */
+	int			n;				/* filled */
+} LeafBatch;
+
+static void
+write_leaf_batch(LeafBatch *batch, EState *estate, CommandId cid)
+{
+	Relation	rel;
+
+	if (batch->n == 0)
+		return;
+	rel = batch->rri->ri_RelationDesc;
+	table_multi_insert(rel, batch->slots, batch->n, cid, 0, NULL);
+	for (int i = 0; i < batch->n; i++)
+		insert_index_entries(batch->rri, batch->slots[i], estate);
+	for (int i = 0; i < batch->n; i++)
+		ExecClearTuple(batch->slots[i]);
+	batch->n = 0;
+}
+
+/*
+ * Write the buffered events of the current subtransaction.  Events of outer
+ * subtransactions stay buffered until their own subtransaction is current
+ * again (at the latest, at commit).
+ */
+void
+audit_flush_events(void)
+{
+	SubTransactionId cur;
+	Relation	root;
+	EState	   *estate;
+	ResultRelInfo *root_rri;
+	ModifyTableState *mtstate;
+	PartitionTupleRouting *proute;
+	TupleTableSlot *root_slot;
+	LeafBatch	batch = {0};
+	CommandId	cid;
+	volatile bool pushed_snapshot = false;
+	volatile int kept = 0;
+	MemoryContext old;
+
+	if (buffer_len == 0 || flushing)
+		return;
+	if (!IsTransactionState() || IsAbortedTransactionBlockState())
+		return;
+
+	cur = GetCurrentSubTransactionId();
+	{
+		bool		any = false;
+
+		for (int i = 0; i < buffer_len && !any; i++)
+			any = (buffer[i].subid == cur);
+		if (!any)
+			return;
+	}
+
+	flushing = true;
+	PG_TRY();
+	{
+		if (!ActiveSnapshotSet())
+		{
+			PushActiveSnapshot(GetTransactionSnapshot());
+			pushed_snapshot = true;
+		}
+
+		root = table_open(audit_event_relid(false), RowExclusiveLock);
+		estate = CreateExecutorState();
+		old = MemoryContextSwitchTo(estate->es_query_cxt);
+		cid = GetCurrentCommandId(true);
+		estate->es_output_cid = cid;
+
+		root_rri = makeNode(ResultRelInfo);
+		InitResultRelInfo(root_rri, root, 1, NULL, 0);
+		mtstate = makeNode(ModifyTableState);
+		mtstate->ps.plan = NULL;
+		mtstate->ps.state = estate;
+		mtstate->operation = CMD_INSERT;
+		mtstate->resultRelInfo = root_rri;
+		proute = ExecSetupPartitionTupleRouting(estate, root);
+		root_slot = MakeSingleTupleTableSlot(RelationGetDescr(root),
+											 &TTSOpsMinimalTuple);
+
+		for (int i = 0; i < buffer_len; i++)
+		{
+			ResultRelInfo *leaf;
+			TupleConversionMap *map;
+			TupleTableSlot *dst;
+
+			if (buffer[i].subid != cur)
+			{
+				buffer[kept++] = buffer[i];
+				continue;
+			}
+
+			ExecStoreMinimalTuple(buffer[i].tuple, root_slot, false);
+			leaf = ExecFindPartition(mtstate, root_rri, proute, root_slot, estate);
+			if (leaf != batch.rri)
+			{
+				write_leaf_batch(&batch, estate, cid);
+				if (batch.slots)
+					for (int s = 0; s < batch.nslots; s++)
+						ExecDropSingleTupleTableSlot(batch.slots[s]);
+				batch.rri = leaf;
+				batch.nslots = Min(buffer_len, AUDIT_FLUSH_EVENTS);
+				batch.slots = palloc(sizeof(TupleTableSlot *) * batch.nslots);
+				for (int s = 0; s < batch.nslots; s++)
+					batch.slots[s] = MakeSingleTupleTableSlot(RelationGetDescr(leaf->ri_RelationDesc),
+															  table_slot_callbacks(leaf->ri_RelationDesc));
+			}
+			if (batch.n >= batch.nslots)
+				write_leaf_batch(&batch, estate, cid);
+
+			dst = batch.slots[batch.n++];
+			map = root_to_leaf_map(leaf, estate);
+			if (map)
+				execute_attr_map_slot(map->attrMap, root_slot, dst);
+			else
+				ExecCopySlot(dst, root_slot);
+			ExecClearTuple(root_slot);
+			buffer_bytes -= buffer[i].tuple->t_len;
+			pfree(buffer[i].tuple);
+			buffer[i].tuple = NULL;
+		}
+		write_leaf_batch(&batch, estate, cid);
+		if (batch.slots)
+			for (int s = 0; s < batch.nslots; s++)
+				ExecDropSingleTupleTableSlot(batch.slots[s]);
+		ExecDropSingleTupleTableSlot(root_slot);
+
+		ExecCleanupTupleRouting(mtstate, proute);
+		MemoryContextSwitchTo(old);
+		FreeExecutorState(estate);
+		table_close(root, NoLock);
+
+		if (pushed_snapshot)
+			PopActiveSnapshot();
+	}
+	PG_FINALLY();
+	{
+		flushing = false;
+	}
+	PG_END_TRY();
+
+	/* Keep only the outer subtransactions' events. */
+	buffer_len = kept;
+	if (buffer_len == 0)
+	{
+		MemoryContextReset(BufferContext);
+		buffer = NULL;
+		buffer_cap = 0;
+		buffer_bytes = 0;
+	}
+}
+
+/* 0: commit or prepare; 1: abort.  Nothing may survive the transaction. */
+void
+audit_writer_xact_callback(int event)
+{
+	if (event == 0 && buffer_len > 0)
+		elog(WARNING, "audit_ext: %d audit events were still buffered at commit",
+			 buffer_len);
+	buffer_len = 0;
+	buffer_cap = 0;
+	buffer = NULL;
+	buffer_bytes = 0;
+	flushing = false;
+	if (BufferContext)
+		MemoryContextReset(BufferContext);
+}
+
+/* Forget the events of an aborted subtransaction and its children. */
+void
+audit_writer_subxact_abort(SubTransactionId subid)
+{
+	int			kept = 0;
+
+	flushing = false;
+	for (int i = 0; i < buffer_len; i++)
+	{
+		if (buffer[i].subid >= subid)
+		{
+			buffer_bytes -= buffer[i].tuple->t_len;
+			pfree(buffer[i].tuple);
+		}
+		else
+			buffer[kept++] = buffer[i];
+	}
+	buffer_len = kept;
+}

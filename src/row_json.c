@@ -1,0 +1,251 @@
+/*-------------------------------------------------------------------------
+ *
+ * row_json.c
+ *		Turn column values into jsonb values, as to_jsonb() would.
+ *
+ * Each audited column gets a category once (when the table's capture cache
+ * is built); per row, the common scalar types are converted directly into
+ * JsonbValues, without going through text.  Everything else (arrays,
+ * composites, ranges, ...) goes through PostgreSQL's own to_jsonb(), so the
+ * JSON is the same as what a user would get from to_jsonb(row).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "nodes/makefuncs.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/fmgroids.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "audit_ext.h"
+
+void
+audit_json_column_init(AuditColumnInfo *col, Oid typid, const char *name,
+					   MemoryContext mcxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(mcxt);
+	Oid			outfn;
+	bool		isvarlena;
+
+	col->name = pstrdup(name);
+	col->namelen = strlen(name);
+	col->typid = typid;
+	col->basetypid = getBaseType(typid);
+
+	switch (col->basetypid)
+	{
+		case BOOLOID:
+			col->category = AJC_BOOL;
+			break;
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+			col->category = AJC_INT;
+			break;
+		case NUMERICOID:
+			col->category = AJC_NUMERIC;
+			break;
+		case FLOAT4OID:
+		case FLOAT8OID:
+			col->category = AJC_FLOAT;
+			break;
+		case TEXTOID:
+		case VARCHAROID:
+			col->category = AJC_TEXT;
+			break;
+		case DATEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			col->category = AJC_DATETIME;
+			break;
+		case JSONBOID:
+			col->category = AJC_JSONB;
+			break;
+		case JSONOID:
+			col->category = AJC_JSON;
+			break;
+		default:
+			{
+				char		typtype = get_typtype(col->basetypid);
+
+				if (OidIsValid(get_element_type(col->basetypid)) ||
+					typtype == TYPTYPE_COMPOSITE || typtype == TYPTYPE_RANGE ||
+					typtype == TYPTYPE_MULTIRANGE ||
+					col->basetypid == RECORDOID)
+				{
+					/* to_jsonb() of this type, with the argument type known */
+					FuncExpr   *expr;
+
+					col->category = AJC_TO_JSONB;
+					fmgr_info_cxt(F_TO_JSONB, &col->tojsonb, mcxt);
+					expr = makeFuncExpr(F_TO_JSONB, JSONBOID,
+										list_make1(makeNullConst(typid, -1, InvalidOid)),
+										InvalidOid, InvalidOid,
+										COERCE_EXPLICIT_CALL);
+					col->tojsonb.fn_expr = (Node *) expr;
+				}
+				else
+					col->category = AJC_OUTPUT;
+			}
+			break;
+	}
+
+	if (col->category == AJC_OUTPUT || col->category == AJC_FLOAT ||
+		col->category == AJC_JSON)
+	{
+		getTypeOutputInfo(col->basetypid, &outfn, &isvarlena);
+		fmgr_info_cxt(outfn, &col->outfunc, mcxt);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+void
+audit_json_push_key(JsonbParseState **state, AuditColumnInfo *col)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = col->name;
+	k.val.string.len = col->namelen;
+	(void) pushJsonbValue(state, WJB_KEY, &k);
+}
+
+static void
+push_jsonb_datum(JsonbParseState **state, Jsonb *jb)
+{
+	JsonbValue	v;
+
+	v.type = jbvBinary;
+	v.val.binary.data = &jb->root;
+	v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	(void) pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+static void
+push_string(JsonbParseState **state, char *s, int len)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = s;
+	v.val.string.len = len;
+	(void) pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/* Push one value (the key must have been pushed already). */
+void
+audit_json_push_value(JsonbParseState **state, AuditColumnInfo *col,
+					  Datum value, bool isnull)
+{
+	JsonbValue	v;
+
+	if (isnull)
+	{
+		v.type = jbvNull;
+		(void) pushJsonbValue(state, WJB_VALUE, &v);
+		return;
+	}
+
+	switch (col->category)
+	{
+		case AJC_BOOL:
+			v.type = jbvBool;
+			v.val.boolean = DatumGetBool(value);
+			(void) pushJsonbValue(state, WJB_VALUE, &v);
+			break;
+		case AJC_INT:
+			{
+				int64		i;
+
+				if (col->basetypid == INT2OID)
+					i = DatumGetInt16(value);
+				else if (col->basetypid == INT4OID)
+					i = DatumGetInt32(value);
+				else
+					i = DatumGetInt64(value);
+				v.type = jbvNumeric;
+				v.val.numeric = int64_to_numeric(i);
+				(void) pushJsonbValue(state, WJB_VALUE, &v);
+			}
+			break;
+		case AJC_NUMERIC:
+			{
+				Numeric		n = DatumGetNumeric(value);
+
+				if (numeric_is_nan(n) || numeric_is_inf(n))
+				{
+					char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
+
+					push_string(state, s, strlen(s));
+				}
+				else
+				{
+					v.type = jbvNumeric;
+					v.val.numeric = n;
+					(void) pushJsonbValue(state, WJB_VALUE, &v);
+				}
+			}
+			break;
+		case AJC_FLOAT:
+			{
+				char	   *s = OutputFunctionCall(&col->outfunc, value);
+				double		d = (col->basetypid == FLOAT4OID) ?
+				(double) DatumGetFloat4(value) : DatumGetFloat8(value);
+
+				if (isnan(d) || isinf(d))
+					push_string(state, s, strlen(s));
+				else
+				{
+					v.type = jbvNumeric;
+					v.val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
+																		CStringGetDatum(s),
+																		ObjectIdGetDatum(InvalidOid),
+																		Int32GetDatum(-1)));
+					(void) pushJsonbValue(state, WJB_VALUE, &v);
+				}
+			}
+			break;
+		case AJC_TEXT:
+			{
+				text	   *t = DatumGetTextPP(value);
+
+				push_string(state, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+			}
+			break;
+		case AJC_DATETIME:
+			{
+				char	   *s = JsonEncodeDateTime(NULL, value, col->basetypid, NULL);
+
+				push_string(state, s, strlen(s));
+			}
+			break;
+		case AJC_JSONB:
+			push_jsonb_datum(state, DatumGetJsonbP(value));
+			break;
+		case AJC_JSON:
+			{
+				char	   *s = OutputFunctionCall(&col->outfunc, value);
+
+				push_jsonb_datum(state,
+								 DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(s))));
+			}
+			break;
+		case AJC_TO_JSONB:
+			push_jsonb_datum(state, DatumGetJsonbP(FunctionCall1(&col->tojsonb, value)));
+			break;
+		case AJC_OUTPUT:
+			{
+				char	   *s = OutputFunctionCall(&col->outfunc, value);
+
+				push_string(state, s, strlen(s));
+			}
+			break;
+	}
+}

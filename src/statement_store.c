@@ -1,0 +1,268 @@
+/*-------------------------------------------------------------------------
+ *
+ * statement_store.c
+ *		Store the SQL text of audited statements once, in audit.statement.
+ *
+ * An event refers to its statement text by statement_id, a 64-bit hash of
+ * the text (probing to the next id in the rare case of a collision).  Each
+ * backend remembers the ids it has seen committed, so a statement executed
+ * again and again (a prepared statement, an OLTP workload) costs one hash
+ * per statement and no write at all.  Only the first sighting of a text
+ * inserts it, through a saved SPI plan run as the owner of the audit store
+ * (the writing user has no rights on it).
+ *
+ * Statement identity within a transaction: the client's query string and
+ * the statement start time identify one execution; statement_seq numbers
+ * the executions within the transaction.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "audit_ext.h"
+
+#define KNOWN_SLOTS 4096		/* power of two */
+
+/* statement_ids known to be stored, committed: an open-addressing set */
+static uint64 known_ids[KNOWN_SLOTS];
+static int	known_count = 0;
+
+/* ids inserted by the running transaction: known only once it commits */
+#define PENDING_MAX 256
+static uint64 pending_ids[PENDING_MAX];
+static int	pending_count = 0;
+static bool recheck_id = false;
+
+/* identity of the current statement execution */
+static uint64 xact_generation = 1;
+static uint64 last_generation = 0;
+static TimestampTz last_stmt_start = 0;
+static const char *last_query = NULL;
+static int32 last_seq = 0;
+static bool last_id_null = true;
+static uint64 last_id = 0;
+
+static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr select_plan = NULL;
+
+static bool
+known_contains(uint64 id)
+{
+	uint32		slot = (uint32) (id ^ (id >> 32)) & (KNOWN_SLOTS - 1);
+
+	for (int probe = 0; probe < KNOWN_SLOTS; probe++)
+	{
+		uint64		v = known_ids[(slot + probe) & (KNOWN_SLOTS - 1)];
+
+		if (v == id)
+			return true;
+		if (v == 0)
+			return false;
+	}
+	return false;
+}
+
+static void
+known_add(uint64 id)
+{
+	uint32		slot;
+
+	if (id == 0 || known_contains(id))
+		return;
+	/* keep the table at most half full: start over when it fills */
+	if (known_count >= KNOWN_SLOTS / 2)
+	{
+		memset(known_ids, 0, sizeof(known_ids));
+		known_count = 0;
+	}
+	slot = (uint32) (id ^ (id >> 32)) & (KNOWN_SLOTS - 1);
+	while (known_ids[slot] != 0)
+		slot = (slot + 1) & (KNOWN_SLOTS - 1);
+	known_ids[slot] = id;
+	known_count++;
+}
+
+static bool
+pending_contains(uint64 id)
+{
+	for (int i = 0; i < pending_count; i++)
+		if (pending_ids[i] == id)
+			return true;
+	return false;
+}
+
+/*
+ * Insert the text under id, or find it already there.  Returns the id the
+ * text is stored under (id, or a later one after a hash collision).
+ */
+static uint64
+store_statement(uint64 hash, const char *sql, int len)
+{
+	volatile uint64 id = hash;
+	Oid			save_userid;
+	int			save_sec;
+	Oid			owner;
+	Oid			nsp;
+	Oid			relid;
+	text	   *txt = cstring_to_text_with_len(sql, len);
+
+	nsp = get_namespace_oid("audit", false);
+	relid = get_relname_relid("statement", nsp);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("audit store audit.statement does not exist"),
+				 errhint("Reinstall the audit_ext extension.")));
+	{
+		HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+
+		if (!HeapTupleIsValid(tp))
+			elog(ERROR, "cache lookup failed for relation %u", relid);
+		owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
+		ReleaseSysCache(tp);
+	}
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (insert_plan == NULL)
+		{
+			Oid			types[2] = {INT8OID, TEXTOID};
+			SPIPlanPtr	p;
+
+			p = SPI_prepare("INSERT INTO audit.statement (statement_id, statement_text) "
+							"VALUES ($1, $2) ON CONFLICT (statement_id) DO NOTHING",
+							2, types);
+			if (p == NULL)
+				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			SPI_keepplan(p);
+			insert_plan = p;
+			p = SPI_prepare("SELECT statement_text = $2 FROM audit.statement "
+							"WHERE statement_id = $1", 2, types);
+			if (p == NULL)
+				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			SPI_keepplan(p);
+			select_plan = p;
+		}
+		for (;;)
+		{
+			Datum		args[2] = {Int64GetDatum((int64) id), PointerGetDatum(txt)};
+			bool		isnull;
+			Datum		same;
+
+			if (SPI_execute_plan(insert_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "could not store statement text");
+			if (SPI_processed == 1)
+				break;
+			if (SPI_execute_plan(select_plan, args, NULL, true, 1) != SPI_OK_SELECT ||
+				SPI_processed != 1)
+				elog(ERROR, "could not read back statement text");
+			same = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			if (!isnull && DatumGetBool(same))
+				break;
+			id++;				/* collision: probe the next id */
+			if (id == 0)
+				id = 1;
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+	return id;
+}
+
+/*
+ * The statement_id and statement_seq of the statement running now.
+ */
+void
+audit_current_statement(Datum *statement_id, bool *id_null, int32 *statement_seq)
+{
+	TimestampTz start = GetCurrentStatementStartTimestamp();
+	const char *query = debug_query_string;
+	bool		same = (last_generation == xact_generation &&
+						start == last_stmt_start && query == last_query);
+
+	if (!same)
+	{
+		if (last_generation != xact_generation)
+		{
+			last_seq = 0;
+			last_generation = xact_generation;
+		}
+		last_seq++;
+		last_stmt_start = start;
+		last_query = query;
+	}
+
+	if (!same || recheck_id)
+	{
+		last_id_null = true;
+		recheck_id = false;
+		if (query != NULL && audit_log_statement_text)
+		{
+			int			len = strlen(query);
+			uint64		id;
+
+			if (len > audit_max_statement_length)
+				len = pg_mbcliplen(query, len, audit_max_statement_length);
+			id = DatumGetUInt64(hash_any_extended((const unsigned char *) query,
+												  len, 0x61756469));
+			if (id == 0)
+				id = 1;
+			if (!known_contains(id) && !pending_contains(id))
+			{
+				id = store_statement(id, query, len);
+				if (pending_count < PENDING_MAX)
+					pending_ids[pending_count++] = id;
+			}
+			last_id = id;
+			last_id_null = false;
+		}
+	}
+
+	*statement_id = Int64GetDatum((int64) last_id);
+	*id_null = last_id_null;
+	*statement_seq = last_seq;
+}
+
+/*
+ * Transaction end (top_level) or subtransaction abort.  Ids inserted by a
+ * committed transaction become known.  After an abort the inserts of the
+ * running transaction may be gone, so they are forgotten and the current
+ * statement's id is checked again (ON CONFLICT makes re-storing harmless).
+ */
+void
+audit_statement_xact_end(bool abort, bool top_level)
+{
+	if (!abort)
+	{
+		for (int i = 0; i < pending_count; i++)
+			known_add(pending_ids[i]);
+	}
+	pending_count = 0;
+	recheck_id = true;
+	if (top_level)
+		xact_generation++;
+}
