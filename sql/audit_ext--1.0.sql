@@ -82,10 +82,30 @@ COMMENT ON COLUMN audit.event.new_data IS 'INSERT: the new row; UPDATE: new valu
 COMMENT ON COLUMN audit.event.changed_columns IS 'UPDATE: the columns whose value changed';
 COMMENT ON COLUMN audit.event.detail IS 'Further facts of the event, by class';
 
-CREATE INDEX event_id_idx ON audit.event (id);
-CREATE INDEX event_record_idx ON audit.event (record_key);
-CREATE INDEX event_actor_idx ON audit.event (actor, id);
-CREATE INDEX event_time_brin ON audit.event USING brin (event_time);
+-- Indexes live on each leaf partition, not on the partitioned parents: a
+-- parent index owned by the extension would make pg_restore collide with the
+-- partition indexes it dumps.  audit.create_event_indexes() is the one place
+-- that says which indexes a partition has.
+CREATE FUNCTION audit.create_event_indexes(part regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text := (SELECT relname FROM pg_class WHERE oid = part);
+BEGIN
+    -- keyset pagination and lookups by id
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (id)', name || '_id_idx', part);
+    -- record history: hash of (schema, table, record_id), see audit.record_key()
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (record_key)', name || '_record_idx', part);
+    -- what one actor did, newest first
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (actor, id)', name || '_actor_idx', part);
+    -- time ranges inside a partition: tiny, and nearly free to maintain
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING brin (event_time)', name || '_time_brin', part);
+END
+$$;
+COMMENT ON FUNCTION audit.create_event_indexes(regclass) IS
+    'Internal: create the indexes every audit event partition has';
 
 -- Statement texts, stored once however many rows or transactions they touch.
 CREATE TABLE audit.statement (
@@ -107,8 +127,7 @@ COMMENT ON FUNCTION audit.event_classes() IS 'The event classes, each stored in 
 
 -- Create the monthly partitions from the current month to "months_ahead"
 -- months ahead for every class, moving any rows that had landed in a class's
--- default partition into the new partition.  Partitions made at run time
--- must not become extension members, or pg_dump would skip their rows.
+-- default partition into the new partition.
 CREATE FUNCTION audit.create_partitions(months_ahead integer DEFAULT 2)
 RETURNS integer
 LANGUAGE plpgsql
@@ -145,15 +164,9 @@ BEGIN
                             INSERT INTO audit.%I SELECT * FROM m', 'event_' || cls || '_default', part)
                 USING lo, hi;
             GET DIAGNOSTICS moved = ROW_COUNT;
+            PERFORM audit.create_event_indexes(format('audit.%I', part)::regclass);
             EXECUTE format('ALTER TABLE audit.%I ATTACH PARTITION audit.%I FOR VALUES FROM (%L) TO (%L)',
                            'event_' || cls, part, lo, hi);
-            IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'audit_ext')
-               AND EXISTS (SELECT 1 FROM pg_depend d
-                           WHERE d.classid = 'pg_class'::regclass
-                             AND d.objid = format('audit.%I', part)::regclass
-                             AND d.deptype = 'e') THEN
-                EXECUTE format('ALTER EXTENSION audit_ext DROP TABLE audit.%I', part);
-            END IF;
             EXECUTE format('GRANT SELECT ON audit.%I TO audit_admin, audit_reader', part);
             created := created + 1;
             IF moved > 0 THEN
@@ -181,13 +194,19 @@ BEGIN
                        'event_' || cls || '_default', 'event_' || cls);
         EXECUTE format('COMMENT ON TABLE audit.%I IS %L', 'event_' || cls || '_default',
                        format('Audit events of class %s whose month has no partition yet; audit.create_partitions() moves them', cls));
-        -- Holds events: not an extension member, so pg_dump keeps its rows.
-        EXECUTE format('ALTER EXTENSION audit_ext DROP TABLE audit.%I', 'event_' || cls || '_default');
+        PERFORM audit.create_event_indexes(format('audit.%I', 'event_' || cls || '_default')::regclass);
+        -- A member (CREATE EXTENSION makes it again on restore) whose rows
+        -- pg_dump keeps.
+        PERFORM pg_catalog.pg_extension_config_dump(format('audit.%I', 'event_' || cls || '_default'), '');
     END LOOP;
 END
 $parts$;
 
-SELECT audit.create_partitions(2);
+-- The monthly partitions are made at run time, by audit.enable() before the
+-- first event can exist and by audit.create_partitions(), and are not
+-- extension members: pg_dump dumps them like any table, and a restore's
+-- CREATE EXTENSION, which makes only the parents and default partitions,
+-- does not collide with them.
 
 -- ===========================================================================
 -- Capture (C)
@@ -350,6 +369,9 @@ BEGIN
     END IF;
 
     pk_cols := audit.key_columns(tbl);
+
+    -- This month's and the next months' partitions exist before any event.
+    PERFORM audit.create_partitions(2);
     IF pk_cols && (exclude_columns || mask_columns) THEN
         RAISE EXCEPTION 'primary key columns of "%" cannot be excluded or masked', tbl
             USING ERRCODE = 'invalid_parameter_value',

@@ -16,6 +16,9 @@ SELECT parent.relname AS parent, count(*) AS partitions,
   JOIN pg_namespace n ON n.oid = parent.relnamespace
  WHERE n.nspname = 'audit' AND parent.relname <> 'event' AND parent.relkind = 'p'
  GROUP BY 1 ORDER BY 1;
+-- CREATE EXTENSION makes no monthly partition (see the install script);
+-- audit.enable() and audit.create_partitions() do.
+SELECT audit.create_partitions(2) AS created;
 -- current month and the next two exist for every class
 SELECT count(*) AS monthly_partitions_now_and_ahead
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -26,19 +29,32 @@ SELECT count(*) AS monthly_partitions_now_and_ahead
         to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month', 'YYYYMM'),
         to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '2 months', 'YYYYMM'));
 
--- Partitions hold events: they are not extension members (pg_dump keeps them).
-SELECT count(*) AS partitions_that_are_members
+-- Monthly partitions are not extension members (pg_dump dumps them); the
+-- default partitions are members whose rows pg_dump dumps.
+SELECT c.relname AS member_table, cfg.oid IS NOT NULL AS rows_dumped
+  FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+  LEFT JOIN pg_extension cfg ON cfg.extname = 'audit_ext' AND c.oid = ANY (cfg.extconfig)
+ WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'audit_ext')
+   AND d.deptype = 'e' AND d.classid = 'pg_class'::regclass
+   AND c.relkind IN ('r', 'S')
+ ORDER BY 1;
+SELECT count(*) AS monthly_partitions_that_are_members
   FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
  WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'audit_ext')
    AND d.deptype = 'e' AND d.classid = 'pg_class'::regclass
-   AND c.relkind = 'r' AND c.relname LIKE 'event%';
+   AND c.relkind = 'r' AND c.relname ~ '_p[0-9]{6}$';
 
 -- Columns of audit.event
 SELECT attname, format_type(atttypid, atttypmod) AS type, attnotnull
   FROM pg_attribute WHERE attrelid = 'audit.event'::regclass AND attnum > 0 AND NOT attisdropped
  ORDER BY attnum;
+-- indexes of each leaf partition
 SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid) AS definition
-  FROM pg_index WHERE indrelid = 'audit.event'::regclass ORDER BY 1;
+  FROM pg_index WHERE indrelid = 'audit.event_data_default'::regclass ORDER BY 1;
+SELECT count(*) AS leaf_partitions_without_four_indexes
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'audit' AND c.relkind = 'r' AND c.relname LIKE 'event\_%'
+   AND (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid) <> 4;
 
 -- Every object has a comment.
 SELECT c.relname AS uncommented_relation

@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# audit_ext benchmark: OLTP (pgbench), bulk UPDATE and bulk INSERT ... SELECT,
+# each without auditing ("base"), with audit_ext and with table_log, all
+# variants interleaved in one run on one throwaway cluster.
+#
+#   bash bench/run.sh                        (as root)
+#   DURATION=5 CYCLES=1 bash bench/run.sh    (quick smoke run)
+#
+# Knobs: DURATION (seconds per pgbench run, default 30), CYCLES (default 3),
+# SCALE (pgbench scale, default 10), KEEP_CLUSTER=1 keeps /tmp/audit_bench.
+# Progress goes to stderr; the Markdown report goes to stdout and to
+# bench/results/latest.md, the per-run numbers to bench/results/raw.csv.
+set -euo pipefail
+
+DURATION=${DURATION:-30}
+CYCLES=${CYCLES:-3}
+SCALE=${SCALE:-10}
+KEEP_CLUSTER=${KEEP_CLUSTER:-0}
+CLIENTS=2
+THREADS=2
+PORT=5498
+DIR=/tmp/audit_bench
+
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH")
+RESULTS=$BENCH/results
+RAW=$RESULTS/raw.csv
+REPORT=$RESULTS/latest.md
+VARIANTS=(base audit_ext table_log)
+AUDITED_TABLES=(pgbench_accounts pgbench_tellers pgbench_branches)
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+for knob in DURATION CYCLES SCALE; do
+    [[ ${!knob} =~ ^[1-9][0-9]*$ ]] || die "$knob must be a positive integer (got '${!knob}')"
+done
+[ "$(id -u)" = 0 ] || die "run as root (the cluster is created as user postgres with runuser)"
+[ -f /usr/share/postgresql/15/extension/audit_ext.control ] || die "audit_ext is not installed: cd $ROOT && make && make install"
+[ -f /usr/share/postgresql/15/extension/table_log.control ] || die "table_log is not installed: apt-get install postgresql-15-tablelog"
+
+# shellcheck source=../scripts/pgenv.sh
+source "$ROOT/scripts/pgenv.sh"
+command -v pgbench >/dev/null || die "pgbench not found in $PGBIN"
+
+mkdir -p "$RESULTS"
+rm -f "$RESULTS"/*.log
+
+cleanup() {
+    local rc=$?
+    set +e
+    if [ -d "$DIR/data" ]; then
+        log "stopping the cluster"
+        pg_stop "$DIR"
+        cp -f "$DIR/server.log" "$RESULTS/server.log" 2>/dev/null
+        if [ "$KEEP_CLUSTER" = 1 ]; then
+            log "cluster kept in $DIR (KEEP_CLUSTER=1)"
+        else
+            rm -rf "$DIR"
+        fi
+    fi
+    [ $rc = 0 ] || log "FAILED (exit $rc); logs in $RESULTS/*.log"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+db_of() { echo "bench_$1"; }
+sql() { # sql DB STATEMENT...  -> unaligned tuples on stdout
+    local db=$1
+    shift
+    psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"
+}
+
+# Wait until no autovacuum worker is busy (they would compete for the two
+# cores and add WAL to the measurement), then checkpoint so every timed step
+# starts with a clean buffer cache and the same full-page-write state.
+quiesce() {
+    local i n
+    for ((i = 0; i < 300; i++)); do
+        n=$(sql postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+        [ "$n" = 0 ] && break
+        sleep 1
+    done
+    [ "$n" = 0 ] || log "  warning: autovacuum still running after 300 s"
+    sql postgres -c "CHECKPOINT"
+}
+
+# After a measured step: vacuum and analyze the variant's database ourselves,
+# so that autovacuum does not later run in the middle of another variant's
+# measurement (the audit trail receives ~1M inserts per bulk step).
+settle() {
+    sql "$1" -c "VACUUM ANALYZE"
+}
+
+# rotate the variant order per cycle: cycle 1 = base audit_ext table_log,
+# cycle 2 = audit_ext table_log base, ...
+order_for_cycle() {
+    local c=$1 k
+    for ((k = 0; k < ${#VARIANTS[@]}; k++)); do
+        printf '%s ' "${VARIANTS[$(((c - 1 + k) % ${#VARIANTS[@]}))]}"
+    done
+}
+
+# enable_trail VARIANT DB TABLE: audit/log TABLE (in schema public) in DB
+enable_trail() {
+    local variant=$1 db=$2 tbl=$3
+    case $variant in
+        base) ;;
+        audit_ext) sql "$db" -c "SELECT audit.enable('public.$tbl')" >/dev/null ;;
+        table_log) sql "$db" -c "SELECT table_log_init(5, 'public', '$tbl', 'tlog', '${tbl}_log')" >/dev/null ;;
+    esac
+}
+
+echo "cycle,phase,variant,pos,status,secs,rows,tps,latency_ms,wal_bytes,trail_bytes,trail_rows" >"$RAW"
+record() { # record CYCLE PHASE VARIANT POS STATUS SECS ROWS TPS LAT WAL TRAIL_BYTES TRAIL_ROWS
+    local IFS=,
+    echo "$*" >>"$RAW"
+}
+
+# ---------------------------------------------------------------------------
+# Cluster and databases
+# ---------------------------------------------------------------------------
+START_TS=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
+SECONDS=0
+log "audit_ext benchmark: DURATION=$DURATION CYCLES=$CYCLES SCALE=$SCALE (clients=$CLIENTS threads=$THREADS)"
+log "starting a throwaway cluster in $DIR on port $PORT"
+pg_stop "$DIR"
+rm -rf "$DIR"
+pg_start "$DIR" "$PORT" \
+    "synchronous_commit = off" \
+    "shared_buffers = 1GB" \
+    "max_wal_size = 8GB" \
+    "checkpoint_timeout = 30min"
+
+for v in "${VARIANTS[@]}"; do
+    db=$(db_of "$v")
+    log "creating database $db (pgbench -i -s $SCALE)"
+    createdb "$db"
+    pgbench -i -s "$SCALE" -q "$db" >"$RESULTS/init-$v.log" 2>&1 || die "pgbench -i failed for $db, see $RESULTS/init-$v.log"
+    sql "$db" -f "$BENCH/setup.sql"
+    case $v in
+        audit_ext) sql "$db" -c "CREATE EXTENSION audit_ext" ;;
+        table_log) sql "$db" -c "CREATE EXTENSION table_log" -c "CREATE SCHEMA tlog" ;;
+    esac
+    for t in "${AUDITED_TABLES[@]}"; do enable_trail "$v" "$db" "$t"; done
+    sql "$db" -c "VACUUM ANALYZE"
+done
+sql postgres -c "CHECKPOINT"
+PG_VERSION=$(sql postgres -c "SELECT version()")
+
+# ---------------------------------------------------------------------------
+# Phase 1: OLTP
+# ---------------------------------------------------------------------------
+run_oltp() {
+    local c=$1 v=$2 pos=$3 db p0 p1 out rc tps lat txns wal tb tr
+    db=$(db_of "$v")
+    out=$RESULTS/oltp-c$c-$v.log
+    # what pgbench would do itself before the run, kept out of the measurement
+    sql "$db" -c "VACUUM pgbench_branches" -c "VACUUM pgbench_tellers" -c "TRUNCATE pgbench_history"
+    quiesce
+    p0=$(sql "$db" -F ' ' -c "SELECT lsn, trail_bytes, trail_rows FROM bench.probe()")
+    rc=0
+    pgbench -n -c "$CLIENTS" -j "$THREADS" -M prepared -T "$DURATION" "$db" >"$out" 2>&1 || rc=$?
+    p1=$(sql "$db" -F ' ' -c "SELECT lsn, trail_bytes, trail_rows FROM bench.probe()")
+    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | head -n1)
+    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out" | head -n1)
+    txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out" | head -n1)
+    read -r wal tb tr < <(sql "$db" -F ' ' -c "SELECT pg_wal_lsn_diff(b.lsn, a.lsn)::bigint, b.tb - a.tb, b.tr - a.tr
+        FROM (SELECT '$(cut -d' ' -f1 <<<"$p0")'::pg_lsn AS lsn, $(cut -d' ' -f2 <<<"$p0")::bigint AS tb, $(cut -d' ' -f3 <<<"$p0")::bigint AS tr) a,
+             (SELECT '$(cut -d' ' -f1 <<<"$p1")'::pg_lsn AS lsn, $(cut -d' ' -f2 <<<"$p1")::bigint AS tb, $(cut -d' ' -f3 <<<"$p1")::bigint AS tr) b")
+    if [ $rc = 0 ] && [ -n "$tps" ] && [ -n "$txns" ] && ! grep -qiE 'aborted|error' "$out"; then
+        record "$c" oltp "$v" "$pos" ok "$DURATION" "$txns" "$tps" "$lat" "$wal" "$tb" "$tr"
+        log "  oltp $v: $tps TPS, latency $lat ms, $txns txns, $((wal / txns)) WAL B/txn, $((tb / txns)) audit B/txn, trail rows/txn $(awk -v a="$tr" -v b="$txns" 'BEGIN{printf "%.2f", a/b}')"
+    else
+        record "$c" oltp "$v" "$pos" error "$DURATION" "${txns:-}" "${tps:-}" "${lat:-}" "$wal" "$tb" "$tr"
+        log "  oltp $v: FAILED (pgbench exit $rc), see $out:"
+        grep -iE 'aborted|error' "$out" | head -n5 | sed 's/^/    /' >&2 || true
+    fi
+    settle "$db"
+}
+
+# ---------------------------------------------------------------------------
+# Phases 2 and 3: bulk statements, timed by bench/measure.sql
+# ---------------------------------------------------------------------------
+# run_bulk CYCLE PHASE VARIANT POS STATEMENT
+run_bulk() {
+    local c=$1 phase=$2 v=$3 pos=$4 stmt=$5 db out line secs rows wal tb tr
+    db=$(db_of "$v")
+    out=$RESULTS/$phase-c$c-$v.log
+    quiesce
+    if line=$(sql "$db" -v stmt="$stmt" -f "$BENCH/measure.sql" 2>"$out"); then
+        IFS='|' read -r secs rows wal tb tr <<<"$line"
+        record "$c" "$phase" "$v" "$pos" ok "$secs" "$rows" "" "" "$wal" "$tb" "$tr"
+        log "  $phase $v: $rows rows in $(printf '%.2f' "$secs") s, $((wal / rows)) WAL B/row, $((tb / rows)) audit B/row, trail rows/row $(awk -v a="$tr" -v b="$rows" 'BEGIN{printf "%.2f", a/b}')"
+    else
+        record "$c" "$phase" "$v" "$pos" error "" "" "" "" "" "" ""
+        log "  $phase $v: FAILED, see $out:"
+        head -n5 "$out" | sed 's/^/    /' >&2
+    fi
+    settle "$db"
+}
+
+prepare_bulk_update() {
+    sql "$(db_of "$1")" -c "VACUUM pgbench_accounts"
+}
+
+prepare_bulk_insert() {
+    local v=$1 db
+    db=$(db_of "$v")
+    # audit_ext: the trail of earlier cycles stays; table_log: its log table goes too
+    sql "$db" -c "DROP TABLE IF EXISTS bulk_target"
+    if [ "$v" = table_log ]; then
+        sql "$db" -c "DROP TABLE IF EXISTS tlog.bulk_target_log" -c "DROP SEQUENCE IF EXISTS tlog.bulk_target_log_seq"
+    fi
+    sql "$db" -c "CREATE TABLE bulk_target (LIKE pgbench_accounts INCLUDING ALL)"
+    enable_trail "$v" "$db" bulk_target
+}
+
+for ((c = 1; c <= CYCLES; c++)); do
+    read -r -a order <<<"$(order_for_cycle "$c")"
+    log "cycle $c/$CYCLES, order: ${order[*]}"
+
+    pos=0
+    for v in "${order[@]}"; do
+        pos=$((pos + 1))
+        log " oltp $v: pgbench -c $CLIENTS -j $THREADS -M prepared -T $DURATION"
+        run_oltp "$c" "$v" "$pos"
+    done
+
+    pos=0
+    for v in "${order[@]}"; do
+        pos=$((pos + 1))
+        log " bulk_update $v"
+        prepare_bulk_update "$v"
+        run_bulk "$c" bulk_update "$v" "$pos" "UPDATE pgbench_accounts SET abalance = abalance + 1"
+    done
+
+    pos=0
+    for v in "${order[@]}"; do
+        pos=$((pos + 1))
+        log " bulk_insert $v"
+        prepare_bulk_insert "$v"
+        run_bulk "$c" bulk_insert "$v" "$pos" "INSERT INTO bulk_target SELECT * FROM pgbench_accounts"
+    done
+done
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+log "writing the report"
+trail_sizes=""
+for v in audit_ext table_log; do
+    trail_sizes+="$v: $(sql "$(db_of "$v")" -c "SELECT pg_size_pretty(trail_bytes) || ' in ' || trail_rows || ' rows' FROM bench.probe()"); "
+done
+server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
+{
+    echo "# audit_ext benchmark"
+    echo
+    echo "- Date: $START_TS (took $((SECONDS / 60)) min $((SECONDS % 60)) s)"
+    echo "- PostgreSQL: $PG_VERSION"
+    echo "- Machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo) RAM"
+    echo "- Knobs: DURATION=$DURATION s, CYCLES=$CYCLES, SCALE=$SCALE (pgbench -c $CLIENTS -j $THREADS -M prepared)"
+    echo "- Cluster: synchronous_commit=off, shared_buffers=1GB, max_wal_size=8GB, checkpoint_timeout=30min, fsync=on, shared_preload_libraries=audit_ext (in all variants)"
+    echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog"
+    echo "- Order rotated per cycle; medians over cycles; ratios are ratios of medians. WAL = pg_current_wal_lsn() difference; audit bytes = growth of pg_total_relation_size over schema audit (audit_ext) or tlog (table_log); audit rows = events (audit.event_id_seq) or log rows (table_log sequences)."
+    echo
+    sql postgres -f "$BENCH/report.sql" <"$RAW"
+    echo
+    echo "Trail size at the end: ${trail_sizes% }"
+    if [ "$server_problems" != 0 ]; then
+        echo
+        echo "Server log: $server_problems ERROR/WARNING/PANIC line(s), first ones:"
+        echo
+        echo '```'
+        grep -E '(ERROR|PANIC|WARNING):' "$DIR/server.log" | head -n 10
+        echo '```'
+    fi
+    echo
+    echo "Raw numbers: bench/results/raw.csv"
+} >"$REPORT"
+cat "$REPORT"
+log "done in $((SECONDS / 60)) min $((SECONDS % 60)) s; report in $REPORT"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Without shared_preload_libraries the library loads on first use: capture
+# must still be complete (events are written at the latest before commit).
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../../scripts/pgenv.sh"
+DIR=${AUDIT_TEST_TMP:-/tmp}/nopreload
+PORT=$(( ${PGPORT:-5497} + 10 ))
+pg_start "$DIR" "$PORT" "shared_preload_libraries = ''"
+trap 'pg_stop "$DIR"' EXIT
+
+is "$(q -d postgres -c "SHOW shared_preload_libraries")" "" "cluster runs without preloading audit_ext"
+q -d postgres >/dev/null <<'SQL'
+CREATE EXTENSION audit_ext;
+CREATE TABLE t (id int PRIMARY KEY, v text);
+SELECT audit.enable('t');
+SQL
+# a fresh session: the first statement loads the library inside the trigger
+q -d postgres -c "BEGIN; SET LOCAL audit_ext.actor = 'early'; INSERT INTO t SELECT g, 'x' FROM generate_series(1, 10) g; UPDATE t SET v = 'y' WHERE id = 1; COMMIT;" >/dev/null
+is "$(q -d postgres -c "SELECT count(*), min(actor) FROM audit.event")" "11|early" \
+   "all events of the first transaction are written, actor set before the library loaded"
+q -d postgres -c "BEGIN; INSERT INTO t VALUES (100, 'z'); ROLLBACK;" >/dev/null
+is "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE record_id = '{\"id\": 100}'")" "0" "rollback leaves nothing"
+done_testing

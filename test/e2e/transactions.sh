@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Commit, rollback and concurrency with real sessions.
+source "$(dirname "$0")/lib.sh"
+DB=audit_e2e_tx
+q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
+q -d $DB >/dev/null <<'SQL'
+CREATE EXTENSION audit_ext;
+CREATE TABLE acct (id int PRIMARY KEY, bal int);
+INSERT INTO acct VALUES (1, 100), (2, 100);
+SELECT audit.enable('acct');
+SQL
+
+# A rolled-back transaction leaves no events; a committed one has all of them.
+q -d $DB -c "BEGIN; UPDATE acct SET bal = 0; ROLLBACK;" >/dev/null
+is "$(q -d $DB -c "SELECT count(*) FROM audit.event WHERE table_name = 'acct'")" "0" "rollback leaves no events"
+q -d $DB -c "BEGIN; SET LOCAL audit_ext.actor = 'ann'; UPDATE acct SET bal = bal - 10 WHERE id = 1; UPDATE acct SET bal = bal + 10 WHERE id = 2; COMMIT;" >/dev/null
+is "$(q -d $DB -c "SELECT count(*), count(DISTINCT txid), min(actor) FROM audit.event WHERE table_name = 'acct'")" "2|1|ann" \
+   "a committed transaction has all its events, one txid"
+
+# Another session sees the events only when the transaction commits.
+q -d $DB >/dev/null <<'SQL' &
+BEGIN;
+UPDATE acct SET bal = 1 WHERE id = 1;
+SELECT pg_sleep(2);
+COMMIT;
+SQL
+sleep 1
+is "$(q -d $DB -c "SELECT count(*) FROM audit.event WHERE new_data->>'bal' = '1'")" "0" "uncommitted events are invisible to others"
+wait
+is "$(q -d $DB -c "SELECT count(*) FROM audit.event WHERE new_data->>'bal' = '1'")" "1" "visible after commit"
+
+# Two writers on one row: both changes are recorded, in the order they happened.
+q -d $DB >/dev/null <<'SQL' &
+BEGIN;
+SET LOCAL audit_ext.actor = 'first';
+UPDATE acct SET bal = bal + 1 WHERE id = 2;
+SELECT pg_sleep(1);
+COMMIT;
+SQL
+sleep 0.3
+q -d $DB -c "BEGIN; SET LOCAL audit_ext.actor = 'second'; UPDATE acct SET bal = bal + 1 WHERE id = 2; COMMIT;" >/dev/null
+wait
+is "$(q -d $DB -c "SELECT string_agg(actor || ':' || (old_data->>'bal') || '->' || (new_data->>'bal'), ' ' ORDER BY id) FROM audit.event WHERE actor IN ('first', 'second')")" \
+   "first:110->111 second:111->112" "concurrent writers on one row: both events, each with the values it saw"
+
+# A failed statement in a transaction block, then more work, then commit.
+q -d $DB >/dev/null 2>&1 <<'SQL'
+BEGIN;
+INSERT INTO acct VALUES (3, 1);
+SAVEPOINT s;
+INSERT INTO acct VALUES (3, 1);
+ROLLBACK TO s;
+INSERT INTO acct VALUES (4, 1);
+COMMIT;
+SQL
+is "$(q -d $DB -c "SELECT string_agg(record_id->>'id', ',' ORDER BY id) FROM audit.event WHERE action = 'INSERT'")" "3,4" \
+   "a failed statement rolled back to a savepoint leaves the other events"
+
+# An error at commit (deferred constraint) rolls the events back too.
+q -d $DB >/dev/null <<'SQL'
+CREATE TABLE parent (id int PRIMARY KEY);
+CREATE TABLE child (id int PRIMARY KEY, pid int REFERENCES parent DEFERRABLE INITIALLY DEFERRED);
+SELECT audit.enable('child');
+SQL
+q -d $DB -c "BEGIN; INSERT INTO child VALUES (1, 999); COMMIT;" >/dev/null 2>&1
+is "$(q -d $DB -c "SELECT count(*) FROM audit.event WHERE table_name = 'child'")" "0" "a commit that fails leaves no events"
+
+# Prepared transactions keep their events until COMMIT PREPARED.
+q -d $DB -c "SHOW max_prepared_transactions" | grep -q '^0$' || true
+
+done_testing
