@@ -11,9 +11,10 @@ pg_start() {
     local dir=$1 port=$2
     shift 2
     mkdir -p "$dir"
+    chmod 755 "$(dirname "$dir")"
     chown postgres: "$dir"
     chmod 700 "$dir"
-    runuser -u postgres -- "$PGBIN/initdb" -D "$dir/data" -A trust -U postgres --no-sync >/dev/null
+    (cd / && runuser -u postgres -- "$PGBIN/initdb" -D "$dir/data" -A trust -U postgres --no-sync >/dev/null) || return 1
     cat >> "$dir/data/postgresql.conf" <<CONF
 port = $port
 listen_addresses = '127.0.0.1'
@@ -25,11 +26,11 @@ log_line_prefix = '%m [%p] %q%u@%d '
 CONF
     local line
     for line in "$@"; do echo "$line" >> "$dir/data/postgresql.conf"; done
-    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+    (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null) || return 1
     export PGHOST=$dir PGPORT=$port PGUSER=postgres
 }
 
 pg_stop() {
     local dir=$1
-    [ -d "$dir/data" ] && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    [ -d "$dir/data" ] && (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1) || true
 }

@@ -16,6 +16,7 @@ make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config install >/dev/null || exi
 source scripts/pgenv.sh
 PORT=${AUDIT_TEST_PORT:-5497}
 DIR=$(mktemp -d /tmp/audit_test.XXXXXX)
+chmod 755 "$DIR"
 trap 'pg_stop "$DIR/main"; rm -rf "$DIR"' EXIT
 pg_start "$DIR/main" "$PORT" || { cat "$DIR/main/server.log"; exit 1; }
 export AUDIT_TEST_TMP=$DIR
@@ -41,14 +42,16 @@ psql -X -q -d postgres -c "DROP DATABASE IF EXISTS audit_tap" -c "CREATE DATABAS
 psql -X -q -d audit_tap -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION audit_ext" >/dev/null
 for t in test/*.sql; do
     pg_prove -d audit_tap "$t"
-    record "pgtap $(basename "$t")" $?
+    rc=$?
+    record "pgtap $(basename "$t")" $rc
 done
 
 # 3. end to end: real connections, several sessions, clusters of their own
 echo "== end to end"
 for t in test/e2e/*.sh; do
     bash "$t"
-    record "e2e $(basename "$t")" $?
+    rc=$?
+    record "e2e $(basename "$t")" $rc
 done
 
 # The server must not have crashed along the way.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # pg_dump / pg_restore of a database with a populated trail.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/tap.inc"
 SRC=audit_e2e_dump
 DST=audit_e2e_restored
 TMPD=${AUDIT_TEST_TMP:-/tmp}

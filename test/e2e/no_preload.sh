@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Without shared_preload_libraries the library loads on first use: capture
 # must still be complete (events are written at the latest before commit).
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/tap.inc"
 source "$(dirname "$0")/../../scripts/pgenv.sh"
 DIR=${AUDIT_TEST_TMP:-/tmp}/nopreload
 PORT=$(( ${PGPORT:-5497} + 10 ))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Commit, rollback and concurrency with real sessions.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/tap.inc"
 DB=audit_e2e_tx
 q -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
 q -d $DB >/dev/null <<'SQL'
