@@ -28,25 +28,27 @@ COMMENT ON SEQUENCE audit.event_id_seq IS 'Event ids: increasing in the order ev
 SELECT pg_catalog.pg_extension_config_dump('audit.event_id_seq', '');
 
 -- One row per audit event.  Partitioned by class (each class can be kept for
--- its own time), then by month of event_time.  Rows are written by the C
+-- its own time), then by month of event_time.  Names use the "C" collation:
+-- byte-wise comparison is the cheapest to index and the same in every
+-- database.  Rows are written by the C
 -- event writer (src/event_writer.c) directly, never through SQL by users.
 CREATE TABLE audit.event (
     id               bigint      NOT NULL DEFAULT pg_catalog.nextval('audit.event_id_seq'),
     event_time       timestamptz NOT NULL,
-    class            text        NOT NULL,
-    action           text        NOT NULL,
-    status           text        NOT NULL DEFAULT 'success',
-    db_user          text,
-    "session_user"   text,
-    actor            text,
+    class            text COLLATE "C"        NOT NULL,
+    action           text COLLATE "C"        NOT NULL,
+    status           text COLLATE "C"        NOT NULL DEFAULT 'success',
+    db_user          text COLLATE "C",
+    "session_user"   text COLLATE "C",
+    actor            text COLLATE "C",
     client_addr      inet,
-    application_name text,
+    application_name text COLLATE "C",
     backend_pid      integer,
     txid             bigint,
     statement_id     bigint,
     statement_seq    integer,
-    schema_name      text,
-    table_name       text,
+    schema_name      text COLLATE "C",
+    table_name       text COLLATE "C",
     record_key       bigint,
     record_id        jsonb,
     old_data         jsonb,
@@ -75,7 +77,7 @@ COMMENT ON COLUMN audit.event.statement_id IS 'Key of the statement text in audi
 COMMENT ON COLUMN audit.event.statement_seq IS 'Number of the statement within its transaction: (txid, statement_seq) identifies one execution';
 COMMENT ON COLUMN audit.event.schema_name IS 'Schema of the audited table (the partitioned root for partitions)';
 COMMENT ON COLUMN audit.event.table_name IS 'Name of the audited table (the partitioned root for partitions)';
-COMMENT ON COLUMN audit.event.record_key IS 'Hash of (schema_name, table_name, record_id), indexed: see audit.record_key()';
+COMMENT ON COLUMN audit.event.record_key IS 'Indexed key of (schema_name, table_name, record_id): see audit.record_key()';
 COMMENT ON COLUMN audit.event.record_id IS 'Primary-key values of the row, or the whole row when the table has no primary key';
 COMMENT ON COLUMN audit.event.old_data IS 'DELETE: the old row; UPDATE: old values of the changed columns';
 COMMENT ON COLUMN audit.event.new_data IS 'INSERT: the new row; UPDATE: new values of the changed columns';

@@ -41,6 +41,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
@@ -385,11 +386,80 @@ record_id_jsonb(AuditRelCache *rc, TupleTableSlot *slot)
 	return JsonbPGetDatum(JsonbValueToJsonb(res));
 }
 
+/*
+ * record_key: the table's 32-bit hash in the high half; in the low half the
+ * record's key when it is a single integer (so rows inserted or updated in
+ * key order hit neighbouring index pages), else a hash of record_id.  The
+ * index lookup always rechecks record_id, so a shared key costs nothing but
+ * a recheck.
+ */
+static Datum
+make_record_key(uint64 seed, uint32 low)
+{
+	return Int64GetDatum((int64) (((uint64) (uint32) seed << 32) | low));
+}
+
+/* Is record_id an object with one integral number in int64 range? */
+static bool
+jsonb_single_integer(Jsonb *jb, int64 *result)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	Numeric		num = NULL;
+	Datum		n;
+
+	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_COUNT(jb) != 1)
+		return false;
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_VALUE)
+		{
+			if (v.type != jbvNumeric)
+				return false;
+			num = v.val.numeric;
+		}
+	}
+	if (num == NULL)
+		return false;
+	n = NumericGetDatum(num);
+	if (!DatumGetBool(DirectFunctionCall2(numeric_eq, n,
+										  DirectFunctionCall2(numeric_trunc, n, Int32GetDatum(0)))) ||
+		DatumGetBool(DirectFunctionCall2(numeric_lt, n, NumericGetDatum(int64_to_numeric(PG_INT64_MIN)))) ||
+		DatumGetBool(DirectFunctionCall2(numeric_gt, n, NumericGetDatum(int64_to_numeric(PG_INT64_MAX)))))
+		return false;
+	*result = DatumGetInt64(DirectFunctionCall1(numeric_int8, n));
+	return true;
+}
+
 static Datum
 record_key_of(uint64 seed, Datum record_id)
 {
-	return DirectFunctionCall2(jsonb_hash_extended, record_id,
-							   Int64GetDatum((int64) seed));
+	int64		i;
+
+	if (jsonb_single_integer(DatumGetJsonbP(record_id), &i))
+		return make_record_key(seed, (uint32) i);
+	return make_record_key(seed,
+						   (uint32) DatumGetInt64(DirectFunctionCall2(jsonb_hash_extended, record_id,
+																	  Int64GetDatum((int64) seed))));
+}
+
+/* The same as record_key_of(), without the JSON, for a single integer key. */
+static Datum
+record_key_fast(AuditRelCache *rc, TupleTableSlot *slot, Datum record_id)
+{
+	if (rc->nkeys == 1 && rc->cols[rc->keys[0] - 1].category == AJC_INT &&
+		!slot->tts_isnull[rc->keys[0] - 1])
+	{
+		AuditColumnInfo *col = &rc->cols[rc->keys[0] - 1];
+		Datum		d = slot->tts_values[rc->keys[0] - 1];
+		int64		i = col->basetypid == INT2OID ? DatumGetInt16(d) :
+			col->basetypid == INT4OID ? DatumGetInt32(d) : DatumGetInt64(d);
+
+		return make_record_key(rc->key_seed, (uint32) i);
+	}
+	return record_key_of(rc->key_seed, record_id);
 }
 
 /* Binary equality first; detoast only when representations differ. */
@@ -546,7 +616,7 @@ audit_capture_row(PG_FUNCTION_ARGS)
 
 	ev.values[AC_RECORD_ID] = record_id;
 	ev.nulls[AC_RECORD_ID] = false;
-	ev.values[AC_RECORD_KEY] = record_key_of(rc->key_seed, record_id);
+	ev.values[AC_RECORD_KEY] = record_key_fast(rc, oldslot ? oldslot : newslot, record_id);
 	ev.nulls[AC_RECORD_KEY] = false;
 	ev.values[AC_SCHEMA_NAME] = rc->schema_name;
 	ev.nulls[AC_SCHEMA_NAME] = false;

@@ -463,12 +463,13 @@ audit_flush_events(void)
 		mtstate->operation = CMD_INSERT;
 		mtstate->resultRelInfo = root_rri;
 		proute = ExecSetupPartitionTupleRouting(estate, root);
-		root_slot = MakeSingleTupleTableSlot(RelationGetDescr(root),
+		root_slot = MakeSingleTupleTableSlot(event_table.tupdesc,
 											 &TTSOpsMinimalTuple);
 
 		for (int i = 0; i < buffer_len; i++)
 		{
 			ResultRelInfo *leaf;
+			TupleDesc	leafdesc;
 			TupleConversionMap *map;
 			TupleTableSlot *dst;
 
@@ -489,8 +490,10 @@ audit_flush_events(void)
 				batch.rri = leaf;
 				batch.nslots = Min(buffer_len, AUDIT_FLUSH_EVENTS);
 				batch.slots = palloc(sizeof(TupleTableSlot *) * batch.nslots);
+				/* an unpinned copy: pinning the relcache one per slot is costly */
+				leafdesc = CreateTupleDescCopy(RelationGetDescr(leaf->ri_RelationDesc));
 				for (int s = 0; s < batch.nslots; s++)
-					batch.slots[s] = MakeSingleTupleTableSlot(RelationGetDescr(leaf->ri_RelationDesc),
+					batch.slots[s] = MakeSingleTupleTableSlot(leafdesc,
 															  table_slot_callbacks(leaf->ri_RelationDesc));
 			}
 			if (batch.n >= batch.nslots)

@@ -173,9 +173,16 @@ store_statement(uint64 hash, const char *sql, int len)
 				elog(ERROR, "could not store statement text");
 			if (SPI_processed == 1)
 				break;
-			if (SPI_execute_plan(select_plan, args, NULL, true, 1) != SPI_OK_SELECT ||
-				SPI_processed != 1)
+			if (SPI_execute_plan(select_plan, args, NULL, false, 1) != SPI_OK_SELECT)
 				elog(ERROR, "could not read back statement text");
+
+			/*
+			 * No row visible: a concurrent transaction stored this id and
+			 * committed after our snapshot was taken (ON CONFLICT waited for
+			 * it).  It stored this very text unless 64-bit hashes collided.
+			 */
+			if (SPI_processed == 0)
+				break;
 			same = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 			if (!isnull && DatumGetBool(same))
 				break;
