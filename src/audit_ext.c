@@ -143,7 +143,7 @@ audit_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	bool		xact_control = IsA(pstmt->utilityStmt, TransactionStmt);
 
 	if (!xact_control)
-		audit_flush_events();
+		audit_writer_finish();
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
@@ -163,7 +163,7 @@ audit_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
-			audit_flush_events();
+			audit_writer_finish();
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PREPARE:

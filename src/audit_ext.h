@@ -72,6 +72,7 @@ extern void audit_event_init(AuditEventValues *ev, const char *class_name,
 extern void audit_event_fill_context(AuditEventValues *ev, bool for_write);
 extern void audit_event_emit(AuditEventValues *ev);
 extern void audit_flush_events(void);
+extern void audit_writer_finish(void);
 extern void audit_writer_xact_callback(int event);
 extern void audit_writer_subxact_abort(SubTransactionId subid);
 extern void audit_writer_invalidate(Oid relid);

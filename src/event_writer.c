@@ -29,6 +29,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "executor/execPartition.h"
@@ -38,6 +39,7 @@
 #include "nodes/makefuncs.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
+#include "utils/resowner.h"
 #include "utils/builtins.h"
 #include "utils/inet.h"
 #include "utils/lsyscache.h"
@@ -164,14 +166,6 @@ load_event_table(void)
 	}
 	table_close(rel, AccessShareLock);
 	event_table.valid = true;
-}
-
-void
-audit_writer_invalidate(Oid relid)
-{
-	if (!OidIsValid(relid) || relid == event_table.relid ||
-		!OidIsValid(event_table.relid))
-		event_table.valid = false;
 }
 
 /* ----------------------------------------------------------------
@@ -380,28 +374,153 @@ insert_index_entries(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
 	ResetPerTupleExprContext(estate);
 }
 
-typedef struct LeafBatch
+/*
+ * The writer's executor state lives for the whole transaction: opening the
+ * store, setting up tuple routing and opening a partition's indexes costs
+ * as much as writing a few events, and an OLTP transaction flushes once per
+ * statement.  It is allocated in TopTransactionContext and its relations are
+ * opened under TopTransactionResourceOwner, so subtransactions and portals
+ * come and go without touching it; it is closed before commit, before any
+ * utility statement (DDL must not find the store open) and whenever a
+ * relcache invalidation hits one of its relations (a partition attached or
+ * detached), and simply forgotten at abort.
+ */
+#define WRITER_MAX_RELS 16
+
+typedef struct WriterState
 {
-	ResultRelInfo *rri;
+	bool		open;
+	bool		stale;
+	EState	   *estate;
+	Relation	root;
+	ResultRelInfo *root_rri;
+	ModifyTableState *mtstate;
+	PartitionTupleRouting *proute;
+	TupleTableSlot *root_slot;
+	ResultRelInfo *leaf;		/* leaf of the batch slots below */
 	TupleTableSlot **slots;
-	int			nslots;			/* allocated */
-	int			n;				/* filled */
-} LeafBatch;
+	int			nslots;
+	Oid			rels[WRITER_MAX_RELS];	/* relations whose change makes us stale */
+	int			nrels;
+} WriterState;
+
+static WriterState writer;
 
 static void
-write_leaf_batch(LeafBatch *batch, EState *estate, CommandId cid)
+writer_track(Oid relid)
 {
-	Relation	rel;
+	for (int i = 0; i < writer.nrels; i++)
+		if (writer.rels[i] == relid)
+			return;
+	if (writer.nrels < WRITER_MAX_RELS)
+		writer.rels[writer.nrels++] = relid;
+	else
+		writer.stale = true;	/* cannot watch it: rebuild next time */
+}
 
-	if (batch->n == 0)
+void
+audit_writer_invalidate(Oid relid)
+{
+	if (!OidIsValid(relid) || relid == event_table.relid ||
+		!OidIsValid(event_table.relid))
+		event_table.valid = false;
+	if (writer.open)
+	{
+		if (!OidIsValid(relid))
+			writer.stale = true;
+		for (int i = 0; i < writer.nrels; i++)
+			if (writer.rels[i] == relid)
+				writer.stale = true;
+	}
+}
+
+static void
+writer_open(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+	memset(&writer, 0, sizeof(writer));
+	writer.root = table_open(audit_event_relid(false), RowExclusiveLock);
+	writer_track(RelationGetRelid(writer.root));
+	writer.estate = CreateExecutorState();
+	writer.root_rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(writer.root_rri, writer.root, 1, NULL, 0);
+	writer.mtstate = makeNode(ModifyTableState);
+	writer.mtstate->ps.plan = NULL;
+	writer.mtstate->ps.state = writer.estate;
+	writer.mtstate->operation = CMD_INSERT;
+	writer.mtstate->resultRelInfo = writer.root_rri;
+	writer.proute = ExecSetupPartitionTupleRouting(writer.estate, writer.root);
+	writer.root_slot = MakeSingleTupleTableSlot(event_table.tupdesc,
+												&TTSOpsMinimalTuple);
+	writer.open = true;
+	MemoryContextSwitchTo(old);
+}
+
+static void
+writer_drop_slots(void)
+{
+	for (int s = 0; s < writer.nslots; s++)
+		ExecDropSingleTupleTableSlot(writer.slots[s]);
+	writer.slots = NULL;
+	writer.nslots = 0;
+	writer.leaf = NULL;
+}
+
+/* Close the writer's relations; needs a live transaction. */
+static void
+writer_close(void)
+{
+	ResourceOwner save = CurrentResourceOwner;
+
+	if (!writer.open)
 		return;
-	rel = batch->rri->ri_RelationDesc;
-	table_multi_insert(rel, batch->slots, batch->n, cid, 0, NULL);
-	for (int i = 0; i < batch->n; i++)
-		insert_index_entries(batch->rri, batch->slots[i], estate);
-	for (int i = 0; i < batch->n; i++)
-		ExecClearTuple(batch->slots[i]);
-	batch->n = 0;
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	writer_drop_slots();
+	ExecDropSingleTupleTableSlot(writer.root_slot);
+	ExecCleanupTupleRouting(writer.mtstate, writer.proute);
+	FreeExecutorState(writer.estate);
+	table_close(writer.root, NoLock);
+	CurrentResourceOwner = save;
+	memset(&writer, 0, sizeof(writer));
+}
+
+/* Use the leaf's own slots for the batch (made once per leaf). */
+static void
+writer_set_leaf(ResultRelInfo *leaf)
+{
+	MemoryContext old;
+	TupleDesc	desc;
+	Relation	rel = leaf->ri_RelationDesc;
+
+	writer_drop_slots();
+	old = MemoryContextSwitchTo(writer.estate->es_query_cxt);
+	/* an unpinned copy: pinning the relcache one per slot is costly */
+	desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	writer.nslots = AUDIT_FLUSH_EVENTS;
+	writer.slots = palloc(sizeof(TupleTableSlot *) * writer.nslots);
+	for (int s = 0; s < writer.nslots; s++)
+		writer.slots[s] = MakeSingleTupleTableSlot(desc, table_slot_callbacks(rel));
+	writer.leaf = leaf;
+	MemoryContextSwitchTo(old);
+
+	writer_track(RelationGetRelid(rel));
+	if (rel->rd_rel->relispartition)
+		writer_track(get_partition_parent(RelationGetRelid(rel), false));
+}
+
+static void
+write_batch(int n, CommandId cid)
+{
+	EState	   *estate = writer.estate;
+
+	if (n == 0)
+		return;
+	table_multi_insert(writer.leaf->ri_RelationDesc, writer.slots, n, cid, 0, NULL);
+	for (int i = 0; i < n; i++)
+		insert_index_entries(writer.leaf, writer.slots[i], estate);
+	for (int i = 0; i < n; i++)
+		ExecClearTuple(writer.slots[i]);
 }
 
 /*
@@ -413,17 +532,10 @@ void
 audit_flush_events(void)
 {
 	SubTransactionId cur;
-	Relation	root;
-	EState	   *estate;
-	ResultRelInfo *root_rri;
-	ModifyTableState *mtstate;
-	PartitionTupleRouting *proute;
-	TupleTableSlot *root_slot;
-	LeafBatch	batch = {0};
 	CommandId	cid;
 	volatile bool pushed_snapshot = false;
 	volatile int kept = 0;
-	MemoryContext old;
+	ResourceOwner save_owner = CurrentResourceOwner;
 
 	if (buffer_len == 0 || flushing)
 		return;
@@ -443,33 +555,27 @@ audit_flush_events(void)
 	flushing = true;
 	PG_TRY();
 	{
+		int			n = 0;
+
 		if (!ActiveSnapshotSet())
 		{
 			PushActiveSnapshot(GetTransactionSnapshot());
 			pushed_snapshot = true;
 		}
 
-		root = table_open(audit_event_relid(false), RowExclusiveLock);
-		estate = CreateExecutorState();
-		old = MemoryContextSwitchTo(estate->es_query_cxt);
-		cid = GetCurrentCommandId(true);
-		estate->es_output_cid = cid;
+		CurrentResourceOwner = TopTransactionResourceOwner;
+		if (writer.open && writer.stale)
+			writer_close();
+		if (!writer.open)
+			writer_open();
+		CurrentResourceOwner = TopTransactionResourceOwner;
 
-		root_rri = makeNode(ResultRelInfo);
-		InitResultRelInfo(root_rri, root, 1, NULL, 0);
-		mtstate = makeNode(ModifyTableState);
-		mtstate->ps.plan = NULL;
-		mtstate->ps.state = estate;
-		mtstate->operation = CMD_INSERT;
-		mtstate->resultRelInfo = root_rri;
-		proute = ExecSetupPartitionTupleRouting(estate, root);
-		root_slot = MakeSingleTupleTableSlot(event_table.tupdesc,
-											 &TTSOpsMinimalTuple);
+		cid = GetCurrentCommandId(true);
+		writer.estate->es_output_cid = cid;
 
 		for (int i = 0; i < buffer_len; i++)
 		{
 			ResultRelInfo *leaf;
-			TupleDesc	leafdesc;
 			TupleConversionMap *map;
 			TupleTableSlot *dst;
 
@@ -479,56 +585,44 @@ audit_flush_events(void)
 				continue;
 			}
 
-			ExecStoreMinimalTuple(buffer[i].tuple, root_slot, false);
-			leaf = ExecFindPartition(mtstate, root_rri, proute, root_slot, estate);
-			if (leaf != batch.rri)
+			ExecStoreMinimalTuple(buffer[i].tuple, writer.root_slot, false);
+			leaf = ExecFindPartition(writer.mtstate, writer.root_rri,
+									 writer.proute, writer.root_slot,
+									 writer.estate);
+			if (leaf != writer.leaf || n >= writer.nslots)
 			{
-				write_leaf_batch(&batch, estate, cid);
-				if (batch.slots)
-					for (int s = 0; s < batch.nslots; s++)
-						ExecDropSingleTupleTableSlot(batch.slots[s]);
-				batch.rri = leaf;
-				batch.nslots = Min(buffer_len, AUDIT_FLUSH_EVENTS);
-				batch.slots = palloc(sizeof(TupleTableSlot *) * batch.nslots);
-				/* an unpinned copy: pinning the relcache one per slot is costly */
-				leafdesc = CreateTupleDescCopy(RelationGetDescr(leaf->ri_RelationDesc));
-				for (int s = 0; s < batch.nslots; s++)
-					batch.slots[s] = MakeSingleTupleTableSlot(leafdesc,
-															  table_slot_callbacks(leaf->ri_RelationDesc));
+				write_batch(n, cid);
+				n = 0;
+				if (leaf != writer.leaf)
+					writer_set_leaf(leaf);
 			}
-			if (batch.n >= batch.nslots)
-				write_leaf_batch(&batch, estate, cid);
 
-			dst = batch.slots[batch.n++];
-			map = root_to_leaf_map(leaf, estate);
+			dst = writer.slots[n++];
+			map = root_to_leaf_map(leaf, writer.estate);
 			if (map)
-				execute_attr_map_slot(map->attrMap, root_slot, dst);
+				execute_attr_map_slot(map->attrMap, writer.root_slot, dst);
 			else
-				ExecCopySlot(dst, root_slot);
-			ExecClearTuple(root_slot);
+				ExecCopySlot(dst, writer.root_slot);
+			ExecClearTuple(writer.root_slot);
 			buffer_bytes -= buffer[i].tuple->t_len;
 			pfree(buffer[i].tuple);
 			buffer[i].tuple = NULL;
 		}
-		write_leaf_batch(&batch, estate, cid);
-		if (batch.slots)
-			for (int s = 0; s < batch.nslots; s++)
-				ExecDropSingleTupleTableSlot(batch.slots[s]);
-		ExecDropSingleTupleTableSlot(root_slot);
+		write_batch(n, cid);
 
-		ExecCleanupTupleRouting(mtstate, proute);
-		MemoryContextSwitchTo(old);
-		FreeExecutorState(estate);
-		table_close(root, NoLock);
-
+		CurrentResourceOwner = save_owner;
 		if (pushed_snapshot)
 			PopActiveSnapshot();
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
+		CurrentResourceOwner = save_owner;
 		flushing = false;
+		writer.stale = true;
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	flushing = false;
 
 	/* Keep only the outer subtransactions' events. */
 	buffer_len = kept;
@@ -539,6 +633,15 @@ audit_flush_events(void)
 		buffer_cap = 0;
 		buffer_bytes = 0;
 	}
+}
+
+/* Before commit, and before DDL: write everything and close the store. */
+void
+audit_writer_finish(void)
+{
+	audit_flush_events();
+	if (writer.open && IsTransactionState())
+		writer_close();
 }
 
 /* 0: commit or prepare; 1: abort.  Nothing may survive the transaction. */
@@ -555,6 +658,8 @@ audit_writer_xact_callback(int event)
 	flushing = false;
 	if (BufferContext)
 		MemoryContextReset(BufferContext);
+	/* its memory and relation references went with the transaction */
+	memset(&writer, 0, sizeof(writer));
 }
 
 /* Forget the events of an aborted subtransaction and its children. */

@@ -5,8 +5,9 @@ source "$(dirname "$0")/tap.inc"
 source "$(dirname "$0")/../../scripts/pgenv.sh"
 DIR=${AUDIT_TEST_TMP:-/tmp}/nopreload
 PORT=$(( ${PGPORT:-5497} + 10 ))
-pg_start "$DIR" "$PORT" "shared_preload_libraries = ''"
-trap 'pg_stop "$DIR"' EXIT
+rm -rf "$DIR"
+trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
+pg_start "$DIR" "$PORT" "shared_preload_libraries = ''" || { echo "not ok - could not start a cluster in $DIR"; exit 1; }
 
 is "$(q -d postgres -c "SHOW shared_preload_libraries")" "" "cluster runs without preloading audit_ext"
 q -d postgres >/dev/null <<'SQL'
