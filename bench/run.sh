@@ -39,7 +39,7 @@ done
 [ -f /usr/share/postgresql/15/extension/audit_ext.control ] || die "audit_ext is not installed: cd $ROOT && make && make install"
 [ -f /usr/share/postgresql/15/extension/table_log.control ] || die "table_log is not installed: apt-get install postgresql-15-tablelog"
 
-# shellcheck source=../scripts/pgenv.sh
+# shellcheck source-path=SCRIPTDIR/.. source=scripts/pgenv.sh
 source "$ROOT/scripts/pgenv.sh"
 command -v pgbench >/dev/null || die "pgbench not found in $PGBIN"
 
@@ -70,7 +70,7 @@ db_of() { echo "bench_$1"; }
 sql() { # sql DB STATEMENT...  -> unaligned tuples on stdout
     local db=$1
     shift
-    psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"
+    PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"
 }
 
 # Wait until no autovacuum worker is busy (they would compete for the two
@@ -190,13 +190,16 @@ run_bulk() {
     db=$(db_of "$v")
     out=$RESULTS/$phase-c$c-$v.log
     quiesce
-    if line=$(sql "$db" -v stmt="$stmt" -f "$BENCH/measure.sql" 2>"$out"); then
-        IFS='|' read -r secs rows wal tb tr <<<"$line"
+    line=""
+    sql "$db" -v stmt="$stmt" -f "$BENCH/measure.sql" >"$out.tmp" 2>"$out" && line=$(cat "$out.tmp")
+    rm -f "$out.tmp"
+    IFS='|' read -r secs rows wal tb tr <<<"$line"
+    if [[ ${rows:-} =~ ^[1-9][0-9]*$ ]]; then
         record "$c" "$phase" "$v" "$pos" ok "$secs" "$rows" "" "" "$wal" "$tb" "$tr"
         log "  $phase $v: $rows rows in $(printf '%.2f' "$secs") s, $((wal / rows)) WAL B/row, $((tb / rows)) audit B/row, trail rows/row $(awk -v a="$tr" -v b="$rows" 'BEGIN{printf "%.2f", a/b}')"
     else
-        record "$c" "$phase" "$v" "$pos" error "" "" "" "" "" "" ""
-        log "  $phase $v: FAILED, see $out:"
+        record "$c" "$phase" "$v" "$pos" error "${secs:-}" "${rows:-}" "" "" "${wal:-}" "${tb:-}" "${tr:-}"
+        log "  $phase $v: FAILED (no rows changed or an error), see $out:"
         head -n5 "$out" | sed 's/^/    /' >&2
     fi
     settle "$db"
@@ -252,7 +255,7 @@ done
 log "writing the report"
 trail_sizes=""
 for v in audit_ext table_log; do
-    trail_sizes+="$v: $(sql "$(db_of "$v")" -c "SELECT pg_size_pretty(trail_bytes) || ' in ' || trail_rows || ' rows' FROM bench.probe()"); "
+    trail_sizes+="${trail_sizes:+; }$v $(sql "$(db_of "$v")" -c "SELECT pg_size_pretty(trail_bytes) || ' (' || trail_rows || ' rows)' FROM bench.probe()")"
 done
 server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
 {
@@ -268,7 +271,7 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
     echo
     sql postgres -f "$BENCH/report.sql" <"$RAW"
     echo
-    echo "Trail size at the end: ${trail_sizes% }"
+    echo "Trail size at the end: $trail_sizes."
     if [ "$server_problems" != 0 ]; then
         echo
         echo "Server log: $server_problems ERROR/WARNING/PANIC line(s), first ones:"

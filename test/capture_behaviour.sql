@@ -1,6 +1,6 @@
 -- pgTAP: behaviour of the capture path inside one transaction (rolled back).
 BEGIN;
-SELECT plan(24);
+SELECT plan(28);
 
 CREATE TABLE items (id int PRIMARY KEY, v text, n int);
 SELECT audit.enable('items');
@@ -122,6 +122,19 @@ SELECT is((SELECT tableoid::regclass::text FROM audit.event WHERE action = 'TEST
           'the event now lives in its month''s partition');
 SELECT is((SELECT count(*) FROM pg_depend d WHERE d.objid = ('audit.event_system_p' || to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '5 months', 'YYYYMM'))::regclass
               AND d.deptype = 'e'), 0::bigint, 'partitions made at run time are not extension members');
+
+-- record_key: value-based, and the integer key itself in the low half
+SELECT is(audit.record_key('public', 'items', '{"id": 42}'), audit.record_key('public', 'items', '{"id": 42.0}'),
+          'record_key compares values: 42 and 42.0 are the same record');
+SELECT is(audit.record_key('public', 'items', '{"id": 42}') & 4294967295, 42::bigint,
+          'an integer key keeps its value in the low half of record_key (index locality)');
+SELECT isnt(audit.record_key('public', 'items', '{"id": 42}'), audit.record_key('public', 'other', '{"id": 42}'),
+          'the same key in another table is another record');
+
+-- DDL on the store after writing in the same transaction: the writer's
+-- open relations do not get in the way.
+INSERT INTO items VALUES (90001, 'before drop', NULL);
+SELECT lives_ok('DROP EXTENSION audit_ext CASCADE', 'the extension can be dropped right after audited writes');
 
 SELECT * FROM finish();
 ROLLBACK;
