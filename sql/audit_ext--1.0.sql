@@ -49,7 +49,6 @@ CREATE TABLE audit.event (
     statement_seq    integer,
     schema_name      text COLLATE "C",
     table_name       text COLLATE "C",
-    record_key       bigint,
     record_id        jsonb,
     old_data         jsonb,
     new_data         jsonb,
@@ -77,7 +76,6 @@ COMMENT ON COLUMN audit.event.statement_id IS 'Key of the statement text in audi
 COMMENT ON COLUMN audit.event.statement_seq IS 'Number of the statement within its transaction: (txid, statement_seq) identifies one execution';
 COMMENT ON COLUMN audit.event.schema_name IS 'Schema of the audited table (the partitioned root for partitions)';
 COMMENT ON COLUMN audit.event.table_name IS 'Name of the audited table (the partitioned root for partitions)';
-COMMENT ON COLUMN audit.event.record_key IS 'Indexed key of (schema_name, table_name, record_id): see audit.record_key()';
 COMMENT ON COLUMN audit.event.record_id IS 'Primary-key values of the row, or the whole row when the table has no primary key';
 COMMENT ON COLUMN audit.event.old_data IS 'DELETE: the old row; UPDATE: old values of the changed columns';
 COMMENT ON COLUMN audit.event.new_data IS 'INSERT: the new row; UPDATE: new values of the changed columns';
@@ -98,8 +96,12 @@ DECLARE
 BEGIN
     -- keyset pagination and lookups by id
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (id)', name || '_id_idx', part);
-    -- record history: hash of (schema, table, record_id), see audit.record_key()
-    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (record_key)', name || '_record_idx', part);
+    -- record history: record_id @> '{"id": 42}'.  GIN with its pending list
+    -- turns random-key inserts into appends: a btree on the key wrote a
+    -- full-page image for most OLTP inserts after each checkpoint (WAL per
+    -- pgbench transaction 12.8 kB against 9.3 kB with GIN, 7.3 kB unaudited).
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin (record_id jsonb_path_ops) '
+                   'WITH (fastupdate = on, gin_pending_list_limit = 2048)', name || '_record_idx', part);
     -- what one actor did, newest first
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (actor, id)', name || '_actor_idx', part);
     -- time ranges inside a partition: tiny, and nearly free to maintain
@@ -226,13 +228,6 @@ LANGUAGE c
 AS 'MODULE_PATHNAME', 'audit_capture_truncate';
 COMMENT ON FUNCTION audit.capture_truncate() IS
     'Statement trigger installed by audit.enable(): captures TRUNCATE';
-
-CREATE FUNCTION audit.record_key(schema_name text, table_name text, record_id jsonb)
-RETURNS bigint
-LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
-AS 'MODULE_PATHNAME', 'audit_record_key';
-COMMENT ON FUNCTION audit.record_key(text, text, jsonb) IS
-    'The indexed hash of a record''s identity, as stored in audit.event.record_key';
 
 CREATE FUNCTION audit.trigger_arguments(tgargs bytea)
 RETURNS text[]
@@ -514,6 +509,6 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA audit FROM PUBLIC;
 GRANT SELECT ON ALL TABLES IN SCHEMA audit TO audit_admin, audit_reader;
 GRANT EXECUTE ON FUNCTION audit.enable(regclass, text[], text[]), audit.disable(regclass),
                           audit.create_partitions(integer) TO audit_admin;
-GRANT EXECUTE ON FUNCTION audit.record_key(text, text, jsonb), audit.trigger_arguments(bytea),
+GRANT EXECUTE ON FUNCTION audit.trigger_arguments(bytea),
                           audit.key_columns(regclass),
                           audit.event_classes() TO audit_admin, audit_reader;

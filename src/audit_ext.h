@@ -51,7 +51,6 @@ typedef enum AuditColumn
 	AC_STATEMENT_SEQ,
 	AC_SCHEMA_NAME,
 	AC_TABLE_NAME,
-	AC_RECORD_KEY,
 	AC_RECORD_ID,
 	AC_OLD_DATA,
 	AC_NEW_DATA,
@@ -86,7 +85,6 @@ extern void audit_statement_xact_end(bool abort, bool top_level);
 /* capture.c */
 extern void audit_capture_invalidate(Oid relid);
 extern void audit_capture_xact_end(void);
-extern uint64 audit_table_key_seed(const char *schema, const char *table);
 
 /* row_json.c */
 typedef enum AuditJsonCategory

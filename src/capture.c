@@ -41,7 +41,6 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
@@ -49,7 +48,6 @@
 
 PG_FUNCTION_INFO_V1(audit_capture_row);
 PG_FUNCTION_INFO_V1(audit_capture_truncate);
-PG_FUNCTION_INFO_V1(audit_record_key);
 PG_FUNCTION_INFO_V1(audit_trigger_arguments);
 
 #define COL_NORMAL		'n'
@@ -63,7 +61,6 @@ typedef struct AuditRelCache
 	MemoryContext mcxt;
 	Datum		schema_name;	/* text: the audited table (root of a partition) */
 	Datum		table_name;
-	uint64		key_seed;
 	int			natts;
 	char	   *mode;			/* COL_* per attribute */
 	AuditColumnInfo *cols;
@@ -111,22 +108,6 @@ audit_capture_xact_end(void)
 {
 	if (RetiredContext)
 		MemoryContextReset(RetiredContext);
-}
-
-uint64
-audit_table_key_seed(const char *schema, const char *table)
-{
-	StringInfoData buf;
-	uint64		seed;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, schema);
-	appendStringInfoChar(&buf, '\0');
-	appendStringInfoString(&buf, table);
-	seed = DatumGetUInt64(hash_any_extended((const unsigned char *) buf.data,
-											buf.len, 0x61756469));
-	pfree(buf.data);
-	return seed;
 }
 
 static bool
@@ -275,7 +256,6 @@ get_rel_cache(Relation rel, Trigger *trigger)
 			elog(ERROR, "cache lookup failed for relation %u", root);
 		rc->schema_name = CStringGetTextDatum(nsp);
 		rc->table_name = CStringGetTextDatum(name);
-		rc->key_seed = audit_table_key_seed(nsp, name);
 	}
 
 	rc->natts = desc->natts;
@@ -384,82 +364,6 @@ record_id_jsonb(AuditRelCache *rc, TupleTableSlot *slot)
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	return JsonbPGetDatum(JsonbValueToJsonb(res));
-}
-
-/*
- * record_key: the table's 32-bit hash in the high half; in the low half the
- * record's key when it is a single integer (so rows inserted or updated in
- * key order hit neighbouring index pages), else a hash of record_id.  The
- * index lookup always rechecks record_id, so a shared key costs nothing but
- * a recheck.
- */
-static Datum
-make_record_key(uint64 seed, uint32 low)
-{
-	return Int64GetDatum((int64) (((uint64) (uint32) seed << 32) | low));
-}
-
-/* Is record_id an object with one integral number in int64 range? */
-static bool
-jsonb_single_integer(Jsonb *jb, int64 *result)
-{
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	Numeric		num = NULL;
-	Datum		n;
-
-	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_COUNT(jb) != 1)
-		return false;
-	it = JsonbIteratorInit(&jb->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok == WJB_VALUE)
-		{
-			if (v.type != jbvNumeric)
-				return false;
-			num = v.val.numeric;
-		}
-	}
-	if (num == NULL)
-		return false;
-	n = NumericGetDatum(num);
-	if (!DatumGetBool(DirectFunctionCall2(numeric_eq, n,
-										  DirectFunctionCall2(numeric_trunc, n, Int32GetDatum(0)))) ||
-		DatumGetBool(DirectFunctionCall2(numeric_lt, n, NumericGetDatum(int64_to_numeric(PG_INT64_MIN)))) ||
-		DatumGetBool(DirectFunctionCall2(numeric_gt, n, NumericGetDatum(int64_to_numeric(PG_INT64_MAX)))))
-		return false;
-	*result = DatumGetInt64(DirectFunctionCall1(numeric_int8, n));
-	return true;
-}
-
-static Datum
-record_key_of(uint64 seed, Datum record_id)
-{
-	int64		i;
-
-	if (jsonb_single_integer(DatumGetJsonbP(record_id), &i))
-		return make_record_key(seed, (uint32) i);
-	return make_record_key(seed,
-						   (uint32) DatumGetInt64(DirectFunctionCall2(jsonb_hash_extended, record_id,
-																	  Int64GetDatum((int64) seed))));
-}
-
-/* The same as record_key_of(), without the JSON, for a single integer key. */
-static Datum
-record_key_fast(AuditRelCache *rc, TupleTableSlot *slot, Datum record_id)
-{
-	if (rc->nkeys == 1 && rc->cols[rc->keys[0] - 1].category == AJC_INT &&
-		!slot->tts_isnull[rc->keys[0] - 1])
-	{
-		AuditColumnInfo *col = &rc->cols[rc->keys[0] - 1];
-		Datum		d = slot->tts_values[rc->keys[0] - 1];
-		int64		i = col->basetypid == INT2OID ? DatumGetInt16(d) :
-			col->basetypid == INT4OID ? DatumGetInt32(d) : DatumGetInt64(d);
-
-		return make_record_key(rc->key_seed, (uint32) i);
-	}
-	return record_key_of(rc->key_seed, record_id);
 }
 
 /* Binary equality first; detoast only when representations differ. */
@@ -616,8 +520,6 @@ audit_capture_row(PG_FUNCTION_ARGS)
 
 	ev.values[AC_RECORD_ID] = record_id;
 	ev.nulls[AC_RECORD_ID] = false;
-	ev.values[AC_RECORD_KEY] = record_key_fast(rc, oldslot ? oldslot : newslot, record_id);
-	ev.nulls[AC_RECORD_KEY] = false;
 	ev.values[AC_SCHEMA_NAME] = rc->schema_name;
 	ev.nulls[AC_SCHEMA_NAME] = false;
 	ev.values[AC_TABLE_NAME] = rc->table_name;
@@ -665,16 +567,6 @@ audit_capture_truncate(PG_FUNCTION_ARGS)
  * SQL-callable helpers
  * ----------------------------------------------------------------
  */
-
-/* audit.record_key(schema text, table text, record_id jsonb) -> bigint */
-Datum
-audit_record_key(PG_FUNCTION_ARGS)
-{
-	char	   *schema = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *table = text_to_cstring(PG_GETARG_TEXT_PP(1));
-
-	return record_key_of(audit_table_key_seed(schema, table), PG_GETARG_DATUM(2));
-}
 
 /* audit.trigger_arguments(tgargs bytea) -> text[] */
 Datum

@@ -58,7 +58,7 @@ static const char *const audit_column_names[AC_NUM_COLUMNS] = {
 	"id", "event_time", "class", "action", "status", "db_user",
 	"session_user", "actor", "client_addr", "application_name",
 	"backend_pid", "txid", "statement_id", "statement_seq", "schema_name",
-	"table_name", "record_key", "record_id", "old_data", "new_data",
+	"table_name", "record_id", "old_data", "new_data",
 	"changed_columns", "detail"
 };
 
