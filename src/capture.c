@@ -73,10 +73,6 @@ static MemoryContext CaptureCacheContext = NULL;
 static MemoryContext RetiredContext = NULL; /* entries replaced mid-transaction */
 static MemoryContext RowContext = NULL;
 
-static Datum text_insert,
-			text_update,
-			text_delete,
-			text_truncate;
 
 /* ----------------------------------------------------------------
  * Cache
@@ -213,13 +209,6 @@ get_rel_cache(Relation rel, Trigger *trigger)
 		ctl.hcxt = CaptureCacheContext;
 		rel_cache = hash_create("audit_ext capture cache", 64, &ctl,
 								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-
-		old = MemoryContextSwitchTo(TopMemoryContext);
-		text_insert = CStringGetTextDatum("INSERT");
-		text_update = CStringGetTextDatum("UPDATE");
-		text_delete = CStringGetTextDatum("DELETE");
-		text_truncate = CStringGetTextDatum("TRUNCATE");
-		MemoryContextSwitchTo(old);
 	}
 
 	rc = hash_search(rel_cache, &relid, HASH_ENTER, &found);
@@ -422,6 +411,18 @@ check_trigger_call(FunctionCallInfo fcinfo, const char *fname, bool row_level)
  * Trigger functions
  * ----------------------------------------------------------------
  */
+
+/* Name the table, add who, when and where, and queue the event. */
+static void
+queue_data_event(AuditEventValues *ev, Datum schema_name, Datum table_name)
+{
+	ev->values[AC_SCHEMA_NAME] = schema_name;
+	ev->nulls[AC_SCHEMA_NAME] = false;
+	ev->values[AC_TABLE_NAME] = table_name;
+	ev->nulls[AC_TABLE_NAME] = false;
+	audit_event_fill_context(ev, true);
+	audit_event_emit(ev);
+}
 Datum
 audit_capture_row(PG_FUNCTION_ARGS)
 {
@@ -431,7 +432,7 @@ audit_capture_row(PG_FUNCTION_ARGS)
 	MemoryContext old;
 	TupleTableSlot *oldslot = NULL;
 	TupleTableSlot *newslot = NULL;
-	Datum		action;
+	const char *action;
 	Datum		record_id;
 
 	check_trigger_call(fcinfo, "audit.capture_row", true);
@@ -443,18 +444,18 @@ audit_capture_row(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
 		newslot = td->tg_trigslot;
-		action = text_insert;
+		action = "INSERT";
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
 		oldslot = td->tg_trigslot;
 		newslot = td->tg_newslot;
-		action = text_update;
+		action = "UPDATE";
 	}
 	else
 	{
 		oldslot = td->tg_trigslot;
-		action = text_delete;
+		action = "DELETE";
 	}
 	if (oldslot)
 		slot_getallattrs(oldslot);
@@ -463,8 +464,7 @@ audit_capture_row(PG_FUNCTION_ARGS)
 
 	old = MemoryContextSwitchTo(RowContext);
 
-	audit_event_init(&ev, "data", "INSERT");
-	ev.values[AC_ACTION] = action;
+	audit_event_init(&ev, "data", action);
 
 	if (oldslot && newslot)
 	{
@@ -520,13 +520,7 @@ audit_capture_row(PG_FUNCTION_ARGS)
 
 	ev.values[AC_RECORD_ID] = record_id;
 	ev.nulls[AC_RECORD_ID] = false;
-	ev.values[AC_SCHEMA_NAME] = rc->schema_name;
-	ev.nulls[AC_SCHEMA_NAME] = false;
-	ev.values[AC_TABLE_NAME] = rc->table_name;
-	ev.nulls[AC_TABLE_NAME] = false;
-
-	audit_event_fill_context(&ev, true);
-	audit_event_emit(&ev);
+	queue_data_event(&ev, rc->schema_name, rc->table_name);
 
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(RowContext);
@@ -551,13 +545,9 @@ audit_capture_truncate(PG_FUNCTION_ARGS)
 
 	old = MemoryContextSwitchTo(RowContext);
 	audit_event_init(&ev, "data", "TRUNCATE");
-	ev.values[AC_ACTION] = text_truncate;
-	ev.values[AC_SCHEMA_NAME] = CStringGetTextDatum(get_namespace_name(RelationGetNamespace(rel)));
-	ev.nulls[AC_SCHEMA_NAME] = false;
-	ev.values[AC_TABLE_NAME] = CStringGetTextDatum(RelationGetRelationName(rel));
-	ev.nulls[AC_TABLE_NAME] = false;
-	audit_event_fill_context(&ev, true);
-	audit_event_emit(&ev);
+	queue_data_event(&ev,
+					 CStringGetTextDatum(get_namespace_name(RelationGetNamespace(rel))),
+					 CStringGetTextDatum(RelationGetRelationName(rel)));
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(RowContext);
 	return PointerGetDatum(NULL);

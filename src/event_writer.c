@@ -172,6 +172,47 @@ load_event_table(void)
  * Building events
  * ----------------------------------------------------------------
  */
+/*
+ * Text datums of strings that repeat on every event (class, action, status,
+ * actor, application_name), made once in TopMemoryContext instead of once
+ * per row.
+ */
+#define TEXT_CACHE_SIZE 32
+
+typedef struct CachedText
+{
+	char	   *str;
+	Datum		datum;
+} CachedText;
+
+static CachedText text_cache[TEXT_CACHE_SIZE];
+static int	text_cache_next = 0;
+
+static Datum
+cached_text(const char *str)
+{
+	CachedText *slot;
+	MemoryContext old;
+
+	for (int i = 0; i < TEXT_CACHE_SIZE; i++)
+		if (text_cache[i].str && strcmp(text_cache[i].str, str) == 0)
+			return text_cache[i].datum;
+
+	/* replace round-robin: the set of live strings is small */
+	slot = &text_cache[text_cache_next];
+	text_cache_next = (text_cache_next + 1) % TEXT_CACHE_SIZE;
+	if (slot->str)
+	{
+		pfree(slot->str);
+		pfree(DatumGetPointer(slot->datum));
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	slot->str = pstrdup(str);
+	slot->datum = CStringGetTextDatum(str);
+	MemoryContextSwitchTo(old);
+	return slot->datum;
+}
+
 void
 audit_event_init(AuditEventValues *ev, const char *class_name,
 				 const char *action)
@@ -181,11 +222,11 @@ audit_event_init(AuditEventValues *ev, const char *class_name,
 		ev->values[i] = (Datum) 0;
 		ev->nulls[i] = true;
 	}
-	ev->values[AC_CLASS] = CStringGetTextDatum(class_name);
+	ev->values[AC_CLASS] = cached_text(class_name);
 	ev->nulls[AC_CLASS] = false;
-	ev->values[AC_ACTION] = CStringGetTextDatum(action);
+	ev->values[AC_ACTION] = cached_text(action);
 	ev->nulls[AC_ACTION] = false;
-	ev->values[AC_STATUS] = CStringGetTextDatum("success");
+	ev->values[AC_STATUS] = cached_text("success");
 	ev->nulls[AC_STATUS] = false;
 }
 
@@ -244,7 +285,7 @@ audit_event_fill_context(AuditEventValues *ev, bool for_write)
 	ev->nulls[AC_SESSION_USER] = false;
 
 	if (audit_actor && audit_actor[0] != '\0')
-		ev->values[AC_ACTOR] = CStringGetTextDatum(audit_actor);
+		ev->values[AC_ACTOR] = cached_text(audit_actor);
 	else
 		ev->values[AC_ACTOR] = db_user;
 	ev->nulls[AC_ACTOR] = false;
@@ -254,7 +295,7 @@ audit_event_fill_context(AuditEventValues *ev, bool for_write)
 
 	if (application_name && application_name[0] != '\0')
 	{
-		ev->values[AC_APPLICATION_NAME] = CStringGetTextDatum(application_name);
+		ev->values[AC_APPLICATION_NAME] = cached_text(application_name);
 		ev->nulls[AC_APPLICATION_NAME] = false;
 	}
 
