@@ -39,16 +39,32 @@ done
 [ -f /usr/share/postgresql/15/extension/audit_ext.control ] || die "audit_ext is not installed: cd $ROOT && make && make install"
 [ -f /usr/share/postgresql/15/extension/table_log.control ] || die "table_log is not installed: apt-get install postgresql-15-tablelog"
 
+# One run at a time: a second run would wipe the first one's cluster.
+exec 9>"$DIR.lock"
+flock -n 9 || die "another bench/run.sh is running (lock $DIR.lock held)"
+
 # shellcheck source-path=SCRIPTDIR/.. source=scripts/pgenv.sh
 source "$ROOT/scripts/pgenv.sh"
 command -v pgbench >/dev/null || die "pgbench not found in $PGBIN"
 
 mkdir -p "$RESULTS"
 rm -f "$RESULTS"/*.log
+TMP_OUT=$(mktemp)
+
+# What is being measured: src/ and sql/ change under concurrent work, so
+# record the installed build and the checkout it most likely came from.
+SO=$("$PGBIN/pg_config" --pkglibdir)/audit_ext.so
+BUILD_ID="audit_ext.so sha256 $(sha256sum "$SO" | cut -c1-12), installed $(date -u -r "$SO" '+%Y-%m-%d %H:%M:%S UTC')"
+if GIT_HEAD=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
+    git -C "$ROOT" diff --quiet HEAD -- src sql Makefile audit_ext.control 2>/dev/null || GIT_HEAD+=" + uncommitted changes in src/sql"
+    BUILD_ID+="; checkout $GIT_HEAD"
+fi
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 cleanup() {
     local rc=$?
     set +e
+    rm -f "$TMP_OUT"
     if [ -d "$DIR/data" ]; then
         log "stopping the cluster"
         pg_stop "$DIR"
@@ -191,8 +207,7 @@ run_bulk() {
     out=$RESULTS/$phase-c$c-$v.log
     quiesce
     line=""
-    sql "$db" -v stmt="$stmt" -f "$BENCH/measure.sql" >"$out.tmp" 2>"$out" && line=$(cat "$out.tmp")
-    rm -f "$out.tmp"
+    sql "$db" -v stmt="$stmt" -f "$BENCH/measure.sql" >"$TMP_OUT" 2>"$out" && line=$(cat "$TMP_OUT")
     IFS='|' read -r secs rows wal tb tr <<<"$line"
     if [[ ${rows:-} =~ ^[1-9][0-9]*$ ]]; then
         record "$c" "$phase" "$v" "$pos" ok "$secs" "$rows" "" "" "$wal" "$tb" "$tr"
@@ -263,8 +278,10 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
     echo
     echo "- Date: $START_TS (took $((SECONDS / 60)) min $((SECONDS % 60)) s)"
     echo "- PostgreSQL: $PG_VERSION"
+    echo "- audit_ext: $BUILD_ID"
     echo "- Machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo) RAM"
     echo "- Knobs: DURATION=$DURATION s, CYCLES=$CYCLES, SCALE=$SCALE (pgbench -c $CLIENTS -j $THREADS -M prepared)"
+    echo "- Load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes the OLTP numbers noisy)"
     echo "- Cluster: synchronous_commit=off, shared_buffers=1GB, max_wal_size=8GB, checkpoint_timeout=30min, fsync=on, shared_preload_libraries=audit_ext (in all variants)"
     echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog"
     echo "- Order rotated per cycle; medians over cycles; ratios are ratios of medians. WAL = pg_current_wal_lsn() difference; audit bytes = growth of pg_total_relation_size over schema audit (audit_ext) or tlog (table_log); audit rows = events (audit.event_id_seq) or log rows (table_log sequences)."
