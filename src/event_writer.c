@@ -439,8 +439,9 @@ typedef struct WriterState
 	PartitionTupleRouting *proute;
 	TupleTableSlot *root_slot;
 	ResultRelInfo *leaf;		/* leaf of the batch slots below */
-	TupleTableSlot **slots;
-	int			nslots;
+	TupleDesc	leafdesc;
+	TupleTableSlot **slots;		/* AUDIT_FLUSH_EVENTS entries, made lazily */
+	int			nslots;			/* how many are made */
 	Oid			rels[WRITER_MAX_RELS];	/* relations whose change makes us stale */
 	int			nrels;
 } WriterState;
@@ -538,10 +539,10 @@ writer_set_leaf(ResultRelInfo *leaf)
 	old = MemoryContextSwitchTo(writer.estate->es_query_cxt);
 	/* an unpinned copy: pinning the relcache one per slot is costly */
 	desc = CreateTupleDescCopy(RelationGetDescr(rel));
-	writer.nslots = AUDIT_FLUSH_EVENTS;
-	writer.slots = palloc(sizeof(TupleTableSlot *) * writer.nslots);
-	for (int s = 0; s < writer.nslots; s++)
-		writer.slots[s] = MakeSingleTupleTableSlot(desc, table_slot_callbacks(rel));
+	writer.leafdesc = desc;
+	/* slots are made as batches need them: OLTP flushes one event */
+	writer.slots = palloc0(sizeof(TupleTableSlot *) * AUDIT_FLUSH_EVENTS);
+	writer.nslots = 0;
 	writer.leaf = leaf;
 	MemoryContextSwitchTo(old);
 
@@ -630,12 +631,21 @@ audit_flush_events(void)
 			leaf = ExecFindPartition(writer.mtstate, writer.root_rri,
 									 writer.proute, writer.root_slot,
 									 writer.estate);
-			if (leaf != writer.leaf || n >= writer.nslots)
+			if (leaf != writer.leaf || n >= AUDIT_FLUSH_EVENTS)
 			{
 				write_batch(n, cid);
 				n = 0;
 				if (leaf != writer.leaf)
 					writer_set_leaf(leaf);
+			}
+			if (n >= writer.nslots)
+			{
+				MemoryContext old = MemoryContextSwitchTo(writer.estate->es_query_cxt);
+
+				writer.slots[writer.nslots++] =
+					MakeSingleTupleTableSlot(writer.leafdesc,
+											 table_slot_callbacks(leaf->ri_RelationDesc));
+				MemoryContextSwitchTo(old);
 			}
 
 			dst = writer.slots[n++];
