@@ -493,7 +493,8 @@ writer_open(void)
 	writer.mtstate->operation = CMD_INSERT;
 	writer.mtstate->resultRelInfo = writer.root_rri;
 	writer.proute = ExecSetupPartitionTupleRouting(writer.estate, writer.root);
-	writer.root_slot = MakeSingleTupleTableSlot(event_table.tupdesc,
+	/* its own descriptor: event_table's may be rebuilt mid-transaction */
+	writer.root_slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(writer.root)),
 												&TTSOpsMinimalTuple);
 	writer.open = true;
 	MemoryContextSwitchTo(old);

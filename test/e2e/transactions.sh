@@ -65,4 +65,20 @@ SQL
 q -d $DB -c "BEGIN; INSERT INTO child VALUES (1, 999); COMMIT;" >/dev/null 2>&1
 is "$(q -d $DB -c "SELECT count(*) FROM audit.event WHERE table_name = 'child'")" "0" "a commit that fails leaves no events"
 
+# The store's definition changes under an open writer (another session
+# invalidates audit.event's relcache entry): the writer is rebuilt, nothing lost.
+psql -X -q -d $DB >/dev/null <<'SQL' &
+BEGIN;
+INSERT INTO acct VALUES (10, 1);
+SELECT pg_sleep(1);
+INSERT INTO acct VALUES (11, 1);
+UPDATE acct SET bal = 2 WHERE id IN (10, 11);
+COMMIT;
+SQL
+sleep 0.4
+q -d $DB -c "COMMENT ON TABLE audit.event IS 'The audit trail (comment changed by a test)'" >/dev/null
+wait
+is "$(q -d $DB -c "SELECT count(*) FROM audit.event WHERE record_id->>'id' IN ('10', '11')")" "4" \
+   "an invalidation of the store mid-transaction loses no event"
+
 done_testing
