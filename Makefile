@@ -5,7 +5,7 @@ OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 DATA = $(wildcard sql/audit_ext--*.sql)
 PGFILEDESC = "audit_ext - audit trail for PostgreSQL"
 
-REGRESS = setup capture enable_errors options partitioned actor
+REGRESS = setup capture enable_errors options partitioned actor reading
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=audit_ext
 
 PG_CPPFLAGS = -I$(srcdir)/src

@@ -35,6 +35,7 @@ bool		audit_require_actor = false;
 bool		audit_log_unchanged_updates = false;
 bool		audit_log_statement_text = true;
 int			audit_max_statement_length = 65536;
+int			audit_export_threshold = 1000;
 
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
@@ -100,6 +101,17 @@ _PG_init(void)
 							MaxAllocSize / 2,
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("audit_ext.export_threshold",
+							"Rows read by one statement from which a read counts as an export.",
+							"Used by audit.user_activity() to count exports among read events.",
+							&audit_export_threshold,
+							1000,
+							1,
+							INT_MAX,
+							PGC_SUSET,
+							0,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("audit_ext");

@@ -27,6 +27,7 @@ extern bool audit_require_actor;
 extern bool audit_log_unchanged_updates;
 extern bool audit_log_statement_text;
 extern int	audit_max_statement_length;
+extern int	audit_export_threshold;
 
 /*
  * The columns of audit.event that the capture path fills.  The writer maps
