@@ -47,11 +47,27 @@ SELECT s.statement_text
  WHERE s.statement_id IN (SELECT statement_id FROM audit.event WHERE id > :mark);
 UPDATE orders SET qty = 0 WHERE id = 100;
 UPDATE orders SET qty = 0 WHERE id = 100;   -- same text again: no new statement row
-UPDATE orders SET qty = 1 WHERE id = 100;
-SELECT count(*) AS statement_rows FROM audit.statement WHERE statement_text LIKE 'UPDATE orders SET qty = 0 WHERE id = 100;%';
+UPDATE orders SET qty = 1 WHERE id = 100;   -- literals are redacted: the same text too
+SELECT count(*) AS statement_rows FROM audit.statement WHERE statement_text LIKE 'UPDATE orders SET qty = ? WHERE id = ?;%';
 SELECT e.action, e.changed_columns, s.statement_text
   FROM audit.event_with_statement e JOIN audit.statement s USING (statement_id)
  WHERE e.id > :mark AND e.record_id = '{"id": 100}' ORDER BY e.id;
+
+-- audit_ext.statement_literals = keep stores the text as sent.
+SET audit_ext.statement_literals = keep;
+UPDATE orders SET qty = 2 WHERE id = 100;
+RESET audit_ext.statement_literals;
+UPDATE orders SET qty = 3 WHERE id = 100 AND item <> 'it''s -- not a comment' AND qty > -1.5e3;
+SELECT s.statement_text
+  FROM audit.event e JOIN audit.statement s USING (statement_id)
+ WHERE e.id > :mark AND e.record_id = '{"id": 100}' AND e.new_data->>'qty' IN ('2', '3') ORDER BY e.id;
+-- and only superusers choose
+CREATE ROLE regress_literal_user;
+SET ROLE regress_literal_user;
+SET audit_ext.statement_literals = keep;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+DROP ROLE regress_literal_user;
 
 -- An UPDATE that changes nothing is not an event, unless configured.
 SELECT coalesce(max(id), 0) AS mark FROM audit.event \gset

@@ -21,6 +21,8 @@ SELECT count(*) AS leaks FROM audit.event
  WHERE id > :mark AND (old_data::text ~ 'h[123]|4111|5500' OR new_data::text ~ 'h[123]|4111|5500'
                        OR record_id::text ~ 'password_hash'
                        OR 'password_hash' = ANY (changed_columns));
+-- nor in the statement texts (literals are redacted by default)
+SELECT count(*) AS statement_leaks FROM audit.statement WHERE statement_text ~ 'h[123]|4111|5500';
 
 -- Calling enable again updates the options (idempotent, no duplicate trigger).
 SELECT audit.enable('public.customers', exclude_columns => '{password_hash,email}');

@@ -70,12 +70,12 @@ SELECT id - :mark AS n, action FROM audit.search(query => '100%', table_name => 
 SELECT count(*) FROM audit.search(query => '10_%', table_name => 'rd_orders');
 SELECT id - :mark AS n, action FROM audit.search(query => 'a_b', table_name => 'rd_orders');
 SELECT id - :mark AS n, action FROM audit.search(query => 'rd_bob', table_name => 'rd_orders');
-SELECT id - :mark AS n, action FROM audit.search(query => 'note = ''two', table_name => 'rd_orders');
+SELECT id - :mark AS n, action FROM audit.search(query => 'set NOTE = ?', table_name => 'rd_orders');
 -- in a closed time range; an empty range
 SELECT id - :mark AS n, action FROM audit.search(query => 'rd_orders', from_time => :'t_mid', to_time => 'infinity');
 SELECT count(*) FROM audit.search(query => 'rd_orders', from_time => '2001-01-01', to_time => '2001-01-02');
--- masked and excluded values are not in the data; statement texts keep the
--- literals as they were written, so only those match
+-- masked and excluded values are not in the data, and statement texts have
+-- their literals redacted (audit_ext.statement_literals): nothing matches
 SELECT count(*) AS matches, count(*) FILTER (WHERE statement_text LIKE '%4111%') AS by_statement_text
   FROM audit.search(query => '4111', table_name => 'rd_orders');
 SELECT count(*) AS matches, count(*) FILTER (WHERE statement_text LIKE '%s3%') AS by_statement_text

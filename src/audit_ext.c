@@ -36,6 +36,13 @@ bool		audit_log_unchanged_updates = false;
 bool		audit_log_statement_text = true;
 int			audit_max_statement_length = 65536;
 int			audit_export_threshold = 1000;
+int			audit_statement_literals = AUDIT_LITERALS_REDACT;
+
+static const struct config_enum_entry statement_literals_options[] = {
+	{"redact", AUDIT_LITERALS_REDACT, false},
+	{"keep", AUDIT_LITERALS_KEEP, false},
+	{NULL, 0, false}
+};
 
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
@@ -88,6 +95,16 @@ _PG_init(void)
 							 "The text is stored once per distinct statement in audit.statement.",
 							 &audit_log_statement_text,
 							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("audit_ext.statement_literals",
+							 "Whether literals in stored statement texts are kept or replaced by \"?\".",
+							 "redact (the default) keeps excluded and masked values, passwords and other secrets written as literals out of audit.statement.",
+							 &audit_statement_literals,
+							 AUDIT_LITERALS_REDACT,
+							 statement_literals_options,
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);

@@ -28,6 +28,10 @@ extern bool audit_log_unchanged_updates;
 extern bool audit_log_statement_text;
 extern int	audit_max_statement_length;
 extern int	audit_export_threshold;
+extern int	audit_statement_literals;
+
+#define AUDIT_LITERALS_REDACT	0
+#define AUDIT_LITERALS_KEEP		1
 
 /*
  * The columns of audit.event that the capture path fills.  The writer maps

@@ -24,9 +24,12 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "common/keywords.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "parser/scanner.h"
+#include "parser/gram.h"		/* token numbers; after scanner.h */
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -56,6 +59,18 @@ static const char *last_query = NULL;
 static int32 last_seq = 0;
 static bool last_id_null = true;
 static uint64 last_id = 0;
+
+/* query string hash -> statement_id, so a repeated string is scanned once */
+#define RAW_MAP_SLOTS 1024
+
+typedef struct RawMapEntry
+{
+	uint64		raw;
+	uint64		id;
+	int			mode;
+} RawMapEntry;
+
+static RawMapEntry raw_map[RAW_MAP_SLOTS];
 
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr select_plan = NULL;
@@ -203,6 +218,76 @@ store_statement(uint64 hash, const char *sql, int len)
 /*
  * The statement_id and statement_seq of the statement running now.
  */
+/*
+ * The text as stored: with audit_ext.statement_literals = redact, every
+ * literal (string, number, bit string) becomes "?", so that values the DBA
+ * excluded or masked, passwords and other secrets in the SQL never reach the
+ * trail; the values that matter are in old_data/new_data anyway.  The core
+ * scanner finds the literals, as pg_stat_statements does: right after a
+ * token is returned, the scanner's buffer holds it NUL-terminated.  Returns
+ * NULL if the text cannot be scanned (it is then not stored at all).
+ */
+static char *
+statement_text(const char *query, int len, int *outlen)
+{
+	char	   *copy;
+	core_yyscan_t yyscanner;
+	core_yy_extra_type yyextra;
+	core_YYSTYPE yylval;
+	YYLTYPE		yylloc;
+	StringInfoData buf;
+	volatile int done = 0;
+	MemoryContext mcxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	if (audit_statement_literals == AUDIT_LITERALS_KEEP)
+	{
+		*outlen = len;
+		return pnstrdup(query, len);
+	}
+
+	copy = pnstrdup(query, len);
+	initStringInfo(&buf);
+	PG_TRY();
+	{
+		yyscanner = scanner_init(copy, &yyextra, &ScanKeywords, ScanKeywordTokens);
+		for (;;)
+		{
+			int			tok = core_yylex(&yylval, &yylloc, yyscanner);
+
+			if (tok == 0)
+				break;
+			if (tok == SCONST || tok == USCONST || tok == BCONST ||
+				tok == XCONST || tok == ICONST || tok == FCONST)
+			{
+				int			toklen = strlen(yyextra.scanbuf + yylloc);
+
+				appendBinaryStringInfo(&buf, query + done, yylloc - done);
+				appendStringInfoChar(&buf, '?');
+				done = yylloc + toklen;
+			}
+		}
+		scanner_finish(yyscanner);
+	}
+	PG_CATCH();
+	{
+		/* the statement ran, so this is unexpected: store nothing */
+		MemoryContextSwitchTo(mcxt);
+		FlushErrorState();
+		ok = false;
+	}
+	PG_END_TRY();
+	if (!ok)
+		return NULL;
+	if (done < len)
+		appendBinaryStringInfo(&buf, query + done, len - done);
+	*outlen = buf.len;
+	return buf.data;
+}
+
+/*
+ * The statement_id and statement_seq of the statement running now.
+ */
 void
 audit_current_statement(Datum *statement_id, bool *id_null, int32 *statement_seq)
 {
@@ -230,22 +315,54 @@ audit_current_statement(Datum *statement_id, bool *id_null, int32 *statement_seq
 		if (query != NULL && audit_log_statement_text)
 		{
 			int			len = strlen(query);
-			uint64		id;
+			uint64		raw;
+			RawMapEntry *map;
+			uint64		id = 0;
+			char	   *text = NULL;
+			int			textlen = 0;
 
 			if (len > audit_max_statement_length)
 				len = pg_mbcliplen(query, len, audit_max_statement_length);
-			id = DatumGetUInt64(hash_any_extended((const unsigned char *) query,
-												  len, 0x61756469));
-			if (id == 0)
-				id = 1;
-			if (!known_contains(id) && !pending_contains(id))
+
+			/* the same query string again: no need to scan it again */
+			raw = DatumGetUInt64(hash_any_extended((const unsigned char *) query,
+												   len, 0x72617720));
+			map = &raw_map[raw % RAW_MAP_SLOTS];
+			if (map->raw == raw && map->mode == audit_statement_literals)
+				id = map->id;
+			else
 			{
-				id = store_statement(id, query, len);
-				if (pending_count < PENDING_MAX)
-					pending_ids[pending_count++] = id;
+				text = statement_text(query, len, &textlen);
+				if (text != NULL)
+				{
+					id = DatumGetUInt64(hash_any_extended((const unsigned char *) text,
+														  textlen, 0x61756469));
+					if (id == 0)
+						id = 1;
+				}
 			}
-			last_id = id;
-			last_id_null = false;
+
+			if (id != 0 && !known_contains(id) && !pending_contains(id))
+			{
+				if (text == NULL)
+					text = statement_text(query, len, &textlen);
+				if (text != NULL)
+				{
+					id = store_statement(id, text, textlen);
+					if (pending_count < PENDING_MAX)
+						pending_ids[pending_count++] = id;
+				}
+				else
+					id = 0;
+			}
+			if (id != 0)
+			{
+				map->raw = raw;
+				map->mode = audit_statement_literals;
+				map->id = id;
+				last_id = id;
+				last_id_null = false;
+			}
 		}
 	}
 

@@ -2,6 +2,9 @@
 -- undo, user_activity, activity_summary, recent_high_priority, export,
 -- access), all inside one transaction that is rolled back.
 BEGIN;
+-- These tests look for literals in statement texts (free text, CSV escaping),
+-- so texts are stored as sent; redaction is tested in sql/capture.sql.
+SET LOCAL audit_ext.statement_literals = keep;
 SELECT plan(92);
 
 SET LOCAL client_min_messages = warning;
