@@ -1426,6 +1426,29 @@ COMMENT ON FUNCTION audit.row_as_of(regclass, jsonb, timestamptz) IS
 -- privileges (SELECT plus DELETE, UPDATE or INSERT on the table, row level
 -- security included) and the trigger records the caller, not the function's
 -- owner, as db_user of the undoing events.
+-- Internal to audit.undo: run one statement (DELETE or UPDATE) that must
+-- touch exactly the row undo read (tableoid $1, ctid $2, whole row $3, the
+-- recorded values $4), so a concurrent change fails instead of being lost.
+CREATE FUNCTION audit.undo_change_row(sql text, action text, tbl regclass, ident jsonb,
+                                      row_oid oid, row_tid tid, cur jsonb, vals jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    done bigint;
+BEGIN
+    EXECUTE sql USING row_oid, row_tid, cur, vals;
+    GET DIAGNOSTICS done = ROW_COUNT;
+    IF done <> 1 THEN
+        RAISE EXCEPTION 'cannot undo this %: the row % of % changed while being undone', action, ident, tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Try again.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audit.undo_change_row(text, text, regclass, jsonb, oid, tid, jsonb, jsonb) IS
+    'Internal to audit.undo(): change exactly the row it read, or fail';
+
 CREATE FUNCTION audit.undo(event_id bigint, force boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql
@@ -1451,7 +1474,7 @@ DECLARE
     diff      text[];
     cols      text[];
     bad       text[];
-    done      bigint;
+    restore_sql text;
     forced    text := '';
     ambiguous_ok boolean;
 BEGIN
@@ -1610,14 +1633,16 @@ BEGIN
 
     -- The change.  tableoid and ctid name the row just read; the re-check of
     -- the whole row makes a concurrent change fail instead of being lost.
+    restore_sql := format('UPDATE %s t SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $4) o)'
+                          ' WHERE t.tableoid = $1 AND t.ctid = $2 AND to_jsonb(t) = $3',
+                          tbl,
+                          (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),
+                          (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(cols) c),
+                          tbl);
     IF ev.action = 'INSERT' THEN
-        EXECUTE format('DELETE FROM %s t WHERE t.tableoid = $1 AND t.ctid = $2 AND to_jsonb(t) = $3', tbl)
-            USING row_oid, row_tid, cur;
-        GET DIAGNOSTICS done = ROW_COUNT;
-        IF done <> 1 THEN
-            RAISE EXCEPTION 'cannot undo this %: the row % of % changed while being undone', ev.action, ident, tbl
-                USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Try again.';
-        END IF;
+        PERFORM audit.undo_change_row(
+            format('DELETE FROM %s t WHERE t.tableoid = $1 AND t.ctid = $2 AND to_jsonb(t) = $3', tbl),
+            ev.action, tbl, ident, row_oid, row_tid, cur, NULL);
         RETURN format('undid INSERT event %s: deleted the row %s from %s%s', ev.id, ident, tbl, forced);
     END IF;
 
@@ -1625,18 +1650,7 @@ BEGIN
         IF cardinality(cols) = 0 THEN
             RETURN format('undid UPDATE event %s: nothing to restore in %s (only generated columns changed)', ev.id, tbl);
         END IF;
-        EXECUTE format('UPDATE %s t SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $4) o)'
-                       ' WHERE t.tableoid = $1 AND t.ctid = $2 AND to_jsonb(t) = $3',
-                       tbl,
-                       (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),
-                       (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(cols) c),
-                       tbl)
-            USING row_oid, row_tid, cur, ev.old_data;
-        GET DIAGNOSTICS done = ROW_COUNT;
-        IF done <> 1 THEN
-            RAISE EXCEPTION 'cannot undo this %: the row % of % changed while being undone', ev.action, ident, tbl
-                USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Try again.';
-        END IF;
+        PERFORM audit.undo_change_row(restore_sql, ev.action, tbl, ident, row_oid, row_tid, cur, ev.old_data);
         RETURN format('undid UPDATE event %s: restored %s of the row %s in %s%s', ev.id,
                       array_to_string(cols, ', '), ev.record_id, tbl, forced);
     END IF;
@@ -1648,18 +1662,7 @@ BEGIN
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = 'Pass force => true to overwrite it with the deleted row''s values.';
         END IF;
-        EXECUTE format('UPDATE %s t SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $4) o)'
-                       ' WHERE t.tableoid = $1 AND t.ctid = $2 AND to_jsonb(t) = $3',
-                       tbl,
-                       (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),
-                       (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(cols) c),
-                       tbl)
-            USING row_oid, row_tid, cur, ev.old_data;
-        GET DIAGNOSTICS done = ROW_COUNT;
-        IF done <> 1 THEN
-            RAISE EXCEPTION 'cannot undo this %: the row % of % changed while being undone', ev.action, ident, tbl
-                USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Try again.';
-        END IF;
+        PERFORM audit.undo_change_row(restore_sql, ev.action, tbl, ident, row_oid, row_tid, cur, ev.old_data);
         RETURN format('undid DELETE event %s: overwrote the row %s in %s with the deleted values (forced: a row with that key had been inserted since)',
                       ev.id, ident, tbl);
     END IF;
@@ -1876,6 +1879,7 @@ REVOKE ALL ON FUNCTION
     audit.record_history(text, text, jsonb),
     audit.row_as_of(regclass, jsonb, timestamptz),
     audit.undo(bigint, boolean),
+    audit.undo_change_row(text, text, regclass, jsonb, oid, tid, jsonb, jsonb),
     audit.user_activity(text, timestamptz, timestamptz),
     audit.activity_summary(timestamptz, timestamptz)
   FROM PUBLIC;
@@ -1895,6 +1899,7 @@ GRANT EXECUTE ON FUNCTION
 -- audit.undo runs as the caller: it needs these as well.
 GRANT EXECUTE ON FUNCTION
     audit.undo(bigint, boolean),
+    audit.undo_change_row(text, text, regclass, jsonb, oid, tid, jsonb, jsonb),
     audit.next_record_id(jsonb, jsonb)
   TO audit_admin;
 GRANT SELECT ON audit.changes, audit.recent_high_priority TO audit_admin, audit_reader;
