@@ -269,7 +269,11 @@ get_rel_cache(Relation rel, Trigger *trigger)
 	/* Record identity: the primary key, else the replica identity index. */
 	rc->nkeys = 0;
 	rc->keys = NULL;
+#if PG_VERSION_NUM >= 170000
+	pkindex = RelationGetPrimaryKeyIndex(rel, true);
+#else
 	pkindex = RelationGetPrimaryKeyIndex(rel);
+#endif
 	if (!OidIsValid(pkindex))
 		pkindex = RelationGetReplicaIndex(rel);
 	if (OidIsValid(pkindex))

@@ -251,6 +251,8 @@ statement_text(const char *query, int len, int *outlen)
 	PG_TRY();
 	{
 		yyscanner = scanner_init(copy, &yyextra, &ScanKeywords, ScanKeywordTokens);
+		/* the statement already ran: do not warn about its strings twice */
+		yyextra.escape_string_warning = false;
 		for (;;)
 		{
 			int			tok = core_yylex(&yylval, &yylloc, yyscanner);

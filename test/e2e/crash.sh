@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Crash safety: a write load on audited tables, the postmaster killed with
+# SIGKILL in the middle, restart.  Afterwards every committed change has
+# exactly its events and no event exists for a change that did not commit.
+source "$(dirname "$0")/tap.inc"
+source "$(dirname "$0")/../../scripts/pgenv.sh"
+DIR=${AUDIT_TEST_TMP:-/tmp}/crash
+PORT=$(( ${PGPORT:-5497} + 20 ))
+ROUNDS=${CRASH_ROUNDS:-2}
+rm -rf "$DIR"
+trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
+pg_start "$DIR" "$PORT" "fsync = on" "synchronous_commit = on" || { echo "not ok - could not start a cluster in $DIR"; exit 1; }
+
+q -d postgres >/dev/null <<'SQL'
+CREATE EXTENSION audit_ext;
+CREATE TABLE ledger (id bigint PRIMARY KEY, amount int, note text);
+CREATE TABLE balance (id int PRIMARY KEY, total bigint);
+INSERT INTO balance SELECT g, 0 FROM generate_series(1, 10) g;
+SELECT audit.enable('ledger');
+SELECT audit.enable('balance');
+CREATE SEQUENCE ledger_id;
+SQL
+cat > "$DIR/load.sql" <<'SQL'
+\set b random(1, 10)
+\set a random(1, 1000)
+BEGIN;
+INSERT INTO ledger VALUES (nextval('ledger_id'), :a, 'x');
+UPDATE balance SET total = total + :a WHERE id = :b;
+SAVEPOINT s;
+INSERT INTO ledger VALUES (nextval('ledger_id'), -:a, 'undone');
+ROLLBACK TO s;
+END;
+SQL
+
+for round in $(seq 1 "$ROUNDS"); do
+    pgbench -n -c 4 -j 2 -T 20 -f "$DIR/load.sql" postgres >/dev/null 2>&1 &
+    bench=$!
+    sleep $(( 2 + round ))
+    kill -9 "$(head -1 "$DIR/data/postmaster.pid")"
+    wait $bench 2>/dev/null
+    sleep 1
+    rm -f "$DIR/data/postmaster.pid"
+    (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 120 start >/dev/null) \
+        || { echo "not ok - restart after crash $round failed"; tail -20 "$DIR/server.log"; exit 1; }
+
+    rows=$(q -d postgres -c "SELECT count(*) FROM ledger")
+    is "$([ "$rows" -gt 0 ] && echo yes)" "yes" "round $round: committed rows survived the crash ($rows)"
+    # every ledger row has exactly one INSERT event with its values, and no event lacks its row
+    is "$(q -d postgres -c "
+        SELECT count(*) FROM ledger l
+          FULL JOIN (SELECT (record_id->>'id')::bigint AS id, count(*) AS n, min(new_data->>'amount') AS amount
+                       FROM audit.event WHERE table_name = 'ledger' AND action = 'INSERT' GROUP BY 1) e
+            ON e.id = l.id
+         WHERE e.id IS NULL OR l.id IS NULL OR e.n <> 1 OR e.amount <> l.amount::text")" "0" \
+       "round $round: ledger rows and INSERT events match one to one"
+    is "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE new_data->>'note' = 'undone'")" "0" \
+       "round $round: no event of a rolled-back savepoint"
+    # the balance totals equal the sum of the recorded changes
+    is "$(q -d postgres -c "
+        SELECT count(*) FROM balance b
+          LEFT JOIN (SELECT (record_id->>'id')::int AS id,
+                            sum((new_data->>'total')::bigint - (old_data->>'total')::bigint) AS delta
+                       FROM audit.event WHERE table_name = 'balance' AND action = 'UPDATE' GROUP BY 1) e
+            ON e.id = b.id
+         WHERE b.total <> coalesce(e.delta, 0)")" "0" \
+       "round $round: each balance equals the sum of its recorded changes"
+done
+if grep -q "PANIC" "$DIR/server.log"; then is "PANIC in log" "none" "no PANIC"; fi
+done_testing
