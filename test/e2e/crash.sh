@@ -36,10 +36,15 @@ for round in $(seq 1 "$ROUNDS"); do
     pgbench -n -c 4 -j 2 -T 20 -f "$DIR/load.sql" postgres >/dev/null 2>&1 &
     bench=$!
     sleep $(( 2 + round ))
-    kill -9 "$(head -1 "$DIR/data/postmaster.pid")"
+    pm=$(head -1 "$DIR/data/postmaster.pid")
+    kill -9 "$pm"
     wait $bench 2>/dev/null
-    sleep 1
-    rm -f "$DIR/data/postmaster.pid"
+    # the backends notice the postmaster's death and exit; wait for all of them
+    for _ in $(seq 1 100); do
+        [ -z "$(ps -o pid= --ppid "$pm" 2>/dev/null)" ] && ! kill -0 "$pm" 2>/dev/null && break
+        sleep 0.1
+    done
+    rm -f "$DIR/data/postmaster.pid" "$DIR/.s.PGSQL.$PORT.lock"
     (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 120 start >/dev/null) \
         || { echo "not ok - restart after crash $round failed"; tail -20 "$DIR/server.log"; exit 1; }
 
