@@ -288,6 +288,85 @@ $$;
 COMMENT ON FUNCTION audit.key_columns(regclass) IS
     'Columns that identify a record of the table in record_id: primary key, else replica identity index';
 
+-- (Re)create the audit triggers of a table with the given options.  The
+-- options travel as trigger arguments (text[] literals).
+CREATE FUNCTION audit.install_triggers(tbl regclass, exclude_columns text[], mask_columns text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part regclass;
+BEGIN
+    PERFORM audit.drop_audit_triggers(tbl);
+    EXECUTE format('CREATE TRIGGER audit_ext_row AFTER INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION audit.capture_row(%L, %L)',
+                   tbl, exclude_columns::text, mask_columns::text);
+    EXECUTE format('CREATE TRIGGER audit_ext_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L)',
+                   tbl, exclude_columns::text, mask_columns::text);
+    -- Statement triggers are not cloned to partitions: give each existing
+    -- partition its own TRUNCATE trigger (new ones get it from
+    -- audit.on_ddl_command_end).
+    FOR part IN SELECT p.relid FROM pg_partition_tree(tbl) p WHERE p.relid <> tbl LOOP
+        EXECUTE format('CREATE TRIGGER audit_ext_truncate AFTER TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L)',
+                       part, exclude_columns::text, mask_columns::text);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.install_triggers(regclass, text[], text[]) IS
+    'Internal: (re)create the audit triggers of a table with its options';
+
+-- Keep the options of an audited table true after ALTER TABLE: a renamed
+-- excluded or masked column keeps being hidden under its new name, a dropped
+-- one leaves the lists.  Called by the library's utility hook after
+-- RENAME COLUMN (old_name, new_name) and after ALTER TABLE (NULL, NULL).
+-- Without the hook (library not preloaded) capture fails closed instead.
+CREATE FUNCTION audit.sync_column_options(tbl regclass, old_name text, new_name text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    args    text[];
+    excl    text[];
+    mask    text[];
+    n_excl  text[];
+    n_mask  text[];
+BEGIN
+    SELECT audit.trigger_arguments(t.tgargs) INTO args
+      FROM pg_trigger t
+     WHERE t.tgrelid = tbl AND t.tgname = 'audit_ext_row' AND t.tgparentid = 0;
+    IF args IS NULL THEN
+        RETURN false;
+    END IF;
+    excl := coalesce(args[1]::text[], '{}');
+    mask := coalesce(args[2]::text[], '{}');
+    IF old_name IS NOT NULL THEN
+        n_excl := array_replace(excl, old_name, new_name);
+        n_mask := array_replace(mask, old_name, new_name);
+    ELSE
+        n_excl := excl;
+        n_mask := mask;
+    END IF;
+    -- names that are no longer columns were dropped
+    SELECT coalesce(array_agg(c ORDER BY o), '{}') INTO n_excl
+      FROM unnest(n_excl) WITH ORDINALITY u(c, o)
+     WHERE EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = tbl AND attname = c AND attnum > 0 AND NOT attisdropped);
+    SELECT coalesce(array_agg(c ORDER BY o), '{}') INTO n_mask
+      FROM unnest(n_mask) WITH ORDINALITY u(c, o)
+     WHERE EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = tbl AND attname = c AND attnum > 0 AND NOT attisdropped);
+    IF n_excl = excl AND n_mask = mask THEN
+        RETURN false;
+    END IF;
+    PERFORM audit.install_triggers(tbl, n_excl, n_mask);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION audit.sync_column_options(regclass, text, text) IS
+    'Internal: follow renamed and dropped excluded/masked columns in a table''s audit options';
+
 CREATE FUNCTION audit.enable(tbl regclass,
                              exclude_columns text[] DEFAULT '{}',
                              mask_columns text[] DEFAULT '{}')
@@ -300,7 +379,6 @@ DECLARE
     rel       record;
     col       text;
     pk_cols   text[];
-    part      regclass;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table to audit must not be NULL'
@@ -382,21 +460,7 @@ BEGIN
     END IF;
 
     -- Idempotent: recreate the triggers with the current options.
-    PERFORM audit.drop_audit_triggers(tbl);
-    EXECUTE format('CREATE TRIGGER audit_ext_row AFTER INSERT OR UPDATE OR DELETE ON %s '
-                   'FOR EACH ROW EXECUTE FUNCTION audit.capture_row(%L, %L)',
-                   tbl, exclude_columns::text, mask_columns::text);
-    EXECUTE format('CREATE TRIGGER audit_ext_truncate AFTER TRUNCATE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L)',
-                   tbl, exclude_columns::text, mask_columns::text);
-    -- Statement triggers are not cloned to partitions: give each existing
-    -- partition its own TRUNCATE trigger (new ones get it from
-    -- audit.on_ddl_command_end).
-    FOR part IN SELECT p.relid FROM pg_partition_tree(tbl) p WHERE p.relid <> tbl LOOP
-        EXECUTE format('CREATE TRIGGER audit_ext_truncate AFTER TRUNCATE ON %s '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L)',
-                       part, exclude_columns::text, mask_columns::text);
-    END LOOP;
+    PERFORM audit.install_triggers(tbl, exclude_columns, mask_columns);
 END
 $$;
 COMMENT ON FUNCTION audit.enable(regclass, text[], text[]) IS

@@ -15,13 +15,20 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
 #include "utils/guc.h"
+#include "utils/builtins.h"
 #include "utils/inval.h"
+#include "utils/syscache.h"
 
 #include "audit_ext.h"
 
@@ -54,6 +61,7 @@ static void audit_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 								 ParamListInfo params,
 								 QueryEnvironment *queryEnv,
 								 DestReceiver *dest, QueryCompletion *qc);
+static void follow_column_changes(Node *stmt);
 static void audit_xact_callback(XactEvent event, void *arg);
 static void audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								   SubTransactionId parentSubid, void *arg);
@@ -182,7 +190,94 @@ audit_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 								params, queryEnv, dest, qc);
 
 	if (!xact_control)
+	{
 		audit_flush_events();
+		follow_column_changes(pstmt->utilityStmt);
+	}
+}
+
+/*
+ * After RENAME COLUMN or ALTER TABLE ... DROP COLUMN on an audited table,
+ * bring its excluded and masked column names up to date, so a renamed
+ * column stays hidden (audit.sync_column_options).  Runs as the owner of the
+ * audit schema: the user altering the table need not be an audit role.
+ */
+static void
+follow_column_changes(Node *stmt)
+{
+	RangeVar   *rv = NULL;
+	const char *old_name = NULL;
+	const char *new_name = NULL;
+	Oid			relid;
+	Oid			nsp;
+	Oid			owner;
+	Oid			save_userid;
+	int			save_sec;
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	if (IsA(stmt, RenameStmt) &&
+		((RenameStmt *) stmt)->renameType == OBJECT_COLUMN &&
+		((RenameStmt *) stmt)->relation != NULL)
+	{
+		rv = ((RenameStmt *) stmt)->relation;
+		old_name = ((RenameStmt *) stmt)->subname;
+		new_name = ((RenameStmt *) stmt)->newname;
+	}
+	else if (IsA(stmt, AlterTableStmt))
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((AlterTableStmt *) stmt)->cmds)
+		{
+			AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+			if (cmd->subtype == AT_DropColumn)
+				rv = ((AlterTableStmt *) stmt)->relation;
+		}
+	}
+	if (rv == NULL || !IsTransactionState())
+		return;
+
+	relid = RangeVarGetRelid(rv, NoLock, true);
+	if (!OidIsValid(relid) || !audit_has_own_trigger(relid))
+		return;
+	nsp = get_namespace_oid("audit", true);
+	if (!OidIsValid(nsp))
+		return;
+	{
+		HeapTuple	tp = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+
+		if (!HeapTupleIsValid(tp))
+			return;
+		owner = ((Form_pg_namespace) GETSTRUCT(tp))->nspowner;
+		ReleaseSysCache(tp);
+	}
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = old_name ? CStringGetTextDatum(old_name) : (Datum) 0;
+	values[2] = new_name ? CStringGetTextDatum(new_name) : (Datum) 0;
+	if (!old_name)
+		nulls[1] = nulls[2] = 'n';
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		Oid			types[3] = {OIDOID, TEXTOID, TEXTOID};
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute_with_args("SELECT audit.sync_column_options($1::regclass, $2, $3)",
+								  3, types, values, nulls, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not update the audit options of relation %u", relid);
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
 }
 
 static void

@@ -90,6 +90,7 @@ extern void audit_statement_xact_end(bool abort, bool top_level);
 /* capture.c */
 extern void audit_capture_invalidate(Oid relid);
 extern void audit_capture_xact_end(void);
+extern bool audit_has_own_trigger(Oid relid);
 
 /* row_json.c */
 typedef enum AuditJsonCategory

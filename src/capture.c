@@ -106,8 +106,8 @@ audit_capture_xact_end(void)
 		MemoryContextReset(RetiredContext);
 }
 
-static bool
-has_own_audit_trigger(Oid relid)
+bool
+audit_has_own_trigger(Oid relid)
 {
 	Relation	tgrel;
 	ScanKeyData skey[2];
@@ -230,7 +230,7 @@ get_rel_cache(Relation rel, Trigger *trigger)
 
 		foreach(lc, ancestors)
 		{
-			if (has_own_audit_trigger(lfirst_oid(lc)))
+			if (audit_has_own_trigger(lfirst_oid(lc)))
 			{
 				root = lfirst_oid(lc);
 				break;

@@ -21,4 +21,16 @@ is "$(q -d postgres -c "SELECT count(*), min(actor) FROM audit.event")" "11|earl
    "all events of the first transaction are written, actor set before the library loaded"
 q -d postgres -c "BEGIN; INSERT INTO t VALUES (100, 'z'); ROLLBACK;" >/dev/null
 is "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE record_id = '{\"id\": 100}'")" "0" "rollback leaves nothing"
+# Without the utility hook, a renamed excluded column makes capture fail
+# closed (the write is refused) rather than capture the column.
+q -d postgres >/dev/null <<'SQL'
+CREATE TABLE u (id int PRIMARY KEY, pw text);
+SELECT audit.enable('u', exclude_columns => '{pw}');
+SQL
+psql -X -q -d postgres -c "ALTER TABLE u RENAME COLUMN pw TO secret" >/dev/null
+err=$(psql -X -q -d postgres -c "INSERT INTO u VALUES (1, 'hunter2')" 2>&1)
+is "$(echo "$err" | grep -c 'named in exclude_columns of audited table "u" does not exist')" "1" \
+   "without preloading, a renamed excluded column refuses writes instead of leaking"
+is "$(q -d postgres -c "SELECT count(*) FROM u")" "0" "and nothing was written"
+
 done_testing
