@@ -634,6 +634,22 @@ $$;
 COMMENT ON FUNCTION audit.require_audit_role(boolean) IS
     'Raise 42501 unless the session''s role (SET ROLE, else session_user) and current_user are audit_reader or audit_admin members (audit_admin only when admin_only) or superusers';
 
+-- The same check as a boolean, for the views: a constant condition that the
+-- planner evaluates once, before any row is read.
+CREATE FUNCTION audit.audit_access_ok()
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM audit.require_audit_role();
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION audit.audit_access_ok() IS
+    'True for audit roles; raises "no access to the security audit" (42501) for anyone else';
+
 -- ---------------------------------------------------------------------------
 -- Small internal helpers
 -- ---------------------------------------------------------------------------
@@ -1026,7 +1042,7 @@ COMMENT ON FUNCTION audit.export(timestamptz, timestamptz, text, text, text, tex
 -- ---------------------------------------------------------------------------
 -- 2. audit.changes
 -- ---------------------------------------------------------------------------
-CREATE VIEW audit.changes AS
+CREATE VIEW audit.changes WITH (security_barrier) AS
 SELECT e.id          AS event_id,
        e.event_time,
        e.actor,
@@ -1051,7 +1067,8 @@ SELECT e.id          AS event_id,
           FROM unnest(e.changed_columns) u(col)
          WHERE e.action = 'UPDATE'
        ) AS c(column_name, old_value, new_value)
- WHERE e.class = 'data'
+ WHERE audit.audit_access_ok()
+   AND e.class = 'data'
    AND e.action IN ('INSERT', 'UPDATE', 'DELETE');
 COMMENT ON VIEW audit.changes IS
     'One row per changed column of each data event: INSERT has no old_value, DELETE no new_value, UPDATE lists changed_columns';
@@ -1059,7 +1076,7 @@ COMMENT ON VIEW audit.changes IS
 -- ---------------------------------------------------------------------------
 -- 8. audit.recent_high_priority
 -- ---------------------------------------------------------------------------
-CREATE VIEW audit.recent_high_priority AS
+CREATE VIEW audit.recent_high_priority WITH (security_barrier) AS
 SELECT e.id,
        e.event_time,
        e.class,
@@ -1086,7 +1103,8 @@ SELECT e.id,
        s.statement_text
   FROM audit.event e
   LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
- WHERE e.event_time >= pg_catalog.now() - interval '7 days'
+ WHERE audit.audit_access_ok()
+   AND e.event_time >= pg_catalog.now() - interval '7 days'
    AND (   (e.class = 'auth' AND (e.status = 'failure' OR e.action = 'LOGIN_FAILED'))
         OR e.class IN ('privilege', 'ddl', 'system')
         OR (e.class = 'data' AND (e.action = 'TRUNCATE' OR e.status = 'failure'))
@@ -1949,8 +1967,15 @@ REVOKE ALL ON FUNCTION
   FROM PUBLIC;
 REVOKE ALL ON audit.changes, audit.recent_high_priority FROM PUBLIC;
 
+-- The reading functions and views are open to everyone and check the role
+-- themselves, so that anyone without access is told so in words: "has no
+-- access to the security audit" (42501).  The tables stay closed.
+GRANT USAGE ON SCHEMA audit TO PUBLIC;
+GRANT SELECT ON audit.changes, audit.recent_high_priority TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
     audit.require_audit_role(boolean),
+    audit.audit_access_ok(),
+    audit.undo(bigint, boolean),
     audit.known_actions(),
     audit.search(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, integer, bigint),
     audit.export(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, integer, bigint),
@@ -1959,11 +1984,9 @@ GRANT EXECUTE ON FUNCTION
     audit.row_as_of(regclass, jsonb, timestamptz),
     audit.user_activity(text, timestamptz, timestamptz),
     audit.activity_summary(timestamptz, timestamptz)
-  TO audit_admin, audit_reader;
+  TO PUBLIC;
 -- audit.undo runs as the caller: it needs these as well.
 GRANT EXECUTE ON FUNCTION
-    audit.undo(bigint, boolean),
     audit.undo_change_row(text, text, regclass, jsonb, oid, tid, jsonb, jsonb),
     audit.next_record_id(jsonb, jsonb)
   TO audit_admin;
-GRANT SELECT ON audit.changes, audit.recent_high_priority TO audit_admin, audit_reader;

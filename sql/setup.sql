@@ -66,7 +66,8 @@ SELECT p.oid::regprocedure AS uncommented_function
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = 'audit' AND obj_description(p.oid, 'pg_proc') IS NULL;
 
--- Nobody but the audit roles can read, nobody can write.
+-- Nobody but the audit roles can read the tables, nobody can write them; the
+-- reading views are open but check the role themselves (see sql/reading.sql).
 SELECT c.relname, has_table_privilege('public', c.oid, 'SELECT') AS public_select,
        has_table_privilege('audit_reader', c.oid, 'SELECT') AS reader_select,
        has_table_privilege('audit_admin', c.oid, 'SELECT') AS admin_select,
