@@ -77,6 +77,9 @@ typedef struct BufferedEvent
 {
 	MinimalTuple tuple;
 	SubTransactionId subid;
+	/* the partition key (class, event_time), to skip routing repeats */
+	char		class_name[NAMEDATALEN];	/* "" if too long to keep */
+	TimestampTz event_time;
 } BufferedEvent;
 
 static EventTableInfo event_table;
@@ -378,6 +381,20 @@ audit_event_emit(AuditEventValues *ev)
 
 	buffer[buffer_len].tuple = tup;
 	buffer[buffer_len].subid = GetCurrentSubTransactionId();
+	{
+		text	   *cls = DatumGetTextPP(ev->values[AC_CLASS]);
+
+		int			len = VARSIZE_ANY_EXHDR(cls);
+
+		if (len < NAMEDATALEN)
+		{
+			memcpy(buffer[buffer_len].class_name, VARDATA_ANY(cls), len);
+			buffer[buffer_len].class_name[len] = '\0';
+		}
+		else
+			buffer[buffer_len].class_name[0] = '\0';
+		buffer[buffer_len].event_time = DatumGetTimestampTz(ev->values[AC_EVENT_TIME]);
+	}
 	buffer_len++;
 	buffer_bytes += tup->t_len;
 	pfree(values);
@@ -439,6 +456,9 @@ typedef struct WriterState
 	PartitionTupleRouting *proute;
 	TupleTableSlot *root_slot;
 	ResultRelInfo *leaf;		/* leaf of the batch slots below */
+	bool		leaf_key_valid; /* leaf is where (class, time) below goes */
+	char		leaf_class_name[NAMEDATALEN];
+	TimestampTz leaf_event_time;
 	TupleDesc	leafdesc;
 	TupleTableSlot **slots;		/* AUDIT_FLUSH_EVENTS entries, made lazily */
 	int			nslots;			/* how many are made */
@@ -508,6 +528,7 @@ writer_drop_slots(void)
 	writer.slots = NULL;
 	writer.nslots = 0;
 	writer.leaf = NULL;
+	writer.leaf_key_valid = false;
 }
 
 /* Close the writer's relations; needs a live transaction. */
@@ -629,9 +650,19 @@ audit_flush_events(void)
 			}
 
 			ExecStoreMinimalTuple(buffer[i].tuple, writer.root_slot, false);
-			leaf = ExecFindPartition(writer.mtstate, writer.root_rri,
-									 writer.proute, writer.root_slot,
-									 writer.estate);
+			/* every row of a statement has the same key: route it once */
+			if (writer.leaf_key_valid &&
+				buffer[i].event_time == writer.leaf_event_time &&
+				buffer[i].class_name[0] != '\0' &&
+				strcmp(buffer[i].class_name, writer.leaf_class_name) == 0)
+				leaf = writer.leaf;
+			else
+			{
+				leaf = ExecFindPartition(writer.mtstate, writer.root_rri,
+										 writer.proute, writer.root_slot,
+										 writer.estate);
+				writer.leaf_key_valid = false;
+			}
 			if (leaf != writer.leaf || n >= AUDIT_FLUSH_EVENTS)
 			{
 				write_batch(n, cid);
@@ -639,6 +670,9 @@ audit_flush_events(void)
 				if (leaf != writer.leaf)
 					writer_set_leaf(leaf);
 			}
+			writer.leaf_key_valid = true;
+			strcpy(writer.leaf_class_name, buffer[i].class_name);
+			writer.leaf_event_time = buffer[i].event_time;
 			if (n >= writer.nslots)
 			{
 				MemoryContext old = MemoryContextSwitchTo(writer.estate->es_query_cxt);
