@@ -1967,3 +1967,36 @@ GRANT EXECUTE ON FUNCTION
     audit.next_record_id(jsonb, jsonb)
   TO audit_admin;
 GRANT SELECT ON audit.changes, audit.recent_high_priority TO audit_admin, audit_reader;
+
+-- ---------------------------------------------------------------------------
+-- Security events: the shared-memory queue and its background worker
+-- (src/queue.c, src/worker.c, src/auth_hooks.c).  Both exist only when the
+-- library is in shared_preload_libraries.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION audit.worker_status(
+    OUT queue_size integer, OUT queue_depth integer,
+    OUT enqueued bigint, OUT written bigint, OUT dropped bigint,
+    OUT last_error text, OUT last_error_time timestamptz, OUT worker_pid integer)
+RETURNS SETOF record
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'audit_worker_status';
+COMMENT ON FUNCTION audit.worker_status() IS
+    'State of the security-event queue and its background worker; one row, NULLs and zeros when audit_ext is not in shared_preload_libraries';
+
+CREATE VIEW audit.worker_status AS SELECT * FROM audit.worker_status();
+COMMENT ON VIEW audit.worker_status IS
+    'State of the security-event queue (size, depth, enqueued, written, dropped, last error) and the worker''s pid';
+
+REVOKE ALL ON FUNCTION audit.worker_status() FROM PUBLIC;
+REVOKE ALL ON audit.worker_status FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.worker_status() TO audit_admin, audit_reader;
+GRANT SELECT ON audit.worker_status TO audit_admin, audit_reader;
+
+DO $$
+BEGIN
+    IF (SELECT s.queue_size FROM audit.worker_status() s) IS NULL THEN
+        RAISE WARNING 'audit_ext is not in shared_preload_libraries: security events (logins, failed logins, logouts) are not recorded'
+            USING HINT = 'Set shared_preload_libraries = ''audit_ext'' in postgresql.conf and restart the server.';
+    END IF;
+END
+$$;
