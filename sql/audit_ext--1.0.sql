@@ -1973,11 +1973,10 @@ GRANT SELECT ON audit.changes, audit.recent_high_priority TO audit_admin, audit_
 -- (src/queue.c, src/worker.c, src/auth_hooks.c).  Both exist only when the
 -- library is in shared_preload_libraries.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION audit.worker_status(
-    OUT queue_size integer, OUT queue_depth integer,
-    OUT enqueued bigint, OUT written bigint, OUT dropped bigint,
-    OUT last_error text, OUT last_error_time timestamptz, OUT worker_pid integer)
-RETURNS SETOF record
+CREATE FUNCTION audit.worker_status()
+RETURNS TABLE (queue_size integer, queue_depth integer,
+               enqueued bigint, written bigint, dropped bigint,
+               last_error text, last_error_time timestamptz, worker_pid integer)
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'audit_worker_status';
 COMMENT ON FUNCTION audit.worker_status() IS
