@@ -116,5 +116,23 @@ done_at=$(date +%s.%N)
 is "$(q -d postgres -c "SELECT dropped, queue_depth FROM audit.worker_status")" "0|0" "nothing dropped, queue empty"
 is "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE class = 'system' AND action = 'QUEUE_OVERFLOW'")" "0" "no overflow event"
 echo "# burst: $BURST failed logins sent in $(echo "$sent - $start" | bc) s; last one queryable $(echo "$done_at - $sent" | bc) s after the last was sent"
+
+# A write error: the worker records it as last_error and retries; after three
+# failed attempts it gives the batch up, counted as dropped and reported by
+# system/QUEUE_OVERFLOW events.  (auth events have no partition meanwhile.)
+q -d postgres -c "ALTER TABLE audit.event_auth DETACH PARTITION audit.event_auth_default" >/dev/null
+tcp regress_good wrong-pw "application_name=e2e_lost"
+wait_for "SELECT dropped > 0 FROM audit.worker_status" 15
+is "$?" "0" "a batch that cannot be written is given up after retries, counted as dropped"
+is "$(q -d postgres -c "SELECT last_error LIKE 'no partition of relation \"event_auth\" found for row%', last_error_time > now() - interval '1 minute' FROM audit.worker_status")" \
+   "t|t" "the error is recorded as last_error with its time"
+q -d postgres -c "ALTER TABLE audit.event_auth ATTACH PARTITION audit.event_auth_default DEFAULT" >/dev/null
+wait_for "SELECT (SELECT sum((detail->>'dropped')::bigint) FROM audit.event WHERE class = 'system' AND action = 'QUEUE_OVERFLOW') = dropped FROM audit.worker_status" 10
+is "$?" "0" "QUEUE_OVERFLOW events account for every dropped event"
+is "$(q -d postgres -c "SELECT status, backend_pid = (SELECT worker_pid FROM audit.worker_status) FROM audit.event WHERE action = 'QUEUE_OVERFLOW' ORDER BY id LIMIT 1")" \
+   "failure|t" "written by the worker, status failure"
+tcp regress_good good-pw "application_name=e2e_recovered"
+wait_for "SELECT count(*) = 2 FROM audit.event WHERE application_name = 'e2e_recovered'" 5
+is "$?" "0" "recording resumes once the store is writable again"
 grep -q "PANIC" "$DIR/server.log" && is "PANIC in log" "none" "no PANIC"
 done_testing
