@@ -326,6 +326,8 @@ audit_xact_callback(XactEvent event, void *arg)
 			audit_writer_xact_callback(0);
 			audit_statement_xact_end(false, true);
 			audit_capture_xact_end();
+			if (event == XACT_EVENT_COMMIT)
+				audit_auth_xact_commit();	/* a pending LOGIN */
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:

@@ -188,5 +188,6 @@ extern PGDLLEXPORT void audit_worker_main(Datum main_arg);
 
 /* auth_hooks.c */
 extern void audit_auth_hooks_install(void);
+extern void audit_auth_xact_commit(void);
 
 #endif							/* AUDIT_EXT_H */

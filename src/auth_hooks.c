@@ -4,11 +4,17 @@
  *		Login, failed login and logout events, queued for the worker.
  *
  * - ClientAuthentication_hook: sees the outcome of every authentication
- *   exchange (password, SCRAM, trust, ...): LOGIN or LOGIN_FAILED.
+ *   exchange (password, SCRAM, trust, ...).  A failure is LOGIN_FAILED at
+ *   once.  A success is kept pending: InitPostgres may still refuse the
+ *   session (unknown role under trust, role without LOGIN, missing
+ *   database, no CONNECT privilege, too many connections).  LOGIN is queued
+ *   when InitPostgres commits its start-up transaction (our xact callback
+ *   calls audit_auth_xact_commit), i.e. once the session really exists.
  * - emit_log_hook: FATAL errors raised while ClientAuthInProgress that the
  *   hook above never sees (pg_hba.conf "reject" or no matching line,
- *   authentication timeout): LOGIN_FAILED with the message and SQLSTATE.
- *   A failure the authentication hook recorded is not recorded twice.
+ *   authentication timeout), and FATAL errors while a LOGIN is pending:
+ *   LOGIN_FAILED with the message and SQLSTATE.  A failure the
+ *   authentication hook recorded is not recorded twice.
  * - before_shmem_exit callback of a session that logged in: LOGOUT with the
  *   session's duration.
  *
@@ -40,6 +46,8 @@ static emit_log_hook_type prev_emit_log_hook = NULL;
 
 static bool failure_recorded = false;	/* this process queued LOGIN_FAILED */
 static bool login_recorded = false;
+static bool login_pending = false;	/* authenticated, session not started yet */
+static AuditQueueEntry pending_login;
 static bool in_log_hook = false;
 
 static void
@@ -116,19 +124,14 @@ audit_client_authentication(Port *port, int status)
 
 	if (status == STATUS_OK)
 	{
-		AuditQueueEntry e;
 		const char *keys[] = {"method"};
 		const char *vals[] = {hba_authname(port->hba->auth_method)};
 		const bool	raw[] = {false};
 
-		fill_from_port(&e, port, "LOGIN", false);
-		audit_json_object(e.detail, sizeof(e.detail), 1, keys, vals, raw);
-		(void) audit_queue_enqueue(&e);
-		if (!login_recorded)
-		{
-			login_recorded = true;
-			before_shmem_exit(audit_logout, (Datum) 0);
-		}
+		fill_from_port(&pending_login, port, "LOGIN", false);
+		audit_json_object(pending_login.detail, sizeof(pending_login.detail),
+						  1, keys, vals, raw);
+		login_pending = true;
 	}
 	else
 	{
@@ -151,7 +154,27 @@ audit_client_authentication(Port *port, int status)
 }
 
 /*
- * FATAL during authentication that the hook above did not see.  Runs
+ * Called at every top-level commit (cheap unless a login is pending): the
+ * first one is InitPostgres's start-up transaction, after every check that
+ * could still refuse the session.
+ */
+void
+audit_auth_xact_commit(void)
+{
+	if (!login_pending)
+		return;
+	login_pending = false;
+	(void) audit_queue_enqueue(&pending_login);
+	if (!login_recorded)
+	{
+		login_recorded = true;
+		before_shmem_exit(audit_logout, (Datum) 0);
+	}
+}
+
+/*
+ * FATAL during authentication that the hook above did not see, or after it
+ * while the session is being set up.  Runs
  * inside error reporting: no allocation, no error, no recursion.
  */
 static void
@@ -160,7 +183,8 @@ audit_emit_log(ErrorData *edata)
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
 
-	if (in_log_hook || edata->elevel != FATAL || !ClientAuthInProgress ||
+	if (in_log_hook || edata->elevel != FATAL ||
+		!(ClientAuthInProgress || login_pending) ||
 		MyProcPort == NULL || failure_recorded || !audit_queue_available())
 		return;
 
@@ -176,6 +200,7 @@ audit_emit_log(ErrorData *edata)
 		audit_json_object(e.detail, sizeof(e.detail), 2, keys, vals, raw);
 		(void) audit_queue_enqueue(&e);
 		failure_recorded = true;
+		login_pending = false;
 	}
 	in_log_hook = false;
 }

@@ -43,6 +43,7 @@ q -d postgres >/dev/null <<'SQL'
 CREATE EXTENSION audit_ext;
 CREATE ROLE regress_good LOGIN PASSWORD 'good-pw';
 CREATE ROLE regress_reader LOGIN IN ROLE audit_reader;
+CREATE ROLE regress_nologin NOLOGIN PASSWORD 'nologin-pw';
 SQL
 is "$(q -d postgres -c "SELECT queue_size, worker_pid IS NOT NULL FROM audit.worker_status")" "10000|t" \
    "worker_status: default queue size, worker running"
@@ -70,6 +71,14 @@ is "$(q -d postgres -c "SELECT detail->>'reason' LIKE 'pg_hba.conf rejects conne
    "t|28000" "pg_hba reject: the server's message and SQLSTATE (from the log hook)"
 is "$(q -d postgres -c "SELECT (detail->>'duration')::interval >= '0'::interval, (detail->>'duration_seconds')::numeric < 60, backend_pid = (SELECT backend_pid FROM audit.event WHERE application_name = 'e2e_ok' AND action = 'LOGIN') FROM audit.event WHERE application_name = 'e2e_ok' AND action = 'LOGOUT'")" \
    "t|t|t" "LOGOUT carries the session's duration and the same backend pid"
+
+# Authenticated, then refused while the session is set up: LOGIN_FAILED only
+tcp regress_good good-pw "application_name=e2e_nodb dbname=regress_no_such_db"
+tcp regress_nologin nologin-pw "application_name=e2e_nologin"
+wait_for "SELECT count(*) >= 2 FROM audit.event WHERE application_name IN ('e2e_nodb', 'e2e_nologin')" 5
+is "$(q -d postgres -c "SELECT string_agg(format('%s %s %s %s', application_name, action, detail->>'sqlstate', detail->>'reason'), ', ' ORDER BY id) FROM audit.event WHERE application_name IN ('e2e_nodb', 'e2e_nologin')")" \
+   "e2e_nodb LOGIN_FAILED 3D000 database \"regress_no_such_db\" does not exist, e2e_nologin LOGIN_FAILED 28000 role \"regress_nologin\" is not permitted to log in" \
+   "missing database and role without LOGIN: one LOGIN_FAILED each, no LOGIN or LOGOUT"
 
 # Who may read the status
 is "$(q -q -d postgres -c "SET ROLE regress_reader" -c "SELECT enqueued > 0 FROM audit.worker_status" 2>&1)" "t" \
