@@ -339,9 +339,13 @@ json_escape_into(char *dst, size_t avail, const char *s)
 			continue;
 		}
 		l = utf8_seq_len(c);
+		/* a broken sequence: copy the lead byte alone, never a quote with it */
 		for (int i = 1; i < l; i++)
-			if (s[i] == '\0')
+			if (((unsigned char) s[i] & 0xC0) != 0x80)
+			{
 				l = i;
+				break;
+			}
 		if (out + l > avail)
 			break;
 		memcpy(dst + out, s, l);
@@ -364,49 +368,52 @@ audit_json_object(char *dst, size_t size, int npairs,
 	size_t		len = 0;
 	size_t		rest = 2;		/* "}" and NUL */
 
-	if (size < 3)
-	{
-		if (size > 0)
-			dst[0] = '\0';
-		return;
-	}
-	/* what the keys and raw values need, so strings are cut, not keys */
+	/*
+	 * What each pair needs besides its string value: ", " "key" ": " and the
+	 * value's quotes (or the raw value).  Strings are cut, never keys.
+	 */
+#define PAIR_NEED(i) (strlen(keys[i]) + 8 + (raw[i] ? strlen(values[i]) : 0))
+
 	for (int i = 0; i < npairs; i++)
-		rest += strlen(keys[i]) + 6 + (raw[i] ? strlen(values[i]) : 0);
-	if (rest > size)
+		rest += PAIR_NEED(i);
+	if (1 + rest > size)
 	{
-		strcpy(dst, "{}");
+		if (size >= 3)
+			strcpy(dst, "{}");
+		else if (size > 0)
+			dst[0] = '\0';
 		return;
 	}
 
 	dst[len++] = '{';
-	rest--;
 	for (int i = 0; i < npairs; i++)
 	{
-		size_t		budget;
+		size_t		l;
 
-		rest -= strlen(keys[i]) + 6 + (raw[i] ? strlen(values[i]) : 0);
+		rest -= PAIR_NEED(i);	/* now: what the later pairs and the end need */
 		if (i > 0)
 		{
 			dst[len++] = ',';
 			dst[len++] = ' ';
 		}
 		dst[len++] = '"';
-		len += json_escape_into(dst + len, size - len, keys[i]);
+		l = strlen(keys[i]);
+		memcpy(dst + len, keys[i], l);
+		len += l;
 		dst[len++] = '"';
 		dst[len++] = ':';
 		dst[len++] = ' ';
 		if (raw[i])
 		{
-			size_t		l = strlen(values[i]);
-
+			l = strlen(values[i]);
 			memcpy(dst + len, values[i], l);
 			len += l;
 		}
 		else
 		{
-			/* room left minus what the later pairs and the end need */
-			budget = size - len - rest - 2;
+			/* room left minus the two quotes and what comes later */
+			size_t		budget = size - len - rest - 2;
+
 			dst[len++] = '"';
 			len += json_escape_into(dst + len, budget, values[i] ? values[i] : "");
 			dst[len++] = '"';
@@ -414,6 +421,8 @@ audit_json_object(char *dst, size_t size, int npairs,
 	}
 	dst[len++] = '}';
 	dst[len] = '\0';
+	Assert(len < size);
+#undef PAIR_NEED
 }
 
 /* ----------------------------------------------------------------

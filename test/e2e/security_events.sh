@@ -122,7 +122,9 @@ sent=$(date +%s.%N)
 wait_for "SELECT count(*) = $BURST FROM audit.event WHERE application_name = 'e2e_burst'" 30
 is "$?" "0" "all $BURST failed logins of the burst are recorded"
 done_at=$(date +%s.%N)
-is "$(q -d postgres -c "SELECT dropped, queue_depth FROM audit.worker_status")" "0|0" "nothing dropped, queue empty"
+# (queue_depth is not asserted: this very session's LOGIN may still be queued)
+is "$(q -d postgres -c "SELECT dropped, enqueued = written + queue_depth FROM audit.worker_status")" "0|t" \
+   "nothing dropped; every queued event written or still queued"
 is "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE class = 'system' AND action = 'QUEUE_OVERFLOW'")" "0" "no overflow event"
 echo "# burst: $BURST failed logins sent in $(echo "$sent - $start" | bc) s; last one queryable $(echo "$done_at - $sent" | bc) s after the last was sent"
 
