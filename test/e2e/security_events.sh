@@ -145,5 +145,8 @@ is "$(q -d postgres -c "SELECT status, backend_pid = (SELECT worker_pid FROM aud
 tcp regress_good good-pw "application_name=e2e_recovered"
 wait_for "SELECT count(*) = 2 FROM audit.event WHERE application_name = 'e2e_recovered'" 5
 is "$?" "0" "recording resumes once the store is writable again"
+# The reading functions understand these events
+is "$(q -d postgres -c "SELECT logins, failed_logins, sessions, avg_session > '0'::interval FROM audit.user_activity('regress_good')")" \
+   "3|$(( BURST + 3 ))|3|t" "audit.user_activity counts the logins, failed logins and sessions (durations from LOGOUT)"
 grep -q "PANIC" "$DIR/server.log" && is "PANIC in log" "none" "no PANIC"
 done_testing
