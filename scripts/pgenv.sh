@@ -1,6 +1,8 @@
 # Source this file: helpers to run a throwaway PostgreSQL 15 cluster.
 #   pg_start DIR PORT [EXTRA_CONF_LINE...]   initdb (as user postgres) and start
 #   pg_stop DIR                              stop it (fast)
+# If PG_HBA_FILE names a file, it replaces the cluster's pg_hba.conf before
+# the first start.
 # The cluster listens on 127.0.0.1 and a Unix socket in DIR, preloads
 # audit_ext, and trusts local connections (md5/scram lines are added by the
 # tests that need them).
@@ -26,6 +28,9 @@ log_line_prefix = '%m [%p] %q%u@%d '
 CONF
     local line
     for line in "$@"; do echo "$line" >> "$dir/data/postgresql.conf"; done
+    if [ -n "${PG_HBA_FILE:-}" ]; then
+        cp "$PG_HBA_FILE" "$dir/data/pg_hba.conf" && chown postgres: "$dir/data/pg_hba.conf" || return 1
+    fi
     (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null) || return 1
     export PGHOST=$dir PGPORT=$port PGUSER=postgres
 }

@@ -84,3 +84,10 @@ SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_e
 -- GUCs
 SELECT name, setting, context, vartype FROM pg_settings WHERE name LIKE 'audit\_ext.%' ORDER BY 1;
 SET audit_ext.no_such_setting = 1;
+
+-- Security events: the queue and its worker (the test cluster preloads audit_ext)
+SELECT pg_get_function_result('audit.worker_status()'::regprocedure) AS worker_status_columns;
+SELECT queue_size, dropped, last_error, worker_pid IS NOT NULL AS worker_running
+  FROM audit.worker_status;
+-- without the library preloaded the function answers NULLs and zeros, and
+-- CREATE EXTENSION warns (tested in test/e2e/no_preload.sh)

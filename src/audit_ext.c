@@ -139,6 +139,38 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	/*
+	 * Security events need shared memory, the worker and the authentication
+	 * hooks: all only when loaded through shared_preload_libraries.  Their
+	 * PGC_POSTMASTER settings can only be defined then, too.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+	{
+		DefineCustomIntVariable("audit_ext.queue_size",
+								"Entries of the shared-memory queue of security events.",
+								"Events that find the queue full are counted as dropped and reported by one system/QUEUE_OVERFLOW event.",
+								&audit_queue_size,
+								10000,
+								16,
+								1000000,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
+		DefineCustomStringVariable("audit_ext.database",
+								   "Database the audit_ext background worker writes security events into.",
+								   "The extension must be installed in that database.",
+								   &audit_worker_database,
+								   "postgres",
+								   PGC_POSTMASTER,
+								   0,
+								   NULL, NULL, NULL);
+
+		audit_queue_install_hooks();
+		audit_worker_register();
+		audit_auth_hooks_install();
+	}
+
 	MarkGUCPrefixReserved("audit_ext");
 
 	prev_ExecutorFinish = ExecutorFinish_hook;
@@ -294,6 +326,8 @@ audit_xact_callback(XactEvent event, void *arg)
 			audit_writer_xact_callback(0);
 			audit_statement_xact_end(false, true);
 			audit_capture_xact_end();
+			if (event == XACT_EVENT_COMMIT)
+				audit_auth_xact_commit();	/* a pending LOGIN */
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:

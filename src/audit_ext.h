@@ -8,6 +8,9 @@
  * src/row_json.c       column values to jsonb
  * src/event_writer.c   per-transaction event buffer, batched writes
  * src/statement_store.c statement texts stored once
+ * src/queue.c          shared-memory queue of security events
+ * src/worker.c         background worker: queue -> audit.event
+ * src/auth_hooks.c     login, failed login and logout events
  *
  *-------------------------------------------------------------------------
  */
@@ -17,7 +20,9 @@
 #include "postgres.h"
 
 #include "access/htup.h"
+#include "datatype/timestamp.h"
 #include "fmgr.h"
+#include "storage/latch.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
 
@@ -125,5 +130,64 @@ extern void audit_json_push_value(JsonbParseState **state, AuditColumnInfo *col,
 extern void audit_json_push_key(JsonbParseState **state, AuditColumnInfo *col);
 
 #define AUDIT_MASK_MARKER "[masked]"
+
+/* queue.c: a bounded shared-memory queue of security events */
+extern int	audit_queue_size;
+extern char *audit_worker_database;
+
+#define AUDIT_QUEUE_DETAIL_LEN	1024	/* detail JSON text, NUL included */
+#define AUDIT_QUEUE_ADDR_LEN	64
+
+typedef struct AuditQueueEntry
+{
+	char		class_name[16];
+	char		action[32];
+	bool		failure;		/* status 'failure' instead of 'success' */
+	TimestampTz event_time;
+	int32		backend_pid;
+	char		user_name[NAMEDATALEN];
+	char		database_name[NAMEDATALEN];
+	char		client_addr[AUDIT_QUEUE_ADDR_LEN];	/* "" = NULL */
+	char		application_name[NAMEDATALEN];	/* "" = NULL */
+	char		detail[AUDIT_QUEUE_DETAIL_LEN]; /* JSON object, "" = NULL */
+} AuditQueueEntry;
+
+typedef struct AuditQueueStats
+{
+	bool		available;		/* false: no shared memory (not preloaded) */
+	int			size;
+	int			depth;
+	uint64		enqueued;
+	uint64		written;
+	uint64		dropped;
+	char		last_error[256];
+	TimestampTz last_error_time;	/* 0: none */
+	int			worker_pid;
+} AuditQueueStats;
+
+extern void audit_queue_request_shmem(void);
+extern void audit_queue_install_hooks(void);
+extern bool audit_queue_available(void);
+extern bool audit_queue_enqueue(const AuditQueueEntry *entry);
+extern int	audit_queue_peek(AuditQueueEntry *out, int max);
+extern void audit_queue_consume(int n, bool written);
+extern void audit_queue_set_worker(int pid, Latch *latch);
+extern void audit_queue_set_error(const char *message);
+extern uint64 audit_queue_take_unreported_drops(void);
+extern void audit_queue_return_drops(uint64 n);
+extern void audit_queue_get_stats(AuditQueueStats *stats);
+extern void audit_strlcpy_utf8(char *dst, const char *src, size_t size);
+extern void audit_json_object(char *dst, size_t size, int npairs,
+							  const char *const *keys,
+							  const char *const *values,
+							  const bool *raw);
+
+/* worker.c */
+extern void audit_worker_register(void);
+extern PGDLLEXPORT void audit_worker_main(Datum main_arg);
+
+/* auth_hooks.c */
+extern void audit_auth_hooks_install(void);
+extern void audit_auth_xact_commit(void);
 
 #endif							/* AUDIT_EXT_H */

@@ -10,8 +10,12 @@ trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
 pg_start "$DIR" "$PORT" "shared_preload_libraries = ''" || { echo "not ok - could not start a cluster in $DIR"; exit 1; }
 
 is "$(q -d postgres -c "SHOW shared_preload_libraries")" "" "cluster runs without preloading audit_ext"
+out=$(q -d postgres -c "CREATE EXTENSION audit_ext" 2>&1)
+is "$(echo "$out" | grep -c 'WARNING:  audit_ext is not in shared_preload_libraries: security events')" "1" \
+   "CREATE EXTENSION warns that security events need shared_preload_libraries"
+is "$(q -d postgres -c "SELECT coalesce(queue_size, -1), enqueued, written, dropped, worker_pid IS NULL FROM audit.worker_status")" "-1|0|0|0|t" \
+   "audit.worker_status without preloading: one row, NULL size and worker, zero counters"
 q -d postgres >/dev/null <<'SQL'
-CREATE EXTENSION audit_ext;
 CREATE TABLE t (id int PRIMARY KEY, v text);
 SELECT audit.enable('t');
 SQL
