@@ -359,7 +359,7 @@ emit_event(const char *class_name, const char *action,
 
 /* Role options, never with the password itself. */
 static void
-push_role_options(JsonbParseState **st, List *options)
+push_role_options(JsonbParseState **st, List *options, int action)
 {
 	ListCell   *lc;
 
@@ -381,7 +381,7 @@ push_role_options(JsonbParseState **st, List *options)
 		else if (strcmp(key, "addroleto") == 0)
 			key = "in_role";
 		else if (strcmp(key, "rolemembers") == 0)
-			key = "role";
+			key = action == 0 ? "role" : action > 0 ? "add_members" : "drop_members";
 		else if (strcmp(key, "adminmembers") == 0)
 			key = "admin";
 
@@ -506,7 +506,7 @@ capture_privilege(Node *stmt)
 
 				action = "CREATE ROLE";
 				kv_string(&st, "role", c->role);
-				push_role_options(&st, c->options);
+				push_role_options(&st, c->options, 0);
 				redact = options_have_password(c->options);
 				break;
 			}
@@ -516,9 +516,7 @@ capture_privilege(Node *stmt)
 
 				action = "ALTER ROLE";
 				kv_string(&st, "role", node_name((Node *) a->role));
-				if (a->action != 0)
-					kv_string(&st, "members", a->action > 0 ? "add" : "drop");
-				push_role_options(&st, a->options);
+				push_role_options(&st, a->options, a->action);
 				redact = options_have_password(a->options);
 				break;
 			}
