@@ -28,7 +28,10 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/namespace.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
@@ -38,6 +41,7 @@
 #include "tcop/cmdtag.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -47,6 +51,8 @@
 bool		audit_log_ddl = true;
 
 static int	audit_function_depth = 0;
+
+static bool any_table_audited(void);
 static fmgr_hook_type prev_fmgr_hook = NULL;
 
 /* ----------------------------------------------------------------
@@ -442,17 +448,19 @@ push_grant(JsonbParseState **st, GrantStmt *g)
 }
 
 /* Schema and table of a relation named in a statement (best effort). */
-static void
+static bool
 relation_names(RangeVar *rv, const char **schema_name, const char **table_name)
 {
 	Oid			relid;
+	bool		temp = (rv->relpersistence == RELPERSISTENCE_TEMP);
 
 	*table_name = rv->relname;
 	*schema_name = rv->schemaname;
 	relid = RangeVarGetRelid(rv, NoLock, true);
 	if (OidIsValid(relid))
 	{
-		char	   *nsp = get_namespace_name(get_rel_namespace(relid));
+		Oid			nspid = get_rel_namespace(relid);
+		char	   *nsp = get_namespace_name(nspid);
 		char	   *rel = get_rel_name(relid);
 
 		if (nsp && rel)
@@ -460,7 +468,9 @@ relation_names(RangeVar *rv, const char **schema_name, const char **table_name)
 			*schema_name = nsp;
 			*table_name = rel;
 		}
+		temp |= isAnyTempNamespace(nspid);
 	}
+	return temp;
 }
 
 /*
@@ -864,9 +874,13 @@ capture_ddl(Node *stmt, const char *pre_schema)
 	if (!tamper && !audit_log_ddl)
 		return;
 
+	/* temporary objects vanish with the session: nothing lasting changed */
+	if (schema_name && strncmp(schema_name, "pg_temp", 7) == 0)
+		return;
 	if (rel != NULL && table_name == NULL)
 	{
-		relation_names(rel, &schema_name, &table_name);
+		if (relation_names(rel, &schema_name, &table_name))
+			return;
 		if (objects == NIL)
 			objects = list_make1(schema_name ?
 								 psprintf("%s.%s", schema_name, table_name) :
@@ -893,7 +907,8 @@ capture_replication_role(VariableSetStmt *s)
 	JsonbParseState *st = NULL;
 
 	if (s->name == NULL || strcmp(s->name, "session_replication_role") != 0 ||
-		SessionReplicationRole != SESSION_REPLICATION_ROLE_REPLICA)
+		SessionReplicationRole != SESSION_REPLICATION_ROLE_REPLICA ||
+		!OidIsValid(audit_event_relid(true)) || !any_table_audited())
 		return;
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	kv_string(&st, "value", "replica");
@@ -927,6 +942,31 @@ audit_ddl_prepare(Node *stmt)
 }
 
 /*
+ * Is any table of this database audited?  Privilege and ddl events are
+ * recorded only then: pg_restore creates the trail's monthly partitions
+ * (and attaches them) before it creates the audit triggers, and an event
+ * written meanwhile would land in a default partition and make the attach
+ * fail.  A seq scan of pg_trigger, once per utility statement.
+ */
+static bool
+any_table_audited(void)
+{
+	Relation	tgrel;
+	ScanKeyData skey;
+	SysScanDesc scan;
+	bool		found;
+
+	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyInit(&skey, Anum_pg_trigger_tgname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("audit_ext_row"));
+	scan = systable_beginscan(tgrel, InvalidOid, false, NULL, 1, &skey);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(tgrel, AccessShareLock);
+	return found;
+}
+
+/*
  * After a utility statement completed: record it if it is a privilege
  * change, DDL, or a change to auditing itself.
  */
@@ -944,14 +984,13 @@ audit_ddl_capture(PlannedStmt *pstmt, int context, const char *pre_schema)
 		return;
 	if (IsA(stmt, VariableSetStmt))
 	{
-		if (OidIsValid(audit_event_relid(true)))
-			capture_replication_role((VariableSetStmt *) stmt);
+		capture_replication_role((VariableSetStmt *) stmt);
 		return;
 	}
 	if (is_not_ddl(stmt))
 		return;
-	/* not installed in this database (or just dropped) */
-	if (!OidIsValid(audit_event_relid(true)))
+	/* not installed in this database (or just dropped), nothing audited */
+	if (!OidIsValid(audit_event_relid(true)) || !any_table_audited())
 		return;
 	/* the trail starts after its own creation */
 	if (IsA(stmt, CreateExtensionStmt) &&

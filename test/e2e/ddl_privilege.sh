@@ -30,7 +30,9 @@ mark() { MARK=$(q -d postgres -c "SELECT coalesce(max(id), 0) FROM audit.event")
 q -d postgres -q >/dev/null <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION audit_ext;
-SELECT audit.create_partitions();
+-- privilege and ddl events are recorded once a table of the database is audited
+CREATE TABLE anchor (id int PRIMARY KEY);
+SELECT audit.enable('anchor');
 CREATE ROLE regress_u1 LOGIN;
 CREATE ROLE regress_grp;
 SQL
@@ -89,6 +91,7 @@ is "$(ev)" 'privilege DROP ROLE . {"roles": ["regress_pw_redact", "regress_kept"
 
 # --- ddl class ------------------------------------------------------------------
 mark
+q -d postgres -q -c "CREATE TEMP TABLE tmp1 (id int)" -c "DROP TABLE tmp1" >/dev/null
 q -d postgres -q >/dev/null <<'SQL'
 CREATE SCHEMA app;
 CREATE TABLE app.t (id int PRIMARY KEY, v text);
