@@ -182,6 +182,31 @@ rangevar_name(RangeVar *rv)
 	return pstrdup(rv->relname);
 }
 
+static char *node_name(Node *n);
+
+/*
+ * Names of a list joined by sep.  Unlike NameListToString, any node the
+ * parser puts in such lists (TypeName of a cast, NULL for NONE) is fine:
+ * this runs after the statement succeeded and must not fail it.
+ */
+static char *
+join_names(List *names, const char *sep)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, names)
+	{
+		char	   *name = node_name(lfirst(lc));
+
+		if (lc != list_head(names))
+			appendStringInfoString(&buf, sep);
+		appendStringInfoString(&buf, name ? name : "NONE");
+	}
+	return buf.data;
+}
+
 /* The name of an object as the parser gives it, or NULL. */
 static char *
 node_name(Node *n)
@@ -195,7 +220,7 @@ node_name(Node *n)
 		case T_String:
 			return pstrdup(strVal(n));
 		case T_List:
-			return NameListToString((List *) n);
+			return join_names((List *) n, ".");
 		case T_TypeName:
 			return TypeNameToString((TypeName *) n);
 		case T_ObjectWithArgs:
@@ -203,9 +228,9 @@ node_name(Node *n)
 				ObjectWithArgs *owa = (ObjectWithArgs *) n;
 
 				if (owa->args_unspecified)
-					return NameListToString(owa->objname);
-				return psprintf("%s(%s)", NameListToString(owa->objname),
-								TypeNameListToString(owa->objargs));
+					return join_names(owa->objname, ".");
+				return psprintf("%s(%s)", join_names(owa->objname, "."),
+								join_names(owa->objargs, ", "));
 			}
 		case T_RoleSpec:
 			{
@@ -544,11 +569,36 @@ capture_privilege(Node *stmt)
 				kv_string(&st, "name", s->name ? s->name : "ALL");
 				if (s->kind == VAR_SET_VALUE)
 					kv_string(&st, "value", ExtractSetVariableArgs(s));
+				else if (s->kind == VAR_SET_CURRENT)
+					kv_bool(&st, "from_current", true);
 				else
 					kv_bool(&st, "reset", true);
 				pushJsonbValue(&st, WJB_END_OBJECT, NULL);
 				break;
 			}
+		case T_RenameStmt:
+			{
+				RenameStmt *r = (RenameStmt *) stmt;
+
+				if (r->renameType != OBJECT_ROLE)
+				{
+					pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+					return false;
+				}
+				action = "ALTER ROLE";
+				kv_string(&st, "role", r->subname);
+				kv_string(&st, "new_name", r->newname);
+				break;
+			}
+		case T_DropOwnedStmt:
+			action = "DROP OWNED";
+			kv_strings(&st, "roles", node_names(((DropOwnedStmt *) stmt)->roles));
+			break;
+		case T_ReassignOwnedStmt:
+			action = "REASSIGN OWNED";
+			kv_strings(&st, "roles", node_names(((ReassignOwnedStmt *) stmt)->roles));
+			kv_string(&st, "new_role", node_name((Node *) ((ReassignOwnedStmt *) stmt)->newrole));
+			break;
 		case T_DropRoleStmt:
 			{
 				DropRoleStmt *d = (DropRoleStmt *) stmt;
@@ -820,11 +870,11 @@ capture_ddl(Node *stmt, const char *pre_schema)
 			}
 		case T_DefineStmt:
 			objtype = object_type_name(((DefineStmt *) stmt)->kind);
-			objects = list_make1(NameListToString(((DefineStmt *) stmt)->defnames));
+			objects = list_make1(join_names(((DefineStmt *) stmt)->defnames, "."));
 			break;
 		case T_CreateFunctionStmt:
 			objtype = ((CreateFunctionStmt *) stmt)->is_procedure ? "procedure" : "function";
-			objects = list_make1(NameListToString(((CreateFunctionStmt *) stmt)->funcname));
+			objects = list_make1(join_names(((CreateFunctionStmt *) stmt)->funcname, "."));
 			break;
 		case T_AlterFunctionStmt:
 			objtype = object_type_name(((AlterFunctionStmt *) stmt)->objtype);
@@ -853,12 +903,20 @@ capture_ddl(Node *stmt, const char *pre_schema)
 			break;
 		case T_CreateEnumStmt:
 			objtype = "type";
-			objects = list_make1(NameListToString(((CreateEnumStmt *) stmt)->typeName));
+			objects = list_make1(join_names(((CreateEnumStmt *) stmt)->typeName, "."));
 			break;
 		case T_CreateDomainStmt:
 			objtype = "domain";
-			objects = list_make1(NameListToString(((CreateDomainStmt *) stmt)->domainname));
+			objects = list_make1(join_names(((CreateDomainStmt *) stmt)->domainname, "."));
 			break;
+		case T_AlterSystemStmt:
+			{
+				VariableSetStmt *v = ((AlterSystemStmt *) stmt)->setstmt;
+
+				objtype = "configuration parameter";
+				objects = list_make1(pstrdup(v->name ? v->name : "ALL"));
+				break;
+			}
 		case T_CreateEventTrigStmt:
 			objtype = "event trigger";
 			objects = list_make1(pstrdup(((CreateEventTrigStmt *) stmt)->trigname));
