@@ -17,6 +17,8 @@
  *			   session_replication_role = replica, audit.enable/disable
  *			   (audit.log_config_event).
  *
+ * Only in a database where some table is audited (see any_table_audited).
+ *
  * Utility statements run by audit_ext's own functions (audit.enable creates
  * triggers, audit.create_partitions tables, ...) are not recorded: every
  * function of schema audit that runs DDL has a SET clause, so PostgreSQL
