@@ -367,6 +367,15 @@ $$;
 COMMENT ON FUNCTION audit.sync_column_options(regclass, text, text) IS
     'Internal: follow renamed and dropped excluded/masked columns in a table''s audit options';
 
+-- A ddl event about auditing itself (audit.enable/disable), written with the
+-- caller's transaction; the user recorded is the session's role.
+CREATE FUNCTION audit.log_config_event(action text, tbl regclass, detail jsonb)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'audit_log_config_event';
+COMMENT ON FUNCTION audit.log_config_event(text, regclass, jsonb) IS
+    'Internal: record a change to auditing (ENABLE AUDIT, DISABLE AUDIT) as a ddl event';
+
 CREATE FUNCTION audit.enable(tbl regclass,
                              exclude_columns text[] DEFAULT '{}',
                              mask_columns text[] DEFAULT '{}')
@@ -461,6 +470,9 @@ BEGIN
 
     -- Idempotent: recreate the triggers with the current options.
     PERFORM audit.install_triggers(tbl, exclude_columns, mask_columns);
+    PERFORM audit.log_config_event('ENABLE AUDIT', tbl,
+                                   jsonb_build_object('exclude_columns', to_jsonb(exclude_columns),
+                                                      'mask_columns', to_jsonb(mask_columns)));
 END
 $$;
 COMMENT ON FUNCTION audit.enable(regclass, text[], text[]) IS
@@ -487,6 +499,10 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Call audit.disable() on the partitioned table.';
     END IF;
+    PERFORM audit.log_config_event('DISABLE AUDIT', tbl,
+               (SELECT jsonb_build_object('exclude_columns', to_jsonb((audit.trigger_arguments(t.tgargs))[1]::text[]),
+                                          'mask_columns', to_jsonb((audit.trigger_arguments(t.tgargs))[2]::text[]))
+                  FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'audit_ext_row'));
     PERFORM audit.drop_audit_triggers(tbl);
     RETURN true;
 END

@@ -130,7 +130,7 @@ SELECT audit.enable('short_lived');
 INSERT INTO short_lived VALUES (1, 'a');
 DROP TABLE short_lived;
 SELECT action, schema_name, table_name, new_data FROM audit.event
- WHERE id > :mark AND table_name = 'short_lived';
+ WHERE id > :mark AND table_name = 'short_lived' ORDER BY id;
 SELECT count(*) AS still_listed FROM audit.audited_tables WHERE table_name = 'short_lived';
 
 REVOKE ALL ON orders FROM regress_plain_user;

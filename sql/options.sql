@@ -65,7 +65,7 @@ CREATE UNIQUE INDEX uniq_code ON uniq (code);
 ALTER TABLE uniq REPLICA IDENTITY USING INDEX uniq_code;
 SELECT audit.enable('uniq');
 INSERT INTO uniq VALUES ('A', 1);
-SELECT record_id FROM audit.event WHERE table_name = 'uniq';
+SELECT record_id FROM audit.event WHERE table_name = 'uniq' AND class = 'data';
 
 -- disable: history stays, capture stops
 SELECT audit.disable('public.customers');

@@ -61,6 +61,12 @@ static void audit_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 								 ParamListInfo params,
 								 QueryEnvironment *queryEnv,
 								 DestReceiver *dest, QueryCompletion *qc);
+static void next_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+								bool readOnlyTree,
+								ProcessUtilityContext context,
+								ParamListInfo params,
+								QueryEnvironment *queryEnv,
+								DestReceiver *dest, QueryCompletion *qc);
 static void follow_column_changes(Node *stmt);
 static void audit_xact_callback(XactEvent event, void *arg);
 static void audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
@@ -113,6 +119,15 @@ _PG_init(void)
 							 &audit_statement_literals,
 							 AUDIT_LITERALS_REDACT,
 							 statement_literals_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("audit_ext.log_ddl",
+							 "Record DDL statements (class ddl).",
+							 "Privilege changes and changes that weaken auditing (audit.enable/disable, disabling an audit trigger, session_replication_role = replica) are recorded regardless.",
+							 &audit_log_ddl,
+							 true,
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
@@ -177,6 +192,8 @@ _PG_init(void)
 	ExecutorFinish_hook = audit_ExecutorFinish;
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = audit_ProcessUtility;
+	audit_ddl_install_hooks();
+	audit_denied_install_hooks();
 
 	RegisterXactCallback(audit_xact_callback, NULL);
 	RegisterSubXactCallback(audit_subxact_callback, NULL);
@@ -201,7 +218,10 @@ audit_ExecutorFinish(QueryDesc *queryDesc)
 /*
  * Utility statements fire triggers outside the executor (COPY, TRUNCATE):
  * flush after them.  Also flush before them, so DDL never runs with events
- * of earlier statements still unwritten.
+ * of earlier statements still unwritten.  A statement that completed is
+ * recorded as a privilege or ddl event (ddl_capture.c); a COPY or TRUNCATE
+ * of an audited table refused for lack of privilege is queued as a failure
+ * (denied.c).
  */
 static void
 audit_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
@@ -209,23 +229,57 @@ audit_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					 ParamListInfo params, QueryEnvironment *queryEnv,
 					 DestReceiver *dest, QueryCompletion *qc)
 {
-	bool		xact_control = IsA(pstmt->utilityStmt, TransactionStmt);
+	Node	   *stmt = pstmt->utilityStmt;
+	bool		xact_control = IsA(stmt, TransactionStmt);
+	char	   *volatile pre_schema = NULL;
+	void	   *denied = NULL;
 
 	if (!xact_control)
+	{
 		audit_writer_finish();
+		pre_schema = audit_ddl_prepare(stmt);
+		denied = audit_denied_prepare_utility(stmt);
+	}
 
+	if (denied == NULL)
+		next_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+							queryEnv, dest, qc);
+	else
+	{
+		/* COPY or TRUNCATE of an audited table the user may be refused */
+		PG_TRY();
+		{
+			next_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+		}
+		PG_CATCH();
+		{
+			audit_denied_report_utility(denied);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+
+	if (!xact_control)
+	{
+		audit_ddl_capture(pstmt, (int) context, pre_schema);
+		audit_flush_events();
+		follow_column_changes(stmt);
+	}
+}
+
+static void
+next_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					bool readOnlyTree, ProcessUtilityContext context,
+					ParamListInfo params, QueryEnvironment *queryEnv,
+					DestReceiver *dest, QueryCompletion *qc)
+{
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 							queryEnv, dest, qc);
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
-
-	if (!xact_control)
-	{
-		audit_flush_events();
-		follow_column_changes(pstmt->utilityStmt);
-	}
 }
 
 /*
@@ -334,6 +388,7 @@ audit_xact_callback(XactEvent event, void *arg)
 			audit_writer_xact_callback(1);
 			audit_statement_xact_end(true, true);
 			audit_capture_xact_end();
+			audit_ddl_xact_end();
 			break;
 		default:
 			break;

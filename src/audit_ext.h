@@ -11,6 +11,8 @@
  * src/queue.c          shared-memory queue of security events
  * src/worker.c         background worker: queue -> audit.event
  * src/auth_hooks.c     login, failed login and logout events
+ * src/ddl_capture.c    privilege and ddl events from utility statements
+ * src/denied.c         statements on audited tables refused for lack of privilege
  *
  *-------------------------------------------------------------------------
  */
@@ -22,6 +24,7 @@
 #include "access/htup.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
+#include "nodes/nodes.h"
 #include "storage/latch.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
@@ -34,6 +37,7 @@ extern bool audit_log_statement_text;
 extern int	audit_max_statement_length;
 extern int	audit_export_threshold;
 extern int	audit_statement_literals;
+extern bool audit_log_ddl;
 
 #define AUDIT_LITERALS_REDACT	0
 #define AUDIT_LITERALS_KEEP		1
@@ -78,7 +82,11 @@ typedef struct AuditEventValues
 /* event_writer.c */
 extern void audit_event_init(AuditEventValues *ev, const char *class_name,
 							 const char *action);
-extern void audit_event_fill_context(AuditEventValues *ev, bool for_write);
+/* flags of audit_event_fill_context */
+#define AUDIT_CTX_FOR_WRITE			0x01	/* assign a transaction id */
+#define AUDIT_CTX_REDACT_STATEMENT	0x02	/* redact literals whatever the GUC says */
+
+extern void audit_event_fill_context(AuditEventValues *ev, int flags);
 extern void audit_event_emit(AuditEventValues *ev);
 extern void audit_flush_events(void);
 extern void audit_writer_finish(void);
@@ -89,7 +97,9 @@ extern Oid	audit_event_relid(bool missing_ok);
 
 /* statement_store.c */
 extern void audit_current_statement(Datum *statement_id, bool *id_null,
-									int32 *statement_seq);
+									int32 *statement_seq, bool force_redact);
+extern bool audit_store_statement_text(const char *sql, bool redact,
+									   Datum *statement_id);
 extern void audit_statement_xact_end(bool abort, bool top_level);
 
 /* capture.c */
@@ -137,6 +147,7 @@ extern char *audit_worker_database;
 
 #define AUDIT_QUEUE_DETAIL_LEN	1024	/* detail JSON text, NUL included */
 #define AUDIT_QUEUE_ADDR_LEN	64
+#define AUDIT_QUEUE_STATEMENT_LEN	512	/* statement text, NUL included */
 
 typedef struct AuditQueueEntry
 {
@@ -150,6 +161,13 @@ typedef struct AuditQueueEntry
 	char		client_addr[AUDIT_QUEUE_ADDR_LEN];	/* "" = NULL */
 	char		application_name[NAMEDATALEN];	/* "" = NULL */
 	char		detail[AUDIT_QUEUE_DETAIL_LEN]; /* JSON object, "" = NULL */
+	/* denied statements (denied.c); "" = as user_name / NULL */
+	char		session_user_name[NAMEDATALEN];
+	char		actor[NAMEDATALEN * 2];
+	char		schema_name[NAMEDATALEN];
+	char		table_name[NAMEDATALEN];
+	bool		redact_statement;	/* store statement with literals redacted */
+	char		statement[AUDIT_QUEUE_STATEMENT_LEN];	/* "" = NULL */
 } AuditQueueEntry;
 
 typedef struct AuditQueueStats
@@ -187,7 +205,24 @@ extern void audit_worker_register(void);
 extern PGDLLEXPORT void audit_worker_main(Datum main_arg);
 
 /* auth_hooks.c */
+struct Port;
+extern void audit_fill_entry_from_port(AuditQueueEntry *e, struct Port *port,
+									   const char *class_name,
+									   const char *action, bool failure);
 extern void audit_auth_hooks_install(void);
 extern void audit_auth_xact_commit(void);
+
+/* ddl_capture.c */
+struct PlannedStmt;
+extern void audit_ddl_install_hooks(void);
+extern void audit_ddl_xact_end(void);
+extern char *audit_ddl_prepare(Node *stmt);
+extern void audit_ddl_capture(struct PlannedStmt *pstmt, int context,
+							  const char *pre_schema);
+
+/* denied.c */
+extern void audit_denied_install_hooks(void);
+extern void *audit_denied_prepare_utility(Node *stmt);
+extern void audit_denied_report_utility(void *state);
 
 #endif							/* AUDIT_EXT_H */

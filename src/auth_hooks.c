@@ -50,11 +50,14 @@ static bool login_pending = false;	/* authenticated, session not started yet */
 static AuditQueueEntry pending_login;
 static bool in_log_hook = false;
 
-static void
-fill_from_port(AuditQueueEntry *e, Port *port, const char *action, bool failure)
+/* A queue record with the connection's context; allocates nothing. */
+void
+audit_fill_entry_from_port(AuditQueueEntry *e, Port *port,
+						   const char *class_name, const char *action,
+						   bool failure)
 {
 	memset(e, 0, sizeof(*e));
-	strlcpy(e->class_name, "auth", sizeof(e->class_name));
+	strlcpy(e->class_name, class_name, sizeof(e->class_name));
 	strlcpy(e->action, action, sizeof(e->action));
 	e->failure = failure;
 	e->event_time = GetCurrentTimestamp();
@@ -102,7 +105,7 @@ audit_logout(int code, Datum arg)
 
 	if (!login_recorded)
 		return;
-	fill_from_port(&e, MyProcPort, "LOGOUT", false);
+	audit_fill_entry_from_port(&e, MyProcPort, "auth", "LOGOUT", false);
 	TimestampDifference(MyStartTimestamp, e.event_time, &secs, &usecs);
 	/* interval text as interval_out shows it under IntervalStyle postgres */
 	snprintf(interval, sizeof(interval), "%02ld:%02ld:%02ld.%06d",
@@ -128,7 +131,7 @@ audit_client_authentication(Port *port, int status)
 		const char *vals[] = {hba_authname(port->hba->auth_method)};
 		const bool	raw[] = {false};
 
-		fill_from_port(&pending_login, port, "LOGIN", false);
+		audit_fill_entry_from_port(&pending_login, port, "auth", "LOGIN", false);
 		audit_json_object(pending_login.detail, sizeof(pending_login.detail),
 						  1, keys, vals, raw);
 		login_pending = true;
@@ -146,7 +149,7 @@ audit_client_authentication(Port *port, int status)
 			strlcpy(reason, "password authentication failed", sizeof(reason));
 		else
 			snprintf(reason, sizeof(reason), "%s authentication failed", method);
-		fill_from_port(&e, port, "LOGIN_FAILED", true);
+		audit_fill_entry_from_port(&e, port, "auth", "LOGIN_FAILED", true);
 		audit_json_object(e.detail, sizeof(e.detail), 2, keys, vals, raw);
 		(void) audit_queue_enqueue(&e);
 		failure_recorded = true;
@@ -196,7 +199,7 @@ audit_emit_log(ErrorData *edata)
 		unpack_sql_state(edata->sqlerrcode)};
 		const bool	raw[] = {false, false};
 
-		fill_from_port(&e, MyProcPort, "LOGIN_FAILED", true);
+		audit_fill_entry_from_port(&e, MyProcPort, "auth", "LOGIN_FAILED", true);
 		audit_json_object(e.detail, sizeof(e.detail), 2, keys, vals, raw);
 		(void) audit_queue_enqueue(&e);
 		failure_recorded = true;

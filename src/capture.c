@@ -424,7 +424,7 @@ queue_data_event(AuditEventValues *ev, Datum schema_name, Datum table_name)
 	ev->nulls[AC_SCHEMA_NAME] = false;
 	ev->values[AC_TABLE_NAME] = table_name;
 	ev->nulls[AC_TABLE_NAME] = false;
-	audit_event_fill_context(ev, true);
+	audit_event_fill_context(ev, AUDIT_CTX_FOR_WRITE);
 	audit_event_emit(ev);
 }
 Datum

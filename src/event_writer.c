@@ -252,10 +252,13 @@ user_name_datum(Oid roleid, Oid *cached_oid, Datum *cached)
 
 /*
  * Who, when, where: the connection and transaction context of an event.
- * for_write assigns a transaction id (data events always have one already).
+ * AUDIT_CTX_FOR_WRITE assigns a transaction id (data events always have one
+ * already); AUDIT_CTX_REDACT_STATEMENT stores the statement text with its
+ * literals redacted even under audit_ext.statement_literals = keep (a
+ * statement that carries a password).
  */
 void
-audit_event_fill_context(AuditEventValues *ev, bool for_write)
+audit_event_fill_context(AuditEventValues *ev, int flags)
 {
 	Datum		db_user;
 
@@ -305,7 +308,8 @@ audit_event_fill_context(AuditEventValues *ev, bool for_write)
 	ev->values[AC_BACKEND_PID] = Int32GetDatum(MyProcPid);
 	ev->nulls[AC_BACKEND_PID] = false;
 
-	if (for_write || FullTransactionIdIsValid(GetTopFullTransactionIdIfAny()))
+	if ((flags & AUDIT_CTX_FOR_WRITE) ||
+		FullTransactionIdIsValid(GetTopFullTransactionIdIfAny()))
 	{
 		ev->values[AC_TXID] = Int64GetDatum((int64) U64FromFullTransactionId(GetTopFullTransactionId()));
 		ev->nulls[AC_TXID] = false;
@@ -315,7 +319,8 @@ audit_event_fill_context(AuditEventValues *ev, bool for_write)
 		int32		seq;
 		bool		isnull;
 
-		audit_current_statement(&ev->values[AC_STATEMENT_ID], &isnull, &seq);
+		audit_current_statement(&ev->values[AC_STATEMENT_ID], &isnull, &seq,
+								(flags & AUDIT_CTX_REDACT_STATEMENT) != 0);
 		ev->nulls[AC_STATEMENT_ID] = isnull;
 		ev->values[AC_STATEMENT_SEQ] = Int32GetDatum(seq);
 		ev->nulls[AC_STATEMENT_SEQ] = false;

@@ -59,6 +59,7 @@ static const char *last_query = NULL;
 static int32 last_seq = 0;
 static bool last_id_null = true;
 static uint64 last_id = 0;
+static int	last_mode = AUDIT_LITERALS_REDACT;
 
 /* query string hash -> statement_id, so a repeated string is scanned once */
 #define RAW_MAP_SLOTS 1024
@@ -215,9 +216,17 @@ store_statement(uint64 hash, const char *sql, int len)
 	return id;
 }
 
-/*
- * The statement_id and statement_seq of the statement running now.
- */
+/* Does the text mention a password (any case)? */
+static bool
+mentions_password(const char *query, int len)
+{
+	for (int i = 0; i + 8 <= len; i++)
+		if ((query[i] == 'p' || query[i] == 'P') &&
+			pg_strncasecmp(query + i, "password", 8) == 0)
+			return true;
+	return false;
+}
+
 /*
  * The text as stored: with audit_ext.statement_literals = redact, every
  * literal (string, number, bit string) becomes "?", so that values the DBA
@@ -226,9 +235,12 @@ store_statement(uint64 hash, const char *sql, int len)
  * scanner finds the literals, as pg_stat_statements does: right after a
  * token is returned, the scanner's buffer holds it NUL-terminated.  Returns
  * NULL if the text cannot be scanned (it is then not stored at all).
+ * Under keep, a text that mentions a password is redacted all the same: a
+ * query string with several statements is stored as one text, so an INSERT
+ * sent together with ALTER ROLE ... PASSWORD would otherwise store it.
  */
 static char *
-statement_text(const char *query, int len, int *outlen)
+statement_text(const char *query, int len, int mode, int *outlen)
 {
 	char	   *copy;
 	core_yyscan_t yyscanner;
@@ -240,7 +252,7 @@ statement_text(const char *query, int len, int *outlen)
 	MemoryContext mcxt = CurrentMemoryContext;
 	volatile bool ok = true;
 
-	if (audit_statement_literals == AUDIT_LITERALS_KEEP)
+	if (mode == AUDIT_LITERALS_KEEP && !mentions_password(query, len))
 	{
 		*outlen = len;
 		return pnstrdup(query, len);
@@ -288,13 +300,71 @@ statement_text(const char *query, int len, int *outlen)
 }
 
 /*
+ * The id of query (its first len bytes) stored with literals as mode says,
+ * storing it if this backend has not seen it committed.  0 if it cannot be
+ * stored (the scanner failed).
+ */
+static uint64
+statement_id_for(const char *query, int len, int mode)
+{
+	uint64		raw;
+	RawMapEntry *map;
+	uint64		id = 0;
+	char	   *text = NULL;
+	int			textlen = 0;
+
+	/* the same query string again: no need to scan it again */
+	raw = DatumGetUInt64(hash_any_extended((const unsigned char *) query,
+										   len, 0x72617720));
+	map = &raw_map[raw % RAW_MAP_SLOTS];
+	if (map->raw == raw && map->mode == mode)
+		id = map->id;
+	else
+	{
+		text = statement_text(query, len, mode, &textlen);
+		if (text != NULL)
+		{
+			id = DatumGetUInt64(hash_any_extended((const unsigned char *) text,
+												  textlen, 0x61756469));
+			if (id == 0)
+				id = 1;
+		}
+	}
+
+	if (id != 0 && !known_contains(id) && !pending_contains(id))
+	{
+		if (text == NULL)
+			text = statement_text(query, len, mode, &textlen);
+		if (text != NULL)
+		{
+			id = store_statement(id, text, textlen);
+			if (pending_count < PENDING_MAX)
+				pending_ids[pending_count++] = id;
+		}
+		else
+			id = 0;
+	}
+	if (id != 0)
+	{
+		map->raw = raw;
+		map->mode = mode;
+		map->id = id;
+	}
+	return id;
+}
+
+/*
  * The statement_id and statement_seq of the statement running now.
+ * force_redact stores the text with its literals redacted whatever
+ * audit_ext.statement_literals says (a statement carrying a password).
  */
 void
-audit_current_statement(Datum *statement_id, bool *id_null, int32 *statement_seq)
+audit_current_statement(Datum *statement_id, bool *id_null, int32 *statement_seq,
+						bool force_redact)
 {
 	TimestampTz start = GetCurrentStatementStartTimestamp();
 	const char *query = debug_query_string;
+	int			mode = force_redact ? AUDIT_LITERALS_REDACT : audit_statement_literals;
 	bool		same = (last_generation == xact_generation &&
 						start == last_stmt_start && query == last_query);
 
@@ -310,58 +380,31 @@ audit_current_statement(Datum *statement_id, bool *id_null, int32 *statement_seq
 		last_query = query;
 	}
 
+	/*
+	 * A query string with several statements is one text: once one of them
+	 * forced redaction, every event of the string refers to the redacted
+	 * text.
+	 */
+	if (same && mode != last_mode && mode == AUDIT_LITERALS_REDACT)
+		recheck_id = true;
+	else if (same)
+		mode = last_mode;
+
 	if (!same || recheck_id)
 	{
 		last_id_null = true;
 		recheck_id = false;
+		last_mode = mode;
 		if (query != NULL && audit_log_statement_text)
 		{
 			int			len = strlen(query);
-			uint64		raw;
-			RawMapEntry *map;
-			uint64		id = 0;
-			char	   *text = NULL;
-			int			textlen = 0;
+			uint64		id;
 
 			if (len > audit_max_statement_length)
 				len = pg_mbcliplen(query, len, audit_max_statement_length);
-
-			/* the same query string again: no need to scan it again */
-			raw = DatumGetUInt64(hash_any_extended((const unsigned char *) query,
-												   len, 0x72617720));
-			map = &raw_map[raw % RAW_MAP_SLOTS];
-			if (map->raw == raw && map->mode == audit_statement_literals)
-				id = map->id;
-			else
-			{
-				text = statement_text(query, len, &textlen);
-				if (text != NULL)
-				{
-					id = DatumGetUInt64(hash_any_extended((const unsigned char *) text,
-														  textlen, 0x61756469));
-					if (id == 0)
-						id = 1;
-				}
-			}
-
-			if (id != 0 && !known_contains(id) && !pending_contains(id))
-			{
-				if (text == NULL)
-					text = statement_text(query, len, &textlen);
-				if (text != NULL)
-				{
-					id = store_statement(id, text, textlen);
-					if (pending_count < PENDING_MAX)
-						pending_ids[pending_count++] = id;
-				}
-				else
-					id = 0;
-			}
+			id = statement_id_for(query, len, mode);
 			if (id != 0)
 			{
-				map->raw = raw;
-				map->mode = audit_statement_literals;
-				map->id = id;
 				last_id = id;
 				last_id_null = false;
 			}
@@ -371,6 +414,25 @@ audit_current_statement(Datum *statement_id, bool *id_null, int32 *statement_seq
 	*statement_id = Int64GetDatum((int64) last_id);
 	*id_null = last_id_null;
 	*statement_seq = last_seq;
+}
+
+/*
+ * The statement_id of a text that another backend queued (denied.c), for
+ * the worker.  Returns false if nothing is stored.
+ */
+bool
+audit_store_statement_text(const char *sql, bool redact, Datum *statement_id)
+{
+	uint64		id;
+
+	if (sql == NULL || sql[0] == '\0' || !audit_log_statement_text)
+		return false;
+	id = statement_id_for(sql, strlen(sql),
+						  redact ? AUDIT_LITERALS_REDACT : AUDIT_LITERALS_KEEP);
+	if (id == 0)
+		return false;
+	*statement_id = Int64GetDatum((int64) id);
+	return true;
 }
 
 /*

@@ -100,6 +100,20 @@ emit_queued(const AuditQueueEntry *e)
 	user = text_or_null(e->user_name, &isnull);
 	ev.values[AC_DB_USER] = ev.values[AC_SESSION_USER] = ev.values[AC_ACTOR] = user;
 	ev.nulls[AC_DB_USER] = ev.nulls[AC_SESSION_USER] = ev.nulls[AC_ACTOR] = isnull;
+	if (e->session_user_name[0] != '\0')
+		ev.values[AC_SESSION_USER] = text_or_null(e->session_user_name,
+												  &ev.nulls[AC_SESSION_USER]);
+	if (e->actor[0] != '\0')
+		ev.values[AC_ACTOR] = text_or_null(e->actor, &ev.nulls[AC_ACTOR]);
+	if (e->schema_name[0] != '\0')
+		ev.values[AC_SCHEMA_NAME] = text_or_null(e->schema_name, &ev.nulls[AC_SCHEMA_NAME]);
+	if (e->table_name[0] != '\0')
+		ev.values[AC_TABLE_NAME] = text_or_null(e->table_name, &ev.nulls[AC_TABLE_NAME]);
+	if (e->statement[0] != '\0' &&
+		pg_verifymbstr(e->statement, strlen(e->statement), true) &&
+		audit_store_statement_text(e->statement, e->redact_statement,
+								   &ev.values[AC_STATEMENT_ID]))
+		ev.nulls[AC_STATEMENT_ID] = false;
 
 	ev.values[AC_APPLICATION_NAME] = text_or_null(e->application_name, &ev.nulls[AC_APPLICATION_NAME]);
 

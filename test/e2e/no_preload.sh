@@ -21,7 +21,7 @@ SELECT audit.enable('t');
 SQL
 # a fresh session: the first statement loads the library inside the trigger
 q -d postgres -c "BEGIN; SET LOCAL audit_ext.actor = 'early'; INSERT INTO t SELECT g, 'x' FROM generate_series(1, 10) g; UPDATE t SET v = 'y' WHERE id = 1; COMMIT;" >/dev/null
-is "$(q -d postgres -c "SELECT count(*), min(actor) FROM audit.event")" "11|early" \
+is "$(q -d postgres -c "SELECT count(*), min(actor) FROM audit.event WHERE class = 'data'")" "11|early" \
    "all events of the first transaction are written, actor set before the library loaded"
 q -d postgres -c "BEGIN; INSERT INTO t VALUES (100, 'z'); ROLLBACK;" >/dev/null
 is "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE record_id = '{\"id\": 100}'")" "0" "rollback leaves nothing"

@@ -1,0 +1,343 @@
+/*-------------------------------------------------------------------------
+ *
+ * denied.c
+ *		data/<command> events with status 'failure' for statements on
+ *		audited tables refused for lack of privilege (SQLSTATE 42501).
+ *
+ * The refused statement's transaction aborts, so its event cannot be
+ * written with it: it goes through the shared-memory queue (queue.c) to the
+ * background worker, like a failed login.
+ *
+ * Catalog access is not safe once an error is being thrown, so everything
+ * is prepared before the statement runs, and only when it can matter: an
+ * audited table (one with our audit_ext_row trigger, seen in the relcache
+ * entry) on which the user lacks a table-level privilege the statement
+ * needs.  Then the statement runs inside PG_TRY; if it fails with 42501,
+ * the prepared records get the error message and are queued, and the
+ * original error is re-thrown untouched.
+ *
+ *	SELECT/INSERT/UPDATE/DELETE/MERGE: ExecutorStart hook (the permission
+ *		check is in standard_ExecutorStart).  The relations in the range
+ *		table are locked already (parser/planner or AcquireExecutorLocks).
+ *	COPY table, TRUNCATE: the ProcessUtility hook (audit_ext.c).
+ *
+ * A statement refused on a table the user may not use, that also reads an
+ * audited table with only column privileges, is recorded on the audited
+ * table too (best effort; the message names the table that was refused).
+ * Needs shared_preload_libraries (the queue).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/parallel.h"
+#include "access/relation.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "executor/executor.h"
+#include "libpq/libpq-be.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "audit_ext.h"
+
+#define DENIED_MAX_TABLES 8
+
+typedef struct DeniedTable
+{
+	char		schema_name[NAMEDATALEN];
+	char		table_name[NAMEDATALEN];
+} DeniedTable;
+
+/* prepared by one statement; lives in the statement's memory context */
+typedef struct DeniedState
+{
+	MemoryContext cxt;
+	int			ntables;
+	DeniedTable tables[DENIED_MAX_TABLES];
+	AuditQueueEntry entry;		/* everything but table and detail */
+} DeniedState;
+
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+
+/* The audited table (root of a partition tree) this relation belongs to. */
+static bool
+audited_names(Oid relid, DeniedTable *t)
+{
+	Relation	rel = RelationIdGetRelation(relid);
+	bool		audited = false;
+	bool		clone = false;
+	Oid			root = relid;
+	char	   *nsp;
+	char	   *name;
+
+	if (!RelationIsValid(rel))
+		return false;
+	if (rel->trigdesc &&
+		(rel->rd_rel->relkind == RELKIND_RELATION ||
+		 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE))
+	{
+		for (int i = 0; i < rel->trigdesc->numtriggers; i++)
+		{
+			Trigger    *tg = &rel->trigdesc->triggers[i];
+
+			if (strcmp(tg->tgname, "audit_ext_row") == 0)
+			{
+				audited = true;
+				clone = tg->tgisclone;
+				break;
+			}
+		}
+	}
+	RelationClose(rel);
+	if (!audited)
+		return false;
+
+	if (clone)
+	{
+		ListCell   *lc;
+
+		foreach(lc, get_partition_ancestors(relid))
+		{
+			if (audit_has_own_trigger(lfirst_oid(lc)))
+			{
+				root = lfirst_oid(lc);
+				break;
+			}
+		}
+	}
+	nsp = get_namespace_name(get_rel_namespace(root));
+	name = get_rel_name(root);
+	if (nsp == NULL || name == NULL)
+		return false;
+	strlcpy(t->schema_name, nsp, sizeof(t->schema_name));
+	strlcpy(t->table_name, name, sizeof(t->table_name));
+	return true;
+}
+
+static DeniedState *
+denied_add(DeniedState *d, const char *action, DeniedTable *t)
+{
+	if (d == NULL)
+	{
+		AuditQueueEntry *e;
+		const char *query = debug_query_string;
+
+		d = palloc0(sizeof(DeniedState));
+		d->cxt = CurrentMemoryContext;
+		e = &d->entry;
+		audit_fill_entry_from_port(e, MyProcPort, "data", action, true);
+		e->event_time = GetCurrentStatementStartTimestamp();
+		strlcpy(e->user_name, GetUserNameFromId(GetUserId(), false),
+				sizeof(e->user_name));
+		strlcpy(e->session_user_name, GetUserNameFromId(GetSessionUserId(), false),
+				sizeof(e->session_user_name));
+		if (audit_actor && audit_actor[0] != '\0')
+		{
+			int			len = strlen(audit_actor);
+
+			len = pg_mbcliplen(audit_actor, len, sizeof(e->actor) - 1);
+			memcpy(e->actor, audit_actor, len);
+			e->actor[len] = '\0';
+		}
+		if (query && audit_log_statement_text)
+		{
+			int			len = strlen(query);
+
+			len = pg_mbcliplen(query, len, Min(sizeof(e->statement) - 1,
+											   audit_max_statement_length));
+			memcpy(e->statement, query, len);
+			e->statement[len] = '\0';
+			e->redact_statement = (audit_statement_literals == AUDIT_LITERALS_REDACT);
+		}
+	}
+	for (int i = 0; i < d->ntables; i++)
+		if (strcmp(d->tables[i].schema_name, t->schema_name) == 0 &&
+			strcmp(d->tables[i].table_name, t->table_name) == 0)
+			return d;
+	if (d->ntables < DENIED_MAX_TABLES)
+		d->tables[d->ntables++] = *t;
+	return d;
+}
+
+/*
+ * In PG_CATCH: if the error is insufficient_privilege, queue the prepared
+ * events with its message.  Allocates only in the statement's context;
+ * never throws.
+ */
+static void
+denied_report(DeniedState *d)
+{
+	MemoryContext old;
+	ErrorData  *edata;
+
+	if (d == NULL || geterrcode() != ERRCODE_INSUFFICIENT_PRIVILEGE)
+		return;
+	old = MemoryContextSwitchTo(d->cxt);
+	edata = CopyErrorData();
+	{
+		const char *keys[] = {"sqlstate", "message"};
+		const char *vals[] = {unpack_sql_state(edata->sqlerrcode),
+		edata->message ? edata->message : ""};
+		const bool	raw[] = {false, false};
+
+		audit_json_object(d->entry.detail, sizeof(d->entry.detail), 2, keys,
+						  vals, raw);
+	}
+	for (int i = 0; i < d->ntables; i++)
+	{
+		strlcpy(d->entry.schema_name, d->tables[i].schema_name,
+				sizeof(d->entry.schema_name));
+		strlcpy(d->entry.table_name, d->tables[i].table_name,
+				sizeof(d->entry.table_name));
+		(void) audit_queue_enqueue(&d->entry);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+static const char *
+operation_name(CmdType op)
+{
+	switch (op)
+	{
+		case CMD_SELECT:
+			return "SELECT";
+		case CMD_INSERT:
+			return "INSERT";
+		case CMD_UPDATE:
+			return "UPDATE";
+		case CMD_DELETE:
+			return "DELETE";
+		case CMD_MERGE:
+			return "MERGE";
+		default:
+			return NULL;
+	}
+}
+
+static DeniedState *
+prepare_executor(QueryDesc *queryDesc)
+{
+	DeniedState *d = NULL;
+	const char *action = operation_name(queryDesc->operation);
+	ListCell   *lc;
+
+	if (action == NULL || queryDesc->plannedstmt == NULL)
+		return NULL;
+	foreach(lc, queryDesc->plannedstmt->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+		DeniedTable t;
+		Oid			userid;
+
+		if (rte->rtekind != RTE_RELATION || rte->requiredPerms == 0)
+			continue;
+		if (rte->relkind != RELKIND_RELATION &&
+			rte->relkind != RELKIND_PARTITIONED_TABLE)
+			continue;
+		if (!audited_names(rte->relid, &t))
+			continue;
+		userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
+		if (pg_class_aclmask(rte->relid, userid, rte->requiredPerms,
+							 ACLMASK_ALL) == rte->requiredPerms)
+			continue;
+		d = denied_add(d, action, &t);
+	}
+	return d;
+}
+
+static void
+audit_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	DeniedState *volatile d = NULL;
+
+	if (audit_queue_available() && !IsParallelWorker() &&
+		!(eflags & EXEC_FLAG_EXPLAIN_ONLY))
+		d = prepare_executor(queryDesc);
+
+	if (d == NULL)
+	{
+		if (prev_ExecutorStart)
+			prev_ExecutorStart(queryDesc, eflags);
+		else
+			standard_ExecutorStart(queryDesc, eflags);
+		return;
+	}
+
+	PG_TRY();
+	{
+		if (prev_ExecutorStart)
+			prev_ExecutorStart(queryDesc, eflags);
+		else
+			standard_ExecutorStart(queryDesc, eflags);
+	}
+	PG_CATCH();
+	{
+		denied_report(d);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+void
+audit_denied_install_hooks(void)
+{
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = audit_ExecutorStart;
+}
+
+/* COPY table and TRUNCATE: prepared before the utility statement runs. */
+void *
+audit_denied_prepare_utility(Node *stmt)
+{
+	DeniedState *d = NULL;
+	List	   *rels = NIL;
+	const char *action;
+	AclMode		mode;
+	ListCell   *lc;
+
+	if (!audit_queue_available() || !IsTransactionState())
+		return NULL;
+	if (IsA(stmt, CopyStmt) && ((CopyStmt *) stmt)->relation != NULL)
+	{
+		rels = list_make1(((CopyStmt *) stmt)->relation);
+		action = "COPY";
+		mode = ((CopyStmt *) stmt)->is_from ? ACL_INSERT : ACL_SELECT;
+	}
+	else if (IsA(stmt, TruncateStmt))
+	{
+		rels = ((TruncateStmt *) stmt)->relations;
+		action = "TRUNCATE";
+		mode = ACL_TRUNCATE;
+	}
+	else
+		return NULL;
+
+	foreach(lc, rels)
+	{
+		Oid			relid = RangeVarGetRelid(lfirst_node(RangeVar, lc), NoLock, true);
+		DeniedTable t;
+
+		if (!OidIsValid(relid) ||
+			pg_class_aclcheck(relid, GetUserId(), mode) == ACLCHECK_OK ||
+			!audit_has_own_trigger(relid))
+			continue;
+		if (audited_names(relid, &t))
+			d = denied_add(d, action, &t);
+	}
+	return d;
+}
+
+void
+audit_denied_report_utility(void *state)
+{
+	denied_report((DeniedState *) state);
+}
