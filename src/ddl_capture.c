@@ -17,7 +17,8 @@
  *			   session_replication_role = replica, audit.enable/disable
  *			   (audit.log_config_event).
  *
- * Only in a database where some table is audited (see any_table_audited).
+ * Ddl events only in a database where some table is audited (see
+ * any_table_audited); privilege events always.
  *
  * Utility statements run by audit_ext's own functions (audit.enable creates
  * triggers, audit.create_partitions tables, ...) are not recorded: every
@@ -1002,8 +1003,8 @@ audit_ddl_prepare(Node *stmt)
 }
 
 /*
- * Is any table of this database audited?  Privilege and ddl events are
- * recorded only then: pg_restore creates the trail's monthly partitions
+ * Is any table of this database audited?  Ddl events are recorded only
+ * then: pg_restore creates the trail's monthly partitions
  * (and attaches them) before it creates the audit triggers, and an event
  * written meanwhile would land in a default partition and make the attach
  * fail.  A seq scan of pg_trigger, once per utility statement.
@@ -1049,14 +1050,21 @@ audit_ddl_capture(PlannedStmt *pstmt, int context, const char *pre_schema)
 	}
 	if (is_not_ddl(stmt))
 		return;
-	/* not installed in this database (or just dropped), nothing audited */
-	if (!OidIsValid(audit_event_relid(true)) || !any_table_audited())
+	/* not installed in this database (or just dropped) */
+	if (!OidIsValid(audit_event_relid(true)))
 		return;
 	/* the trail starts after its own creation */
 	if (IsA(stmt, CreateExtensionStmt) &&
 		strcmp(((CreateExtensionStmt *) stmt)->extname, "audit_ext") == 0)
 		return;
-	if (!capture_privilege(stmt))
+	/*
+	 * Privilege changes always.  pg_restore runs GRANTs only in its last
+	 * (ACL) pass, after the trail's partitions are attached and its data
+	 * loaded, so recording them cannot disturb a restore.
+	 */
+	if (capture_privilege(stmt))
+		return;
+	if (any_table_audited())
 		capture_ddl(stmt, pre_schema);
 }
 

@@ -30,7 +30,16 @@ mark() { MARK=$(q -d postgres -c "SELECT coalesce(max(id), 0) FROM audit.event")
 q -d postgres -q >/dev/null <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION audit_ext;
--- privilege and ddl events are recorded once a table of the database is audited
+SQL
+# privilege events from the start; ddl events once a table of the database is audited
+mark
+q -d postgres -q -c "CREATE ROLE regress_early" -c "CREATE TABLE early_t (id int)" >/dev/null
+is "$(ev)" 'privilege CREATE ROLE . {"role": "regress_early", "options": {}}' \
+   "before any table is audited: privilege events yes, ddl events not yet"
+q -d postgres -q >/dev/null <<'SQL'
+SET client_min_messages = warning;
+DROP ROLE regress_early;
+DROP TABLE early_t;
 CREATE TABLE anchor (id int PRIMARY KEY);
 SELECT audit.enable('anchor');
 CREATE ROLE regress_u1 LOGIN;
