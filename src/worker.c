@@ -30,6 +30,7 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/inet.h"
 #include "utils/jsonb.h"
@@ -136,6 +137,29 @@ emit_queued(const AuditQueueEntry *e)
 		if (!pg_verifymbstr(detail, strlen(detail), true))
 			detail = "{\"detail\": \"[not valid in the database encoding]\"}";
 		ev.values[AC_DETAIL] = DirectFunctionCall1(jsonb_in, CStringGetDatum(detail));
+		ev.nulls[AC_DETAIL] = false;
+	}
+	/* the database the event happened in: the store may be another one's */
+	if (e->database_name[0] != '\0' &&
+		pg_verifymbstr(e->database_name, strlen(e->database_name), true))
+	{
+		JsonbParseState *st = NULL;
+		JsonbValue	k;
+		JsonbValue	v;
+		Datum		db;
+
+		(void) pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		k.type = jbvString;
+		k.val.string.val = "database";
+		k.val.string.len = strlen("database");
+		(void) pushJsonbValue(&st, WJB_KEY, &k);
+		v.type = jbvString;
+		v.val.string.val = pstrdup(e->database_name);
+		v.val.string.len = strlen(e->database_name);
+		(void) pushJsonbValue(&st, WJB_VALUE, &v);
+		db = JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)));
+		ev.values[AC_DETAIL] = ev.nulls[AC_DETAIL] ? db :
+			DirectFunctionCall2(jsonb_concat, ev.values[AC_DETAIL], db);
 		ev.nulls[AC_DETAIL] = false;
 	}
 	audit_event_emit(&ev);

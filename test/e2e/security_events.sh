@@ -64,6 +64,8 @@ is "$(q -d postgres -c "
    "LOGIN, LOGOUT and three LOGIN_FAILED, each once, with user and client address"
 is "$(q -d postgres -c "SELECT detail->>'method' FROM audit.event WHERE application_name = 'e2e_ok' AND action = 'LOGIN'")" \
    "scram-sha-256" "LOGIN names the method"
+is "$(q -d postgres -c "SELECT string_agg(DISTINCT detail->>'database', ',') FROM audit.event WHERE application_name = 'e2e_ok' AND action IN ('LOGIN', 'LOGOUT')")" \
+   "postgres" "LOGIN and LOGOUT name the database the session used"
 is "$(q -d postgres -c "SELECT detail->>'reason' FROM audit.event WHERE application_name IN ('e2e_bad', 'e2e_unknown') ORDER BY id")" \
    "password authentication failed
 password authentication failed" "wrong password and unknown role: password authentication failed"
