@@ -77,6 +77,16 @@ is "$(q -d postgres -c "SELECT (detail->>'duration')::interval >= '0'::interval,
 # Authenticated, then refused while the session is set up: LOGIN_FAILED only
 tcp regress_good good-pw "application_name=e2e_nodb dbname=regress_no_such_db"
 tcp regress_nologin nologin-pw "application_name=e2e_nologin"
+# a session terminated by an administrator still leaves its LOGOUT
+PGPASSWORD=good-pw psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=regress_good application_name=e2e_killed" \
+    -c "SELECT pg_sleep(30)" >/dev/null 2>&1 &
+killed_client=$!
+wait_for "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'e2e_killed'" 5
+q -d postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'e2e_killed'" >/dev/null
+wait $killed_client 2>/dev/null
+wait_for "SELECT count(*) = 1 FROM audit.event WHERE application_name = 'e2e_killed' AND action = 'LOGOUT'" 5
+is "$?" "0" "a terminated session is recorded as LOGOUT with its duration"
+
 wait_for "SELECT count(*) >= 2 FROM audit.event WHERE application_name IN ('e2e_nodb', 'e2e_nologin')" 5
 is "$(q -d postgres -c "SELECT string_agg(format('%s %s %s %s', application_name, action, detail->>'sqlstate', detail->>'reason'), ', ' ORDER BY id) FROM audit.event WHERE application_name IN ('e2e_nodb', 'e2e_nologin')")" \
    "e2e_nodb LOGIN_FAILED 3D000 database \"regress_no_such_db\" does not exist, e2e_nologin LOGIN_FAILED 28000 role \"regress_nologin\" is not permitted to log in" \
@@ -147,8 +157,8 @@ is "$(q -d postgres -c "SELECT status, backend_pid = (SELECT worker_pid FROM aud
 tcp regress_good good-pw "application_name=e2e_recovered"
 wait_for "SELECT count(*) = 2 FROM audit.event WHERE application_name = 'e2e_recovered'" 5
 is "$?" "0" "recording resumes once the store is writable again"
-# The reading functions understand these events
+# The reading functions understand these events (e2e_ok, e2e_killed, e2e_after_kill, e2e_after_reload)
 is "$(q -d postgres -c "SELECT logins, failed_logins, sessions, avg_session > '0'::interval FROM audit.user_activity('regress_good')")" \
-   "3|$(( BURST + 3 ))|3|t" "audit.user_activity counts the logins, failed logins and sessions (durations from LOGOUT)"
+   "4|$(( BURST + 3 ))|4|t" "audit.user_activity counts the logins, failed logins and sessions (durations from LOGOUT)"
 grep -q "PANIC" "$DIR/server.log" && is "PANIC in log" "none" "no PANIC"
 done_testing
