@@ -748,6 +748,24 @@ COMMENT ON FUNCTION audit.known_actions() IS
 -- Only given filters appear, so each query is planned for exactly its
 -- filters: indexes and partition pruning work (a generic "$1 IS NULL OR ..."
 -- would defeat both).
+-- The one check of a (from_time, to_time) pair, for every reading function.
+CREATE FUNCTION audit.check_time_range(from_time timestamptz, to_time timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF from_time > to_time THEN
+        RAISE EXCEPTION 'invalid time range: from_time (%) is after to_time (%)', from_time, to_time
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'from_time is the inclusive start, to_time the exclusive end.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audit.check_time_range(timestamptz, timestamptz) IS
+    'Internal: refuse a time range whose start is after its end (22023)';
+
 CREATE FUNCTION audit.search_filter(
     from_time timestamptz, to_time timestamptz, actor text, action text, class text,
     table_name text, record_id jsonb, status text, query text, before_id bigint,
@@ -815,11 +833,7 @@ BEGIN
         conds := conds || 'e.status = $9'::text;
     END IF;
 
-    IF from_time IS NOT NULL AND to_time IS NOT NULL AND from_time > to_time THEN
-        RAISE EXCEPTION 'invalid time range: from_time (%) is after to_time (%)', from_time, to_time
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'from_time is the inclusive start, to_time the exclusive end.';
-    END IF;
+    PERFORM audit.check_time_range(from_time, to_time);
     IF from_time IS NOT NULL THEN
         conds := conds || 'e.event_time >= $1'::text;
     END IF;
@@ -1802,12 +1816,7 @@ BEGIN
     IF user_activity.actor IS NULL THEN
         RAISE EXCEPTION 'invalid actor: must not be NULL' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF user_activity.from_time > user_activity.to_time THEN
-        RAISE EXCEPTION 'invalid time range: from_time (%) is after to_time (%)',
-                        user_activity.from_time, user_activity.to_time
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'from_time is the inclusive start, to_time the exclusive end.';
-    END IF;
+    PERFORM audit.check_time_range(user_activity.from_time, user_activity.to_time);
     IF coalesce(btrim(threshold_setting), '') = '' THEN
         threshold := 1000;
     ELSIF btrim(threshold_setting) ~ '^[0-9]{1,18}$' AND btrim(threshold_setting)::bigint > 0 THEN
@@ -1902,11 +1911,7 @@ DECLARE
     conds text[] := '{}';
 BEGIN
     PERFORM audit.require_audit_role();
-    IF from_time > to_time THEN
-        RAISE EXCEPTION 'invalid time range: from_time (%) is after to_time (%)', from_time, to_time
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'from_time is the inclusive start, to_time the exclusive end.';
-    END IF;
+    PERFORM audit.check_time_range(from_time, to_time);
     IF from_time IS NOT NULL THEN
         conds := conds || 'e.event_time >= $1'::text;
     END IF;
@@ -1962,6 +1967,7 @@ COMMENT ON FUNCTION audit.activity_summary(timestamptz, timestamptz) IS
 -- Privileges
 -- ---------------------------------------------------------------------------
 REVOKE ALL ON FUNCTION
+    audit.check_time_range(timestamptz, timestamptz),
     audit.require_audit_role(boolean),
     audit.next_record_id(jsonb, jsonb),
     audit.one_line(text),

@@ -13,14 +13,6 @@ mkdir -p "$DIR"
 pg_start "$DIR" "$PORT" "audit_ext.database = 'postgres'" \
     || { echo "not ok - could not start a cluster in $DIR"; exit 1; }
 
-wait_for() {   # SQL returning a boolean, seconds
-    local i
-    for i in $(seq 1 $(( $2 * 10 ))); do
-        [ "$(q -d postgres -c "$1" 2>/dev/null)" == "t" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
 ev() {   # events after the mark: "class action schema.table detail" per line
     q -d postgres -c "SELECT format('%s %s %s.%s %s', class, action, schema_name, table_name, detail)
                         FROM audit.event WHERE id > $MARK AND class IN ('ddl', 'privilege') ${1:-} ORDER BY id"

@@ -26,14 +26,6 @@ rm -f "$HBA"
 tcp() {   # user password [extra conninfo] -- psql over TCP, output and errors discarded
     PGPASSWORD=$2 psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=$1 ${3:-}" -c "SELECT 1" >/dev/null 2>&1
 }
-wait_for() {   # SQL returning a boolean, seconds
-    local i
-    for i in $(seq 1 $(( $2 * 10 ))); do
-        [ "$(q -d postgres -c "$1" 2>/dev/null)" == "t" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 # A login before the extension exists stays queued; the worker logs once.
 sleep 1
