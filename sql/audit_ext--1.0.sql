@@ -733,21 +733,6 @@ $$;
 COMMENT ON FUNCTION audit.known_actions() IS
     'The actions of the classes whose actions are a fixed list (data, auth, privilege, read), as {class: [actions]}';
 
--- ---------------------------------------------------------------------------
--- Search filters, shared by audit.search() and audit.export()
--- ---------------------------------------------------------------------------
--- Checks the arguments and returns the WHERE condition over "audit.event e"
--- containing only the filters that were given, with fixed parameter numbers:
---   $1 from_time  $2 to_time  $3 actor  $4 action  $5 class
---   $6 schema     $7 table    $8 record_id  $9 status
---   $10 LIKE pattern of query  $11 the same, JSON-escaped  $12 before_id
---   $14 ids of the statements whose text matches query (looked up once here,
---       rather than once per partition by a subquery)
---   $15, $16 the smallest and largest id of the events in [from_time,
---       to_time), when both and query are given (see below)
--- Only given filters appear, so each query is planned for exactly its
--- filters: indexes and partition pruning work (a generic "$1 IS NULL OR ..."
--- would defeat both).
 -- The one check of a (from_time, to_time) pair, for every reading function.
 CREATE FUNCTION audit.check_time_range(from_time timestamptz, to_time timestamptz)
 RETURNS void
@@ -766,6 +751,21 @@ $$;
 COMMENT ON FUNCTION audit.check_time_range(timestamptz, timestamptz) IS
     'Internal: refuse a time range whose start is after its end (22023)';
 
+-- ---------------------------------------------------------------------------
+-- Search filters, shared by audit.search() and audit.export()
+-- ---------------------------------------------------------------------------
+-- Checks the arguments and returns the WHERE condition over "audit.event e"
+-- containing only the filters that were given, with fixed parameter numbers:
+--   $1 from_time  $2 to_time  $3 actor  $4 action  $5 class
+--   $6 schema     $7 table    $8 record_id  $9 status
+--   $10 LIKE pattern of query  $11 the same, JSON-escaped  $12 before_id
+--   $14 ids of the statements whose text matches query (looked up once here,
+--       rather than once per partition by a subquery)
+--   $15, $16 the smallest and largest id of the events in [from_time,
+--       to_time), when both and query are given (see below)
+-- Only given filters appear, so each query is planned for exactly its
+-- filters: indexes and partition pruning work (a generic "$1 IS NULL OR ..."
+-- would defeat both).
 CREATE FUNCTION audit.search_filter(
     from_time timestamptz, to_time timestamptz, actor text, action text, class text,
     table_name text, record_id jsonb, status text, query text, before_id bigint,
