@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
-make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config install >/dev/null
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+make -s PG_CONFIG="$PGBIN/pg_config"
+make -s PG_CONFIG="$PGBIN/pg_config" install >/dev/null
 
 source scripts/pgenv.sh
 DIR=$(mktemp -d /tmp/audit_demo.XXXXXX)

@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 bash scripts/install-deps.sh || exit 1
+export PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}   # another PostgreSQL 15 tree may be named (parallel development)
 make -s clean >/dev/null 2>&1
-make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config || exit 1
-make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config install >/dev/null || exit 1
+make -s PG_CONFIG="$PGBIN/pg_config" || exit 1
+make -s PG_CONFIG="$PGBIN/pg_config" install >/dev/null || exit 1
 
 source scripts/pgenv.sh
 PORT=${AUDIT_TEST_PORT:-5497}
@@ -31,7 +32,7 @@ record() {   # name status
 
 # 1. pg_regress: the SQL surface and its error messages
 echo "== pg_regress"
-make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config installcheck
+make -s PG_CONFIG="$PGBIN/pg_config" installcheck
 rc=$?
 if [ $rc -ne 0 ] && [ -f regression.diffs ]; then head -200 regression.diffs; fi
 record "pg_regress" $rc
