@@ -18,8 +18,8 @@ SCALE=${SCALE:-10}
 KEEP_CLUSTER=${KEEP_CLUSTER:-0}
 CLIENTS=2
 THREADS=2
-PORT=5498
-DIR=/tmp/audit_bench
+PORT=${PORT:-5498}
+DIR=${BENCH_DIR:-/tmp/audit_bench}
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH")

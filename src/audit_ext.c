@@ -184,6 +184,12 @@ _PG_init(void)
 		audit_queue_install_hooks();
 		audit_worker_register();
 		audit_auth_hooks_install();
+
+		/* -- preload-only setup of the integrity chain (chain.c) -- */
+
+		/* -- preload-only setup of retention and archive (retention) -- */
+
+		/* -- preload-only setup of alerts and read auditing (alerts) -- */
 	}
 
 	MarkGUCPrefixReserved("audit_ext");
@@ -194,6 +200,12 @@ _PG_init(void)
 	ProcessUtility_hook = audit_ProcessUtility;
 	audit_ddl_install_hooks();
 	audit_denied_install_hooks();
+
+	/* -- always: integrity chain (chain.c) -- */
+
+	/* -- always: retention and archive (retention) -- */
+
+	/* -- always: alerts and read auditing (alerts) -- */
 
 	RegisterXactCallback(audit_xact_callback, NULL);
 	RegisterSubXactCallback(audit_subxact_callback, NULL);

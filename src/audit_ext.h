@@ -225,4 +225,16 @@ extern void audit_denied_install_hooks(void);
 extern void *audit_denied_prepare_utility(Node *stmt);
 extern void audit_denied_report_utility(void *state);
 
+/* -- integrity chain (chain.c) -- */
+
+/* -- end of integrity chain -- */
+
+/* -- retention and archive -- */
+
+/* -- end of retention and archive -- */
+
+/* -- alerts and read auditing -- */
+
+/* -- end of alerts and read auditing -- */
+
 #endif							/* AUDIT_EXT_H */
