@@ -103,6 +103,17 @@ COMMENT ON FUNCTION audit.chain_record_pruned(regclass) IS
     'Internal: record the chain heads of a partition about to be dropped by retention';
 REVOKE ALL ON FUNCTION audit.chain_record_pruned(regclass) FROM PUBLIC;
 
+-- The chain's definition as a function: what an event's hash is, given the
+-- previous hash of its chain (32 zero bytes for the first).
+CREATE FUNCTION audit.event_hash(e audit.event, prev_hash bytea)
+RETURNS bytea
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'audit_event_hash';
+COMMENT ON FUNCTION audit.event_hash(audit.event, bytea) IS
+    'SHA-256 chain hash of an event following prev_hash (see docs/integrity.md for the serialisation)';
+REVOKE ALL ON FUNCTION audit.event_hash(audit.event, bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.event_hash(audit.event, bytea) TO audit_admin, audit_reader;
+
 CREATE FUNCTION audit.verify_chains(from_time timestamptz, to_time timestamptz,
     OUT verified boolean, OUT events bigint, OUT chains bigint, OUT legacy_events bigint,
     OUT unverifiable_links bigint, OUT breaks bigint, OUT first_broken_event_id bigint,

@@ -87,9 +87,25 @@ typedef struct ChainSlot
 	int64		checkpointed_seq[CHAIN_NCLASSES];
 } ChainSlot;
 
+/*
+ * Heads of lanes that a slot gave up (its next transaction used another
+ * database, or prepared a transaction) and that were not yet checkpointed:
+ * the worker of the lane's database records them.
+ */
+#define CHAIN_RETIRED	1024
+
+typedef struct RetiredHead
+{
+	bool		used;
+	int			k;				/* class index */
+	ChainHead	head;
+} RetiredHead;
+
 typedef struct ChainShared
 {
 	pg_atomic_uint64 next_lane;
+	slock_t		retired_mutex;
+	RetiredHead retired[CHAIN_RETIRED];
 	int			nslots;
 	ChainSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } ChainShared;
@@ -163,6 +179,7 @@ chain_shmem_startup(void)
 
 		memset(chain_shared, 0, chain_shmem_size());
 		chain_shared->nslots = chain_nslots();
+		SpinLockInit(&chain_shared->retired_mutex);
 		for (int i = 0; i < chain_shared->nslots; i++)
 			SpinLockInit(&chain_shared->slots[i].mutex);
 
@@ -453,6 +470,25 @@ audit_chain_subxact_abort(SubTransactionId subid)
 	undo_len = i;
 }
 
+/* Keep a replaced, not yet checkpointed head for the checkpointer. */
+static void
+retire_head(int k, const ChainHead *head)
+{
+	SpinLockAcquire(&chain_shared->retired_mutex);
+	for (int i = 0; i < CHAIN_RETIRED; i++)
+	{
+		if (!chain_shared->retired[i].used)
+		{
+			chain_shared->retired[i].used = true;
+			chain_shared->retired[i].k = k;
+			chain_shared->retired[i].head = *head;
+			break;
+		}
+	}
+	/* full: that lane's tail goes without a checkpoint */
+	SpinLockRelease(&chain_shared->retired_mutex);
+}
+
 /*
  * The end of the transaction: 0 commit, 1 abort, 2 prepare.  Only a commit
  * moves the lanes on.
@@ -475,11 +511,20 @@ audit_chain_xact_end(int how)
 				memset(&head, 0, sizeof(head));	/* fate unknown: new lanes */
 			if (slot != NULL)
 			{
+				ChainHead	old;
+				bool		retire = false;
+
 				SpinLockAcquire(&slot->mutex);
-				if (slot->heads[k].lane != head.lane)
+				old = slot->heads[k];
+				if (old.lane != head.lane)
+				{
+					retire = old.lane != 0 && old.seq > slot->checkpointed_seq[k];
 					slot->checkpointed_seq[k] = 0;
+				}
 				slot->heads[k] = head;
 				SpinLockRelease(&slot->mutex);
+				if (retire)
+					retire_head(k, &old);
 			}
 			else
 				session_heads[k] = head;
@@ -495,6 +540,32 @@ audit_chain_xact_end(int how)
  * ----------------------------------------------------------------
  */
 PG_FUNCTION_INFO_V1(audit_chain_checkpoint);
+
+static void
+record_checkpoint(SPIPlanPtr plan, int k, const ChainHead *head)
+{
+	Datum		values[5];
+	bytea	   *hash;
+	char		hex[CHAIN_HASH_LEN * 2 + 1];
+
+	hash = (bytea *) palloc(VARHDRSZ + CHAIN_HASH_LEN);
+	SET_VARSIZE(hash, VARHDRSZ + CHAIN_HASH_LEN);
+	memcpy(VARDATA(hash), head->hash, CHAIN_HASH_LEN);
+	values[0] = CStringGetTextDatum(chain_class_names[k]);
+	values[1] = Int64GetDatum((int64) head->lane);
+	values[2] = Int64GetDatum(head->seq);
+	values[3] = Int64GetDatum(head->last_id);
+	values[4] = PointerGetDatum(hash);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "audit_ext: could not record a chain checkpoint");
+
+	hex[hex_encode((const char *) head->hash, CHAIN_HASH_LEN, hex)] = '\0';
+	ereport(LOG,
+			(errmsg("audit_ext chain checkpoint: class %s lane " UINT64_FORMAT " seq " INT64_FORMAT " event " INT64_FORMAT " hash %s",
+					chain_class_names[k], head->lane, head->seq,
+					head->last_id, hex),
+			 errhidestmt(true)));
+}
 
 /*
  * Record the committed head of every lane that moved since the last
@@ -513,9 +584,26 @@ audit_chain_checkpoint(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	plan = SPI_prepare("INSERT INTO audit.chain_checkpoint (class, chain_lane, chain_seq, event_id, hash) "
-					   "VALUES ($1, $2, $3, $4, $5)", 5, argtypes);
+					   "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", 5, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "audit_ext: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+
+	/* lanes that slots gave up since the last checkpoint */
+	for (int i = 0; i < CHAIN_RETIRED; i++)
+	{
+		RetiredHead r;
+
+		SpinLockAcquire(&chain_shared->retired_mutex);
+		r = chain_shared->retired[i];
+		if (r.used && r.head.dboid == MyDatabaseId)
+			chain_shared->retired[i].used = false;
+		SpinLockRelease(&chain_shared->retired_mutex);
+		if (r.used && r.head.dboid == MyDatabaseId)
+		{
+			record_checkpoint(plan, r.k, &r.head);
+			recorded++;
+		}
+	}
 
 	for (int i = 0; i < chain_shared->nslots; i++)
 	{
@@ -525,9 +613,6 @@ audit_chain_checkpoint(PG_FUNCTION_ARGS)
 		{
 			ChainHead	head;
 			bool		moved;
-			Datum		values[5];
-			bytea	   *hash;
-			char		hex[CHAIN_HASH_LEN * 2 + 1];
 
 			SpinLockAcquire(&slot->mutex);
 			head = slot->heads[k];
@@ -537,23 +622,7 @@ audit_chain_checkpoint(PG_FUNCTION_ARGS)
 			if (!moved)
 				continue;
 
-			hash = (bytea *) palloc(VARHDRSZ + CHAIN_HASH_LEN);
-			SET_VARSIZE(hash, VARHDRSZ + CHAIN_HASH_LEN);
-			memcpy(VARDATA(hash), head.hash, CHAIN_HASH_LEN);
-			values[0] = CStringGetTextDatum(chain_class_names[k]);
-			values[1] = Int64GetDatum((int64) head.lane);
-			values[2] = Int64GetDatum(head.seq);
-			values[3] = Int64GetDatum(head.last_id);
-			values[4] = PointerGetDatum(hash);
-			if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT)
-				elog(ERROR, "audit_ext: could not record a chain checkpoint");
-
-			hex[hex_encode((const char *) head.hash, CHAIN_HASH_LEN, hex)] = '\0';
-			ereport(LOG,
-					(errmsg("audit_ext chain checkpoint: class %s lane " UINT64_FORMAT " seq " INT64_FORMAT " event " INT64_FORMAT " hash %s",
-							chain_class_names[k], head.lane, head.seq,
-							head.last_id, hex),
-					 errhidestmt(true)));
+			record_checkpoint(plan, k, &head);
 
 			SpinLockAcquire(&slot->mutex);
 			if (slot->heads[k].lane == head.lane &&
@@ -603,4 +672,53 @@ audit_chain_maybe_checkpoint(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+}
+
+PG_FUNCTION_INFO_V1(audit_event_hash);
+
+/*
+ * audit.event_hash(e audit.event, prev_hash bytea): the hash the event would
+ * carry after prev_hash -- the chain's definition in one call, for external
+ * verifiers and for tests.
+ */
+Datum
+audit_event_hash(PG_FUNCTION_ARGS)
+{
+	static const char *const names[AC_CHAIN_FIELDS] = {
+		"id", "event_time", "class", "action", "status", "db_user",
+		"session_user", "actor", "client_addr", "application_name",
+		"backend_pid", "txid", "statement_id", "statement_seq", "schema_name",
+		"table_name", "record_id", "old_data", "new_data",
+		"changed_columns", "detail"
+	};
+	HeapTupleHeader row = PG_GETARG_HEAPTUPLEHEADER(0);
+	bytea	   *prev = PG_GETARG_BYTEA_PP(1);
+	Datum		values[AC_CHAIN_FIELDS];
+	bool		nulls[AC_CHAIN_FIELDS];
+	bool		lane_null,
+				seq_null;
+	Datum		lane,
+				seq;
+	bytea	   *result;
+
+	if (VARSIZE_ANY_EXHDR(prev) != CHAIN_HASH_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("prev_hash must be %d bytes long", CHAIN_HASH_LEN),
+				 errhint("The first event of a chain follows 32 zero bytes.")));
+	for (int c = 0; c < AC_CHAIN_FIELDS; c++)
+		values[c] = GetAttributeByName(row, names[c], &nulls[c]);
+	lane = GetAttributeByName(row, "chain_lane", &lane_null);
+	seq = GetAttributeByName(row, "chain_seq", &seq_null);
+	if (lane_null || seq_null)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the event has no chain position"),
+				 errdetail("chain_lane and chain_seq are NULL: the event was written before version 1.1 or outside audit_ext.")));
+
+	result = (bytea *) palloc(VARHDRSZ + CHAIN_HASH_LEN);
+	SET_VARSIZE(result, VARHDRSZ + CHAIN_HASH_LEN);
+	audit_chain_compute((const uint8 *) VARDATA_ANY(prev), (uint64) DatumGetInt64(lane),
+						DatumGetInt64(seq), values, nulls, (uint8 *) VARDATA(result));
+	PG_RETURN_BYTEA_P(result);
 }
