@@ -256,27 +256,45 @@ class_index(Datum class_datum)
 	return CHAIN_NCLASSES - 1;
 }
 
+/*
+ * The serialisation is assembled in one buffer and hashed with a single
+ * digest update: cheaper than an update per column.
+ */
+static char *ser_buf = NULL;
+static size_t ser_len = 0;
+static size_t ser_cap = 0;
+
 static void
-md_update(const void *data, size_t len)
+ser_append(const void *data, size_t len)
 {
-	if (EVP_DigestUpdate(md_ctx, data, len) != 1)
-		elog(ERROR, "audit_ext: SHA-256 update failed");
+	if (ser_len + len > ser_cap)
+	{
+		size_t		newcap = Max(ser_cap * 2, ser_len + len + 1024);
+
+		if (ser_buf == NULL)
+			ser_buf = MemoryContextAlloc(TopMemoryContext, newcap);
+		else
+			ser_buf = repalloc_huge(ser_buf, newcap);
+		ser_cap = newcap;
+	}
+	memcpy(ser_buf + ser_len, data, len);
+	ser_len += len;
 }
 
 static void
-md_uint32(uint32 v)
+ser_uint32(uint32 v)
 {
 	uint32		be = pg_hton32(v);
 
-	md_update(&be, 4);
+	ser_append(&be, 4);
 }
 
 static void
-md_uint64(uint64 v)
+ser_uint64(uint64 v)
 {
 	uint64		be = pg_hton64(v);
 
-	md_update(&be, 8);
+	ser_append(&be, 8);
 }
 
 /* How each column of the chain's serialisation is encoded. */
@@ -329,42 +347,49 @@ audit_chain_compute(const uint8 *prev, uint64 lane, int64 seq,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("out of memory")));
 	}
-	if (EVP_DigestInit_ex(md_ctx, EVP_sha256(), NULL) != 1)
-		elog(ERROR, "audit_ext: SHA-256 initialisation failed");
-
-	md_update("AUD1", 4);
-	md_update(prev, CHAIN_HASH_LEN);
-	md_uint64(lane);
-	md_uint64((uint64) seq);
+	ser_len = 0;
+	ser_append("AUD1", 4);
+	ser_append(prev, CHAIN_HASH_LEN);
+	ser_uint64(lane);
+	ser_uint64((uint64) seq);
 	for (int c = 0; c < AC_CHAIN_FIELDS; c++)
 	{
 		uint8		present = nulls[c] ? 0 : 1;
 
-		md_update(&present, 1);
+		ser_append(&present, 1);
 		if (nulls[c])
 			continue;
 		switch (chain_field_kinds[c])
 		{
 			case CF_INT8:
-				md_uint64((uint64) DatumGetInt64(values[c]));
+				ser_uint64((uint64) DatumGetInt64(values[c]));
 				break;
 			case CF_INT4:
-				md_uint32((uint32) DatumGetInt32(values[c]));
+				ser_uint32((uint32) DatumGetInt32(values[c]));
 				break;
 			case CF_VARLENA:
 				{
 					struct varlena *v = PG_DETOAST_DATUM_PACKED(values[c]);
 
-					md_uint32((uint32) VARSIZE_ANY_EXHDR(v));
-					md_update(VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+					ser_uint32((uint32) VARSIZE_ANY_EXHDR(v));
+					ser_append(VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
 					if ((Pointer) v != DatumGetPointer(values[c]))
 						pfree(v);
 				}
 				break;
 		}
 	}
-	if (EVP_DigestFinal_ex(md_ctx, out, &outlen) != 1 || outlen != CHAIN_HASH_LEN)
-		elog(ERROR, "audit_ext: SHA-256 finalisation failed");
+	if (EVP_DigestInit_ex(md_ctx, EVP_sha256(), NULL) != 1 ||
+		EVP_DigestUpdate(md_ctx, ser_buf, ser_len) != 1 ||
+		EVP_DigestFinal_ex(md_ctx, out, &outlen) != 1 || outlen != CHAIN_HASH_LEN)
+		elog(ERROR, "audit_ext: SHA-256 computation failed");
+	/* do not keep the memory of one huge event for the whole session */
+	if (ser_cap > 1024 * 1024)
+	{
+		pfree(ser_buf);
+		ser_buf = NULL;
+		ser_cap = 0;
+	}
 }
 
 /* ----------------------------------------------------------------
