@@ -188,9 +188,13 @@ _PG_init(void)
 		/* -- preload-only setup of the integrity chain (chain.c) -- */
 
 		/* -- preload-only setup of retention and archive (retention) -- */
+		audit_maintenance_register();
 
 		/* -- preload-only setup of alerts and read auditing (alerts) -- */
 	}
+
+	/* before the prefix is reserved: values from postgresql.conf stay */
+	audit_retention_define_gucs();
 
 	MarkGUCPrefixReserved("audit_ext");
 
@@ -204,6 +208,7 @@ _PG_init(void)
 	/* -- always: integrity chain (chain.c) -- */
 
 	/* -- always: retention and archive (retention) -- */
+	audit_retention_install_hooks();
 
 	/* -- always: alerts and read auditing (alerts) -- */
 
