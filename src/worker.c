@@ -292,7 +292,10 @@ audit_worker_main(Datum main_arg)
 		PG_TRY();
 		{
 			if (drain_queue(batch, &failures))
+			{
 				missing_logged = false;
+				audit_chain_maybe_checkpoint();
+			}
 			else if (!missing_logged)
 			{
 				ereport(LOG,
