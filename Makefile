@@ -5,12 +5,14 @@ OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 DATA = $(wildcard sql/audit_ext--*.sql)
 PGFILEDESC = "audit_ext - audit trail for PostgreSQL"
 
-REGRESS = setup capture enable_errors options partitioned actor reading
+REGRESS = setup capture enable_errors options partitioned actor reading retention
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=audit_ext
 
 PG_CPPFLAGS = -I$(srcdir)/src
 # SHA-256 of the integrity chain (PostgreSQL itself links OpenSSL)
 SHLIB_LINK += -lcrypto
+# gzip archives of pruned partitions (src/archive.c)
+SHLIB_LINK += -lz
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-cast-function-type
 
 PG_CONFIG ?= pg_config

@@ -199,9 +199,13 @@ _PG_init(void)
 								NULL, NULL, NULL);
 
 		/* -- preload-only setup of retention and archive (retention) -- */
+		audit_maintenance_register();
 
 		/* -- preload-only setup of alerts and read auditing (alerts) -- */
 	}
+
+	/* before the prefix is reserved: values from postgresql.conf stay */
+	audit_retention_define_gucs();
 
 	MarkGUCPrefixReserved("audit_ext");
 
@@ -215,6 +219,7 @@ _PG_init(void)
 	/* -- always: integrity chain (chain.c) -- */
 
 	/* -- always: retention and archive (retention) -- */
+	audit_retention_install_hooks();
 
 	/* -- always: alerts and read auditing (alerts) -- */
 

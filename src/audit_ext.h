@@ -15,6 +15,9 @@
  * src/denied.c         statements on audited tables refused for lack of privilege
  * src/chain.c          tamper evidence: hash chains over events, checkpoints
  * src/verify.c         audit.verify(): walk the chains
+ * src/retention.c      append-only protection, retention GUCs, system events
+ * src/archive.c        archive files (gzip JSON lines, SHA-256), read back
+ * src/maintenance.c    maintenance launcher and per-database workers
  *
  *-------------------------------------------------------------------------
  */
@@ -248,6 +251,24 @@ extern void audit_chain_maybe_checkpoint(void);
 /* -- end of integrity chain -- */
 
 /* -- retention and archive -- */
+/* retention.c: append-only protection, GUCs, system events */
+extern char *audit_archive_directory;
+extern int	audit_maintenance_interval;
+extern int	audit_partitions_ahead;
+extern int	audit_archive_fault_after_rows;
+extern bool audit_protect_trail;
+extern void audit_retention_define_gucs(void);
+extern void audit_retention_install_hooks(void);
+extern bool audit_in_own_function(void);
+
+/* archive.c: gzip JSON-lines archive files */
+extern char *audit_archive_dir(bool create);
+
+/* maintenance.c: launcher and per-database maintenance workers */
+extern void audit_maintenance_register(void);
+extern bool audit_is_maintenance_worker(void);
+extern PGDLLEXPORT void audit_maintenance_launcher_main(Datum main_arg);
+extern PGDLLEXPORT void audit_maintenance_db_main(Datum main_arg);
 
 /* -- end of retention and archive -- */
 

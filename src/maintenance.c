@@ -1,0 +1,318 @@
+/*-------------------------------------------------------------------------
+ *
+ * maintenance.c
+ *		The maintenance worker: partitions created ahead and retention
+ *		applied in every database that has audit_ext, on a schedule.
+ *
+ * Each database with the extension has its own store, so one worker
+ * connected to one database cannot maintain them all.  As pg_cron and the
+ * autovacuum launcher do, a launcher ("audit_ext maintenance launcher",
+ * registered while shared_preload_libraries is processed, connected to no
+ * database) reads pg_database every audit_ext.maintenance_interval and, one
+ * database after the other, starts a short-lived dynamic background worker
+ * connected to it (BackgroundWorkerInitializeConnectionByOid).  That worker
+ * returns at once where audit_ext 1.1 is not installed or pg_restore is
+ * connected (its partitions would collide with ours); elsewhere it runs,
+ * each in its own transaction,
+ *		SELECT audit.create_partitions(audit_ext.partitions_ahead);
+ *		SELECT ... FROM audit.prune();
+ * as the bootstrap superuser, and exits.  One at a time: maintenance must
+ * not compete with the workload for more than one core.  Template databases
+ * and databases that refuse connections are skipped (a connection to a
+ * template would make CREATE DATABASE fail).
+ *
+ * A failure in one database is logged and does not stop the others; a crash
+ * (or the test-only audit_ext.archive_fault_after_rows) restarts the server
+ * processes as any backend crash does, and the launcher starts again after
+ * 10 s: nothing is dropped that was not archived (archive.c, audit.prune).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "audit_ext.h"
+
+static bool am_maintenance_worker = false;
+static char db_name[NAMEDATALEN];	/* of the per-database worker */
+
+bool
+audit_is_maintenance_worker(void)
+{
+	return am_maintenance_worker;
+}
+
+void
+audit_maintenance_register(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "audit_ext");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "audit_maintenance_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "audit_ext maintenance launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "audit_ext maintenance launcher");
+	worker.bgw_main_arg = (Datum) 0;
+	worker.bgw_notify_pid = 0;
+	RegisterBackgroundWorker(&worker);
+}
+
+/* Oids of the databases that may be maintained, in cxt. */
+static List *
+database_list(MemoryContext cxt)
+{
+	List	   *dbs = NIL;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+		MemoryContext old;
+
+		if (!db->datallowconn || db->datistemplate)
+			continue;
+		old = MemoryContextSwitchTo(cxt);
+		dbs = lappend_oid(dbs, db->oid);
+		MemoryContextSwitchTo(old);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return dbs;
+}
+
+/* Start the worker of one database and wait until it is done. */
+static void
+maintain_database(Oid dboid)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	pid_t		pid;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "audit_ext");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "audit_maintenance_db_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "audit_ext maintenance of database %u", dboid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "audit_ext maintenance");
+	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		ereport(WARNING,
+				(errmsg("audit_ext maintenance: no background worker slot free for database %u", dboid),
+				 errhint("Raise max_worker_processes; the database is maintained on a later round.")));
+		return;
+	}
+	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
+		return;
+	(void) WaitForBackgroundWorkerShutdown(handle);
+}
+
+void
+audit_maintenance_launcher_main(Datum main_arg)
+{
+	MemoryContext cxt;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("audit_ext maintenance launcher");
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "audit_ext maintenance launcher",
+								ALLOCSET_DEFAULT_SIZES);
+	ereport(LOG,
+			(errmsg("audit_ext maintenance launcher started (interval %d s)",
+					audit_maintenance_interval)));
+
+	/*
+	 * The first round comes one interval after start, not at once: a server
+	 * that just started (or restarted after a crash) has its clients
+	 * connecting and creating extensions, and audit.enable() creates the
+	 * partitions it needs itself.
+	 */
+	for (;;)
+	{
+		List	   *dbs;
+		ListCell   *lc;
+
+		TimestampTz next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   (int64) audit_maintenance_interval * 1000);
+
+		/* the latch is also set by our workers' exits and by SIGHUP */
+		for (;;)
+		{
+			long		nap = (long) ((next - GetCurrentTimestamp()) / 1000);
+
+			if (nap <= 0)
+				break;
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 nap, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			if (ConfigReloadPending)
+			{
+				ConfigReloadPending = false;
+				ProcessConfigFile(PGC_SIGHUP);
+				/* a shorter interval takes effect now */
+				next = Min(next, TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															 (int64) audit_maintenance_interval * 1000));
+			}
+		}
+
+		MemoryContextReset(cxt);
+		dbs = database_list(cxt);
+		foreach(lc, dbs)
+		{
+			CHECK_FOR_INTERRUPTS();
+			maintain_database(lfirst_oid(lc));
+		}
+		pgstat_report_stat(false);
+	}
+}
+
+/*
+ * Run one SQL statement in its own transaction; on error report it and go
+ * on.  Returns the first column of the first row as int64 (0 if none).
+ */
+static int64
+run_step(const char *what, const char *sql)
+{
+	volatile int64 result = 0;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, sql);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute(sql, false, 0) < 0)
+			elog(ERROR, "could not run %s", sql);
+		if (SPI_processed > 0)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+				result = DatumGetInt64(d);
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(LOG,
+				(errmsg("audit_ext maintenance: %s failed in database \"%s\"", what, db_name)));
+		result = -1;
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return result;
+}
+
+void
+audit_maintenance_db_main(Datum main_arg)
+{
+	bool		installed;
+	int64		pruned;
+	char	   *sql;
+
+	am_maintenance_worker = true;
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
+	pgstat_report_appname("audit_ext maintenance");
+
+	/* only where audit_ext 1.1 (audit.prune) is installed */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	strlcpy(db_name, get_database_name(MyDatabaseId), sizeof(db_name));
+	installed = OidIsValid(get_extension_oid("audit_ext", true));
+	if (installed)
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		/*
+		 * Not while pg_restore fills the database: partitions we created
+		 * would collide with the ones it restores.
+		 */
+		installed = SPI_execute("SELECT pg_catalog.to_regprocedure('audit.prune()') IS NOT NULL"
+								" AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity"
+								" WHERE datid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())"
+								" AND application_name = 'pg_restore')",
+								true, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1 &&
+			strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0;
+		SPI_finish();
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	if (!installed)
+		proc_exit(0);
+
+	/*
+	 * Never make a client wait or fail for maintenance: our deadlock check
+	 * runs long before a client's (deadlock_timeout defaults to 1 s), so in
+	 * a deadlock it is the worker that gives up; and it waits for a lock at
+	 * most lock_timeout.  Whatever was not done is done on the next round.
+	 */
+	SetConfigOption("deadlock_timeout", "100", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "5000", PGC_SUSET, PGC_S_OVERRIDE);
+
+	sql = psprintf("SELECT audit.create_partitions(%d)::bigint", audit_partitions_ahead);
+	(void) run_step("creating partitions ahead", sql);
+	pruned = run_step("pruning",
+					  "SELECT count(*) FROM audit.prune() WHERE action NOT LIKE 'held%'");
+	if (pruned > 0)
+		ereport(LOG,
+				(errmsg("audit_ext maintenance: pruned %lld partitions in database \"%s\"",
+						(long long) pruned, db_name)));
+	proc_exit(0);
+}
