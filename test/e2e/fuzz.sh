@@ -107,6 +107,18 @@ is "$(q -d $DB -c "SELECT string_agg(DISTINCT c.fn::text || ' ' || r.sqlstate, '
 is "$(q -d $DB -c "SELECT count(*) * 2 > $ncalls FROM fuzz.result r WHERE r.role = 'fuzz_plain' AND r.sqlstate = '42501'")" \
    "t" "most plain-role calls reach the privilege check (the values fit their types)"
 
+# The one setting every user may set: audit_ext.actor.  Huge values are
+# refused when set (they made every audited write fail in the (actor, id)
+# index); quotes, unicode and injection text are recorded as they are.
+is "$(q -d $DB -c "SELECT set_config('audit_ext.actor', (SELECT t FROM fuzz.big), false)" 2>&1 | grep -o 'invalid value for parameter "audit_ext.actor"')" \
+   'invalid value for parameter "audit_ext.actor"' "a 1 MB audit_ext.actor is refused when set"
+is "$(q -d $DB -c "SELECT set_config('audit_ext.actor', repeat('é', 512), false)" -c "INSERT INTO fz VALUES (1001, 'a', 'b')" \
+        -c "SELECT actor = repeat('é', 512) FROM audit.event WHERE record_id = '{\"id\": 1001}'" 2>&1 | tail -1)" \
+   "t" "the longest allowed actor (1024 bytes) is recorded"
+is "$(q -d $DB -c "SET audit_ext.actor = 'Ünï \"cödé\" 表 x''); DROP TABLE fz; --'" -c "INSERT INTO fz VALUES (1002, 'a', 'b')" \
+        -c "SELECT actor FROM audit.event WHERE record_id = '{\"id\": 1002}'" 2>&1 | tail -1)" \
+   "Ünï \"cödé\" 表 x'); DROP TABLE fz; --" "an actor with quotes, unicode and an injection is recorded as it is"
+
 # Afterwards: alive, nothing stored changed, the chains verify, no crash
 is "$(q -d $DB -c "SELECT 1")" "1" "the server is alive"
 is "$(q -d $DB -c "$SNAP")" "$before" "events stored before the calls are unchanged (count and md5)"
