@@ -13,9 +13,11 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "nodes/makefuncs.h"
+#include "parser/parse_coerce.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/fmgroids.h"
@@ -115,11 +117,21 @@ audit_json_column_init(AuditColumnInfo *col, Oid typid, const char *name,
 		default:
 			{
 				char		typtype = get_typtype(col->basetypid);
+				Oid			castfunc;
 
+				/*
+				 * The last test is to_jsonb()'s own rule for types of
+				 * extensions with a cast to json (hstore becomes an object):
+				 * without it they were recorded as strings (found by
+				 * test/unusual_columns.sql).
+				 */
 				if (OidIsValid(get_element_type(col->basetypid)) ||
 					typtype == TYPTYPE_COMPOSITE || typtype == TYPTYPE_RANGE ||
 					typtype == TYPTYPE_MULTIRANGE ||
-					col->basetypid == RECORDOID)
+					col->basetypid == RECORDOID ||
+					(col->basetypid >= FirstNormalObjectId &&
+					 find_coercion_pathway(JSONOID, col->basetypid, COERCION_EXPLICIT,
+										   &castfunc) == COERCION_PATH_FUNC))
 				{
 					/* to_jsonb() of this type, with the argument type known */
 					FuncExpr   *expr;

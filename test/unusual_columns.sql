@@ -3,12 +3,13 @@
 -- elements), json/jsonb, bytea, huge numerics, NaN and infinities,
 -- TOASTed values of megabytes, a generated column, dropped columns (before
 -- and after enable), domains, an enum, a composite, ranges, network and
--- time types; a column renamed and one dropped after audit.enable().  Every
+-- time types, hstore (an extension type with a cast to json); a column
+-- renamed and one dropped after audit.enable().  Every
 -- event must hold exactly to_jsonb() of the row, minus excluded columns and
 -- with masked ones as "[masked]"; the reading functions work on such a table
 -- (composite primary key with quoted unicode names); the chains verify.
 BEGIN;
-SELECT plan(37);
+SELECT plan(38);
 SET LOCAL client_min_messages = warning;
 
 CREATE TYPE "Mööd ""x""" AS ENUM ('sad', 'ok', 'häppy ''q''');
@@ -224,6 +225,15 @@ SELECT is((pg_temp.ev(2, 'DELETE')).old_data, to_jsonb((SELECT r FROM before_del
           'DELETE: old_data is the whole row as to_jsonb() has it (minus the excluded column)');
 SELECT throws_ok(format('SELECT audit.undo(%s)', (pg_temp.ev(2, 'DELETE')).id), '55000', NULL,
                  'undo() of the DELETE is refused: the excluded column was not recorded');
+
+-- A type of an extension with a cast to json: to_jsonb() uses the cast
+CREATE EXTENSION hstore;
+CREATE DOMAIN hs_dom AS hstore;
+CREATE TABLE "hs tbl" (id int PRIMARY KEY, h hstore, hd hs_dom, ha hstore[]);
+SELECT audit.enable('"hs tbl"');
+INSERT INTO "hs tbl" VALUES (1, 'a=>1, "b c"=>"x \"y\"", n=>NULL', 'k=>v', ARRAY['z=>9'::hstore]);
+SELECT is(e.new_data, to_jsonb(t), 'hstore (cast to json), a domain over it and an array of it are recorded as to_jsonb() has them')
+  FROM audit.event e, "hs tbl" t WHERE e.id > (SELECT id FROM mark) AND e.table_name = 'hs tbl' AND e.class = 'data';
 
 -- A table without a key: the whole row is its record_id
 CREATE TABLE "nö kéy" ("a b" int[], "c""d" jsonb, e numeric);
