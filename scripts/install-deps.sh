@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS="postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap postgresql-contrib
-      libipc-run-perl postgresql-15-tablelog make gcc libkrb5-dev"
+      libipc-run-perl postgresql-15-tablelog make gcc libkrb5-dev libpq-dev"
 
 missing=""
 for p in $PKGS; do

@@ -190,6 +190,7 @@ _PG_init(void)
 		/* -- preload-only setup of retention and archive (retention) -- */
 
 		/* -- preload-only setup of alerts and read auditing (alerts) -- */
+		audit_alerts_define_gucs();
 	}
 
 	MarkGUCPrefixReserved("audit_ext");
@@ -206,6 +207,7 @@ _PG_init(void)
 	/* -- always: retention and archive (retention) -- */
 
 	/* -- always: alerts and read auditing (alerts) -- */
+	audit_read_install_hooks();
 
 	RegisterXactCallback(audit_xact_callback, NULL);
 	RegisterSubXactCallback(audit_subxact_callback, NULL);
