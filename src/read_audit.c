@@ -73,6 +73,7 @@ typedef struct ReadTable
 	char		table_name[NAMEDATALEN];
 	int			level;			/* nesting level of the queries counted */
 	bool		copy;			/* read by COPY ... TO */
+	uint64		query;			/* the query that last counted it */
 	uint64		rows;
 } ReadTable;
 
@@ -84,6 +85,7 @@ static int	copy_to_level = -1; /* level of a running COPY ... TO, or -1 */
 
 /* reads of the current top-level statement, queued when it ends */
 static int	npending = 0;
+static uint64 query_seq = 0;	/* numbers the queries noted */
 static ReadTable pending[READ_MAX_TABLES];
 static AuditQueueEntry pending_entry;	/* who, where, what statement */
 
@@ -259,7 +261,12 @@ add_read(const char *schema_name, const char *table_name, uint64 rows,
 		t->level = level;
 		t->rows = 0;
 		t->copy = false;
+		t->query = 0;
 	}
+	/* a partitioned table and its partitions: one table, counted once */
+	if (t->query == query_seq)
+		return;
+	t->query = query_seq;
 	if (level < t->level)
 	{
 		/* an outer query that read the table: its rows are what was read */
@@ -317,6 +324,7 @@ note_query_reads(QueryDesc *queryDesc)
 	if (estate == NULL || pstmt == NULL ||
 		(estate->es_top_eflags & EXEC_FLAG_EXPLAIN_ONLY))
 		return;
+	query_seq++;
 	foreach(lc, pstmt->rtable)
 	{
 		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
@@ -431,6 +439,7 @@ read_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	{
 		ReadRelEntry *e = lookup_rel(copy_rel);
 
+		query_seq++;
 		if (e->log_reads)
 			add_read(e->schema_name, e->table_name, qc ? qc->nprocessed : 0,
 					 nesting, true);

@@ -111,13 +111,43 @@ is "$(q -d postgres -c "SELECT string_agg(detail->>'rows', ',' ORDER BY id) FROM
 is "$(q -d postgres -c "SELECT records_viewed, exports FROM audit.user_activity('regress_app')")" "1510|1" \
    "audit.user_activity: records viewed and one export"
 
+# What counts as a read: one event per statement and table, rows from the executor.
+q -d postgres >/dev/null <<'SQL'
+CREATE TABLE plain (id int PRIMARY KEY);
+INSERT INTO plain SELECT generate_series(1, 50);
+CREATE TABLE m (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE m1 PARTITION OF m FOR VALUES FROM ('2026-01-01') TO ('2026-07-01');
+CREATE TABLE m2 PARTITION OF m FOR VALUES FROM ('2026-07-01') TO ('2027-01-01');
+INSERT INTO m SELECT g, date '2026-01-01' + g FROM generate_series(1, 300) g;
+SELECT audit.enable('m', log_reads => true);
+CREATE VIEW some_customers AS SELECT id, name FROM customers WHERE id <= 7;
+CREATE FUNCTION customer_name(i int) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN RETURN (SELECT name FROM customers WHERE id = i); END $$;
+SQL
+mark=$(q -d postgres -c "SELECT max(id) FROM audit.event")
+PGAPPNAME=e2e_reads q -d postgres >/dev/null \
+  -c "SELECT count(*) FROM plain" \
+  -c "SELECT * FROM m WHERE at >= '2026-06-01'" \
+  -c "SELECT * FROM m1" \
+  -c "SELECT * FROM some_customers" \
+  -c "SELECT customer_name(g) FROM generate_series(1, 4) g" \
+  -c "EXPLAIN SELECT * FROM customers" \
+  -c "COPY (SELECT * FROM customers WHERE id <= 5) TO STDOUT" \
+  -c "COPY customers TO STDOUT" \
+  -c "BEGIN" -c "SELECT * FROM customers WHERE id <= 2" -c "ROLLBACK" \
+  -c "SELECT p.id FROM plain p JOIN customers c ON c.id = p.id"
+wait_for "SELECT count(*) >= 8 FROM audit.event WHERE class = 'read' AND id > $mark AND application_name = 'e2e_reads'" 10
+is "$(q -d postgres -c "SELECT string_agg(format('%s %s %s', action, table_name, detail->>'rows'), ', ' ORDER BY id) FROM audit.event WHERE class = 'read' AND id > $mark AND application_name = 'e2e_reads'")" \
+   "SELECT m 150, SELECT m 180, SELECT customers 7, SELECT customers 4, COPY customers 5, COPY customers 2000, SELECT customers 2, SELECT customers 50" \
+   "reads: partitioned table (once), partition (as its root), view, function per row (once), COPY, rolled back, join; no event for unaudited tables or EXPLAIN"
+
 # Acknowledgement, and who may read alerts.
 id=$(q -d postgres -c "SELECT alert_id FROM audit.alerts WHERE rule = 'failed_logins'")
 is "$(q -d postgres -c "SET ROLE regress_admin" -c "SELECT acknowledged_by, note FROM audit.acknowledge_alert($id, note => 'checked with the user')" | tail -1)" \
    "regress_admin|checked with the user" "audit_admin acknowledges an alert"
 is "$(q -d postgres -c "SELECT string_agg(rule, ',' ORDER BY rule) FROM audit.alerts WHERE acknowledged_at IS NULL")" \
-   "mass_export,privilege_escalation" "the others stay open"
-is "$(q -d postgres -c "SET ROLE regress_reader" -c "SELECT count(*) FROM audit.alerts" | tail -1)" "3" "audit_reader reads the alerts"
+   "mass_export,mass_export,privilege_escalation" "the others stay open (COPY customers above was a mass export too)"
+is "$(q -d postgres -c "SET ROLE regress_reader" -c "SELECT count(*) FROM audit.alerts" | tail -1)" "4" "audit_reader reads the alerts"
 is "$(psql -X -At -d postgres -U regress_nobody -c "SELECT count(*) FROM audit.alerts" 2>&1 | grep -c 'permission denied for table alerts')" "1" \
    "other roles cannot read them"
 is "$(psql -X -At -d postgres -U regress_nobody -c "SELECT audit.acknowledge_alert($id)" 2>&1 | grep -c 'has no administrative access to the security audit')" "1" \
@@ -173,5 +203,19 @@ q -d postgres -c "DELETE FROM payments WHERE id = 3" >/dev/null
 wait_for "SELECT count(*) = 1 FROM audit.alerts WHERE rule = 'payment_deleted' AND key = 'postgres'" 10
 is "$?" "0" "alerts fire after the restart"
 is "$(q -d postgres -c "SELECT count(*) FROM audit.alerts WHERE rule = 'failed_logins'")" "1" "and old events do not fire again"
+# pg_dump/pg_restore: user rules and alerts come back, shipped rules once,
+# and restored events are history (a round in the restored database fires nothing).
+pg_dump -Fc -d postgres -f "$DIR/alerts.dump"
+q -d postgres -c "CREATE DATABASE alerts_restored" >/dev/null
+pg_restore -d alerts_restored "$DIR/alerts.dump" 2> "$DIR/restore.err"
+is "$?" "0" "pg_restore succeeds"
+[ -s "$DIR/restore.err" ] && sed 's/^/# /' "$DIR/restore.err"
+is "$(q -d alerts_restored -c "SELECT string_agg(name || ':' || enabled || ':' || builtin, ',' ORDER BY name) FROM audit.alert_rules")" \
+   "$(q -d postgres -c "SELECT string_agg(name || ':' || enabled || ':' || builtin, ',' ORDER BY name) FROM audit.alert_rules")" \
+   "the rules are restored: the user's from the dump, the shipped ones once"
+is "$(q -d alerts_restored -c "SELECT count(*), max(alert_id) FROM audit.alerts")" "$(q -d postgres -c "SELECT count(*), max(alert_id) FROM audit.alerts")" \
+   "the alerts are restored"
+is "$(q -d alerts_restored -c "SELECT audit.evaluate_alerts()")" "0" "restored events do not fire again"
+
 grep -q "PANIC" "$DIR/server.log" && is "PANIC in log" "none" "no PANIC"
 done_testing
