@@ -14,8 +14,8 @@
 # 2. Event -> NOTIFY latency, received by docs/examples/audit_listen:
 #      read:   a SELECT of a read-audited table (rule: min_rows 1, cooldown 0);
 #      data:   a committed DELETE on an audited table (rule: cooldown 0);
-#      login:  the 5th wrong password (shipped rule failed_logins; the cooldown
-#              is bypassed by a new client address per round: 127.0.0.N).
+#      login:  the 5th wrong password (a rule like the shipped failed_logins,
+#              grouped by application_name so that each round is a new key).
 #    Time from the client starting the statement (or the connection) to the
 #    listener receiving the notification; median and max over ROUNDS.
 # Knobs: DURATION (s, 20), CYCLES (3), SCALE (10), ROUNDS (20), PORT (5499),
@@ -37,14 +37,14 @@ rm -rf "$DIR"
 HBA=$(mktemp /tmp/audit_hba.XXXXXX)
 cat > "$HBA" <<'HBA_EOF'
 local all all trust
-host  all postgres 127.0.0.0/8 trust
-host  all all 127.0.0.0/8 scram-sha-256
+host  all postgres 127.0.0.1/32 trust
+host  all all 127.0.0.1/32 scram-sha-256
 HBA_EOF
 chmod 644 "$HBA"
 LPID=""
 trap '[ -n "$LPID" ] && kill $LPID 2>/dev/null; pg_stop "$DIR"; rm -rf "$DIR" "$HBA"' EXIT
 PG_HBA_FILE=$HBA pg_start "$DIR" "$PORT" "audit_ext.database = 'bench'" "synchronous_commit = off" \
-    "password_encryption = 'scram-sha-256'" "listen_addresses = '127.0.0.1, 127.0.0.2, 127.0.0.3'" >/dev/null
+    "password_encryption = 'scram-sha-256'" >/dev/null
 createdb bench
 psql -X -q -d bench -c "CREATE EXTENSION audit_ext" 2>/dev/null
 log "pgbench -i -s $SCALE"
@@ -104,6 +104,9 @@ INSERT INTO watched SELECT g, g FROM generate_series(1, 100000) g;
 SELECT audit.enable('watched', log_reads => true);
 SELECT audit.create_alert_rule(name => 'bench_read', class => 'read', table_name => 'watched', min_rows => 1, cooldown => '0');
 SELECT audit.create_alert_rule(name => 'bench_delete', class => 'data', action => 'DELETE', table_name => 'watched', cooldown => '0');
+SELECT audit.set_alert_rule_enabled('failed_logins', false);
+SELECT audit.create_alert_rule(name => 'bench_logins', class => 'auth', action => 'LOGIN_FAILED', threshold => 5,
+                               within => '10 minutes', group_by => 'application_name');
 CREATE ROLE bench_user LOGIN PASSWORD 'right';
 SQL
 "$LISTEN_BIN" "host=$DIR port=$PORT dbname=bench user=postgres" >"$DIR/notes" 2>"$DIR/notes.err" &
@@ -124,13 +127,13 @@ for r in $(seq 1 "$ROUNDS"); do
     n=$((n + 1)); wait_notes $n || { log "no notification for delete round $r"; continue; }
     echo "data $t0 $(sed -n "${n}p" "$DIR/notes" | cut -d' ' -f1)" >> "$DIR/lat"
 done
-# failed logins: 4 wrong passwords, then time the 5th (new address each round)
-for r in $(seq 1 3); do
-    addr=127.0.0.$r
-    for i in 1 2 3 4; do PGPASSWORD=wrong psql -X -q "host=$addr port=$PORT dbname=bench user=bench_user" -c "SELECT 1" >/dev/null 2>&1 || true; done
+# failed logins: 4 wrong passwords, then time the 5th (a new key each round)
+for r in $(seq 1 5); do
+    conn="host=127.0.0.1 port=$PORT dbname=bench user=bench_user application_name=bench_$r"
+    for i in 1 2 3 4; do PGPASSWORD=wrong psql -X -q "$conn" -c "SELECT 1" >/dev/null 2>&1 || true; done
     sleep 0.5   # the first four alone must not be what is timed
-    t0=$(now); PGPASSWORD=wrong psql -X -q "host=$addr port=$PORT dbname=bench user=bench_user" -c "SELECT 1" >/dev/null 2>&1 || true
-    n=$((n + 1)); wait_notes $n || { log "no notification for failed logins from $addr"; continue; }
+    t0=$(now); PGPASSWORD=wrong psql -X -q "$conn" -c "SELECT 1" >/dev/null 2>&1 || true
+    n=$((n + 1)); wait_notes $n || { log "no notification for failed logins round $r"; continue; }
     echo "login $t0 $(sed -n "${n}p" "$DIR/notes" | cut -d' ' -f1)" >> "$DIR/lat"
 done
 echo

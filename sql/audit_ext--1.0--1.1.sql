@@ -691,15 +691,32 @@ BEGIN
     END LOOP;
 
     -- at most 10,000 new events a round (the rest next round, in id order)
-    cand := ARRAY(SELECT e FROM audit.event e WHERE e.id > hi ORDER BY e.id LIMIT 10000);
-    new_hi := greatest(hi, (cand[cardinality(cand)]).id);
+    SELECT max(x.id), count(*) INTO new_hi, n_cand
+      FROM (SELECT e.id FROM audit.event e WHERE e.id > hi ORDER BY e.id LIMIT 10000) x;
+    new_hi := greatest(hi, new_hi);
+    -- only events some enabled rule could match (class, action, rows) are
+    -- read whole: most events (e.g. small reads) stop at this semi-join
+    cand := ARRAY(SELECT e FROM audit.event e
+                   WHERE e.id > hi AND e.id <= new_hi
+                     AND EXISTS (SELECT 1 FROM audit.alert_rules r
+                                     WHERE r.enabled AND r.class = e.class
+                                       AND (r.action IS NULL OR r.action = e.action)
+                                       AND (r.min_rows IS NULL OR r.min_rows <= coalesce(
+                                            CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$'
+                                                 THEN (e.detail ->> 'rows')::bigint END, -1)))
+                   ORDER BY e.id);
     IF cardinality(done_xids) > 0 THEN
         cand := cand || ARRAY(SELECT e FROM audit.event e
-                               WHERE e.id > done_lo AND e.id <= hi AND e.txid = ANY (done_xids));
+                               WHERE e.id > done_lo AND e.id <= hi AND e.txid = ANY (done_xids)
+                                 AND EXISTS (SELECT 1 FROM audit.alert_rules r
+                                     WHERE r.enabled AND r.class = e.class
+                                       AND (r.action IS NULL OR r.action = e.action)
+                                       AND (r.min_rows IS NULL OR r.min_rows <= coalesce(
+                                            CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$'
+                                                 THEN (e.detail ->> 'rows')::bigint END, -1))));
     END IF;
-    n_cand := cardinality(cand);
 
-    IF n_cand > 0 THEN
+    IF cardinality(cand) > 0 THEN
         FOR g IN
             SELECT r.name, audit.alert_key(r.group_by, c) AS key,
                    count(*) AS n, min(c.id) AS first_id, max(c.id) AS last_id,

@@ -203,12 +203,17 @@ lookup_rel(Oid relid)
 	return e;
 }
 
-/* The statement's context, taken once when it first reads an audited table. */
+/*
+ * The statement's context, taken once when it first reads an audited table.
+ * The text is the top-level statement's (debug_query_string); under the
+ * extended protocol a portal may end after its message, when only the
+ * query's own text (source_text) is left.
+ */
 static void
-prepare_entry(void)
+prepare_entry(const char *source_text)
 {
 	AuditQueueEntry *e = &pending_entry;
-	const char *query = debug_query_string;
+	const char *query = debug_query_string ? debug_query_string : source_text;
 
 	audit_fill_entry_from_port(e, MyProcPort, "read", "SELECT", false);
 	e->event_time = GetCurrentStatementStartTimestamp();
@@ -238,12 +243,12 @@ prepare_entry(void)
 
 static void
 add_read(const char *schema_name, const char *table_name, uint64 rows,
-		 int level, bool copy)
+		 int level, bool copy, const char *source_text)
 {
 	ReadTable  *t = NULL;
 
 	if (npending == 0)
-		prepare_entry();
+		prepare_entry(source_text);
 	for (int i = 0; i < npending; i++)
 		if (strcmp(pending[i].table_name, table_name) == 0 &&
 			strcmp(pending[i].schema_name, schema_name) == 0)
@@ -342,7 +347,8 @@ note_query_reads(QueryDesc *queryDesc)
 		if (!e->log_reads)
 			continue;
 		add_read(e->schema_name, e->table_name, estate->es_processed,
-				 nesting, copy_to_level >= 0 && nesting > copy_to_level);
+				 nesting, copy_to_level >= 0 && nesting > copy_to_level,
+				 queryDesc->sourceText);
 	}
 }
 
@@ -442,7 +448,7 @@ read_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		query_seq++;
 		if (e->log_reads)
 			add_read(e->schema_name, e->table_name, qc ? qc->nprocessed : 0,
-					 nesting, true);
+					 nesting, true, queryString);
 	}
 	if (nesting == 0 && npending > 0)
 		flush_reads();

@@ -141,6 +141,15 @@ is "$(q -d postgres -c "SELECT string_agg(format('%s %s %s', action, table_name,
    "SELECT m 150, SELECT m 180, SELECT customers 7, SELECT customers 4, COPY customers 5, COPY customers 2000, SELECT customers 2, SELECT customers 50" \
    "reads: partitioned table (once), partition (as its root), view, function per row (once), COPY, rolled back, join; no event for unaudited tables or EXPLAIN"
 
+# The extended protocol (prepared statements): the portal ends after its
+# message, the statement text is still recorded.
+echo "SELECT * FROM customers WHERE id <= 3;" > "$DIR/prepared.sql"
+mark=$(q -d postgres -c "SELECT max(id) FROM audit.event")
+PGAPPNAME=e2e_prepared pgbench -n -M prepared -t 3 -f "$DIR/prepared.sql" postgres >/dev/null 2>&1
+wait_for "SELECT count(*) >= 3 FROM audit.event WHERE class = 'read' AND id > $mark AND application_name = 'e2e_prepared'" 10
+is "$(q -d postgres -c "SELECT count(*), min(detail->>'rows'), min(s.statement_text) FROM audit.event e JOIN audit.statement s USING (statement_id) WHERE class = 'read' AND id > $mark AND application_name = 'e2e_prepared'")" \
+   "3|3|SELECT * FROM customers WHERE id <= ?;" "prepared statements (extended protocol): one read each, with rows and statement text"
+
 # Acknowledgement, and who may read alerts.
 id=$(q -d postgres -c "SELECT alert_id FROM audit.alerts WHERE rule = 'failed_logins'")
 is "$(q -d postgres -c "SET ROLE regress_admin" -c "SELECT acknowledged_by, note FROM audit.acknowledge_alert($id, note => 'checked with the user')" | tail -1)" \
