@@ -59,21 +59,25 @@ set_state() {
     esac
 }
 STATES=(none writes reads)
-declare -A TPS
+declare -A TPS WCPU
 for c in $(seq 1 "$CYCLES"); do
     for k in 0 1 2; do
         s=${STATES[$(( (k + c) % 3 ))]}
         set_state "$s"
         psql -X -q -d bench -c "CHECKPOINT" >/dev/null
         before=$(psql -X -At -d bench -c "SELECT written, dropped FROM audit.worker_status")
+        wpid=$(psql -X -At -d bench -c "SELECT worker_pid FROM audit.worker_status")
+        cpu0=$(awk '{ print $14 + $15 }' "/proc/$wpid/stat")
         tps=$(pgbench -n -S -M prepared -c 2 -j 2 -T "$DURATION" bench 2>/dev/null | awk '/^tps/ { print $3 }')
         # let the worker finish writing before the next state
         for _ in $(seq 1 600); do
             [ "$(psql -X -At -d bench -c "SELECT queue_depth FROM audit.worker_status")" = 0 ] && break; sleep 0.1
         done
         after=$(psql -X -At -d bench -c "SELECT written, dropped FROM audit.worker_status")
+        cpu=$(( $(awk '{ print $14 + $15 }' "/proc/$wpid/stat") - cpu0 ))
         TPS[$s]+="$tps "
-        log "cycle $c $s: $tps tps (written, dropped: $before -> $after)"
+        WCPU[$s]+="$(echo "scale=2; $cpu / $(getconf CLK_TCK)" | bc) "
+        log "cycle $c $s: $tps tps (written, dropped: $before -> $after; worker CPU ${cpu} ticks)"
         [ "$s" = reads ] && echo "$before $after" >> "$DIR/reads_counts"
     done
 done
@@ -88,11 +92,11 @@ set_state none
 echo
 echo "### pgbench -S, scale $SCALE, 2 clients, prepared, ${DURATION} s x $CYCLES cycles (median TPS)"
 echo
-echo "| pgbench_accounts | TPS (runs) | median | vs not audited |"
-echo "|---|---|--:|--:|"
+echo "| pgbench_accounts | TPS (runs) | median | vs not audited | worker CPU s per run (median) |"
+echo "|---|---|--:|--:|--:|"
 for s in none writes reads; do
     m=$(echo "${TPS[$s]}" | median)
-    printf '| %s | %s | %.0f | %.3f |\n' "$s" "${TPS[$s]% }" "$m" "$(echo "$m / $m_none" | bc -l)"
+    printf '| %s | %s | %.0f | %.3f | %s |\n' "$s" "${TPS[$s]% }" "$m" "$(echo "$m / $m_none" | bc -l)" "$(echo "${WCPU[$s]}" | median)"
 done
 echo
 echo "read events recorded: $read_events; dropped (queue full): $dropped"

@@ -659,7 +659,8 @@ DECLARE
     a         audit.alerts;
     p         record;
 BEGIN
-    SELECT * INTO st FROM audit.alert_state;
+    -- one round at a time (a second caller fails to serialize and retries)
+    SELECT * INTO st FROM audit.alert_state FOR UPDATE;
     IF NOT FOUND THEN
         INSERT INTO audit.alert_state DEFAULT VALUES RETURNING * INTO st;
     END IF;
