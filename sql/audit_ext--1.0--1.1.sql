@@ -659,8 +659,12 @@ DECLARE
     a         audit.alerts;
     p         record;
 BEGIN
-    -- one round at a time (a second caller fails to serialize and retries)
-    SELECT * INTO st FROM audit.alert_state FOR UPDATE;
+    -- one round at a time; an advisory lock rather than FOR UPDATE, which
+    -- would cost a transaction id and WAL every round
+    IF NOT pg_try_advisory_xact_lock(hashtext('audit_ext'), hashtext('evaluate_alerts')) THEN
+        RETURN 0;
+    END IF;
+    SELECT * INTO st FROM audit.alert_state;
     IF NOT FOUND THEN
         INSERT INTO audit.alert_state DEFAULT VALUES RETURNING * INTO st;
     END IF;
