@@ -9,6 +9,8 @@ REGRESS = setup capture enable_errors options partitioned actor reading alerts
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=audit_ext
 
 PG_CPPFLAGS = -I$(srcdir)/src
+# SHA-256 of the integrity chain (PostgreSQL itself links OpenSSL)
+SHLIB_LINK += -lcrypto
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-cast-function-type
 
 PG_CONFIG ?= pg_config

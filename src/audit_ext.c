@@ -186,6 +186,17 @@ _PG_init(void)
 		audit_auth_hooks_install();
 
 		/* -- preload-only setup of the integrity chain (chain.c) -- */
+		audit_chain_install_hooks();
+		DefineCustomIntVariable("audit_ext.chain_checkpoint_interval",
+								"Seconds between two records of the hash-chain heads by the worker.",
+								"A checkpoint copies the head of every chain that moved into audit.chain_checkpoint and the server log, so that deleting the newest events is detected by audit.verify(). 0 disables.",
+								&audit_chain_checkpoint_interval,
+								60,
+								0,
+								86400,
+								PGC_SIGHUP,
+								GUC_UNIT_S,
+								NULL, NULL, NULL);
 
 		/* -- preload-only setup of retention and archive (retention) -- */
 
@@ -392,6 +403,7 @@ audit_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PREPARE:
 			audit_writer_xact_callback(0);
+			audit_chain_xact_end(event == XACT_EVENT_COMMIT ? 0 : 2);
 			audit_statement_xact_end(false, true);
 			audit_capture_xact_end();
 			if (event == XACT_EVENT_COMMIT)
@@ -400,6 +412,7 @@ audit_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			audit_writer_xact_callback(1);
+			audit_chain_xact_end(1);
 			audit_statement_xact_end(true, true);
 			audit_capture_xact_end();
 			audit_ddl_xact_end();
@@ -421,6 +434,7 @@ audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			break;
 		case SUBXACT_EVENT_ABORT_SUB:
 			audit_writer_subxact_abort(mySubid);
+			audit_chain_subxact_abort(mySubid);
 			audit_statement_xact_end(true, false);
 			break;
 		default:

@@ -13,6 +13,8 @@
  * src/auth_hooks.c     login, failed login and logout events
  * src/ddl_capture.c    privilege and ddl events from utility statements
  * src/denied.c         statements on audited tables refused for lack of privilege
+ * src/chain.c          tamper evidence: hash chains over events, checkpoints
+ * src/verify.c         audit.verify(): walk the chains
  *
  *-------------------------------------------------------------------------
  */
@@ -70,8 +72,15 @@ typedef enum AuditColumn
 	AC_NEW_DATA,
 	AC_CHANGED_COLUMNS,
 	AC_DETAIL,
+	/* filled by the integrity chain (chain.c) from the columns above */
+	AC_CHAIN_LANE,
+	AC_CHAIN_SEQ,
+	AC_HASH,
 	AC_NUM_COLUMNS
 } AuditColumn;
+
+/* the columns covered by an event's chain hash: AC_ID .. AC_DETAIL */
+#define AC_CHAIN_FIELDS AC_CHAIN_LANE
 
 typedef struct AuditEventValues
 {
@@ -226,6 +235,15 @@ extern void *audit_denied_prepare_utility(Node *stmt);
 extern void audit_denied_report_utility(void *state);
 
 /* -- integrity chain (chain.c) -- */
+extern int	audit_chain_checkpoint_interval;
+extern void audit_chain_install_hooks(void);
+extern void audit_chain_stamp(AuditEventValues *ev);
+extern void audit_chain_compute(const uint8 *prev, uint64 lane, int64 seq,
+								const Datum *values, const bool *nulls,
+								uint8 *out);
+extern void audit_chain_subxact_abort(SubTransactionId subid);
+extern void audit_chain_xact_end(int how);
+extern void audit_chain_maybe_checkpoint(void);
 
 /* -- end of integrity chain -- */
 

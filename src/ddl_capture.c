@@ -1087,10 +1087,11 @@ audit_log_config_event(PG_FUNCTION_ARGS)
 	char	   *rel;
 	Datum		user;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+	if (PG_ARGISNULL(0))
 		PG_RETURN_VOID();
 	action = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	relid = PG_GETARG_OID(1);
+	/* NULL: a change that concerns no table (publishing the trail) */
+	relid = PG_ARGISNULL(1) ? InvalidOid : PG_GETARG_OID(1);
 
 	audit_event_init(&ev, "ddl", action);
 	audit_event_fill_context(&ev, AUDIT_CTX_FOR_WRITE);
@@ -1099,8 +1100,8 @@ audit_log_config_event(PG_FUNCTION_ARGS)
 		ev.values[AC_ACTOR] = user;
 	ev.values[AC_DB_USER] = user;
 
-	nsp = get_namespace_name(get_rel_namespace(relid));
-	rel = get_rel_name(relid);
+	nsp = OidIsValid(relid) ? get_namespace_name(get_rel_namespace(relid)) : NULL;
+	rel = OidIsValid(relid) ? get_rel_name(relid) : NULL;
 	if (nsp && rel)
 	{
 		ev.values[AC_SCHEMA_NAME] = CStringGetTextDatum(nsp);

@@ -59,7 +59,7 @@ static const char *const audit_column_names[AC_NUM_COLUMNS] = {
 	"session_user", "actor", "client_addr", "application_name",
 	"backend_pid", "txid", "statement_id", "statement_seq", "schema_name",
 	"table_name", "record_id", "old_data", "new_data",
-	"changed_columns", "detail"
+	"changed_columns", "detail", "chain_lane", "chain_seq", "hash"
 };
 
 /* What we know about audit.event; rebuilt after its relcache entry changes. */
@@ -347,6 +347,9 @@ audit_event_emit(AuditEventValues *ev)
 
 	ev->values[AC_ID] = Int64GetDatum(nextval_internal(event_table.seqid, false));
 	ev->nulls[AC_ID] = false;
+	/* its place in the tamper-evident chain, in id order (chain.c) */
+	if (event_table.attno[AC_HASH] >= 0)
+		audit_chain_stamp(ev);
 
 	values = palloc(sizeof(Datum) * event_table.natts);
 	nulls = palloc(sizeof(bool) * event_table.natts);
@@ -404,6 +407,11 @@ audit_event_emit(AuditEventValues *ev)
 	buffer_bytes += tup->t_len;
 	pfree(values);
 	pfree(nulls);
+	if (!ev->nulls[AC_HASH])
+	{
+		pfree(DatumGetPointer(ev->values[AC_HASH]));
+		ev->nulls[AC_HASH] = true;
+	}
 
 	if (buffer_len >= AUDIT_FLUSH_EVENTS || buffer_bytes >= AUDIT_FLUSH_BYTES)
 		audit_flush_events();

@@ -295,6 +295,7 @@ audit_worker_main(Datum main_arg)
 			if (drain_queue(batch, &failures))
 			{
 				missing_logged = false;
+				audit_chain_maybe_checkpoint();
 				/* alert rules (alerts.c), after the events are committed */
 				alerts_active = audit_alerts_evaluate();
 			}

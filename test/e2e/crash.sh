@@ -69,6 +69,8 @@ for round in $(seq 1 "$ROUNDS"); do
             ON e.id = b.id
          WHERE b.total <> coalesce(e.delta, 0)")" "0" \
        "round $round: each balance equals the sum of its recorded changes"
+    is "$(q -d postgres -c "SELECT verified, breaks, unverifiable_links FROM audit.verify()")" "t|0|0" \
+       "round $round: the hash chains verify after the crash"
 done
 if grep -q "PANIC" "$DIR/server.log"; then is "PANIC in log" "none" "no PANIC"; fi
 done_testing

@@ -1,0 +1,444 @@
+/*-------------------------------------------------------------------------
+ *
+ * verify.c
+ *		audit.verify(from_time, to_time): walk the hash chains of chain.c and
+ *		report the first event where one breaks.
+ *
+ * Each class is read in id order (lanes never span classes, and within a
+ * lane id order is chain order).  For every event the verifier recomputes
+ * the hash from the stored columns and the previous hash of the lane, and
+ * checks the lane position: a gap means events were deleted, a repeated
+ * position means one was inserted, a different hash means the row was
+ * edited.  Lane heads recorded by audit.chain_checkpoint() catch a deleted
+ * or rewritten tail; heads recorded when a partition was pruned
+ * (audit.chain_anchor) let the chains continue across what retention
+ * removed.  Events older than the chain (written by version 1.0) are
+ * counted, not judged.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "audit_ext.h"
+
+#define HASH_LEN 32
+
+typedef struct LaneState
+{
+	int64		lane;			/* hash key */
+	bool		seen;			/* an event of the lane was read */
+	int64		seq;			/* last position read */
+	uint8		hash[HASH_LEN];
+	int64		last_id;
+	/* the latest checkpoint of the lane */
+	bool		has_checkpoint;
+	int64		cp_seq;
+	int64		cp_event_id;
+	uint8		cp_hash[HASH_LEN];
+	/* ranges removed by retention: (first_seq, last_seq, hash of last) */
+	int			nanchors;
+	int64	   *anchor_first;
+	int64	   *anchor_last;
+	uint8	   *anchor_hash;
+} LaneState;
+
+typedef struct VerifyResult
+{
+	int64		events;
+	int64		legacy;
+	int64		unverifiable;
+	int64		breaks;
+	int64		first_break_id;	/* 0: none */
+	TimestampTz first_break_time;
+	bool		first_break_time_null;
+	char	   *problem;
+	int64		lanes;
+	MemoryContext keep;			/* where problem is kept */
+} VerifyResult;
+
+static void
+report_break(VerifyResult *r, int64 id, TimestampTz t, bool t_null, char *problem)
+{
+	r->breaks++;
+	if (r->first_break_id == 0 || id < r->first_break_id)
+	{
+		r->first_break_id = id;
+		r->first_break_time = t;
+		r->first_break_time_null = t_null;
+		r->problem = MemoryContextStrdup(r->keep, problem);
+	}
+}
+
+static LaneState *
+lane_entry(HTAB *lanes, int64 lane)
+{
+	bool		found;
+	LaneState  *s = hash_search(lanes, &lane, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		memset(((char *) s) + sizeof(int64), 0, sizeof(LaneState) - sizeof(int64));
+		s->lane = lane;
+	}
+	return s;
+}
+
+static bool
+bytea_hash(Datum d, uint8 *out)
+{
+	bytea	   *b = DatumGetByteaPP(d);
+
+	if (VARSIZE_ANY_EXHDR(b) != HASH_LEN)
+		return false;
+	memcpy(out, VARDATA_ANY(b), HASH_LEN);
+	return true;
+}
+
+/* Is position seq of the lane inside a range that retention removed? */
+static int
+anchor_covering(LaneState *s, int64 seq)
+{
+	for (int i = 0; i < s->nanchors; i++)
+		if (seq >= s->anchor_first[i] && seq <= s->anchor_last[i])
+			return i;
+	return -1;
+}
+
+static void
+load_lane_metadata(HTAB *lanes, const char *class_name, MemoryContext cxt)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+
+	args[0] = CStringGetTextDatum(class_name);
+
+	if (SPI_execute_with_args("SELECT chain_lane, first_seq, last_seq, last_hash FROM audit.chain_anchor "
+							  "WHERE class = $1 ORDER BY chain_lane, first_seq",
+							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "audit_ext: could not read audit.chain_anchor");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		n1,
+					n2,
+					n3,
+					n4;
+		Datum		lane = SPI_getbinval(tup, desc, 1, &n1);
+		Datum		first = SPI_getbinval(tup, desc, 2, &n2);
+		Datum		last = SPI_getbinval(tup, desc, 3, &n3);
+		Datum		hash = SPI_getbinval(tup, desc, 4, &n4);
+		LaneState  *s;
+		MemoryContext old;
+
+		if (n1 || n2 || n3 || n4)
+			continue;
+		s = lane_entry(lanes, DatumGetInt64(lane));
+		old = MemoryContextSwitchTo(cxt);
+		if (s->nanchors == 0)
+		{
+			s->anchor_first = palloc(sizeof(int64));
+			s->anchor_last = palloc(sizeof(int64));
+			s->anchor_hash = palloc(HASH_LEN);
+		}
+		else
+		{
+			s->anchor_first = repalloc(s->anchor_first, sizeof(int64) * (s->nanchors + 1));
+			s->anchor_last = repalloc(s->anchor_last, sizeof(int64) * (s->nanchors + 1));
+			s->anchor_hash = repalloc(s->anchor_hash, HASH_LEN * (s->nanchors + 1));
+		}
+		MemoryContextSwitchTo(old);
+		s->anchor_first[s->nanchors] = DatumGetInt64(first);
+		s->anchor_last[s->nanchors] = DatumGetInt64(last);
+		if (!bytea_hash(hash, s->anchor_hash + HASH_LEN * s->nanchors))
+			memset(s->anchor_hash + HASH_LEN * s->nanchors, 0, HASH_LEN);
+		s->nanchors++;
+	}
+
+	if (SPI_execute_with_args("SELECT DISTINCT ON (chain_lane) chain_lane, chain_seq, event_id, hash "
+							  "FROM audit.chain_checkpoint WHERE class = $1 "
+							  "ORDER BY chain_lane, chain_seq DESC",
+							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "audit_ext: could not read audit.chain_checkpoint");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		n1,
+					n2,
+					n3,
+					n4;
+		Datum		lane = SPI_getbinval(tup, desc, 1, &n1);
+		Datum		seq = SPI_getbinval(tup, desc, 2, &n2);
+		Datum		id = SPI_getbinval(tup, desc, 3, &n3);
+		Datum		hash = SPI_getbinval(tup, desc, 4, &n4);
+		LaneState  *s;
+
+		if (n1 || n2 || n3 || n4)
+			continue;
+		s = lane_entry(lanes, DatumGetInt64(lane));
+		s->has_checkpoint = bytea_hash(hash, s->cp_hash);
+		s->cp_seq = DatumGetInt64(seq);
+		s->cp_event_id = DatumGetInt64(id);
+	}
+}
+
+/*
+ * Check one class's events in [from, to).  A bounded window starts in the
+ * middle of lanes: the link of each lane's first event in the window to its
+ * predecessor outside cannot be checked there and is counted as unverifiable.
+ */
+static void
+verify_class(const char *class_name, Datum from, bool from_null,
+			 Datum to, bool to_null, int64 legacy_max_id, VerifyResult *r)
+{
+	HASHCTL		ctl;
+	HTAB	   *lanes;
+	MemoryContext cxt;
+	MemoryContext rowcxt;
+	Portal		portal;
+	Oid			argtypes[3] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		args[3];
+	char		nulls[3] = {' ', from_null ? 'n' : ' ', to_null ? 'n' : ' '};
+	bool		whole = from_null && to_null;
+	HASH_SEQ_STATUS seq;
+	LaneState  *s;
+
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "audit_ext verify",
+								ALLOCSET_DEFAULT_SIZES);
+	rowcxt = AllocSetContextCreate(cxt, "audit_ext verify row",
+								   ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(LaneState);
+	ctl.hcxt = cxt;
+	lanes = hash_create("audit_ext verify lanes", 256, &ctl,
+						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	load_lane_metadata(lanes, class_name, cxt);
+
+	/* only the bounds given, so partition pruning sees constants */
+	args[0] = CStringGetTextDatum(class_name);
+	args[1] = from;
+	args[2] = to;
+	portal = SPI_cursor_open_with_args(NULL,
+									   psprintf("SELECT id, event_time, class, action, status, db_user, \"session_user\", actor, "
+												"client_addr, application_name, backend_pid, txid, statement_id, statement_seq, "
+												"schema_name, table_name, record_id, old_data, new_data, changed_columns, detail, "
+												"chain_lane, chain_seq, hash "
+												"FROM audit.event WHERE class = $1 %s %s ORDER BY id",
+												from_null ? "" : "AND event_time >= $2",
+												to_null ? "" : "AND event_time < $3"),
+									   3, argtypes, args, nulls, true, 0);
+
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, 2000);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			Datum		values[AC_CHAIN_FIELDS];
+			bool		isnull[AC_CHAIN_FIELDS];
+			bool		lane_null,
+						seq_null,
+						hash_null;
+			Datum		lane_d,
+						seq_d,
+						hash_d;
+			int64		id;
+			int64		pos;
+			TimestampTz t;
+			uint8		stored[HASH_LEN];
+			uint8		computed[HASH_LEN];
+			const uint8 *prev = NULL;
+			uint8		zeros[HASH_LEN] = {0};
+			MemoryContext old;
+
+			CHECK_FOR_INTERRUPTS();
+			old = MemoryContextSwitchTo(rowcxt);
+			for (int c = 0; c < AC_CHAIN_FIELDS; c++)
+				values[c] = SPI_getbinval(tup, desc, c + 1, &isnull[c]);
+			lane_d = SPI_getbinval(tup, desc, AC_CHAIN_FIELDS + 1, &lane_null);
+			seq_d = SPI_getbinval(tup, desc, AC_CHAIN_FIELDS + 2, &seq_null);
+			hash_d = SPI_getbinval(tup, desc, AC_CHAIN_FIELDS + 3, &hash_null);
+			id = DatumGetInt64(values[AC_ID]);
+			t = DatumGetTimestampTz(values[AC_EVENT_TIME]);
+			r->events++;
+
+			if (lane_null || seq_null || hash_null || !bytea_hash(hash_d, stored))
+			{
+				if (id <= legacy_max_id && lane_null && seq_null && hash_null)
+					r->legacy++;
+				else
+					report_break(r, id, t, false,
+								 psprintf("event %lld has no valid chain hash: it was inserted or altered outside audit_ext",
+										  (long long) id));
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(rowcxt);
+				continue;
+			}
+
+			s = lane_entry(lanes, DatumGetInt64(lane_d));
+			pos = DatumGetInt64(seq_d);
+
+			if (s->seen && pos <= s->seq)
+			{
+				report_break(r, id, t, false,
+							 psprintf("event %lld repeats position %lld of chain %lld (class %s) already held by an earlier event: it was inserted outside audit_ext",
+									  (long long) id, (long long) pos,
+									  (long long) s->lane, class_name));
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(rowcxt);
+				continue;
+			}
+
+			if (s->seen && pos == s->seq + 1)
+				prev = s->hash;
+			else if (pos == 1)
+				prev = zeros;
+			else
+			{
+				int			a = anchor_covering(s, pos - 1);
+				int64		from_pos = s->seen ? s->seq + 1 : 1;
+
+				if (a >= 0 && s->anchor_last[a] == pos - 1)
+					prev = s->anchor_hash + HASH_LEN * a;	/* after a prune */
+				else if (a >= 0 || (!s->seen && !whole))
+				{
+					/* predecessor pruned, or before the window: unknowable */
+					r->unverifiable++;
+				}
+				else
+				{
+					report_break(r, id, t, false,
+								 psprintf("%lld event(s) of chain %lld (class %s) are missing before event %lld (positions %lld to %lld): deleted",
+										  (long long) (pos - from_pos),
+										  (long long) s->lane, class_name,
+										  (long long) id, (long long) from_pos,
+										  (long long) (pos - 1)));
+				}
+			}
+
+			if (prev != NULL)
+			{
+				audit_chain_compute(prev, (uint64) s->lane, pos, values, isnull,
+									computed);
+				if (memcmp(computed, stored, HASH_LEN) != 0)
+					report_break(r, id, t, false,
+								 psprintf("event %lld does not match its hash: it was edited after it was written",
+										  (long long) id));
+			}
+			if (s->has_checkpoint && pos == s->cp_seq &&
+				memcmp(stored, s->cp_hash, HASH_LEN) != 0)
+				report_break(r, id, t, false,
+							 psprintf("event %lld differs from the chain checkpoint taken for it: chain %lld (class %s) was rewritten",
+									  (long long) id, (long long) s->lane,
+									  class_name));
+
+			if (!s->seen)
+				r->lanes++;
+			s->seen = true;
+			s->seq = pos;
+			memcpy(s->hash, stored, HASH_LEN);
+			s->last_id = id;
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(rowcxt);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+
+	/* A checkpointed tail must still be there (unless retention took it). */
+	if (to_null)
+	{
+		hash_seq_init(&seq, lanes);
+		while ((s = hash_seq_search(&seq)) != NULL)
+		{
+			if (!s->has_checkpoint)
+				continue;
+			if ((s->seen && s->seq >= s->cp_seq) || anchor_covering(s, s->cp_seq) >= 0)
+				continue;
+			if (!s->seen && !whole)
+				continue;		/* the lane's tail may lie before the window */
+			report_break(r, s->cp_event_id, 0, true,
+						 psprintf("chain %lld (class %s) ends at position %lld but a checkpoint recorded position %lld (event %lld): events at its end were deleted",
+								  (long long) s->lane, class_name,
+								  (long long) (s->seen ? s->seq : 0),
+								  (long long) s->cp_seq,
+								  (long long) s->cp_event_id));
+		}
+	}
+
+	MemoryContextDelete(cxt);
+}
+
+PG_FUNCTION_INFO_V1(audit_verify);
+
+/*
+ * audit.verify(from_time, to_time) returns one row: verified, events,
+ * chains, legacy_events, unverifiable_links, breaks, first_broken_event_id,
+ * first_broken_event_time, problem.
+ */
+Datum
+audit_verify(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[9];
+	bool		nulls[9] = {0};
+	VerifyResult r;
+	int64		legacy_max_id = 0;
+	MemoryContext callercxt = CurrentMemoryContext;
+	static const char *const classes[] = {"data", "auth", "privilege", "ddl", "read", "system"};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "audit_ext: audit.verify must return a row");
+
+	memset(&r, 0, sizeof(r));
+	r.keep = callercxt;
+	SPI_connect();
+	if (SPI_execute("SELECT coalesce(max(legacy_max_id), 0) FROM audit.chain_origin", true, 0) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			legacy_max_id = DatumGetInt64(d);
+	}
+	for (int i = 0; i < lengthof(classes); i++)
+		verify_class(classes[i], PG_GETARG_DATUM(0), PG_ARGISNULL(0),
+					 PG_GETARG_DATUM(1), PG_ARGISNULL(1), legacy_max_id, &r);
+
+	values[0] = BoolGetDatum(r.breaks == 0);
+	values[1] = Int64GetDatum(r.events);
+	values[2] = Int64GetDatum(r.lanes);
+	values[3] = Int64GetDatum(r.legacy);
+	values[4] = Int64GetDatum(r.unverifiable);
+	values[5] = Int64GetDatum(r.breaks);
+	if (r.first_break_id != 0)
+	{
+		values[6] = Int64GetDatum(r.first_break_id);
+		values[7] = TimestampTzGetDatum(r.first_break_time);
+		nulls[7] = r.first_break_time_null;
+		values[8] = PointerGetDatum(cstring_to_text(r.problem));
+	}
+	else
+	{
+		nulls[6] = nulls[7] = nulls[8] = true;
+	}
+	SPI_finish();
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
