@@ -171,8 +171,10 @@ GRANT EXECUTE ON FUNCTION audit.verify(timestamptz, timestamptz) TO PUBLIC;
 -- Found by test/e2e/fuzz.sh and the isolation tests (specs/); see
 -- docs/testing.md.  audit.enable / audit.disable: an OID naming no relation
 -- is refused (42P01) instead of failing with a syntax error, malformed
--- option arrays get a clear error, and the table is locked first so that
--- concurrent calls on one table wait for each other instead of failing.
+-- option arrays get a clear error, and the table is locked before its
+-- triggers are read, so that concurrent calls on one table wait for each
+-- other instead of failing.  audit.resolve_record: an OID naming no
+-- relation is refused (42P01).
 -- ====================================================================
 
 CREATE OR REPLACE FUNCTION audit.enable(tbl regclass,
@@ -238,12 +240,6 @@ BEGIN
                   DETAIL = 'Temporary tables vanish with their session, so there is no lasting record to keep.',
                   HINT = 'Audit a permanent table.';
     END IF;
-    -- Concurrent enable/disable calls on one table: wait here for the
-    -- other to commit, then read the triggers it left.  Without this lock
-    -- the second call failed ("trigger ... already exists" / "does not
-    -- exist").  ACCESS EXCLUSIVE, the lock DROP TRIGGER takes anyway: a
-    -- weaker one now and a stronger one later could deadlock with DML.
-    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
     IF EXISTS (SELECT 1 FROM pg_inherits i
                 JOIN pg_trigger t ON t.tgrelid = i.inhparent
                WHERE i.inhrelid = tbl AND t.tgname = 'audit_ext_row' AND t.tgparentid = 0) THEN
@@ -277,6 +273,15 @@ BEGIN
 
     -- This month's and the next months' partitions exist before any event.
     PERFORM audit.create_partitions(2);
+    -- Concurrent enable/disable calls on one table: wait here for the
+    -- other to commit, then read the triggers it left.  Without this lock
+    -- the second call failed ("trigger ... already exists" / "does not
+    -- exist").  ACCESS EXCLUSIVE, the lock DROP TRIGGER takes anyway: a
+    -- weaker one now and a stronger one later could deadlock with DML.
+    -- Taken after create_partitions(), which may lock the trail's
+    -- partitions: a writer holding those and waiting for this table would
+    -- otherwise deadlock with us.
+    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
     IF pk_cols && (exclude_columns || mask_columns) THEN
         RAISE EXCEPTION 'primary key columns of "%" cannot be excluded or masked', tbl
             USING ERRCODE = 'invalid_parameter_value',
