@@ -930,10 +930,15 @@ BEGIN
                   HINT = 'Change the options on the partitioned table with audit.enable().';
     END IF;
 
+    -- This month's and the next months' partitions exist before any event.
+    PERFORM audit.create_partitions(2);
     -- Concurrent enable/disable calls on one table wait for each other here
     -- (without the lock the second failed: "trigger ... already exists").
     -- ACCESS EXCLUSIVE, the lock DROP TRIGGER takes anyway: a weaker one now
-    -- and a stronger one later could deadlock with DML.
+    -- and a stronger one later could deadlock with DML.  Taken after
+    -- create_partitions(), which may lock the trail's partitions: a writer
+    -- holding those and waiting for this table would otherwise deadlock
+    -- with us.
     EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
 
     -- An option not given keeps its current value on an audited table (a
@@ -975,8 +980,6 @@ BEGIN
 
     pk_cols := audit.key_columns(tbl);
 
-    -- This month's and the next months' partitions exist before any event.
-    PERFORM audit.create_partitions(2);
     IF pk_cols && (exclude_columns || mask_columns) THEN
         RAISE EXCEPTION 'primary key columns of "%" cannot be excluded or masked', tbl
             USING ERRCODE = 'invalid_parameter_value',
@@ -1651,8 +1654,10 @@ GRANT EXECUTE ON FUNCTION audit.alert_group_keys() TO audit_admin, audit_reader;
 -- Found by test/e2e/fuzz.sh and the isolation tests (specs/); see
 -- docs/testing.md.  audit.enable / audit.disable: an OID naming no relation
 -- is refused (42P01) instead of failing with a syntax error, malformed
--- option arrays get a clear error, and the table is locked first so that
--- concurrent calls on one table wait for each other instead of failing.
+-- option arrays get a clear error, and the table is locked before its
+-- triggers are read, so that concurrent calls on one table wait for each
+-- other instead of failing.  audit.resolve_record: an OID naming no
+-- relation is refused (42P01).
 -- ====================================================================
 
 -- audit.enable: these fixes are in its 1.1 definition (section "Alert rules and read
