@@ -184,6 +184,12 @@ is "$(q -d postgres -c "SELECT rows FROM audit.archives WHERE partition_name = '
 is "$(ls "$ARCH" | grep -c '\.tmp$')" "0" "no temporary files are left"
 q -d postgres -c "ALTER SYSTEM RESET audit_ext.archive_fault_after_rows" -c "SELECT pg_reload_conf()" >/dev/null
 
+# --- DROP EXTENSION still removes the whole (protected) trail -----------------
+q -d ret2 -c "DROP EXTENSION audit_ext" >/dev/null
+is "$?" "0" "DROP EXTENSION audit_ext works despite the protection"
+is "$(q -d ret2 -c "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'audit'")" "0" \
+   "... and removes the trail, monthly partitions included"
+
 # --- policies survive pg_dump / pg_restore -----------------------------------
 pg_dump -Fc -d postgres -f "$DIR/ret.dump"
 q -d postgres -c "CREATE DATABASE ret_restored" >/dev/null
