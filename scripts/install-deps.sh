@@ -3,8 +3,11 @@
 # packages only.  Idempotent: does nothing when everything is there.
 set -euo pipefail
 
-PKGS="postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap postgresql-contrib
-      libipc-run-perl postgresql-15-tablelog make gcc libkrb5-dev zlib1g-dev"
+# postgresql-client-15 ships pg_isolation_regress and isolationtester (under
+# $(pg_config --pkglibdir)/pgxs/src/test/isolation/), which make installcheck
+# runs for specs/*.spec.
+PKGS="postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-15-pgtap postgresql-contrib
+      libipc-run-perl postgresql-15-tablelog make gcc libkrb5-dev zlib1g-dev libssl-dev"
 
 missing=""
 for p in $PKGS; do

@@ -804,3 +804,239 @@ GRANT EXECUTE ON FUNCTION
 -- ====================================================================
 
 -- ---- end of alerts ----
+
+
+-- ====================================================================
+-- Hardening (fuzz fixes)
+--
+-- Found by test/e2e/fuzz.sh and the isolation tests (specs/); see
+-- docs/testing.md.  audit.enable / audit.disable: an OID naming no relation
+-- is refused (42P01) instead of failing with a syntax error, malformed
+-- option arrays get a clear error, and the table is locked first so that
+-- concurrent calls on one table wait for each other instead of failing.
+-- ====================================================================
+
+CREATE OR REPLACE FUNCTION audit.enable(tbl regclass,
+                             exclude_columns text[] DEFAULT '{}',
+                             mask_columns text[] DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel       record;
+    col       text;
+    pk_cols   text[];
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table to audit must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    exclude_columns := coalesce(exclude_columns, '{}');
+    mask_columns := coalesce(mask_columns, '{}');
+    -- Fuzzing: a multidimensional array failed with "cannot concatenate
+    -- incompatible arrays" and a NULL element with 'column "<NULL>"'.
+    IF array_ndims(exclude_columns) > 1 OR array_ndims(mask_columns) > 1 THEN
+        RAISE EXCEPTION 'exclude_columns and mask_columns must be one-dimensional arrays of column names'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF array_position(exclude_columns, NULL) IS NOT NULL OR array_position(mask_columns, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'exclude_columns and mask_columns must not contain NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+
+    SELECT c.oid, c.relkind, c.relpersistence, n.nspname, c.relname
+      INTO rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = tbl;
+    -- Fuzzing: an OID that names no relation went on to fail with a syntax
+    -- error in the CREATE TRIGGER built from it.
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid
+            USING ERRCODE = 'undefined_table';
+    END IF;
+
+    IF rel.nspname = 'audit' THEN
+        RAISE EXCEPTION 'cannot audit "%": it belongs to the audit trail itself', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Objects in schema audit are written only by audit_ext.',
+                  HINT = 'Audit the application tables instead.';
+    END IF;
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'cannot audit "%": it is not a table', tbl
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = format('"%s" is a %s.', tbl,
+                                  CASE rel.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                                       WHEN 'f' THEN 'foreign table' WHEN 'S' THEN 'sequence'
+                                       WHEN 'i' THEN 'index' WHEN 'c' THEN 'composite type'
+                                       ELSE 'relation of kind ' || rel.relkind::text END),
+                  HINT = 'Only ordinary and partitioned tables can be audited.';
+    END IF;
+    IF rel.relpersistence = 't' THEN
+        RAISE EXCEPTION 'cannot audit "%": it is a temporary table', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Temporary tables vanish with their session, so there is no lasting record to keep.',
+                  HINT = 'Audit a permanent table.';
+    END IF;
+    -- Concurrent enable/disable calls on one table: wait here for the
+    -- other to commit, then read the triggers it left.  Without this lock
+    -- the second call failed ("trigger ... already exists" / "does not
+    -- exist").  ACCESS EXCLUSIVE, the lock DROP TRIGGER takes anyway: a
+    -- weaker one now and a stronger one later could deadlock with DML.
+    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
+    IF EXISTS (SELECT 1 FROM pg_inherits i
+                JOIN pg_trigger t ON t.tgrelid = i.inhparent
+               WHERE i.inhrelid = tbl AND t.tgname = 'audit_ext_row' AND t.tgparentid = 0) THEN
+        RAISE EXCEPTION 'cannot audit partition "%" on its own: its partitioned table is audited', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Change the options on the partitioned table with audit.enable().';
+    END IF;
+
+    FOREACH col IN ARRAY exclude_columns || mask_columns LOOP
+        IF col IS NULL OR NOT EXISTS (SELECT 1 FROM pg_attribute
+                                       WHERE attrelid = tbl AND attname = col
+                                         AND attnum > 0 AND NOT attisdropped) THEN
+            RAISE EXCEPTION 'column "%" of table "%" does not exist', col, tbl
+                USING ERRCODE = 'undefined_column',
+                      DETAIL = CASE WHEN col = ANY (exclude_columns)
+                                    THEN 'It was named in exclude_columns.'
+                                    ELSE 'It was named in mask_columns.' END,
+                      HINT = 'Name existing columns, spelled as in the table (case matters).';
+        END IF;
+    END LOOP;
+    IF exclude_columns && mask_columns THEN
+        RAISE EXCEPTION 'a column cannot be both excluded and masked'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Named in both: %s.',
+                                  (SELECT string_agg(quote_ident(c), ', ')
+                                     FROM unnest(exclude_columns) c WHERE c = ANY (mask_columns))),
+                  HINT = 'Excluded columns are never stored; masked ones are stored as a marker. Choose one.';
+    END IF;
+
+    pk_cols := audit.key_columns(tbl);
+
+    -- This month's and the next months' partitions exist before any event.
+    PERFORM audit.create_partitions(2);
+    IF pk_cols && (exclude_columns || mask_columns) THEN
+        RAISE EXCEPTION 'primary key columns of "%" cannot be excluded or masked', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The primary key is (%s); it identifies each audited record.',
+                                  array_to_string(pk_cols, ', ')),
+                  HINT = 'Leave key columns out of exclude_columns and mask_columns.';
+    END IF;
+    IF pk_cols IS NULL THEN
+        RAISE NOTICE 'table "%" has no primary key or replica identity index: its records will be identified by the whole row', tbl
+            USING HINT = 'Add a primary key for compact record ids and fast record history.';
+    END IF;
+
+    -- Idempotent: recreate the triggers with the current options.
+    PERFORM audit.install_triggers(tbl, exclude_columns, mask_columns);
+    PERFORM audit.log_config_event('ENABLE AUDIT', tbl,
+                                   jsonb_build_object('exclude_columns', to_jsonb(exclude_columns),
+                                                      'mask_columns', to_jsonb(mask_columns)));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audit.disable(tbl regclass)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part regclass;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid
+            USING ERRCODE = 'undefined_table';
+    END IF;
+    -- Wait for a concurrent enable/disable of the table (and for DML in
+    -- progress) before reading its triggers; see audit.enable().  Only
+    -- tables can carry the audit triggers.
+    IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl AND c.relkind IN ('r', 'p')) THEN
+        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'audit_ext_row') THEN
+        RAISE NOTICE 'table "%" is not audited', tbl;
+        RETURN false;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'audit_ext_row' AND tgparentid <> 0) THEN
+        RAISE EXCEPTION 'cannot stop auditing partition "%" on its own: its partitioned table is audited', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Call audit.disable() on the partitioned table.';
+    END IF;
+    PERFORM audit.log_config_event('DISABLE AUDIT', tbl,
+               (SELECT jsonb_build_object('exclude_columns', to_jsonb((audit.trigger_arguments(t.tgargs))[1]::text[]),
+                                          'mask_columns', to_jsonb((audit.trigger_arguments(t.tgargs))[2]::text[]))
+                  FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'audit_ext_row'));
+    PERFORM audit.drop_audit_triggers(tbl);
+    RETURN true;
+END
+$$;
+
+-- audit.record_history(regclass, ...) and audit.row_as_of(): an OID that
+-- names no relation returned an empty history / NULL as if the table existed
+-- without events; refuse it like a missing table name (42P01).
+CREATE OR REPLACE FUNCTION audit.resolve_record(tbl regclass, record_id jsonb,
+                                     OUT schema_name text, OUT table_name text,
+                                     OUT record jsonb, OUT live regclass)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    keys  text[];
+    given text[];
+    full_row jsonb;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'invalid tbl: must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid
+            USING ERRCODE = 'undefined_table';
+    END IF;
+    IF record_id IS NULL OR jsonb_typeof(record_id) <> 'object' OR record_id = '{}' THEN
+        RAISE EXCEPTION 'invalid record_id %: must be a non-empty JSON object', coalesce(record_id::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give the key columns and values, e.g. {"id": 42}.';
+    END IF;
+    -- events of a partition carry the name of the audited partitioned table
+    SELECT a.relid INTO live
+      FROM pg_partition_ancestors(tbl) WITH ORDINALITY AS a(relid, ord)
+     WHERE EXISTS (SELECT 1 FROM pg_trigger t
+                    WHERE t.tgrelid = a.relid AND t.tgname = 'audit_ext_row' AND t.tgparentid = 0)
+     ORDER BY a.ord DESC
+     LIMIT 1;
+    live := coalesce(live, pg_partition_root(tbl), tbl);
+    SELECT n.nspname, c.relname INTO schema_name, table_name
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = live;
+
+    keys := audit.key_columns(live);
+    IF keys IS NULL THEN
+        record := resolve_record.record_id;
+        RETURN;
+    END IF;
+    given := ARRAY(SELECT jsonb_object_keys(resolve_record.record_id) ORDER BY 1);
+    IF given <> ARRAY(SELECT unnest(keys) ORDER BY 1) THEN
+        RAISE EXCEPTION 'invalid record_id %: must name exactly the key columns of % (%)',
+                        resolve_record.record_id, live, array_to_string(keys, ', ')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('For example {%s}.',
+                                (SELECT string_agg(format('"%s": ...', k), ', ') FROM unnest(keys) k));
+    END IF;
+    BEGIN
+        EXECUTE format('SELECT to_jsonb(r) FROM jsonb_populate_record(NULL::%s, $1) r', live)
+            INTO full_row USING resolve_record.record_id;
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION 'invalid record_id %: a value does not fit its key column of %', resolve_record.record_id, live
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = SQLERRM;
+    END;
+    SELECT jsonb_object_agg(k, full_row -> k) INTO record FROM unnest(keys) k;
+END
+$$;

@@ -480,7 +480,7 @@ Datum
 audit_read_archive(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *name;
 	char	   *dir;
 	char	   *path;
 	char	   *sum_path;
@@ -490,8 +490,15 @@ audit_read_archive(PG_FUNCTION_ARGS)
 	gzFile		gz;
 	char	   *buf;
 	StringInfoData line;
-	int64		lineno = 0;
+	volatile int64 lineno = 0;
 
+	/* not STRICT in SQL: a NULL name must be an error, not a crash */
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("archive file name must not be NULL"),
+				 errhint("Name a file listed in audit.archives.")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	check_archive_name(name);
 	dir = audit_archive_dir(false);
 	path = psprintf("%s/%s", dir, name);

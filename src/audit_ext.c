@@ -73,6 +73,27 @@ static void audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								   SubTransactionId parentSubid, void *arg);
 static void audit_relcache_callback(Datum arg, Oid relid);
 
+/*
+ * audit_ext.actor is a key column of an index of every event partition
+ * ((actor, id)).  A value longer than a btree entry may be (about 2.7 kB)
+ * made every audited write of the session fail with "index row size
+ * exceeds btree maximum" (found by fuzzing, docs/testing.md): refuse it
+ * when it is set instead.
+ */
+#define AUDIT_ACTOR_MAX_LEN 1024
+
+static bool
+audit_check_actor(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && strlen(*newval) > AUDIT_ACTOR_MAX_LEN)
+	{
+		GUC_check_errdetail("audit_ext.actor is at most %d bytes long.",
+							AUDIT_ACTOR_MAX_LEN);
+		return false;
+	}
+	return true;
+}
+
 void
 _PG_init(void)
 {
@@ -84,7 +105,7 @@ _PG_init(void)
 							   "",
 							   PGC_USERSET,
 							   0,
-							   NULL, NULL, NULL);
+							   audit_check_actor, NULL, NULL);
 
 	DefineCustomBoolVariable("audit_ext.require_actor",
 							 "Refuse writes to audited tables when audit_ext.actor is not set.",

@@ -314,5 +314,7 @@ audit_maintenance_db_main(Datum main_arg)
 		ereport(LOG,
 				(errmsg("audit_ext maintenance: pruned %lld partitions in database \"%s\"",
 						(long long) pruned, db_name)));
+	/* the heads of this database's hash chains (chain.c) */
+	(void) run_step("recording chain checkpoints", "SELECT audit.chain_checkpoint()::bigint");
 	proc_exit(0);
 }

@@ -13,8 +13,11 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "nodes/makefuncs.h"
+#include "parser/parse_coerce.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/fmgroids.h"
@@ -22,9 +25,49 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 
 #include "audit_ext.h"
+
+/*
+ * Can a value of this type hold json that jsonb cannot represent?  The json
+ * type only checks syntax, so "\u0000" (and, in a database that is not
+ * UTF-8, other \u escapes) is valid json but not valid jsonb: converting
+ * such a value made the audited INSERT or UPDATE itself fail (found by
+ * test/unusual_columns.sql).  Arrays, composites and domains are looked
+ * through.
+ */
+static bool
+type_holds_json(Oid typid, int depth)
+{
+	Oid			base = getBaseType(typid);
+	Oid			elem;
+	bool		found = false;
+
+	if (base == JSONOID)
+		return true;
+	if (depth > 16)
+		return false;
+	elem = get_element_type(base);
+	if (OidIsValid(elem))
+		return type_holds_json(elem, depth + 1);
+	if (get_typtype(base) == TYPTYPE_COMPOSITE)
+	{
+		TupleDesc	td = lookup_rowtype_tupdesc(base, -1);
+
+		for (int i = 0; i < td->natts && !found; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(td, i);
+
+			if (!att->attisdropped)
+				found = type_holds_json(att->atttypid, depth + 1);
+		}
+		ReleaseTupleDesc(td);
+	}
+	return found;
+}
 
 void
 audit_json_column_init(AuditColumnInfo *col, Oid typid, const char *name,
@@ -74,11 +117,21 @@ audit_json_column_init(AuditColumnInfo *col, Oid typid, const char *name,
 		default:
 			{
 				char		typtype = get_typtype(col->basetypid);
+				Oid			castfunc;
 
+				/*
+				 * The last test is to_jsonb()'s own rule for types of
+				 * extensions with a cast to json (hstore becomes an object):
+				 * without it they were recorded as strings (found by
+				 * test/unusual_columns.sql).
+				 */
 				if (OidIsValid(get_element_type(col->basetypid)) ||
 					typtype == TYPTYPE_COMPOSITE || typtype == TYPTYPE_RANGE ||
 					typtype == TYPTYPE_MULTIRANGE ||
-					col->basetypid == RECORDOID)
+					col->basetypid == RECORDOID ||
+					(col->basetypid >= FirstNormalObjectId &&
+					 find_coercion_pathway(JSONOID, col->basetypid, COERCION_EXPLICIT,
+										   &castfunc) == COERCION_PATH_FUNC))
 				{
 					/* to_jsonb() of this type, with the argument type known */
 					FuncExpr   *expr;
@@ -97,8 +150,13 @@ audit_json_column_init(AuditColumnInfo *col, Oid typid, const char *name,
 			break;
 	}
 
+	/*
+	 * outfunc of an AJC_TO_JSONB column marks a type that may hold json (see
+	 * type_holds_json): its values are converted with a fallback.
+	 */
 	if (col->category == AJC_OUTPUT || col->category == AJC_FLOAT ||
-		col->category == AJC_JSON)
+		col->category == AJC_JSON ||
+		(col->category == AJC_TO_JSONB && type_holds_json(typid, 0)))
 	{
 		getTypeOutputInfo(col->basetypid, &outfn, &isvarlena);
 		fmgr_info_cxt(outfn, &col->outfunc, mcxt);
@@ -137,6 +195,50 @@ push_string(JsonbParseState **state, char *s, int len)
 	v.val.string.val = s;
 	v.val.string.len = len;
 	(void) pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/*
+ * Convert a value to jsonb with fn (jsonb_in of json text, or to_jsonb),
+ * returning NULL instead of failing when the value holds json that jsonb
+ * cannot represent (a data exception).  Runs fn in a subtransaction; only
+ * called for values whose text contains a \u escape, the cases where json
+ * and jsonb differ.  Other errors (cancel, out of memory) are re-thrown.
+ */
+static Jsonb *
+jsonb_or_null(FmgrInfo *fn, PGFunction direct, Datum arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	Jsonb	   *volatile result = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		Datum		d = fn ? FunctionCall1(fn, arg) : DirectFunctionCall1(direct, arg);
+
+		result = DatumGetJsonbP(d);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		result = NULL;
+	}
+	PG_END_TRY();
+	return result;
 }
 
 /* Push one value (the key must have been pushed already). */
@@ -232,13 +334,37 @@ audit_json_push_value(JsonbParseState **state, AuditColumnInfo *col,
 		case AJC_JSON:
 			{
 				char	   *s = OutputFunctionCall(&col->outfunc, value);
+				Jsonb	   *jb;
 
-				push_jsonb_datum(state,
-								 DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(s))));
+				/* json that jsonb cannot hold is kept as its text */
+				if (strstr(s, "\\u") == NULL)
+					jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(s)));
+				else
+					jb = jsonb_or_null(NULL, jsonb_in, CStringGetDatum(s));
+				if (jb)
+					push_jsonb_datum(state, jb);
+				else
+					push_string(state, s, strlen(s));
 			}
 			break;
 		case AJC_TO_JSONB:
-			push_jsonb_datum(state, DatumGetJsonbP(FunctionCall1(&col->tojsonb, value)));
+			if (OidIsValid(col->outfunc.fn_oid))
+			{
+				/* may hold json: as above, for arrays and composites */
+				char	   *s = OutputFunctionCall(&col->outfunc, value);
+				Jsonb	   *jb = NULL;
+
+				if (strstr(s, "\\u") == NULL)
+					jb = DatumGetJsonbP(FunctionCall1(&col->tojsonb, value));
+				else
+					jb = jsonb_or_null(&col->tojsonb, NULL, value);
+				if (jb)
+					push_jsonb_datum(state, jb);
+				else
+					push_string(state, s, strlen(s));
+			}
+			else
+				push_jsonb_datum(state, DatumGetJsonbP(FunctionCall1(&col->tojsonb, value)));
 			break;
 		case AJC_OUTPUT:
 			{

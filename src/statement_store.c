@@ -19,6 +19,9 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -30,10 +33,14 @@
 #include "miscadmin.h"
 #include "parser/scanner.h"
 #include "parser/gram.h"		/* token numbers; after scanner.h */
+#include "storage/lmgr.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -123,8 +130,60 @@ pending_contains(uint64 id)
 }
 
 /*
+ * Concurrent first sightings of one text.  The insert below is made in the
+ * user's transaction, and ON CONFLICT waits for another transaction that
+ * inserted the same id and has not ended: two sessions running the same
+ * statement shape on different rows waited for each other's commit, and
+ * two that had each first run a text the other ran next deadlocked
+ * (found by the isolation tests, docs/testing.md).  So before inserting, an
+ * id held by a transaction still in progress is skipped like a hash
+ * collision (the text is then stored once more, under the next free id),
+ * and the check and the insert run under a lock on the id that is held only
+ * for those two steps, so no other backend can slip its insert in between.
+ */
+#define STATEMENT_LOCK_FIELD4	0x4155	/* advisory lock space: not 1 or 2 */
+
+static bool
+statement_id_busy(Oid relid, uint64 id)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	Relation	index;
+	SnapshotData dirty;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	bool		busy = false;
+#if PG_VERSION_NUM >= 170000
+	Oid			indexid = RelationGetPrimaryKeyIndex(rel, false);
+#else
+	Oid			indexid = RelationGetPrimaryKeyIndex(rel);
+#endif
+
+	if (!OidIsValid(indexid))
+	{
+		table_close(rel, AccessShareLock);
+		return false;
+	}
+	index = index_open(indexid, AccessShareLock);
+	InitDirtySnapshot(dirty);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum((int64) id));
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, &dirty, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	/* the dirty snapshot names the inserting or deleting xact in progress */
+	while (!busy && index_getnext_slot(scan, ForwardScanDirection, slot))
+		busy = TransactionIdIsValid(dirty.xmin) || TransactionIdIsValid(dirty.xmax);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return busy;
+}
+
+/*
  * Insert the text under id, or find it already there.  Returns the id the
- * text is stored under (id, or a later one after a hash collision).
+ * text is stored under (id, or a later one after a hash collision or when
+ * id is being inserted by a transaction in progress).
  */
 static uint64
 store_statement(uint64 hash, const char *sql, int len)
@@ -184,9 +243,24 @@ store_statement(uint64 hash, const char *sql, int len)
 			Datum		args[2] = {Int64GetDatum((int64) id), PointerGetDatum(txt)};
 			bool		isnull;
 			Datum		same;
+			LOCKTAG		tag;
+			bool		busy;
 
-			if (SPI_execute_plan(insert_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+			SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (id >> 32),
+								 (uint32) id, STATEMENT_LOCK_FIELD4);
+			(void) LockAcquire(&tag, ExclusiveLock, false, false);
+			busy = statement_id_busy(relid, id);
+			if (!busy &&
+				SPI_execute_plan(insert_plan, args, NULL, false, 0) != SPI_OK_INSERT)
 				elog(ERROR, "could not store statement text");
+			LockRelease(&tag, ExclusiveLock, false);
+			if (busy)
+			{
+				id++;			/* taken by a transaction in progress */
+				if (id == 0)
+					id = 1;
+				continue;
+			}
 			if (SPI_processed == 1)
 				break;
 			if (SPI_execute_plan(select_plan, args, NULL, false, 1) != SPI_OK_SELECT)

@@ -10,6 +10,7 @@ PORT=$(( ${PGPORT:-5497} + 70 ))
 rm -rf "$DIR"
 trap 'pg_stop "$DIR"; [ -n "${KEEP:-}" ] || rm -rf "$DIR"' EXIT
 pg_start "$DIR" "$PORT" "max_prepared_transactions = 5" "audit_ext.chain_checkpoint_interval = 1" \
+    "audit_ext.maintenance_interval = 2" \
     || { echo "not ok - could not start a cluster in $DIR"; exit 1; }
 
 # As superuser, with the append-only protection switched off for the
@@ -98,6 +99,13 @@ wait_for "SELECT EXISTS (SELECT FROM audit.chain_checkpoint WHERE event_id = $la
 is "$?" "0" "the worker checkpoints the newest chain head within seconds"
 is "$(grep -c "audit_ext chain checkpoint: class data" "$DIR/server.log" | awk '{print ($1 > 0)}')" "1" \
    "checkpoints are copied to the server log"
+other_last=$(q -d other -c "SELECT max(id) FROM audit.event WHERE class = 'data'")
+for _ in $(seq 1 100); do
+    [ "$(q -d other -c "SELECT EXISTS (SELECT FROM audit.chain_checkpoint WHERE event_id = $other_last)")" = t ] && break
+    sleep 0.1
+done
+is "$(q -d other -c "SELECT EXISTS (SELECT FROM audit.chain_checkpoint WHERE event_id = $other_last)")" "t" \
+   "the maintenance worker checkpoints the chains of another database"
 
 # 5. Tampering is pinpointed.
 victim=$(q -d postgres -c "SELECT id FROM audit.event WHERE class = 'data' AND action = 'UPDATE' ORDER BY id LIMIT 1 OFFSET 10")
