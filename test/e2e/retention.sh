@@ -169,6 +169,10 @@ q -d postgres -c "SELECT row_to_json(e)::text FROM audit.event e
     > "$DIR/expected_202303.jsonl"
 q -d postgres -c "ALTER SYSTEM SET audit_ext.archive_fault_after_rows = 1000" -c "SELECT pg_reload_conf()" >/dev/null
 wait_for "SELECT current_setting('audit_ext.archive_fault_after_rows') = '1000'" 10
+# a maintenance worker started before the reload may still be running: wait for it to end
+since=$(q -d postgres -c "SELECT now()")
+wait_for "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'audit_ext maintenance'
+                               AND backend_start < '$since')" 20
 q -d postgres -c "SELECT audit.release_legal_hold($hold)" >/dev/null
 for _ in $(seq 1 300); do grep -q "archive_fault_after_rows reached" "$DIR/server.log" && break; sleep 0.1; done
 is "$(grep -c 'archive_fault_after_rows reached after 1000 rows' "$DIR/server.log")" "1" "the worker crashes after 1000 rows of the archive"
