@@ -110,6 +110,12 @@ ALTER TABLE audit.event DETACH PARTITION audit.event_system;
 \echo :LAST_ERROR_SQLSTATE
 ALTER TABLE audit.event_system_default SET SCHEMA public;
 \echo :LAST_ERROR_SQLSTATE
+ALTER TABLE audit.event DROP COLUMN new_data;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE audit.event ALTER COLUMN actor TYPE text USING 'nobody';
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE audit.statement ALTER COLUMN statement_text TYPE varchar(10);
+\echo :LAST_ERROR_SQLSTATE
 -- the internal drop function accepts monthly event partitions only
 SELECT audit.drop_event_partition('audit.statement');
 \echo :LAST_ERROR_SQLSTATE
