@@ -5,7 +5,7 @@ OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 DATA = $(wildcard sql/audit_ext--*.sql)
 PGFILEDESC = "audit_ext - audit trail for PostgreSQL"
 
-REGRESS = setup capture enable_errors options partitioned actor reading retention
+REGRESS = setup capture enable_errors options partitioned actor reading retention alerts
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=audit_ext
 # isolation tests (specs/*.spec, expected/*.out), run by make installcheck
 ISOLATION = concurrent_row enable_race enable_partitioned chain_concurrency
@@ -24,3 +24,13 @@ include $(PGXS)
 
 # every object depends on the shared header (PGXS tracks no header dependencies)
 $(OBJS): src/audit_ext.h
+
+# The example alert listener (docs/examples/audit_listen.c), a libpq client.
+LISTENER = docs/examples/audit_listen
+listener: $(LISTENER)
+$(LISTENER): $(LISTENER).c
+	$(CC) -O2 -Wall -Werror -o $@ $< -I$(shell $(PG_CONFIG) --includedir) -L$(shell $(PG_CONFIG) --libdir) -lpq
+clean: clean-listener
+clean-listener:
+	rm -f $(LISTENER)
+.PHONY: listener clean-listener

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Demo: build and install audit_ext, start a throwaway cluster (own data
 # directory, port ${AUDIT_DEMO_PORT:-5496}, loopback only), audit a small
-# schema, make changes as two actors, and print the audit trail.
+# schema, make changes as two actors, and print the audit trail; then read
+# auditing and alerts, received by the example listener
+# (docs/examples/audit_listen).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,10 +11,12 @@ bash scripts/install-deps.sh
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 make -s PG_CONFIG="$PGBIN/pg_config"
 make -s PG_CONFIG="$PGBIN/pg_config" install >/dev/null
+make -s PG_CONFIG="$PGBIN/pg_config" listener
 
 source scripts/pgenv.sh
 DIR=$(mktemp -d /tmp/audit_demo.XXXXXX)
-trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
+LISTENER=""
+trap '[ -n "$LISTENER" ] && kill "$LISTENER" 2>/dev/null; pg_stop "$DIR"; rm -rf "$DIR"' EXIT
 pg_start "$DIR" "${AUDIT_DEMO_PORT:-5496}"
 echo "cluster running in $DIR on port $PGPORT"
 
@@ -60,3 +64,38 @@ SELECT id, to_char(event_time, 'HH24:MI:SS') AS at, actor, db_user, action,
 SELECT e.id, e.txid, e.statement_seq, s.statement_text
   FROM audit.event e JOIN audit.statement s USING (statement_id) ORDER BY e.id;
 SQL
+
+# ---- read auditing and alerts ------------------------------------------
+docs/examples/audit_listen "host=$PGHOST port=$PGPORT dbname=postgres user=postgres" > "$DIR/alerts.txt" 2>/dev/null &
+LISTENER=$!
+for _ in $(seq 1 50); do [ -e "$DIR/alerts.txt" ] && psql -X -At -d postgres -c "SELECT count(*) > 0 FROM pg_stat_activity WHERE query = 'LISTEN audit_alerts'" | grep -q t && break; sleep 0.1; done
+psql -X -q -v ON_ERROR_STOP=1 -d postgres <<'SQL'
+\pset footer off
+\echo
+\echo '== read auditing: customers records who read what, with the rows returned'
+SELECT audit.enable('public.customers', log_reads => true);
+INSERT INTO customers (name, email) SELECT 'customer ' || g, 'c' || g || '@example.test' FROM generate_series(1, 2000) g;
+CREATE ROLE analyst LOGIN;
+GRANT SELECT ON customers TO analyst;
+SET ROLE analyst;
+\echo 'analyst: SELECT * FROM customers WHERE id <= 1500  (1,500 rows to the client: a mass export)'
+SELECT * FROM customers WHERE id <= 1500 \g /dev/null
+SELECT name FROM customers WHERE id = 2;
+RESET ROLE;
+\echo
+\echo '== a privilege escalation and auditing turned off'
+ALTER ROLE analyst SUPERUSER;
+SELECT audit.disable('public.orders');
+SELECT pg_sleep(1.5);
+SELECT id, actor, action, table_name, detail->>'rows' AS rows FROM audit.event WHERE class = 'read' ORDER BY id;
+SELECT records_viewed, exports FROM audit.user_activity('analyst');
+\echo
+\echo '== open alerts (the rules: SELECT * FROM audit.alert_rules)'
+SELECT alert_id, rule, severity, key, count, first_event_id, last_event_id, to_char(fired_at, 'HH24:MI:SS.MS') AS fired
+  FROM audit.alerts WHERE acknowledged_at IS NULL ORDER BY alert_id;
+SELECT alert_id, acknowledged_by, note FROM audit.acknowledge_alert(
+    (SELECT min(alert_id) FROM audit.alerts WHERE rule = 'mass_export'), note => 'checked with the analyst');
+SQL
+echo
+echo "== what the listener (docs/examples/audit_listen, LISTEN audit_alerts) printed"
+cat "$DIR/alerts.txt"

@@ -7,7 +7,7 @@ set -euo pipefail
 # $(pg_config --pkglibdir)/pgxs/src/test/isolation/), which make installcheck
 # runs for specs/*.spec.
 PKGS="postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-15-pgtap postgresql-contrib
-      libipc-run-perl postgresql-15-tablelog make gcc libkrb5-dev zlib1g-dev libssl-dev"
+      libipc-run-perl postgresql-15-tablelog make gcc libkrb5-dev zlib1g-dev libssl-dev libpq-dev"
 
 missing=""
 for p in $PKGS; do

@@ -24,8 +24,11 @@ SELECT count(*) AS leaks FROM audit.event
 -- nor in the statement texts (literals are redacted by default)
 SELECT count(*) AS statement_leaks FROM audit.statement WHERE statement_text ~ 'h[123]|4111|5500';
 
--- Calling enable again updates the options (idempotent, no duplicate trigger).
+-- Calling enable again updates the options given (idempotent, no duplicate
+-- trigger); an option not given keeps its value, '{}' clears it.
 SELECT audit.enable('public.customers', exclude_columns => '{password_hash,email}');
+SELECT exclude_columns, mask_columns FROM audit.audited_tables WHERE table_name = 'customers';
+SELECT audit.enable('public.customers', mask_columns => '{}');
 SELECT exclude_columns, mask_columns FROM audit.audited_tables WHERE table_name = 'customers';
 SELECT count(*) AS row_triggers FROM pg_trigger WHERE tgrelid = 'customers'::regclass AND tgname = 'audit_ext_row';
 SELECT coalesce(max(id), 0) AS mark FROM audit.event \gset

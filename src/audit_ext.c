@@ -223,6 +223,7 @@ _PG_init(void)
 		audit_maintenance_register();
 
 		/* -- preload-only setup of alerts and read auditing (alerts) -- */
+		audit_alerts_define_gucs();
 	}
 
 	/* before the prefix is reserved: values from postgresql.conf stay */
@@ -243,6 +244,7 @@ _PG_init(void)
 	audit_retention_install_hooks();
 
 	/* -- always: alerts and read auditing (alerts) -- */
+	audit_read_install_hooks();
 
 	RegisterXactCallback(audit_xact_callback, NULL);
 	RegisterSubXactCallback(audit_subxact_callback, NULL);

@@ -274,6 +274,15 @@ extern PGDLLEXPORT void audit_maintenance_db_main(Datum main_arg);
 
 /* -- alerts and read auditing -- */
 
+/* read_audit.c: read/SELECT and read/COPY events of log_reads tables */
+extern void audit_read_install_hooks(void);
+
+/* alerts.c: alert rules evaluated by the worker (worker.c) */
+extern int	audit_alert_interval;
+extern void audit_alerts_define_gucs(void);
+extern bool audit_alerts_evaluate(void);
+extern long audit_alerts_nap(long nap);
+
 /* -- end of alerts and read auditing -- */
 
 #endif							/* AUDIT_EXT_H */

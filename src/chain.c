@@ -135,6 +135,7 @@ static int	undo_len = 0;
 static int	undo_cap = 0;
 
 static EVP_MD_CTX *md_ctx = NULL;
+static const EVP_MD *md_sha256 = NULL;
 
 int			audit_chain_checkpoint_interval = 300;
 
@@ -346,6 +347,12 @@ audit_chain_compute(const uint8 *prev, uint64 lane, int64 seq,
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("out of memory")));
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+		/* fetched once: EVP_sha256() makes every init fetch it again, under a lock */
+		md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+#endif
+		if (md_sha256 == NULL)
+			md_sha256 = EVP_sha256();
 	}
 	ser_len = 0;
 	ser_append("AUD1", 4);
@@ -379,7 +386,7 @@ audit_chain_compute(const uint8 *prev, uint64 lane, int64 seq,
 				break;
 		}
 	}
-	if (EVP_DigestInit_ex(md_ctx, EVP_sha256(), NULL) != 1 ||
+	if (EVP_DigestInit_ex(md_ctx, md_sha256, NULL) != 1 ||
 		EVP_DigestUpdate(md_ctx, ser_buf, ser_len) != 1 ||
 		EVP_DigestFinal_ex(md_ctx, out, &outlen) != 1 || outlen != CHAIN_HASH_LEN)
 		elog(ERROR, "audit_ext: SHA-256 computation failed");
@@ -589,7 +596,8 @@ record_checkpoint(SPIPlanPtr plan, int k, const ChainHead *head)
 			(errmsg("audit_ext chain checkpoint: class %s lane " UINT64_FORMAT " seq " INT64_FORMAT " event " INT64_FORMAT " hash %s",
 					chain_class_names[k], head->lane, head->seq,
 					head->last_id, hex),
-			 errhidestmt(true)));
+			 errhidestmt(true),
+			 errhidecontext(true)));
 }
 
 /*

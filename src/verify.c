@@ -252,6 +252,8 @@ verify_class(const char *class_name, Datum from, bool from_null,
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			Datum		values[AC_CHAIN_FIELDS];
 			bool		isnull[AC_CHAIN_FIELDS];
+			Datum		all_values[AC_CHAIN_FIELDS + 3];
+			bool		all_nulls[AC_CHAIN_FIELDS + 3];
 			bool		lane_null,
 						seq_null,
 						hash_null;
@@ -269,11 +271,16 @@ verify_class(const char *class_name, Datum from, bool from_null,
 
 			CHECK_FOR_INTERRUPTS();
 			old = MemoryContextSwitchTo(rowcxt);
-			for (int c = 0; c < AC_CHAIN_FIELDS; c++)
-				values[c] = SPI_getbinval(tup, desc, c + 1, &isnull[c]);
-			lane_d = SPI_getbinval(tup, desc, AC_CHAIN_FIELDS + 1, &lane_null);
-			seq_d = SPI_getbinval(tup, desc, AC_CHAIN_FIELDS + 2, &seq_null);
-			hash_d = SPI_getbinval(tup, desc, AC_CHAIN_FIELDS + 3, &hash_null);
+			/* one pass over the tuple: attribute by attribute is quadratic */
+			heap_deform_tuple(tup, desc, all_values, all_nulls);
+			memcpy(values, all_values, sizeof(values));
+			memcpy(isnull, all_nulls, sizeof(isnull));
+			lane_d = all_values[AC_CHAIN_FIELDS];
+			lane_null = all_nulls[AC_CHAIN_FIELDS];
+			seq_d = all_values[AC_CHAIN_FIELDS + 1];
+			seq_null = all_nulls[AC_CHAIN_FIELDS + 1];
+			hash_d = all_values[AC_CHAIN_FIELDS + 2];
+			hash_null = all_nulls[AC_CHAIN_FIELDS + 2];
 			id = DatumGetInt64(values[AC_ID]);
 			t = DatumGetTimestampTz(values[AC_EVENT_TIME]);
 			r->events++;

@@ -260,6 +260,7 @@ audit_worker_main(Datum main_arg)
 	MemoryContext worker_cxt;
 	static int	failures = 0;	/* static: survive the longjmp below */
 	static bool missing_logged = false;
+	static bool alerts_active = false;	/* some alert rule is enabled */
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -295,6 +296,8 @@ audit_worker_main(Datum main_arg)
 			{
 				missing_logged = false;
 				audit_chain_maybe_checkpoint();
+				/* alert rules (alerts.c), after the events are committed */
+				alerts_active = audit_alerts_evaluate();
 			}
 			else if (!missing_logged)
 			{
@@ -323,6 +326,8 @@ audit_worker_main(Datum main_arg)
 		MemoryContextSwitchTo(worker_cxt);
 
 		pgstat_report_stat(false);
+		if (alerts_active)
+			nap = audit_alerts_nap(nap);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 nap, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

@@ -1,0 +1,484 @@
+/*-------------------------------------------------------------------------
+ *
+ * read_audit.c
+ *		read/SELECT and read/COPY events for tables audited with
+ *		log_reads => true: one event per statement and table, with the
+ *		number of rows the executor returned.
+ *
+ * audit.enable(..., log_reads => true) adds the flag "log_reads" as third
+ * argument of the table's audit_ext_row trigger (partitions get it with the
+ * cloned trigger).  Whether a relation is read-audited is cached per
+ * backend by OID and dropped by relcache invalidation, so a table without
+ * the flag costs one hash lookup per range-table entry of a finished query.
+ *
+ * Counting:
+ *	- ExecutorEnd: the query's range table (views are expanded, so a view's
+ *	  underlying table is there; partitions map to their audited root)
+ *	  names the read-audited tables; es_processed is the rows the query
+ *	  returned (SELECT), or processed (INSERT ... SELECT, CREATE TABLE AS).
+ *	- COPY table TO: the utility hook; the row count of the COPY.
+ *	- Nested queries (functions, DO blocks, COPY (query) TO) are merged into
+ *	  their top-level statement: per table, the rows of the shallowest query
+ *	  that read it count, so a function called per row does not multiply
+ *	  the reads of the outer query, and a table read only inside a function
+ *	  is reported once with the rows those inner queries returned.
+ *	- The events are queued (queue.c) when the top-level statement ends, so
+ *	  they survive a rollback of the reading transaction: the data was seen.
+ *	  A transaction that aborts queues what its finished queries read.
+ *	- Not recorded: EXPLAIN without ANALYZE, foreign-key checks (run in a
+ *	  "no force RLS" operation), parallel workers (the leader counts).
+ *
+ * Needs shared_preload_libraries (the queue).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/parallel.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "libpq/libpq-be.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/tcopprot.h"
+#include "tcop/utility.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "audit_ext.h"
+
+#define READ_MAX_TABLES 16
+
+typedef struct ReadRelEntry
+{
+	Oid			relid;			/* hash key */
+	bool		valid;
+	bool		log_reads;
+	char		schema_name[NAMEDATALEN];	/* the audited root */
+	char		table_name[NAMEDATALEN];
+} ReadRelEntry;
+
+/* a table read by the current top-level statement */
+typedef struct ReadTable
+{
+	char		schema_name[NAMEDATALEN];
+	char		table_name[NAMEDATALEN];
+	int			level;			/* nesting level of the queries counted */
+	bool		copy;			/* read by COPY ... TO */
+	uint64		query;			/* the query that last counted it */
+	uint64		rows;
+} ReadTable;
+
+static HTAB *read_rels = NULL;
+
+/* nesting of executor runs and utility statements, as pg_stat_statements */
+static int	nesting = 0;
+static int	copy_to_level = -1; /* level of a running COPY ... TO, or -1 */
+
+/* reads of the current top-level statement, queued when it ends */
+static int	npending = 0;
+static uint64 query_seq = 0;	/* numbers the queries noted */
+static ReadTable pending[READ_MAX_TABLES];
+static AuditQueueEntry pending_entry;	/* who, where, what statement */
+
+static ExecutorRun_hook_type prev_ExecutorRun = NULL;
+static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
+static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+static void
+read_relcache_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	ReadRelEntry *e;
+
+	if (read_rels == NULL)
+		return;
+	if (OidIsValid(relid))
+	{
+		e = hash_search(read_rels, &relid, HASH_FIND, NULL);
+		if (e)
+			e->valid = false;
+		return;
+	}
+	hash_seq_init(&status, read_rels);
+	while ((e = hash_seq_search(&status)) != NULL)
+		e->valid = false;
+}
+
+/* "log_reads" among the flags of the trigger's third argument (text[]) */
+static bool
+trigger_logs_reads(Trigger *tg)
+{
+	return tg->tgnargs >= 3 && strstr(tg->tgargs[2], "log_reads") != NULL;
+}
+
+static void
+fill_rel_entry(ReadRelEntry *e)
+{
+	Relation	rel = RelationIdGetRelation(e->relid);
+	bool		clone = false;
+	Oid			root = e->relid;
+	char	   *nsp;
+	char	   *name;
+
+	e->log_reads = false;
+	if (!RelationIsValid(rel))
+		return;
+	if (rel->trigdesc &&
+		(rel->rd_rel->relkind == RELKIND_RELATION ||
+		 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE))
+	{
+		for (int i = 0; i < rel->trigdesc->numtriggers; i++)
+		{
+			Trigger    *tg = &rel->trigdesc->triggers[i];
+
+			if (strcmp(tg->tgname, "audit_ext_row") == 0)
+			{
+				e->log_reads = trigger_logs_reads(tg);
+				clone = tg->tgisclone;
+				break;
+			}
+		}
+	}
+	RelationClose(rel);
+	if (!e->log_reads)
+		return;
+
+	if (clone)
+	{
+		ListCell   *lc;
+
+		foreach(lc, get_partition_ancestors(e->relid))
+		{
+			if (audit_has_own_trigger(lfirst_oid(lc)))
+			{
+				root = lfirst_oid(lc);
+				break;
+			}
+		}
+	}
+	nsp = get_namespace_name(get_rel_namespace(root));
+	name = get_rel_name(root);
+	if (nsp == NULL || name == NULL)
+	{
+		e->log_reads = false;
+		return;
+	}
+	strlcpy(e->schema_name, nsp, sizeof(e->schema_name));
+	strlcpy(e->table_name, name, sizeof(e->table_name));
+}
+
+static ReadRelEntry *
+lookup_rel(Oid relid)
+{
+	ReadRelEntry *e;
+	bool		found;
+
+	if (read_rels == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(ReadRelEntry);
+		ctl.hcxt = TopMemoryContext;
+		read_rels = hash_create("audit_ext read-audited relations", 64, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	e = hash_search(read_rels, &relid, HASH_ENTER, &found);
+	if (!found || !e->valid)
+	{
+		e->valid = false;
+		fill_rel_entry(e);
+		e->valid = true;
+	}
+	return e;
+}
+
+/*
+ * The statement's context, taken once when it first reads an audited table.
+ * The text is the top-level statement's (debug_query_string); under the
+ * extended protocol a portal may end after its message, when only the
+ * query's own text (source_text) is left.
+ */
+static void
+prepare_entry(const char *source_text)
+{
+	AuditQueueEntry *e = &pending_entry;
+	const char *query = debug_query_string ? debug_query_string : source_text;
+
+	audit_fill_entry_from_port(e, MyProcPort, "read", "SELECT", false);
+	e->event_time = GetCurrentStatementStartTimestamp();
+	strlcpy(e->user_name, GetUserNameFromId(GetUserId(), false),
+			sizeof(e->user_name));
+	strlcpy(e->session_user_name, GetUserNameFromId(GetSessionUserId(), false),
+			sizeof(e->session_user_name));
+	if (audit_actor && audit_actor[0] != '\0')
+	{
+		int			len = pg_mbcliplen(audit_actor, strlen(audit_actor),
+									   sizeof(e->actor) - 1);
+
+		memcpy(e->actor, audit_actor, len);
+		e->actor[len] = '\0';
+	}
+	if (query && audit_log_statement_text)
+	{
+		int			len = pg_mbcliplen(query, strlen(query),
+									   Min(sizeof(e->statement) - 1,
+										   audit_max_statement_length));
+
+		memcpy(e->statement, query, len);
+		e->statement[len] = '\0';
+		e->redact_statement = (audit_statement_literals == AUDIT_LITERALS_REDACT);
+	}
+}
+
+static void
+add_read(const char *schema_name, const char *table_name, uint64 rows,
+		 int level, bool copy, const char *source_text)
+{
+	ReadTable  *t = NULL;
+
+	if (npending == 0)
+		prepare_entry(source_text);
+	for (int i = 0; i < npending; i++)
+		if (strcmp(pending[i].table_name, table_name) == 0 &&
+			strcmp(pending[i].schema_name, schema_name) == 0)
+		{
+			t = &pending[i];
+			break;
+		}
+	if (t == NULL)
+	{
+		if (npending >= READ_MAX_TABLES)
+			return;
+		t = &pending[npending++];
+		strlcpy(t->schema_name, schema_name, sizeof(t->schema_name));
+		strlcpy(t->table_name, table_name, sizeof(t->table_name));
+		t->level = level;
+		t->rows = 0;
+		t->copy = false;
+		t->query = 0;
+	}
+	/* a partitioned table and its partitions: one table, counted once */
+	if (t->query == query_seq)
+		return;
+	t->query = query_seq;
+	if (level < t->level)
+	{
+		/* an outer query that read the table: its rows are what was read */
+		t->level = level;
+		t->rows = rows;
+	}
+	else if (level == t->level)
+		t->rows += rows;
+	t->copy |= copy;
+}
+
+/*
+ * Queue the pending reads.  Also called from the abort callback: no
+ * catalog access, no allocation, no error.
+ */
+static void
+flush_reads(void)
+{
+	for (int i = 0; i < npending; i++)
+	{
+		char		num[32];
+		const char *keys[] = {"rows"};
+		const char *vals[] = {num};
+		const bool	raw[] = {true};
+
+		strlcpy(pending_entry.action, pending[i].copy ? "COPY" : "SELECT",
+				sizeof(pending_entry.action));
+		strlcpy(pending_entry.schema_name, pending[i].schema_name,
+				sizeof(pending_entry.schema_name));
+		strlcpy(pending_entry.table_name, pending[i].table_name,
+				sizeof(pending_entry.table_name));
+		snprintf(num, sizeof(num), UINT64_FORMAT, pending[i].rows);
+		audit_json_object(pending_entry.detail, sizeof(pending_entry.detail),
+						  1, keys, vals, raw);
+		(void) audit_queue_enqueue(&pending_entry);
+	}
+	npending = 0;
+}
+
+static bool
+reads_recorded_here(void)
+{
+	return audit_queue_available() && !IsParallelWorker() &&
+		!InNoForceRLSOperation() && IsTransactionState();
+}
+
+static void
+note_query_reads(QueryDesc *queryDesc)
+{
+	EState	   *estate = queryDesc->estate;
+	PlannedStmt *pstmt = queryDesc->plannedstmt;
+	ListCell   *lc;
+	int			rti = 0;
+
+	if (estate == NULL || pstmt == NULL ||
+		(estate->es_top_eflags & EXEC_FLAG_EXPLAIN_ONLY))
+		return;
+	query_seq++;
+	foreach(lc, pstmt->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+		ReadRelEntry *e;
+
+		rti++;
+		if (rte->rtekind != RTE_RELATION ||
+			(rte->relkind != RELKIND_RELATION &&
+			 rte->relkind != RELKIND_PARTITIONED_TABLE))
+			continue;
+		/* the table written by INSERT/UPDATE/DELETE is a data event */
+		if (list_member_int(pstmt->resultRelations, rti))
+			continue;
+		e = lookup_rel(rte->relid);
+		if (!e->log_reads)
+			continue;
+		add_read(e->schema_name, e->table_name, estate->es_processed,
+				 nesting, copy_to_level >= 0 && nesting > copy_to_level,
+				 queryDesc->sourceText);
+	}
+}
+
+static void
+read_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
+				 bool execute_once)
+{
+	nesting++;
+	PG_TRY();
+	{
+		if (prev_ExecutorRun)
+			prev_ExecutorRun(queryDesc, direction, count, execute_once);
+		else
+			standard_ExecutorRun(queryDesc, direction, count, execute_once);
+	}
+	PG_FINALLY();
+	{
+		nesting--;
+	}
+	PG_END_TRY();
+}
+
+static void
+read_ExecutorFinish(QueryDesc *queryDesc)
+{
+	nesting++;
+	PG_TRY();
+	{
+		if (prev_ExecutorFinish)
+			prev_ExecutorFinish(queryDesc);
+		else
+			standard_ExecutorFinish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		nesting--;
+	}
+	PG_END_TRY();
+}
+
+static void
+read_ExecutorEnd(QueryDesc *queryDesc)
+{
+	if (reads_recorded_here())
+	{
+		note_query_reads(queryDesc);
+		if (nesting == 0 && npending > 0)
+			flush_reads();
+	}
+	if (prev_ExecutorEnd)
+		prev_ExecutorEnd(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+}
+
+static void
+read_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					bool readOnlyTree, ProcessUtilityContext context,
+					ParamListInfo params, QueryEnvironment *queryEnv,
+					DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+	bool		copy_to = IsA(stmt, CopyStmt) && !((CopyStmt *) stmt)->is_from;
+	int			save_copy_level = copy_to_level;
+	Oid			copy_rel;
+
+	if (copy_to)
+		copy_to_level = nesting;
+	nesting++;
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		nesting--;
+		copy_to_level = save_copy_level;
+	}
+	PG_END_TRY();
+
+	if (!reads_recorded_here())
+		return;
+	/* COPY table TO reads the table without the executor */
+	copy_rel = InvalidOid;
+	if (copy_to && ((CopyStmt *) stmt)->relation != NULL &&
+		((CopyStmt *) stmt)->query == NULL)
+		copy_rel = RangeVarGetRelid(((CopyStmt *) stmt)->relation, NoLock, true);
+	if (OidIsValid(copy_rel))
+	{
+		ReadRelEntry *e = lookup_rel(copy_rel);
+
+		query_seq++;
+		if (e->log_reads)
+			add_read(e->schema_name, e->table_name, qc ? qc->nprocessed : 0,
+					 nesting, true, queryString);
+	}
+	if (nesting == 0 && npending > 0)
+		flush_reads();
+}
+
+/* The reads of finished queries of an aborted statement were seen. */
+static void
+read_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		if (npending > 0 && audit_queue_available())
+			flush_reads();
+		npending = 0;
+		nesting = 0;
+		copy_to_level = -1;
+	}
+}
+
+void
+audit_read_install_hooks(void)
+{
+	prev_ExecutorRun = ExecutorRun_hook;
+	ExecutorRun_hook = read_ExecutorRun;
+	prev_ExecutorFinish = ExecutorFinish_hook;
+	ExecutorFinish_hook = read_ExecutorFinish;
+	prev_ExecutorEnd = ExecutorEnd_hook;
+	ExecutorEnd_hook = read_ExecutorEnd;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = read_ProcessUtility;
+	RegisterXactCallback(read_xact_callback, NULL);
+	CacheRegisterRelcacheCallback(read_relcache_callback, (Datum) 0);
+}

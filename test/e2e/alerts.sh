@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Alert rules end to end, on a cluster of its own with scram authentication:
+# five wrong passwords from one address fire exactly one failed_logins alert,
+# received by a real LISTENing connection (docs/examples/audit_listen);
+# cooldown; a 1,500-row SELECT of a read-audited table fires mass_export;
+# acknowledgement; only audit roles read alerts; a transaction that commits
+# after later ones still has its events evaluated; rules survive a restart.
+source "$(dirname "$0")/tap.inc"
+source "$(dirname "$0")/../../scripts/pgenv.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+DIR=${AUDIT_TEST_TMP:-/tmp}/alerts
+PORT=$(( ${PGPORT:-5497} + 50 ))
+rm -rf "$DIR"
+LISTENER_PIDS=()
+cleanup() {
+    for p in "${LISTENER_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    pg_stop "$DIR"; rm -rf "$DIR"
+}
+trap cleanup EXIT
+mkdir -p "$DIR"
+make -s -C "$ROOT" PG_CONFIG="$PGBIN/pg_config" listener >/dev/null || { echo "not ok - could not build the listener"; exit 1; }
+LISTEN_BIN=$ROOT/docs/examples/audit_listen
+HBA=$(mktemp /tmp/audit_hba.XXXXXX)
+cat > "$HBA" <<'HBA'
+local all postgres trust
+local all all      trust
+host  all all      127.0.0.1/32 scram-sha-256
+HBA
+chmod 644 "$HBA"
+PG_HBA_FILE=$HBA pg_start "$DIR" "$PORT" "password_encryption = 'scram-sha-256'" "audit_ext.database = 'postgres'" \
+    || { echo "not ok - could not start a cluster in $DIR"; rm -f "$HBA"; exit 1; }
+rm -f "$HBA"
+
+tcp() {   # user password [application_name]
+    PGPASSWORD=$2 psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=$1 application_name=${3:-e2e_alerts}" \
+        -c "SELECT 1" >/dev/null 2>&1
+}
+listen() {   # output-file [channel]: start a listener, wait until it listens
+    "$LISTEN_BIN" -c "${2:-audit_alerts}" "host=$DIR port=$PORT dbname=postgres user=postgres" >"$1" 2>"$1.err" &
+    LISTENER_PIDS+=($!)
+    for _ in $(seq 1 100); do grep -q '^listening' "$1.err" 2>/dev/null && return 0; sleep 0.1; done
+    return 1
+}
+lines() {   # file pattern: how many lines match
+    grep -c "$2" "$1" 2>/dev/null || true
+}
+wait_lines() {   # file pattern n seconds
+    local i
+    for i in $(seq 1 $(( $4 * 10 ))); do [ "$(lines "$1" "$2")" -ge "$3" ] && return 0; sleep 0.1; done
+    return 1
+}
+# every event committed so far has been evaluated by the worker
+evaluated() {
+    wait_for "SELECT (SELECT high_watermark FROM audit.alert_state) >= (SELECT max(id) FROM audit.event)
+                 AND (SELECT queue_depth FROM audit.worker_status) = 0" "${1:-10}"
+}
+
+q -d postgres >/dev/null <<'SQL'
+CREATE EXTENSION audit_ext;
+CREATE ROLE regress_app LOGIN PASSWORD 'app-pw';
+CREATE ROLE regress_admin LOGIN IN ROLE audit_admin;
+CREATE ROLE regress_reader LOGIN IN ROLE audit_reader;
+CREATE ROLE regress_nobody LOGIN;
+CREATE TABLE customers (id int PRIMARY KEY, name text, email text);
+INSERT INTO customers SELECT g, 'name ' || g, 'c' || g || '@example.test' FROM generate_series(1, 2000) g;
+GRANT SELECT ON customers TO regress_app;
+SELECT audit.enable('customers', log_reads => true);
+SQL
+listen "$DIR/alerts.txt"
+is "$?" "0" "a client LISTENs on audit_alerts"
+# (privilege events are recorded from the start)
+wait_for "SELECT count(*) = 1 FROM audit.alerts WHERE rule = 'privilege_escalation'" 5
+is "$?" "0" "CREATE ROLE ... IN ROLE audit_admin fired privilege_escalation"
+
+# Five wrong passwords from 127.0.0.1: one failed_logins alert, NOTIFYed.
+for i in 1 2 3 4 5; do tcp regress_app "wrong-$i" e2e_bad; done
+wait_lines "$DIR/alerts.txt" '"rule" : "failed_logins"' 1 10
+is "$?" "0" "the listener receives failed_logins"
+is "$(q -d postgres -c "SELECT count(*), min(key), min(count), min(severity) FROM audit.alerts WHERE rule = 'failed_logins'")" \
+   "1|127.0.0.1|5|high" "exactly one failed_logins alert, keyed by the client address, counting 5 events"
+payload=$(grep '"rule" : "failed_logins"' "$DIR/alerts.txt" | head -1 | cut -d' ' -f3-)
+is "$(echo "SELECT (:'p')::jsonb ?& ARRAY['alert_id', 'rule', 'severity', 'key', 'count', 'first_event_id', 'last_event_id', 'fired_at']" | q -d postgres -v p="$payload")" \
+   "t" "the payload carries alert_id, rule, severity, key, count, first and last event ids, fired_at"
+is "$(q -d postgres -v p="$payload" <<< "SELECT a.alert_id = ((:'p')::jsonb->>'alert_id')::bigint
+            AND a.first_event_id = ((:'p')::jsonb->>'first_event_id')::bigint
+            AND (SELECT count(*) FROM audit.event e WHERE e.id BETWEEN a.first_event_id AND a.last_event_id
+                    AND e.action = 'LOGIN_FAILED' AND e.client_addr = '127.0.0.1') = 5
+       FROM audit.alerts a WHERE a.rule = 'failed_logins'")" "t" "payload and stored alert agree; the event ids span the 5 failures"
+# latency: the fifth failed login's event time (its connection) to the alert
+echo "# failed login -> alert stored: $(q -d postgres -c "SELECT round(extract(epoch FROM a.fired_at - e.event_time) * 1000) FROM audit.alerts a JOIN audit.event e ON e.id = a.last_event_id WHERE a.rule = 'failed_logins'") ms"
+
+# Cooldown: three more failures within 10 minutes fire nothing new.
+for i in 6 7 8; do tcp regress_app "wrong-$i" e2e_bad; done
+wait_for "SELECT count(*) = 8 FROM audit.event WHERE action = 'LOGIN_FAILED'" 10
+evaluated
+is "$?" "0" "the later failures were evaluated"
+is "$(q -d postgres -c "SELECT count(*) FROM audit.alerts WHERE rule = 'failed_logins'")" "1" "cooldown: still one failed_logins alert"
+is "$(lines "$DIR/alerts.txt" '"rule" : "failed_logins"')" "1" "and one notification"
+
+# Mass export: a 1,500-row SELECT of a read-audited table.
+PGPASSWORD=app-pw psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=regress_app" \
+    -c "SELECT * FROM customers WHERE id <= 1500" >/dev/null
+PGPASSWORD=app-pw psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=regress_app" \
+    -c "SELECT * FROM customers WHERE id <= 10" >/dev/null
+wait_lines "$DIR/alerts.txt" '"rule" : "mass_export"' 1 10
+is "$?" "0" "the listener receives mass_export"
+is "$(q -d postgres -c "SELECT a.key, a.count, e.action, e.detail->>'rows', e.actor FROM audit.alerts a JOIN audit.event e ON e.id = a.first_event_id WHERE a.rule = 'mass_export'")" \
+   "regress_app|1|SELECT|1500|regress_app" "mass_export points at the read event of 1,500 rows"
+is "$(q -d postgres -c "SELECT string_agg(detail->>'rows', ',' ORDER BY id) FROM audit.event WHERE class = 'read' AND actor = 'regress_app'")" \
+   "1500,10" "both reads are recorded with the executor's row counts"
+is "$(q -d postgres -c "SELECT records_viewed, exports FROM audit.user_activity('regress_app')")" "1510|1" \
+   "audit.user_activity: records viewed and one export"
+
+# What counts as a read: one event per statement and table, rows from the executor.
+q -d postgres >/dev/null <<'SQL'
+CREATE TABLE plain (id int PRIMARY KEY);
+INSERT INTO plain SELECT generate_series(1, 50);
+CREATE TABLE m (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE m1 PARTITION OF m FOR VALUES FROM ('2026-01-01') TO ('2026-07-01');
+CREATE TABLE m2 PARTITION OF m FOR VALUES FROM ('2026-07-01') TO ('2027-01-01');
+INSERT INTO m SELECT g, date '2026-01-01' + g FROM generate_series(1, 300) g;
+SELECT audit.enable('m', log_reads => true);
+CREATE VIEW some_customers AS SELECT id, name FROM customers WHERE id <= 7;
+CREATE FUNCTION customer_name(i int) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN RETURN (SELECT name FROM customers WHERE id = i); END $$;
+SQL
+mark=$(q -d postgres -c "SELECT max(id) FROM audit.event")
+PGAPPNAME=e2e_reads q -d postgres >/dev/null \
+  -c "SELECT count(*) FROM plain" \
+  -c "SELECT * FROM m WHERE at >= '2026-06-01'" \
+  -c "SELECT * FROM m1" \
+  -c "SELECT * FROM some_customers" \
+  -c "SELECT customer_name(g) FROM generate_series(1, 4) g" \
+  -c "EXPLAIN SELECT * FROM customers" \
+  -c "COPY (SELECT * FROM customers WHERE id <= 5) TO STDOUT" \
+  -c "COPY customers TO STDOUT" \
+  -c "BEGIN" -c "SELECT * FROM customers WHERE id <= 2" -c "ROLLBACK" \
+  -c "SELECT p.id FROM plain p JOIN customers c ON c.id = p.id"
+wait_for "SELECT count(*) >= 8 FROM audit.event WHERE class = 'read' AND id > $mark AND application_name = 'e2e_reads'" 10
+is "$(q -d postgres -c "SELECT string_agg(format('%s %s %s', action, table_name, detail->>'rows'), ', ' ORDER BY id) FROM audit.event WHERE class = 'read' AND id > $mark AND application_name = 'e2e_reads'")" \
+   "SELECT m 150, SELECT m 180, SELECT customers 7, SELECT customers 4, COPY customers 5, COPY customers 2000, SELECT customers 2, SELECT customers 50" \
+   "reads: partitioned table (once), partition (as its root), view, function per row (once), COPY, rolled back, join; no event for unaudited tables or EXPLAIN"
+
+# The extended protocol (prepared statements): the portal ends after its
+# message, the statement text is still recorded.
+echo "SELECT * FROM customers WHERE id <= 3;" > "$DIR/prepared.sql"
+mark=$(q -d postgres -c "SELECT max(id) FROM audit.event")
+PGAPPNAME=e2e_prepared pgbench -n -M prepared -t 3 -f "$DIR/prepared.sql" postgres >/dev/null 2>&1
+wait_for "SELECT count(*) >= 3 FROM audit.event WHERE class = 'read' AND id > $mark AND application_name = 'e2e_prepared'" 10
+is "$(q -d postgres -c "SELECT count(*), min(detail->>'rows'), min(s.statement_text) FROM audit.event e JOIN audit.statement s USING (statement_id) WHERE class = 'read' AND id > $mark AND application_name = 'e2e_prepared'")" \
+   "3|3|SELECT * FROM customers WHERE id <= ?;" "prepared statements (extended protocol): one read each, with rows and statement text"
+
+# Acknowledgement, and who may read alerts.
+id=$(q -d postgres -c "SELECT alert_id FROM audit.alerts WHERE rule = 'failed_logins'")
+is "$(q -d postgres -c "SET ROLE regress_admin" -c "SELECT acknowledged_by, note FROM audit.acknowledge_alert($id, note => 'checked with the user')" | tail -1)" \
+   "regress_admin|checked with the user" "audit_admin acknowledges an alert"
+is "$(q -d postgres -c "SELECT string_agg(rule, ',' ORDER BY rule) FROM audit.alerts WHERE acknowledged_at IS NULL")" \
+   "mass_export,mass_export,privilege_escalation" "the others stay open (COPY customers above was a mass export too)"
+is "$(q -d postgres -c "SET ROLE regress_reader" -c "SELECT count(*) FROM audit.alerts" | tail -1)" "4" "audit_reader reads the alerts"
+is "$(psql -X -At -d postgres -U regress_nobody -c "SELECT count(*) FROM audit.alerts" 2>&1 | grep -c 'permission denied for table alerts')" "1" \
+   "other roles cannot read them"
+is "$(psql -X -At -d postgres -U regress_nobody -c "SELECT audit.acknowledge_alert($id)" 2>&1 | grep -c 'has no administrative access to the security audit')" "1" \
+   "nor acknowledge them"
+is "$(psql -X -At -d postgres -U regress_reader -c "SELECT audit.create_alert_rule(name => 'x', class => 'auth')" 2>&1 | grep -c 'has no administrative access')" "1" \
+   "audit_reader cannot make rules"
+
+# Event ids are not commit order: a transaction that got its ids first and
+# commits last is still evaluated.
+q -d postgres >/dev/null <<'SQL'
+CREATE TABLE payments (id int PRIMARY KEY, amount int);
+SELECT audit.enable('payments');
+INSERT INTO payments SELECT g, g FROM generate_series(1, 10) g;
+SELECT audit.create_alert_rule(name => 'payment_deleted', class => 'data', action => 'DELETE',
+                               table_name => 'public.payments', group_by => 'actor', cooldown => '0');
+SQL
+psql -X -q -d postgres >/dev/null 2>&1 <<'SQL' &
+BEGIN;
+SET LOCAL audit_ext.actor = 'slow';
+DELETE FROM payments WHERE id = 1;
+SELECT pg_sleep(2);
+COMMIT;
+SQL
+slow=$!
+wait_for "SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(2)%'" 10
+q -d postgres -c "SET audit_ext.actor = 'fast'" -c "DELETE FROM payments WHERE id = 2" >/dev/null
+wait_for "SELECT count(*) = 1 FROM audit.alerts WHERE rule = 'payment_deleted' AND key = 'fast'" 5
+is "$?" "0" "the later transaction's delete fires first"
+wait $slow
+wait_for "SELECT count(*) = 1 FROM audit.alerts WHERE rule = 'payment_deleted' AND key = 'slow'" 5
+is "$?" "0" "the earlier-numbered delete fires once its transaction commits"
+is "$(q -d postgres -c "SELECT bool_and(a.first_event_id < b.first_event_id) FROM audit.alerts a, audit.alerts b WHERE a.key = 'slow' AND b.key = 'fast'")" \
+   "t" "(its event id is the lower one)"
+# Data events wake no one: the worker looks every audit_ext.alert_interval.
+echo "# commit -> alert stored (data event): $(q -d postgres -c "SELECT round(extract(epoch FROM a.fired_at - e.event_time) * 1000) FROM audit.alerts a JOIN audit.event e ON e.id = a.last_event_id WHERE a.key = 'fast'") ms (includes the statement itself)"
+
+# Privilege escalation (shipped rule) and a rule on another channel.
+listen "$DIR/priv.txt" privilege_alerts
+q -d postgres -c "SELECT audit.create_alert_rule(name => 'new_role', class => 'privilege', action => 'CREATE ROLE', channel => 'privilege_alerts', cooldown => '0')" >/dev/null
+q -d postgres -c "CREATE ROLE regress_intruder" -c "ALTER ROLE regress_intruder CREATEROLE" -c "GRANT audit_admin TO regress_nobody" >/dev/null
+wait_for "SELECT count(*) = 3 FROM audit.alerts WHERE rule = 'privilege_escalation'" 5
+is "$?" "0" "privilege_escalation fires for CREATEROLE and for membership in audit_admin"
+wait_lines "$DIR/priv.txt" '"rule" : "new_role"' 1 5
+is "$?" "0" "a rule's own channel is notified"
+is "$(lines "$DIR/priv.txt" 'privilege_escalation')" "0" "and only with that rule's alerts"
+
+# Rules survive a restart; the worker keeps evaluating after it.
+before=$(q -d postgres -c "SELECT string_agg(name || ':' || enabled, ',' ORDER BY name) FROM audit.alert_rules")
+(cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DIR/data" -m fast -w restart -l "$DIR/server.log" >/dev/null)
+is "$(q -d postgres -c "SELECT string_agg(name || ':' || enabled, ',' ORDER BY name) FROM audit.alert_rules")" "$before" \
+   "the rules are the same after a restart"
+q -d postgres -c "DELETE FROM payments WHERE id = 3" >/dev/null
+wait_for "SELECT count(*) = 1 FROM audit.alerts WHERE rule = 'payment_deleted' AND key = 'postgres'" 10
+is "$?" "0" "alerts fire after the restart"
+is "$(q -d postgres -c "SELECT count(*) FROM audit.alerts WHERE rule = 'failed_logins'")" "1" "and old events do not fire again"
+# pg_dump/pg_restore: user rules and alerts come back, shipped rules once,
+# and restored events are history (a round in the restored database fires nothing).
+pg_dump -Fc -d postgres -f "$DIR/alerts.dump"
+q -d postgres -c "CREATE DATABASE alerts_restored" >/dev/null
+pg_restore -d alerts_restored "$DIR/alerts.dump" 2> "$DIR/restore.err"
+is "$?" "0" "pg_restore succeeds"
+[ -s "$DIR/restore.err" ] && sed 's/^/# /' "$DIR/restore.err"
+is "$(q -d alerts_restored -c "SELECT string_agg(name || ':' || enabled || ':' || builtin, ',' ORDER BY name) FROM audit.alert_rules")" \
+   "$(q -d postgres -c "SELECT string_agg(name || ':' || enabled || ':' || builtin, ',' ORDER BY name) FROM audit.alert_rules")" \
+   "the rules are restored: the user's from the dump, the shipped ones once"
+is "$(q -d alerts_restored -c "SELECT count(*), max(alert_id) FROM audit.alerts")" "$(q -d postgres -c "SELECT count(*), max(alert_id) FROM audit.alerts")" \
+   "the alerts are restored"
+is "$(q -d alerts_restored -c "SELECT audit.evaluate_alerts()")" "0" "restored events do not fire again"
+
+grep -q "PANIC" "$DIR/server.log" && is "PANIC in log" "none" "no PANIC"
+done_testing
