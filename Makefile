@@ -8,7 +8,7 @@ PGFILEDESC = "audit_ext - audit trail for PostgreSQL"
 REGRESS = setup capture enable_errors options partitioned actor reading retention alerts
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=audit_ext
 # isolation tests (specs/*.spec, expected/*.out), run by make installcheck
-ISOLATION = concurrent_row enable_race enable_partitioned chain_concurrency
+ISOLATION = concurrent_row enable_race enable_partitioned chain_concurrency prune_race
 ISOLATION_OPTS = --load-extension=audit_ext
 
 PG_CPPFLAGS = -I$(srcdir)/src
