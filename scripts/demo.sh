@@ -2,6 +2,7 @@
 # Demo: build and install audit_ext, start a throwaway cluster (own data
 # directory, port ${AUDIT_DEMO_PORT:-5496}, loopback only), audit a small
 # schema, make changes as two actors, and print the audit trail; then read
+# auditing and alerts with a listener, tamper evidence and retention. then read
 # auditing and alerts, received by the example listener
 # (docs/examples/audit_listen).
 set -euo pipefail
@@ -99,3 +100,21 @@ SQL
 echo
 echo "== what the listener (docs/examples/audit_listen, LISTEN audit_alerts) printed"
 cat "$DIR/alerts.txt"
+
+psql -X -q -v ON_ERROR_STOP=1 -d postgres <<'SQL'
+\pset footer off
+\echo
+\echo '== tamper evidence: every event is hash-chained; audit.verify() walks the chains'
+SELECT verified, events, chains, breaks FROM audit.verify();
+\echo 'a superuser switches the append-only trigger off and edits one event (in a transaction, rolled back):'
+BEGIN;
+ALTER TABLE audit.event DISABLE TRIGGER audit_append_only;
+UPDATE audit.event SET actor = 'someone else' WHERE id = (SELECT min(id) FROM audit.event WHERE class = 'data');
+SELECT first_broken_event_id, problem FROM audit.verify();
+ROLLBACK;
+\echo
+\echo '== retention: per class, whole partitions, archived first (the maintenance worker runs audit.prune())'
+SELECT audit.set_retention(class => 'read', keep => interval '30 days', archive => true);
+SELECT class, keep, archive FROM audit.retention_policies;
+SELECT count(*) AS partitions_removed_now FROM audit.prune();
+SQL
