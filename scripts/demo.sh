@@ -2,9 +2,8 @@
 # Demo: build and install audit_ext, start a throwaway cluster (own data
 # directory, port ${AUDIT_DEMO_PORT:-5496}, loopback only), audit a small
 # schema, make changes as two actors, and print the audit trail; then read
-# auditing and alerts with a listener, tamper evidence and retention. then read
 # auditing and alerts, received by the example listener
-# (docs/examples/audit_listen).
+# (docs/examples/audit_listen), tamper evidence and retention.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
