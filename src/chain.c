@@ -134,6 +134,25 @@ static ChainUndo *undo_stack = NULL;
 static int	undo_len = 0;
 static int	undo_cap = 0;
 
+/*
+ * Heads a checkpoint recorded, marked as recorded only when its transaction
+ * commits: a failed checkpoint leaves them to the next one.
+ */
+typedef struct PendingMark
+{
+	bool		retired;		/* index into retired[], else a slot */
+	int			index;
+	int			k;
+	uint64		lane;
+	int64		seq;
+} PendingMark;
+
+static PendingMark *pending_marks = NULL;
+static int	pending_len = 0;
+static int	pending_cap = 0;
+
+static void apply_pending_marks(void);
+
 static EVP_MD_CTX *md_ctx = NULL;
 static const EVP_MD *md_sha256 = NULL;
 
@@ -528,6 +547,12 @@ retire_head(int k, const ChainHead *head)
 void
 audit_chain_xact_end(int how)
 {
+	if (pending_len > 0)
+	{
+		if (how == 0 && chain_shared != NULL)
+			apply_pending_marks();
+		pending_len = 0;
+	}
 	if (any_loaded && how != 1)
 	{
 		ChainSlot  *slot = my_slot();
@@ -572,6 +597,60 @@ audit_chain_xact_end(int how)
  * ----------------------------------------------------------------
  */
 PG_FUNCTION_INFO_V1(audit_chain_checkpoint);
+
+static void
+add_pending_mark(bool retired, int index, int k, const ChainHead *head)
+{
+	PendingMark *m;
+
+	if (pending_len >= pending_cap)
+	{
+		int			newcap = pending_cap == 0 ? 64 : pending_cap * 2;
+
+		if (pending_marks == NULL)
+			pending_marks = MemoryContextAlloc(TopMemoryContext, sizeof(PendingMark) * newcap);
+		else
+			pending_marks = repalloc(pending_marks, sizeof(PendingMark) * newcap);
+		pending_cap = newcap;
+	}
+	m = &pending_marks[pending_len++];
+	m->retired = retired;
+	m->index = index;
+	m->k = k;
+	m->lane = head->lane;
+	m->seq = head->seq;
+}
+
+/* The checkpoint committed: its heads need not be recorded again. */
+static void
+apply_pending_marks(void)
+{
+	for (int i = 0; i < pending_len; i++)
+	{
+		PendingMark *m = &pending_marks[i];
+
+		if (m->retired)
+		{
+			RetiredHead *r = &chain_shared->retired[m->index];
+
+			SpinLockAcquire(&chain_shared->retired_mutex);
+			if (r->used && r->head.lane == m->lane && r->head.seq == m->seq)
+				r->used = false;
+			SpinLockRelease(&chain_shared->retired_mutex);
+		}
+		else
+		{
+			ChainSlot  *slot = &chain_shared->slots[m->index];
+
+			SpinLockAcquire(&slot->mutex);
+			if (slot->heads[m->k].lane == m->lane &&
+				slot->checkpointed_seq[m->k] < m->seq)
+				slot->checkpointed_seq[m->k] = m->seq;
+			SpinLockRelease(&slot->mutex);
+		}
+	}
+	pending_len = 0;
+}
 
 static void
 record_checkpoint(SPIPlanPtr plan, int k, const ChainHead *head)
@@ -628,12 +707,11 @@ audit_chain_checkpoint(PG_FUNCTION_ARGS)
 
 		SpinLockAcquire(&chain_shared->retired_mutex);
 		r = chain_shared->retired[i];
-		if (r.used && r.head.dboid == MyDatabaseId)
-			chain_shared->retired[i].used = false;
 		SpinLockRelease(&chain_shared->retired_mutex);
 		if (r.used && r.head.dboid == MyDatabaseId)
 		{
 			record_checkpoint(plan, r.k, &r.head);
+			add_pending_mark(true, i, r.k, &r.head);
 			recorded++;
 		}
 	}
@@ -656,12 +734,7 @@ audit_chain_checkpoint(PG_FUNCTION_ARGS)
 				continue;
 
 			record_checkpoint(plan, k, &head);
-
-			SpinLockAcquire(&slot->mutex);
-			if (slot->heads[k].lane == head.lane &&
-				slot->checkpointed_seq[k] < head.seq)
-				slot->checkpointed_seq[k] = head.seq;
-			SpinLockRelease(&slot->mutex);
+			add_pending_mark(false, i, k, &head);
 			recorded++;
 		}
 	}
