@@ -103,6 +103,13 @@ audit_ddl_xact_end(void)
 	audit_function_depth = 0;
 }
 
+/* Inside a function of schema audit (retention.c lets its DELETEs through)? */
+bool
+audit_in_own_function(void)
+{
+	return audit_function_depth > 0;
+}
+
 /* ----------------------------------------------------------------
  * jsonb detail
  * ----------------------------------------------------------------

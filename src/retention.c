@@ -12,8 +12,8 @@
  * a default partition into a new monthly one (audit.create_partitions,
  * audit.create_month_partition).  Those functions have a SET clause, so
  * PostgreSQL runs them through fmgr_security_definer, which calls fmgr_hook;
- * our hook counts how deep we are inside functions of schema audit
- * (ddl_capture.c does the same for its own purpose).  Nothing a session
+ * ddl_capture.c's hook counts how deep we are inside functions of schema
+ * audit (audit_in_own_function()).  Nothing a session
  * controls -- GUCs, roles, search_path -- fakes that depth, and creating a
  * function in schema audit needs a superuser.
  *
@@ -63,13 +63,9 @@ int			audit_partitions_ahead = 2;
 int			audit_archive_fault_after_rows = 0;
 bool		audit_protect_trail = true;
 
-/* depth inside functions of schema audit (see the file header) */
-static int	own_function_depth = 0;
-
 /* set while audit.drop_event_partition() runs its DROP TABLE */
 static bool dropping_partition = false;
 
-static fmgr_hook_type prev_fmgr_hook = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 static void retention_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
@@ -140,58 +136,11 @@ audit_retention_define_gucs(void)
 							NULL, NULL, NULL);
 }
 
-/* ----------------------------------------------------------------
- * Depth inside audit_ext's own functions
- * ----------------------------------------------------------------
- */
-static void
-retention_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg)
-{
-	if (prev_fmgr_hook)
-		prev_fmgr_hook(event, flinfo, arg);
-
-	switch (event)
-	{
-		case FHET_START:
-			{
-				Oid			nsp = get_func_namespace(flinfo->fn_oid);
-				bool		ours = OidIsValid(nsp) &&
-					nsp == get_namespace_oid("audit", true);
-
-				/*
-				 * *arg is shared with other hooks of the chain; keep our flag
-				 * in a bit of it they do not use (ddl_capture.c stores a bool
-				 * there, i.e. bit 0).
-				 */
-				if (ours)
-				{
-					own_function_depth++;
-					*arg = (Datum) (*arg | 2);
-				}
-				else
-					*arg = (Datum) (*arg & ~(Datum) 2);
-				break;
-			}
-		case FHET_END:
-		case FHET_ABORT:
-			if ((*arg & 2) && own_function_depth > 0)
-				own_function_depth--;
-			break;
-	}
-}
-
-bool
-audit_in_own_function(void)
-{
-	return own_function_depth > 0;
-}
-
 static void
 retention_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 	{
-		own_function_depth = 0;
 		dropping_partition = false;
 	}
 }
@@ -199,8 +148,6 @@ retention_xact_callback(XactEvent event, void *arg)
 void
 audit_retention_install_hooks(void)
 {
-	prev_fmgr_hook = fmgr_hook;
-	fmgr_hook = retention_fmgr_hook;
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = retention_ProcessUtility;
 	RegisterXactCallback(retention_xact_callback, NULL);
@@ -387,7 +334,7 @@ audit_refuse_change(PG_FUNCTION_ARGS)
 	is_delete = TRIGGER_FIRED_BY_DELETE(trigdata->tg_event);
 
 	/* rows moved out of a default partition by audit_ext's own functions */
-	if (is_delete && own_function_depth > 0)
+	if (is_delete && audit_in_own_function())
 		return PointerGetDatum(trigdata->tg_trigtuple);
 
 	ereport(ERROR,
