@@ -118,6 +118,7 @@ extern void audit_statement_xact_end(bool abort, bool top_level);
 extern void audit_capture_invalidate(Oid relid);
 extern void audit_capture_xact_end(void);
 extern bool audit_has_own_trigger(Oid relid);
+extern Oid	audit_audited_root(Oid relid);
 
 /* row_json.c */
 typedef enum AuditJsonCategory

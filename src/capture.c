@@ -128,6 +128,24 @@ audit_has_own_trigger(Oid relid)
 	return found;
 }
 
+/*
+ * The audited table a partition with a cloned audit trigger belongs to: its
+ * nearest ancestor with a trigger of its own (events, refusals and reads are
+ * recorded under that name).  relid itself when there is none.
+ */
+Oid
+audit_audited_root(Oid relid)
+{
+	ListCell   *lc;
+
+	foreach(lc, get_partition_ancestors(relid))
+	{
+		if (audit_has_own_trigger(lfirst_oid(lc)))
+			return lfirst_oid(lc);
+	}
+	return relid;
+}
+
 /* Parse a text[] literal trigger argument into a list of names. */
 static List *
 parse_name_array(const char *literal)
@@ -224,19 +242,7 @@ get_rel_cache(Relation rel, Trigger *trigger)
 
 	/* Events of a partition are recorded under the audited partitioned table. */
 	if (rel->rd_rel->relispartition && trigger->tgisclone)
-	{
-		List	   *ancestors = get_partition_ancestors(relid);
-		ListCell   *lc;
-
-		foreach(lc, ancestors)
-		{
-			if (audit_has_own_trigger(lfirst_oid(lc)))
-			{
-				root = lfirst_oid(lc);
-				break;
-			}
-		}
-	}
+		root = audit_audited_root(relid);
 	{
 		char	   *nsp = get_namespace_name(get_rel_namespace(root));
 		char	   *name = get_rel_name(root);

@@ -102,18 +102,7 @@ audited_names(Oid relid, DeniedTable *t)
 		return false;
 
 	if (clone)
-	{
-		ListCell   *lc;
-
-		foreach(lc, get_partition_ancestors(relid))
-		{
-			if (audit_has_own_trigger(lfirst_oid(lc)))
-			{
-				root = lfirst_oid(lc);
-				break;
-			}
-		}
-	}
+		root = audit_audited_root(relid);
 	nsp = get_namespace_name(get_rel_namespace(root));
 	name = get_rel_name(root);
 	if (nsp == NULL || name == NULL)

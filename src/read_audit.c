@@ -154,18 +154,7 @@ fill_rel_entry(ReadRelEntry *e)
 		return;
 
 	if (clone)
-	{
-		ListCell   *lc;
-
-		foreach(lc, get_partition_ancestors(e->relid))
-		{
-			if (audit_has_own_trigger(lfirst_oid(lc)))
-			{
-				root = lfirst_oid(lc);
-				break;
-			}
-		}
-	}
+		root = audit_audited_root(e->relid);
 	nsp = get_namespace_name(get_rel_namespace(root));
 	name = get_rel_name(root);
 	if (nsp == NULL || name == NULL)
