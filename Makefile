@@ -5,7 +5,7 @@ OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 DATA = $(wildcard sql/audit_ext--*.sql)
 PGFILEDESC = "audit_ext - audit trail for PostgreSQL"
 
-REGRESS = setup capture enable_errors options partitioned actor reading retention alerts
+REGRESS = setup capture enable_errors options partitioned actor reading retention alerts chain
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=audit_ext
 # isolation tests (specs/*.spec, expected/*.out), run by make installcheck
 ISOLATION = concurrent_row enable_race enable_partitioned chain_concurrency prune_race
