@@ -81,4 +81,29 @@ wait
 is "$(q -d $DB -c "SELECT count(*) FROM audit.event WHERE record_id->>'id' IN ('10', '11')")" "4" \
    "an invalidation of the store mid-transaction loses no event"
 
+# A statement cancelled while its events are being written, inside a
+# savepoint, then ROLLBACK TO SAVEPOINT: the session goes on, nothing of the
+# cancelled statement is kept, nothing leaks (this crashed the server once:
+# the abort path freed events the flush had already written).  The timeouts
+# sweep the statement so that some cancels land in the middle of a flush.
+q -d $DB -c "CREATE TABLE cancelled (id int PRIMARY KEY, f text)" -c "SELECT audit.enable('cancelled')" >/dev/null
+out=""
+for t in 50 150 300 450 600 800 1000 1300; do
+    out+=$(psql -X -q -At -d $DB 2>&1 <<SQL
+BEGIN;
+SAVEPOINT a;
+SET LOCAL statement_timeout = '${t}ms';
+INSERT INTO cancelled SELECT g, repeat('x', 100) FROM generate_series(1000, 200000) g;
+ROLLBACK TO SAVEPOINT a;
+INSERT INTO cancelled VALUES ($t, 'kept');
+COMMIT;
+SQL
+)$'\n'
+done
+n=$(grep -c 'canceling statement' <<<"$out")
+is "$((n >= 5))|$(grep -ciE 'warning|leak|terminated|closed' <<<"$out")" "1|0" \
+   "cancels inside a flush in a savepoint ($n of 8 cancelled): no warning, no lost connection"
+is "$(q -d $DB -c "SELECT count(*), min(record_id->>'id'), max(record_id->>'id') FROM audit.event WHERE table_name = 'cancelled' AND class = 'data'")|$(q -d $DB -c "SELECT count(*) FROM cancelled")" \
+   "8|1000|800|8" "only the statements after the rollback have events"
+
 done_testing
