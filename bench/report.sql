@@ -22,7 +22,7 @@ CREATE TEMP TABLE raw (
 
 CREATE TEMP VIEW med AS
 SELECT phase, variant,
-       CASE variant WHEN 'base' THEN 1 WHEN 'audit_ext' THEN 2 ELSE 3 END AS vord,
+       CASE variant WHEN 'base' THEN 1 WHEN 'audit_ext' THEN 2 WHEN 'table_log' THEN 3 ELSE 4 END AS vord,
        count(*) AS n,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY tps)                         AS tps,
        min(tps) AS tps_min, max(tps) AS tps_max,

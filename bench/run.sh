@@ -7,7 +7,10 @@
 #   DURATION=5 CYCLES=1 bash bench/run.sh    (quick smoke run)
 #
 # Knobs: DURATION (seconds per pgbench run, default 30), CYCLES (default 3),
-# SCALE (pgbench scale, default 10), KEEP_CLUSTER=1 keeps /tmp/audit_bench.
+# SCALE (pgbench scale, default 10), KEEP_CLUSTER=1 keeps /tmp/audit_bench,
+# FLOOR=1 adds the diagnostic variant audit_noidx: audit_ext with every index
+# of the data-event partitions dropped, i.e. what capture and the heap writes
+# cost without index maintenance (not a configuration anyone should run).
 # Progress goes to stderr; the Markdown report goes to stdout and to
 # bench/results/latest.md, the per-run numbers to bench/results/raw.csv.
 set -euo pipefail
@@ -16,6 +19,7 @@ DURATION=${DURATION:-30}
 CYCLES=${CYCLES:-3}
 SCALE=${SCALE:-10}
 KEEP_CLUSTER=${KEEP_CLUSTER:-0}
+FLOOR=${FLOOR:-0}
 CLIENTS=2
 THREADS=2
 PORT=${PORT:-5498}
@@ -27,6 +31,7 @@ RESULTS=$BENCH/results
 RAW=$RESULTS/raw.csv
 REPORT=$RESULTS/latest.md
 VARIANTS=(base audit_ext table_log)
+[ "$FLOOR" = 1 ] && VARIANTS+=(audit_noidx)
 AUDITED_TABLES=(pgbench_accounts pgbench_tellers pgbench_branches)
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -124,7 +129,7 @@ enable_trail() {
     local variant=$1 db=$2 tbl=$3
     case $variant in
         base) ;;
-        audit_ext) sql "$db" -c "SELECT audit.enable('public.$tbl')" >/dev/null ;;
+        audit_ext | audit_noidx) sql "$db" -c "SELECT audit.enable('public.$tbl')" >/dev/null ;;
         table_log) sql "$db" -c "SELECT table_log_init(5, 'public', '$tbl', 'tlog', '${tbl}_log')" >/dev/null ;;
     esac
 }
@@ -157,10 +162,19 @@ for v in "${VARIANTS[@]}"; do
     pgbench -i -s "$SCALE" -q "$db" >"$RESULTS/init-$v.log" 2>&1 || die "pgbench -i failed for $db, see $RESULTS/init-$v.log"
     sql "$db" -f "$BENCH/setup.sql"
     case $v in
-        audit_ext) sql "$db" -c "CREATE EXTENSION audit_ext" ;;
+        audit_ext | audit_noidx) sql "$db" -c "CREATE EXTENSION audit_ext" ;;
         table_log) sql "$db" -c "CREATE EXTENSION table_log" -c "CREATE SCHEMA tlog" ;;
     esac
     for t in "${AUDITED_TABLES[@]}"; do enable_trail "$v" "$db" "$t"; done
+    if [ "$v" = audit_noidx ]; then
+        sql "$db" -c "SET audit_ext.protect_trail = off" -c "
+            DO \$\$ DECLARE i regclass; BEGIN
+                FOR i IN SELECT x.indexrelid::regclass FROM pg_index x
+                          WHERE x.indrelid IN (SELECT relid FROM pg_partition_tree('audit.event_data') WHERE isleaf) LOOP
+                    EXECUTE format('DROP INDEX %s', i);
+                END LOOP;
+            END \$\$" >/dev/null
+    fi
     sql "$db" -c "VACUUM ANALYZE"
 done
 sql postgres -c "CHECKPOINT"
@@ -283,7 +297,9 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
     echo "- Knobs: DURATION=$DURATION s, CYCLES=$CYCLES, SCALE=$SCALE (pgbench -c $CLIENTS -j $THREADS -M prepared)"
     echo "- Load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes the OLTP numbers noisy)"
     echo "- Cluster: synchronous_commit=off, shared_buffers=1GB, max_wal_size=8GB, checkpoint_timeout=30min, fsync=on, shared_preload_libraries=audit_ext (in all variants)"
-    echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog"
+    floor_note=""
+    [ "$FLOOR" = 1 ] && floor_note="; audit_noidx (diagnostic, FLOOR=1) = audit_ext with no index on the data-event partitions"
+    echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog$floor_note"
     echo "- Order rotated per cycle; medians over cycles; ratios are ratios of medians. WAL = pg_current_wal_lsn() difference; audit bytes = growth of pg_total_relation_size over schema audit (audit_ext) or tlog (table_log); audit rows = events (audit.event_id_seq) or log rows (table_log sequences)."
     echo
     sql postgres -f "$BENCH/report.sql" <"$RAW"

@@ -16,6 +16,8 @@
  * each in its own transaction,
  *		SELECT audit.create_partitions(audit_ext.partitions_ahead);
  *		SELECT ... FROM audit.prune();
+ *		SELECT audit.chain_checkpoint();
+ *		SELECT gin_clean_pending_list(...) of the event partitions' GIN indexes;
  * as the bootstrap superuser, and exits.  One at a time: maintenance must
  * not compete with the workload for more than one core.  Template databases
  * and databases that refuse connections are skipped (a connection to a
@@ -322,5 +324,19 @@ audit_maintenance_db_main(Datum main_arg)
 						(long long) pruned, db_name)));
 	/* the heads of this database's hash chains (chain.c) */
 	(void) run_step("recording chain checkpoints", "SELECT audit.chain_checkpoint()::bigint");
+
+	/*
+	 * Autovacuum merges the record indexes' GIN pending lists (see
+	 * audit.tune_event_partition()); this is the backstop for a database
+	 * where it is off or behind, so that no user statement finds a full
+	 * 64 MB list to merge.  An empty list costs one metapage read.
+	 */
+	(void) run_step("merging GIN pending lists",
+					"SELECT coalesce(sum(pg_catalog.gin_clean_pending_list(i.indexrelid::pg_catalog.regclass)), 0)::bigint"
+					"  FROM pg_catalog.pg_index i"
+					"  JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid"
+					"  JOIN pg_catalog.pg_am a ON a.oid = c.relam"
+					" WHERE a.amname = 'gin'"
+					"   AND i.indrelid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree('audit.event') t WHERE t.isleaf)");
 	proc_exit(0);
 }

@@ -205,4 +205,23 @@ is "$(q -d ret_restored -c "SELECT string_agg(class || ' ' || keep || ' ' || arc
 is "$(q -d ret_restored -c "SELECT count(*) FROM audit.archives")" "4" "the archive catalog is restored"
 is "$(q -d ret_restored -c "SELECT count(*) FROM pg_trigger WHERE tgname = 'audit_append_only' AND tgenabled <> 'A'")" "0" \
    "restored partitions are protected (ENABLE ALWAYS)"
+# --- GIN pending lists: autovacuum settings, the worker's backstop -----------
+is "$(q -d postgres -c "SELECT count(*) FROM pg_partition_tree('audit.event') t JOIN pg_class c ON c.oid = t.relid
+                         WHERE t.isleaf AND NOT c.reloptions @> '{autovacuum_vacuum_insert_threshold=20000,autovacuum_vacuum_insert_scale_factor=0}'")" "0" \
+   "every event partition, the worker's included, is vacuumed after 20,000 inserts"
+q -d postgres -c "CREATE DATABASE ret_pending" >/dev/null
+q -d ret_pending >/dev/null <<'SQL'
+CREATE EXTENSION audit_ext;
+CREATE EXTENSION pgstattuple;
+CREATE TABLE pend (id int PRIMARY KEY);
+SELECT audit.enable('pend');
+INSERT INTO pend SELECT generate_series(1, 5000);
+SQL
+cur_idx="audit.event_data_p$(date -u +%Y%m)_record_idx"
+# 5,000 events stay below autovacuum's threshold: only the maintenance worker merges them
+wait_for "SELECT pending_tuples = 0 FROM pgstatginindex('$cur_idx')" 20 ret_pending
+is "$?" "0" "the maintenance worker merges the GIN pending list of the record index"
+is "$(q -d ret_pending -c "SELECT count(*) FROM audit.event WHERE record_id @> '{\"id\": 4711}' AND table_name = 'pend'")" "1" \
+   "records are found after the merge"
+
 done_testing
