@@ -33,6 +33,7 @@
 #include "storage/latch.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
+#include "utils/reltrigger.h"
 
 /* GUCs (audit_ext.c) */
 extern char *audit_actor;
@@ -118,7 +119,9 @@ extern void audit_statement_xact_end(bool abort, bool top_level);
 extern void audit_capture_invalidate(Oid relid);
 extern void audit_capture_xact_end(void);
 extern bool audit_has_own_trigger(Oid relid);
-extern Oid	audit_audited_root(Oid relid);
+extern bool audit_recorded_names(Oid relid, bool clone, char **schema_name,
+								 char **table_name);
+extern Trigger *audit_row_trigger(Relation rel);
 
 /* row_json.c */
 typedef enum AuditJsonCategory

@@ -133,7 +133,7 @@ audit_has_own_trigger(Oid relid)
  * nearest ancestor with a trigger of its own (events, refusals and reads are
  * recorded under that name).  relid itself when there is none.
  */
-Oid
+static Oid
 audit_audited_root(Oid relid)
 {
 	ListCell   *lc;
@@ -144,6 +144,42 @@ audit_audited_root(Oid relid)
 			return lfirst_oid(lc);
 	}
 	return relid;
+}
+
+/*
+ * The names the events of relid are recorded under: its own, or for a
+ * partition whose audit trigger is a clone, its audited root's.  False when
+ * a name is gone (the relation was dropped meanwhile).
+ */
+bool
+audit_recorded_names(Oid relid, bool clone, char **schema_name, char **table_name)
+{
+	Oid			root = clone ? audit_audited_root(relid) : relid;
+
+	*schema_name = get_namespace_name(get_rel_namespace(root));
+	*table_name = get_rel_name(root);
+	return *schema_name != NULL && *table_name != NULL;
+}
+
+/*
+ * The audit row trigger of a table or partitioned table, or NULL.  It points
+ * into rel's trigger descriptor: valid while rel is open.
+ */
+Trigger *
+audit_row_trigger(Relation rel)
+{
+	if (rel->trigdesc == NULL ||
+		(rel->rd_rel->relkind != RELKIND_RELATION &&
+		 rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE))
+		return NULL;
+	for (int i = 0; i < rel->trigdesc->numtriggers; i++)
+	{
+		Trigger    *tg = &rel->trigdesc->triggers[i];
+
+		if (strcmp(tg->tgname, "audit_ext_row") == 0)
+			return tg;
+	}
+	return NULL;
 }
 
 /* Parse a text[] literal trigger argument into a list of names. */
@@ -206,7 +242,6 @@ get_rel_cache(Relation rel, Trigger *trigger)
 	bool		found;
 	MemoryContext old;
 	TupleDesc	desc = RelationGetDescr(rel);
-	Oid			root = relid;
 	Oid			pkindex;
 
 	if (rel_cache == NULL)
@@ -241,14 +276,13 @@ get_rel_cache(Relation rel, Trigger *trigger)
 	old = MemoryContextSwitchTo(rc->mcxt);
 
 	/* Events of a partition are recorded under the audited partitioned table. */
-	if (rel->rd_rel->relispartition && trigger->tgisclone)
-		root = audit_audited_root(relid);
 	{
-		char	   *nsp = get_namespace_name(get_rel_namespace(root));
-		char	   *name = get_rel_name(root);
+		char	   *nsp;
+		char	   *name;
 
-		if (nsp == NULL || name == NULL)
-			elog(ERROR, "cache lookup failed for relation %u", root);
+		if (!audit_recorded_names(relid, rel->rd_rel->relispartition && trigger->tgisclone,
+								  &nsp, &name))
+			elog(ERROR, "cache lookup failed for relation %u", relid);
 		rc->schema_name = CStringGetTextDatum(nsp);
 		rc->table_name = CStringGetTextDatum(name);
 	}

@@ -73,39 +73,21 @@ static bool
 audited_names(Oid relid, DeniedTable *t)
 {
 	Relation	rel = RelationIdGetRelation(relid);
+	Trigger    *tg;
 	bool		audited = false;
 	bool		clone = false;
-	Oid			root = relid;
 	char	   *nsp;
 	char	   *name;
 
 	if (!RelationIsValid(rel))
 		return false;
-	if (rel->trigdesc &&
-		(rel->rd_rel->relkind == RELKIND_RELATION ||
-		 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE))
+	if ((tg = audit_row_trigger(rel)) != NULL)
 	{
-		for (int i = 0; i < rel->trigdesc->numtriggers; i++)
-		{
-			Trigger    *tg = &rel->trigdesc->triggers[i];
-
-			if (strcmp(tg->tgname, "audit_ext_row") == 0)
-			{
-				audited = true;
-				clone = tg->tgisclone;
-				break;
-			}
-		}
+		audited = true;
+		clone = tg->tgisclone;
 	}
 	RelationClose(rel);
-	if (!audited)
-		return false;
-
-	if (clone)
-		root = audit_audited_root(relid);
-	nsp = get_namespace_name(get_rel_namespace(root));
-	name = get_rel_name(root);
-	if (nsp == NULL || name == NULL)
+	if (!audited || !audit_recorded_names(relid, clone, &nsp, &name))
 		return false;
 	strlcpy(t->schema_name, nsp, sizeof(t->schema_name));
 	strlcpy(t->table_name, name, sizeof(t->table_name));

@@ -125,39 +125,24 @@ static void
 fill_rel_entry(ReadRelEntry *e)
 {
 	Relation	rel = RelationIdGetRelation(e->relid);
+	Trigger    *tg;
 	bool		clone = false;
-	Oid			root = e->relid;
 	char	   *nsp;
 	char	   *name;
 
 	e->log_reads = false;
 	if (!RelationIsValid(rel))
 		return;
-	if (rel->trigdesc &&
-		(rel->rd_rel->relkind == RELKIND_RELATION ||
-		 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE))
+	if ((tg = audit_row_trigger(rel)) != NULL)
 	{
-		for (int i = 0; i < rel->trigdesc->numtriggers; i++)
-		{
-			Trigger    *tg = &rel->trigdesc->triggers[i];
-
-			if (strcmp(tg->tgname, "audit_ext_row") == 0)
-			{
-				e->log_reads = trigger_logs_reads(tg);
-				clone = tg->tgisclone;
-				break;
-			}
-		}
+		e->log_reads = trigger_logs_reads(tg);
+		clone = tg->tgisclone;
 	}
 	RelationClose(rel);
 	if (!e->log_reads)
 		return;
 
-	if (clone)
-		root = audit_audited_root(e->relid);
-	nsp = get_namespace_name(get_rel_namespace(root));
-	name = get_rel_name(root);
-	if (nsp == NULL || name == NULL)
+	if (!audit_recorded_names(e->relid, clone, &nsp, &name))
 	{
 		e->log_reads = false;
 		return;
