@@ -25,9 +25,9 @@ BEGIN
     -- record history: record_id @> '{"id": 42}'.  GIN with its pending list
     -- turns random-key inserts into appends (a btree on the key wrote a
     -- full-page image for most OLTP inserts after each checkpoint); the list
-    -- is merged by (auto)vacuum, see audit.tune_event_partition().
+    -- is merged by (auto)vacuum; its size is set by audit.tune_event_partition().
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin (record_id jsonb_path_ops) '
-                   'WITH (fastupdate = on, gin_pending_list_limit = 65536)', name || '_record_idx', part);
+                   'WITH (fastupdate = on)', name || '_record_idx', part);
     -- what one actor did, newest first
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (actor, id)', name || '_actor_idx', part);
     -- time ranges inside a partition: tiny, and nearly free to maintain

@@ -637,6 +637,7 @@ audit_flush_events(void)
 	volatile bool pushed_snapshot = false;
 	volatile int kept = 0;
 	ResourceOwner save_owner = CurrentResourceOwner;
+	ResourceOwner write_owner = save_owner ? save_owner : TopTransactionResourceOwner;
 
 	if (buffer_len == 0 || flushing)
 		return;
@@ -676,7 +677,7 @@ audit_flush_events(void)
 		 * writing belong to the caller's: a cancel in the middle of an index
 		 * insertion inside a savepoint must not leave a pin behind.
 		 */
-		CurrentResourceOwner = save_owner ? save_owner : TopTransactionResourceOwner;
+		CurrentResourceOwner = write_owner;
 
 		cid = GetCurrentCommandId(true);
 		writer.estate->es_output_cid = cid;
@@ -715,7 +716,7 @@ audit_flush_events(void)
 				leaf = ExecFindPartition(writer.mtstate, writer.root_rri,
 										 writer.proute, writer.root_slot,
 										 writer.estate);
-				CurrentResourceOwner = save_owner ? save_owner : TopTransactionResourceOwner;
+				CurrentResourceOwner = write_owner;
 				writer.leaf_key_valid = false;
 			}
 			if (leaf != writer.leaf || n >= AUDIT_FLUSH_EVENTS)
