@@ -33,6 +33,8 @@
 #include "libpq/auth.h"
 #include "libpq/hba.h"
 #include "libpq/libpq-be.h"
+#include "access/xact.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "postmaster/postmaster.h"
 #include "storage/ipc.h"
@@ -81,6 +83,40 @@ audit_fill_entry_from_port(AuditQueueEntry *e, Port *port,
 							   e->client_addr, sizeof(e->client_addr),
 							   NULL, 0, NI_NUMERICHOST) != 0)
 			e->client_addr[0] = '\0';
+	}
+}
+
+/*
+ * The running statement's context for a queue record made in a backend
+ * (refused statements, reads): statement time, current and session user,
+ * audit_ext.actor and the statement text, each cut to its field on a
+ * character boundary.
+ */
+void
+audit_fill_entry_from_statement(AuditQueueEntry *e, const char *query)
+{
+	e->event_time = GetCurrentStatementStartTimestamp();
+	strlcpy(e->user_name, GetUserNameFromId(GetUserId(), false),
+			sizeof(e->user_name));
+	strlcpy(e->session_user_name, GetUserNameFromId(GetSessionUserId(), false),
+			sizeof(e->session_user_name));
+	if (audit_actor && audit_actor[0] != '\0')
+	{
+		int			len = pg_mbcliplen(audit_actor, strlen(audit_actor),
+									   sizeof(e->actor) - 1);
+
+		memcpy(e->actor, audit_actor, len);
+		e->actor[len] = '\0';
+	}
+	if (query && audit_log_statement_text)
+	{
+		int			len = pg_mbcliplen(query, strlen(query),
+									   Min(sizeof(e->statement) - 1,
+										   audit_max_statement_length));
+
+		memcpy(e->statement, query, len);
+		e->statement[len] = '\0';
+		e->redact_statement = (audit_statement_literals == AUDIT_LITERALS_REDACT);
 	}
 }
 

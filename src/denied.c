@@ -106,29 +106,7 @@ denied_add(DeniedState *d, const char *action, DeniedTable *t)
 		d->cxt = CurrentMemoryContext;
 		e = &d->entry;
 		audit_fill_entry_from_port(e, MyProcPort, "data", action, true);
-		e->event_time = GetCurrentStatementStartTimestamp();
-		strlcpy(e->user_name, GetUserNameFromId(GetUserId(), false),
-				sizeof(e->user_name));
-		strlcpy(e->session_user_name, GetUserNameFromId(GetSessionUserId(), false),
-				sizeof(e->session_user_name));
-		if (audit_actor && audit_actor[0] != '\0')
-		{
-			int			len = strlen(audit_actor);
-
-			len = pg_mbcliplen(audit_actor, len, sizeof(e->actor) - 1);
-			memcpy(e->actor, audit_actor, len);
-			e->actor[len] = '\0';
-		}
-		if (query && audit_log_statement_text)
-		{
-			int			len = strlen(query);
-
-			len = pg_mbcliplen(query, len, Min(sizeof(e->statement) - 1,
-											   audit_max_statement_length));
-			memcpy(e->statement, query, len);
-			e->statement[len] = '\0';
-			e->redact_statement = (audit_statement_literals == AUDIT_LITERALS_REDACT);
-		}
+		audit_fill_entry_from_statement(e, query);
 	}
 	for (int i = 0; i < d->ntables; i++)
 		if (strcmp(d->tables[i].schema_name, t->schema_name) == 0 &&

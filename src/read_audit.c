@@ -190,29 +190,7 @@ prepare_entry(const char *source_text)
 	const char *query = debug_query_string ? debug_query_string : source_text;
 
 	audit_fill_entry_from_port(e, MyProcPort, "read", "SELECT", false);
-	e->event_time = GetCurrentStatementStartTimestamp();
-	strlcpy(e->user_name, GetUserNameFromId(GetUserId(), false),
-			sizeof(e->user_name));
-	strlcpy(e->session_user_name, GetUserNameFromId(GetSessionUserId(), false),
-			sizeof(e->session_user_name));
-	if (audit_actor && audit_actor[0] != '\0')
-	{
-		int			len = pg_mbcliplen(audit_actor, strlen(audit_actor),
-									   sizeof(e->actor) - 1);
-
-		memcpy(e->actor, audit_actor, len);
-		e->actor[len] = '\0';
-	}
-	if (query && audit_log_statement_text)
-	{
-		int			len = pg_mbcliplen(query, strlen(query),
-									   Min(sizeof(e->statement) - 1,
-										   audit_max_statement_length));
-
-		memcpy(e->statement, query, len);
-		e->statement[len] = '\0';
-		e->redact_statement = (audit_statement_literals == AUDIT_LITERALS_REDACT);
-	}
+	audit_fill_entry_from_statement(e, query);
 }
 
 static void
