@@ -68,26 +68,39 @@ typedef struct DeniedState
 
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 
-/* The audited table (root of a partition tree) this relation belongs to. */
+/*
+ * Is this relation audited (does it carry our row trigger)?  Only the
+ * relcache entry is read.  *clone: the trigger was cloned from a
+ * partitioned parent.
+ */
 static bool
-audited_names(Oid relid, DeniedTable *t)
+has_row_trigger(Oid relid, bool *clone)
 {
 	Relation	rel = RelationIdGetRelation(relid);
 	Trigger    *tg;
 	bool		audited = false;
-	bool		clone = false;
-	char	   *nsp;
-	char	   *name;
 
 	if (!RelationIsValid(rel))
 		return false;
 	if ((tg = audit_row_trigger(rel)) != NULL)
 	{
 		audited = true;
-		clone = tg->tgisclone;
+		*clone = tg->tgisclone;
 	}
 	RelationClose(rel);
-	if (!audited || !audit_recorded_names(relid, clone, &nsp, &name))
+	return audited;
+}
+
+/* The audited table (root of a partition tree) this relation belongs to. */
+static bool
+audited_names(Oid relid, DeniedTable *t)
+{
+	bool		clone = false;
+	char	   *nsp;
+	char	   *name;
+
+	if (!has_row_trigger(relid, &clone) ||
+		!audit_recorded_names(relid, clone, &nsp, &name))
 		return false;
 	strlcpy(t->schema_name, nsp, sizeof(t->schema_name));
 	strlcpy(t->table_name, name, sizeof(t->table_name));
@@ -186,17 +199,26 @@ prepare_executor(QueryDesc *queryDesc)
 		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
 		DeniedTable t;
 		Oid			userid;
+		bool		clone = false;
 
 		if (rte->rtekind != RTE_RELATION || rte->requiredPerms == 0)
 			continue;
 		if (rte->relkind != RELKIND_RELATION &&
 			rte->relkind != RELKIND_PARTITIONED_TABLE)
 			continue;
-		if (!audited_names(rte->relid, &t))
+
+		/*
+		 * Cheapest test first: this runs for every statement.  Looking up
+		 * the recorded names (syscache, strings) before the privilege check
+		 * was 0.8% of an audited OLTP backend's CPU.
+		 */
+		if (!has_row_trigger(rte->relid, &clone))
 			continue;
 		userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
 		if (pg_class_aclmask(rte->relid, userid, rte->requiredPerms,
 							 ACLMASK_ALL) == rte->requiredPerms)
+			continue;
+		if (!audited_names(rte->relid, &t))
 			continue;
 		d = denied_add(d, action, &t);
 	}

@@ -30,6 +30,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "executor/execPartition.h"
@@ -37,6 +38,8 @@
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "nodes/parsenodes.h"
+#include "partitioning/partdesc.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/resowner.h"
@@ -44,8 +47,10 @@
 #include "utils/inet.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/partcache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "audit_ext.h"
@@ -502,6 +507,93 @@ parent_of_leaf(Oid leaf)
 	return parent_of_leaf_parent;
 }
 
+/*
+ * The event_time range of the last leaf written, kept across transactions.
+ * Each statement has its own event_time, so without it every statement of
+ * an OLTP transaction went through ExecFindPartition() again (0.9% of an
+ * audited backend's CPU): an event of the same class whose time falls in
+ * the leaf's own bound goes to the same leaf.  Only a leaf whose parent is
+ * range-partitioned on event_time alone gets a range; a default partition
+ * gets none (a partition created later may take part of what it holds).
+ */
+static struct
+{
+	Oid			leaf;			/* InvalidOid: nothing known */
+	bool		ranged;
+	TimestampTz lo;				/* inclusive */
+	TimestampTz hi;				/* exclusive */
+}			leaf_range;
+
+static bool
+range_bound_value(List *datums, TimestampTz *value)
+{
+	PartitionRangeDatum *d;
+	Const	   *c;
+
+	if (list_length(datums) != 1)
+		return false;
+	d = linitial_node(PartitionRangeDatum, datums);
+	if (d->kind != PARTITION_RANGE_DATUM_VALUE || !IsA(d->value, Const))
+		return false;
+	c = (Const *) d->value;
+	if (c->constisnull || c->consttype != TIMESTAMPTZOID)
+		return false;
+	*value = DatumGetTimestampTz(c->constvalue);
+	return true;
+}
+
+static void
+leaf_range_load(Oid leaf)
+{
+	Relation	parent;
+	PartitionKey key;
+	bool		on_time;
+	HeapTuple	tp;
+	Datum		bound;
+	bool		isnull;
+	PartitionBoundSpec *spec;
+
+	leaf_range.leaf = leaf;
+	leaf_range.ranged = false;
+
+	parent = RelationIdGetRelation(parent_of_leaf(leaf));
+	if (!RelationIsValid(parent))
+		return;
+	key = RelationGetPartitionKey(parent);
+	on_time = key != NULL && key->strategy == PARTITION_STRATEGY_RANGE &&
+		key->partnatts == 1 && key->partattrs[0] != 0 &&
+		key->parttypid[0] == TIMESTAMPTZOID &&
+		strcmp(NameStr(TupleDescAttr(RelationGetDescr(parent),
+									 key->partattrs[0] - 1)->attname),
+			   "event_time") == 0;
+	RelationClose(parent);
+	if (!on_time)
+		return;
+
+	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(leaf));
+	if (!HeapTupleIsValid(tp))
+		return;
+	bound = SysCacheGetAttr(RELOID, tp, Anum_pg_class_relpartbound, &isnull);
+	if (!isnull)
+	{
+		spec = castNode(PartitionBoundSpec, stringToNode(TextDatumGetCString(bound)));
+		if (!spec->is_default && spec->strategy == PARTITION_STRATEGY_RANGE &&
+			range_bound_value(spec->lowerdatums, &leaf_range.lo) &&
+			range_bound_value(spec->upperdatums, &leaf_range.hi))
+			leaf_range.ranged = true;
+	}
+	ReleaseSysCache(tp);
+}
+
+/* Does an event at time t (of the leaf's class) belong to this leaf? */
+static bool
+leaf_holds_time(Oid leaf, TimestampTz t)
+{
+	if (leaf != leaf_range.leaf)
+		leaf_range_load(leaf);
+	return leaf_range.ranged && t >= leaf_range.lo && t < leaf_range.hi;
+}
+
 static void
 writer_track(Oid relid)
 {
@@ -520,6 +612,9 @@ audit_writer_invalidate(Oid relid)
 	if (!OidIsValid(relid) || relid == parent_of_leaf_leaf ||
 		relid == parent_of_leaf_parent)
 		parent_of_leaf_leaf = parent_of_leaf_parent = InvalidOid;
+	if (!OidIsValid(relid) || relid == leaf_range.leaf ||
+		!OidIsValid(parent_of_leaf_leaf))
+		leaf_range.leaf = InvalidOid;
 	if (!OidIsValid(relid) || relid == event_table.relid ||
 		!OidIsValid(event_table.relid))
 		event_table.valid = false;
@@ -702,11 +797,16 @@ audit_flush_events(void)
 				continue;
 			}
 
-			/* every row of a statement has the same key: route it once */
+			/*
+			 * Every row of a statement has the same key, and the statements
+			 * of a transaction mostly the same leaf: route once.
+			 */
 			if (writer.leaf_key_valid &&
-				buffer[i].event_time == writer.leaf_event_time &&
 				buffer[i].class_name[0] != '\0' &&
-				strcmp(buffer[i].class_name, writer.leaf_class_name) == 0)
+				strcmp(buffer[i].class_name, writer.leaf_class_name) == 0 &&
+				(buffer[i].event_time == writer.leaf_event_time ||
+				 leaf_holds_time(RelationGetRelid(writer.leaf->ri_RelationDesc),
+								 buffer[i].event_time)))
 				leaf = writer.leaf;
 			else
 			{

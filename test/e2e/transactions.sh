@@ -106,4 +106,40 @@ is "$((n >= 5))|$(grep -ciE 'warning|leak|terminated|closed' <<<"$out")" "1|0" \
 is "$(q -d $DB -c "SELECT count(*), min(record_id->>'id'), max(record_id->>'id') FROM audit.event WHERE table_name = 'cancelled' AND class = 'data'")|$(q -d $DB -c "SELECT count(*) FROM cancelled")" \
    "8|1000|800|8" "only the statements after the rollback have events"
 
+# Routing is skipped while events stay within the last leaf's own time range:
+# a transaction whose statements cross partition boundaries still puts each
+# event in the partition of its own event_time.  The month's partition is
+# replaced by three of a few seconds each (in a database of its own).
+RDB=audit_e2e_route
+dropdb --if-exists $RDB 2>/dev/null; createdb $RDB
+routed=$(psql -X -q -At -v ON_ERROR_STOP=1 -d $RDB 2>&1 <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION audit_ext;
+CREATE TABLE routed (id int PRIMARY KEY);
+SELECT audit.enable('routed') \g /dev/null
+INSERT INTO routed VALUES (0);
+SELECT tableoid::regclass AS leaf FROM audit.event WHERE table_name = 'routed' AND class = 'data' \gset
+SET audit_ext.protect_trail = off;
+ALTER TABLE audit.event_data DETACH PARTITION :leaf;
+RESET audit_ext.protect_trail;
+SELECT clock_timestamp() - interval '0.5 s' AS t0 \gset
+SELECT format('CREATE TABLE audit.event_data_r%s PARTITION OF audit.event_data FOR VALUES FROM (%L) TO (%L)',
+              i, :'t0'::timestamptz + (i - 1) * interval '3 s',
+              :'t0'::timestamptz + CASE WHEN i = 3 THEN interval '1 hour' ELSE i * interval '3 s' END)
+FROM generate_series(1, 3) i \gexec
+BEGIN;
+INSERT INTO routed VALUES (1);
+SELECT pg_sleep(extract(epoch FROM :'t0'::timestamptz + interval '3.2 s' - clock_timestamp())) \g /dev/null
+INSERT INTO routed VALUES (2);
+SELECT pg_sleep(extract(epoch FROM :'t0'::timestamptz + interval '6.2 s' - clock_timestamp())) \g /dev/null
+UPDATE routed SET id = 3 WHERE id = 2;
+COMMIT;
+SELECT string_agg(tableoid::regclass || ':' || (record_id->>'id'), ' ' ORDER BY id)
+FROM audit.event WHERE table_name = 'routed' AND class = 'data';
+SQL
+)
+is "$routed" "audit.event_data_r1:1 audit.event_data_r2:2 audit.event_data_r3:2" \
+   "one transaction across three partitions: each event in the partition of its time"
+dropdb $RDB
+
 done_testing
