@@ -40,7 +40,18 @@
  */
 #include "postgres.h"
 
+/*
+ * SHA256_Init() and friends are deprecated in OpenSSL 3 in favour of EVP, but
+ * EVP allocates and frees a provider context at every EVP_DigestInit_ex()
+ * (malloc, cleanse, free for one 400-byte hash per event).  The one-shot
+ * SHA256() is no better: in OpenSSL 3 it fetches the algorithm every time.
+ */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/evp.h>
+#include <openssl/sha.h>
+#if !defined(OPENSSL_NO_DEPRECATED_3_0) && defined(SHA256_DIGEST_LENGTH)
+#define CHAIN_ONE_SHOT_SHA256 1
+#endif
 
 #include "access/htup_details.h"
 #include "access/twophase.h"
@@ -153,8 +164,10 @@ static int	pending_cap = 0;
 
 static void apply_pending_marks(void);
 
+#ifndef CHAIN_ONE_SHOT_SHA256
 static EVP_MD_CTX *md_ctx = NULL;
 static const EVP_MD *md_sha256 = NULL;
+#endif
 
 int			audit_chain_checkpoint_interval = 300;
 
@@ -357,6 +370,7 @@ void
 audit_chain_compute(const uint8 *prev, uint64 lane, int64 seq,
 		   const Datum *values, const bool *nulls, uint8 *out)
 {
+#ifndef CHAIN_ONE_SHOT_SHA256
 	unsigned int outlen = 0;
 
 	if (md_ctx == NULL)
@@ -373,6 +387,7 @@ audit_chain_compute(const uint8 *prev, uint64 lane, int64 seq,
 		if (md_sha256 == NULL)
 			md_sha256 = EVP_sha256();
 	}
+#endif
 	ser_len = 0;
 	ser_append("AUD1", 4);
 	ser_append(prev, CHAIN_HASH_LEN);
@@ -405,10 +420,22 @@ audit_chain_compute(const uint8 *prev, uint64 lane, int64 seq,
 				break;
 		}
 	}
+#ifndef CHAIN_ONE_SHOT_SHA256
 	if (EVP_DigestInit_ex(md_ctx, md_sha256, NULL) != 1 ||
 		EVP_DigestUpdate(md_ctx, ser_buf, ser_len) != 1 ||
 		EVP_DigestFinal_ex(md_ctx, out, &outlen) != 1 || outlen != CHAIN_HASH_LEN)
 		elog(ERROR, "audit_ext: SHA-256 computation failed");
+#else
+	StaticAssertStmt(SHA256_DIGEST_LENGTH == CHAIN_HASH_LEN, "SHA-256 is 32 bytes");
+	{
+		SHA256_CTX	sha;
+
+		if (SHA256_Init(&sha) != 1 ||
+			SHA256_Update(&sha, ser_buf, ser_len) != 1 ||
+			SHA256_Final(out, &sha) != 1)
+			elog(ERROR, "audit_ext: SHA-256 computation failed");
+	}
+#endif
 	/* do not keep the memory of one huge event for the whole session */
 	if (ser_cap > 1024 * 1024)
 	{

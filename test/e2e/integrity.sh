@@ -142,6 +142,36 @@ is "$(q -d postgres -c "SELECT audit.event_hash(e, coalesce((SELECT p.hash FROM 
           AND p.chain_lane = e.chain_lane AND p.chain_seq = e.chain_seq - 1), decode(repeat('00', 32), 'hex'))) = e.hash
           FROM audit.event e WHERE id = $victim")" "t" "audit.event_hash() reproduces a stored hash"
 
+# The hash is the SHA-256 of the serialisation documented in docs/integrity.md,
+# recomputed here without audit_ext: PostgreSQL's own sha256() over the bytes
+# of a TRUNCATE event (no jsonb, inet or array value, whose binary forms SQL
+# cannot produce; a Unix-socket connection has no client address).
+q -d postgres -c "CREATE TABLE hash_probe (id int PRIMARY KEY)" -c "SELECT audit.enable('hash_probe')" \
+  -c "TRUNCATE hash_probe" >/dev/null
+is "$(q -q -d postgres <<'SQL'
+CREATE FUNCTION pg_temp.f(b bytea) RETURNS bytea LANGUAGE sql
+    AS $$ SELECT CASE WHEN b IS NULL THEN '\x00'::bytea ELSE '\x01'::bytea || b END $$;
+CREATE FUNCTION pg_temp.t(x text) RETURNS bytea LANGUAGE sql
+    AS $$ SELECT int4send(octet_length(x)) || textsend(x) $$;
+SELECT e.hash = sha256('AUD1'::bytea
+         || coalesce(p.hash, decode(repeat('00', 32), 'hex'))
+         || int8send(e.chain_lane) || int8send(e.chain_seq)
+         || pg_temp.f(int8send(e.id)) || pg_temp.f(timestamptz_send(e.event_time))
+         || pg_temp.f(pg_temp.t(e.class)) || pg_temp.f(pg_temp.t(e.action)) || pg_temp.f(pg_temp.t(e.status))
+         || pg_temp.f(pg_temp.t(e.db_user)) || pg_temp.f(pg_temp.t(e.session_user))
+         || pg_temp.f(pg_temp.t(e.actor)) || '\x00'::bytea || pg_temp.f(pg_temp.t(e.application_name))
+         || pg_temp.f(int4send(e.backend_pid)) || pg_temp.f(int8send(e.txid))
+         || pg_temp.f(int8send(e.statement_id)) || pg_temp.f(int4send(e.statement_seq))
+         || pg_temp.f(pg_temp.t(e.schema_name)) || pg_temp.f(pg_temp.t(e.table_name))
+         || '\x0000000000'::bytea)
+FROM audit.event e
+LEFT JOIN audit.event p ON p.class = e.class AND p.chain_lane = e.chain_lane AND p.chain_seq = e.chain_seq - 1
+WHERE e.table_name = 'hash_probe' AND e.action = 'TRUNCATE' AND e.client_addr IS NULL
+  AND e.record_id IS NULL AND e.old_data IS NULL AND e.new_data IS NULL
+  AND e.changed_columns IS NULL AND e.detail IS NULL;
+SQL
+)" "t" "a stored hash equals PostgreSQL's sha256() of the documented serialisation"
+
 # 6. A time window verifies what lies inside it.
 is "$(q -d postgres -c "SELECT verified, events > 0 FROM audit.verify(now() - interval '1 hour', now() + interval '1 hour')")" "t|t" \
    "verify over a time window"
