@@ -91,16 +91,17 @@ has_row_trigger(Oid relid, bool *clone)
 	return audited;
 }
 
-/* The audited table (root of a partition tree) this relation belongs to. */
+/*
+ * The names the audited relation's events are recorded under (its audited
+ * root's for a cloned trigger); false when it is gone.
+ */
 static bool
-audited_names(Oid relid, DeniedTable *t)
+audited_names(Oid relid, bool clone, DeniedTable *t)
 {
-	bool		clone = false;
 	char	   *nsp;
 	char	   *name;
 
-	if (!has_row_trigger(relid, &clone) ||
-		!audit_recorded_names(relid, clone, &nsp, &name))
+	if (!audit_recorded_names(relid, clone, &nsp, &name))
 		return false;
 	strlcpy(t->schema_name, nsp, sizeof(t->schema_name));
 	strlcpy(t->table_name, name, sizeof(t->table_name));
@@ -218,7 +219,7 @@ prepare_executor(QueryDesc *queryDesc)
 		if (pg_class_aclmask(rte->relid, userid, rte->requiredPerms,
 							 ACLMASK_ALL) == rte->requiredPerms)
 			continue;
-		if (!audited_names(rte->relid, &t))
+		if (!audited_names(rte->relid, clone, &t))
 			continue;
 		d = denied_add(d, action, &t);
 	}
@@ -301,7 +302,8 @@ audit_denied_prepare_utility(Node *stmt)
 			pg_class_aclcheck(relid, GetUserId(), mode) == ACLCHECK_OK ||
 			!audit_has_own_trigger(relid))
 			continue;
-		if (audited_names(relid, &t))
+		/* its own trigger: recorded under its own names */
+		if (audited_names(relid, false, &t))
 			d = denied_add(d, action, &t);
 	}
 	return d;
