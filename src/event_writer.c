@@ -487,42 +487,46 @@ typedef struct WriterState
 
 static WriterState writer;
 
-/* The parent of the last leaf written, kept across transactions. */
-static Oid	parent_of_leaf_leaf = InvalidOid;
-static Oid	parent_of_leaf_parent = InvalidOid;
-
 /*
- * get_partition_parent() reads pg_inherits: once per OLTP transaction it was
- * 1.2% of an audited backend's CPU.  Any relcache invalidation of a watched
- * relation (ATTACH/DETACH included) forgets the answer.
- */
-static Oid
-parent_of_leaf(Oid leaf)
-{
-	if (leaf != parent_of_leaf_leaf || !OidIsValid(parent_of_leaf_parent))
-	{
-		parent_of_leaf_parent = get_partition_parent(leaf, false);
-		parent_of_leaf_leaf = leaf;
-	}
-	return parent_of_leaf_parent;
-}
-
-/*
- * The event_time range of the last leaf written, kept across transactions.
- * Each statement has its own event_time, so without it every statement of
- * an OLTP transaction went through ExecFindPartition() again (0.9% of an
- * audited backend's CPU): an event of the same class whose time falls in
- * the leaf's own bound goes to the same leaf.  Only a leaf whose parent is
- * range-partitioned on event_time alone gets a range; a default partition
- * gets none (a partition created later may take part of what it holds).
+ * What the writer knows about the last leaf it wrote, kept across
+ * transactions and forgotten on any relcache invalidation of the leaf or
+ * its parent (ATTACH/DETACH included):
+ *	- its parent: get_partition_parent() reads pg_inherits, once per OLTP
+ *	  transaction it was 1.2% of an audited backend's CPU;
+ *	- its event_time range.  Each statement has its own event_time, so
+ *	  without it every statement of an OLTP transaction went through
+ *	  ExecFindPartition() again (0.9%): an event of the same class whose time
+ *	  falls in the leaf's own bound goes to the same leaf.  Only a leaf whose
+ *	  parent is range-partitioned on event_time alone gets a range; a default
+ *	  partition gets none (a partition created later may take part of what
+ *	  it holds).
  */
 static struct
 {
 	Oid			leaf;			/* InvalidOid: nothing known */
+	Oid			parent;
+	bool		range_loaded;
 	bool		ranged;
 	TimestampTz lo;				/* inclusive */
 	TimestampTz hi;				/* exclusive */
-}			leaf_range;
+}			last_leaf;
+
+static void
+last_leaf_set(Oid leaf)
+{
+	if (leaf == last_leaf.leaf)
+		return;
+	memset(&last_leaf, 0, sizeof(last_leaf));
+	last_leaf.parent = get_partition_parent(leaf, false);
+	last_leaf.leaf = leaf;
+}
+
+static Oid
+parent_of_leaf(Oid leaf)
+{
+	last_leaf_set(leaf);
+	return last_leaf.parent;
+}
 
 static bool
 range_bound_value(List *datums, TimestampTz *value)
@@ -542,8 +546,9 @@ range_bound_value(List *datums, TimestampTz *value)
 	return true;
 }
 
+/* Read last_leaf's range: its parent's partition key and its own bound. */
 static void
-leaf_range_load(Oid leaf)
+leaf_range_load(void)
 {
 	Relation	parent;
 	PartitionKey key;
@@ -553,10 +558,10 @@ leaf_range_load(Oid leaf)
 	bool		isnull;
 	PartitionBoundSpec *spec;
 
-	leaf_range.leaf = leaf;
-	leaf_range.ranged = false;
+	last_leaf.range_loaded = true;
+	last_leaf.ranged = false;
 
-	parent = RelationIdGetRelation(parent_of_leaf(leaf));
+	parent = RelationIdGetRelation(last_leaf.parent);
 	if (!RelationIsValid(parent))
 		return;
 	key = RelationGetPartitionKey(parent);
@@ -570,7 +575,7 @@ leaf_range_load(Oid leaf)
 	if (!on_time)
 		return;
 
-	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(leaf));
+	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(last_leaf.leaf));
 	if (!HeapTupleIsValid(tp))
 		return;
 	bound = SysCacheGetAttr(RELOID, tp, Anum_pg_class_relpartbound, &isnull);
@@ -578,9 +583,9 @@ leaf_range_load(Oid leaf)
 	{
 		spec = castNode(PartitionBoundSpec, stringToNode(TextDatumGetCString(bound)));
 		if (!spec->is_default && spec->strategy == PARTITION_STRATEGY_RANGE &&
-			range_bound_value(spec->lowerdatums, &leaf_range.lo) &&
-			range_bound_value(spec->upperdatums, &leaf_range.hi))
-			leaf_range.ranged = true;
+			range_bound_value(spec->lowerdatums, &last_leaf.lo) &&
+			range_bound_value(spec->upperdatums, &last_leaf.hi))
+			last_leaf.ranged = true;
 	}
 	ReleaseSysCache(tp);
 }
@@ -589,9 +594,10 @@ leaf_range_load(Oid leaf)
 static bool
 leaf_holds_time(Oid leaf, TimestampTz t)
 {
-	if (leaf != leaf_range.leaf)
-		leaf_range_load(leaf);
-	return leaf_range.ranged && t >= leaf_range.lo && t < leaf_range.hi;
+	last_leaf_set(leaf);
+	if (!last_leaf.range_loaded)
+		leaf_range_load();
+	return last_leaf.ranged && t >= last_leaf.lo && t < last_leaf.hi;
 }
 
 static void
@@ -609,12 +615,9 @@ writer_track(Oid relid)
 void
 audit_writer_invalidate(Oid relid)
 {
-	if (!OidIsValid(relid) || relid == parent_of_leaf_leaf ||
-		relid == parent_of_leaf_parent)
-		parent_of_leaf_leaf = parent_of_leaf_parent = InvalidOid;
-	if (!OidIsValid(relid) || relid == leaf_range.leaf ||
-		!OidIsValid(parent_of_leaf_leaf))
-		leaf_range.leaf = InvalidOid;
+	if (!OidIsValid(relid) || relid == last_leaf.leaf ||
+		relid == last_leaf.parent)
+		last_leaf.leaf = InvalidOid;
 	if (!OidIsValid(relid) || relid == event_table.relid ||
 		!OidIsValid(event_table.relid))
 		event_table.valid = false;
