@@ -50,7 +50,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #if !defined(OPENSSL_NO_DEPRECATED_3_0) && defined(SHA256_DIGEST_LENGTH)
-#define CHAIN_ONE_SHOT_SHA256 1
+#define CHAIN_LOW_LEVEL_SHA256 1
 #endif
 
 #include "access/htup_details.h"
@@ -164,7 +164,7 @@ static int	pending_cap = 0;
 
 static void apply_pending_marks(void);
 
-#ifndef CHAIN_ONE_SHOT_SHA256
+#ifndef CHAIN_LOW_LEVEL_SHA256
 static EVP_MD_CTX *md_ctx = NULL;
 static const EVP_MD *md_sha256 = NULL;
 #endif
@@ -370,7 +370,7 @@ void
 audit_chain_compute(const uint8 *prev, uint64 lane, int64 seq,
 		   const Datum *values, const bool *nulls, uint8 *out)
 {
-#ifndef CHAIN_ONE_SHOT_SHA256
+#ifndef CHAIN_LOW_LEVEL_SHA256
 	unsigned int outlen = 0;
 
 	if (md_ctx == NULL)
@@ -420,7 +420,7 @@ audit_chain_compute(const uint8 *prev, uint64 lane, int64 seq,
 				break;
 		}
 	}
-#ifndef CHAIN_ONE_SHOT_SHA256
+#ifndef CHAIN_LOW_LEVEL_SHA256
 	if (EVP_DigestInit_ex(md_ctx, md_sha256, NULL) != 1 ||
 		EVP_DigestUpdate(md_ctx, ser_buf, ser_len) != 1 ||
 		EVP_DigestFinal_ex(md_ctx, out, &outlen) != 1 || outlen != CHAIN_HASH_LEN)
