@@ -5,8 +5,10 @@ set -euo pipefail
 
 # postgresql-client-15 ships pg_isolation_regress and isolationtester (under
 # $(pg_config --pkglibdir)/pgxs/src/test/isolation/), which make installcheck
-# runs for specs/*.spec.
-PKGS="postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-15-pgtap postgresql-contrib
+# runs for specs/*.spec.  pg_prove is in libtap-parser-sourcehandler-pgtap-perl,
+# only a Recommends of postgresql-15-pgtap, which --no-install-recommends skips.
+PKGS="postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-15-pgtap
+      libtap-parser-sourcehandler-pgtap-perl postgresql-contrib
       libipc-run-perl postgresql-15-tablelog make gcc libkrb5-dev zlib1g-dev libssl-dev libpq-dev"
 
 missing=""
