@@ -61,6 +61,13 @@ UPDATE orders SET qty = 3 WHERE id = 100 AND item <> 'it''s -- not a comment' AN
 SELECT s.statement_text
   FROM audit.event e JOIN audit.statement s USING (statement_id)
  WHERE e.id > :mark AND e.record_id = '{"id": 100}' AND e.new_data->>'qty' IN ('2', '3') ORDER BY e.id;
+-- every kind of literal the scanner knows is redacted: string, E'', U&'',
+-- dollar-quoted, bit string, hex string, integer, numeric
+UPDATE orders SET note = 'a' || E'b\n' || U&'\0063' || $q$d$q$ || b'101'::text || x'1F'::text,
+                  qty = 4 + 0 WHERE id = 100 AND price > 1.5;
+SELECT s.statement_text
+  FROM audit.event e JOIN audit.statement s USING (statement_id)
+ WHERE e.id > :mark AND e.record_id = '{"id": 100}' AND e.new_data->>'qty' = '4';
 -- and only superusers choose
 CREATE ROLE regress_literal_user;
 SET ROLE regress_literal_user;

@@ -309,7 +309,7 @@ get_rel_cache(Relation rel, Trigger *trigger)
 	/* Record identity: the primary key, else the replica identity index. */
 	rc->nkeys = 0;
 	rc->keys = NULL;
-#if PG_VERSION_NUM >= 170000
+#if PG_VERSION_NUM >= 180000
 	pkindex = RelationGetPrimaryKeyIndex(rel, true);
 #else
 	pkindex = RelationGetPrimaryKeyIndex(rel);

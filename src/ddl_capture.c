@@ -36,6 +36,7 @@
 #include "access/xact.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/namespace.h"
+#include "commands/defrem.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
 #include "miscadmin.h"
@@ -509,6 +510,30 @@ relation_names(RangeVar *rv, const char **schema_name, const char **table_name)
 }
 
 /*
+ * WITH ADMIN OPTION / REVOKE ADMIN OPTION FOR.  PostgreSQL 16 replaced
+ * GrantRoleStmt.admin_opt with a DefElem list (admin, inherit, set); a
+ * REVOKE ... OPTION FOR carries the option with the value false.
+ */
+static bool
+grant_role_admin_option(GrantRoleStmt *g)
+{
+#if PG_VERSION_NUM >= 160000
+	ListCell   *lc;
+
+	foreach(lc, g->opt)
+	{
+		DefElem    *d = lfirst_node(DefElem, lc);
+
+		if (strcmp(d->defname, "admin") == 0)
+			return g->is_grant ? defGetBoolean(d) : true;
+	}
+	return false;
+#else
+	return g->admin_opt;
+#endif
+}
+
+/*
  * The privilege class.  Returns false if the statement is not one of them.
  */
 static bool
@@ -542,7 +567,7 @@ capture_privilege(Node *stmt)
 				action = g->is_grant ? "GRANT ROLE" : "REVOKE ROLE";
 				kv_strings(&st, "roles", node_names(g->granted_roles));
 				kv_strings(&st, "grantees", node_names(g->grantee_roles));
-				kv_bool(&st, "admin_option", g->admin_opt);
+				kv_bool(&st, "admin_option", grant_role_admin_option(g));
 				break;
 			}
 		case T_CreateRoleStmt:

@@ -40,6 +40,9 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#if PG_VERSION_NUM >= 160000
+#include "parser/parse_relation.h"
+#endif
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
@@ -201,8 +204,24 @@ prepare_executor(QueryDesc *queryDesc)
 		DeniedTable t;
 		Oid			userid;
 		bool		clone = false;
+		AclMode		required;
+		Oid			check_as;
 
-		if (rte->rtekind != RTE_RELATION || rte->requiredPerms == 0)
+#if PG_VERSION_NUM >= 160000
+		RTEPermissionInfo *perminfo;
+
+		if (rte->rtekind != RTE_RELATION || rte->perminfoindex == 0)
+			continue;
+		perminfo = getRTEPermissionInfo(queryDesc->plannedstmt->permInfos, rte);
+		required = perminfo->requiredPerms;
+		check_as = perminfo->checkAsUser;
+#else
+		if (rte->rtekind != RTE_RELATION)
+			continue;
+		required = rte->requiredPerms;
+		check_as = rte->checkAsUser;
+#endif
+		if (required == 0)
 			continue;
 		if (rte->relkind != RELKIND_RELATION &&
 			rte->relkind != RELKIND_PARTITIONED_TABLE)
@@ -215,9 +234,9 @@ prepare_executor(QueryDesc *queryDesc)
 		 */
 		if (!has_row_trigger(rte->relid, &clone))
 			continue;
-		userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
-		if (pg_class_aclmask(rte->relid, userid, rte->requiredPerms,
-							 ACLMASK_ALL) == rte->requiredPerms)
+		userid = OidIsValid(check_as) ? check_as : GetUserId();
+		if (pg_class_aclmask(rte->relid, userid, required,
+							 ACLMASK_ALL) == required)
 			continue;
 		if (!audited_names(rte->relid, clone, &t))
 			continue;

@@ -44,6 +44,7 @@
 #include "utils/acl.h"
 #include "utils/resowner.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inet.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"

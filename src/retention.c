@@ -208,7 +208,11 @@ check_range_var(const char *what, RangeVar *rv, bool truncate)
 	if (truncate)
 		allowed = pg_class_aclcheck(relid, GetUserId(), ACL_TRUNCATE) == ACLCHECK_OK;
 	else
+#if PG_VERSION_NUM >= 160000
+		allowed = object_ownercheck(RelationRelationId, relid, GetUserId());
+#else
 		allowed = pg_class_ownercheck(relid, GetUserId());
+#endif
 	if (allowed)
 		refuse(what, relid);
 }

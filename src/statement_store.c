@@ -32,7 +32,9 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "parser/scanner.h"
+#if PG_VERSION_NUM < 160000
 #include "parser/gram.h"		/* token numbers; after scanner.h */
+#endif
 #include "storage/lmgr.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
@@ -153,7 +155,7 @@ statement_id_busy(Oid relid, uint64 id)
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	bool		busy = false;
-#if PG_VERSION_NUM >= 170000
+#if PG_VERSION_NUM >= 180000
 	Oid			indexid = RelationGetPrimaryKeyIndex(rel, false);
 #else
 	Oid			indexid = RelationGetPrimaryKeyIndex(rel);
@@ -301,6 +303,61 @@ mentions_password(const char *query, int len)
 	return false;
 }
 
+#if PG_VERSION_NUM >= 160000
+/*
+ * parser/gram.h, which numbers the grammar's tokens, is not installed from
+ * PostgreSQL 16 on.  The numbers of the literal tokens are learnt from the
+ * core scanner itself, once per backend, by scanning one literal of each
+ * kind (SCONST, USCONST, BCONST, XCONST, ICONST, FCONST).
+ */
+#define N_LITERAL_TOKENS 6
+static int	literal_tokens[N_LITERAL_TOKENS];
+static bool literal_tokens_known = false;
+
+static void
+learn_literal_tokens(void)
+{
+	static const char *const samples[N_LITERAL_TOKENS] =
+	{"'s'", "U&'s'", "b'1'", "x'1'", "1", "1.5"};
+	int			found[N_LITERAL_TOKENS];
+
+	for (int i = 0; i < N_LITERAL_TOKENS; i++)
+	{
+		char	   *copy = pstrdup(samples[i]);
+		core_yyscan_t yyscanner;
+		core_yy_extra_type yyextra;
+		core_YYSTYPE yylval;
+		YYLTYPE		yylloc;
+
+		yyscanner = scanner_init(copy, &yyextra, &ScanKeywords, ScanKeywordTokens);
+		yyextra.standard_conforming_strings = true; /* U&'' needs it */
+		yyextra.escape_string_warning = false;
+		found[i] = core_yylex(&yylval, &yylloc, yyscanner);
+		scanner_finish(yyscanner);
+		pfree(copy);
+		if (found[i] <= 255)	/* a literal is never a one-character token */
+			elog(ERROR, "unexpected token %d for literal %s", found[i], samples[i]);
+	}
+	memcpy(literal_tokens, found, sizeof(literal_tokens));
+	literal_tokens_known = true;
+}
+
+static bool
+is_literal_token(int tok)
+{
+	if (!literal_tokens_known)
+		learn_literal_tokens();
+	for (int i = 0; i < N_LITERAL_TOKENS; i++)
+		if (tok == literal_tokens[i])
+			return true;
+	return false;
+}
+#else
+#define is_literal_token(tok) \
+	((tok) == SCONST || (tok) == USCONST || (tok) == BCONST || \
+	 (tok) == XCONST || (tok) == ICONST || (tok) == FCONST)
+#endif
+
 /*
  * The text as stored: with audit_ext.statement_literals = redact, every
  * literal (string, number, bit string) becomes "?", so that values the DBA
@@ -345,8 +402,7 @@ statement_text(const char *query, int len, int mode, int *outlen)
 
 			if (tok == 0)
 				break;
-			if (tok == SCONST || tok == USCONST || tok == BCONST ||
-				tok == XCONST || tok == ICONST || tok == FCONST)
+			if (is_literal_token(tok))
 			{
 				int			toklen = strlen(yyextra.scanbuf + yylloc);
 
