@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+PGBIN=${PGBIN:-/usr/lib/postgresql/${PG_MAJOR:-15}/bin}
 make -s PG_CONFIG="$PGBIN/pg_config"
 make -s PG_CONFIG="$PGBIN/pg_config" install >/dev/null
 make -s PG_CONFIG="$PGBIN/pg_config" listener

@@ -3,13 +3,19 @@
 # packages only.  Idempotent: does nothing when everything is there.
 set -euo pipefail
 
-# postgresql-client-15 ships pg_isolation_regress and isolationtester (under
+# PG_MAJOR (default 15, Debian 12's) picks the server packages; 17 on Debian 13.
+# postgresql-client-N ships pg_isolation_regress and isolationtester (under
 # $(pg_config --pkglibdir)/pgxs/src/test/isolation/), which make installcheck
 # runs for specs/*.spec.  pg_prove is in libtap-parser-sourcehandler-pgtap-perl,
-# only a Recommends of postgresql-15-pgtap, which --no-install-recommends skips.
-PKGS="postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-15-pgtap
-      libtap-parser-sourcehandler-pgtap-perl postgresql-contrib
-      libipc-run-perl postgresql-15-tablelog make gcc libkrb5-dev zlib1g-dev libssl-dev libpq-dev"
+# only a Recommends of postgresql-N-pgtap, which --no-install-recommends skips.
+PG_MAJOR=${PG_MAJOR:-15}
+PKGS="postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-pgtap
+      libtap-parser-sourcehandler-pgtap-perl
+      libipc-run-perl postgresql-$PG_MAJOR-tablelog make gcc libkrb5-dev zlib1g-dev libssl-dev libpq-dev"
+# contrib (hstore, pgstattuple) is in postgresql-N itself; Debian 12 also has a
+# postgresql-contrib metapackage, Debian 13 only a virtual name that dpkg-query
+# never reports installed (apt-get would run on every call).
+[ "$PG_MAJOR" = 15 ] && PKGS="$PKGS postgresql-contrib"
 
 missing=""
 for p in $PKGS; do

@@ -1,4 +1,5 @@
-# Source this file: helpers to run a throwaway PostgreSQL 15 cluster.
+# Source this file: helpers to run a throwaway PostgreSQL cluster (PG_MAJOR,
+# default 15, or the binaries in PGBIN).
 #   pg_start DIR PORT [EXTRA_CONF_LINE...]   initdb (as user postgres) and start
 #   pg_stop DIR                              stop it (fast)
 # If PG_HBA_FILE names a file, it replaces the cluster's pg_hba.conf before
@@ -6,7 +7,7 @@
 # The cluster listens on 127.0.0.1 and a Unix socket in DIR, preloads
 # audit_ext, and trusts local connections (md5/scram lines are added by the
 # tests that need them).
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+PGBIN=${PGBIN:-/usr/lib/postgresql/${PG_MAJOR:-15}/bin}
 export PATH="$PGBIN:$PATH"
 
 pg_start() {

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Run the whole audit_ext test suite on a throwaway cluster:
 #   pg_regress (sql/, expected/), pgTAP (test/*.sql), end-to-end (test/e2e/*.sh).
-# As root on Debian 12: installs the Debian packages it needs, builds,
+# As root on Debian 12 (PostgreSQL 15; PG_MAJOR=17 on Debian 13): installs the Debian packages it needs, builds,
 # installs, starts its own cluster on 127.0.0.1:${AUDIT_TEST_PORT:-5497},
 # and exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
+export PG_MAJOR=${PG_MAJOR:-15}
 bash scripts/install-deps.sh || exit 1
-export PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}   # another PostgreSQL 15 tree may be named (parallel development)
+export PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}   # another PostgreSQL tree may be named (parallel development)
 make -s clean >/dev/null 2>&1
 make -s PG_CONFIG="$PGBIN/pg_config" || exit 1
 make -s PG_CONFIG="$PGBIN/pg_config" install >/dev/null || exit 1

@@ -25,6 +25,8 @@
  */
 #include "postgres.h"
 
+#include "access/amapi.h"
+#include "access/genam.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -184,7 +186,13 @@ load_event_table(void)
 /*
  * Text datums of strings that repeat on every event (class, action, status,
  * actor, application_name), made once in TopMemoryContext instead of once
- * per row.
+ * per row.  An entry handed out for the event being built (same epoch, see
+ * audit_event_init) is never replaced: the event still points at it.
+ * Freeing it was a use after free once more than TEXT_CACHE_SIZE strings
+ * had been seen: on 15 the next cached string could take the memory (an
+ * event recorded another actor's bytes as its status), from 16 on pfree's
+ * free-list link overwrites the varlena header (a crash in
+ * audit_chain_compute, found by test/e2e/fuzz.sh on 17).
  */
 #define TEXT_CACHE_SIZE 32
 
@@ -192,24 +200,37 @@ typedef struct CachedText
 {
 	char	   *str;
 	Datum		datum;
+	uint64		epoch;			/* last event that used it */
 } CachedText;
 
 static CachedText text_cache[TEXT_CACHE_SIZE];
 static int	text_cache_next = 0;
+static uint64 text_cache_epoch = 1;
 
 static Datum
 cached_text(const char *str)
 {
-	CachedText *slot;
+	CachedText *slot = NULL;
 	MemoryContext old;
 
 	for (int i = 0; i < TEXT_CACHE_SIZE; i++)
 		if (text_cache[i].str && strcmp(text_cache[i].str, str) == 0)
+		{
+			text_cache[i].epoch = text_cache_epoch;
 			return text_cache[i].datum;
+		}
 
-	/* replace round-robin: the set of live strings is small */
-	slot = &text_cache[text_cache_next];
-	text_cache_next = (text_cache_next + 1) % TEXT_CACHE_SIZE;
+	/* replace round-robin (the set of live strings is small), sparing this event's */
+	for (int i = 0; i < TEXT_CACHE_SIZE && slot == NULL; i++)
+	{
+		CachedText *c = &text_cache[text_cache_next];
+
+		text_cache_next = (text_cache_next + 1) % TEXT_CACHE_SIZE;
+		if (c->str == NULL || c->epoch != text_cache_epoch)
+			slot = c;
+	}
+	if (slot == NULL)			/* every entry is this event's: do not cache */
+		return CStringGetTextDatum(str);
 	if (slot->str)
 	{
 		pfree(slot->str);
@@ -218,6 +239,7 @@ cached_text(const char *str)
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	slot->str = pstrdup(str);
 	slot->datum = CStringGetTextDatum(str);
+	slot->epoch = text_cache_epoch;
 	MemoryContextSwitchTo(old);
 	return slot->datum;
 }
@@ -231,6 +253,7 @@ audit_event_init(AuditEventValues *ev, const char *class_name,
 		ev->values[i] = (Datum) 0;
 		ev->nulls[i] = true;
 	}
+	text_cache_epoch++;			/* a new event: earlier events' cached texts may go */
 	ev->values[AC_CLASS] = cached_text(class_name);
 	ev->nulls[AC_CLASS] = false;
 	ev->values[AC_ACTION] = cached_text(action);
@@ -482,6 +505,7 @@ typedef struct WriterState
 	TupleDesc	leafdesc;
 	TupleTableSlot **slots;		/* AUDIT_FLUSH_EVENTS entries, made lazily */
 	int			nslots;			/* how many are made */
+	MemoryContext insert_cxt;	/* index AMs' insert state of one batch (17+) */
 	Oid			rels[WRITER_MAX_RELS];	/* relations whose change makes us stale */
 	int			nrels;
 } WriterState;
@@ -652,6 +676,11 @@ writer_open(void)
 	/* its own descriptor: event_table's may be rebuilt mid-transaction */
 	writer.root_slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(writer.root)),
 												&TTSOpsHeapTuple);
+#if PG_VERSION_NUM >= 170000
+	writer.insert_cxt = AllocSetContextCreate(writer.estate->es_query_cxt,
+											  "audit_ext index insert state",
+											  ALLOCSET_SMALL_SIZES);
+#endif
 	writer.open = true;
 	MemoryContextSwitchTo(old);
 }
@@ -685,6 +714,54 @@ writer_close(void)
 	memset(&writer, 0, sizeof(writer));
 }
 
+/*
+ * From PostgreSQL 17 on, an index AM may keep state from one insert to the
+ * next (IndexInfo.ii_AmCache), released by its aminsertcleanup when the
+ * executor closes the indexes (ExecCloseIndices -> index_insert_cleanup):
+ * BRIN keeps its revmap buffers pinned there (brin.c,
+ * initialize_brin_insertstate / brininsertcleanup).  Those pins belong to
+ * the owner current at the insert, the caller's (see audit_flush_events),
+ * and that owner (a portal's, a subtransaction's) is gone when
+ * writer_close() runs under TopTransactionResourceOwner: "resource was not
+ * closed", then "buffer pin ... is not owned by resource owner
+ * TopTransaction".  So the state of such an index lives for one batch only,
+ * in writer.insert_cxt (BRIN's descriptor context included): cleaned up
+ * after each batch, under the owner that pinned; after an error only
+ * forgotten, the aborting owner releases the pins.  Other AMs' caches (GIN's
+ * GinState) hold memory only and stay for the writer's life.
+ */
+static bool
+writer_index_has_insert_state(ResultRelInfo *rri, int i)
+{
+#if PG_VERSION_NUM >= 170000
+	return rri->ri_IndexRelationDescs[i] != NULL &&
+		rri->ri_IndexRelationInfo[i] != NULL &&
+		rri->ri_IndexRelationDescs[i]->rd_indam->aminsertcleanup != NULL;
+#else
+	return false;
+#endif
+}
+
+static void
+writer_end_index_inserts(bool release)
+{
+	ResultRelInfo *rri = writer.leaf;
+
+	if (rri == NULL || writer.insert_cxt == NULL)
+		return;
+	for (int i = 0; i < rri->ri_NumIndices; i++)
+	{
+		if (!writer_index_has_insert_state(rri, i))
+			continue;
+#if PG_VERSION_NUM >= 170000
+		if (release)
+			index_insert_cleanup(rri->ri_IndexRelationDescs[i], rri->ri_IndexRelationInfo[i]);
+#endif
+		rri->ri_IndexRelationInfo[i]->ii_AmCache = NULL;
+	}
+	MemoryContextReset(writer.insert_cxt);
+}
+
 /* Use the leaf's own slots for the batch (made once per leaf). */
 static void
 writer_set_leaf(ResultRelInfo *leaf)
@@ -703,6 +780,9 @@ writer_set_leaf(ResultRelInfo *leaf)
 	writer.nslots = 0;
 	writer.leaf = leaf;
 	MemoryContextSwitchTo(old);
+	for (int i = 0; i < leaf->ri_NumIndices; i++)
+		if (writer_index_has_insert_state(leaf, i))
+			leaf->ri_IndexRelationInfo[i]->ii_Context = writer.insert_cxt;
 
 	writer_track(RelationGetRelid(rel));
 	if (rel->rd_rel->relispartition)
@@ -719,6 +799,7 @@ write_batch(int n, CommandId cid)
 	table_multi_insert(writer.leaf->ri_RelationDesc, writer.slots, n, cid, 0, NULL);
 	for (int i = 0; i < n; i++)
 		insert_index_entries(writer.leaf, writer.slots[i], estate);
+	writer_end_index_inserts(true);
 	for (int i = 0; i < n; i++)
 		ExecClearTuple(writer.slots[i]);
 }
@@ -875,6 +956,7 @@ audit_flush_events(void)
 		CurrentResourceOwner = save_owner;
 		flushing = false;
 		writer.stale = true;
+		writer_end_index_inserts(false);
 		/*
 		 * Keep what was not written yet, once each, for the abort callbacks
 		 * (a cancel in the middle of a flush inside a savepoint, then

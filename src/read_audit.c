@@ -363,7 +363,8 @@ read_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *stmt = pstmt->utilityStmt;
-	bool		copy_to = IsA(stmt, CopyStmt) && !((CopyStmt *) stmt)->is_from;
+	/* volatile: read after PG_TRY (gcc 14's -Wclobbered, Debian 13) */
+	volatile bool copy_to = IsA(stmt, CopyStmt) && !((CopyStmt *) stmt)->is_from;
 	int			save_copy_level = copy_to_level;
 	Oid			copy_rel;
 

@@ -1,6 +1,6 @@
 -- pgTAP: behaviour of the capture path inside one transaction (rolled back).
 BEGIN;
-SELECT plan(27);
+SELECT plan(28);
 
 CREATE TABLE items (id int PRIMARY KEY, v text, n int);
 SELECT audit.enable('items');
@@ -122,6 +122,24 @@ SELECT is((SELECT tableoid::regclass::text FROM audit.event WHERE action = 'TEST
           'the event now lives in its month''s partition');
 SELECT is((SELECT count(*) FROM pg_depend d WHERE d.objid = ('audit.event_system_p' || to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '5 months', 'YYYYMM'))::regclass
               AND d.deptype = 'e'), 0::bigint, 'partitions made at run time are not extension members');
+
+-- More distinct strings (actors here) than the writer caches (32): the cache
+-- must never free a string the event being built still points at (the event
+-- then recorded another string's bytes, or crashed the server on 16+).
+CREATE TEMP TABLE mark_actors AS SELECT coalesce(max(id), 0) AS id FROM audit.event;
+DO $$
+BEGIN
+    FOR i IN 1..100 LOOP
+        PERFORM set_config('audit_ext.actor', 'actor_' || lpad(i::text, 3, '0'), true);
+        UPDATE items SET v = 'v' || i WHERE id = 1;
+    END LOOP;
+END $$;
+SELECT is((SELECT array_agg(actor || '/' || class || '/' || action || '/' || status ORDER BY id)
+             FROM audit.event WHERE id > (SELECT id FROM mark_actors)),
+          (SELECT array_agg('actor_' || lpad(i::text, 3, '0') || '/data/UPDATE/success' ORDER BY i)
+             FROM generate_series(1, 100) i),
+          '100 distinct actors: each event has its own actor, class, action and status');
+RESET audit_ext.actor;
 
 -- Record history uses the GIN index on record_id.
 CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$

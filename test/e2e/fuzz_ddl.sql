@@ -64,7 +64,9 @@ REVOKE GRANT OPTION FOR SELECT ON "sch ü ""q"""."tbl 表" FROM "rö ""le"" 2" C
 ALTER DEFAULT PRIVILEGES FOR ROLE "rö ""le"" 2" IN SCHEMA "sch ü ""q""" GRANT SELECT ON TABLES TO PUBLIC;
 ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 GRANT "rö ""le"" 2" TO CURRENT_USER WITH ADMIN OPTION;
-REVOKE ADMIN OPTION FOR "rö ""le"" 2" FROM CURRENT_USER;
+-- CASCADE: from PostgreSQL 16 on, the grant just made (grantor = this superuser)
+-- depends on its own admin option, and without CASCADE the revoke is refused
+REVOKE ADMIN OPTION FOR "rö ""le"" 2" FROM CURRENT_USER CASCADE;
 REASSIGN OWNED BY "rö ""le"" 2" TO CURRENT_USER;
 DROP OWNED BY "rö ""le"" 2" CASCADE;
 DROP ROLE IF EXISTS "rö ""le"" 2", "nobody here";
