@@ -39,4 +39,13 @@ CONF
 pg_stop() {
     local dir=$1
     [ -d "$dir/data" ] && (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1) || true
+    # AUDIT_LOG_KEEP=DIR: keep each cluster's server log (and core files) before the tests delete it
+    if [ -n "${AUDIT_LOG_KEEP:-}" ] && [ -f "$dir/server.log" ]; then
+        mkdir -p "$AUDIT_LOG_KEEP"
+        local name
+        name=$(echo "$dir" | sed 's|^/tmp/||; s|/|_|g')
+        cp "$dir/server.log" "$AUDIT_LOG_KEEP/$name.$(date +%s%N).log"
+        local c
+        for c in "$dir"/data/core*; do [ -f "$c" ] && cp "$c" "$AUDIT_LOG_KEEP/$name.$(basename "$c").$(date +%s%N)"; done
+    fi
 }

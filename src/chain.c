@@ -169,7 +169,7 @@ static EVP_MD_CTX *md_ctx = NULL;
 static const EVP_MD *md_sha256 = NULL;
 #endif
 
-int			audit_chain_checkpoint_interval = 300;
+int			audit_chain_checkpoint_interval = 60;
 
 /* ----------------------------------------------------------------
  * Shared memory

@@ -428,6 +428,8 @@ audit_verify(PG_FUNCTION_ARGS)
 	for (int i = 0; i < lengthof(classes); i++)
 		verify_class(classes[i], PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 					 PG_GETARG_DATUM(1), PG_ARGISNULL(1), legacy_max_id, &r);
+	/* before building the result: SPI_finish frees what was palloc'd since SPI_connect */
+	SPI_finish();
 
 	values[0] = BoolGetDatum(r.breaks == 0);
 	values[1] = Int64GetDatum(r.events);
@@ -446,6 +448,5 @@ audit_verify(PG_FUNCTION_ARGS)
 	{
 		nulls[6] = nulls[7] = nulls[8] = true;
 	}
-	SPI_finish();
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
