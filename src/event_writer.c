@@ -17,7 +17,9 @@
  * of a subtransaction that aborts before its flush are simply discarded.
  *
  * A batch is written with table_multi_insert() into the leaf partition found
- * by PostgreSQL's own tuple routing, and index entries are added with
+ * by PostgreSQL's own tuple routing (or, for the first events of a
+ * transaction that go where the previous transaction's went, straight into
+ * that leaf: see writer_open_direct()), and index entries are added with
  * ExecInsertIndexTuples(): no SQL is parsed, planned or executed per event,
  * and no permission on audit.event is needed by the writing user.
  *
@@ -27,6 +29,7 @@
 
 #include "access/amapi.h"
 #include "access/genam.h"
+#include "access/relation.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -42,6 +45,7 @@
 #include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
 #include "partitioning/partdesc.h"
+#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/resowner.h"
@@ -493,6 +497,8 @@ typedef struct WriterState
 	bool		open;
 	bool		stale;
 	EState	   *estate;
+	ResultRelInfo *direct;		/* leaf opened without routing, or NULL */
+	bool		routing;		/* the fields below are set up */
 	Relation	root;
 	ResultRelInfo *root_rri;
 	ModifyTableState *mtstate;
@@ -534,6 +540,9 @@ static struct
 	bool		ranged;
 	TimestampTz lo;				/* inclusive */
 	TimestampTz hi;				/* exclusive */
+	/* set when routing sent an event of this class here (direct opening) */
+	bool		direct_ok;		/* same layout as audit.event: no map */
+	char		class_name[NAMEDATALEN];
 }			last_leaf;
 
 static void
@@ -625,6 +634,15 @@ leaf_holds_time(Oid leaf, TimestampTz t)
 	return last_leaf.ranged && t >= last_leaf.lo && t < last_leaf.hi;
 }
 
+/* Routing sent an event of this class to leaf. */
+static void
+last_leaf_learn(Oid leaf, const char *class_name, bool same_layout)
+{
+	last_leaf_set(leaf);
+	last_leaf.direct_ok = same_layout && class_name[0] != '\0';
+	strlcpy(last_leaf.class_name, class_name, NAMEDATALEN);
+}
+
 static void
 writer_track(Oid relid)
 {
@@ -662,9 +680,24 @@ writer_open(void)
 	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 
 	memset(&writer, 0, sizeof(writer));
+	writer.estate = CreateExecutorState();
+#if PG_VERSION_NUM >= 170000
+	writer.insert_cxt = AllocSetContextCreate(writer.estate->es_query_cxt,
+											  "audit_ext index insert state",
+											  ALLOCSET_SMALL_SIZES);
+#endif
+	writer.open = true;
+	MemoryContextSwitchTo(old);
+}
+
+/* Tuple routing from audit.event, set up when an event needs it. */
+static void
+writer_open_routing(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
 	writer.root = table_open(audit_event_relid(false), RowExclusiveLock);
 	writer_track(RelationGetRelid(writer.root));
-	writer.estate = CreateExecutorState();
 	writer.root_rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(writer.root_rri, writer.root, 1, NULL, 0);
 	writer.mtstate = makeNode(ModifyTableState);
@@ -676,13 +709,65 @@ writer_open(void)
 	/* its own descriptor: event_table's may be rebuilt mid-transaction */
 	writer.root_slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(writer.root)),
 												&TTSOpsHeapTuple);
-#if PG_VERSION_NUM >= 170000
-	writer.insert_cxt = AllocSetContextCreate(writer.estate->es_query_cxt,
-											  "audit_ext index insert state",
-											  ALLOCSET_SMALL_SIZES);
-#endif
-	writer.open = true;
+	writer.routing = true;
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Open the leaf the previous transaction's events of this class went to,
+ * without tuple routing, if this event belongs there: NULL otherwise.
+ *
+ * Routing locks audit.event and the class's partitioned table for the
+ * whole transaction, besides setting them up.  Without those two locks an
+ * audited transaction holds only what it writes (the leaf, its indexes,
+ * the sequence), so partition maintenance on the tree (a month created, a
+ * month pruned) neither waits for long audited transactions nor makes new
+ * ones queue behind it, and two more fast-path lock slots stay free for the
+ * application.  This is what an INSERT naming the leaf does; instead of its
+ * partition-constraint check per row, the leaf's bound is known (class and
+ * time range, read from the catalog) and every relcache invalidation of
+ * the leaf or its parent forgets it.  The leaf cannot be detached or
+ * dropped while we hold our lock on it (both take ACCESS EXCLUSIVE on it;
+ * DETACH CONCURRENTLY is refused by the trail's protection, and would only
+ * leave our events in the detached table).
+ */
+static ResultRelInfo *
+writer_open_direct(const char *class_name, TimestampTz t)
+{
+	Oid			leaf = last_leaf.leaf;
+	Relation	rel;
+	ResultRelInfo *rri;
+	MemoryContext old;
+
+	if (!OidIsValid(leaf) || !last_leaf.direct_ok || class_name[0] == '\0' ||
+		strcmp(class_name, last_leaf.class_name) != 0 ||
+		!leaf_holds_time(leaf, t))
+		return NULL;
+
+	/* Taking the lock reads pending invalidations: check again after it. */
+	LockRelationOid(leaf, RowExclusiveLock);
+	if (last_leaf.leaf != leaf || !last_leaf.direct_ok ||
+		!leaf_holds_time(leaf, t) ||
+		(rel = try_relation_open(leaf, NoLock)) == NULL)
+	{
+		UnlockRelationOid(leaf, RowExclusiveLock);
+		return NULL;
+	}
+	if (rel->rd_rel->relkind != RELKIND_RELATION || !rel->rd_rel->relispartition ||
+		RelationGetDescr(rel)->natts != event_table.natts)
+	{
+		relation_close(rel, RowExclusiveLock);
+		last_leaf.direct_ok = false;
+		return NULL;
+	}
+
+	old = MemoryContextSwitchTo(writer.estate->es_query_cxt);
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 0, NULL, 0);
+	ExecOpenIndices(rri, false);
+	MemoryContextSwitchTo(old);
+	writer.direct = rri;
+	return rri;
 }
 
 static void
@@ -706,10 +791,19 @@ writer_close(void)
 		return;
 	CurrentResourceOwner = TopTransactionResourceOwner;
 	writer_drop_slots();
-	ExecDropSingleTupleTableSlot(writer.root_slot);
-	ExecCleanupTupleRouting(writer.mtstate, writer.proute);
+	if (writer.routing)
+	{
+		ExecDropSingleTupleTableSlot(writer.root_slot);
+		ExecCleanupTupleRouting(writer.mtstate, writer.proute);
+	}
+	if (writer.direct)
+	{
+		ExecCloseIndices(writer.direct);
+		table_close(writer.direct->ri_RelationDesc, NoLock);
+	}
 	FreeExecutorState(writer.estate);
-	table_close(writer.root, NoLock);
+	if (writer.routing)
+		table_close(writer.root, NoLock);
 	CurrentResourceOwner = save;
 	memset(&writer, 0, sizeof(writer));
 }
@@ -895,12 +989,24 @@ audit_flush_events(void)
 				leaf = writer.leaf;
 			else
 			{
-				ExecStoreHeapTuple(tup, writer.root_slot, false);
-				routed = true;
+				leaf = NULL;
 				CurrentResourceOwner = TopTransactionResourceOwner;
-				leaf = ExecFindPartition(writer.mtstate, writer.root_rri,
-										 writer.proute, writer.root_slot,
-										 writer.estate);
+				if (!writer.routing && writer.direct == NULL)
+					leaf = writer_open_direct(buffer[i].class_name,
+											  buffer[i].event_time);
+				if (leaf == NULL)
+				{
+					if (!writer.routing)
+						writer_open_routing();
+					ExecStoreHeapTuple(tup, writer.root_slot, false);
+					routed = true;
+					leaf = ExecFindPartition(writer.mtstate, writer.root_rri,
+											 writer.proute, writer.root_slot,
+											 writer.estate);
+					last_leaf_learn(RelationGetRelid(leaf->ri_RelationDesc),
+									buffer[i].class_name,
+									root_to_leaf_map(leaf, writer.estate) == NULL);
+				}
 				CurrentResourceOwner = write_owner;
 				writer.leaf_key_valid = false;
 			}
@@ -926,7 +1032,8 @@ audit_flush_events(void)
 			dst = writer.slots[n++];
 			buffer_bytes -= tup->t_len;
 			buffer[i].tuple = NULL;
-			map = root_to_leaf_map(leaf, writer.estate);
+			/* a leaf opened directly has audit.event's layout */
+			map = leaf == writer.direct ? NULL : root_to_leaf_map(leaf, writer.estate);
 			if (map)
 			{
 				if (!routed)

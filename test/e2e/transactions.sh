@@ -142,4 +142,59 @@ is "$routed" "audit.event_data_r1:1 audit.event_data_r2:2 audit.event_data_r3:2"
    "one transaction across three partitions: each event in the partition of its time"
 dropdb $RDB
 
+# The first events of a transaction that go where the previous transaction's
+# went are written straight into that leaf, without tuple routing: such a
+# transaction locks neither audit.event nor the class's partitioned table, so
+# partition maintenance on the tree does not wait for it.  A leaf detached by
+# another session in between is no longer written to.
+DDB=audit_e2e_direct
+dropdb --if-exists $DDB 2>/dev/null; createdb $DDB
+q -d $DDB >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION audit_ext;
+CREATE TABLE direct (id int PRIMARY KEY);
+SELECT audit.enable('direct');
+SQL
+locks=$(psql -X -q -At -v ON_ERROR_STOP=1 -d $DDB <<'SQL'
+INSERT INTO direct VALUES (1);
+BEGIN;
+INSERT INTO direct VALUES (2);
+SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+ WHERE l.pid = pg_backend_pid() AND c.relname IN ('event', 'event_data');
+SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND mode = 'RowExclusiveLock' AND relation = (
+  SELECT tableoid FROM audit.event WHERE table_name = 'direct' AND record_id->>'id' = '1');
+COMMIT;
+SQL
+)
+is "$locks" $'\n1' "a transaction writing to its previous transaction's leaf locks neither audit.event nor audit.event_data"
+
+psql -X -q -d $DDB >/dev/null <<'SQL' &
+INSERT INTO direct VALUES (10);
+BEGIN;
+INSERT INTO direct VALUES (11);
+SELECT pg_sleep(2);
+INSERT INTO direct VALUES (12);
+COMMIT;
+SQL
+sleep 0.7
+created=$(PGOPTIONS='-c lock_timeout=1s' q -d $DDB -c "SELECT audit.create_partitions(4)" 2>&1)
+wait
+is "$created|$(q -d $DDB -c "SELECT string_agg(record_id->>'id', ',' ORDER BY id) FROM audit.event WHERE table_name = 'direct' AND (record_id->>'id')::int >= 10")" \
+   "12|10,11,12" "the partitions of two coming months are created without waiting for an open audited transaction; its events are all there"
+
+psql -X -q -At -d $DDB >/tmp/audit_e2e_direct.out 2>&1 <<'SQL' &
+INSERT INTO direct VALUES (20);
+SELECT pg_sleep(1.5) \g /dev/null
+INSERT INTO direct VALUES (21);
+SELECT tableoid::regclass FROM audit.event WHERE table_name = 'direct' AND record_id->>'id' = '21';
+SQL
+sleep 0.7
+leaf=$(q -d $DDB -c "SELECT tableoid::regclass FROM audit.event WHERE table_name = 'direct' AND record_id->>'id' = '20'")
+q -d $DDB -c "SET audit_ext.protect_trail = off" -c "ALTER TABLE audit.event_data DETACH PARTITION $leaf" >/dev/null
+wait
+is "$(cat /tmp/audit_e2e_direct.out)|$(q -d $DDB -c "SELECT count(*) FROM $leaf WHERE record_id->>'id' = '21'")" \
+   "audit.event_data_default|0" "after its leaf was detached by another session, the next transaction's events go where routing sends them"
+rm -f /tmp/audit_e2e_direct.out
+dropdb $DDB
+
 done_testing
