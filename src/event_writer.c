@@ -531,6 +531,10 @@ static WriterState writer;
  *	  parent is range-partitioned on event_time alone gets a range; a default
  *	  partition gets none (a partition created later may take part of what
  *	  it holds).
+ * An invalidation of the leaf or its parent does not forget the leaf, it
+ * only has it checked again before the next use: autovacuum and ANALYZE of
+ * a busy leaf send one every minute or so, and forgetting would route (and
+ * lock the parents for) the next transaction of every backend each time.
  */
 static struct
 {
@@ -540,6 +544,7 @@ static struct
 	bool		ranged;
 	TimestampTz lo;				/* inclusive */
 	TimestampTz hi;				/* exclusive */
+	bool		verify;			/* invalidated: check parent and bound again */
 	/* set when routing sent an event of this class here (direct opening) */
 	bool		direct_ok;		/* same layout as audit.event: no map */
 	char		class_name[NAMEDATALEN];
@@ -624,10 +629,40 @@ leaf_range_load(void)
 	ReleaseSysCache(tp);
 }
 
+/*
+ * After an invalidation: is last_leaf still a partition of the same parent?
+ * Its bound is read again on its next use.  The leaf can no longer be
+ * detached or dropped once the caller holds a lock on it.
+ */
+static void
+last_leaf_verify(void)
+{
+	HeapTuple	tp;
+	bool		partition = false;
+	List	   *ancestors;
+
+	if (!last_leaf.verify || !OidIsValid(last_leaf.leaf))
+		return;
+	last_leaf.verify = false;
+	last_leaf.range_loaded = false;
+	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(last_leaf.leaf));
+	if (HeapTupleIsValid(tp))
+	{
+		partition = ((Form_pg_class) GETSTRUCT(tp))->relispartition;
+		ReleaseSysCache(tp);
+	}
+	/* pending detach included: that leaf keeps its parent until it is gone */
+	ancestors = partition ? get_partition_ancestors(last_leaf.leaf) : NIL;
+	if (ancestors == NIL || linitial_oid(ancestors) != last_leaf.parent)
+		last_leaf.leaf = InvalidOid;
+	list_free(ancestors);
+}
+
 /* Does an event at time t (of the leaf's class) belong to this leaf? */
 static bool
 leaf_holds_time(Oid leaf, TimestampTz t)
 {
+	last_leaf_verify();
 	last_leaf_set(leaf);
 	if (!last_leaf.range_loaded)
 		leaf_range_load();
@@ -660,7 +695,7 @@ audit_writer_invalidate(Oid relid)
 {
 	if (!OidIsValid(relid) || relid == last_leaf.leaf ||
 		relid == last_leaf.parent)
-		last_leaf.leaf = InvalidOid;
+		last_leaf.verify = true;
 	if (!OidIsValid(relid) || relid == event_table.relid ||
 		!OidIsValid(event_table.relid))
 		event_table.valid = false;
@@ -725,8 +760,9 @@ writer_open_routing(void)
  * ones queue behind it, and two more fast-path lock slots stay free for the
  * application.  This is what an INSERT naming the leaf does; instead of its
  * partition-constraint check per row, the leaf's bound is known (class and
- * time range, read from the catalog) and every relcache invalidation of
- * the leaf or its parent forgets it.  The leaf cannot be detached or
+ * time range, read from the catalog) and after any relcache invalidation
+ * of the leaf or its parent, its parent and bound are read again once the
+ * leaf is locked (last_leaf_verify()).  The leaf cannot be detached or
  * dropped while we hold our lock on it (both take ACCESS EXCLUSIVE on it;
  * DETACH CONCURRENTLY is refused by the trail's protection, and would only
  * leave our events in the detached table).
@@ -734,11 +770,13 @@ writer_open_routing(void)
 static ResultRelInfo *
 writer_open_direct(const char *class_name, TimestampTz t)
 {
-	Oid			leaf = last_leaf.leaf;
+	Oid			leaf;
 	Relation	rel;
 	ResultRelInfo *rri;
 	MemoryContext old;
 
+	last_leaf_verify();
+	leaf = last_leaf.leaf;
 	if (!OidIsValid(leaf) || !last_leaf.direct_ok || class_name[0] == '\0' ||
 		strcmp(class_name, last_leaf.class_name) != 0 ||
 		!leaf_holds_time(leaf, t))
@@ -746,6 +784,7 @@ writer_open_direct(const char *class_name, TimestampTz t)
 
 	/* Taking the lock reads pending invalidations: check again after it. */
 	LockRelationOid(leaf, RowExclusiveLock);
+	last_leaf_verify();
 	if (last_leaf.leaf != leaf || !last_leaf.direct_ok ||
 		!leaf_holds_time(leaf, t) ||
 		(rel = try_relation_open(leaf, NoLock)) == NULL)

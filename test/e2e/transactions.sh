@@ -157,6 +157,9 @@ SELECT audit.enable('direct');
 SQL
 locks=$(psql -X -q -At -v ON_ERROR_STOP=1 -d $DDB <<'SQL'
 INSERT INTO direct VALUES (1);
+-- an invalidation of the leaf (as autovacuum sends) does not make it forgotten
+SELECT tableoid::regclass AS leaf FROM audit.event WHERE table_name = 'direct' AND class = 'data' \gset
+ANALYZE :leaf;
 BEGIN;
 INSERT INTO direct VALUES (2);
 SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
@@ -166,7 +169,7 @@ SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND mode = 'RowExclus
 COMMIT;
 SQL
 )
-is "$locks" $'\n1' "a transaction writing to its previous transaction's leaf locks neither audit.event nor audit.event_data"
+is "$locks" $'\n1' "a transaction writing to its previous transaction's leaf (analyzed since) locks neither audit.event nor audit.event_data"
 
 psql -X -q -d $DDB >/dev/null <<'SQL' &
 INSERT INTO direct VALUES (10);
@@ -181,6 +184,23 @@ created=$(PGOPTIONS='-c lock_timeout=1s' q -d $DDB -c "SELECT audit.create_parti
 wait
 is "$created|$(q -d $DDB -c "SELECT string_agg(record_id->>'id', ',' ORDER BY id) FROM audit.event WHERE table_name = 'direct' AND (record_id->>'id')::int >= 10")" \
    "12|10,11,12" "the partitions of two coming months are created without waiting for an open audited transaction; its events are all there"
+
+q -d $DDB -c "SELECT audit.create_month_partition('data', '2020-01-01')" \
+  -c "SELECT audit.set_retention(class => 'data', keep => interval '1 year', archive => false)" >/dev/null
+psql -X -q -d $DDB >/dev/null <<'SQL' &
+INSERT INTO direct VALUES (30);
+BEGIN;
+INSERT INTO direct VALUES (31);
+SELECT pg_sleep(2);
+INSERT INTO direct VALUES (32);
+COMMIT;
+SQL
+sleep 0.7
+pruned=$(PGOPTIONS='-c lock_timeout=1s' q -d $DDB -c "SELECT partition || ':' || action FROM audit.prune()" 2>&1)
+wait
+q -d $DDB -c "SELECT audit.remove_retention('data')" >/dev/null
+is "$pruned|$(q -d $DDB -c "SELECT string_agg(record_id->>'id', ',' ORDER BY id) FROM audit.event WHERE table_name = 'direct' AND (record_id->>'id')::int BETWEEN 30 AND 39")" \
+   "event_data_p202001:dropped|30,31,32" "an old month is pruned without waiting for an open audited transaction; its events are all there"
 
 psql -X -q -At -d $DDB >/tmp/audit_e2e_direct.out 2>&1 <<'SQL' &
 INSERT INTO direct VALUES (20);
