@@ -171,14 +171,20 @@ SQL
 )
 is "$locks" $'\n1' "a transaction writing to its previous transaction's leaf (analyzed since) locks neither audit.event nor audit.event_data"
 
-psql -X -q -d $DDB >/dev/null <<'SQL' &
-INSERT INTO direct VALUES (10);
+# In the background: a session that has written before (id $1) holds an audited
+# transaction open for 2 s, writing $2 before and $3 after.
+open_writer() {
+    psql -X -q -d $DDB >/dev/null <<SQL &
+INSERT INTO direct VALUES ($1);
 BEGIN;
-INSERT INTO direct VALUES (11);
+INSERT INTO direct VALUES ($2);
 SELECT pg_sleep(2);
-INSERT INTO direct VALUES (12);
+INSERT INTO direct VALUES ($3);
 COMMIT;
 SQL
+}
+
+open_writer 10 11 12
 sleep 0.7
 created=$(PGOPTIONS='-c lock_timeout=1s' q -d $DDB -c "SELECT audit.create_partitions(4)" 2>&1)
 wait
@@ -187,14 +193,7 @@ is "$created|$(q -d $DDB -c "SELECT string_agg(record_id->>'id', ',' ORDER BY id
 
 q -d $DDB -c "SELECT audit.create_month_partition('data', '2020-01-01')" \
   -c "SELECT audit.set_retention(class => 'data', keep => interval '1 year', archive => false)" >/dev/null
-psql -X -q -d $DDB >/dev/null <<'SQL' &
-INSERT INTO direct VALUES (30);
-BEGIN;
-INSERT INTO direct VALUES (31);
-SELECT pg_sleep(2);
-INSERT INTO direct VALUES (32);
-COMMIT;
-SQL
+open_writer 30 31 32
 sleep 0.7
 pruned=$(PGOPTIONS='-c lock_timeout=1s' q -d $DDB -c "SELECT partition || ':' || action FROM audit.prune()" 2>&1)
 wait
@@ -202,7 +201,8 @@ q -d $DDB -c "SELECT audit.remove_retention('data')" >/dev/null
 is "$pruned|$(q -d $DDB -c "SELECT string_agg(record_id->>'id', ',' ORDER BY id) FROM audit.event WHERE table_name = 'direct' AND (record_id->>'id')::int BETWEEN 30 AND 39")" \
    "event_data_p202001:dropped|30,31,32" "an old month is pruned without waiting for an open audited transaction; its events are all there"
 
-psql -X -q -At -d $DDB >/tmp/audit_e2e_direct.out 2>&1 <<'SQL' &
+detached_out=$(mktemp)
+psql -X -q -At -d $DDB >"$detached_out" 2>&1 <<'SQL' &
 INSERT INTO direct VALUES (20);
 SELECT pg_sleep(1.5) \g /dev/null
 INSERT INTO direct VALUES (21);
@@ -212,9 +212,9 @@ sleep 0.7
 leaf=$(q -d $DDB -c "SELECT tableoid::regclass FROM audit.event WHERE table_name = 'direct' AND record_id->>'id' = '20'")
 q -d $DDB -c "SET audit_ext.protect_trail = off" -c "ALTER TABLE audit.event_data DETACH PARTITION $leaf" >/dev/null
 wait
-is "$(cat /tmp/audit_e2e_direct.out)|$(q -d $DDB -c "SELECT count(*) FROM $leaf WHERE record_id->>'id' = '21'")" \
+is "$(cat "$detached_out")|$(q -d $DDB -c "SELECT count(*) FROM $leaf WHERE record_id->>'id' = '21'")" \
    "audit.event_data_default|0" "after its leaf was detached by another session, the next transaction's events go where routing sends them"
-rm -f /tmp/audit_e2e_direct.out
+rm -f "$detached_out"
 dropdb $DDB
 
 done_testing
