@@ -9,7 +9,7 @@
 -- below it: the maintenance worker (and audit.enable()) waited for every
 -- open audited transaction and every running report on the trail, up to its
 -- lock_timeout of 5 s, and everything that came meanwhile queued behind it.
--- Since 1.3 the writer also opens the leaf of its previous transaction
+-- Since 1.3 the writer also opens the leaf of its events' class and month
 -- directly, without locking audit.event or the class's table
 -- (src/event_writer.c).  A month that has not begun is now attached with the
 -- locks ATTACH PARTITION itself needs.  Figures in docs/performance.md.

@@ -17,9 +17,9 @@
  * of a subtransaction that aborts before its flush are simply discarded.
  *
  * A batch is written with table_multi_insert() into the leaf partition found
- * by PostgreSQL's own tuple routing (or, for the first events of a
- * transaction that go where the previous transaction's went, straight into
- * that leaf: see writer_open_direct()), and index entries are added with
+ * by PostgreSQL's own tuple routing (or, for a transaction's first events,
+ * straight into the leaf of their class and month: see
+ * writer_open_direct()), and index entries are added with
  * ExecInsertIndexTuples(): no SQL is parsed, planned or executed per event,
  * and no permission on audit.event is needed by the writing user.
  *
@@ -35,6 +35,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
@@ -678,6 +679,110 @@ last_leaf_learn(Oid leaf, const char *class_name, bool same_layout)
 	strlcpy(last_leaf.class_name, class_name, NAMEDATALEN);
 }
 
+/* The class a partition of audit.event holds (its list bound), or NULL. */
+static char *
+class_of_partition(Oid relid)
+{
+	HeapTuple	tp;
+	Datum		bound;
+	bool		isnull;
+	char	   *result = NULL;
+
+	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tp))
+		return NULL;
+	bound = SysCacheGetAttr(RELOID, tp, Anum_pg_class_relpartbound, &isnull);
+	if (!isnull)
+	{
+		PartitionBoundSpec *spec = castNode(PartitionBoundSpec,
+											stringToNode(TextDatumGetCString(bound)));
+
+		if (!spec->is_default && spec->strategy == PARTITION_STRATEGY_LIST &&
+			list_length(spec->listdatums) == 1 && IsA(linitial(spec->listdatums), Const))
+		{
+			Const	   *c = linitial_node(Const, spec->listdatums);
+
+			if (!c->constisnull && c->consttype == TEXTOID)
+				result = TextDatumGetCString(c->constvalue);
+		}
+	}
+	ReleaseSysCache(tp);
+	return result;
+}
+
+/*
+ * A session's first event of a class, or the first after the month
+ * changed: find the monthly partition holding t in the catalog, as last_leaf,
+ * without opening (and locking) audit.event and the class's table as tuple
+ * routing does.  Nothing is locked here: writer_open_direct() locks the
+ * leaf and checks it again.  Nothing found (only a default partition): the
+ * event is routed.
+ */
+static void
+last_leaf_find(const char *class_name, TimestampTz t)
+{
+	List	   *classes;
+	List	   *months = NIL;
+	ListCell   *lc;
+	Oid			parent = InvalidOid;
+
+	if (!OidIsValid(event_table.relid) || class_name[0] == '\0')
+		return;
+	classes = find_inheritance_children(event_table.relid, NoLock);
+	foreach(lc, classes)
+	{
+		char	   *cls = class_of_partition(lfirst_oid(lc));
+
+		if (cls != NULL && strcmp(cls, class_name) == 0)
+		{
+			parent = lfirst_oid(lc);
+			break;
+		}
+	}
+	list_free(classes);
+	if (OidIsValid(parent) && get_rel_relkind(parent) == RELKIND_PARTITIONED_TABLE)
+		months = find_inheritance_children(parent, NoLock);
+	foreach(lc, months)
+	{
+		memset(&last_leaf, 0, sizeof(last_leaf));
+		last_leaf.leaf = lfirst_oid(lc);
+		last_leaf.parent = parent;
+		leaf_range_load();
+		if (last_leaf.ranged && t >= last_leaf.lo && t < last_leaf.hi)
+		{
+			/* the layout is compared with audit.event's once it is open */
+			last_leaf.direct_ok = true;
+			strlcpy(last_leaf.class_name, class_name, NAMEDATALEN);
+			break;
+		}
+		last_leaf.leaf = InvalidOid;
+	}
+	list_free(months);
+}
+
+/* Has a relation exactly audit.event's row layout (no tuple conversion)? */
+static bool
+same_layout_as_store(Relation rel)
+{
+	TupleDesc	a = RelationGetDescr(rel);
+	TupleDesc	b = event_table.tupdesc;
+
+	if (b == NULL || a->natts != b->natts)
+		return false;
+	for (int i = 0; i < a->natts; i++)
+	{
+		Form_pg_attribute x = TupleDescAttr(a, i);
+		Form_pg_attribute y = TupleDescAttr(b, i);
+
+		if (x->attisdropped != y->attisdropped || x->atttypid != y->atttypid ||
+			x->atttypmod != y->atttypmod || x->attlen != y->attlen ||
+			x->attalign != y->attalign ||
+			(!x->attisdropped && strcmp(NameStr(x->attname), NameStr(y->attname)) != 0))
+			return false;
+	}
+	return true;
+}
+
 static void
 writer_track(Oid relid)
 {
@@ -749,8 +854,9 @@ writer_open_routing(void)
 }
 
 /*
- * Open the leaf the previous transaction's events of this class went to,
- * without tuple routing, if this event belongs there: NULL otherwise.
+ * Open the leaf of this event's class and month without tuple routing: the
+ * one the previous transaction's events went to, or else the one the
+ * catalog names (last_leaf_find()).  NULL: none, route the event.
  *
  * Routing locks audit.event and the class's partitioned table for the
  * whole transaction, besides setting them up.  Without those two locks an
@@ -776,6 +882,10 @@ writer_open_direct(const char *class_name, TimestampTz t)
 	MemoryContext old;
 
 	last_leaf_verify();
+	if (!OidIsValid(last_leaf.leaf) || strcmp(class_name, last_leaf.class_name) != 0 ||
+		(last_leaf.range_loaded && last_leaf.ranged &&
+		 !(t >= last_leaf.lo && t < last_leaf.hi)))
+		last_leaf_find(class_name, t);
 	leaf = last_leaf.leaf;
 	if (!OidIsValid(leaf) || !last_leaf.direct_ok || class_name[0] == '\0' ||
 		strcmp(class_name, last_leaf.class_name) != 0 ||
@@ -793,7 +903,7 @@ writer_open_direct(const char *class_name, TimestampTz t)
 		return NULL;
 	}
 	if (rel->rd_rel->relkind != RELKIND_RELATION || !rel->rd_rel->relispartition ||
-		RelationGetDescr(rel)->natts != event_table.natts)
+		!same_layout_as_store(rel))
 	{
 		relation_close(rel, RowExclusiveLock);
 		last_leaf.direct_ok = false;
