@@ -586,6 +586,25 @@ range_bound_value(List *datums, TimestampTz *value)
 	return true;
 }
 
+/* A relation's partition bound from pg_class.relpartbound, or NULL. */
+static PartitionBoundSpec *
+partition_bound_of(Oid relid)
+{
+	HeapTuple	tp;
+	Datum		bound;
+	bool		isnull;
+	PartitionBoundSpec *spec = NULL;
+
+	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tp))
+		return NULL;
+	bound = SysCacheGetAttr(RELOID, tp, Anum_pg_class_relpartbound, &isnull);
+	if (!isnull)
+		spec = castNode(PartitionBoundSpec, stringToNode(TextDatumGetCString(bound)));
+	ReleaseSysCache(tp);
+	return spec;
+}
+
 /* Read last_leaf's range: its parent's partition key and its own bound. */
 static void
 leaf_range_load(void)
@@ -593,9 +612,6 @@ leaf_range_load(void)
 	Relation	parent;
 	PartitionKey key;
 	bool		on_time;
-	HeapTuple	tp;
-	Datum		bound;
-	bool		isnull;
 	PartitionBoundSpec *spec;
 
 	last_leaf.range_loaded = true;
@@ -615,19 +631,11 @@ leaf_range_load(void)
 	if (!on_time)
 		return;
 
-	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(last_leaf.leaf));
-	if (!HeapTupleIsValid(tp))
-		return;
-	bound = SysCacheGetAttr(RELOID, tp, Anum_pg_class_relpartbound, &isnull);
-	if (!isnull)
-	{
-		spec = castNode(PartitionBoundSpec, stringToNode(TextDatumGetCString(bound)));
-		if (!spec->is_default && spec->strategy == PARTITION_STRATEGY_RANGE &&
-			range_bound_value(spec->lowerdatums, &last_leaf.lo) &&
-			range_bound_value(spec->upperdatums, &last_leaf.hi))
-			last_leaf.ranged = true;
-	}
-	ReleaseSysCache(tp);
+	spec = partition_bound_of(last_leaf.leaf);
+	if (spec != NULL && !spec->is_default && spec->strategy == PARTITION_STRATEGY_RANGE &&
+		range_bound_value(spec->lowerdatums, &last_leaf.lo) &&
+		range_bound_value(spec->upperdatums, &last_leaf.hi))
+		last_leaf.ranged = true;
 }
 
 /*
@@ -683,31 +691,17 @@ last_leaf_learn(Oid leaf, const char *class_name, bool same_layout)
 static char *
 class_of_partition(Oid relid)
 {
-	HeapTuple	tp;
-	Datum		bound;
-	bool		isnull;
-	char	   *result = NULL;
+	PartitionBoundSpec *spec = partition_bound_of(relid);
 
-	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tp))
-		return NULL;
-	bound = SysCacheGetAttr(RELOID, tp, Anum_pg_class_relpartbound, &isnull);
-	if (!isnull)
+	if (spec != NULL && !spec->is_default && spec->strategy == PARTITION_STRATEGY_LIST &&
+		list_length(spec->listdatums) == 1 && IsA(linitial(spec->listdatums), Const))
 	{
-		PartitionBoundSpec *spec = castNode(PartitionBoundSpec,
-											stringToNode(TextDatumGetCString(bound)));
+		Const	   *c = linitial_node(Const, spec->listdatums);
 
-		if (!spec->is_default && spec->strategy == PARTITION_STRATEGY_LIST &&
-			list_length(spec->listdatums) == 1 && IsA(linitial(spec->listdatums), Const))
-		{
-			Const	   *c = linitial_node(Const, spec->listdatums);
-
-			if (!c->constisnull && c->consttype == TEXTOID)
-				result = TextDatumGetCString(c->constvalue);
-		}
+		if (!c->constisnull && c->consttype == TEXTOID)
+			return TextDatumGetCString(c->constvalue);
 	}
-	ReleaseSysCache(tp);
-	return result;
+	return NULL;
 }
 
 /*
