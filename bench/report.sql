@@ -59,6 +59,31 @@ BEGIN
     RETURN pg_temp.r(x / nullif(y, 0), 3);
 END $$;
 
+-- The ratio audit_ext / base within each cycle (both ran minutes apart in
+-- it), and their median: the machine's speed drifts between cycles, and a
+-- ratio of medians can mix a fast cycle's base with a slow one's variant.
+CREATE FUNCTION pg_temp.per_cycle(ph text, col text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE res text;
+BEGIN
+    EXECUTE format($q$
+        WITH c AS (
+            SELECT a.cycle, a.%1$I / nullif(b.%1$I, 0) AS x
+              FROM raw a JOIN raw b ON b.cycle = a.cycle AND b.phase = a.phase AND b.variant = 'base'
+             WHERE a.phase = $1 AND a.variant = 'audit_ext' AND a.status = 'ok' AND b.status = 'ok')
+        SELECT CASE WHEN count(x) = 0 THEN NULL
+                    ELSE format('per cycle, audit_ext / base: %%s (median %%s)',
+                                string_agg(format('%%s', pg_temp.r(x, 2)), ', ' ORDER BY cycle),
+                                pg_temp.r(percentile_cont(0.5) WITHIN GROUP (ORDER BY x), 3)) END
+          FROM c$q$, col)
+       INTO res USING ph;
+    RETURN coalesce(res, 'per cycle: n/a');
+END $$;
+
+-- a section only for the phases that ran (bench/run.sh PHASES)
+SELECT bool_or(phase = 'oltp') AS ran_oltp, bool_or(phase = 'bulk_update') AS ran_bulk_update,
+       bool_or(phase = 'bulk_insert') AS ran_bulk_insert FROM raw \gset
+\if :ran_oltp
 \echo '## 1. OLTP (pgbench TPC-B-like)'
 \echo
 \echo '| variant | runs | median TPS | min–max TPS | TPS vs base | median latency (ms) | WAL bytes/txn | audit bytes/txn | audit rows/txn |'
@@ -72,7 +97,11 @@ SELECT format('TPS ratios: audit_ext/base = **%s**, table_log/base = **%s**, aud
               pg_temp.ratio('oltp', 'audit_ext', 'base', 'tps'), pg_temp.ratio('oltp', 'table_log', 'base', 'tps'),
               pg_temp.ratio('oltp', 'audit_ext', 'table_log', 'tps'));
 \echo
+SELECT format('TPS, %s.', pg_temp.per_cycle('oltp', 'tps'));
+\echo
+\endif
 
+\if :ran_bulk_update
 \echo '## 2. Bulk UPDATE of every pgbench_accounts row'
 \echo
 \echo '| variant | runs | rows | median time (s) | min–max (s) | time vs base | WAL bytes/row | WAL vs base | audit bytes/row | audit rows/row |'
@@ -87,7 +116,11 @@ SELECT format('audit_ext/table_log: time **%s**, WAL/row **%s**, audit bytes/row
               pg_temp.ratio('bulk_update', 'audit_ext', 'table_log', 'wal_per'),
               pg_temp.ratio('bulk_update', 'audit_ext', 'table_log', 'trail_per'));
 \echo
+SELECT format('Time, %s.', pg_temp.per_cycle('bulk_update', 'secs'));
+\echo
+\endif
 
+\if :ran_bulk_insert
 \echo '## 3. Bulk INSERT ... SELECT into a fresh audited table'
 \echo
 \echo '| variant | runs | rows | median time (s) | min–max (s) | time vs base | WAL bytes/row | WAL vs base | audit bytes/row | audit rows/row |'
@@ -102,6 +135,9 @@ SELECT format('audit_ext/table_log: time **%s**, WAL/row **%s**, audit bytes/row
               pg_temp.ratio('bulk_insert', 'audit_ext', 'table_log', 'wal_per'),
               pg_temp.ratio('bulk_insert', 'audit_ext', 'table_log', 'trail_per'));
 \echo
+SELECT format('Time, %s.', pg_temp.per_cycle('bulk_insert', 'secs'));
+\echo
+\endif
 
 SELECT CASE WHEN count(*) = 0 THEN 'All runs succeeded.'
             ELSE format('**%s run(s) failed** and are left out of the medians: %s. See bench/results/*.log.',

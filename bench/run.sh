@@ -11,6 +11,8 @@
 # FLOOR=1 adds the diagnostic variant audit_noidx: audit_ext with every index
 # of the data-event partitions dropped, i.e. what capture and the heap writes
 # cost without index maintenance (not a configuration anyone should run).
+# PHASES (default "oltp bulk_update bulk_insert") runs a subset, e.g.
+# PHASES=oltp CYCLES=7 for a tighter OLTP median; PG_MAJOR (default 15).
 # Progress goes to stderr; the Markdown report goes to stdout and to
 # bench/results/latest.md, the per-run numbers to bench/results/raw.csv.
 set -euo pipefail
@@ -20,6 +22,7 @@ CYCLES=${CYCLES:-3}
 SCALE=${SCALE:-10}
 KEEP_CLUSTER=${KEEP_CLUSTER:-0}
 FLOOR=${FLOOR:-0}
+PHASES=${PHASES:-oltp bulk_update bulk_insert}
 CLIENTS=2
 THREADS=2
 PORT=${PORT:-5498}
@@ -40,9 +43,16 @@ die() { log "ERROR: $*"; exit 1; }
 for knob in DURATION CYCLES SCALE; do
     [[ ${!knob} =~ ^[1-9][0-9]*$ ]] || die "$knob must be a positive integer (got '${!knob}')"
 done
+for ph in $PHASES; do
+    case $ph in oltp | bulk_update | bulk_insert) ;; *) die "PHASES: unknown phase '$ph' (oltp, bulk_update, bulk_insert)" ;; esac
+done
+has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
 [ "$(id -u)" = 0 ] || die "run as root (the cluster is created as user postgres with runuser)"
-[ -f /usr/share/postgresql/15/extension/audit_ext.control ] || die "audit_ext is not installed: cd $ROOT && make && make install"
-[ -f /usr/share/postgresql/15/extension/table_log.control ] || die "table_log is not installed: apt-get install postgresql-15-tablelog"
+# PG_MAJOR (default 15) as in scripts/pgenv.sh: e.g. PG_MAJOR=17 in the Debian 13
+# chroot of scripts/test-pg17.sh
+PGM=${PG_MAJOR:-15}
+[ -f "/usr/share/postgresql/$PGM/extension/audit_ext.control" ] || die "audit_ext is not installed: cd $ROOT && make && make install"
+[ -f "/usr/share/postgresql/$PGM/extension/table_log.control" ] || die "table_log is not installed: apt-get install postgresql-$PGM-tablelog"
 
 # One run at a time: a second run would wipe the first one's cluster.
 exec 9>"$DIR.lock"
@@ -255,27 +265,33 @@ for ((c = 1; c <= CYCLES; c++)); do
     log "cycle $c/$CYCLES, order: ${order[*]}"
 
     pos=0
-    for v in "${order[@]}"; do
-        pos=$((pos + 1))
-        log " oltp $v: pgbench -c $CLIENTS -j $THREADS -M prepared -T $DURATION"
-        run_oltp "$c" "$v" "$pos"
-    done
+    if has_phase oltp; then
+        for v in "${order[@]}"; do
+            pos=$((pos + 1))
+            log " oltp $v: pgbench -c $CLIENTS -j $THREADS -M prepared -T $DURATION"
+            run_oltp "$c" "$v" "$pos"
+        done
+    fi
 
     pos=0
-    for v in "${order[@]}"; do
-        pos=$((pos + 1))
-        log " bulk_update $v"
-        prepare_bulk_update "$v"
-        run_bulk "$c" bulk_update "$v" "$pos" "UPDATE pgbench_accounts SET abalance = abalance + 1"
-    done
+    if has_phase bulk_update; then
+        for v in "${order[@]}"; do
+            pos=$((pos + 1))
+            log " bulk_update $v"
+            prepare_bulk_update "$v"
+            run_bulk "$c" bulk_update "$v" "$pos" "UPDATE pgbench_accounts SET abalance = abalance + 1"
+        done
+    fi
 
     pos=0
-    for v in "${order[@]}"; do
-        pos=$((pos + 1))
-        log " bulk_insert $v"
-        prepare_bulk_insert "$v"
-        run_bulk "$c" bulk_insert "$v" "$pos" "INSERT INTO bulk_target SELECT * FROM pgbench_accounts"
-    done
+    if has_phase bulk_insert; then
+        for v in "${order[@]}"; do
+            pos=$((pos + 1))
+            log " bulk_insert $v"
+            prepare_bulk_insert "$v"
+            run_bulk "$c" bulk_insert "$v" "$pos" "INSERT INTO bulk_target SELECT * FROM pgbench_accounts"
+        done
+    fi
 done
 
 # ---------------------------------------------------------------------------
@@ -294,13 +310,13 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
     echo "- PostgreSQL: $PG_VERSION"
     echo "- audit_ext: $BUILD_ID"
     echo "- Machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo) RAM"
-    echo "- Knobs: DURATION=$DURATION s, CYCLES=$CYCLES, SCALE=$SCALE (pgbench -c $CLIENTS -j $THREADS -M prepared)"
+    echo "- Knobs: DURATION=$DURATION s, CYCLES=$CYCLES, SCALE=$SCALE, PHASES=$PHASES (pgbench -c $CLIENTS -j $THREADS -M prepared)"
     echo "- Load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes the OLTP numbers noisy)"
     echo "- Cluster: synchronous_commit=off, shared_buffers=1GB, max_wal_size=8GB, checkpoint_timeout=30min, fsync=on, shared_preload_libraries=audit_ext (in all variants)"
     floor_note=""
     [ "$FLOOR" = 1 ] && floor_note="; audit_noidx (diagnostic, FLOOR=1) = audit_ext with no index on the data-event partitions"
     echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog$floor_note"
-    echo "- Order rotated per cycle; medians over cycles; ratios are ratios of medians. WAL = pg_current_wal_lsn() difference; audit bytes = growth of pg_total_relation_size over schema audit (audit_ext) or tlog (table_log); audit rows = events (audit.event_id_seq) or log rows (table_log sequences)."
+    echo "- Order rotated per cycle; medians over cycles; ratios are ratios of medians, with the ratio within each cycle and its median under each table. WAL = pg_current_wal_lsn() difference; audit bytes = growth of pg_total_relation_size over schema audit (audit_ext) or tlog (table_log); audit rows = events (audit.event_id_seq) or log rows (table_log sequences)."
     echo
     sql postgres -f "$BENCH/report.sql" <"$RAW"
     echo
