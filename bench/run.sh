@@ -260,6 +260,19 @@ prepare_bulk_insert() {
     enable_trail "$v" "$db" bulk_target
 }
 
+# bulk_phase CYCLE PHASE STATEMENT: every variant of the cycle's order, each
+# after prepare_PHASE
+bulk_phase() {
+    local c=$1 phase=$2 stmt=$3 v pos=0
+    has_phase "$phase" || return 0
+    for v in "${order[@]}"; do
+        pos=$((pos + 1))
+        log " $phase $v"
+        "prepare_$phase" "$v"
+        run_bulk "$c" "$phase" "$v" "$pos" "$stmt"
+    done
+}
+
 for ((c = 1; c <= CYCLES; c++)); do
     read -r -a order <<<"$(order_for_cycle "$c")"
     log "cycle $c/$CYCLES, order: ${order[*]}"
@@ -273,25 +286,8 @@ for ((c = 1; c <= CYCLES; c++)); do
         done
     fi
 
-    pos=0
-    if has_phase bulk_update; then
-        for v in "${order[@]}"; do
-            pos=$((pos + 1))
-            log " bulk_update $v"
-            prepare_bulk_update "$v"
-            run_bulk "$c" bulk_update "$v" "$pos" "UPDATE pgbench_accounts SET abalance = abalance + 1"
-        done
-    fi
-
-    pos=0
-    if has_phase bulk_insert; then
-        for v in "${order[@]}"; do
-            pos=$((pos + 1))
-            log " bulk_insert $v"
-            prepare_bulk_insert "$v"
-            run_bulk "$c" bulk_insert "$v" "$pos" "INSERT INTO bulk_target SELECT * FROM pgbench_accounts"
-        done
-    fi
+    bulk_phase "$c" bulk_update "UPDATE pgbench_accounts SET abalance = abalance + 1"
+    bulk_phase "$c" bulk_insert "INSERT INTO bulk_target SELECT * FROM pgbench_accounts"
 done
 
 # ---------------------------------------------------------------------------
