@@ -14,7 +14,10 @@ pg_start() {
     local dir=$1 port=$2
     shift 2
     mkdir -p "$dir"
-    chmod 755 "$(dirname "$dir")"
+    # user postgres must reach DIR: add read and search on its parent, take
+    # nothing away (the parent may be /tmp: its sticky bit and world write
+    # must stay)
+    chmod go+rx "$(dirname "$dir")"
     chown postgres: "$dir"
     chmod 700 "$dir"
     (cd / && runuser -u postgres -- "$PGBIN/initdb" -D "$dir/data" -A trust -U postgres --no-sync >/dev/null) || return 1
