@@ -22,7 +22,7 @@ CREATE TEMP TABLE raw (
 
 CREATE TEMP VIEW med AS
 SELECT phase, variant,
-       CASE variant WHEN 'base' THEN 1 WHEN 'audit_ext' THEN 2 WHEN 'table_log' THEN 3 ELSE 4 END AS vord,
+       CASE variant WHEN 'base' THEN 1 WHEN 'audit_ext' THEN 2 WHEN 'table_log' THEN 3 WHEN 'audit_noidx' THEN 4 ELSE 5 END AS vord,
        count(*) AS n,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY tps)                         AS tps,
        min(tps) AS tps_min, max(tps) AS tps_max,
@@ -80,6 +80,16 @@ BEGIN
     RETURN coalesce(res, 'per cycle: n/a');
 END $$;
 
+-- FLOOR=1: the two diagnostic variants set against base and audit_ext (no
+-- row when they did not run); col is tps (higher is better) or secs
+CREATE FUNCTION pg_temp.floors(ph text, col text) RETURNS SETOF text
+LANGUAGE sql AS $$
+SELECT format('Floors (FLOOR=1): sql_floor / base = **%s**, audit_noidx / base = **%s**, audit_ext / sql_floor = **%s**, audit_ext / audit_noidx = **%s**.',
+              pg_temp.ratio(ph, 'sql_floor', 'base', col), pg_temp.ratio(ph, 'audit_noidx', 'base', col),
+              pg_temp.ratio(ph, 'audit_ext', 'sql_floor', col), pg_temp.ratio(ph, 'audit_ext', 'audit_noidx', col))
+ WHERE EXISTS (SELECT FROM med WHERE phase = ph AND variant IN ('sql_floor', 'audit_noidx'))
+$$;
+
 -- a section only for the phases that ran (bench/run.sh PHASES)
 SELECT bool_or(phase = 'oltp') AS ran_oltp, bool_or(phase = 'bulk_update') AS ran_bulk_update,
        bool_or(phase = 'bulk_insert') AS ran_bulk_insert FROM raw \gset
@@ -99,6 +109,7 @@ SELECT format('TPS ratios: audit_ext/base = **%s**, table_log/base = **%s**, aud
 \echo
 SELECT format('TPS, %s.', pg_temp.per_cycle('oltp', 'tps'));
 \echo
+SELECT f || E'\n' FROM pg_temp.floors('oltp', 'tps') f;
 \endif
 
 \if :ran_bulk_update
@@ -118,6 +129,7 @@ SELECT format('audit_ext/table_log: time **%s**, WAL/row **%s**, audit bytes/row
 \echo
 SELECT format('Time, %s.', pg_temp.per_cycle('bulk_update', 'secs'));
 \echo
+SELECT f || E'\n' FROM pg_temp.floors('bulk_update', 'secs') f;
 \endif
 
 \if :ran_bulk_insert
@@ -137,6 +149,7 @@ SELECT format('audit_ext/table_log: time **%s**, WAL/row **%s**, audit bytes/row
 \echo
 SELECT format('Time, %s.', pg_temp.per_cycle('bulk_insert', 'secs'));
 \echo
+SELECT f || E'\n' FROM pg_temp.floors('bulk_insert', 'secs') f;
 \endif
 
 SELECT CASE WHEN count(*) = 0 THEN 'All runs succeeded.'

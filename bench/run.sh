@@ -8,9 +8,12 @@
 #
 # Knobs: DURATION (seconds per pgbench run, default 30), CYCLES (default 3),
 # SCALE (pgbench scale, default 10), KEEP_CLUSTER=1 keeps /tmp/audit_bench,
-# FLOOR=1 adds the diagnostic variant audit_noidx: audit_ext with every index
-# of the data-event partitions dropped, i.e. what capture and the heap writes
-# cost without index maintenance (not a configuration anyone should run).
+# FLOOR=1 adds two diagnostic variants: audit_noidx, audit_ext with every
+# index of the data-event partitions dropped, i.e. what capture and the heap
+# writes cost without index maintenance (not a configuration anyone should
+# run); and sql_floor, no trigger at all: each statement itself writes one
+# (id, time, jsonb of the row) per changed row into an unindexed table
+# (WITH ... RETURNING), the cheapest trail of whole rows PostgreSQL can write.
 # PHASES (default "oltp bulk_update bulk_insert") runs a subset, e.g.
 # PHASES=oltp CYCLES=7 for a tighter OLTP median; PG_MAJOR (default 15).
 # Progress goes to stderr; the Markdown report goes to stdout and to
@@ -34,7 +37,7 @@ RESULTS=$BENCH/results
 RAW=$RESULTS/raw.csv
 REPORT=$RESULTS/latest.md
 VARIANTS=(base audit_ext table_log)
-[ "$FLOOR" = 1 ] && VARIANTS+=(audit_noidx)
+[ "$FLOOR" = 1 ] && VARIANTS+=(audit_noidx sql_floor)
 AUDITED_TABLES=(pgbench_accounts pgbench_tellers pgbench_branches)
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -174,6 +177,8 @@ for v in "${VARIANTS[@]}"; do
     case $v in
         audit_ext | audit_noidx) sql "$db" -c "CREATE EXTENSION audit_ext" ;;
         table_log) sql "$db" -c "CREATE EXTENSION table_log" -c "CREATE SCHEMA tlog" ;;
+        sql_floor) sql "$db" -c "CREATE SCHEMA sqlfloor" \
+            -c "CREATE TABLE sqlfloor.sink (id bigserial, event_time timestamptz NOT NULL, row_data jsonb NOT NULL)" ;;
     esac
     for t in "${AUDITED_TABLES[@]}"; do enable_trail "$v" "$db" "$t"; done
     if [ "$v" = audit_noidx ]; then
@@ -201,8 +206,12 @@ run_oltp() {
     sql "$db" -c "VACUUM pgbench_branches" -c "VACUUM pgbench_tellers" -c "TRUNCATE pgbench_history"
     quiesce
     p0=$(sql "$db" -F ' ' -c "SELECT lsn, trail_bytes, trail_rows FROM bench.probe()")
+    # sql_floor: the TPC-B-like transaction whose three UPDATEs each write
+    # their row's jsonb themselves (bench/sql_floor.pgbench)
+    local script=()
+    [ "$v" = sql_floor ] && script=(-s "$SCALE" -f "$BENCH/sql_floor.pgbench")
     rc=0
-    pgbench -n -c "$CLIENTS" -j "$THREADS" -M prepared -T "$DURATION" "$db" >"$out" 2>&1 || rc=$?
+    pgbench -n -c "$CLIENTS" -j "$THREADS" -M prepared -T "$DURATION" "${script[@]}" "$db" >"$out" 2>&1 || rc=$?
     p1=$(sql "$db" -F ' ' -c "SELECT lsn, trail_bytes, trail_rows FROM bench.probe()")
     tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | head -n1)
     lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out" | head -n1)
@@ -269,7 +278,12 @@ bulk_phase() {
         pos=$((pos + 1))
         log " $phase $v"
         "prepare_$phase" "$v"
-        run_bulk "$c" "$phase" "$v" "$pos" "$stmt"
+        if [ "$v" = sql_floor ]; then
+            run_bulk "$c" "$phase" "$v" "$pos" "WITH r AS ($stmt RETURNING *)
+                INSERT INTO sqlfloor.sink (event_time, row_data) SELECT now(), to_jsonb(r) FROM r"
+        else
+            run_bulk "$c" "$phase" "$v" "$pos" "$stmt"
+        fi
     done
 }
 
@@ -310,7 +324,7 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
     echo "- Load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes the OLTP numbers noisy)"
     echo "- Cluster: synchronous_commit=off, shared_buffers=1GB, max_wal_size=8GB, checkpoint_timeout=30min, fsync=on, shared_preload_libraries=audit_ext (in all variants)"
     floor_note=""
-    [ "$FLOOR" = 1 ] && floor_note="; audit_noidx (diagnostic, FLOOR=1) = audit_ext with no index on the data-event partitions"
+    [ "$FLOOR" = 1 ] && floor_note="; audit_noidx (diagnostic, FLOOR=1) = audit_ext with no index on the data-event partitions; sql_floor (diagnostic, FLOOR=1) = no trigger, each statement writes (id, now(), to_jsonb(row)) per changed row into an unindexed table itself (WITH ... RETURNING; OLTP: bench/sql_floor.pgbench)"
     echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog$floor_note"
     echo "- Order rotated per cycle; medians over cycles; ratios are ratios of medians, with the ratio within each cycle and its median under each table. WAL = pg_current_wal_lsn() difference; audit bytes = growth of pg_total_relation_size over schema audit (audit_ext) or tlog (table_log); audit rows = events (audit.event_id_seq) or log rows (table_log sequences)."
     echo

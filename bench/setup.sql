@@ -5,7 +5,8 @@
 --              indexes, TOAST), rows = events taken from audit.event_id_seq
 --   table_log: all relations of schema "tlog" (the log tables, their
 --              trigger_id primary keys), rows = sum of the log sequences
---   base:      neither schema exists, so 0 and 0.
+--   sql_floor: schema "sqlfloor" (its unindexed sink), rows = its id sequence
+--   base:      none of these schemas exists, so 0 and 0.
 CREATE SCHEMA IF NOT EXISTS bench;
 
 CREATE OR REPLACE FUNCTION bench.probe(OUT lsn pg_lsn, OUT trail_bytes bigint, OUT trail_rows bigint)
@@ -14,9 +15,9 @@ AS $$
 SELECT pg_current_wal_lsn(),
        (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname IN ('audit', 'tlog') AND c.relkind IN ('r', 'm')),
+         WHERE n.nspname IN ('audit', 'tlog', 'sqlfloor') AND c.relkind IN ('r', 'm')),
        (SELECT coalesce(sum(s.last_value), 0)::bigint
           FROM pg_sequences s
          WHERE (s.schemaname = 'audit' AND s.sequencename = 'event_id_seq')
-            OR s.schemaname = 'tlog')
+            OR s.schemaname IN ('tlog', 'sqlfloor'))
 $$;
