@@ -13,7 +13,7 @@
 # Each cycle runs pgbench -c CLIENTS -j CLIENTS -M prepared -T DURATION on every variant,
 # the order rotated per cycle; the report gives each variant's TPS ratio to
 # base within each cycle and the median of those ratios.  Own throwaway
-# cluster on port 5491, the settings of bench/run.sh.
+# cluster on port 5489, the settings of bench/run.sh.
 # Usage: DURATION=20 CYCLES=4 bash bench/index_cost.sh   (as root)
 # Knobs: CLIENTS (pgbench -c and -j, default 2), VARIANTS (a subset, in
 # order, e.g. VARIANTS="base all none" CLIENTS=1).
@@ -37,9 +37,9 @@ done
 [[ " ${VARIANTS[*]} " == *" base "* ]] || { echo "VARIANTS must include base" >&2; exit 1; }
 rm -rf "$DIR"
 trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
-pg_start "$DIR" 5491 "synchronous_commit = off" "shared_buffers = 1GB" "max_wal_size = 8GB" \
+pg_start "$DIR" 5489 "synchronous_commit = off" "shared_buffers = 1GB" "max_wal_size = 8GB" \
     "checkpoint_timeout = 30min" >/dev/null
-export PGHOST=$DIR PGPORT=5491 PGUSER=postgres
+export PGHOST=$DIR PGPORT=5489 PGUSER=postgres
 q() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
