@@ -55,13 +55,13 @@ bool
 audit_alerts_evaluate(void)
 {
 	bool		active = false;
+	int			nest;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	/* one snapshot for the round: set before the first one is taken */
 	XactIsoLevel = XACT_REPEATABLE_READ;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	nest = audit_spi_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 
 	/* an extension still at 1.0 has no rules */
@@ -84,7 +84,7 @@ audit_alerts_evaluate(void)
 		}
 	}
 
-	SPI_finish();
+	audit_spi_finish(nest);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);

@@ -312,8 +312,8 @@ audit_archive_partition(PG_FUNCTION_ARGS)
 									  ALLOCSET_DEFAULT_SIZES);
 	PG_TRY();
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
+		int			nest = audit_spi_connect();
+
 		plan = SPI_prepare(psprintf("SELECT e.id, pg_catalog.row_to_json(e)::text FROM %s e ORDER BY e.id",
 									quote_qualified_identifier(nspname, relname)),
 						   0, NULL);
@@ -365,7 +365,7 @@ audit_archive_partition(PG_FUNCTION_ARGS)
 			SPI_freetuptable(SPI_tuptable);
 		}
 		SPI_cursor_close(portal);
-		SPI_finish();
+		audit_spi_finish(nest);
 
 		w.zs.next_in = NULL;
 		w.zs.avail_in = 0;

@@ -402,13 +402,12 @@ follow_column_changes(Node *stmt)
 	PG_TRY();
 	{
 		Oid			types[3] = {OIDOID, TEXTOID, TEXTOID};
+		int			nest = audit_spi_connect();
 
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
 		if (SPI_execute_with_args("SELECT audit.sync_column_options($1::regclass, $2, $3)",
 								  3, types, values, nulls, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not update the audit options of relation %u", relid);
-		SPI_finish();
+		audit_spi_finish(nest);
 	}
 	PG_FINALLY();
 	{

@@ -18,6 +18,7 @@
  * src/retention.c      append-only protection, retention GUCs, system events
  * src/archive.c        archive files (gzip JSON lines, SHA-256), read back
  * src/maintenance.c    maintenance launcher and per-database workers
+ * src/elevated.c       rules for code run with elevated rights (pinned search_path)
  *
  *-------------------------------------------------------------------------
  */
@@ -44,6 +45,13 @@ extern int	audit_max_statement_length;
 extern int	audit_export_threshold;
 extern int	audit_statement_literals;
 extern bool audit_log_ddl;
+
+/* elevated.c: SPI and GUC state for code that runs with elevated rights */
+extern int	audit_pin_search_path(void);
+extern void audit_unpin_search_path(int nest);
+extern void audit_pin_search_path_for_process(void);
+extern int	audit_spi_connect(void);
+extern void audit_spi_finish(int nest);
 
 #define AUDIT_LITERALS_REDACT	0
 #define AUDIT_LITERALS_KEEP		1

@@ -717,11 +717,12 @@ audit_chain_checkpoint(PG_FUNCTION_ARGS)
 	int			recorded = 0;
 	Oid			argtypes[5] = {TEXTOID, INT8OID, INT8OID, INT8OID, BYTEAOID};
 	SPIPlanPtr	plan;
+	int			nest;
 
 	if (chain_shared == NULL)
 		PG_RETURN_INT32(0);
 
-	SPI_connect();
+	nest = audit_spi_connect();
 	plan = SPI_prepare("INSERT INTO audit.chain_checkpoint (class, chain_lane, chain_seq, event_id, hash) "
 					   "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", 5, argtypes);
 	if (plan == NULL)
@@ -765,7 +766,7 @@ audit_chain_checkpoint(PG_FUNCTION_ARGS)
 			recorded++;
 		}
 	}
-	SPI_finish();
+	audit_spi_finish(nest);
 	PG_RETURN_INT32(recorded);
 }
 
@@ -779,6 +780,7 @@ audit_chain_maybe_checkpoint(void)
 {
 	static TimestampTz last = 0;
 	TimestampTz now = GetCurrentTimestamp();
+	int			nest;
 
 	if (audit_chain_checkpoint_interval <= 0 || chain_shared == NULL)
 		return;
@@ -790,7 +792,7 @@ audit_chain_maybe_checkpoint(void)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
+	nest = audit_spi_connect();
 	/* nothing to do where the extension (or its 1.1 objects) is missing */
 	if (SPI_execute("SELECT pg_catalog.to_regprocedure('audit.chain_checkpoint()') IS NOT NULL",
 					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
@@ -802,7 +804,7 @@ audit_chain_maybe_checkpoint(void)
 		if (present && SPI_execute("SELECT audit.chain_checkpoint()", false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "audit_ext: chain checkpoint failed");
 	}
-	SPI_finish();
+	audit_spi_finish(nest);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 }

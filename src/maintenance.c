@@ -18,7 +18,9 @@
  *		SELECT ... FROM audit.prune();
  *		SELECT audit.chain_checkpoint();
  *		SELECT gin_clean_pending_list(...) of the event partitions' GIN indexes;
- * as the bootstrap superuser, and exits.  One at a time: maintenance must
+ * as the extension's owner (the bootstrap superuser only reads pg_extension
+ * to find it), with search_path pinned to pg_catalog, pg_temp for the whole
+ * process (elevated.c), and exits.  One at a time: maintenance must
  * not compete with the workload for more than one core.  Template databases
  * and databases that refuse connections are skipped (a connection to a
  * template would make CREATE DATABASE fail).
@@ -32,12 +34,15 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -50,6 +55,7 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -269,6 +275,7 @@ audit_maintenance_db_main(Datum main_arg)
 	bool		installed;
 	int64		pruned;
 	char	   *sql;
+	Oid			ext_owner = InvalidOid;
 
 	am_maintenance_worker = true;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -276,6 +283,8 @@ audit_maintenance_db_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
 	pgstat_report_appname("audit_ext maintenance");
+	/* names resolve in pg_catalog only, whatever the database's settings */
+	audit_pin_search_path_for_process();
 
 	/* only where audit_ext 1.1 (audit.prune) is installed */
 	SetCurrentStatementStartTimestamp();
@@ -287,23 +296,54 @@ audit_maintenance_db_main(Datum main_arg)
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
+
 		/*
 		 * Not while pg_restore fills the database: partitions we created
-		 * would collide with the ones it restores.
+		 * would collide with the ones it restores.  Only a session that
+		 * could restore the database counts (a superuser's or the database
+		 * owner's): any client may call itself pg_restore, and must not be
+		 * able to stop partition creation and retention that way.
 		 */
 		installed = SPI_execute("SELECT pg_catalog.to_regprocedure('audit.prune()') IS NOT NULL"
-								" AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity"
-								" WHERE datid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())"
-								" AND application_name = 'pg_restore')",
+								" AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a"
+								"   JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) a.datid"
+								"  WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()"
+								"    AND a.application_name OPERATOR(pg_catalog.=) 'pg_restore'"
+								"    AND (a.usesysid OPERATOR(pg_catalog.=) d.datdba"
+								"         OR EXISTS (SELECT 1 FROM pg_catalog.pg_authid r"
+								"                     WHERE r.oid OPERATOR(pg_catalog.=) a.usesysid AND r.rolsuper)))",
 								true, 1) == SPI_OK_SELECT &&
 			SPI_processed == 1 &&
 			strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0;
 		SPI_finish();
 	}
+	if (installed)
+	{
+		/*
+		 * Every step runs as the extension's owner, the role that owns every
+		 * object maintenance touches (docs/architecture.md, "Threat model"),
+		 * not as the bootstrap superuser the worker connected as.
+		 */
+		Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+		ScanKeyData key;
+		SysScanDesc scan;
+		HeapTuple	tup;
+
+		ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+					CStringGetDatum("audit_ext"));
+		scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+		tup = systable_getnext(scan);
+		if (HeapTupleIsValid(tup))
+			ext_owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+		systable_endscan(scan);
+		table_close(rel, AccessShareLock);
+	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	if (!installed)
 		proc_exit(0);
+	if (OidIsValid(ext_owner))
+		SetUserIdAndSecContext(ext_owner, SECURITY_LOCAL_USERID_CHANGE);
 
 	/*
 	 * Never make a client wait or fail for maintenance: our deadlock check
@@ -337,6 +377,7 @@ audit_maintenance_db_main(Datum main_arg)
 					"  JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid"
 					"  JOIN pg_catalog.pg_am a ON a.oid = c.relam"
 					" WHERE a.amname = 'gin'"
-					"   AND i.indrelid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree('audit.event') t WHERE t.isleaf)");
+					"   AND i.indrelid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT t.relid::pg_catalog.oid"
+					"         FROM pg_catalog.pg_partition_tree('audit.event'::pg_catalog.regclass) t WHERE t.isleaf))");
 	proc_exit(0);
 }

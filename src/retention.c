@@ -367,6 +367,7 @@ audit_drop_event_partition(PG_FUNCTION_ARGS)
 	List	   *ancestors;
 	char	   *sql;
 	char	   *name = get_rel_name(relid);
+	int			nest;
 
 	ancestors = name ? get_partition_ancestors(relid) : NIL;
 	if (list_length(ancestors) != 2 || llast_oid(ancestors) != event_relid ||
@@ -380,8 +381,7 @@ audit_drop_event_partition(PG_FUNCTION_ARGS)
 
 	sql = psprintf("DROP TABLE %s",
 				   quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), name));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	nest = audit_spi_connect();
 	dropping_partition = true;
 	PG_TRY();
 	{
@@ -393,7 +393,7 @@ audit_drop_event_partition(PG_FUNCTION_ARGS)
 		dropping_partition = false;
 	}
 	PG_END_TRY();
-	SPI_finish();
+	audit_spi_finish(nest);
 	PG_RETURN_VOID();
 }
 

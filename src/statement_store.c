@@ -219,8 +219,14 @@ store_statement(uint64 hash, const char *sql, int len)
 						   SECURITY_RESTRICTED_OPERATION);
 	PG_TRY();
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
+		/*
+		 * Planned and run under pg_catalog only: the caller's search_path
+		 * must not pick the "=" below (elevated.c).  The saved plans are
+		 * re-planned whenever the path differs from the one they were made
+		 * under, so the path is pinned on every call, not just the first.
+		 */
+		int			nest = audit_spi_connect();
+
 		if (insert_plan == NULL)
 		{
 			Oid			types[2] = {INT8OID, TEXTOID};
@@ -233,8 +239,8 @@ store_statement(uint64 hash, const char *sql, int len)
 				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 			SPI_keepplan(p);
 			insert_plan = p;
-			p = SPI_prepare("SELECT statement_text = $2 FROM audit.statement "
-							"WHERE statement_id = $1", 2, types);
+			p = SPI_prepare("SELECT statement_text OPERATOR(pg_catalog.=) $2 FROM audit.statement "
+							"WHERE statement_id OPERATOR(pg_catalog.=) $1", 2, types);
 			if (p == NULL)
 				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 			SPI_keepplan(p);
@@ -282,7 +288,7 @@ store_statement(uint64 hash, const char *sql, int len)
 			if (id == 0)
 				id = 1;
 		}
-		SPI_finish();
+		audit_spi_finish(nest);
 	}
 	PG_FINALLY();
 	{

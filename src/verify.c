@@ -407,6 +407,7 @@ audit_verify(PG_FUNCTION_ARGS)
 	bool		nulls[9] = {0};
 	VerifyResult r;
 	int64		legacy_max_id = 0;
+	int			nest;
 	MemoryContext callercxt = CurrentMemoryContext;
 	static const char *const classes[] = {"data", "auth", "privilege", "ddl", "read", "system"};
 
@@ -415,7 +416,7 @@ audit_verify(PG_FUNCTION_ARGS)
 
 	memset(&r, 0, sizeof(r));
 	r.keep = callercxt;
-	SPI_connect();
+	nest = audit_spi_connect();
 	if (SPI_execute("SELECT coalesce(max(legacy_max_id), 0) FROM audit.chain_origin", true, 0) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 	{
@@ -429,7 +430,7 @@ audit_verify(PG_FUNCTION_ARGS)
 		verify_class(classes[i], PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 					 PG_GETARG_DATUM(1), PG_ARGISNULL(1), legacy_max_id, &r);
 	/* before building the result: SPI_finish frees what was palloc'd since SPI_connect */
-	SPI_finish();
+	audit_spi_finish(nest);
 
 	values[0] = BoolGetDatum(r.breaks == 0);
 	values[1] = Int64GetDatum(r.events);

@@ -268,6 +268,8 @@ audit_worker_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnection(audit_worker_database, NULL, 0);
 	pgstat_report_appname("audit_ext worker");
+	/* names resolve in pg_catalog only, whatever the database's settings */
+	audit_pin_search_path_for_process();
 
 	audit_queue_set_worker(MyProcPid, &MyProc->procLatch);
 	before_shmem_exit(worker_exit, (Datum) 0);
