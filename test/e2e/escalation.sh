@@ -171,9 +171,17 @@ q -d postgres -q -c "ALTER TABLE public.payroll SET (autovacuum_enabled = off)" 
 cur_idx="audit.event_data_p$(date -u +%Y%m)_record_idx"
 wait_for "SELECT pending_tuples = 0 FROM pgstatginindex('$cur_idx')" 30
 is "$?" "0" "a maintenance round ran the GIN step after the planting"
+# An unprivileged client calling itself pg_restore must not pause maintenance
+# (a restore by a superuser or the database owner does).
+PGPASSWORD=pw-regress_mallory psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=regress_mallory application_name=pg_restore" \
+    -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
+sleeper=$!
+wait_for "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'pg_restore' AND usename = 'regress_mallory')" 10
+is "$?" "0" "an unprivileged session named pg_restore is connected"
 q -d postgres -q -c "INSERT INTO public.payroll SELECT g, g FROM generate_series(201, 300) g" >/dev/null
 wait_for "SELECT pending_tuples = 0 FROM pgstatginindex('$cur_idx')" 30
-is "$?" "0" "... and another one"
+is "$?" "0" "... and another maintenance round ran while it was connected"
+kill $sleeper 2>/dev/null; wait $sleeper 2>/dev/null
 
 # --- A3: the reading functions, as an auditor -----------------------------
 hist=$(as regress_auditor -c "SELECT count(*) FROM audit.record_history('own.orders'::regclass, '{\"id\": 1}')" 2>&1)
