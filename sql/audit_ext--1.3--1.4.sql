@@ -239,3 +239,559 @@ END
 $$;
 COMMENT ON FUNCTION audit.record_events(text, text, jsonb, regclass) IS
     'Internal: the events of one record oldest first, following key changes, with the TRUNCATE that removed it';
+
+-- ===========================================================================
+-- B. Tamper evidence that holds against a superuser
+-- ===========================================================================
+-- The chain's own tables are append-only like the events (UPDATE and DELETE
+-- refused, DROP/TRUNCATE refused by the utility hook as for every table of
+-- schema audit).
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit.chain_anchor
+    FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+ALTER TABLE audit.chain_anchor ENABLE ALWAYS TRIGGER audit_append_only;
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit.chain_checkpoint
+    FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+ALTER TABLE audit.chain_checkpoint ENABLE ALWAYS TRIGGER audit_append_only;
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit.chain_origin
+    FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+ALTER TABLE audit.chain_origin ENABLE ALWAYS TRIGGER audit_append_only;
+
+-- Up to 1.3 the append-only trigger let any DELETE through while any
+-- function of schema audit with a SET clause was running.  Now the one
+-- legitimate DELETE -- events moved out of a default partition into their
+-- new month -- is done by this C function, and the trigger lets through only
+-- its one statement on that one default partition.
+CREATE FUNCTION audit.move_default_events(cls text, part regclass, lo timestamptz, hi timestamptz)
+RETURNS bigint
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'audit_move_default_events';
+COMMENT ON FUNCTION audit.move_default_events(text, regclass, timestamptz, timestamptz) IS
+    'Internal: move the events of [lo, hi) out of a class''s default partition into its new monthly partition (the only DELETE the append-only trigger allows)';
+REVOKE ALL ON FUNCTION audit.move_default_events(text, regclass, timestamptz, timestamptz) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION audit.create_month_partition(cls text, month_start timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- months in UTC, whatever the session's TimeZone
+    lo    timestamptz := date_trunc('month', month_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+    hi    timestamptz := (date_trunc('month', month_start AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC';
+    part  text := format('event_%s_p%s', cls, to_char(lo AT TIME ZONE 'UTC', 'YYYYMM'));
+    moved bigint;
+BEGIN
+    IF to_regclass(format('audit.%I', part)) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    -- one creator at a time (held to the end of the transaction); then look again
+    PERFORM pg_advisory_xact_lock(hashtext('audit_ext partitions'));
+    IF to_regclass(format('audit.%I', part)) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    -- Partitions made by 1.0 in a session whose TimeZone has DST can be an
+    -- hour off the UTC month: fit between the neighbours instead of failing.
+    SELECT coalesce(max(b.range_to), lo) INTO lo
+      FROM audit.partition_bounds(cls) b WHERE b.range_from < lo AND b.range_to > lo;
+    SELECT coalesce(min(b.range_from), hi) INTO hi
+      FROM audit.partition_bounds(cls) b WHERE b.range_from < hi AND b.range_to > hi;
+    IF lo >= hi OR EXISTS (SELECT 1 FROM audit.partition_bounds(cls) b
+                            WHERE b.range_from < hi AND b.range_to > lo) THEN
+        RETURN false;
+    END IF;
+    IF lo > now() + interval '1 day' THEN
+        -- No event is routed to a month that has not begun.  ATTACH needs
+        -- only SHARE UPDATE EXCLUSIVE on the class's table and ACCESS
+        -- EXCLUSIVE on its default partition (the rows moved out of it must
+        -- not come back in before the attach).  Writers of the current
+        -- month and readers of any month neither wait for this nor block it.
+        EXECUTE format('LOCK TABLE ONLY audit.%I IN SHARE UPDATE EXCLUSIVE MODE', 'event_' || cls);
+        EXECUTE format('LOCK TABLE audit.%I IN ACCESS EXCLUSIVE MODE', 'event_' || cls || '_default');
+    ELSE
+        -- A month that has begun (missing partitions, back-dated events):
+        -- writers may be routing its events into the default partition
+        -- right now; they wait, and are routed to the new partition after.
+        EXECUTE format('LOCK TABLE audit.%I IN ACCESS EXCLUSIVE MODE', 'event_' || cls);
+    END IF;
+    EXECUTE format('CREATE TABLE audit.%I (LIKE audit.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                   part, 'event_' || cls);
+    -- the one DELETE the append-only trigger lets through (src/retention.c)
+    moved := audit.move_default_events(cls, format('audit.%I', part)::regclass, lo, hi);
+    PERFORM audit.create_event_indexes(format('audit.%I', part)::regclass);
+    EXECUTE format('ALTER TABLE audit.%I ATTACH PARTITION audit.%I FOR VALUES FROM (%L) TO (%L)',
+                   'event_' || cls, part, lo, hi);
+    EXECUTE format('GRANT SELECT ON audit.%I TO audit_admin, audit_reader', part);
+    IF moved > 0 THEN
+        RAISE NOTICE 'moved % events from the default partition into %', moved, part;
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION audit.create_month_partition(text, timestamptz) IS
+    'Internal: create the monthly partition of a class for the month of month_start, moving its rows out of the default partition';
+
+-- Only audit.prune() removes events: audit.drop_event_partition() (C) and
+-- audit.chain_record_pruned() refuse to run anywhere else.
+CREATE FUNCTION audit.in_prune()
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'audit_in_prune_sql';
+COMMENT ON FUNCTION audit.in_prune() IS
+    'Internal: whether audit.prune() is running in this session';
+REVOKE ALL ON FUNCTION audit.in_prune() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION audit.chain_record_pruned(part regclass)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF NOT audit.in_prune() THEN
+        RAISE EXCEPTION 'audit.chain_record_pruned() may only be called by audit.prune()'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'An anchor outside retention would make verify() accept events that were removed.',
+                  HINT = 'Set a retention policy with audit.set_retention() and run audit.prune().';
+    END IF;
+    EXECUTE format(
+        'INSERT INTO audit.chain_anchor (class, chain_lane, first_seq, last_seq, last_event_id, last_hash, events, partition_name)
+         SELECT class, chain_lane, min(chain_seq), max(chain_seq),
+                (array_agg(id ORDER BY chain_seq DESC))[1],
+                (array_agg(hash ORDER BY chain_seq DESC))[1],
+                count(*), %L
+           FROM %s
+          WHERE chain_lane IS NOT NULL AND chain_seq IS NOT NULL AND hash IS NOT NULL
+          GROUP BY class, chain_lane
+         ON CONFLICT (class, chain_lane, first_seq) DO NOTHING', part::text, part);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+-- Anchors are bound to the trail: every PRUNE event records a digest of all
+-- anchors after it added its own; audit.verify() compares the table with the
+-- last one.  A forged anchor (or one removed with the trigger disabled) no
+-- longer lets verify() accept deleted positions.
+CREATE FUNCTION audit.anchor_digest()
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT encode(sha256(convert_to(coalesce(string_agg(
+               format('%s|%s|%s|%s|%s|%s', a.class, a.chain_lane, a.first_seq, a.last_seq, a.last_event_id,
+                      encode(a.last_hash, 'hex')),
+               E'\n' ORDER BY a.class, a.chain_lane, a.first_seq), ''), 'UTF8')), 'hex')
+      FROM audit.chain_anchor a
+$$;
+COMMENT ON FUNCTION audit.anchor_digest() IS
+    'Internal: SHA-256 over every row of audit.chain_anchor (class, lane, positions, last event, last hash), in key order';
+
+CREATE FUNCTION audit.recorded_anchor_digest()
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.detail ->> 'anchors_digest'
+      FROM audit.event e
+     WHERE e.class = 'system' AND e.action IN ('PRUNE', 'CHAIN ANCHORS') AND e.detail ? 'anchors_digest'
+     ORDER BY e.id DESC
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION audit.recorded_anchor_digest() IS
+    'Internal: the anchor digest the last PRUNE (or CHAIN ANCHORS) event recorded; NULL when none';
+REVOKE ALL ON FUNCTION audit.anchor_digest(), audit.recorded_anchor_digest() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION audit.prune()
+RETURNS TABLE (partition text, class text, range_from timestamptz, range_to timestamptz,
+               rows bigint, archive_file text, action text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    pol     record;
+    cand    record;
+    m       timestamptz;
+    a_file  text;
+    a_sum   text;
+    a_min   bigint;
+    a_max   bigint;
+    a_bytes bigint;
+    a_raw   bigint;
+    hold    bigint;
+    n       bigint;
+    cutoff  timestamptz;
+    digest_before text;
+    mismatch boolean;
+BEGIN
+    PERFORM audit.require_audit_role(true);
+    -- one prune at a time per database (the worker and a DBA may overlap)
+    PERFORM pg_advisory_xact_lock(hashtext('audit_ext prune'));
+    FOR pol IN SELECT p.class, p.keep, p.archive FROM audit.retention_policies p ORDER BY p.class LOOP
+        cutoff := now() - pol.keep;
+        -- Events of months that have no partition sit in the default
+        -- partition (back-dated events, a restore): give each such past
+        -- month its partition so that it is pruned like any other month.
+        FOR m IN EXECUTE format('SELECT DISTINCT date_trunc(''month'', event_time AT TIME ZONE ''UTC'') AT TIME ZONE ''UTC''
+                                   FROM audit.%I WHERE event_time < date_trunc(''month'', now() AT TIME ZONE ''UTC'') AT TIME ZONE ''UTC''',
+                                'event_' || pol.class || '_default') LOOP
+            PERFORM audit.create_month_partition(pol.class, m);
+        END LOOP;
+
+        FOR cand IN
+            SELECT b.relid, b.relname, b.range_from AS lo, b.range_to AS hi
+              FROM audit.partition_bounds(pol.class) b
+             WHERE b.range_to <= cutoff
+             ORDER BY b.range_from
+        LOOP
+            SELECT min(h.id) INTO hold FROM audit.legal_holds h
+             WHERE h.released_at IS NULL
+               AND tstzrange(h.from_time, h.to_time) && tstzrange(cand.lo, cand.hi);
+            IF hold IS NOT NULL THEN
+                partition := cand.relname; class := pol.class; range_from := cand.lo; range_to := cand.hi;
+                rows := NULL; archive_file := NULL; action := 'held by legal hold ' || hold;
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+
+            a_file := NULL; a_sum := NULL; a_min := NULL; a_max := NULL;
+            IF pol.archive THEN
+                -- written, fsynced and renamed into place before anything is dropped
+                SELECT a.file, a.checksum, a.rows, a.min_id, a.max_id, a.bytes, a.raw_bytes
+                  INTO a_file, a_sum, n, a_min, a_max, a_bytes, a_raw
+                  FROM audit.archive_partition(cand.relid) a;
+                IF a_file IS NOT NULL THEN
+                    INSERT INTO audit.archives (file, checksum, class, partition_name, range_from, range_to,
+                                                rows, min_id, max_id, bytes, raw_bytes, archived_by)
+                    VALUES (a_file, a_sum, pol.class, cand.relname, cand.lo, cand.hi,
+                            n, a_min, a_max, a_bytes, a_raw,
+                            CASE WHEN audit.in_maintenance_worker() THEN 'worker' ELSE audit.session_role() END);
+                END IF;
+            ELSE
+                EXECUTE format('SELECT count(*) FROM %s', cand.relid::regclass) INTO n;
+            END IF;
+
+            -- the integrity chain records the heads of what leaves the trail,
+            -- so that audit.verify() still verifies what remains.  The
+            -- anchors as they were must be what the last PRUNE event
+            -- recorded: anything else was added or removed outside prune.
+            digest_before := audit.anchor_digest();
+            mismatch := digest_before IS DISTINCT FROM coalesce(audit.recorded_anchor_digest(), digest_before);
+            PERFORM audit.chain_record_pruned(cand.relid::regclass);
+            PERFORM audit.drop_event_partition(cand.relid);
+
+            -- the PRUNE event commits to every anchor (audit.verify checks it)
+            PERFORM audit.log_system_event('PRUNE',
+                jsonb_build_object('partition', cand.relname, 'class', pol.class,
+                                   'from_time', cand.lo, 'to_time', cand.hi, 'rows', n,
+                                   'keep', pol.keep::text,
+                                   'archive_file', a_file, 'checksum', a_sum,
+                                   'min_id', a_min, 'max_id', a_max,
+                                   'anchors_digest', audit.anchor_digest())
+                || CASE WHEN mismatch THEN jsonb_build_object('anchors_mismatch', true, 'risk', 'critical',
+                                                               'anchors_digest_found', digest_before)
+                        ELSE '{}' END);
+            partition := cand.relname; class := pol.class; range_from := cand.lo; range_to := cand.hi;
+            rows := n; archive_file := a_file;
+            action := CASE WHEN a_file IS NOT NULL THEN 'archived and dropped' ELSE 'dropped' END;
+            RETURN NEXT;
+        END LOOP;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.prune() IS
+    'Apply the retention policies: drop each monthly partition older than now() - keep that no active legal hold overlaps, archiving it first when the policy says so; one system/PRUNE event per partition; returns what was removed (and what a hold kept)';
+
+-- audit.verify() gains protection_off_events: the events of the range that
+-- switched a protection off (audit_ext.protect_trail, audit_ext.log_ddl, by
+-- any route), so that a "verified" trail still says when it was left open.
+-- The anchors must be what the last PRUNE event recorded.
+DROP FUNCTION audit.verify(timestamptz, timestamptz);
+CREATE FUNCTION audit.verify(from_time timestamptz DEFAULT NULL, to_time timestamptz DEFAULT NULL,
+    OUT verified boolean, OUT events bigint, OUT chains bigint, OUT legacy_events bigint,
+    OUT unverifiable_links bigint, OUT breaks bigint, OUT first_broken_event_id bigint,
+    OUT first_broken_event_time timestamptz, OUT problem text, OUT protection_off_events bigint)
+RETURNS record
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    recorded text;
+    actual   text;
+BEGIN
+    PERFORM audit.require_audit_role();
+    PERFORM audit.check_time_range(from_time, to_time);
+    SELECT * INTO verified, events, chains, legacy_events, unverifiable_links, breaks,
+                  first_broken_event_id, first_broken_event_time, problem
+      FROM audit.verify_chains(from_time, to_time);
+    recorded := audit.recorded_anchor_digest();
+    actual := audit.anchor_digest();
+    IF EXISTS (SELECT 1 FROM audit.chain_anchor) AND recorded IS DISTINCT FROM actual THEN
+        verified := false;
+        breaks := breaks + 1;
+        problem := coalesce(problem || '; ', '') ||
+                   'audit.chain_anchor is not what the last PRUNE event recorded: an anchor was added or removed outside audit.prune()';
+    END IF;
+    SELECT count(*) INTO protection_off_events
+      FROM audit.event e
+     WHERE e.class = 'ddl' AND e.detail @> '{"audit_protection_off": true}'
+       AND (from_time IS NULL OR e.event_time >= from_time)
+       AND (to_time IS NULL OR e.event_time < to_time);
+END
+$$;
+COMMENT ON FUNCTION audit.verify(timestamptz, timestamptz) IS
+    'Check the hash chains of the events in [from_time, to_time) (all when NULL) and the chain anchors; reports the first event where a chain breaks, and how many events of the range switched a protection off';
+GRANT EXECUTE ON FUNCTION audit.verify(timestamptz, timestamptz) TO PUBLIC;
+
+-- An installation that already pruned: its anchors are committed to now.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM audit.chain_anchor) THEN
+        PERFORM audit.log_system_event('CHAIN ANCHORS',
+            jsonb_build_object('anchors_digest', audit.anchor_digest(),
+                               'anchors', (SELECT count(*) FROM audit.chain_anchor),
+                               'reason', 'upgrade to 1.4'));
+    END IF;
+END
+$$;
+
+-- The shipped alert rule also fires when a protection is switched off.
+UPDATE audit.alert_rules
+   SET query = '^(DISABLE AUDIT|SET session_replication_role)\n|"audit_trigger_disabled": true|"audit_protection_off": true',
+       description = 'Auditing turned off on a table (audit.disable, DISABLE TRIGGER, session_replication_role = replica), or a protection of the trail switched off (audit_ext.protect_trail, audit_ext.log_ddl)'
+ WHERE name = 'audit_disabled' AND builtin;
+
+-- ===========================================================================
+-- D. Every change to auditing's own configuration is an event
+-- ===========================================================================
+-- Alert rules created, dropped, switched on or off, and alerts acknowledged
+-- are system events (like retention policies and legal holds), with who.
+CREATE OR REPLACE FUNCTION audit.create_alert_rule(
+    name          text,
+    class         text,
+    action        text     DEFAULT NULL,
+    threshold     integer  DEFAULT 1,
+    within        interval DEFAULT NULL,
+    group_by      text     DEFAULT NULL,
+    severity      text     DEFAULT 'medium',
+    cooldown      interval DEFAULT '10 minutes',
+    min_rows      bigint   DEFAULT NULL,
+    outside_hours text     DEFAULT NULL,
+    query         text     DEFAULT NULL,
+    table_name    text     DEFAULT NULL,
+    actor         text     DEFAULT NULL,
+    status        text     DEFAULT NULL,
+    timezone      text     DEFAULT NULL,
+    channel       text     DEFAULT 'audit_alerts',
+    enabled       boolean  DEFAULT true,
+    description   text     DEFAULT NULL)
+RETURNS audit.alert_rules
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r audit.alert_rules;
+BEGIN
+    PERFORM audit.require_audit_role(true);
+    r.name := create_alert_rule.name;
+    r.class := create_alert_rule.class;
+    r.action := create_alert_rule.action;
+    r.table_name := create_alert_rule.table_name;
+    r.actor := create_alert_rule.actor;
+    r.status := create_alert_rule.status;
+    r.query := create_alert_rule.query;
+    r.min_rows := create_alert_rule.min_rows;
+    r.threshold := create_alert_rule.threshold;
+    r.within := create_alert_rule.within;
+    r.group_by := create_alert_rule.group_by;
+    r.outside_hours := create_alert_rule.outside_hours;
+    r.timezone := create_alert_rule.timezone;
+    r.severity := create_alert_rule.severity;
+    r.cooldown := create_alert_rule.cooldown;
+    r.channel := create_alert_rule.channel;
+    r.enabled := coalesce(create_alert_rule.enabled, true);
+    r.builtin := false;
+    r.description := create_alert_rule.description;
+    r.created_at := now();
+    r.created_by := CASE WHEN current_setting('role') = 'none' THEN session_user::text ELSE current_setting('role') END;
+    PERFORM audit.check_alert_rule(r);
+    IF EXISTS (SELECT 1 FROM audit.alert_rules x WHERE x.name = r.name) THEN
+        RAISE EXCEPTION 'alert rule "%" already exists', r.name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Drop it first with audit.drop_alert_rule(), or choose another name.';
+    END IF;
+    INSERT INTO audit.alert_rules SELECT r.*;
+    PERFORM audit.log_system_event('CREATE ALERT RULE', jsonb_build_object('rule', r.name) || (to_jsonb(r) - 'created_at' - 'created_by' - 'builtin'));
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION audit.create_alert_rule(text, text, text, integer, interval, text, text, interval, bigint, text, text, text, text, text, text, text, boolean, text) IS
+    'audit_admin: add an alert rule; fires when threshold matching events (class, action, table_name, actor, status, query regex, min_rows, outside_hours) happen within "within" per group_by key; one alert per rule and key per cooldown, sent with NOTIFY on channel';
+
+CREATE OR REPLACE FUNCTION audit.drop_alert_rule(name text, if_exists boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old audit.alert_rules;
+BEGIN
+    PERFORM audit.require_audit_role(true);
+    DELETE FROM audit.alert_rules r WHERE r.name = drop_alert_rule.name RETURNING r.* INTO old;
+    IF FOUND THEN
+        PERFORM audit.log_system_event('DROP ALERT RULE',
+            jsonb_build_object('rule', old.name, 'builtin', old.builtin, 'was_enabled', old.enabled, 'class', old.class));
+    ELSE
+        IF if_exists THEN
+            RAISE NOTICE 'alert rule "%" does not exist, skipping', drop_alert_rule.name;
+            RETURN false;
+        END IF;
+        RAISE EXCEPTION 'alert rule "%" does not exist', drop_alert_rule.name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'The rules are listed in audit.alert_rules.';
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION audit.drop_alert_rule(text, boolean) IS
+    'audit_admin: remove an alert rule (its alerts stay); 42704 if there is none unless if_exists';
+
+CREATE OR REPLACE FUNCTION audit.set_alert_rule_enabled(name text, enabled boolean)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM audit.require_audit_role(true);
+    IF enabled IS NULL THEN
+        RAISE EXCEPTION 'enabled must be true or false' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE audit.alert_rules r SET enabled = set_alert_rule_enabled.enabled
+     WHERE r.name = set_alert_rule_enabled.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'alert rule "%" does not exist', set_alert_rule_enabled.name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'The rules are listed in audit.alert_rules.';
+    END IF;
+    PERFORM audit.log_system_event(CASE WHEN enabled THEN 'ENABLE ALERT RULE' ELSE 'DISABLE ALERT RULE' END,
+        jsonb_build_object('rule', set_alert_rule_enabled.name));
+END
+$$;
+COMMENT ON FUNCTION audit.set_alert_rule_enabled(text, boolean) IS
+    'audit_admin: turn an alert rule on or off';
+
+CREATE OR REPLACE FUNCTION audit.acknowledge_alert(alert_id bigint, note text DEFAULT NULL)
+RETURNS audit.alerts
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a audit.alerts;
+BEGIN
+    PERFORM audit.require_audit_role(true);
+    SELECT * INTO a FROM audit.alerts x WHERE x.alert_id = acknowledge_alert.alert_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'alert % does not exist', acknowledge_alert.alert_id
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Open alerts: SELECT * FROM audit.alerts WHERE acknowledged_at IS NULL.';
+    END IF;
+    IF a.acknowledged_at IS NOT NULL THEN
+        RAISE EXCEPTION 'alert % was already acknowledged by %', a.alert_id, a.acknowledged_by
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Its acknowledged_at and note are in audit.alerts.';
+    END IF;
+    UPDATE audit.alerts x
+       SET acknowledged_at = clock_timestamp(),
+           acknowledged_by = CASE WHEN current_setting('role') = 'none' THEN session_user::text
+                                  ELSE current_setting('role') END,
+           note = acknowledge_alert.note
+     WHERE x.alert_id = acknowledge_alert.alert_id
+    RETURNING x.* INTO a;
+    PERFORM audit.log_system_event('ACKNOWLEDGE ALERT',
+        jsonb_build_object('alert_id', a.alert_id, 'rule', a.rule, 'key', a.key, 'severity', a.severity,
+                           'note', a.note));
+    RETURN a;
+END
+$$;
+
+-- The owner of an audited partitioned table may create and attach
+-- partitions: PostgreSQL clones the row trigger onto them and checks EXECUTE
+-- on its function for the current user (a blank name in the error, because
+-- the clone has no function name).  Called other than as a trigger, the
+-- functions refuse; as a trigger they record the changes of the table they
+-- are on, nothing else.
+GRANT EXECUTE ON FUNCTION audit.capture_row(), audit.capture_truncate() TO PUBLIC;
+
+-- audit.chain_checkpoint() is granted to audit_admin but inserted into a
+-- table audit_admin may only read: it runs as the owner now, its SPI path
+-- pinned (src/elevated.c).
+ALTER FUNCTION audit.chain_checkpoint() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+-- Archives: audit.restore_archive() loads only files this database's
+-- audit.archives lists; file names carry the database's OID
+-- (src/archive.c), so databases "x.y" and "x_y" no longer share names.
+CREATE OR REPLACE FUNCTION audit.restore_archive(file text)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    known text;
+    n     bigint;
+BEGIN
+    PERFORM audit.require_audit_role(true);
+    SELECT a.checksum INTO known FROM audit.archives a WHERE a.file = file;
+    -- Only this database's own archives: another database's file (or one
+    -- copied in from elsewhere) would load events this trail never held.
+    IF known IS NULL THEN
+        -- a path or a malformed name: the C check (archive.c) says which rule it breaks
+        IF file IS NULL OR strpos(file, '/') > 0 OR strpos(file, '..') > 0 OR left(file, 1) = '.'
+           OR right(file, 9) <> '.jsonl.gz' THEN
+            PERFORM audit.archive_checksum(file);
+        END IF;
+        RAISE EXCEPTION 'archive file "%" is not an archive of this database', file
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = 'audit.archives of this database does not list it.',
+                  HINT = 'Restore it in the database whose audit.archives lists it; SELECT file FROM audit.archives lists this one''s.';
+    END IF;
+    -- the file's own checksum is verified by audit.read_archive; it must
+    -- also match what was recorded when it was written
+    IF known <> audit.archive_checksum(file) THEN
+        RAISE EXCEPTION 'archive file "%" does not match the checksum recorded in audit.archives', file
+            USING ERRCODE = 'data_corrupted',
+                  DETAIL = format('Recorded: %s.', known),
+                  HINT = 'The file was replaced or altered after it was written; restore it from a backup copy.';
+    END IF;
+    DELETE FROM audit.restored_event r WHERE r.archive_file = file;
+    -- LATERAL: "(f(x)).*" would call f once per column
+    INSERT INTO audit.restored_event
+    SELECT r.*
+      FROM audit.read_archive(file) l,
+           LATERAL jsonb_populate_record(NULL::audit.restored_event,
+                                         l::jsonb || jsonb_build_object('archive_file', file)) r;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM audit.log_system_event('RESTORE ARCHIVE', jsonb_build_object('archive_file', file, 'rows', n));
+    RETURN n;
+END
+$$;
+
+-- privilege_escalation also fires for membership in a superuser role
+-- ("GRANT postgres TO x", "CREATE ROLE x IN ROLE postgres") and in the roles
+-- that reach the server's files and programs (pg_execute_server_program,
+-- pg_write_server_files, pg_read_server_files): the capture flags them
+-- (src/ddl_capture.c, grants_superuser / grants_server_access).
+UPDATE audit.alert_rules
+   SET query = '^(CREATE ROLE|ALTER ROLE|GRANT ROLE)\n.*("(superuser|createrole)": true|"(roles|in_role)": \[[^]]*"audit_admin"|"grants_(superuser|server_access)": true)',
+       description = 'A role granted SUPERUSER, CREATEROLE, membership in a superuser role, in audit_admin, or in pg_execute_server_program / pg_write_server_files / pg_read_server_files'
+ WHERE name = 'privilege_escalation' AND builtin;

@@ -146,6 +146,8 @@ UPDATE audit.event SET actor = 'tampered' WHERE id = :victim;
 ALTER TABLE audit.event ENABLE ALWAYS TRIGGER audit_append_only;
 SELECT actor FROM audit.event WHERE id = :victim;
 SELECT count(*) AS disabled_triggers FROM pg_trigger WHERE tgname = 'audit_append_only' AND tgenabled <> 'A';
+-- (SET audit_ext.protect_trail = off is recorded through the worker, in the
+-- database audit_ext.database names: test/e2e/tamper.sh)
 SET audit_ext.protect_trail = off;
 RESET audit_ext.protect_trail;
 SELECT class, action, table_name, detail FROM audit.event

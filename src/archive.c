@@ -111,7 +111,13 @@ check_archive_name(const char *name)
 				 errhint("SELECT file FROM audit.archives lists the archives.")));
 }
 
-/* Database name reduced to characters safe in a file name. */
+/*
+ * Database name reduced to characters safe in a file name, then "-" and the
+ * database's OID: "x.y" and "x_y" both reduce to "x_y", and up to 1.3 they
+ * overwrote each other's archives (the only copy of pruned events).  The
+ * OID is the last "-" part before the first ".", so no two databases of a
+ * cluster share a prefix.
+ */
 static char *
 file_prefix(void)
 {
@@ -122,7 +128,7 @@ file_prefix(void)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 			  (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
 			*p = '_';
-	return db;
+	return psprintf("%s-%u", db, MyDatabaseId);
 }
 
 /* Remove the temporary files a crashed archive of this database left. */

@@ -151,7 +151,7 @@ _PG_init(void)
 							 true,
 							 PGC_SUSET,
 							 0,
-							 NULL, NULL, NULL);
+							 audit_check_log_ddl, NULL, NULL);
 
 	DefineCustomIntVariable("audit_ext.max_statement_length",
 							"Longest statement text stored, in bytes; longer texts are cut.",

@@ -32,6 +32,7 @@
 #include "fmgr.h"
 #include "nodes/nodes.h"
 #include "storage/latch.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
 #include "utils/reltrigger.h"
@@ -273,6 +274,9 @@ extern bool audit_protect_trail;
 extern void audit_retention_define_gucs(void);
 extern void audit_retention_install_hooks(void);
 extern bool audit_in_own_function(void);
+extern bool audit_in_prune(void);
+extern bool audit_check_log_ddl(bool *newval, void **extra, GucSource source);
+extern void audit_record_weakened_config(void);
 
 /* archive.c: gzip JSON-lines archive files */
 extern char *audit_archive_dir(bool create);

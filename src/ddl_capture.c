@@ -34,6 +34,9 @@
 #include "access/genam.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/namespace.h"
 #include "commands/defrem.h"
@@ -44,6 +47,7 @@
 #include "parser/parse_type.h"
 #include "tcop/cmdtag.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -55,6 +59,7 @@
 bool		audit_log_ddl = true;
 
 static int	audit_function_depth = 0;
+static int	audit_prune_depth = 0;	/* inside audit.prune() */
 
 static bool any_table_audited(void);
 static fmgr_hook_type prev_fmgr_hook = NULL;
@@ -74,19 +79,40 @@ audit_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg)
 		case FHET_START:
 			{
 				Oid			nsp = get_func_namespace(flinfo->fn_oid);
-				bool		ours = OidIsValid(nsp) &&
-					nsp == get_namespace_oid("audit", true);
+				int			kind = 0;
 
+				/*
+				 * Only the extension's own functions count, not any function
+				 * a superuser puts into schema audit: what they are let do
+				 * (DDL not recorded as such) must not be reachable by code
+				 * written later.  Replacing a member's body is DDL, recorded.
+				 */
+				if (OidIsValid(nsp) && nsp == get_namespace_oid("audit", true))
+				{
+					Oid			ext = get_extension_oid("audit_ext", true);
+
+					if (OidIsValid(ext) &&
+						getExtensionOfObject(ProcedureRelationId, flinfo->fn_oid) == ext)
+					{
+						char	   *name = get_func_name(flinfo->fn_oid);
+
+						kind = (name && strcmp(name, "prune") == 0) ? 2 : 1;
+					}
+				}
 				/* remember for END/ABORT: the catalogs may change meanwhile */
-				*arg = BoolGetDatum(ours);
-				if (ours)
+				*arg = Int32GetDatum(kind);
+				if (kind > 0)
 					audit_function_depth++;
+				if (kind == 2)
+					audit_prune_depth++;
 				break;
 			}
 		case FHET_END:
 		case FHET_ABORT:
-			if (DatumGetBool(*arg) && audit_function_depth > 0)
+			if (DatumGetInt32(*arg) > 0 && audit_function_depth > 0)
 				audit_function_depth--;
+			if (DatumGetInt32(*arg) == 2 && audit_prune_depth > 0)
+				audit_prune_depth--;
 			break;
 	}
 }
@@ -102,13 +128,21 @@ void
 audit_ddl_xact_end(void)
 {
 	audit_function_depth = 0;
+	audit_prune_depth = 0;
 }
 
-/* Inside a function of schema audit (retention.c lets its DELETEs through)? */
+/* Inside one of the extension's own functions (its DDL is not recorded as such)? */
 bool
 audit_in_own_function(void)
 {
 	return audit_function_depth > 0;
+}
+
+/* Inside audit.prune(), the one path that may drop events (retention.c)? */
+bool
+audit_in_prune(void)
+{
+	return audit_prune_depth > 0;
 }
 
 /* ----------------------------------------------------------------
@@ -449,6 +483,54 @@ push_role_options(JsonbParseState **st, List *options, int action)
 	pushJsonbValue(st, WJB_END_OBJECT, NULL);
 }
 
+/*
+ * Does granting membership in these roles hand out superuser, or the
+ * built-in roles that reach the server's files and programs?  Looked up when
+ * the statement has succeeded, so the names exist; the shipped
+ * privilege_escalation rule matches the flags ("GRANT postgres TO x",
+ * "CREATE ROLE x IN ROLE postgres", "GRANT pg_execute_server_program TO x").
+ */
+static void
+kv_powerful_roles(JsonbParseState **st, List *names)
+{
+	ListCell   *lc;
+	bool		super = false;
+	bool		server = false;
+
+	foreach(lc, names)
+	{
+		Oid			r = get_role_oid((const char *) lfirst(lc), true);
+
+		if (!OidIsValid(r))
+			continue;
+		if (superuser_arg(r))
+			super = true;
+		if (has_privs_of_role(r, ROLE_PG_EXECUTE_SERVER_PROGRAM) ||
+			has_privs_of_role(r, ROLE_PG_WRITE_SERVER_FILES) ||
+			has_privs_of_role(r, ROLE_PG_READ_SERVER_FILES))
+			server = true;
+	}
+	if (super)
+		kv_bool(st, "grants_superuser", true);
+	if (server)
+		kv_bool(st, "grants_server_access", true);
+}
+
+static List *
+option_names(List *options, const char *defname)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *d = lfirst_node(DefElem, lc);
+
+		if (strcmp(d->defname, defname) == 0 && d->arg && IsA(d->arg, List))
+			return node_names((List *) d->arg);
+	}
+	return NIL;
+}
+
 static bool
 options_have_password(List *options)
 {
@@ -568,6 +650,8 @@ capture_privilege(Node *stmt)
 				kv_strings(&st, "roles", node_names(g->granted_roles));
 				kv_strings(&st, "grantees", node_names(g->grantee_roles));
 				kv_bool(&st, "admin_option", grant_role_admin_option(g));
+				if (g->is_grant)
+					kv_powerful_roles(&st, node_names(g->granted_roles));
 				break;
 			}
 		case T_CreateRoleStmt:
@@ -577,6 +661,7 @@ capture_privilege(Node *stmt)
 				action = "CREATE ROLE";
 				kv_string(&st, "role", c->role);
 				push_role_options(&st, c->options, 0);
+				kv_powerful_roles(&st, option_names(c->options, "addroleto"));
 				redact = options_have_password(c->options);
 				break;
 			}

@@ -9,19 +9,21 @@
  * partition --, audit.statement and audit.archives).  It is the table
  * owner's and the superuser's barrier: other roles have no such privilege
  * anyway.  The only legitimate DELETE is audit_ext's own: moving rows out of
- * a default partition into a new monthly one (audit.create_partitions,
- * audit.create_month_partition).  Those functions have a SET clause, so
- * PostgreSQL runs them through fmgr_security_definer, which calls fmgr_hook;
- * ddl_capture.c's hook counts how deep we are inside functions of schema
- * audit (audit_in_own_function()).  Nothing a session
- * controls -- GUCs, roles, search_path -- fakes that depth, and creating a
- * function in schema audit needs a superuser.
+ * a default partition into a new monthly one (audit.create_month_partition
+ * calls audit.move_default_events(), C, below), and the trigger lets it
+ * through for that one statement on that one default partition only.  (Up
+ * to 1.3 any DELETE went through while any function of schema audit with a
+ * SET clause ran: a superuser's own function there was enough.)  The
+ * chain's tables (chain_anchor, chain_checkpoint, chain_origin) carry the
+ * same trigger since 1.4.
  *
  * DROP TABLE, TRUNCATE, ALTER TABLE ... DETACH PARTITION, DROP COLUMN, ALTER
  * COLUMN TYPE and SET SCHEMA of a table of schema audit are refused by the
  * utility hook (not in the extension's own scripts),
- * for everyone, except while audit.drop_event_partition() (called by
- * audit.prune() only) drops one monthly partition.  DROP EXTENSION removes
+ * for everyone, except while audit.drop_event_partition() drops one monthly
+ * partition; it refuses to run unless audit.prune() is running (the fmgr
+ * hook of ddl_capture.c counts it), so the drop always comes with its archive,
+ * chain anchors and PRUNE event.  DROP EXTENSION removes
  * the tables through dependencies, not through these statements, so it
  * keeps working; so does ALTER EXTENSION UPDATE.  audit.restored_event, a
  * scratch table for investigations, is not protected.
@@ -30,16 +32,20 @@
  * DELETE with ALTER TABLE audit.event DISABLE TRIGGER audit_append_only
  * (recorded as a ddl event like any ALTER TABLE when ddl logging is on),
  * DROP/TRUNCATE/DETACH with SET audit_ext.protect_trail = off (superuser
- * only; always recorded as a ddl event).
+ * only).  Turning protect_trail or log_ddl off is recorded by every route
+ * (queue_weakening() below) and counted by audit.verify().
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/parallel.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "utils/acl.h"
 #include "catalog/pg_class.h"
+#include "commands/dbcommands.h"
+#include "catalog/pg_type.h"
 #include "catalog/partition.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
@@ -47,7 +53,9 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "postmaster/bgworker.h"
+#include "tcop/tcopprot.h"
 #include "tcop/utility.h"
+#include "libpq/libpq-be.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/json.h"
@@ -66,7 +74,16 @@ bool		audit_protect_trail = true;
 /* set while audit.drop_event_partition() runs its DROP TABLE */
 static bool dropping_partition = false;
 
+/*
+ * The default partition audit.move_default_events() is moving rows out of,
+ * while its one statement runs: the only relation, and the only moment, at
+ * which audit.refuse_change() lets a DELETE through.
+ */
+static Oid	moving_from = InvalidOid;
+
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+static bool audit_check_protect_trail(bool *newval, void **extra, GucSource source);
 
 static void retention_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 									 bool readOnlyTree,
@@ -116,7 +133,7 @@ audit_retention_define_gucs(void)
 							 true,
 							 PGC_SUSET,
 							 0,
-							 NULL, NULL, NULL);
+							 audit_check_protect_trail, NULL, NULL);
 
 	/*
 	 * Fault injection for the crash test: after writing this many rows of an
@@ -142,6 +159,7 @@ retention_xact_callback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 	{
 		dropping_partition = false;
+		moving_from = InvalidOid;
 	}
 }
 
@@ -274,24 +292,144 @@ check_utility(Node *stmt)
 	}
 }
 
-/*
- * SET audit_ext.protect_trail = off is recorded (ddl, whatever
- * audit_ext.log_ddl says), as SET session_replication_role = replica is:
- * both weaken the trail.  Only where audit_ext is installed.
+/* ----------------------------------------------------------------
+ * Weakening the trail is always recorded
+ * ----------------------------------------------------------------
+ *
+ * audit_ext.protect_trail = off (DROP/TRUNCATE of audit tables allowed) and
+ * audit_ext.log_ddl = off (DDL not recorded) weaken the trail.  Whoever turns
+ * one off, by whatever route -- SET, set_config(), a function's SET clause,
+ * PGOPTIONS, ALTER ROLE/DATABASE ... SET (applied at connection), ALTER
+ * SYSTEM, the configuration file --, a critical ddl event says so.  It goes
+ * through the shared-memory queue, so it survives the rollback of the
+ * transaction that did it, and it carries "audit_protection_off": true,
+ * which the shipped audit_disabled alert rule and audit.verify() look for.
  */
 static void
-record_protection_off(VariableSetStmt *stmt)
+queue_weakening(const char *setting, const char *value, const char *via)
 {
-	AuditEventValues ev;
+	AuditQueueEntry e;
+	char		action[32];
+	const char *keys[5] = {"setting", "value", "via", "risk", "audit_protection_off"};
+	const char *vals[5] = {setting, value, via, "critical", "true"};
+	const bool	raw[5] = {false, false, false, false, true};
 
-	if (stmt->name == NULL || strcmp(stmt->name, "audit_ext.protect_trail") != 0 ||
-		!OidIsValid(audit_event_relid(true)))
+	if (!audit_queue_available() || IsParallelWorker())
 		return;
-	audit_event_init(&ev, "ddl", "SET audit_ext.protect_trail");
-	audit_event_fill_context(&ev, AUDIT_CTX_FOR_WRITE);
-	ev.values[AC_DETAIL] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{\"value\": \"off\"}"));
-	ev.nulls[AC_DETAIL] = false;
-	audit_event_emit(&ev);
+	snprintf(action, sizeof(action), "SET %s", setting);
+	audit_fill_entry_from_port(&e, MyProcPort, "ddl", action, false);
+	if (IsTransactionState())
+	{
+		char	   *u = GetUserNameFromId(GetUserId(), true);
+		char	   *su = GetUserNameFromId(GetSessionUserId(), true);
+
+		if (u)
+			strlcpy(e.user_name, u, sizeof(e.user_name));
+		if (su)
+			strlcpy(e.session_user_name, su, sizeof(e.session_user_name));
+		if (e.database_name[0] == '\0' && OidIsValid(MyDatabaseId))
+		{
+			char	   *d = get_database_name(MyDatabaseId);
+
+			if (d)
+				strlcpy(e.database_name, d, sizeof(e.database_name));
+		}
+		if (debug_query_string && !IsBackgroundWorker)
+		{
+			e.redact_statement = true;
+			strlcpy(e.statement, debug_query_string, sizeof(e.statement));
+		}
+	}
+	audit_json_object(e.detail, sizeof(e.detail), 5, keys, vals, raw);
+	(void) audit_queue_enqueue(&e);
+}
+
+static const char *
+source_route(GucSource source)
+{
+	switch (source)
+	{
+		case PGC_S_DATABASE:
+			return "ALTER DATABASE ... SET";
+		case PGC_S_USER:
+			return "ALTER ROLE ... SET";
+		case PGC_S_DATABASE_USER:
+			return "ALTER ROLE ... IN DATABASE ... SET";
+		case PGC_S_CLIENT:
+			return "connection options (PGOPTIONS)";
+		case PGC_S_SESSION:
+			return "SET, set_config() or a function's SET clause";
+		default:
+			return NULL;		/* the file, defaults, validation: see below */
+	}
+}
+
+/*
+ * Check hooks: they see the route (GucSource) and run before the value
+ * changes, once per change.  Only a change from on to off is recorded;
+ * values checked for ALTER ... SET (PGC_S_TEST) are recorded when a session
+ * applies them, and the configuration file by the worker
+ * (audit_record_weakened_config).
+ */
+static bool
+check_weakening(bool *newval, bool current, const char *setting, GucSource source)
+{
+	const char *via = source_route(source);
+
+	if (!*newval && current && via != NULL)
+		queue_weakening(setting, "off", via);
+	return true;
+}
+
+bool
+audit_check_log_ddl(bool *newval, void **extra, GucSource source)
+{
+	return check_weakening(newval, audit_log_ddl, "audit_ext.log_ddl", source);
+}
+
+static bool
+audit_check_protect_trail(bool *newval, void **extra, GucSource source)
+{
+	return check_weakening(newval, audit_protect_trail, "audit_ext.protect_trail", source);
+}
+
+/*
+ * The security-event worker, at start and after each reload: a configuration
+ * file (or ALTER SYSTEM) that turns a protection off is recorded once per
+ * change.
+ */
+void
+audit_record_weakened_config(void)
+{
+	static bool logged_ddl_off = false;
+	static bool logged_protect_off = false;
+
+	if (!audit_log_ddl && !logged_ddl_off)
+		queue_weakening("audit_ext.log_ddl", "off", "configuration file");
+	if (!audit_protect_trail && !logged_protect_off)
+		queue_weakening("audit_ext.protect_trail", "off", "configuration file");
+	logged_ddl_off = !audit_log_ddl;
+	logged_protect_off = !audit_protect_trail;
+}
+
+/* ALTER SYSTEM SET of a protection to off: recorded when it is written. */
+static void
+check_alter_system(Node *stmt)
+{
+	VariableSetStmt *set;
+	char	   *value;
+	bool		b;
+
+	if (!IsA(stmt, AlterSystemStmt))
+		return;
+	set = ((AlterSystemStmt *) stmt)->setstmt;
+	if (set == NULL || set->name == NULL || set->kind != VAR_SET_VALUE ||
+		(strcmp(set->name, "audit_ext.log_ddl") != 0 &&
+		 strcmp(set->name, "audit_ext.protect_trail") != 0))
+		return;
+	value = ExtractSetVariableArgs(set);
+	if (value && parse_bool(value, &b) && !b)
+		queue_weakening(set->name, "off", "ALTER SYSTEM");
 }
 
 static void
@@ -306,6 +444,7 @@ retention_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	 */
 	if (IsTransactionState() && !creating_extension)
 		check_utility(pstmt->utilityStmt);
+	check_alter_system(pstmt->utilityStmt);
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
@@ -314,9 +453,6 @@ retention_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
 
-	if (IsA(pstmt->utilityStmt, VariableSetStmt) && !audit_protect_trail &&
-		IsTransactionState())
-		record_protection_off((VariableSetStmt *) pstmt->utilityStmt);
 }
 
 /*
@@ -337,8 +473,9 @@ audit_refuse_change(PG_FUNCTION_ARGS)
 
 	is_delete = TRIGGER_FIRED_BY_DELETE(trigdata->tg_event);
 
-	/* rows moved out of a default partition by audit_ext's own functions */
-	if (is_delete && audit_in_own_function())
+	/* rows moved out of a default partition by audit.move_default_events() */
+	if (is_delete && OidIsValid(moving_from) &&
+		RelationGetRelid(trigdata->tg_relation) == moving_from)
 		return PointerGetDatum(trigdata->tg_trigtuple);
 
 	ereport(ERROR,
@@ -368,6 +505,18 @@ audit_drop_event_partition(PG_FUNCTION_ARGS)
 	char	   *sql;
 	char	   *name = get_rel_name(relid);
 	int			nest;
+
+	/*
+	 * Only audit.prune() drops events: it archives first when the policy
+	 * says so, anchors the chains and records a PRUNE event.  Called on its
+	 * own (a superuser may execute it) it would remove a month silently.
+	 */
+	if (!audit_in_prune())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("audit.drop_event_partition() may only be called by audit.prune()"),
+				 errdetail("Dropping events outside retention would leave no PRUNE event and no chain anchor."),
+				 errhint("Set a retention policy with audit.set_retention() and run audit.prune().")));
 
 	ancestors = name ? get_partition_ancestors(relid) : NIL;
 	if (list_length(ancestors) != 2 || llast_oid(ancestors) != event_relid ||
@@ -452,4 +601,77 @@ Datum
 audit_in_maintenance_worker(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(audit_is_maintenance_worker());
+}
+
+/*
+ * audit.move_default_events(cls text, part regclass, lo timestamptz,
+ * hi timestamptz) -> bigint
+ *
+ * Moves the events of [lo, hi) out of the class's default partition into
+ * part, a new monthly partition not yet attached (audit.create_month_partition).
+ * The one DELETE the append-only trigger lets through, on that default
+ * partition only, for this one statement; every row lands in part in the same
+ * statement, so nothing leaves the trail.
+ */
+PG_FUNCTION_INFO_V1(audit_move_default_events);
+
+Datum
+audit_move_default_events(PG_FUNCTION_ARGS)
+{
+	char	   *cls = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Oid			part = PG_GETARG_OID(1);
+	Datum		args[2] = {PG_GETARG_DATUM(2), PG_GETARG_DATUM(3)};
+	Oid			types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Oid			nsp = get_namespace_oid("audit", false);
+	char	   *default_name = psprintf("event_%s_default", cls);
+	Oid			default_relid = get_relname_relid(default_name, nsp);
+	char	   *part_name = get_rel_name(part);
+	char	   *prefix = psprintf("event_%s_p", cls);
+	int64		moved = 0;
+	int			nest;
+	char	   *sql;
+
+	if (!OidIsValid(default_relid) || get_rel_relispartition(default_relid) == false)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" is not an event class with a default partition", cls)));
+	if (part_name == NULL || get_rel_namespace(part) != nsp ||
+		strncmp(part_name, prefix, strlen(prefix)) != 0 ||
+		get_rel_relispartition(part) || get_rel_relkind(part) != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" is not a new monthly partition of class %s", part_name ? part_name : "?", cls),
+				 errhint("audit.create_month_partition() moves events out of the default partition.")));
+
+	sql = psprintf("WITH m AS (DELETE FROM audit.%s WHERE event_time OPERATOR(pg_catalog.>=) $1"
+				   " AND event_time OPERATOR(pg_catalog.<) $2 RETURNING *)"
+				   " INSERT INTO audit.%s SELECT * FROM m",
+				   quote_identifier(default_name), quote_identifier(part_name));
+	nest = audit_spi_connect();
+	moving_from = default_relid;
+	PG_TRY();
+	{
+		if (SPI_execute_with_args(sql, 2, types, args, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not move events out of %s", default_name);
+		moved = (int64) SPI_processed;
+	}
+	PG_FINALLY();
+	{
+		moving_from = InvalidOid;
+	}
+	PG_END_TRY();
+	audit_spi_finish(nest);
+	PG_RETURN_INT64(moved);
+}
+
+/*
+ * audit.in_prune(): whether audit.prune() is running in this backend
+ * (chain_record_pruned refuses to run elsewhere).
+ */
+PG_FUNCTION_INFO_V1(audit_in_prune_sql);
+
+Datum
+audit_in_prune_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(audit_in_prune());
 }

@@ -280,6 +280,8 @@ audit_worker_main(Datum main_arg)
 
 	ereport(LOG,
 			(errmsg("audit_ext worker started in database \"%s\"", audit_worker_database)));
+	/* protections the configuration file turns off are recorded */
+	audit_record_weakened_config();
 
 	for (;;)
 	{
@@ -290,6 +292,7 @@ audit_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			audit_record_weakened_config();
 		}
 
 		PG_TRY();

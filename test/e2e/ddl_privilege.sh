@@ -160,8 +160,12 @@ ALTER TABLE pv DISABLE TRIGGER audit_ext_row;
 ALTER TABLE pv ENABLE TRIGGER audit_ext_row;
 GRANT SELECT ON app.quiet TO regress_u1;
 SQL
-is "$(q -d postgres -c "SELECT string_agg(action || coalesce(' ' || (detail->>'audit_trigger_disabled'), ''), ', ' ORDER BY id) FROM audit.event WHERE id > $MARK AND class IN ('ddl', 'privilege')")" \
+is "$(q -d postgres -c "SELECT string_agg(action || coalesce(' ' || (detail->>'audit_trigger_disabled'), ''), ', ' ORDER BY id) FROM audit.event WHERE id > $MARK AND class IN ('ddl', 'privilege')
+                         AND NOT detail ? 'audit_protection_off'")" \
    "ENABLE AUDIT, ALTER TABLE true, GRANT" "log_ddl = off: only privilege changes and changes to auditing"
+# turning it off is itself recorded, through the worker (tamper.sh tests every route)
+wait_for "SELECT count(*) = 1 FROM audit.event WHERE id > $MARK AND action = 'SET audit_ext.log_ddl' AND detail @> '{\"audit_protection_off\": true}'" 15
+is "$?" "0" "SET audit_ext.log_ddl = off is recorded"
 
 # --- denied statements on audited tables --------------------------------------
 mark

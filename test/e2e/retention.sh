@@ -121,19 +121,20 @@ is "$(echo "$out" | grep -c 'ERROR:  archive file .* does not match the checksum
 out=$(q -d postgres -c "SELECT audit.restore_archive('$file')" 2>&1)
 is "$(echo "$out" | grep -c 'does not match the checksum recorded in audit.archives')" "1" \
    "... also when its checksum file was rewritten to match"
-# a file the catalog does not know (say, from another server) is checked against its .sha256
-cp "$ARCH/$file" "$ARCH/other.jsonl.gz"
-(cd "$ARCH" && sha256sum "$DIR/good.gz" | sed "s|$DIR/good.gz|other.jsonl.gz|" > other.jsonl.gz.sha256)
+# a file this database's catalog does not list (another database's, another
+# server's) is refused, even with a matching .sha256
+cp "$DIR/good.gz" "$ARCH/other.jsonl.gz"
+(cd "$ARCH" && sha256sum other.jsonl.gz > other.jsonl.gz.sha256)
 chown postgres: "$ARCH"/other.*
 out=$(q -d postgres -c "SELECT audit.restore_archive('other.jsonl.gz')" 2>&1)
-is "$(echo "$out" | grep -c 'ERROR:  archive file "other.jsonl.gz" does not match its checksum')" "1" \
-   "an archive that does not match its checksum file is refused"
+is "$(echo "$out" | grep -c 'ERROR:  archive file "other.jsonl.gz" is not an archive of this database')" "1" \
+   "an archive this database's audit.archives does not list is refused"
 is "$(q -d postgres -c "SELECT count(*) FROM audit.restored_event WHERE archive_file = 'other.jsonl.gz'")" "0" "... and nothing of it is loaded"
 rm -f "$ARCH/other.jsonl.gz" "$ARCH/other.jsonl.gz.sha256"
 cp "$DIR/good.gz" "$ARCH/$file"
 (cd "$ARCH" && sha256sum "$file" > "$file.sha256")
 out=$(q -d postgres -c "SELECT audit.restore_archive('../$(basename "$DIR")/good.gz')" 2>&1)
-is "$(echo "$out" | grep -c 'invalid archive file name')" "1" "paths outside the archive directory are refused"
+is "$(echo "$out" | grep -c 'invalid archive file name\|is not an archive of this database')" "1" "paths outside the archive directory are refused"
 
 # --- legal hold released: the held month goes on the next round --------------
 q -d postgres -c "SELECT audit.release_legal_hold(id) FROM audit.legal_holds" >/dev/null
@@ -143,7 +144,9 @@ is "$(q -d postgres -c "SELECT rows FROM audit.archives WHERE partition_name = '
 
 # --- the second database is maintained as well --------------------------------
 wait_in ret2 "SELECT count(*) = 1 FROM audit.archives" 20
-is "$(q -d ret2 -c "SELECT file LIKE 'ret2.event_data_p202302.%', rows FROM audit.archives")" "t|70" \
+is "$(q -d ret2 -c "SELECT audit.restore_archive('$file')" 2>&1 | grep -o 'is not an archive of this database')" \
+   "is not an archive of this database" "another database's archive is refused"
+is "$(q -d ret2 -c "SELECT file LIKE 'ret2-' || (SELECT oid FROM pg_database WHERE datname = 'ret2') || '.event_data_p202302.%', rows FROM audit.archives")" "t|70" \
    "the worker prunes every database that has the extension (own archive file prefix)"
 # the back-dated rows had no chain hash (inserted by hand); with them pruned
 # (their chain heads recorded), everything the trail still holds verifies
