@@ -1304,6 +1304,77 @@ guard_push_facts(JsonbParseState **st, GuardFacts *f)
 		kv_string(st, "risk", "high");
 }
 
+/* Would the trigger fire in this session? */
+static bool
+trigger_fires_here(AuditTrig *t)
+{
+	if (t == NULL || t->enabled == TRIGGER_DISABLED)
+		return false;
+	if (t->enabled == TRIGGER_FIRES_ALWAYS)
+		return true;
+	if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA)
+		return t->enabled == TRIGGER_FIRES_ON_REPLICA;
+	return t->enabled == TRIGGER_FIRES_ON_ORIGIN;
+}
+
+/*
+ * TRUNCATE of an audited table whose truncate trigger did not fire (disabled,
+ * replica only, dropped, or session_replication_role = replica): the data
+ * event the trigger would have written, flagged, so the emptying of the
+ * table is in the trail all the same.
+ */
+static void
+guard_truncate(TruncateStmt *t)
+{
+	ListCell   *lc;
+	List	   *done = NIL;
+
+	foreach(lc, t->relations)
+	{
+		RangeVar   *rv = lfirst_node(RangeVar, lc);
+		Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+		List	   *rels;
+		ListCell   *lc2;
+
+		if (!OidIsValid(relid))
+			continue;
+		/* the statement locked them all */
+		rels = rv->inh ? find_all_inheritors(relid, NoLock, NULL) : list_make1_oid(relid);
+		foreach(lc2, rels)
+		{
+			Oid			rel = lfirst_oid(lc2);
+			List	   *trigs;
+			AuditTrig  *row;
+			AuditTrig  *trunc;
+			JsonbParseState *st = NULL;
+			char	   *nsp;
+			char	   *name;
+
+			if (list_member_oid(done, rel))
+				continue;
+			done = lappend_oid(done, rel);
+			trigs = audit_triggers_of(rel);
+			row = find_trig(trigs, NULL, 'r');
+			trunc = find_trig(trigs, NULL, 't');
+			if (row == NULL || trigger_fires_here(trunc))
+				continue;
+			nsp = get_namespace_name(get_rel_namespace(rel));
+			name = get_rel_name(rel);
+			if (nsp == NULL || name == NULL)
+				continue;
+			pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+			kv_bool(&st, "audit_trigger_disabled", true);
+			kv_string(&st, "truncate_trigger",
+					  trunc ? tgenabled_word(trunc->enabled) : "missing");
+			if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA)
+				kv_string(&st, "session_replication_role", "replica");
+			kv_string(&st, "recorded_by", "utility hook");
+			kv_string(&st, "risk", "critical");
+			emit_event("data", "TRUNCATE", nsp, name, finish_object(&st), false);
+		}
+	}
+}
+
 /*
  * CREATE/ALTER SUBSCRIPTION: the apply worker runs with
  * session_replication_role = replica, so an audit row trigger that fires on
@@ -1735,6 +1806,13 @@ audit_ddl_capture(PlannedStmt *pstmt, int context, const char *pre_schema)
 	if (IsA(stmt, VariableSetStmt))
 	{
 		capture_replication_role((VariableSetStmt *) stmt);
+		return;
+	}
+	if (IsA(stmt, TruncateStmt))
+	{
+		/* a data event from the trigger, unless it did not fire */
+		if (OidIsValid(audit_event_relid(true)))
+			guard_truncate((TruncateStmt *) stmt);
 		return;
 	}
 	if (is_not_ddl(stmt))
