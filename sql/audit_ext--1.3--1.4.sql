@@ -91,7 +91,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION audit.capture_state(regclass) IS
-    'What is not captured on an audited table: capturing (every audit trigger of the table and its partitions fires in normal sessions, every inheritance child is audited), capture_state (''capturing'' or the gaps), replicated_into (subscriptions applying changes to it)';
+    'What is not captured on an audited table: capturing (every audit trigger of the table and its partitions fires in normal sessions, every permanent inheritance child is audited), capture_state (''capturing'' or the gaps), replicated_into (subscriptions applying changes to it)';
 REVOKE ALL ON FUNCTION audit.capture_state(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit.capture_state(regclass) TO audit_admin, audit_reader;
 
