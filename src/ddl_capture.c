@@ -779,7 +779,8 @@ typedef struct AuditTrig
 /* DROP TRIGGER of an audit trigger, found before the statement ran */
 typedef struct PendingDrop
 {
-	Node	   *stmt;
+	Node	   *stmt;			/* with subid: the statement (parse trees of */
+	SubTransactionId subid;		/* failed statements' addresses get reused) */
 	char	   *schema_name;
 	char	   *table_name;
 	char	   *trigger;
@@ -1009,6 +1010,7 @@ guard_prepare(Node *stmt)
 				old = MemoryContextSwitchTo(TopTransactionContext);
 				p = palloc0(sizeof(PendingDrop));
 				p->stmt = stmt;
+				p->subid = GetCurrentSubTransactionId();
 				p->schema_name = get_namespace_name(get_rel_namespace(relid));
 				p->table_name = get_rel_name(relid);
 				p->trigger = pstrdup(trigname);
@@ -1032,23 +1034,25 @@ guard_prepare(Node *stmt)
 static PendingDrop *
 take_pending_drop(Node *stmt)
 {
-	PendingDrop *found = NULL;
+	PendingDrop *found;
 
 	if (pending_drops == NIL || pending_lxid != AUDIT_MY_LXID)
 		return NULL;
-	/* the newest first; anything newer belongs to statements that failed */
-	while (pending_drops != NIL)
+	/*
+	 * The newest entry for this statement; entries after it belong to
+	 * statements that failed inside it (caught by an exception block).
+	 * Entries before it are of statements still running around it.
+	 */
+	for (int i = list_length(pending_drops) - 1; i >= 0; i--)
 	{
-		PendingDrop *p = llast(pending_drops);
-
-		pending_drops = list_delete_last(pending_drops);
-		if (p->stmt == stmt)
+		found = list_nth(pending_drops, i);
+		if (found->stmt == stmt && found->subid == GetCurrentSubTransactionId())
 		{
-			found = p;
-			break;
+			pending_drops = list_truncate(pending_drops, i);
+			return found;
 		}
 	}
-	return found;
+	return NULL;
 }
 
 /* What a statement did to auditing, found after it completed. */

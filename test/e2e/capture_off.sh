@@ -202,6 +202,23 @@ DROP TRIGGER public.only_one true critical" "the last audited table of a databas
 is "$(q -d lonely -c "SELECT count(*) FROM audit.audited_tables")" "0" "no table of that database is audited any more"
 DB=postgres
 
+# A DROP TRIGGER rolled back to a savepoint leaves no event; one run by a DO
+# block (a nested statement) is recorded
+own -c "CREATE TABLE nest_t (id int PRIMARY KEY)" >/dev/null
+q -d postgres -c "SET client_min_messages = warning" -c "SELECT audit.enable('nest_t')" >/dev/null
+mark
+own >/dev/null <<'SQL'
+BEGIN;
+SAVEPOINT a;
+DROP TRIGGER audit_ext_row ON nest_t;
+ROLLBACK TO a;
+DO $$ BEGIN EXECUTE 'DROP TRIGGER audit_ext_truncate ON nest_t'; END $$;
+COMMIT;
+SQL
+is "$(q -d postgres -c "SELECT string_agg(action || ' ' || table_name || ' ' || (detail->>'audit_triggers'), E'\n' ORDER BY id) FROM audit.event WHERE id > $MARK AND class = 'ddl'")" \
+   'DROP TRIGGER nest_t {"audit_ext_truncate": "dropped"}' "a DROP TRIGGER rolled back leaves no event; one in a DO block is recorded"
+is "$(state nest_t)" "false truncate trigger missing" "and audited_tables says what is missing"
+
 # Inheritance: a child of an audited table is audited with its parent's options
 mark
 q -d postgres -c "CREATE TABLE parent_t (id int PRIMARY KEY, secret text); ALTER TABLE parent_t OWNER TO regress_owner" >/dev/null
