@@ -12,13 +12,16 @@
  *			   ALTER ROLE ... SET, ALTER DEFAULT PRIVILEGES
  *	ddl:	   every other utility statement that changes database objects,
  *			   action = its command tag (audit_ext.log_ddl turns them off),
- *			   plus the statements that weaken auditing itself (always):
- *			   ALTER TABLE ... DISABLE TRIGGER on an audited table, SET
+ *			   plus the statements that change auditing itself (always):
+ *			   any change to an audit trigger, ALTER COLUMN TYPE, DETACH
+ *			   PARTITION, inheritance and subscriptions involving an audited
+ *			   table (section "Capture cannot be switched off quietly"), SET
  *			   session_replication_role = replica, audit.enable/disable
  *			   (audit.log_config_event).
  *
  * Ddl events only in a database where some table is audited (see
- * any_table_audited); privilege events always.
+ * any_table_audited) or whose statement dropped an audit trigger;
+ * privilege events always.
  *
  * Utility statements run by audit_ext's own functions (audit.enable creates
  * triggers, audit.create_partitions tables, ...) are not recorded: every
@@ -40,7 +43,6 @@
 #include "catalog/pg_subscription.h"
 #include "catalog/pg_subscription_rel.h"
 #include "catalog/pg_trigger.h"
-#include "catalog/pg_type.h"
 #include "catalog/namespace.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
