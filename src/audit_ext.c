@@ -146,7 +146,7 @@ _PG_init(void)
 
 	DefineCustomBoolVariable("audit_ext.log_ddl",
 							 "Record DDL statements (class ddl).",
-							 "Privilege changes and changes that weaken auditing (audit.enable/disable, disabling an audit trigger, session_replication_role = replica) are recorded regardless.",
+							 "Privilege changes and changes to auditing itself (audit.enable/disable; an audit trigger disabled, enabled, made replica only or dropped; ALTER COLUMN TYPE, DETACH PARTITION, inheritance and subscriptions involving an audited table; session_replication_role = replica) are recorded regardless.",
 							 &audit_log_ddl,
 							 true,
 							 PGC_SUSET,

@@ -12,13 +12,16 @@
  *			   ALTER ROLE ... SET, ALTER DEFAULT PRIVILEGES
  *	ddl:	   every other utility statement that changes database objects,
  *			   action = its command tag (audit_ext.log_ddl turns them off),
- *			   plus the statements that weaken auditing itself (always):
- *			   ALTER TABLE ... DISABLE TRIGGER on an audited table, SET
+ *			   plus the statements that change auditing itself (always):
+ *			   any change to an audit trigger, ALTER COLUMN TYPE, DETACH
+ *			   PARTITION, inheritance and subscriptions involving an audited
+ *			   table (section "Capture cannot be switched off quietly"), SET
  *			   session_replication_role = replica, audit.enable/disable
  *			   (audit.log_config_event).
  *
  * Ddl events only in a database where some table is audited (see
- * any_table_audited); privilege events always.
+ * any_table_audited) or whose statement dropped an audit trigger;
+ * privilege events always.
  *
  * Utility statements run by audit_ext's own functions (audit.enable creates
  * triggers, audit.create_partitions tables, ...) are not recorded: every
@@ -33,18 +36,25 @@
 
 #include "access/genam.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_subscription.h"
+#include "catalog/pg_subscription_rel.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/namespace.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
+#include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "parser/parse_type.h"
+#include "storage/proc.h"
 #include "tcop/cmdtag.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
@@ -53,8 +63,17 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "audit_ext.h"
+
+/* this backend's local transaction id */
+#if PG_VERSION_NUM >= 170000
+#define AUDIT_MY_LXID (MyProc->vxid.lxid)
+#else
+#define AUDIT_MY_LXID (MyProc->lxid)
+#endif
 
 bool		audit_log_ddl = true;
 
@@ -811,31 +830,700 @@ carries_secret(Node *stmt)
 	}
 }
 
-/* ALTER TABLE ... DISABLE TRIGGER audit_ext_row / ALL / USER? */
-static bool
-disables_audit_trigger(AlterTableStmt *a)
+/* ----------------------------------------------------------------
+ * Capture cannot be switched off quietly (1.4)
+ *
+ * Every statement that stops, or bypasses, the audit triggers of an audited
+ * table is recorded whatever audit_ext.log_ddl says, and even when it leaves
+ * no table of the database audited:
+ *	ALTER TABLE ... DISABLE TRIGGER name/ALL/USER, ENABLE REPLICA TRIGGER on
+ *	an audit trigger (row or truncate, of the table or of a partition):
+ *		"audit_trigger_disabled": true, "risk": "critical" (the built-in
+ *		alert audit_disabled fires); ENABLE [ALWAYS] TRIGGER is recorded too
+ *		("audit_trigger_enabled": true), so the trail shows where a gap ends;
+ *	DROP TRIGGER of an audit trigger: the same flags, with the table;
+ *	ALTER COLUMN ... TYPE: "data_rewrite": true, the columns, "using";
+ *	DETACH PARTITION: "partition_detached": true, the partition and its rows;
+ *	a subscription that applies changes to an audited table whose row
+ *	trigger does not fire in the apply worker: one event per table.
+ * Refused (55000): renaming an audit trigger, CREATE OR REPLACE TRIGGER over
+ * one, ALTER TRIGGER ... DEPENDS ON EXTENSION (a later DROP EXTENSION would
+ * drop it quietly).  CREATE TABLE ... INHERITS / ALTER TABLE ... INHERIT
+ * an audited table: recorded, "inherits_audited" and "child_audited" (the
+ * event trigger audit.on_ddl_command_end audits an ordinary child, 1.4).
+ * Audit triggers are recognised by their function (audit.capture_row,
+ * audit.capture_truncate), not by name.
+ * ----------------------------------------------------------------
+ */
+typedef struct AuditTrig
+{
+	char		name[NAMEDATALEN];
+	char		kind;			/* 'r' capture_row, 't' capture_truncate */
+	char		enabled;		/* pg_trigger.tgenabled */
+	bool		clone;			/* tgparentid set: cloned from a partitioned table */
+} AuditTrig;
+
+/* DROP TRIGGER of an audit trigger, found before the statement ran */
+typedef struct PendingDrop
+{
+	Node	   *stmt;			/* with subid: the statement (parse trees of */
+	SubTransactionId subid;		/* failed statements' addresses get reused) */
+	char	   *schema_name;
+	char	   *table_name;
+	char	   *trigger;
+	char		kind;
+	char	   *audited_table;	/* a partition's audited root, "schema.name" */
+} PendingDrop;
+
+static List *pending_drops = NIL;	/* in TopTransactionContext */
+static LocalTransactionId pending_lxid = InvalidLocalTransactionId;
+
+/* 'r', 't' or 0: which audit trigger a trigger function makes */
+static char
+audit_trigger_kind(Oid tgfoid, Oid audit_nsp)
+{
+	char	   *name;
+
+	if (!OidIsValid(audit_nsp) || get_func_namespace(tgfoid) != audit_nsp)
+		return 0;
+	name = get_func_name(tgfoid);
+	if (name == NULL)
+		return 0;
+	if (strcmp(name, "capture_row") == 0)
+		return 'r';
+	if (strcmp(name, "capture_truncate") == 0)
+		return 't';
+	return 0;
+}
+
+/* The audit triggers of a relation (list of AuditTrig *), as committed now. */
+static List *
+audit_triggers_of(Oid relid)
+{
+	Relation	tgrel;
+	ScanKeyData skey;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	List	   *result = NIL;
+	Oid			audit_nsp = get_namespace_oid("audit", true);
+
+	if (!OidIsValid(audit_nsp) || !OidIsValid(relid))
+		return NIL;
+	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyInit(&skey, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(tgrel, TriggerRelidNameIndexId, true, NULL, 1, &skey);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_trigger tg = (Form_pg_trigger) GETSTRUCT(tup);
+		char		kind = audit_trigger_kind(tg->tgfoid, audit_nsp);
+
+		if (kind != 0)
+		{
+			AuditTrig  *t = palloc0(sizeof(AuditTrig));
+
+			strlcpy(t->name, NameStr(tg->tgname), NAMEDATALEN);
+			t->kind = kind;
+			t->enabled = tg->tgenabled;
+			t->clone = OidIsValid(tg->tgparentid);
+			result = lappend(result, t);
+		}
+	}
+	systable_endscan(scan);
+	table_close(tgrel, AccessShareLock);
+	return result;
+}
+
+static AuditTrig *
+find_trig(List *trigs, const char *name, char kind)
 {
 	ListCell   *lc;
 
+	foreach(lc, trigs)
+	{
+		AuditTrig  *t = lfirst(lc);
+
+		if ((name == NULL || strcmp(t->name, name) == 0) &&
+			(kind == 0 || t->kind == kind))
+			return t;
+	}
+	return NULL;
+}
+
+/* Is the relation covered by an audit row trigger (its own or a clone)? */
+static bool
+rel_is_audited(Oid relid)
+{
+	return find_trig(audit_triggers_of(relid), NULL, 'r') != NULL;
+}
+
+static const char *
+tgenabled_word(char c)
+{
+	switch (c)
+	{
+		case TRIGGER_FIRES_ON_ORIGIN:
+			return "enabled";
+		case TRIGGER_FIRES_ALWAYS:
+			return "always";
+		case TRIGGER_FIRES_ON_REPLICA:
+			return "replica only";
+		case TRIGGER_DISABLED:
+			return "disabled";
+		default:
+			return "unknown";
+	}
+}
+
+/* "schema.name" of a relation, or NULL */
+static char *
+qualified_rel_name(Oid relid)
+{
+	char	   *nsp = get_namespace_name(get_rel_namespace(relid));
+	char	   *rel = get_rel_name(relid);
+
+	if (nsp == NULL || rel == NULL)
+		return NULL;
+	return psprintf("%s.%s", nsp, rel);
+}
+
+/* The audited table whose trigger a partition's clone comes from, "schema.name". */
+static char *
+audited_root_name(Oid relid)
+{
+	char	   *nsp;
+	char	   *rel;
+
+	if (!audit_recorded_names(relid, true, &nsp, &rel))
+		return NULL;
+	return psprintf("%s.%s", nsp, rel);
+}
+
+/* The relation of a trigger named by [schema.]table.trigger (DROP TRIGGER). */
+static Oid
+trigger_list_relid(List *names, char **trigname)
+{
+	List	   *relname;
+
+	if (list_length(names) < 2)
+		return InvalidOid;
+	relname = list_copy_head(names, list_length(names) - 1);
+	*trigname = strVal(llast(names));
+	return RangeVarGetRelid(makeRangeVarFromNameList(relname), NoLock, true);
+}
+
+static void
+refuse_trigger_change(Oid relid, const char *trigname, const char *what)
+{
+	AuditTrig  *t = find_trig(audit_triggers_of(relid), trigname, 0);
+
+	if (t == NULL)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("cannot %s trigger \"%s\" of audited table \"%s\"",
+					what, trigname, get_rel_name(relid)),
+			 errdetail("\"%s\" is an audit trigger of audit_ext; changing it would switch capture off without a trace.",
+					   trigname),
+			 errhint("Use audit.disable() to stop auditing the table, audit.enable() to change its options.")));
+}
+
+/*
+ * Before a utility statement runs: refuse what would hide an audit trigger,
+ * remember the audit trigger a DROP TRIGGER removes (after the statement it
+ * is gone, and the table may have been the last one audited).
+ */
+static void
+guard_prepare(Node *stmt)
+{
+	if (audit_in_own_function() || creating_extension || !IsTransactionState())
+		return;
+	switch (nodeTag(stmt))
+	{
+		case T_RenameStmt:
+			{
+				RenameStmt *r = (RenameStmt *) stmt;
+
+				if (r->renameType != OBJECT_TRIGGER || r->relation == NULL || r->subname == NULL)
+					return;
+				refuse_trigger_change(RangeVarGetRelid(r->relation, NoLock, true),
+									  r->subname, "rename");
+				return;
+			}
+		case T_CreateTrigStmt:
+			{
+				CreateTrigStmt *c = (CreateTrigStmt *) stmt;
+
+				if (!c->replace || c->relation == NULL || c->trigname == NULL)
+					return;
+				refuse_trigger_change(RangeVarGetRelid(c->relation, NoLock, true),
+									  c->trigname, "replace");
+				return;
+			}
+		case T_AlterObjectDependsStmt:
+			{
+				AlterObjectDependsStmt *a = (AlterObjectDependsStmt *) stmt;
+
+				if (a->objectType != OBJECT_TRIGGER || a->relation == NULL ||
+					a->remove || a->object == NULL || !IsA(a->object, List))
+					return;
+				refuse_trigger_change(RangeVarGetRelid(a->relation, NoLock, true),
+									  strVal(llast((List *) a->object)),
+									  "make an extension own");
+				return;
+			}
+		case T_DropStmt:
+			{
+				DropStmt   *d = (DropStmt *) stmt;
+				char	   *trigname = NULL;
+				Oid			relid;
+				AuditTrig  *t;
+				PendingDrop *p;
+				MemoryContext old;
+
+				if (d->removeType != OBJECT_TRIGGER || list_length(d->objects) != 1 ||
+					!IsA(linitial(d->objects), List))
+					return;
+				relid = trigger_list_relid(linitial(d->objects), &trigname);
+				if (!OidIsValid(relid) ||
+					(t = find_trig(audit_triggers_of(relid), trigname, 0)) == NULL)
+					return;
+				if (pending_lxid != AUDIT_MY_LXID)
+				{
+					/* the list of an earlier transaction went with its memory */
+					pending_drops = NIL;
+					pending_lxid = AUDIT_MY_LXID;
+				}
+				old = MemoryContextSwitchTo(TopTransactionContext);
+				p = palloc0(sizeof(PendingDrop));
+				p->stmt = stmt;
+				p->subid = GetCurrentSubTransactionId();
+				p->schema_name = get_namespace_name(get_rel_namespace(relid));
+				p->table_name = get_rel_name(relid);
+				p->trigger = pstrdup(trigname);
+				p->kind = t->kind;
+				/* a partition's own truncate trigger: name the audited table */
+				p->audited_table = audited_root_name(relid);
+				if (p->audited_table && p->schema_name && p->table_name &&
+					strcmp(p->audited_table,
+						   psprintf("%s.%s", p->schema_name, p->table_name)) == 0)
+					p->audited_table = NULL;
+				pending_drops = lappend(pending_drops, p);
+				MemoryContextSwitchTo(old);
+				return;
+			}
+		default:
+			return;
+	}
+}
+
+/* The DROP TRIGGER of an audit trigger this statement was, or NULL. */
+static PendingDrop *
+take_pending_drop(Node *stmt)
+{
+	PendingDrop *found;
+
+	if (pending_drops == NIL || pending_lxid != AUDIT_MY_LXID)
+		return NULL;
+	/*
+	 * The newest entry for this statement; entries after it belong to
+	 * statements that failed inside it (caught by an exception block).
+	 * Entries before it are of statements still running around it.
+	 */
+	for (int i = list_length(pending_drops) - 1; i >= 0; i--)
+	{
+		found = list_nth(pending_drops, i);
+		if (found->stmt == stmt && found->subid == GetCurrentSubTransactionId())
+		{
+			pending_drops = list_truncate(pending_drops, i);
+			return found;
+		}
+	}
+	return NULL;
+}
+
+/* What a statement did to auditing, found after it completed. */
+typedef struct GuardFacts
+{
+	bool		forced;			/* record it whatever log_ddl says */
+	bool		trigger_disabled;	/* an audit trigger no longer fires in normal sessions */
+	bool		trigger_enabled;	/* an audit trigger was (re-)enabled */
+	List	   *trig_names;		/* audit triggers the statement touched */
+	List	   *trig_states;	/* their state after it */
+	char	   *audited_table;	/* the audited root of a partition */
+	List	   *rewritten;		/* columns whose type changed */
+	bool		rewrite_using;
+	char	   *detached;		/* DETACH PARTITION: the partition */
+	int64		detached_rows;
+	bool		detached_concurrently;
+	List	   *inherits;		/* audited tables the relation now inherits from */
+	bool		child_audited;	/* ... and it was given the audit triggers */
+	PendingDrop *drop;
+} GuardFacts;
+
+/* Exact number of rows in a relation and its partitions (seq scans). */
+static int64
+count_rows(Oid relid)
+{
+	List	   *rels = find_all_inheritors(relid, AccessShareLock, NULL);
+	ListCell   *lc;
+	int64		n = 0;
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+
+	foreach(lc, rels)
+	{
+		Relation	r = table_open(lfirst_oid(lc), AccessShareLock);
+
+		if (RELKIND_HAS_STORAGE(r->rd_rel->relkind))
+		{
+			TableScanDesc scan = table_beginscan(r, snap, 0, NULL);
+			TupleTableSlot *slot = table_slot_create(r, NULL);
+
+			while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+			{
+				CHECK_FOR_INTERRUPTS();
+				n++;
+			}
+			ExecDropSingleTupleTableSlot(slot);
+			table_endscan(scan);
+		}
+		table_close(r, AccessShareLock);
+	}
+	UnregisterSnapshot(snap);
+	return n;
+}
+
+/* Is the relation audited by a row trigger of its own (not a clone)? */
+static bool
+rel_has_own_audit_trigger(Oid relid)
+{
+	AuditTrig  *t = find_trig(audit_triggers_of(relid), NULL, 'r');
+
+	return t != NULL && !t->clone;
+}
+
+static void
+note_trigger(GuardFacts *f, AuditTrig *t)
+{
+	ListCell   *lc;
+
+	foreach(lc, f->trig_names)
+		if (strcmp((char *) lfirst(lc), t->name) == 0)
+			return;
+	f->trig_names = lappend(f->trig_names, pstrdup(t->name));
+	f->trig_states = lappend(f->trig_states, (void *) tgenabled_word(t->enabled));
+	if (t->enabled == TRIGGER_DISABLED || t->enabled == TRIGGER_FIRES_ON_REPLICA)
+		f->trigger_disabled = true;
+	else
+		f->trigger_enabled = true;
+}
+
+static void
+guard_alter_table(AlterTableStmt *a, GuardFacts *f)
+{
+	Oid			relid = RangeVarGetRelid(a->relation, NoLock, true);
+	List	   *trigs;
+	ListCell   *lc;
+
+	if (!OidIsValid(relid))
+		return;
+	trigs = audit_triggers_of(relid);
 	foreach(lc, a->cmds)
 	{
 		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
 
-		if (cmd->subtype == AT_DisableTrigAll ||
-			cmd->subtype == AT_DisableTrigUser ||
-			(cmd->subtype == AT_DisableTrig && cmd->name &&
-			 strcmp(cmd->name, "audit_ext_row") == 0))
+		switch (cmd->subtype)
 		{
-			Oid			relid = RangeVarGetRelid(a->relation, NoLock, true);
+			case AT_EnableTrig:
+			case AT_EnableAlwaysTrig:
+			case AT_EnableReplicaTrig:
+			case AT_DisableTrig:
+				{
+					AuditTrig  *t = cmd->name ? find_trig(trigs, cmd->name, 0) : NULL;
 
-			return OidIsValid(relid) && audit_has_own_trigger(relid);
+					if (t)
+						note_trigger(f, t);
+					break;
+				}
+			case AT_EnableTrigAll:
+			case AT_DisableTrigAll:
+			case AT_EnableTrigUser:
+			case AT_DisableTrigUser:
+				{
+					ListCell   *lc2;
+
+					foreach(lc2, trigs)
+						note_trigger(f, lfirst(lc2));
+					break;
+				}
+			case AT_AlterColumnType:
+				if (find_trig(trigs, NULL, 'r') && cmd->name)
+				{
+					f->rewritten = lappend(f->rewritten, pstrdup(cmd->name));
+					if (cmd->def && IsA(cmd->def, ColumnDef) &&
+						((ColumnDef *) cmd->def)->raw_default != NULL)
+						f->rewrite_using = true;
+				}
+				break;
+			case AT_DetachPartition:
+				if (find_trig(trigs, NULL, 'r') && cmd->def && IsA(cmd->def, PartitionCmd))
+				{
+					PartitionCmd *pc = (PartitionCmd *) cmd->def;
+					Oid			part = RangeVarGetRelid(pc->name, NoLock, true);
+
+					if (OidIsValid(part))
+					{
+						f->detached = qualified_rel_name(part);
+						f->detached_rows = count_rows(part);
+						f->detached_concurrently = pc->concurrent;
+					}
+				}
+				break;
+			case AT_AddInherit:
+				if (cmd->def && IsA(cmd->def, RangeVar))
+				{
+					Oid			parent = RangeVarGetRelid((RangeVar *) cmd->def, NoLock, true);
+
+					if (OidIsValid(parent) && rel_is_audited(parent))
+					{
+						f->inherits = lappend(f->inherits, qualified_rel_name(parent));
+						/* audited by the event trigger (audit.on_ddl_command_end) */
+						f->child_audited = rel_has_own_audit_trigger(relid);
+					}
+				}
+				break;
+			default:
+				break;
 		}
 	}
-	return false;
+	/* (the statement has run: the states read are those it left) */
+	if (f->trig_names != NIL)
+	{
+		AuditTrig  *row = find_trig(trigs, NULL, 'r');
+
+		if (row && row->clone)
+			f->audited_table = audited_root_name(relid);
+	}
+	f->forced = f->trig_names != NIL || f->rewritten != NIL || f->detached != NULL ||
+		f->inherits != NIL;
+}
+
+/*
+ * CREATE [FOREIGN] TABLE ... INHERITS (audited): UPDATE and DELETE through
+ * the parent change the child's rows, which fire the child's triggers only.
+ * The event trigger audit.on_ddl_command_end (1.4) audits an ordinary child
+ * with its parent's options; recorded either way.  (Partitions need nothing:
+ * the row trigger is cloned, the event trigger adds the truncate trigger.)
+ */
+static void
+guard_create_table(CreateStmt *c, GuardFacts *f)
+{
+	ListCell   *lc;
+
+	if (c->partbound != NULL)
+		return;
+	foreach(lc, c->inhRelations)
+	{
+		Oid			parent = RangeVarGetRelid(lfirst_node(RangeVar, lc), NoLock, true);
+
+		if (OidIsValid(parent) && rel_is_audited(parent))
+			f->inherits = lappend(f->inherits, qualified_rel_name(parent));
+	}
+	if (f->inherits == NIL)
+		return;
+	f->child_audited = rel_has_own_audit_trigger(RangeVarGetRelid(c->relation, NoLock, true));
+	f->forced = true;
 }
 
 static void
-capture_ddl(Node *stmt, const char *pre_schema)
+guard_push_facts(JsonbParseState **st, GuardFacts *f)
+{
+	if (f->trig_names != NIL)
+	{
+		ListCell   *n,
+				   *s;
+
+		push_string(st, WJB_KEY, "audit_triggers");
+		pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
+		forboth(n, f->trig_names, s, f->trig_states)
+			kv_string(st, lfirst(n), lfirst(s));
+		pushJsonbValue(st, WJB_END_OBJECT, NULL);
+	}
+	if (f->drop)
+	{
+		push_string(st, WJB_KEY, "audit_triggers");
+		pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
+		kv_string(st, f->drop->trigger, "dropped");
+		pushJsonbValue(st, WJB_END_OBJECT, NULL);
+		if (f->drop->audited_table)
+			kv_string(st, "audited_table", f->drop->audited_table);
+	}
+	if (f->audited_table)
+		kv_string(st, "audited_table", f->audited_table);
+	if (f->trigger_disabled)
+		kv_bool(st, "audit_trigger_disabled", true);
+	else if (f->trigger_enabled)
+		kv_bool(st, "audit_trigger_enabled", true);
+	if (f->rewritten != NIL)
+	{
+		kv_bool(st, "data_rewrite", true);
+		kv_strings(st, "rewritten_columns", f->rewritten);
+		kv_bool(st, "using", f->rewrite_using);
+	}
+	if (f->detached)
+	{
+		JsonbValue	v;
+
+		kv_bool(st, "partition_detached", true);
+		kv_string(st, "partition", f->detached);
+		push_string(st, WJB_KEY, "partition_rows");
+		v.type = jbvNumeric;
+		v.val.numeric = int64_to_numeric(f->detached_rows);
+		pushJsonbValue(st, WJB_VALUE, &v);
+		if (f->detached_concurrently)
+			kv_bool(st, "concurrently", true);
+	}
+	if (f->inherits != NIL)
+	{
+		kv_strings(st, "inherits_audited", f->inherits);
+		kv_bool(st, "child_audited", f->child_audited);
+	}
+	if (f->trigger_disabled)
+		kv_string(st, "risk", "critical");
+	else if (f->rewritten != NIL || f->detached ||
+			 (f->inherits != NIL && !f->child_audited))
+		kv_string(st, "risk", "high");
+}
+
+/* Would the trigger fire in this session? */
+static bool
+trigger_fires_here(AuditTrig *t)
+{
+	if (t == NULL || t->enabled == TRIGGER_DISABLED)
+		return false;
+	if (t->enabled == TRIGGER_FIRES_ALWAYS)
+		return true;
+	if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA)
+		return t->enabled == TRIGGER_FIRES_ON_REPLICA;
+	return t->enabled == TRIGGER_FIRES_ON_ORIGIN;
+}
+
+/*
+ * TRUNCATE of an audited table whose truncate trigger did not fire (disabled,
+ * replica only, dropped, or session_replication_role = replica): the data
+ * event the trigger would have written, flagged, so the emptying of the
+ * table is in the trail all the same.
+ */
+static void
+guard_truncate(TruncateStmt *t)
+{
+	ListCell   *lc;
+	List	   *done = NIL;
+
+	foreach(lc, t->relations)
+	{
+		RangeVar   *rv = lfirst_node(RangeVar, lc);
+		Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+		List	   *rels;
+		ListCell   *lc2;
+
+		if (!OidIsValid(relid))
+			continue;
+		/* the statement locked them all */
+		rels = rv->inh ? find_all_inheritors(relid, NoLock, NULL) : list_make1_oid(relid);
+		foreach(lc2, rels)
+		{
+			Oid			rel = lfirst_oid(lc2);
+			List	   *trigs;
+			AuditTrig  *row;
+			AuditTrig  *trunc;
+			JsonbParseState *st = NULL;
+			char	   *nsp;
+			char	   *name;
+
+			if (list_member_oid(done, rel))
+				continue;
+			done = lappend_oid(done, rel);
+			trigs = audit_triggers_of(rel);
+			row = find_trig(trigs, NULL, 'r');
+			trunc = find_trig(trigs, NULL, 't');
+			if (row == NULL || trigger_fires_here(trunc))
+				continue;
+			nsp = get_namespace_name(get_rel_namespace(rel));
+			name = get_rel_name(rel);
+			if (nsp == NULL || name == NULL)
+				continue;
+			pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+			kv_bool(&st, "audit_trigger_disabled", true);
+			kv_string(&st, "truncate_trigger",
+					  trunc ? tgenabled_word(trunc->enabled) : "missing");
+			if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA)
+				kv_string(&st, "session_replication_role", "replica");
+			kv_string(&st, "recorded_by", "utility hook");
+			kv_string(&st, "risk", "critical");
+			emit_event("data", "TRUNCATE", nsp, name, finish_object(&st), false);
+		}
+	}
+}
+
+/*
+ * CREATE/ALTER SUBSCRIPTION: the apply worker runs with
+ * session_replication_role = replica, so an audit row trigger that fires on
+ * origin only (the default) records nothing of what it applies.  One event
+ * per audited table the subscription writes into, whatever log_ddl says.
+ */
+static void
+guard_subscription(const char *subname, const char *tag)
+{
+	Oid			subid;
+	Relation	srel;
+	SysScanDesc scan;
+	ScanKeyData skey;
+	HeapTuple	tup;
+	List	   *relids = NIL;
+	ListCell   *lc;
+
+	if (subname == NULL)
+		return;
+	subid = get_subscription_oid(subname, true);
+	if (!OidIsValid(subid))
+		return;
+	srel = table_open(SubscriptionRelRelationId, AccessShareLock);
+	ScanKeyInit(&skey, Anum_pg_subscription_rel_srsubid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(subid));
+	scan = systable_beginscan(srel, InvalidOid, false, NULL, 1, &skey);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+		relids = lappend_oid(relids, ((Form_pg_subscription_rel) GETSTRUCT(tup))->srrelid);
+	systable_endscan(scan);
+	table_close(srel, AccessShareLock);
+
+	foreach(lc, relids)
+	{
+		Oid			relid = lfirst_oid(lc);
+		AuditTrig  *t = find_trig(audit_triggers_of(relid), NULL, 'r');
+		JsonbParseState *st = NULL;
+		char	   *nsp;
+		char	   *rel;
+
+		if (t == NULL || t->enabled == TRIGGER_FIRES_ALWAYS ||
+			t->enabled == TRIGGER_FIRES_ON_REPLICA)
+			continue;
+		if (!audit_recorded_names(relid, t->clone, &nsp, &rel))
+			continue;
+		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		kv_string(&st, "object_type", "subscription");
+		kv_strings(&st, "objects", list_make1(pstrdup(subname)));
+		kv_string(&st, "subscription", subname);
+		if (t->clone)
+			kv_string(&st, "partition", qualified_rel_name(relid));
+		kv_bool(&st, "replicated_changes_captured", false);
+		kv_string(&st, "risk", "high");
+		emit_event("ddl", tag, nsp, rel, finish_object(&st), true);
+	}
+}
+
+static void
+capture_ddl(Node *stmt, const char *pre_schema, PendingDrop *drop)
 {
 	JsonbParseState *st = NULL;
 	const char *tag = GetCommandTagName(CreateCommandTag(stmt));
@@ -844,8 +1532,9 @@ capture_ddl(Node *stmt, const char *pre_schema)
 	RangeVar   *rel = NULL;
 	const char *schema_name = NULL;
 	const char *table_name = NULL;
-	bool		tamper = false;
+	GuardFacts	facts;
 
+	memset(&facts, 0, sizeof(facts));
 	switch (nodeTag(stmt))
 	{
 		case T_AlterTableStmt:
@@ -854,17 +1543,44 @@ capture_ddl(Node *stmt, const char *pre_schema)
 
 				rel = a->relation;
 				objtype = object_type_name(a->objtype);
-				tamper = disables_audit_trigger(a);
+				CommandCounterIncrement();
+				guard_alter_table(a, &facts);
 				break;
 			}
 		case T_CreateStmt:
 			rel = ((CreateStmt *) stmt)->relation;
 			objtype = "table";
+			CommandCounterIncrement();
+			guard_create_table((CreateStmt *) stmt, &facts);
 			break;
 		case T_CreateForeignTableStmt:
 			rel = ((CreateForeignTableStmt *) stmt)->base.relation;
 			objtype = "foreign table";
+			CommandCounterIncrement();
+			guard_create_table(&((CreateForeignTableStmt *) stmt)->base, &facts);
 			break;
+		case T_CreateSubscriptionStmt:
+			objtype = "subscription";
+			objects = list_make1(pstrdup(((CreateSubscriptionStmt *) stmt)->subname));
+			CommandCounterIncrement();
+			guard_subscription(((CreateSubscriptionStmt *) stmt)->subname, tag);
+			break;
+		case T_AlterSubscriptionStmt:
+			{
+				AlterSubscriptionStmt *a = (AlterSubscriptionStmt *) stmt;
+
+				objtype = "subscription";
+				objects = list_make1(pstrdup(a->subname));
+				if (a->kind == ALTER_SUBSCRIPTION_REFRESH ||
+					a->kind == ALTER_SUBSCRIPTION_SET_PUBLICATION ||
+					a->kind == ALTER_SUBSCRIPTION_ADD_PUBLICATION ||
+					a->kind == ALTER_SUBSCRIPTION_ENABLED)
+				{
+					CommandCounterIncrement();
+					guard_subscription(a->subname, tag);
+				}
+				break;
+			}
 		case T_IndexStmt:
 			rel = ((IndexStmt *) stmt)->relation;
 			objtype = "index";
@@ -923,6 +1639,15 @@ capture_ddl(Node *stmt, const char *pre_schema)
 
 					table_name = rv->relname;
 					schema_name = rv->schemaname ? rv->schemaname : pre_schema;
+				}
+				if (drop)
+				{
+					/* DROP TRIGGER of an audit trigger: capture is off */
+					schema_name = drop->schema_name;
+					table_name = drop->table_name;
+					facts.drop = drop;
+					facts.trigger_disabled = true;
+					facts.forced = true;
 				}
 				break;
 			}
@@ -1049,7 +1774,8 @@ capture_ddl(Node *stmt, const char *pre_schema)
 			break;
 	}
 
-	if (!tamper && !audit_log_ddl)
+	/* changes to auditing itself are recorded whatever log_ddl says */
+	if (!facts.forced && !audit_log_ddl)
 		return;
 
 	/* temporary objects vanish with the session: nothing lasting changed */
@@ -1072,8 +1798,7 @@ capture_ddl(Node *stmt, const char *pre_schema)
 		kv_string(&st, "object_type", objtype);
 	if (objects != NIL)
 		kv_strings(&st, "objects", objects);
-	if (tamper)
-		kv_bool(&st, "audit_trigger_disabled", true);
+	guard_push_facts(&st, &facts);
 	emit_event("ddl", tag, schema_name, table_name, finish_object(&st),
 			   carries_secret(stmt));
 }
@@ -1106,6 +1831,14 @@ audit_ddl_prepare(Node *stmt)
 	DropStmt   *d;
 	Oid			relid;
 
+	if ((IsA(stmt, RenameStmt) || IsA(stmt, CreateTrigStmt) ||
+		 IsA(stmt, AlterObjectDependsStmt) ||
+		 (IsA(stmt, DropStmt) && ((DropStmt *) stmt)->removeType == OBJECT_TRIGGER)) &&
+		IsTransactionState() && OidIsValid(audit_event_relid(true)))
+	{
+		guard_prepare(stmt);
+		return NULL;
+	}
 	if (!IsA(stmt, DropStmt) || !audit_log_ddl)
 		return NULL;
 	d = (DropStmt *) stmt;
@@ -1152,6 +1885,7 @@ void
 audit_ddl_capture(PlannedStmt *pstmt, int context, const char *pre_schema)
 {
 	Node	   *stmt = pstmt->utilityStmt;
+	PendingDrop *drop;
 
 	/* parts of a bigger statement (CREATE SCHEMA ... CREATE TABLE) */
 	if (context == PROCESS_UTILITY_SUBCOMMAND)
@@ -1163,6 +1897,13 @@ audit_ddl_capture(PlannedStmt *pstmt, int context, const char *pre_schema)
 	if (IsA(stmt, VariableSetStmt))
 	{
 		capture_replication_role((VariableSetStmt *) stmt);
+		return;
+	}
+	if (IsA(stmt, TruncateStmt))
+	{
+		/* a data event from the trigger, unless it did not fire */
+		if (OidIsValid(audit_event_relid(true)))
+			guard_truncate((TruncateStmt *) stmt);
 		return;
 	}
 	if (is_not_ddl(stmt))
@@ -1181,8 +1922,10 @@ audit_ddl_capture(PlannedStmt *pstmt, int context, const char *pre_schema)
 	 */
 	if (capture_privilege(stmt))
 		return;
-	if (any_table_audited())
-		capture_ddl(stmt, pre_schema);
+	/* (the table whose audit trigger was dropped may have been the last one) */
+	drop = take_pending_drop(stmt);
+	if (drop != NULL || any_table_audited())
+		capture_ddl(stmt, pre_schema, drop);
 }
 
 /*

@@ -140,17 +140,19 @@ SELECT audit.disable('pv');
 SQL
 is "$(ev)" \
 'ddl ENABLE AUDIT public.pv {"mask_columns": ["v"], "exclude_columns": []}
-ddl ALTER TABLE public.pv {"objects": ["public.pv"], "object_type": "table", "audit_trigger_disabled": true}
-ddl ALTER TABLE public.pv {"objects": ["public.pv"], "object_type": "table"}
-ddl ALTER TABLE public.pv {"objects": ["public.pv"], "object_type": "table", "audit_trigger_disabled": true}
-ddl ALTER TABLE public.pv {"objects": ["public.pv"], "object_type": "table"}
+ddl ALTER TABLE public.pv {"risk": "critical", "objects": ["public.pv"], "object_type": "table", "audit_triggers": {"audit_ext_row": "disabled"}, "audit_trigger_disabled": true}
+ddl ALTER TABLE public.pv {"objects": ["public.pv"], "object_type": "table", "audit_triggers": {"audit_ext_row": "enabled"}, "audit_trigger_enabled": true}
+ddl ALTER TABLE public.pv {"risk": "critical", "objects": ["public.pv"], "object_type": "table", "audit_triggers": {"audit_ext_row": "disabled", "audit_ext_truncate": "disabled"}, "audit_trigger_disabled": true}
+ddl ALTER TABLE public.pv {"objects": ["public.pv"], "object_type": "table", "audit_triggers": {"audit_ext_row": "enabled", "audit_ext_truncate": "enabled"}, "audit_trigger_enabled": true}
 ddl SET session_replication_role . {"value": "replica"}
 ddl DISABLE AUDIT public.pv {"mask_columns": ["v"], "exclude_columns": []}' \
    "audit.enable/disable, DISABLE TRIGGER on an audited table, session_replication_role = replica (and no DDL run inside audit_ext's functions)"
 is "$(q -d postgres -c "SELECT string_agg(DISTINCT db_user, ',') FROM audit.event WHERE id > $MARK AND action LIKE '%AUDIT'")" \
    "postgres" "audit.enable/disable record the calling role"
 
-# audit_ext.log_ddl = off: no ddl events, but privilege and tampering still are
+# audit_ext.log_ddl = off: no ddl events, but privilege changes and changes to
+# the audit triggers (disabling them, and enabling them again: where a gap ends)
+# still are
 mark
 q -d postgres -q >/dev/null <<'SQL'
 SELECT audit.enable('pv');
@@ -162,7 +164,7 @@ GRANT SELECT ON app.quiet TO regress_u1;
 SQL
 is "$(q -d postgres -c "SELECT string_agg(action || coalesce(' ' || (detail->>'audit_trigger_disabled'), ''), ', ' ORDER BY id) FROM audit.event WHERE id > $MARK AND class IN ('ddl', 'privilege')
                          AND NOT detail ? 'audit_protection_off'")" \
-   "ENABLE AUDIT, ALTER TABLE true, GRANT" "log_ddl = off: only privilege changes and changes to auditing"
+   "ENABLE AUDIT, ALTER TABLE true, ALTER TABLE, GRANT" "log_ddl = off: only privilege changes and changes to auditing"
 # turning it off is itself recorded, through the worker (tamper.sh tests every route)
 wait_for "SELECT count(*) = 1 FROM audit.event WHERE id > $MARK AND action = 'SET audit_ext.log_ddl' AND detail @> '{\"audit_protection_off\": true}'" 15
 is "$?" "0" "SET audit_ext.log_ddl = off is recorded"
