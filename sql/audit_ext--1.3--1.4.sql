@@ -1004,3 +1004,237 @@ UPDATE audit.alert_rules
    SET severity = 'critical',
        description = 'Capture switched off on a table: audit.disable, an audit trigger disabled, made replica only or dropped (any route, whatever audit_ext.log_ddl says), session_replication_role = replica; or a protection of the trail switched off (audit_ext.protect_trail, audit_ext.log_ddl)'
  WHERE name = 'audit_disabled' AND builtin;
+
+-- ===========================================================================
+-- D. Alert notifications anyone can see, and tell from forgeries
+-- ===========================================================================
+-- PostgreSQL has no privilege on LISTEN or NOTIFY: every role of every
+-- database can listen on audit_alerts and can send a notification there.
+-- Since 1.4 the payload carries the alert's id, rule, severity, database and
+-- time only (the key -- a client address, an actor, a table -- and the event
+-- ids are read from audit.alerts, which only the audit roles may), and a
+-- signature: a keyed SHA-256 with a secret of this database that only the
+-- audit roles can read (audit.alert_secret).  audit.alert_is_genuine(payload)
+-- checks it and that the alert exists as described.
+CREATE TABLE audit.alert_secret (
+    secret     bytea       NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE audit.alert_secret IS
+    'The key alert notifications are signed with (one row); readable by the audit roles only';
+SELECT pg_catalog.pg_extension_config_dump('audit.alert_secret', '');
+INSERT INTO audit.alert_secret (secret)
+SELECT pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text
+                                               || pg_catalog.clock_timestamp()::text, 'UTF8'));
+REVOKE ALL ON audit.alert_secret FROM PUBLIC;
+GRANT SELECT ON audit.alert_secret TO audit_admin, audit_reader;
+
+-- The signed part: alert_id|rule|severity|database|fired_at (fired_at as
+-- microseconds since the epoch, whatever the session's settings).
+CREATE FUNCTION audit.alert_signature(alert_id bigint, rule text, severity text, database text, fired_at_us bigint)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT encode(sha256(s.secret || convert_to(format('%s|%s|%s|%s|%s', alert_id, rule, severity, database, fired_at_us), 'UTF8')
+                         || s.secret), 'hex')
+      FROM audit.alert_secret s
+     ORDER BY s.created_at DESC
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION audit.alert_signature(bigint, text, text, text, bigint) IS
+    'Internal: the signature of an alert notification: hex SHA-256 of secret || "alert_id|rule|severity|database|fired_at_us" || secret';
+REVOKE ALL ON FUNCTION audit.alert_signature(bigint, text, text, text, bigint) FROM PUBLIC;
+
+CREATE FUNCTION audit.alert_payload(a audit.alerts)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT json_build_object('alert_id', a.alert_id, 'rule', a.rule, 'severity', a.severity,
+                             'database', current_database(),
+                             'fired_at_us', (extract(epoch FROM a.fired_at) * 1000000)::bigint,
+                             'signature', audit.alert_signature(a.alert_id, a.rule, a.severity, current_database(),
+                                                                (extract(epoch FROM a.fired_at) * 1000000)::bigint))::text
+$$;
+COMMENT ON FUNCTION audit.alert_payload(audit.alerts) IS
+    'Internal: the NOTIFY payload of an alert: alert_id, rule, severity, database, fired_at_us and its signature; details are in audit.alerts';
+REVOKE ALL ON FUNCTION audit.alert_payload(audit.alerts) FROM PUBLIC;
+
+CREATE FUNCTION audit.alert_is_genuine(payload text)
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p jsonb;
+BEGIN
+    PERFORM audit.require_audit_role();
+    BEGIN
+        p := payload::jsonb;
+    EXCEPTION WHEN others THEN
+        RETURN false;
+    END;
+    IF p IS NULL OR jsonb_typeof(p) <> 'object' OR NOT p ?& ARRAY['alert_id', 'rule', 'severity', 'database', 'fired_at_us', 'signature']
+       OR p ->> 'database' <> current_database() THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (
+        SELECT 1 FROM audit.alerts a
+         WHERE a.alert_id::text = p ->> 'alert_id' AND a.rule = p ->> 'rule' AND a.severity = p ->> 'severity'
+           AND (extract(epoch FROM a.fired_at) * 1000000)::bigint::text = p ->> 'fired_at_us'
+           AND audit.alert_signature(a.alert_id, a.rule, a.severity, current_database(),
+                                     (extract(epoch FROM a.fired_at) * 1000000)::bigint) = p ->> 'signature');
+END
+$$;
+COMMENT ON FUNCTION audit.alert_is_genuine(text) IS
+    'Whether an alert notification''s payload was sent by audit_ext: its signature verifies and the alert exists as described (audit roles; 42501 otherwise)';
+REVOKE ALL ON FUNCTION audit.alert_is_genuine(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.alert_is_genuine(text) TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION audit.evaluate_alerts()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st        audit.alert_state;
+    xips      xid8[] := ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot()));
+    still     jsonb := '{}';
+    done_xids bigint[] := '{}';
+    done_lo   bigint;
+    hi        bigint;
+    new_hi    bigint;
+    n_cand    bigint;
+    fired     integer := 0;
+    cand      audit.event[];
+    rr        audit.alert_rules;
+    g         record;
+    w         record;
+    a         audit.alerts;
+    p         record;
+BEGIN
+    -- one round at a time; an advisory lock rather than FOR UPDATE, which
+    -- would cost a transaction id and WAL every round
+    IF NOT pg_try_advisory_xact_lock(hashtext('audit_ext'), hashtext('evaluate_alerts')) THEN
+        RETURN 0;
+    END IF;
+    SELECT * INTO st FROM audit.alert_state;
+    IF NOT FOUND THEN
+        INSERT INTO audit.alert_state DEFAULT VALUES RETURNING * INTO st;
+    END IF;
+    hi := st.high_watermark;
+    IF hi IS NULL THEN
+        -- first round: events older than the extension's alert state (a
+        -- restored trail) are history, not news
+        hi := coalesce((SELECT e.id FROM audit.event e WHERE e.event_time < st.started_at
+                         ORDER BY e.id DESC LIMIT 1), 0);
+    END IF;
+
+    IF NOT EXISTS (SELECT 1 FROM audit.alert_rules WHERE enabled) THEN
+        -- nothing to evaluate: move on, so that enabling a rule later does
+        -- not fire on the past
+        new_hi := greatest(hi, (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM audit.event_id_seq));
+        IF st.high_watermark IS DISTINCT FROM new_hi OR st.pending <> '{}' THEN
+            UPDATE audit.alert_state SET high_watermark = new_hi, pending = '{}', evaluated_at = now();
+        END IF;
+        RETURN -1;
+    END IF;
+
+    FOR p IN SELECT k.key, k.value FROM jsonb_each_text(st.pending) k LOOP
+        IF p.key::xid8 = ANY (xips) THEN
+            still := still || jsonb_build_object(p.key, p.value::bigint);
+        ELSE
+            done_xids := done_xids || p.key::bigint;
+            done_lo := least(done_lo, p.value::bigint);
+        END IF;
+    END LOOP;
+
+    -- at most 10,000 new events a round (the rest next round, in id order)
+    SELECT max(x.id), count(*) INTO new_hi, n_cand
+      FROM (SELECT e.id FROM audit.event e WHERE e.id > hi ORDER BY e.id LIMIT 10000) x;
+    new_hi := greatest(hi, new_hi);
+    -- only events some enabled rule could match (class, action, rows) are
+    -- read whole: most events (e.g. small reads) stop at this semi-join
+    cand := ARRAY(SELECT e FROM audit.event e
+                   WHERE e.id > hi AND e.id <= new_hi
+                     AND EXISTS (SELECT 1 FROM audit.alert_rules r
+                                     WHERE r.enabled AND r.class = e.class
+                                       AND (r.action IS NULL OR r.action = e.action)
+                                       AND (r.min_rows IS NULL OR r.min_rows <= coalesce(
+                                            CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$'
+                                                 THEN (e.detail ->> 'rows')::bigint END, -1)))
+                   ORDER BY e.id);
+    IF cardinality(done_xids) > 0 THEN
+        cand := cand || ARRAY(SELECT e FROM audit.event e
+                               WHERE e.id > done_lo AND e.id <= hi AND e.txid = ANY (done_xids)
+                                 AND EXISTS (SELECT 1 FROM audit.alert_rules r
+                                     WHERE r.enabled AND r.class = e.class
+                                       AND (r.action IS NULL OR r.action = e.action)
+                                       AND (r.min_rows IS NULL OR r.min_rows <= coalesce(
+                                            CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$'
+                                                 THEN (e.detail ->> 'rows')::bigint END, -1))));
+    END IF;
+
+    IF cardinality(cand) > 0 THEN
+        FOR g IN
+            SELECT r.name, audit.alert_key(r.group_by, c) AS key,
+                   count(*) AS n, min(c.id) AS first_id, max(c.id) AS last_id,
+                   min(c.event_time) AS first_time, max(c.event_time) AS last_time
+              FROM unnest(cand) c
+              JOIN audit.alert_rules r ON r.enabled AND r.class = c.class
+             WHERE audit.alert_matches(r, c)
+             -- without threshold and cooldown, every event is an alert of its own
+             GROUP BY r.name, 2, CASE WHEN r.threshold = 1 AND r.cooldown = interval '0' THEN c.id END
+             ORDER BY min(c.id)
+        LOOP
+            SELECT * INTO rr FROM audit.alert_rules r WHERE r.name = g.name;
+            -- one rule and key fire at most once per cooldown
+            CONTINUE WHEN rr.cooldown > interval '0'
+                      AND EXISTS (SELECT 1 FROM audit.alerts x
+                                   WHERE x.rule = rr.name AND x.key = g.key
+                                     AND x.fired_at > now() - rr.cooldown);
+            IF rr.threshold > 1 THEN
+                -- matching events of this key in the window ending at the newest one
+                SELECT count(*) AS n, min(e.id) AS first_id, max(e.id) AS last_id,
+                       min(e.event_time) AS first_time, max(e.event_time) AS last_time
+                  INTO w
+                  FROM audit.event e
+                 WHERE e.class = rr.class
+                   AND e.event_time > g.last_time - rr.within AND e.event_time <= g.last_time
+                   AND audit.alert_matches(rr, e)
+                   AND audit.alert_key(rr.group_by, e) = g.key;
+                CONTINUE WHEN w.n < rr.threshold;
+            ELSE
+                w := g;
+            END IF;
+            INSERT INTO audit.alerts (rule, severity, key, count, first_event_id, last_event_id,
+                                      first_event_time, last_event_time, channel)
+            VALUES (rr.name, rr.severity, g.key, w.n, w.first_id, w.last_id,
+                    w.first_time, w.last_time, rr.channel)
+            RETURNING * INTO a;
+            -- Anyone may LISTEN (PostgreSQL has no privilege for it): the
+            -- payload names the alert, never its key or events, and is
+            -- signed so that listeners can tell it from a forged NOTIFY.
+            PERFORM pg_notify(a.channel, audit.alert_payload(a));
+            fired := fired + 1;
+        END LOOP;
+    END IF;
+
+    -- transactions in progress now: their events may still appear above
+    -- the old watermark (or above their own start when already pending)
+    SELECT still || coalesce(jsonb_object_agg(x::text, hi), '{}') INTO still
+      FROM unnest(xips) x
+     WHERE NOT still ? x::text;
+    IF n_cand > 0 OR fired > 0 OR st.high_watermark IS DISTINCT FROM new_hi OR st.pending <> still THEN
+        UPDATE audit.alert_state
+           SET high_watermark = new_hi, pending = still, evaluated_at = now(),
+               events_evaluated = events_evaluated + n_cand, alerts_fired = alerts_fired + fired;
+    END IF;
+    RETURN fired;
+END
+$$;

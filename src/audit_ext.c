@@ -25,7 +25,9 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/varlena.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/syscache.h"
@@ -38,6 +40,7 @@ PG_MODULE_MAGIC;
 void		_PG_init(void);
 
 char	   *audit_actor = NULL;
+char	   *audit_secret_setting_names = NULL;
 bool		audit_require_actor = false;
 bool		audit_log_unchanged_updates = false;
 bool		audit_log_statement_text = true;
@@ -82,16 +85,119 @@ static void audit_relcache_callback(Datum arg, Oid relid);
  */
 #define AUDIT_ACTOR_MAX_LEN 1024
 
+/*
+ * The trust model of audit_ext.actor (docs/guide.md, "Who may name the
+ * actor"): the application's role is trusted to name its end user.
+ *  - A blank actor ("  ") names nobody: refused.
+ *  - audit_ext.actor_roles, when set, lists the roles that may name an actor
+ *    other than themselves; others may only set their own role name.
+ *  - An actor replaced by another within one session, by a role not listed
+ *    in audit_ext.actor_roles, is recorded (auth, ACTOR CHANGE, through the
+ *    queue): list the pooler's or application's role there to trust it.
+ *  - An actor that comes from ALTER ROLE/DATABASE ... SET (or the
+ *    configuration file) is a default, not a person: it does not satisfy
+ *    audit_ext.require_actor (capture.c asks audit_actor_from_session()).
+ */
+char	   *audit_actor_roles = NULL;
+static GucSource actor_source = PGC_S_DEFAULT;
+static char last_actor[AUDIT_ACTOR_MAX_LEN + 1];
+
+static bool
+role_listed(const char *list, Oid role)
+{
+	List	   *names;
+	ListCell   *lc;
+	char	   *copy;
+	bool		found = false;
+
+	if (list == NULL || list[0] == '\0' || !IsTransactionState())
+		return false;
+	copy = pstrdup(list);
+	if (!SplitIdentifierString(copy, ',', &names))
+		return false;
+	foreach(lc, names)
+	{
+		Oid			r = get_role_oid((char *) lfirst(lc), true);
+
+		if (OidIsValid(r) && is_member_of_role(role, r))
+		{
+			found = true;
+			break;
+		}
+	}
+	list_free(names);
+	pfree(copy);
+	return found;
+}
+
 static bool
 audit_check_actor(char **newval, void **extra, GucSource source)
 {
-	if (*newval != NULL && strlen(*newval) > AUDIT_ACTOR_MAX_LEN)
+	const char *v = *newval;
+	bool		blank = v != NULL && v[0] != '\0';
+
+	if (v != NULL && strlen(v) > AUDIT_ACTOR_MAX_LEN)
 	{
 		GUC_check_errdetail("audit_ext.actor is at most %d bytes long.",
 							AUDIT_ACTOR_MAX_LEN);
 		return false;
 	}
+	for (const char *p = v; blank && p && *p; p++)
+		if (!isspace((unsigned char) *p))
+			blank = false;
+	if (blank)
+	{
+		GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+		GUC_check_errdetail("audit_ext.actor must name someone: a value of blanks names nobody.");
+		GUC_check_errhint("Set it to the application user's name, or to '' for none.");
+		return false;
+	}
+	if (v != NULL && v[0] != '\0' && source >= PGC_S_CLIENT && source != PGC_S_TEST &&
+		IsTransactionState() && audit_actor_roles != NULL && audit_actor_roles[0] != '\0')
+	{
+		Oid			role = GetUserId();
+		char	   *own = GetUserNameFromId(role, true);
+
+		if ((own == NULL || strcmp(own, v) != 0) && !role_listed(audit_actor_roles, role))
+		{
+			GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+			GUC_check_errdetail("Only members of the roles in audit_ext.actor_roles may name an actor other than themselves.");
+			GUC_check_errhint("Ask an administrator to add the application's role to audit_ext.actor_roles.");
+			return false;
+		}
+	}
+	/* the route the value came by, for audit_actor_from_session() */
+#if PG_VERSION_NUM >= 160000
+	*extra = guc_malloc(LOG, sizeof(GucSource));
+#else
+	*extra = malloc(sizeof(GucSource));	/* 15 frees extras with free() */
+#endif
+	if (*extra == NULL)
+		return false;
+	*(GucSource *) *extra = source;
+
+	/* a session's actor replaced by another, by an untrusted role */
+	if (v != NULL && v[0] != '\0' && source != PGC_S_TEST && source != PGC_S_DEFAULT)
+	{
+		if (last_actor[0] != '\0' && strcmp(last_actor, v) != 0 &&
+			!role_listed(audit_actor_roles, GetUserId()))
+			audit_queue_actor_change(last_actor, v);
+		strlcpy(last_actor, v, sizeof(last_actor));
+	}
 	return true;
+}
+
+static void
+audit_assign_actor(const char *newval, void *extra)
+{
+	actor_source = extra ? *(GucSource *) extra : PGC_S_DEFAULT;
+}
+
+/* Was the actor set by the session (SET, set_config, connection options)? */
+bool
+audit_actor_from_session(void)
+{
+	return actor_source >= PGC_S_CLIENT;
 }
 
 void
@@ -105,7 +211,16 @@ _PG_init(void)
 							   "",
 							   PGC_USERSET,
 							   0,
-							   audit_check_actor, NULL, NULL);
+							   audit_check_actor, audit_assign_actor, NULL);
+
+	DefineCustomStringVariable("audit_ext.actor_roles",
+							   "Roles allowed to set audit_ext.actor to someone other than themselves; empty: every role.",
+							   "A role not listed may only name itself; changes of the actor within a session by a role not listed are recorded (auth, ACTOR CHANGE).",
+							   &audit_actor_roles,
+							   "",
+							   PGC_SUSET,
+							   GUC_LIST_INPUT,
+							   NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("audit_ext.require_actor",
 							 "Refuse writes to audited tables when audit_ext.actor is not set.",
@@ -152,6 +267,16 @@ _PG_init(void)
 							 PGC_SUSET,
 							 0,
 							 audit_check_log_ddl, NULL, NULL);
+
+	DefineCustomStringVariable("audit_ext.secret_setting_names",
+							   "Settings whose names contain one of these (comma-separated, any case) hold secrets.",
+							   "Their values are stored as [redacted] in event details and the statements that set them "
+							   "(ALTER ROLE/DATABASE ... SET, ALTER SYSTEM) have their literals redacted whatever audit_ext.statement_literals says.",
+							   &audit_secret_setting_names,
+							   "password,passwd,pwd,secret,token,key,credential,conninfo,dsn",
+							   PGC_SUSET,
+							   GUC_LIST_INPUT,
+							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("audit_ext.max_statement_length",
 							"Longest statement text stored, in bytes; longer texts are cut.",

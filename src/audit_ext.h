@@ -275,6 +275,11 @@ extern void audit_retention_define_gucs(void);
 extern void audit_retention_install_hooks(void);
 extern bool audit_in_own_function(void);
 extern bool audit_in_prune(void);
+extern char *audit_actor_roles;
+extern bool audit_actor_from_session(void);
+extern void audit_queue_actor_change(const char *from, const char *to);
+extern char *audit_secret_setting_names;
+extern bool audit_secret_setting(const char *name);
 extern bool audit_check_log_ddl(bool *newval, void **extra, GucSource source);
 extern void audit_record_weakened_config(void);
 

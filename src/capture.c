@@ -421,12 +421,14 @@ values_equal(Datum a, Datum b, Form_pg_attribute att)
 static void
 check_actor(Relation rel)
 {
-	if (audit_require_actor && (audit_actor == NULL || audit_actor[0] == '\0'))
+	if (audit_require_actor &&
+		(audit_actor == NULL || audit_actor[0] == '\0' || !audit_actor_from_session()))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("audit_ext.actor must be set to change audited table \"%s\"",
 						RelationGetRelationName(rel)),
-				 errdetail("audit_ext.require_actor is on, so every change must be attributed to an application user."),
+				 errdetail("audit_ext.require_actor is on, so every change must be attributed to an application user; "
+						   "an actor set by ALTER ROLE/DATABASE ... SET is a default, not a person."),
 				 errhint("Run SET LOCAL audit_ext.actor = '<user>' in the transaction first.")));
 }
 

@@ -83,6 +83,8 @@ static int	audit_prune_depth = 0;	/* inside audit.prune() */
 static bool any_table_audited(void);
 static fmgr_hook_type prev_fmgr_hook = NULL;
 
+static bool set_stmt_secret(VariableSetStmt *s);
+
 /* ----------------------------------------------------------------
  * Suppression inside audit_ext's own functions
  * ----------------------------------------------------------------
@@ -706,7 +708,12 @@ capture_privilege(Node *stmt)
 				push_string(&st, WJB_KEY, "setting");
 				pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 				kv_string(&st, "name", s->name ? s->name : "ALL");
-				if (s->kind == VAR_SET_VALUE)
+				if (s->kind == VAR_SET_VALUE && set_stmt_secret(s))
+				{
+					kv_string(&st, "value", "[redacted]");
+					redact = true;
+				}
+				else if (s->kind == VAR_SET_VALUE)
 					kv_string(&st, "value", ExtractSetVariableArgs(s));
 				else if (s->kind == VAR_SET_CURRENT)
 					kv_bool(&st, "from_current", true);
@@ -812,12 +819,63 @@ is_not_ddl(Node *stmt)
 	}
 }
 
+/*
+ * Does a setting's name look like it holds a secret?  Case-insensitive
+ * substring match against audit_ext.secret_setting_names (a comma-separated
+ * list: "app.api_key", "primary_conninfo", "my.db_password" all match the
+ * default).  Their values never land in the trail: "[redacted]" in detail,
+ * the statement's literals redacted whatever audit_ext.statement_literals
+ * says.
+ */
+bool
+audit_secret_setting(const char *name)
+{
+	const char *p;
+
+	if (name == NULL || audit_secret_setting_names == NULL)
+		return false;
+	p = audit_secret_setting_names;
+	while (*p)
+	{
+		const char *end = strchr(p, ',');
+		int			len = end ? (int) (end - p) : (int) strlen(p);
+
+		while (len > 0 && (*p == ' ' || *p == '\t'))
+		{
+			p++;
+			len--;
+		}
+		while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (len > 0)
+		{
+			for (const char *n = name; *n; n++)
+				if (pg_strncasecmp(n, p, len) == 0)
+					return true;
+		}
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	return false;
+}
+
+static bool
+set_stmt_secret(VariableSetStmt *s)
+{
+	return s != NULL && s->name != NULL && audit_secret_setting(s->name);
+}
+
 /* Statements whose text may carry a secret besides role passwords. */
 static bool
 carries_secret(Node *stmt)
 {
 	switch (nodeTag(stmt))
 	{
+		case T_AlterSystemStmt:
+			return set_stmt_secret(((AlterSystemStmt *) stmt)->setstmt);
+		case T_AlterDatabaseSetStmt:
+			return set_stmt_secret(((AlterDatabaseSetStmt *) stmt)->setstmt);
 		case T_CreateUserMappingStmt:
 		case T_AlterUserMappingStmt:
 		case T_CreateSubscriptionStmt:

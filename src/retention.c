@@ -344,6 +344,44 @@ queue_weakening(const char *setting, const char *value, const char *via)
 	(void) audit_queue_enqueue(&e);
 }
 
+/*
+ * audit_ext.actor replaced by another within a session (audit_ext.c): an
+ * auth event through the queue, so that it needs no transaction and survives
+ * a rollback.
+ */
+void
+audit_queue_actor_change(const char *from, const char *to)
+{
+	AuditQueueEntry e;
+	const char *keys[2] = {"from", "to"};
+	const char *vals[2] = {from, to};
+	const bool	raw[2] = {false, false};
+
+	if (!audit_queue_available() || IsParallelWorker())
+		return;
+	audit_fill_entry_from_port(&e, MyProcPort, "auth", "ACTOR CHANGE", false);
+	if (IsTransactionState())
+	{
+		char	   *u = GetUserNameFromId(GetUserId(), true);
+		char	   *su = GetUserNameFromId(GetSessionUserId(), true);
+
+		if (u)
+			strlcpy(e.user_name, u, sizeof(e.user_name));
+		if (su)
+			strlcpy(e.session_user_name, su, sizeof(e.session_user_name));
+		if (e.database_name[0] == '\0' && OidIsValid(MyDatabaseId))
+		{
+			char	   *d = get_database_name(MyDatabaseId);
+
+			if (d)
+				strlcpy(e.database_name, d, sizeof(e.database_name));
+		}
+	}
+	strlcpy(e.actor, to, sizeof(e.actor));
+	audit_json_object(e.detail, sizeof(e.detail), 2, keys, vals, raw);
+	(void) audit_queue_enqueue(&e);
+}
+
 static const char *
 source_route(GucSource source)
 {

@@ -79,13 +79,28 @@ is "$?" "0" "the listener receives failed_logins"
 is "$(q -d postgres -c "SELECT count(*), min(key), min(count), min(severity) FROM audit.alerts WHERE rule = 'failed_logins'")" \
    "1|127.0.0.1|5|high" "exactly one failed_logins alert, keyed by the client address, counting 5 events"
 payload=$(grep '"rule" : "failed_logins"' "$DIR/alerts.txt" | head -1 | cut -d' ' -f3-)
-is "$(echo "SELECT (:'p')::jsonb ?& ARRAY['alert_id', 'rule', 'severity', 'key', 'count', 'first_event_id', 'last_event_id', 'fired_at']" | q -d postgres -v p="$payload")" \
-   "t" "the payload carries alert_id, rule, severity, key, count, first and last event ids, fired_at"
+# Anyone may LISTEN: the payload names the alert and is signed; its key (here
+# a client address) and events are in audit.alerts, for the audit roles only.
+is "$(echo "SELECT (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys((:'p')::jsonb) k)" | q -d postgres -v p="$payload")" \
+   "{alert_id,database,fired_at_us,rule,severity,signature}" "the payload carries alert_id, rule, severity, database, time and a signature, nothing else"
 is "$(q -d postgres -v p="$payload" <<< "SELECT a.alert_id = ((:'p')::jsonb->>'alert_id')::bigint
-            AND a.first_event_id = ((:'p')::jsonb->>'first_event_id')::bigint
             AND (SELECT count(*) FROM audit.event e WHERE e.id BETWEEN a.first_event_id AND a.last_event_id
                     AND e.action = 'LOGIN_FAILED' AND e.client_addr = '127.0.0.1') = 5
-       FROM audit.alerts a WHERE a.rule = 'failed_logins'")" "t" "payload and stored alert agree; the event ids span the 5 failures"
+       FROM audit.alerts a WHERE a.rule = 'failed_logins'")" "t" "payload and stored alert agree; the stored event ids span the 5 failures"
+is "$(q -d postgres -v p="$payload" <<< "SELECT audit.alert_is_genuine(:'p')")" "t" "audit.alert_is_genuine() accepts the real payload"
+forged=$(q -d postgres -v p="$payload" <<< "SELECT jsonb_set((:'p')::jsonb, '{severity}', '\"low\"')::text")
+is "$(q -d postgres -v p="$forged" <<< "SELECT audit.alert_is_genuine(:'p')")" "f" "... and refuses it altered"
+forged=$(q -d postgres -v p="$payload" <<< "SELECT jsonb_set((:'p')::jsonb, '{signature}', to_jsonb(md5('x') || md5('y')))::text")
+is "$(q -d postgres -v p="$forged" <<< "SELECT audit.alert_is_genuine(:'p')")" "f" "... or with a signature made up"
+is "$(q -d postgres -c "SELECT audit.alert_is_genuine('not json')")" "f" "... or not JSON at all"
+# an unprivileged role forges a notification on the channel: listeners get
+# it (PostgreSQL has no privilege on NOTIFY), the check tells
+forged=$(q -d postgres -v p="$payload" <<< "SELECT jsonb_set((:'p')::jsonb, '{rule}', '\"regress_forged\"')::text")
+PGPASSWORD=app-pw psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=regress_app" \
+    -c "SELECT pg_notify('audit_alerts', \$f\$$forged\$f\$)" >/dev/null
+wait_lines "$DIR/alerts.txt" 'regress_forged' 1 10
+is "$?" "0" "any role can send a notification on audit_alerts"
+is "$(q -d postgres -v p="$forged" <<< "SELECT audit.alert_is_genuine(:'p')")" "f" "audit.alert_is_genuine() tells it is forged"
 # latency: the fifth failed login's event time (its connection) to the alert
 echo "# failed login -> alert stored: $(q -d postgres -c "SELECT round(extract(epoch FROM a.fired_at - e.event_time) * 1000) FROM audit.alerts a JOIN audit.event e ON e.id = a.last_event_id WHERE a.rule = 'failed_logins'") ms"
 

@@ -43,7 +43,7 @@ mark() { MARK=$(q -d "${DB:-postgres}" -c "SELECT coalesce(max(id), 0) FROM audi
 ev() {
     q -d "${DB:-postgres}" -c "SELECT format('%s %s.%s %s %s', action, schema_name, table_name,
                                       coalesce(detail->>'audit_trigger_disabled', '-'), coalesce(detail->>'risk', '-'))
-                                 FROM audit.event WHERE id > $MARK AND class = 'ddl' ${1:-} ORDER BY id"
+                                 FROM audit.event WHERE id > $MARK AND class = 'ddl' AND NOT coalesce(detail ? 'audit_protection_off', false) ${1:-} ORDER BY id"
 }
 state() {   # table: capturing and capture_state
     q -d "${DB:-postgres}" -c "SELECT capturing || ' ' || capture_state FROM audit.audited_tables WHERE table_name = '$1'"
@@ -92,10 +92,10 @@ SQL
     is "$(state dis_$s)" "true capturing" "log_ddl $mode: ENABLE TRIGGER audit_ext_row: capturing again"
     is "$(ev)" "ALTER TABLE public.dis_$s true critical
 ALTER TABLE public.dis_$s - -" "log_ddl $mode: DISABLE TRIGGER audit_ext_row recorded with the table, the flag and critical risk; ENABLE recorded (the gap's end)"
-    is "$(q -d postgres -c "SELECT detail->'audit_triggers' FROM audit.event WHERE id > $MARK AND class = 'ddl' ORDER BY id")" \
+    is "$(q -d postgres -c "SELECT detail->'audit_triggers' FROM audit.event WHERE id > $MARK AND class = 'ddl' AND NOT coalesce(detail ? 'audit_protection_off', false) ORDER BY id")" \
        '{"audit_ext_row": "disabled"}
 {"audit_ext_row": "enabled"}' "log_ddl $mode: the events name the audit trigger and its state"
-    is "$(q -d postgres -c "SELECT DISTINCT db_user FROM audit.event WHERE id > $MARK AND class = 'ddl'")" "regress_owner" \
+    is "$(q -d postgres -c "SELECT DISTINCT db_user FROM audit.event WHERE id > $MARK AND class = 'ddl' AND NOT coalesce(detail ? 'audit_protection_off', false)")" "regress_owner" \
        "log_ddl $mode: recorded as the table owner's doing"
 
     # ENABLE REPLICA TRIGGER: fires only in replica sessions, i.e. not here
@@ -141,7 +141,7 @@ ALTER TABLE public.all_$s true critical" "log_ddl $mode: DISABLE TRIGGER ALL and
     mark
     own -c "ALTER TABLE prt_${s}_eu DISABLE TRIGGER audit_ext_row" >/dev/null
     is "$(state prt_$s)" "false partition public.prt_${s}_eu: row trigger disabled" "log_ddl $mode: a partition's cloned trigger disabled: capturing false, the partition named"
-    is "$(q -d postgres -c "SELECT table_name || ' ' || (detail->>'audited_table') FROM audit.event WHERE id > $MARK AND class = 'ddl'")" \
+    is "$(q -d postgres -c "SELECT table_name || ' ' || (detail->>'audited_table') FROM audit.event WHERE id > $MARK AND class = 'ddl' AND NOT coalesce(detail ? 'audit_protection_off', false)")" \
        "prt_${s}_eu public.prt_$s" "log_ddl $mode: recorded for the partition, naming its audited table"
     own -c "ALTER TABLE prt_${s}_eu ENABLE TRIGGER audit_ext_row" -c "ALTER TABLE ONLY prt_$s DISABLE TRIGGER audit_ext_row" >/dev/null
     is "$(state prt_$s)" "false row trigger disabled" "log_ddl $mode: ALTER TABLE ONLY: capturing false"
@@ -156,7 +156,7 @@ ALTER TABLE public.prt_$s true critical" "log_ddl $mode: both recorded and flagg
     own -c "DROP TRIGGER audit_ext_row ON drp_$s" >/dev/null
     is "$(ev)" "DROP TRIGGER public.drp_$s true critical
 DROP TRIGGER public.drp_$s true critical" "log_ddl $mode: DROP TRIGGER of both audit triggers recorded with the table, flagged"
-    is "$(q -d postgres -c "SELECT string_agg(detail->>'audit_triggers', ',' ORDER BY id) FROM audit.event WHERE id > $MARK AND class = 'ddl'")" \
+    is "$(q -d postgres -c "SELECT string_agg(detail->>'audit_triggers', ',' ORDER BY id) FROM audit.event WHERE id > $MARK AND class = 'ddl' AND NOT coalesce(detail ? 'audit_protection_off', false)")" \
        '{"audit_ext_truncate": "dropped"},{"audit_ext_row": "dropped"}' "log_ddl $mode: naming the trigger dropped"
     is "$(q -d postgres -c "SELECT count(*) FROM audit.audited_tables WHERE table_name = 'drp_$s'")" "0" \
        "log_ddl $mode: the table is no longer listed as audited"
@@ -164,12 +164,12 @@ DROP TRIGGER public.drp_$s true critical" "log_ddl $mode: DROP TRIGGER of both a
     # ALTER COLUMN ... TYPE ... USING rewrites audited values outside the trigger
     mark
     own -c "ALTER TABLE dis_$s ALTER COLUMN v TYPE text USING upper(v)" >/dev/null
-    is "$(q -d postgres -c "SELECT action || ' ' || table_name || ' ' || (detail->>'data_rewrite') || ' ' || (detail->>'rewritten_columns') || ' ' || (detail->>'using') || ' ' || (detail->>'risk') FROM audit.event WHERE id > $MARK AND class = 'ddl'")" \
+    is "$(q -d postgres -c "SELECT action || ' ' || table_name || ' ' || (detail->>'data_rewrite') || ' ' || (detail->>'rewritten_columns') || ' ' || (detail->>'using') || ' ' || (detail->>'risk') FROM audit.event WHERE id > $MARK AND class = 'ddl' AND NOT coalesce(detail ? 'audit_protection_off', false)")" \
        "ALTER TABLE dis_$s true [\"v\"] true high" "log_ddl $mode: ALTER COLUMN TYPE USING recorded as a data rewrite, with the column"
 
     # the built-in alert fires for each flagged event
     local flagged
-    flagged=$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE class = 'ddl' AND detail->>'audit_trigger_disabled' = 'true' AND table_name LIKE '%\_$s%'")
+    flagged=$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE class = 'ddl' AND NOT coalesce(detail ? 'audit_protection_off', false) AND detail->>'audit_trigger_disabled' = 'true' AND table_name LIKE '%\_$s%'")
     await "SELECT count(*) = $flagged FROM audit.alerts a JOIN audit.event e ON e.id = a.last_event_id
             WHERE a.rule = 'audit_disabled' AND e.table_name LIKE '%\_$s%'" 15 "one audit_disabled alert per flagged event ($flagged)"
     is "$?" "0" "log_ddl $mode: the built-in audit_disabled alert fired for each of the $flagged flagged events"
@@ -215,7 +215,7 @@ ROLLBACK TO a;
 DO $$ BEGIN EXECUTE 'DROP TRIGGER audit_ext_truncate ON nest_t'; END $$;
 COMMIT;
 SQL
-is "$(q -d postgres -c "SELECT string_agg(action || ' ' || table_name || ' ' || (detail->>'audit_triggers'), E'\n' ORDER BY id) FROM audit.event WHERE id > $MARK AND class = 'ddl'")" \
+is "$(q -d postgres -c "SELECT string_agg(action || ' ' || table_name || ' ' || (detail->>'audit_triggers'), E'\n' ORDER BY id) FROM audit.event WHERE id > $MARK AND class = 'ddl' AND NOT coalesce(detail ? 'audit_protection_off', false)")" \
    'DROP TRIGGER nest_t {"audit_ext_truncate": "dropped"}' "a DROP TRIGGER rolled back leaves no event; one in a DO block is recorded"
 is "$(state nest_t)" "false truncate trigger missing" "and audited_tables says what is missing"
 
@@ -242,7 +242,7 @@ is "$(state parent_t)" "false inheritance child public.child_t not captured" "a 
 own -c "INSERT INTO prt_on SELECT g, 'us', 'x' FROM generate_series(1, 25) g" >/dev/null
 mark
 own -c "ALTER TABLE prt_on DETACH PARTITION prt_on_us" >/dev/null
-is "$(q -d postgres -c "SELECT format('%s %s %s %s %s %s', action, table_name, detail->>'partition_detached', detail->>'partition', detail->>'partition_rows', detail->>'risk') FROM audit.event WHERE id > $MARK AND class = 'ddl'")" \
+is "$(q -d postgres -c "SELECT format('%s %s %s %s %s %s', action, table_name, detail->>'partition_detached', detail->>'partition', detail->>'partition_rows', detail->>'risk') FROM audit.event WHERE id > $MARK AND class = 'ddl' AND NOT coalesce(detail ? 'audit_protection_off', false)")" \
    "ALTER TABLE prt_on true public.prt_on_us 25 high" "DETACH PARTITION: recorded with the partition and its 25 rows"
 
 # Logical replication into an audited table
@@ -256,7 +256,7 @@ q -d postgres -c "CREATE TABLE feed (id int PRIMARY KEY, v text)" -c "SELECT aud
 mark
 q -d postgres -c "SET audit_ext.log_ddl = off" \
   -c "CREATE SUBSCRIPTION feed_sub CONNECTION 'host=127.0.0.1 port=$PORT dbname=pub user=postgres' PUBLICATION feed_pub WITH (create_slot = false)" >/dev/null 2>&1
-is "$(q -d postgres -c "SELECT format('%s %s %s %s %s', action, table_name, detail->>'subscription', detail->>'replicated_changes_captured', detail->>'risk') FROM audit.event WHERE id > $MARK AND class = 'ddl'")" \
+is "$(q -d postgres -c "SELECT format('%s %s %s %s %s', action, table_name, detail->>'subscription', detail->>'replicated_changes_captured', detail->>'risk') FROM audit.event WHERE id > $MARK AND class = 'ddl' AND NOT coalesce(detail ? 'audit_protection_off', false)")" \
    "CREATE SUBSCRIPTION feed feed_sub false high" "CREATE SUBSCRIPTION into an audited table: flagged per table, log_ddl off"
 is "$(q -d postgres -c "SELECT capturing || ' ' || capture_state || ' ' || replicated_into::text FROM audit.audited_tables WHERE table_name = 'feed'")" \
    "true changes applied by subscription feed_sub not captured {feed_sub}" "audited_tables: replicated_into and the gap in capture_state"

@@ -200,5 +200,37 @@ is "$(q -d postgres -c "SELECT string_agg(action || ' ' || coalesce(detail->>'ru
    "CREATE ALERT RULE regress_rule, DISABLE ALERT RULE regress_rule, DISABLE ALERT RULE audit_disabled, ENABLE ALERT RULE audit_disabled, DROP ALERT RULE regress_rule, ACKNOWLEDGE ALERT privilege_escalation" \
    "creating, switching, dropping alert rules and acknowledging alerts are system events"
 
+
+# --- secrets never land in the trail ---------------------------------------------
+mark
+for mode in redact keep; do
+    q -d postgres -q >/dev/null <<SQL
+SET client_min_messages = warning;
+SET audit_ext.statement_literals = $mode;
+CREATE OR REPLACE FUNCTION public.mkuser(n text, p text) RETURNS void LANGUAGE plpgsql
+    AS \$f\$ BEGIN EXECUTE format('CREATE ROLE %I LOGIN PASSWORD %L', n, p); END \$f\$;
+SELECT public.mkuser('regress_bob_$mode', 'S3cretPw-$mode');
+CREATE ROLE regress_carol_$mode;
+ALTER ROLE regress_carol_$mode SET app.api_key = 'KEY-123-$mode';
+ALTER ROLE regress_carol_$mode IN DATABASE postgres SET app.api_key = 'KEY-456-$mode';
+ALTER DATABASE postgres SET app.secret_token = 'TOK-789-$mode';
+ALTER SYSTEM SET primary_conninfo = 'host=x user=rep password=ConnSecret-$mode';
+ALTER ROLE regress_carol_$mode SET work_mem = '7MB';
+SQL
+done
+q -d postgres -q -c "ALTER SYSTEM RESET primary_conninfo" -c "ALTER DATABASE postgres RESET app.secret_token" >/dev/null
+is "$(q -d postgres -c "SELECT count(*) FROM audit.event e LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
+                         WHERE e.id > $MARK AND (e::text ~ 'S3cretPw|KEY-[0-9]|TOK-789|ConnSecret'
+                                                 OR s.statement_text ~ 'S3cretPw|KEY-[0-9]|TOK-789|ConnSecret')")" "0" \
+   "no secret in any event or statement text, with statement_literals redact or keep"
+is "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE id > $MARK AND detail -> 'setting' ->> 'value' = '[redacted]'")" "4" \
+   "ALTER ROLE ... SET of a secret-looking setting stores [redacted] (both modes, with and without IN DATABASE)"
+is "$(q -d postgres -c "SELECT string_agg(DISTINCT s.statement_text, ' | ') FROM audit.event e JOIN audit.statement s ON s.statement_id = e.statement_id
+                         WHERE e.id > $MARK AND e.detail -> 'setting' ->> 'name' = 'work_mem'")" \
+   "ALTER ROLE regress_carol_keep SET work_mem = '7MB'; | ALTER ROLE regress_carol_redact SET work_mem = ?;" \
+   "other settings keep their value as the mode says"
+is "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE id > $MARK AND detail -> 'setting' ->> 'value' = '7MB'")" "2" \
+   "... in detail too"
+
 if grep -E "PANIC|TRAP|terminated by signal" "$DIR/server.log"; then is "crash" "" "server log free of crashes"; fi
 done_testing
