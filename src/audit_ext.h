@@ -216,8 +216,11 @@ extern int	audit_queue_peek(AuditQueueEntry *out, int max);
 extern void audit_queue_consume(int n, bool written);
 extern void audit_queue_set_worker(int pid, Latch *latch);
 extern void audit_queue_set_error(const char *message);
-extern uint64 audit_queue_take_unreported_drops(void);
-extern void audit_queue_return_drops(uint64 n);
+#define AUDIT_QUEUE_MAX_CLASSES 8
+extern uint64 audit_queue_take_unreported_drops(uint64 *by_class);
+extern void audit_queue_return_drops(uint64 n, const uint64 *by_class);
+extern int	audit_queue_nclasses(void);
+extern const char *audit_queue_class_name(int i);
 extern void audit_queue_get_stats(AuditQueueStats *stats);
 extern void audit_strlcpy_utf8(char *dst, const char *src, size_t size);
 extern void audit_json_object(char *dst, size_t size, int npairs,

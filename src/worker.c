@@ -165,15 +165,27 @@ emit_queued(const AuditQueueEntry *e)
 	audit_event_emit(&ev);
 }
 
-/* system/QUEUE_OVERFLOW: n events could not be queued or written. */
+/*
+ * system/QUEUE_OVERFLOW: n events could not be queued or written; how many
+ * of each class.
+ */
 static void
-emit_overflow(uint64 n)
+emit_overflow(uint64 n, const uint64 *by_class)
 {
 	AuditQueueEntry e;
 	char		num[32];
-	const char *keys[] = {"dropped"};
-	const char *vals[] = {num};
-	const bool	raw[] = {true};
+	char		classes[256];
+	int			len = 0;
+	const char *keys[] = {"dropped", "by_class"};
+	const char *vals[] = {num, classes};
+	const bool	raw[] = {true, true};
+
+	classes[len++] = '{';
+	for (int i = 0; i < audit_queue_nclasses(); i++)
+		if (by_class[i] > 0)
+			len += snprintf(classes + len, sizeof(classes) - len, "%s\"%s\": " UINT64_FORMAT,
+							len > 1 ? ", " : "", audit_queue_class_name(i), by_class[i]);
+	snprintf(classes + len, sizeof(classes) - len, "}");
 
 	memset(&e, 0, sizeof(e));
 	strlcpy(e.class_name, "system", sizeof(e.class_name));
@@ -183,7 +195,7 @@ emit_overflow(uint64 n)
 	e.backend_pid = MyProcPid;
 	strlcpy(e.user_name, GetUserNameFromId(GetUserId(), false), sizeof(e.user_name));
 	snprintf(num, sizeof(num), UINT64_FORMAT, n);
-	audit_json_object(e.detail, sizeof(e.detail), 1, keys, vals, raw);
+	audit_json_object(e.detail, sizeof(e.detail), 2, keys, vals, raw);
 	emit_queued(&e);
 }
 
@@ -198,6 +210,7 @@ drain_queue(AuditQueueEntry *batch, int *failures)
 	{
 		int			n;
 		uint64		drops;
+		uint64		by_class[AUDIT_QUEUE_MAX_CLASSES];
 		bool		installed;
 
 		CHECK_FOR_INTERRUPTS();
@@ -213,7 +226,7 @@ drain_queue(AuditQueueEntry *batch, int *failures)
 			CommitTransactionCommand();
 			return false;
 		}
-		drops = audit_queue_take_unreported_drops();
+		drops = audit_queue_take_unreported_drops(by_class);
 		if (n == 0 && drops == 0)
 		{
 			PopActiveSnapshot();
@@ -227,7 +240,7 @@ drain_queue(AuditQueueEntry *batch, int *failures)
 			for (int i = 0; i < n; i++)
 				emit_queued(&batch[i]);
 			if (drops > 0)
-				emit_overflow(drops);
+				emit_overflow(drops, by_class);
 			PopActiveSnapshot();
 			CommitTransactionCommand();
 		}
@@ -235,7 +248,7 @@ drain_queue(AuditQueueEntry *batch, int *failures)
 		{
 			/* report the overflow again next round */
 			if (drops > 0)
-				audit_queue_return_drops(drops);
+				audit_queue_return_drops(drops, by_class);
 			(*failures)++;
 			if (*failures >= AUDIT_WORKER_MAX_FAILURES)
 			{

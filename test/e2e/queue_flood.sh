@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# A flood cannot push out what matters (issue 18 D): an unprivileged role
+# floods the security-event queue with refused statements while 40 failed
+# logins happen; every failed login is recorded, identical refusals are
+# coalesced into one event with a count, distinct ones beyond a backend's
+# rate are dropped and counted per class in a QUEUE_OVERFLOW event.  A small
+# queue (audit_ext.queue_size = 500) makes the flood reach its limits fast.
+source "$(dirname "$0")/tap.inc"
+source "$(dirname "$0")/../../scripts/pgenv.sh"
+DIR=${AUDIT_TEST_TMP:-/tmp}/queue_flood
+PORT=$(( ${PGPORT:-5497} + 75 ))
+rm -rf "$DIR"
+HBA=$(mktemp /tmp/audit_hba.XXXXXX)
+cat > "$HBA" <<'HBA'
+local all postgres                trust
+host  all postgres 127.0.0.1/32   trust
+host  all all      127.0.0.1/32   scram-sha-256
+HBA
+chmod 644 "$HBA"
+trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
+PG_HBA_FILE=$HBA pg_start "$DIR" "$PORT" "password_encryption = 'scram-sha-256'" "audit_ext.database = 'postgres'" \
+    "audit_ext.queue_size = 500" \
+    || { echo "not ok - could not start a cluster in $DIR"; rm -f "$HBA"; exit 1; }
+rm -f "$HBA"
+
+q -d postgres -q >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION audit_ext;
+CREATE ROLE regress_flood LOGIN PASSWORD 'pw-flood';
+CREATE ROLE regress_victim LOGIN PASSWORD 'pw-victim';
+CREATE TABLE payroll (id int PRIMARY KEY, salary int);
+SELECT audit.enable('payroll');
+SQL
+flood() {   # SQL of the DO loop's body
+    PGPASSWORD=pw-flood psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=regress_flood" -c "$1" >/dev/null 2>&1
+}
+
+# --- identical refusals are coalesced ---------------------------------------------
+flood "DO \$\$ BEGIN FOR i IN 1..5000 LOOP BEGIN PERFORM * FROM payroll; EXCEPTION WHEN insufficient_privilege THEN NULL; END; END LOOP; END \$\$"
+# an event stands for itself, a summary for its "repeated" occurrences
+wait_for "SELECT coalesce(sum(coalesce((detail->>'repeated')::bigint, 1)), 0) = 5000 FROM audit.event
+          WHERE class = 'data' AND status = 'failure' AND db_user = 'regress_flood'" 20
+got=$?
+is "$got" "0" "5,000 identical refused SELECTs are all accounted for: events plus their repeat counts"
+is "$(q -d postgres -c "SELECT count(*) <= 20 FROM audit.event WHERE class = 'data' AND status = 'failure' AND db_user = 'regress_flood'")" "t" \
+   "... in a handful of events ($(q -d postgres -c "SELECT count(*) FROM audit.event WHERE class = 'data' AND status = 'failure' AND db_user = 'regress_flood'"))"
+[ "$got" = 0 ] || q -d postgres -c "SELECT id, detail FROM audit.event WHERE db_user = 'regress_flood' ORDER BY id" | head -20 | sed 's/^/#   /'
+
+# --- distinct refusals flood the queue while 40 logins fail --------------------------
+# A DO loop's refusals all carry the DO block's text: coalesced like the above.
+# Distinct statements from two clients are the flood a backend cannot coalesce.
+distinct() {   # prefix: 20,000 refused statements, each its own text
+    seq 1 20000 | sed "s/.*/SELECT $1 FROM payroll WHERE id = &;/" |
+        PGPASSWORD=pw-flood psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=regress_flood" >/dev/null 2>&1
+}
+distinct '*' &
+f1=$!
+distinct 'salary' &
+f2=$!
+# the flood is under way: its refusals are being written
+wait_for "SELECT count(*) > 100 FROM audit.event WHERE class = 'data' AND status = 'failure' AND detail->>'repeated' IS NULL
+          AND db_user = 'regress_flood'" 30
+is "$?" "0" "the flood is under way"
+for i in $(seq 1 40); do
+    PGPASSWORD=wrong psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=regress_victim" -c "SELECT 1" >/dev/null 2>&1 &
+done
+wait $f1 $f2 2>/dev/null
+wait
+wait_for "SELECT count(*) = 40 FROM audit.event WHERE action = 'LOGIN_FAILED' AND db_user = 'regress_victim'" 30
+is "$?" "0" "all 40 failed logins during the flood are recorded"
+is "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE action = 'LOGIN_FAILED' AND db_user = 'regress_victim'")" "40" "... exactly 40"
+wait_for "SELECT count(*) > 0 FROM audit.event WHERE action = 'QUEUE_OVERFLOW'" 30
+is "$?" "0" "what the flood lost is recorded (QUEUE_OVERFLOW)"
+is "$(q -d postgres -c "SELECT bool_and(detail->'by_class' ? 'data') AND NOT bool_or(detail->'by_class' ? 'auth')
+                         FROM audit.event WHERE action = 'QUEUE_OVERFLOW'")" "t" \
+   "... per class: refused statements (data) were dropped, logins (auth) were not"
+lost=$(q -d postgres -c "SELECT sum((detail->>'dropped')::bigint) FROM audit.event WHERE action = 'QUEUE_OVERFLOW'")
+kept=$(q -d postgres -c "SELECT sum(coalesce((detail->>'repeated')::bigint, 1)) FROM audit.event
+                          WHERE class = 'data' AND status = 'failure' AND db_user = 'regress_flood'")
+is "$(( kept + lost ))" "45000" "every refusal is either recorded or counted as dropped ($kept recorded, $lost dropped)"
+
+done_testing
