@@ -1165,9 +1165,11 @@ BEGIN
                      AND EXISTS (SELECT 1 FROM audit.alert_rules r
                                      WHERE r.enabled AND r.class = e.class
                                        AND (r.action IS NULL OR r.action = e.action)
-                                       AND (r.min_rows IS NULL OR r.min_rows <= coalesce(
+                                       AND (r.min_rows IS NULL OR r.min_rows <= greatest(coalesce(
                                             CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$'
-                                                 THEN (e.detail ->> 'rows')::bigint END, -1)))
+                                                 THEN (e.detail ->> 'rows')::bigint END, -1), coalesce(
+                                            CASE WHEN e.detail ->> 'rows_read' ~ '^[0-9]{1,18}$'
+                                                 THEN (e.detail ->> 'rows_read')::bigint END, -1))))
                    ORDER BY e.id);
     IF cardinality(done_xids) > 0 THEN
         cand := cand || ARRAY(SELECT e FROM audit.event e
@@ -1175,9 +1177,11 @@ BEGIN
                                  AND EXISTS (SELECT 1 FROM audit.alert_rules r
                                      WHERE r.enabled AND r.class = e.class
                                        AND (r.action IS NULL OR r.action = e.action)
-                                       AND (r.min_rows IS NULL OR r.min_rows <= coalesce(
+                                       AND (r.min_rows IS NULL OR r.min_rows <= greatest(coalesce(
                                             CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$'
-                                                 THEN (e.detail ->> 'rows')::bigint END, -1))));
+                                                 THEN (e.detail ->> 'rows')::bigint END, -1), coalesce(
+                                            CASE WHEN e.detail ->> 'rows_read' ~ '^[0-9]{1,18}$'
+                                                 THEN (e.detail ->> 'rows_read')::bigint END, -1)))));
     END IF;
 
     IF cardinality(cand) > 0 THEN
@@ -1237,4 +1241,29 @@ BEGIN
     END IF;
     RETURN fired;
 END
+$$;
+
+-- Read events carry "rows_read" beside "rows" (src/read_audit.c): an
+-- aggregate over a whole table returns one row and reads them all.  A rule's
+-- min_rows compares the larger of the two.
+CREATE OR REPLACE FUNCTION audit.alert_matches(r audit.alert_rules, e audit.event)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.class = r.class
+       AND (r.action IS NULL OR e.action = r.action)
+       AND (r.status IS NULL OR e.status = r.status)
+       AND (r.actor IS NULL OR e.actor = r.actor)
+       AND (r.table_name IS NULL OR r.table_name = e.table_name
+            OR r.table_name = e.schema_name || '.' || e.table_name)
+       AND (r.min_rows IS NULL
+            OR greatest(coalesce(CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$'
+                                      THEN (e.detail ->> 'rows')::bigint END, -1),
+                        coalesce(CASE WHEN e.detail ->> 'rows_read' ~ '^[0-9]{1,18}$'
+                                      THEN (e.detail ->> 'rows_read')::bigint END, -1)) >= r.min_rows)
+       AND (r.query IS NULL
+            OR (e.action || E'\n' || coalesce(e.detail::text, '') || E'\n' || coalesce((SELECT s.statement_text FROM audit.statement s
+                                 WHERE s.statement_id = e.statement_id), '')) ~* r.query)
+       AND (r.outside_hours IS NULL OR NOT audit.within_hours(e.event_time, r.outside_hours, r.timezone))
 $$;

@@ -12,10 +12,21 @@
  * the flag costs one hash lookup per range-table entry of a finished query.
  *
  * Counting:
- *	- ExecutorEnd: the query's range table (views are expanded, so a view's
- *	  underlying table is there; partitions map to their audited root)
- *	  names the read-audited tables; es_processed is the rows the query
+ *	- After each ExecutorRun: the query's range table (views are expanded, so
+ *	  a view's underlying table is there; partitions map to their audited
+ *	  root) names the read-audited tables; es_processed is the rows that run
  *	  returned (SELECT), or processed (INSERT ... SELECT, CREATE TABLE AS).
+ *	  Counting per run, not at ExecutorEnd, is what makes cursors right: a
+ *	  cursor runs once per FETCH and ends at COMMIT or CLOSE, or not at all
+ *	  when its transaction aborts (up to 1.3 a cursor read that rolled back
+ *	  left no event, one that committed was recorded with the text "COMMIT;"
+ *	  and the rows of its last FETCH only).  Each FETCH is recorded with the
+ *	  DECLARE's text and "cursor": true.
+ *	- Rows read from the table beside rows returned: a query that reads a
+ *	  read-audited table runs with row instrumentation (INSTRUMENT_ROWS, no
+ *	  timing); the tuples its scan nodes on that table produced (workers'
+ *	  included) are "rows_read".  An aggregate over a whole table returns
+ *	  one row and reads all of them; the mass-export rule looks at both.
  *	- COPY table TO: the utility hook; the row count of the COPY.
  *	- Nested queries (functions, DO blocks, COPY (query) TO) are merged into
  *	  their top-level statement: per table, the rows of the shallowest query
@@ -43,6 +54,7 @@
 #include "libpq/libpq-be.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
@@ -75,6 +87,8 @@ typedef struct ReadTable
 	bool		copy;			/* read by COPY ... TO */
 	uint64		query;			/* the query that last counted it */
 	uint64		rows;
+	uint64		rows_read;		/* tuples its scans produced */
+	bool		cursor;			/* read through a cursor's FETCH */
 } ReadTable;
 
 static HTAB *read_rels = NULL;
@@ -89,7 +103,9 @@ static uint64 query_seq = 0;	/* numbers the queries noted */
 static ReadTable pending[READ_MAX_TABLES];
 static AuditQueueEntry pending_entry;	/* who, where, what statement */
 
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorRun_hook_type prev_ExecutorRun = NULL;
+static bool fetching = false;	/* the top-level statement is a FETCH/MOVE */
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
@@ -195,12 +211,18 @@ prepare_entry(const char *source_text)
 
 static void
 add_read(const char *schema_name, const char *table_name, uint64 rows,
-		 int level, bool copy, const char *source_text)
+		 uint64 rows_read, int level, bool copy, bool cursor,
+		 const char *source_text)
 {
 	ReadTable  *t = NULL;
 
 	if (npending == 0)
+	{
 		prepare_entry(source_text);
+		/* a FETCH: the cursor's DECLARE says what was read */
+		if (cursor && source_text)
+			audit_fill_entry_from_statement(&pending_entry, source_text);
+	}
 	for (int i = 0; i < npending; i++)
 		if (strcmp(pending[i].table_name, table_name) == 0 &&
 			strcmp(pending[i].schema_name, schema_name) == 0)
@@ -217,7 +239,9 @@ add_read(const char *schema_name, const char *table_name, uint64 rows,
 		strlcpy(t->table_name, table_name, sizeof(t->table_name));
 		t->level = level;
 		t->rows = 0;
+		t->rows_read = 0;
 		t->copy = false;
+		t->cursor = false;
 		t->query = 0;
 	}
 	/* a partitioned table and its partitions: one table, counted once */
@@ -229,10 +253,15 @@ add_read(const char *schema_name, const char *table_name, uint64 rows,
 		/* an outer query that read the table: its rows are what was read */
 		t->level = level;
 		t->rows = rows;
+		t->rows_read = rows_read;
 	}
 	else if (level == t->level)
+	{
 		t->rows += rows;
+		t->rows_read += rows_read;
+	}
 	t->copy |= copy;
+	t->cursor |= cursor;
 }
 
 /*
@@ -245,9 +274,10 @@ flush_reads(void)
 	for (int i = 0; i < npending; i++)
 	{
 		char		num[32];
-		const char *keys[] = {"rows"};
-		const char *vals[] = {num};
-		const bool	raw[] = {true};
+		char		num_read[32];
+		const char *keys[] = {"rows", "rows_read", "cursor"};
+		const char *vals[] = {num, num_read, "true"};
+		const bool	raw[] = {true, true, true};
 
 		strlcpy(pending_entry.action, pending[i].copy ? "COPY" : "SELECT",
 				sizeof(pending_entry.action));
@@ -256,8 +286,9 @@ flush_reads(void)
 		strlcpy(pending_entry.table_name, pending[i].table_name,
 				sizeof(pending_entry.table_name));
 		snprintf(num, sizeof(num), UINT64_FORMAT, pending[i].rows);
+		snprintf(num_read, sizeof(num_read), UINT64_FORMAT, pending[i].rows_read);
 		audit_json_object(pending_entry.detail, sizeof(pending_entry.detail),
-						  1, keys, vals, raw);
+						  pending[i].cursor ? 3 : 2, keys, vals, raw);
 		(void) audit_queue_enqueue(&pending_entry);
 	}
 	npending = 0;
@@ -270,6 +301,50 @@ reads_recorded_here(void)
 		!InNoForceRLSOperation() && IsTransactionState();
 }
 
+/* Tuples the scan nodes of one relation produced, the workers' included. */
+typedef struct ScanCount
+{
+	EState	   *estate;
+	Oid			relid;
+	uint64		tuples;
+} ScanCount;
+
+static bool
+count_scans(PlanState *ps, void *context)
+{
+	ScanCount  *c = (ScanCount *) context;
+
+	if (ps == NULL)
+		return false;
+	switch (nodeTag(ps->plan))
+	{
+		case T_SeqScan:
+		case T_SampleScan:
+		case T_IndexScan:
+		case T_IndexOnlyScan:
+		case T_BitmapHeapScan:
+		case T_TidScan:
+		case T_TidRangeScan:
+			{
+				Index		scanrelid = ((Scan *) ps->plan)->scanrelid;
+
+				if (scanrelid > 0 && scanrelid <= (Index) list_length(c->estate->es_range_table) &&
+					exec_rt_fetch(scanrelid, c->estate)->relid == c->relid)
+				{
+					if (ps->instrument)
+						c->tuples += (uint64) (ps->instrument->ntuples + ps->instrument->tuplecount);
+					if (ps->worker_instrument)
+						for (int w = 0; w < ps->worker_instrument->num_workers; w++)
+							c->tuples += (uint64) ps->worker_instrument->instrument[w].ntuples;
+				}
+				break;
+			}
+		default:
+			break;
+	}
+	return planstate_tree_walker(ps, count_scans, context);
+}
+
 static void
 note_query_reads(QueryDesc *queryDesc)
 {
@@ -277,6 +352,7 @@ note_query_reads(QueryDesc *queryDesc)
 	PlannedStmt *pstmt = queryDesc->plannedstmt;
 	ListCell   *lc;
 	int			rti = 0;
+	bool		cursor = fetching && nesting == 1;
 
 	if (estate == NULL || pstmt == NULL ||
 		(estate->es_top_eflags & EXEC_FLAG_EXPLAIN_ONLY))
@@ -298,10 +374,43 @@ note_query_reads(QueryDesc *queryDesc)
 		e = lookup_rel(rte->relid);
 		if (!e->log_reads)
 			continue;
-		add_read(e->schema_name, e->table_name, estate->es_processed,
-				 nesting, copy_to_level >= 0 && nesting > copy_to_level,
-				 queryDesc->sourceText);
+		{
+			ScanCount	c = {estate, rte->relid, 0};
+
+			(void) count_scans(queryDesc->planstate, &c);
+			add_read(e->schema_name, e->table_name, estate->es_processed, c.tuples,
+					 cursor ? 0 : nesting, copy_to_level >= 0 && nesting > copy_to_level,
+					 cursor, queryDesc->sourceText);
+		}
 	}
+}
+
+/* A query that reads a read-audited table counts the rows its scans produce. */
+static void
+read_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	if (reads_recorded_here() && queryDesc->plannedstmt != NULL &&
+		!(eflags & EXEC_FLAG_EXPLAIN_ONLY))
+	{
+		ListCell   *lc;
+
+		foreach(lc, queryDesc->plannedstmt->rtable)
+		{
+			RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+			if (rte->rtekind == RTE_RELATION &&
+				(rte->relkind == RELKIND_RELATION || rte->relkind == RELKIND_PARTITIONED_TABLE) &&
+				lookup_rel(rte->relid)->log_reads)
+			{
+				queryDesc->instrument_options |= INSTRUMENT_ROWS;
+				break;
+			}
+		}
+	}
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
 }
 
 static void
@@ -321,6 +430,14 @@ read_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 		nesting--;
 	}
 	PG_END_TRY();
+
+	/* what this run returned (a cursor runs once per FETCH) */
+	if (reads_recorded_here())
+	{
+		note_query_reads(queryDesc);
+		if (nesting == 0 && npending > 0)
+			flush_reads();
+	}
 }
 
 static void
@@ -344,12 +461,7 @@ read_ExecutorFinish(QueryDesc *queryDesc)
 static void
 read_ExecutorEnd(QueryDesc *queryDesc)
 {
-	if (reads_recorded_here())
-	{
-		note_query_reads(queryDesc);
-		if (nesting == 0 && npending > 0)
-			flush_reads();
-	}
+	/* counted after each run (read_ExecutorRun) */
 	if (prev_ExecutorEnd)
 		prev_ExecutorEnd(queryDesc);
 	else
@@ -368,8 +480,12 @@ read_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	int			save_copy_level = copy_to_level;
 	Oid			copy_rel;
 
+	bool		save_fetching = fetching;
+
 	if (copy_to)
 		copy_to_level = nesting;
+	if (nesting == 0)
+		fetching = IsA(stmt, FetchStmt);
 	nesting++;
 	PG_TRY();
 	{
@@ -384,6 +500,7 @@ read_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	{
 		nesting--;
 		copy_to_level = save_copy_level;
+		fetching = save_fetching;
 	}
 	PG_END_TRY();
 
@@ -401,7 +518,7 @@ read_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		query_seq++;
 		if (e->log_reads)
 			add_read(e->schema_name, e->table_name, qc ? qc->nprocessed : 0,
-					 nesting, true, queryString);
+					 qc ? qc->nprocessed : 0, nesting, true, false, queryString);
 	}
 	if (nesting == 0 && npending > 0)
 		flush_reads();
@@ -418,12 +535,15 @@ read_xact_callback(XactEvent event, void *arg)
 		npending = 0;
 		nesting = 0;
 		copy_to_level = -1;
+		fetching = false;
 	}
 }
 
 void
 audit_read_install_hooks(void)
 {
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = read_ExecutorStart;
 	prev_ExecutorRun = ExecutorRun_hook;
 	ExecutorRun_hook = read_ExecutorRun;
 	prev_ExecutorFinish = ExecutorFinish_hook;
