@@ -334,7 +334,7 @@ queue_weakening(const char *setting, const char *value, const char *via)
 			if (d)
 				strlcpy(e.database_name, d, sizeof(e.database_name));
 		}
-		if (debug_query_string && !IsBackgroundWorker)
+		if (debug_query_string && MyBackendType != B_BG_WORKER)
 		{
 			e.redact_statement = true;
 			strlcpy(e.statement, debug_query_string, sizeof(e.statement));
