@@ -278,6 +278,35 @@ _PG_init(void)
 							   GUC_LIST_INPUT,
 							   NULL, NULL, NULL);
 
+	DefineCustomIntVariable("audit_ext.statement_texts_burst",
+							"New statement texts a session may store at once before audit_ext.statement_texts_per_second applies.",
+							"Beyond the limit a session's events refer to one placeholder text, and a system/STATEMENT_TEXT_LIMIT event records it: any role can make distinct texts at will.",
+							&audit_statement_texts_burst,
+							2000, 0, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("audit_ext.statement_texts_per_second",
+							"New statement texts a session may store per second, after its burst.",
+							NULL,
+							&audit_statement_texts_per_second,
+							100, 0, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("audit_ext.bulk_events_burst",
+							"Refused statements and reads a session may queue at once before audit_ext.bulk_events_per_second applies.",
+							"Beyond the limit they are dropped and counted per class (system/QUEUE_OVERFLOW); runs of identical ones are coalesced first.",
+							&audit_bulk_events_burst,
+							2000, 0, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("audit_ext.bulk_events_per_second",
+							"Refused statements and reads a session may queue per second, after its burst.",
+							NULL,
+							&audit_bulk_events_per_second,
+							500, 0, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("audit_ext.max_statement_length",
 							"Longest statement text stored, in bytes; longer texts are cut.",
 							NULL,

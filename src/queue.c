@@ -20,9 +20,9 @@
  *    queued, the repeats are counted and queued as one event with
  *    "repeated": n when the run ends (another event, a second later, or the
  *    backend's exit);
- *  - a backend queues at most AUDIT_QUEUE_BULK_BURST bulk events, refilled at
- *    AUDIT_QUEUE_BULK_RATE a second (a token bucket); beyond that they are
- *    dropped and counted;
+ *  - a backend queues at most audit_ext.bulk_events_burst bulk events,
+ *    refilled at audit_ext.bulk_events_per_second (a token bucket); beyond
+ *    that they are dropped and counted;
  *  - drops are counted per class and the worker's QUEUE_OVERFLOW event says
  *    how many of each.
  *
@@ -53,8 +53,8 @@ int			audit_queue_size = 10000;
 
 #define AUDIT_QUEUE_NCLASSES	7
 #define AUDIT_QUEUE_BULK_SHARE	0.8
-#define AUDIT_QUEUE_BULK_BURST	2000.0
-#define AUDIT_QUEUE_BULK_RATE	500.0	/* per second */
+int			audit_bulk_events_burst = 2000;
+int			audit_bulk_events_per_second = 500;
 #define AUDIT_QUEUE_RUN_MS		1000
 
 static const char *const queue_classes[AUDIT_QUEUE_NCLASSES] =
@@ -198,7 +198,7 @@ static TimestampTz run_start = 0;
 static TimestampTz run_last = 0;
 static uint64 run_repeats = 0;
 static bool run_active = false;
-static double bucket = AUDIT_QUEUE_BULK_BURST;
+static double bucket = -1;		/* -1: full, set at first use */
 static TimestampTz bucket_time = 0;
 static bool exit_registered = false;
 
@@ -284,9 +284,11 @@ audit_queue_enqueue(const AuditQueueEntry *entry)
 	flush_run();
 
 	/* the token bucket */
+	if (bucket < 0)
+		bucket = audit_bulk_events_burst;
 	if (bucket_time != 0)
-		bucket = Min(AUDIT_QUEUE_BULK_BURST,
-					 bucket + (double) (now - bucket_time) / 1000000.0 * AUDIT_QUEUE_BULK_RATE);
+		bucket = Min((double) audit_bulk_events_burst,
+					 bucket + (double) (now - bucket_time) / 1000000.0 * audit_bulk_events_per_second);
 	bucket_time = now;
 	if (bucket < 1.0)
 	{

@@ -11,6 +11,14 @@
  * inserts it, through a saved SPI plan run as the owner of the audit store
  * (the writing user has no rights on it).
  *
+ * New texts are bounded per backend (issue 18): any role can make distinct
+ * texts at will (a comment is enough), and each one is a row.  A backend
+ * stores at most audit_ext.statement_texts_burst new texts, refilled at
+ * audit_ext.statement_texts_per_second (a token bucket); beyond that its events refer to one placeholder
+ * text saying so, and a system/STATEMENT_TEXT_LIMIT event (through the
+ * queue) records when a session hit the limit.  The worker, which stores the
+ * texts of every backend's queued events, is not limited (the queue is).
+ *
  * Statement identity within a transaction: the client's query string and
  * the statement start time identify one execution; statement_seq numbers
  * the executions within the transaction.
@@ -49,6 +57,62 @@
 #include "audit_ext.h"
 
 #define KNOWN_SLOTS 4096		/* power of two */
+
+int			audit_statement_texts_burst = 2000;
+int			audit_statement_texts_per_second = 100;
+
+#define STATEMENT_PLACEHOLDER "[statement text not stored: this session stored new statement texts faster than audit_ext.statement_texts_burst and audit_ext.statement_texts_per_second allow]"
+
+static double statement_tokens = -1;	/* -1: full, set at first use */
+static TimestampTz statement_tokens_time = 0;
+static bool statement_limited = false;	/* in a run of limited texts */
+
+/*
+ * May this backend store one more new text?  Called only for texts it has
+ * not seen stored.
+ */
+static bool
+statement_allowed(void)
+{
+	TimestampTz now;
+
+	if (MyBackendType == B_BG_WORKER)
+		return true;
+	now = GetCurrentTimestamp();
+	if (statement_tokens < 0)
+		statement_tokens = audit_statement_texts_burst;
+	if (statement_tokens_time != 0)
+		statement_tokens = Min((double) audit_statement_texts_burst, statement_tokens +
+							   (double) (now - statement_tokens_time) / 1000000.0 * audit_statement_texts_per_second);
+	statement_tokens_time = now;
+	if (statement_tokens >= 1.0)
+	{
+		statement_tokens -= 1.0;
+		statement_limited = false;
+		return true;
+	}
+	if (!statement_limited && audit_queue_available())
+	{
+		AuditQueueEntry e;
+		char		burst[16];
+		char		rate[16];
+		const char *keys[2] = {"burst", "per_second"};
+		const char *vals[2] = {burst, rate};
+		const bool	raw[2] = {true, true};
+
+		snprintf(burst, sizeof(burst), "%d", audit_statement_texts_burst);
+		snprintf(rate, sizeof(rate), "%d", audit_statement_texts_per_second);
+
+		audit_fill_entry_from_port(&e, MyProcPort, "system", "STATEMENT_TEXT_LIMIT", true);
+		strlcpy(e.user_name, GetUserNameFromId(GetUserId(), false), sizeof(e.user_name));
+		strlcpy(e.session_user_name, GetUserNameFromId(GetSessionUserId(), false),
+				sizeof(e.session_user_name));
+		audit_json_object(e.detail, sizeof(e.detail), 2, keys, vals, raw);
+		(void) audit_queue_enqueue(&e);
+	}
+	statement_limited = true;
+	return false;
+}
 
 /* statement_ids known to be stored, committed: an open-addressing set */
 static uint64 known_ids[KNOWN_SLOTS];
@@ -467,6 +531,16 @@ statement_id_for(const char *query, int len, int mode)
 		}
 	}
 
+	if (id != 0 && !known_contains(id) && !pending_contains(id) &&
+		!statement_allowed())
+	{
+		/* over this backend's rate: the placeholder (stored once) */
+		text = pstrdup(STATEMENT_PLACEHOLDER);
+		textlen = strlen(text);
+		id = DatumGetUInt64(hash_any_extended((const unsigned char *) text,
+											  textlen, 0x61756469));
+		map = NULL;				/* the query's own id is not known */
+	}
 	if (id != 0 && !known_contains(id) && !pending_contains(id))
 	{
 		if (text == NULL)
@@ -480,7 +554,7 @@ statement_id_for(const char *query, int len, int mode)
 		else
 			id = 0;
 	}
-	if (id != 0)
+	if (id != 0 && map != NULL)
 	{
 		map->raw = raw;
 		map->mode = mode;

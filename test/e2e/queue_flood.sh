@@ -4,7 +4,9 @@
 # logins happen; every failed login is recorded, identical refusals are
 # coalesced into one event with a count, distinct ones beyond a backend's
 # rate are dropped and counted per class in a QUEUE_OVERFLOW event.  A small
-# queue (audit_ext.queue_size = 500) makes the flood reach its limits fast.
+# queue (audit_ext.queue_size = 500) and low per-session limits (500 + 50/s
+# refusals, 200 + 10/s new statement texts; 2,000 + 500/s and 2,000 + 100/s by
+# default) make the flood reach its limits fast, on a slow machine too.
 source "$(dirname "$0")/tap.inc"
 source "$(dirname "$0")/../../scripts/pgenv.sh"
 DIR=${AUDIT_TEST_TMP:-/tmp}/queue_flood
@@ -19,7 +21,8 @@ HBA
 chmod 644 "$HBA"
 trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
 PG_HBA_FILE=$HBA pg_start "$DIR" "$PORT" "password_encryption = 'scram-sha-256'" "audit_ext.database = 'postgres'" \
-    "audit_ext.queue_size = 500" \
+    "audit_ext.queue_size = 500" "audit_ext.bulk_events_burst = 500" "audit_ext.bulk_events_per_second = 50" \
+    "audit_ext.statement_texts_burst = 200" "audit_ext.statement_texts_per_second = 10" \
     || { echo "not ok - could not start a cluster in $DIR"; rm -f "$HBA"; exit 1; }
 rm -f "$HBA"
 
@@ -78,5 +81,25 @@ lost=$(q -d postgres -c "SELECT sum((detail->>'dropped')::bigint) FROM audit.eve
 kept=$(q -d postgres -c "SELECT sum(coalesce((detail->>'repeated')::bigint, 1)) FROM audit.event
                           WHERE class = 'data' AND status = 'failure' AND db_user = 'regress_flood'")
 is "$(( kept + lost ))" "45000" "every refusal is either recorded or counted as dropped ($kept recorded, $lost dropped)"
+
+# --- distinct statement texts are bounded per session ---------------------------------
+# Each text is a row of audit.statement; a comment is enough to make a new one.
+q -d postgres -q -c "CREATE TABLE flood_t (id int PRIMARY KEY)" -c "ALTER TABLE flood_t OWNER TO regress_flood" \
+   -c "SELECT audit.enable('flood_t')" >/dev/null
+start=$(date +%s)
+seq 1 1000 | sed "s|.*|/* & */ INSERT INTO flood_t VALUES (&);|" |
+    PGPASSWORD=pw-flood psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=regress_flood" >/dev/null 2>&1
+took=$(( $(date +%s) - start + 1 ))
+is "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE table_name = 'flood_t' AND action = 'INSERT'")" "1000" \
+   "1,000 INSERTs with distinct comments: every one recorded"
+texts=$(q -d postgres -c "SELECT count(DISTINCT statement_id) FROM audit.event WHERE table_name = 'flood_t' AND action = 'INSERT'")
+# at most the burst, what the rate refilled while they ran, and the placeholder
+is "$([ "$texts" -le $(( 200 + 10 * took + 1 )) ] && [ "$texts" -lt 1000 ] && echo bounded)" "bounded" \
+   "... but at most the session's burst and rate of new texts are stored ($texts distinct in about $took s)"
+is "$(q -d postgres -c "SELECT count(*) > 0 FROM audit.event e JOIN audit.statement s USING (statement_id)
+                         WHERE e.table_name = 'flood_t' AND s.statement_text LIKE '[statement text not stored:%'")" "t" \
+   "the others refer to one placeholder text that says why"
+wait_for "SELECT count(*) >= 1 FROM audit.event WHERE action = 'STATEMENT_TEXT_LIMIT' AND db_user = 'regress_flood'" 15
+is "$?" "0" "the session reaching the limit is a system event"
 
 done_testing
