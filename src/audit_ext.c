@@ -47,10 +47,17 @@ bool		audit_log_statement_text = true;
 int			audit_max_statement_length = 65536;
 int			audit_export_threshold = 1000;
 int			audit_statement_literals = AUDIT_LITERALS_REDACT;
+int			audit_flush_fault = AUDIT_FLUSH_FAULT_OFF;
 
 static const struct config_enum_entry statement_literals_options[] = {
 	{"redact", AUDIT_LITERALS_REDACT, false},
 	{"keep", AUDIT_LITERALS_KEEP, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry flush_fault_options[] = {
+	{"off", AUDIT_FLUSH_FAULT_OFF, false},
+	{"cancel_leaf_indexes", AUDIT_FLUSH_FAULT_CANCEL_LEAF_INDEXES, false},
 	{NULL, 0, false}
 };
 
@@ -328,6 +335,23 @@ _PG_init(void)
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
+
+	/*
+	 * Fault injection for test/e2e/flush_errors.sh: a query cancel arrives
+	 * at the moment the event writer opens the indexes of the leaf it writes
+	 * (see flush_fault_arm() in event_writer.c).  Superuser only, off by
+	 * default, hidden from SHOW ALL and the sample file; an enum so that
+	 * other points can be added.
+	 */
+	DefineCustomEnumVariable("audit_ext.flush_fault",
+							 "Testing only: a query cancel arrives while the event writer opens the indexes of a leaf it opened directly (cancel_leaf_indexes); off = never.",
+							 NULL,
+							 &audit_flush_fault,
+							 AUDIT_FLUSH_FAULT_OFF,
+							 flush_fault_options,
+							 PGC_SUSET,
+							 GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
+							 NULL, NULL, NULL);
 
 	/*
 	 * Security events need shared memory, the worker and the authentication

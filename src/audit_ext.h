@@ -57,6 +57,12 @@ extern void audit_spi_finish(int nest);
 #define AUDIT_LITERALS_REDACT	0
 #define AUDIT_LITERALS_KEEP		1
 
+/* audit_ext.flush_fault, testing only (event_writer.c) */
+extern int	audit_flush_fault;
+
+#define AUDIT_FLUSH_FAULT_OFF					0
+#define AUDIT_FLUSH_FAULT_CANCEL_LEAF_INDEXES	1
+
 /*
  * The columns of audit.event that the capture path fills.  The writer maps
  * them to attribute numbers of the real table by name, so the table may gain

@@ -10,15 +10,19 @@ INSERT INTO acct VALUES (1, 100), (2, 100);
 SELECT audit.enable('acct');
 SQL
 
+# Each check passes what its sessions printed (stdout and stderr) to is(),
+# which shows it when the check fails: a flaky failure explains itself.
+
 # A rolled-back transaction leaves no events; a committed one has all of them.
-q -d $DB -c "BEGIN; UPDATE acct SET bal = 0; ROLLBACK;" >/dev/null
-is "$(q -d $DB -c "SELECT count(*) FROM audit.event WHERE table_name = 'acct' AND class = 'data'")" "0" "rollback leaves no events"
-q -d $DB -c "BEGIN; SET LOCAL audit_ext.actor = 'ann'; UPDATE acct SET bal = bal - 10 WHERE id = 1; UPDATE acct SET bal = bal + 10 WHERE id = 2; COMMIT;" >/dev/null
+out=$(q -d $DB -c "BEGIN; UPDATE acct SET bal = 0; ROLLBACK;" 2>&1)
+is "$(q -d $DB -c "SELECT count(*) FROM audit.event WHERE table_name = 'acct' AND class = 'data'")" "0" "rollback leaves no events" "$out"
+out=$(q -d $DB -c "BEGIN; SET LOCAL audit_ext.actor = 'ann'; UPDATE acct SET bal = bal - 10 WHERE id = 1; UPDATE acct SET bal = bal + 10 WHERE id = 2; COMMIT;" 2>&1)
 is "$(q -d $DB -c "SELECT count(*), count(DISTINCT txid), min(actor) FROM audit.event WHERE table_name = 'acct' AND class = 'data'")" "2|1|ann" \
-   "a committed transaction has all its events, one txid"
+   "a committed transaction has all its events, one txid" "$out"
 
 # Another session sees the events only when the transaction commits.
-q -d $DB >/dev/null <<'SQL' &
+bg_out=$(mktemp)
+q -d $DB >"$bg_out" 2>&1 <<'SQL' &
 BEGIN;
 UPDATE acct SET bal = 1 WHERE id = 1;
 SELECT pg_sleep(2);
@@ -27,10 +31,10 @@ SQL
 sleep 1
 is "$(q -d $DB -c "SELECT count(*) FROM audit.event WHERE new_data->>'bal' = '1'")" "0" "uncommitted events are invisible to others"
 wait
-is "$(q -d $DB -c "SELECT count(*) FROM audit.event WHERE new_data->>'bal' = '1'")" "1" "visible after commit"
+is "$(q -d $DB -c "SELECT count(*) FROM audit.event WHERE new_data->>'bal' = '1'")" "1" "visible after commit" "$(cat "$bg_out")"
 
 # Two writers on one row: both changes are recorded, in the order they happened.
-q -d $DB >/dev/null <<'SQL' &
+q -d $DB >"$bg_out" 2>&1 <<'SQL' &
 BEGIN;
 SET LOCAL audit_ext.actor = 'first';
 UPDATE acct SET bal = bal + 1 WHERE id = 2;
@@ -38,13 +42,14 @@ SELECT pg_sleep(1);
 COMMIT;
 SQL
 sleep 0.3
-q -d $DB -c "BEGIN; SET LOCAL audit_ext.actor = 'second'; UPDATE acct SET bal = bal + 1 WHERE id = 2; COMMIT;" >/dev/null
+out=$(q -d $DB -c "BEGIN; SET LOCAL audit_ext.actor = 'second'; UPDATE acct SET bal = bal + 1 WHERE id = 2; COMMIT;" 2>&1)
 wait
 is "$(q -d $DB -c "SELECT string_agg(actor || ':' || (old_data->>'bal') || '->' || (new_data->>'bal'), ' ' ORDER BY id) FROM audit.event WHERE actor IN ('first', 'second')")" \
-   "first:110->111 second:111->112" "concurrent writers on one row: both events, each with the values it saw"
+   "first:110->111 second:111->112" "concurrent writers on one row: both events, each with the values it saw" \
+   "first: $(cat "$bg_out")"$'\n'"second: $out"
 
 # A failed statement in a transaction block, then more work, then commit.
-psql -X -q -d $DB >/dev/null 2>&1 <<'SQL'
+out=$(psql -X -q -d $DB 2>&1 <<'SQL'
 BEGIN;
 INSERT INTO acct VALUES (3, 1);
 SAVEPOINT s;
@@ -53,8 +58,9 @@ ROLLBACK TO s;
 INSERT INTO acct VALUES (4, 1);
 COMMIT;
 SQL
+)
 is "$(q -d $DB -c "SELECT string_agg(record_id->>'id', ',' ORDER BY id) FROM audit.event WHERE action = 'INSERT'")" "3,4" \
-   "a failed statement rolled back to a savepoint leaves the other events"
+   "a failed statement rolled back to a savepoint leaves the other events" "$out"
 
 # An error at commit (deferred constraint) rolls the events back too.
 q -d $DB >/dev/null <<'SQL'
@@ -62,12 +68,12 @@ CREATE TABLE parent (id int PRIMARY KEY);
 CREATE TABLE child (id int PRIMARY KEY, pid int REFERENCES parent DEFERRABLE INITIALLY DEFERRED);
 SELECT audit.enable('child');
 SQL
-q -d $DB -c "BEGIN; INSERT INTO child VALUES (1, 999); COMMIT;" >/dev/null 2>&1
-is "$(q -d $DB -c "SELECT count(*) FROM audit.event WHERE table_name = 'child' AND class = 'data'")" "0" "a commit that fails leaves no events"
+out=$(q -d $DB -c "BEGIN; INSERT INTO child VALUES (1, 999); COMMIT;" 2>&1)
+is "$(q -d $DB -c "SELECT count(*) FROM audit.event WHERE table_name = 'child' AND class = 'data'")" "0" "a commit that fails leaves no events" "$out"
 
 # The store's definition changes under an open writer (another session
 # invalidates audit.event's relcache entry): the writer is rebuilt, nothing lost.
-psql -X -q -d $DB >/dev/null <<'SQL' &
+psql -X -q -d $DB >"$bg_out" 2>&1 <<'SQL' &
 BEGIN;
 INSERT INTO acct VALUES (10, 1);
 SELECT pg_sleep(1);
@@ -76,10 +82,11 @@ UPDATE acct SET bal = 2 WHERE id IN (10, 11);
 COMMIT;
 SQL
 sleep 0.4
-q -d $DB -c "COMMENT ON TABLE audit.event IS 'The audit trail (comment changed by a test)'" >/dev/null
+out=$(q -d $DB -c "COMMENT ON TABLE audit.event IS 'The audit trail (comment changed by a test)'" 2>&1)
 wait
 is "$(q -d $DB -c "SELECT count(*) FROM audit.event WHERE record_id->>'id' IN ('10', '11')")" "4" \
-   "an invalidation of the store mid-transaction loses no event"
+   "an invalidation of the store mid-transaction loses no event" "writer: $(cat "$bg_out")"$'\n'"comment: $out"
+rm -f "$bg_out"
 
 # A statement cancelled while its events are being written, inside a
 # savepoint, then ROLLBACK TO SAVEPOINT: the session goes on, nothing of the
@@ -102,9 +109,9 @@ SQL
 done
 n=$(grep -c 'canceling statement' <<<"$out")
 is "$((n >= 5))|$(grep -ciE 'warning|leak|terminated|closed' <<<"$out")" "1|0" \
-   "cancels inside a flush in a savepoint ($n of 8 cancelled): no warning, no lost connection"
+   "cancels inside a flush in a savepoint ($n of 8 cancelled): no warning, no lost connection" "$out"
 is "$(q -d $DB -c "SELECT count(*), min(record_id->>'id'), max(record_id->>'id') FROM audit.event WHERE table_name = 'cancelled' AND class = 'data'")|$(q -d $DB -c "SELECT count(*) FROM cancelled")" \
-   "8|1000|800|8" "only the statements after the rollback have events"
+   "8|1000|800|8" "only the statements after the rollback have events" "$out"
 
 # Routing is skipped while events stay within the last leaf's own time range:
 # a transaction whose statements cross partition boundaries still puts each
@@ -178,9 +185,10 @@ SQL
 is "$locks" $'\n1\n\n1' "a session's first audited transaction, and one after its leaf was analyzed, lock neither audit.event nor audit.event_data, only the leaf"
 
 # In the background: a new session holds its first audited transaction open
-# for 2 s, writing $1 before and $2 after.
+# for 2 s, writing $1 before and $2 after (its output in $writer_out).
+writer_out=$(mktemp)
 open_writer() {
-    psql -X -q -d $DDB >/dev/null <<SQL &
+    psql -X -q -d $DDB >"$writer_out" 2>&1 <<SQL &
 BEGIN;
 INSERT INTO direct VALUES ($1);
 SELECT pg_sleep(2);
@@ -194,7 +202,8 @@ sleep 0.7
 created=$(PGOPTIONS='-c lock_timeout=1s' q -d $DDB -c "SELECT audit.create_partitions(4)" 2>&1)
 wait
 is "$created|$(q -d $DDB -c "SELECT string_agg(record_id->>'id', ',' ORDER BY id) FROM audit.event WHERE table_name = 'direct' AND (record_id->>'id')::int >= 10")" \
-   "12|10,11" "the partitions of two coming months are created without waiting for an open audited transaction; its events are all there"
+   "12|10,11" "the partitions of two coming months are created without waiting for an open audited transaction; its events are all there" \
+   "writer: $(cat "$writer_out")"
 
 q -d $DDB -c "SELECT audit.create_month_partition('data', '2020-01-01')" \
   -c "SELECT audit.set_retention(class => 'data', keep => interval '1 year', archive => false)" >/dev/null
@@ -204,7 +213,9 @@ pruned=$(PGOPTIONS='-c lock_timeout=1s' q -d $DDB -c "SELECT partition || ':' ||
 wait
 q -d $DDB -c "SELECT audit.remove_retention('data')" >/dev/null
 is "$pruned|$(q -d $DDB -c "SELECT string_agg(record_id->>'id', ',' ORDER BY id) FROM audit.event WHERE table_name = 'direct' AND (record_id->>'id')::int BETWEEN 30 AND 39")" \
-   "event_data_p202001:dropped|30,31" "an old month is pruned without waiting for an open audited transaction; its events are all there"
+   "event_data_p202001:dropped|30,31" "an old month is pruned without waiting for an open audited transaction; its events are all there" \
+   "writer: $(cat "$writer_out")"
+rm -f "$writer_out"
 
 detached_out=$(mktemp)
 psql -X -q -At -d $DDB >"$detached_out" 2>&1 <<'SQL' &
