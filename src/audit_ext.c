@@ -442,6 +442,7 @@ audit_ExecutorFinish(QueryDesc *queryDesc)
 		standard_ExecutorFinish(queryDesc);
 
 	audit_flush_events();
+	audit_check_replication_role("set_config()", false);
 }
 
 /*
@@ -495,6 +496,11 @@ audit_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		audit_flush_events();
 		follow_column_changes(stmt);
 	}
+	/* SET session_replication_role has its own event (ddl_capture.c) */
+	audit_check_replication_role("set_config()",
+								 IsA(stmt, VariableSetStmt) &&
+								 ((VariableSetStmt *) stmt)->name != NULL &&
+								 strcmp(((VariableSetStmt *) stmt)->name, "session_replication_role") == 0);
 }
 
 static void

@@ -204,6 +204,8 @@ audit_auth_xact_commit(void)
 		return;
 	login_pending = false;
 	(void) audit_queue_enqueue(&pending_login);
+	/* the session's settings are applied: replica mode from the start? */
+	audit_check_replication_role("connection options or ALTER ROLE/DATABASE ... SET", false);
 	if (!login_recorded)
 	{
 		login_recorded = true;

@@ -120,6 +120,13 @@ audit_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg)
 						kind = (name && strcmp(name, "prune") == 0) ? 2 : 1;
 					}
 				}
+				/*
+				 * Its SET clause is applied: replica mode stops the audit
+				 * triggers.  (Not ours: our replica-only triggers run in
+				 * replica mode when a session SETs it, which has its event.)
+				 */
+				if (kind == 0)
+					audit_check_replication_role("a function's SET clause", false);
 				/* remember for END/ABORT: the catalogs may change meanwhile */
 				*arg = Int32GetDatum(kind);
 				if (kind > 0)

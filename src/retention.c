@@ -312,6 +312,8 @@ queue_weakening(const char *setting, const char *value, const char *via)
 	char		action[32];
 	const char *keys[5] = {"setting", "value", "via", "risk", "audit_protection_off"};
 	const char *vals[5] = {setting, value, via, "critical", "true"};
+
+	/* an audit_ext setting, or session_replication_role */
 	const bool	raw[5] = {false, false, false, false, true};
 
 	if (!audit_queue_available() || IsParallelWorker())
@@ -448,6 +450,31 @@ audit_record_weakened_config(void)
 		queue_weakening("audit_ext.protect_trail", "off", "configuration file");
 	logged_ddl_off = !audit_log_ddl;
 	logged_protect_off = !audit_protect_trail;
+}
+
+/*
+ * session_replication_role = replica stops every ordinary trigger, the
+ * audit triggers included.  SET is recorded by ddl_capture.c; these routes
+ * are not statements of their own: set_config(), a function's SET clause
+ * (its value is gone when the statement ends), connection options and
+ * ALTER ROLE/DATABASE ... SET (in effect from the session's start).  Called
+ * at the end of every statement, when a function with a SET clause starts
+ * (fmgr hook), and after SET itself (quiet: it has its event).
+ */
+static int	replication_role_seen = SESSION_REPLICATION_ROLE_ORIGIN;
+
+void
+audit_check_replication_role(const char *via, bool quiet)
+{
+	/* logical replication's apply workers run in replica mode by design */
+	if (MyBackendType != B_BACKEND)
+		return;
+	if (SessionReplicationRole == replication_role_seen)
+		return;
+	replication_role_seen = SessionReplicationRole;
+	if (quiet || SessionReplicationRole != SESSION_REPLICATION_ROLE_REPLICA)
+		return;
+	queue_weakening("session_replication_role", "replica", via);
 }
 
 /* ALTER SYSTEM SET of a protection to off: recorded when it is written. */

@@ -232,5 +232,33 @@ is "$(q -d postgres -c "SELECT string_agg(DISTINCT s.statement_text, ' | ') FROM
 is "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE id > $MARK AND detail -> 'setting' ->> 'value' = '7MB'")" "2" \
    "... in detail too"
 
+
+# --- session_replication_role = replica, by the routes that are no SET statement ---
+mark
+q -d postgres -q >/dev/null <<'SQL'
+SELECT set_config('session_replication_role', 'replica', false);
+INSERT INTO t VALUES (1001, 'unseen 1');
+SQL
+q -d postgres -q >/dev/null <<'SQL'
+CREATE FUNCTION public.quiet_insert(i int) RETURNS void LANGUAGE sql SET session_replication_role = replica
+    AS 'INSERT INTO public.t VALUES (i, ''unseen 2'')';
+SELECT public.quiet_insert(1002);
+SQL
+PGOPTIONS="-c session_replication_role=replica" q -d postgres -c "INSERT INTO t VALUES (1003, 'unseen 3')" >/dev/null
+q -d postgres -q -c "ALTER ROLE regress_app SET session_replication_role = replica" >/dev/null
+q -d postgres -q -c "GRANT INSERT ON t TO regress_app" >/dev/null
+q -d postgres -U regress_app -c "INSERT INTO t VALUES (1004, 'unseen 4')" >/dev/null
+q -d postgres -q -c "ALTER ROLE regress_app RESET session_replication_role" >/dev/null
+is "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE id > $MARK AND table_name = 't' AND class = 'data'")" "0" \
+   "(in replica mode the four INSERTs were not captured: that is what must not go unseen)"
+wait_for "SELECT count(*) >= 4 FROM audit.event WHERE id > $MARK AND action = 'SET session_replication_role'
+          AND detail @> '{\"audit_protection_off\": true}'" 15
+is "$(q -d postgres -c "SELECT string_agg(DISTINCT detail->>'via', ' | ' ORDER BY detail->>'via') FROM audit.event
+                         WHERE id > $MARK AND action = 'SET session_replication_role' AND detail @> '{\"audit_protection_off\": true}'")" \
+   "a function's SET clause | connection options or ALTER ROLE/DATABASE ... SET | set_config()" \
+   "replica mode by set_config(), a function's SET clause, PGOPTIONS and ALTER ROLE ... SET: each recorded as critical"
+is "$(q -d postgres -c "SELECT count(DISTINCT db_user) FROM audit.event WHERE id > $MARK AND action = 'SET session_replication_role'
+                         AND detail->>'via' LIKE 'connection%'")" "2" "... with who (the superuser's PGOPTIONS, the role's ALTER ROLE default)"
+
 if grep -E "PANIC|TRAP|terminated by signal" "$DIR/server.log"; then is "crash" "" "server log free of crashes"; fi
 done_testing
