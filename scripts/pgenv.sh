@@ -1,6 +1,8 @@
 # Source this file: helpers to run a throwaway PostgreSQL cluster (PG_MAJOR,
 # default 15, or the binaries in PGBIN).
 #   pg_start DIR PORT [EXTRA_CONF_LINE...]   initdb (as user postgres) and start
+#   pg_start_scram DIR PORT [EXTRA...]       the same, TCP with scram passwords for every
+#                                            role but postgres (trusted locally and on 127.0.0.1)
 #   pg_stop DIR                              stop it (fast)
 # If PG_HBA_FILE names a file, it replaces the cluster's pg_hba.conf before
 # the first start.
@@ -37,6 +39,22 @@ CONF
     fi
     (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null) || return 1
     export PGHOST=$dir PGPORT=$port PGUSER=postgres
+}
+
+pg_start_scram() {
+    local dir=$1 port=$2 hba rc
+    shift 2
+    hba=$(mktemp /tmp/audit_hba.XXXXXX)
+    cat > "$hba" <<'HBA'
+local all postgres                trust
+host  all postgres 127.0.0.1/32   trust
+host  all all      127.0.0.1/32   scram-sha-256
+HBA
+    chmod 644 "$hba"
+    PG_HBA_FILE=$hba pg_start "$dir" "$port" "password_encryption = 'scram-sha-256'" "$@"
+    rc=$?
+    rm -f "$hba"
+    return $rc
 }
 
 pg_stop() {

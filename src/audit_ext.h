@@ -244,6 +244,8 @@ extern void audit_fill_entry_from_port(AuditQueueEntry *e, struct Port *port,
 									   const char *class_name,
 									   const char *action, bool failure);
 extern void audit_fill_entry_from_statement(AuditQueueEntry *e, const char *query);
+extern bool audit_fill_entry_for_session(AuditQueueEntry *e, const char *class_name,
+										 const char *action, bool failure);
 extern void audit_auth_hooks_install(void);
 extern void audit_auth_xact_commit(void);
 

@@ -29,11 +29,13 @@
 #include <sys/socket.h>
 #include <netdb.h>
 
+#include "access/parallel.h"
+#include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "common/ip.h"
 #include "libpq/auth.h"
 #include "libpq/hba.h"
 #include "libpq/libpq-be.h"
-#include "access/xact.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "postmaster/postmaster.h"
@@ -84,6 +86,39 @@ audit_fill_entry_from_port(AuditQueueEntry *e, Port *port,
 							   NULL, 0, NI_NUMERICHOST) != 0)
 			e->client_addr[0] = '\0';
 	}
+}
+
+/*
+ * A queue record made by a session about itself (settings that weaken the
+ * trail, actor changes, limits reached): the connection's context, and in a
+ * transaction the current and session user and the database.  False when
+ * nothing can be queued here (no shared memory, a parallel worker).
+ */
+bool
+audit_fill_entry_for_session(AuditQueueEntry *e, const char *class_name,
+							 const char *action, bool failure)
+{
+	if (!audit_queue_available() || IsParallelWorker())
+		return false;
+	audit_fill_entry_from_port(e, MyProcPort, class_name, action, failure);
+	if (IsTransactionState())
+	{
+		char	   *u = GetUserNameFromId(GetUserId(), true);
+		char	   *su = GetUserNameFromId(GetSessionUserId(), true);
+
+		if (u)
+			strlcpy(e->user_name, u, sizeof(e->user_name));
+		if (su)
+			strlcpy(e->session_user_name, su, sizeof(e->session_user_name));
+		if (e->database_name[0] == '\0' && OidIsValid(MyDatabaseId))
+		{
+			char	   *d = get_database_name(MyDatabaseId);
+
+			if (d)
+				strlcpy(e->database_name, d, sizeof(e->database_name));
+		}
+	}
+	return true;
 }
 
 /*

@@ -312,35 +312,16 @@ queue_weakening(const char *setting, const char *value, const char *via)
 	char		action[32];
 	const char *keys[5] = {"setting", "value", "via", "risk", "audit_protection_off"};
 	const char *vals[5] = {setting, value, via, "critical", "true"};
-
-	/* an audit_ext setting, or session_replication_role */
 	const bool	raw[5] = {false, false, false, false, true};
 
-	if (!audit_queue_available() || IsParallelWorker())
-		return;
+	/* setting: an audit_ext setting, or session_replication_role */
 	snprintf(action, sizeof(action), "SET %s", setting);
-	audit_fill_entry_from_port(&e, MyProcPort, "ddl", action, false);
-	if (IsTransactionState())
+	if (!audit_fill_entry_for_session(&e, "ddl", action, false))
+		return;
+	if (IsTransactionState() && debug_query_string && MyBackendType != B_BG_WORKER)
 	{
-		char	   *u = GetUserNameFromId(GetUserId(), true);
-		char	   *su = GetUserNameFromId(GetSessionUserId(), true);
-
-		if (u)
-			strlcpy(e.user_name, u, sizeof(e.user_name));
-		if (su)
-			strlcpy(e.session_user_name, su, sizeof(e.session_user_name));
-		if (e.database_name[0] == '\0' && OidIsValid(MyDatabaseId))
-		{
-			char	   *d = get_database_name(MyDatabaseId);
-
-			if (d)
-				strlcpy(e.database_name, d, sizeof(e.database_name));
-		}
-		if (debug_query_string && MyBackendType != B_BG_WORKER)
-		{
-			e.redact_statement = true;
-			strlcpy(e.statement, debug_query_string, sizeof(e.statement));
-		}
+		e.redact_statement = true;
+		strlcpy(e.statement, debug_query_string, sizeof(e.statement));
 	}
 	audit_json_object(e.detail, sizeof(e.detail), 5, keys, vals, raw);
 	(void) audit_queue_enqueue(&e);
@@ -359,26 +340,8 @@ audit_queue_actor_change(const char *from, const char *to)
 	const char *vals[2] = {from, to};
 	const bool	raw[2] = {false, false};
 
-	if (!audit_queue_available() || IsParallelWorker())
+	if (!audit_fill_entry_for_session(&e, "auth", "ACTOR CHANGE", false))
 		return;
-	audit_fill_entry_from_port(&e, MyProcPort, "auth", "ACTOR CHANGE", false);
-	if (IsTransactionState())
-	{
-		char	   *u = GetUserNameFromId(GetUserId(), true);
-		char	   *su = GetUserNameFromId(GetSessionUserId(), true);
-
-		if (u)
-			strlcpy(e.user_name, u, sizeof(e.user_name));
-		if (su)
-			strlcpy(e.session_user_name, su, sizeof(e.session_user_name));
-		if (e.database_name[0] == '\0' && OidIsValid(MyDatabaseId))
-		{
-			char	   *d = get_database_name(MyDatabaseId);
-
-			if (d)
-				strlcpy(e.database_name, d, sizeof(e.database_name));
-		}
-	}
 	strlcpy(e.actor, to, sizeof(e.actor));
 	audit_json_object(e.detail, sizeof(e.detail), 2, keys, vals, raw);
 	(void) audit_queue_enqueue(&e);

@@ -91,7 +91,7 @@ statement_allowed(void)
 		statement_limited = false;
 		return true;
 	}
-	if (!statement_limited && audit_queue_available())
+	if (!statement_limited)
 	{
 		AuditQueueEntry e;
 		char		burst[16];
@@ -103,12 +103,11 @@ statement_allowed(void)
 		snprintf(burst, sizeof(burst), "%d", audit_statement_texts_burst);
 		snprintf(rate, sizeof(rate), "%d", audit_statement_texts_per_second);
 
-		audit_fill_entry_from_port(&e, MyProcPort, "system", "STATEMENT_TEXT_LIMIT", true);
-		strlcpy(e.user_name, GetUserNameFromId(GetUserId(), false), sizeof(e.user_name));
-		strlcpy(e.session_user_name, GetUserNameFromId(GetSessionUserId(), false),
-				sizeof(e.session_user_name));
-		audit_json_object(e.detail, sizeof(e.detail), 2, keys, vals, raw);
-		(void) audit_queue_enqueue(&e);
+		if (audit_fill_entry_for_session(&e, "system", "STATEMENT_TEXT_LIMIT", true))
+		{
+			audit_json_object(e.detail, sizeof(e.detail), 2, keys, vals, raw);
+			(void) audit_queue_enqueue(&e);
+		}
 	}
 	statement_limited = true;
 	return false;

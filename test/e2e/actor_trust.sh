@@ -9,17 +9,9 @@ source "$(dirname "$0")/../../scripts/pgenv.sh"
 DIR=${AUDIT_TEST_TMP:-/tmp}/actor_trust
 PORT=$(( ${PGPORT:-5497} + 65 ))
 rm -rf "$DIR"
-HBA=$(mktemp /tmp/audit_hba.XXXXXX)
-cat > "$HBA" <<'HBA'
-local all postgres                trust
-host  all postgres 127.0.0.1/32   trust
-host  all all      127.0.0.1/32   scram-sha-256
-HBA
-chmod 644 "$HBA"
 trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
-PG_HBA_FILE=$HBA pg_start "$DIR" "$PORT" "password_encryption = 'scram-sha-256'" "audit_ext.database = 'postgres'" \
-    || { echo "not ok - could not start a cluster in $DIR"; rm -f "$HBA"; exit 1; }
-rm -f "$HBA"
+pg_start_scram "$DIR" "$PORT" "audit_ext.database = 'postgres'" \
+    || { echo "not ok - could not start a cluster in $DIR"; exit 1; }
 
 as() {   # role, then psql arguments
     local role=$1

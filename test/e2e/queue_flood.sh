@@ -12,19 +12,11 @@ source "$(dirname "$0")/../../scripts/pgenv.sh"
 DIR=${AUDIT_TEST_TMP:-/tmp}/queue_flood
 PORT=$(( ${PGPORT:-5497} + 75 ))
 rm -rf "$DIR"
-HBA=$(mktemp /tmp/audit_hba.XXXXXX)
-cat > "$HBA" <<'HBA'
-local all postgres                trust
-host  all postgres 127.0.0.1/32   trust
-host  all all      127.0.0.1/32   scram-sha-256
-HBA
-chmod 644 "$HBA"
 trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
-PG_HBA_FILE=$HBA pg_start "$DIR" "$PORT" "password_encryption = 'scram-sha-256'" "audit_ext.database = 'postgres'" \
+pg_start_scram "$DIR" "$PORT" "audit_ext.database = 'postgres'" \
     "audit_ext.queue_size = 500" "audit_ext.bulk_events_burst = 500" "audit_ext.bulk_events_per_second = 50" \
     "audit_ext.statement_texts_burst = 200" "audit_ext.statement_texts_per_second = 10" \
-    || { echo "not ok - could not start a cluster in $DIR"; rm -f "$HBA"; exit 1; }
-rm -f "$HBA"
+    || { echo "not ok - could not start a cluster in $DIR"; exit 1; }
 
 q -d postgres -q >/dev/null <<'SQL'
 SET client_min_messages = warning;
