@@ -454,10 +454,10 @@ audit_ExecutorFinish(QueryDesc *queryDesc)
  * (denied.c).
  */
 static void
-audit_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
-					 bool readOnlyTree, ProcessUtilityContext context,
-					 ParamListInfo params, QueryEnvironment *queryEnv,
-					 DestReceiver *dest, QueryCompletion *qc)
+audit_ProcessUtility_inner(PlannedStmt *pstmt, const char *queryString,
+						   bool readOnlyTree, ProcessUtilityContext context,
+						   ParamListInfo params, QueryEnvironment *queryEnv,
+						   DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *stmt = pstmt->utilityStmt;
 	bool		xact_control = IsA(stmt, TransactionStmt);
@@ -496,11 +496,37 @@ audit_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		audit_flush_events();
 		follow_column_changes(stmt);
 	}
+}
+
+static void
+audit_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					 bool readOnlyTree, ProcessUtilityContext context,
+					 ParamListInfo params, QueryEnvironment *queryEnv,
+					 DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+
 	/* SET session_replication_role has its own event (ddl_capture.c) */
-	audit_check_replication_role("set_config()",
-								 IsA(stmt, VariableSetStmt) &&
-								 ((VariableSetStmt *) stmt)->name != NULL &&
-								 strcmp(((VariableSetStmt *) stmt)->name, "session_replication_role") == 0);
+	if (IsA(stmt, VariableSetStmt) && ((VariableSetStmt *) stmt)->name != NULL &&
+		strcmp(((VariableSetStmt *) stmt)->name, "session_replication_role") == 0)
+	{
+		audit_replication_role_set_running(true);
+		PG_TRY();
+		{
+			audit_ProcessUtility_inner(pstmt, queryString, readOnlyTree, context,
+									   params, queryEnv, dest, qc);
+		}
+		PG_FINALLY();
+		{
+			audit_replication_role_set_running(false);
+		}
+		PG_END_TRY();
+		audit_check_replication_role(NULL, true);
+		return;
+	}
+	audit_ProcessUtility_inner(pstmt, queryString, readOnlyTree, context,
+							   params, queryEnv, dest, qc);
+	audit_check_replication_role("set_config()", false);
 }
 
 static void

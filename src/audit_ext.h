@@ -298,6 +298,7 @@ extern bool audit_secret_setting(const char *name);
 extern bool audit_check_log_ddl(bool *newval, void **extra, GucSource source);
 extern void audit_record_weakened_config(void);
 extern void audit_check_replication_role(const char *via, bool quiet);
+extern void audit_replication_role_set_running(bool running);
 
 /* archive.c: gzip JSON-lines archive files */
 extern char *audit_archive_dir(bool create);

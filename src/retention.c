@@ -425,12 +425,24 @@ audit_record_weakened_config(void)
  * (fmgr hook), and after SET itself (quiet: it has its event).
  */
 static int	replication_role_seen = SESSION_REPLICATION_ROLE_ORIGIN;
+static bool replication_role_set_running = false;
+
+/*
+ * While SET session_replication_role runs, statements our own code runs
+ * (the statement store's SPI, the event's flush) end too: they must not
+ * report the SET as a set_config().
+ */
+void
+audit_replication_role_set_running(bool running)
+{
+	replication_role_set_running = running;
+}
 
 void
 audit_check_replication_role(const char *via, bool quiet)
 {
 	/* logical replication's apply workers run in replica mode by design */
-	if (MyBackendType != B_BACKEND)
+	if (MyBackendType != B_BACKEND || (replication_role_set_running && !quiet))
 		return;
 	if (SessionReplicationRole == replication_role_seen)
 		return;
