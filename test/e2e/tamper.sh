@@ -260,5 +260,19 @@ is "$(q -d postgres -c "SELECT string_agg(DISTINCT detail->>'via', ' | ' ORDER B
 is "$(q -d postgres -c "SELECT count(DISTINCT db_user) FROM audit.event WHERE id > $MARK AND action = 'SET session_replication_role'
                          AND detail->>'via' LIKE 'connection%'")" "2" "... with who (the superuser's PGOPTIONS, the role's ALTER ROLE default)"
 
+
+# SET itself has its event (ddl_capture.c), written in its transaction; the
+# statements our code runs while SET runs (the statement store's SPI) must
+# not report it once more as a set_config() through the queue.
+mark
+q -d postgres -q -c "SET session_replication_role = replica" -c "SET session_replication_role = origin" >/dev/null
+q -d postgres -q -c "CREATE ROLE regress_queue_marker" -c "DROP ROLE regress_queue_marker" >/dev/null
+# the queue is first in, first out: once this later login's LOGOUT is written, anything the SET queued is too
+q -d postgres -c "SELECT 1" >/dev/null
+wait_for "SELECT count(*) >= 2 FROM audit.event WHERE id > $MARK AND class = 'auth' AND action = 'LOGOUT'" 15
+is "$(q -d postgres -c "SELECT string_agg(coalesce(detail->>'via', 'SET statement'), ', ' ORDER BY id) FROM audit.event
+                         WHERE id > $MARK AND action = 'SET session_replication_role'")" "SET statement" \
+   "SET session_replication_role is recorded once, as the SET it is"
+
 if grep -E "PANIC|TRAP|terminated by signal" "$DIR/server.log"; then is "crash" "" "server log free of crashes"; fi
 done_testing
