@@ -1005,6 +1005,26 @@ UPDATE audit.alert_rules
        description = 'Capture switched off on a table: audit.disable, an audit trigger disabled, made replica only or dropped (any route, whatever audit_ext.log_ddl says), session_replication_role = replica; or a protection of the trail switched off (audit_ext.protect_trail, audit_ext.log_ddl)'
  WHERE name = 'audit_disabled' AND builtin;
 
+-- Rows an event stands for, for rules' min_rows: the larger of "rows"
+-- (returned) and "rows_read" (read from the table); -1 without either.
+-- One definition for the candidate filter of audit.evaluate_alerts() and
+-- for audit.alert_matches().
+CREATE FUNCTION audit.event_rows(detail jsonb)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+-- no SET clause: it is inlined into its callers (whose search_path is
+-- pinned) instead of being called per event; operators are qualified
+AS $$
+    SELECT greatest(
+        coalesce(CASE WHEN detail OPERATOR(pg_catalog.->>) 'rows' OPERATOR(pg_catalog.~) '^[0-9]{1,18}$'
+                      THEN (detail OPERATOR(pg_catalog.->>) 'rows')::pg_catalog.int8 END, -1),
+        coalesce(CASE WHEN detail OPERATOR(pg_catalog.->>) 'rows_read' OPERATOR(pg_catalog.~) '^[0-9]{1,18}$'
+                      THEN (detail OPERATOR(pg_catalog.->>) 'rows_read')::pg_catalog.int8 END, -1))
+$$;
+COMMENT ON FUNCTION audit.event_rows(jsonb) IS
+    'Internal: the rows an event stands for in alert rules'' min_rows: the larger of detail rows and rows_read, -1 without either';
+REVOKE ALL ON FUNCTION audit.event_rows(jsonb) FROM PUBLIC;
+
 -- ===========================================================================
 -- D. Alert notifications anyone can see, and tell from forgeries
 -- ===========================================================================
@@ -1165,11 +1185,7 @@ BEGIN
                      AND EXISTS (SELECT 1 FROM audit.alert_rules r
                                      WHERE r.enabled AND r.class = e.class
                                        AND (r.action IS NULL OR r.action = e.action)
-                                       AND (r.min_rows IS NULL OR r.min_rows <= greatest(coalesce(
-                                            CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$'
-                                                 THEN (e.detail ->> 'rows')::bigint END, -1), coalesce(
-                                            CASE WHEN e.detail ->> 'rows_read' ~ '^[0-9]{1,18}$'
-                                                 THEN (e.detail ->> 'rows_read')::bigint END, -1))))
+                                       AND (r.min_rows IS NULL OR r.min_rows <= audit.event_rows(e.detail)))
                    ORDER BY e.id);
     IF cardinality(done_xids) > 0 THEN
         cand := cand || ARRAY(SELECT e FROM audit.event e
@@ -1177,11 +1193,7 @@ BEGIN
                                  AND EXISTS (SELECT 1 FROM audit.alert_rules r
                                      WHERE r.enabled AND r.class = e.class
                                        AND (r.action IS NULL OR r.action = e.action)
-                                       AND (r.min_rows IS NULL OR r.min_rows <= greatest(coalesce(
-                                            CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$'
-                                                 THEN (e.detail ->> 'rows')::bigint END, -1), coalesce(
-                                            CASE WHEN e.detail ->> 'rows_read' ~ '^[0-9]{1,18}$'
-                                                 THEN (e.detail ->> 'rows_read')::bigint END, -1)))));
+                                       AND (r.min_rows IS NULL OR r.min_rows <= audit.event_rows(e.detail))));
     END IF;
 
     IF cardinality(cand) > 0 THEN
@@ -1257,11 +1269,7 @@ AS $$
        AND (r.actor IS NULL OR e.actor = r.actor)
        AND (r.table_name IS NULL OR r.table_name = e.table_name
             OR r.table_name = e.schema_name || '.' || e.table_name)
-       AND (r.min_rows IS NULL
-            OR greatest(coalesce(CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$'
-                                      THEN (e.detail ->> 'rows')::bigint END, -1),
-                        coalesce(CASE WHEN e.detail ->> 'rows_read' ~ '^[0-9]{1,18}$'
-                                      THEN (e.detail ->> 'rows_read')::bigint END, -1)) >= r.min_rows)
+       AND (r.min_rows IS NULL OR audit.event_rows(e.detail) >= r.min_rows)
        AND (r.query IS NULL
             OR (e.action || E'\n' || coalesce(e.detail::text, '') || E'\n' || coalesce((SELECT s.statement_text FROM audit.statement s
                                  WHERE s.statement_id = e.statement_id), '')) ~* r.query)
