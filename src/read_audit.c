@@ -354,8 +354,13 @@ note_query_reads(QueryDesc *queryDesc)
 	int			rti = 0;
 	bool		cursor = fetching && nesting == 1;
 
+	/*
+	 * read_ExecutorStart asked for row counts of every query that reads a
+	 * read-audited table: the others (almost all) skip the range table here.
+	 */
 	if (estate == NULL || pstmt == NULL ||
-		(estate->es_top_eflags & EXEC_FLAG_EXPLAIN_ONLY))
+		(estate->es_top_eflags & EXEC_FLAG_EXPLAIN_ONLY) ||
+		!(queryDesc->instrument_options & INSTRUMENT_ROWS))
 		return;
 	query_seq++;
 	foreach(lc, pstmt->rtable)
