@@ -266,6 +266,8 @@ extern void audit_denied_report_utility(void *state);
 extern int	audit_chain_checkpoint_interval;
 extern void audit_chain_install_hooks(void);
 extern void audit_chain_stamp(AuditEventValues *ev);
+extern void audit_chain_before_id(void);
+extern void audit_chain_after_id(int64 id);
 extern void audit_chain_compute(const uint8 *prev, uint64 lane, int64 seq,
 								const Datum *values, const bool *nulls,
 								uint8 *out);

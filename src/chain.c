@@ -96,7 +96,18 @@ typedef struct ChainSlot
 	slock_t		mutex;			/* the owner writes, checkpoints read */
 	ChainHead	heads[CHAIN_NCLASSES];
 	int64		checkpointed_seq[CHAIN_NCLASSES];
+
+	/*
+	 * The lowest event id the slot's running transaction may hold (0: none,
+	 * FLOOR_PENDING: it is taking its first id right now), and that
+	 * transaction's database.  A checkpoint round uses it to tell which
+	 * lanes must already be in shared memory (see audit_chain_checkpoint).
+	 */
+	int64		floor;
+	Oid			floor_db;
 } ChainSlot;
+
+#define FLOOR_PENDING	(-1)
 
 /*
  * Heads of lanes that a slot gave up (its next transaction used another
@@ -108,6 +119,7 @@ typedef struct ChainSlot
 typedef struct RetiredHead
 {
 	bool		used;
+	bool		in_doubt;		/* the head of a prepared transaction */
 	int			k;				/* class index */
 	ChainHead	head;
 } RetiredHead;
@@ -115,6 +127,8 @@ typedef struct RetiredHead
 typedef struct ChainShared
 {
 	pg_atomic_uint64 next_lane;
+	pg_atomic_uint64 retired_lost;	/* heads the retired list had no room for */
+	TimestampTz epoch;			/* when this shared memory was set up */
 	slock_t		retired_mutex;
 	RetiredHead retired[CHAIN_RETIRED];
 	int			nslots;
@@ -129,6 +143,9 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ChainHead local[CHAIN_NCLASSES];
 static bool local_loaded[CHAIN_NCLASSES];
 static bool any_loaded = false;
+
+/* this transaction published its id floor in its slot */
+static bool floor_published = false;
 
 /* Without shared memory (not preloaded) the lanes live for the session. */
 static ChainHead session_heads[CHAIN_NCLASSES];
@@ -224,6 +241,8 @@ chain_shmem_startup(void)
 			seed = (uint64) GetCurrentTimestamp() << 20;
 		seed &= UINT64CONST(0x3FFFFFFFFFFFFFFF);
 		pg_atomic_init_u64(&chain_shared->next_lane, seed | 1);
+		pg_atomic_init_u64(&chain_shared->retired_lost, 0);
+		chain_shared->epoch = GetCurrentTimestamp();
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -501,6 +520,44 @@ push_undo(SubTransactionId subid)
 }
 
 /*
+ * Called just before an event takes its id: the first time in a transaction,
+ * mark the slot as holding a transaction that is about to take ids, so that
+ * a checkpoint round cannot conclude that every id below the sequence's value
+ * belongs to a finished transaction.  audit_chain_after_id() then replaces
+ * the mark by the id itself.  The mark goes at the end of the transaction,
+ * together with the publication of its heads.
+ */
+void
+audit_chain_before_id(void)
+{
+	ChainSlot  *slot;
+
+	if (floor_published)
+		return;
+	slot = my_slot();
+	if (slot == NULL)
+		return;
+	SpinLockAcquire(&slot->mutex);
+	slot->floor = FLOOR_PENDING;
+	slot->floor_db = MyDatabaseId;
+	SpinLockRelease(&slot->mutex);
+	floor_published = true;
+}
+
+void
+audit_chain_after_id(int64 id)
+{
+	ChainSlot  *slot = my_slot();
+
+	if (slot == NULL || !floor_published)
+		return;
+	SpinLockAcquire(&slot->mutex);
+	if (slot->floor == FLOOR_PENDING)
+		slot->floor = id;
+	SpinLockRelease(&slot->mutex);
+}
+
+/*
  * Give the event (its id already assigned) its place in its lane and its
  * hash.  Fills values[AC_CHAIN_LANE], [AC_CHAIN_SEQ] and [AC_HASH].
  */
@@ -548,23 +605,34 @@ audit_chain_subxact_abort(SubTransactionId subid)
 	undo_len = i;
 }
 
-/* Keep a replaced, not yet checkpointed head for the checkpointer. */
+/*
+ * Keep a replaced, not yet checkpointed head for the checkpointer.  Called
+ * with the slot's mutex held, so that a checkpoint round that scans the slots
+ * and then this list sees the head in one place or the other.
+ */
 static void
-retire_head(int k, const ChainHead *head)
+retire_head(int k, const ChainHead *head, bool in_doubt)
 {
+	bool		kept = false;
+
 	SpinLockAcquire(&chain_shared->retired_mutex);
 	for (int i = 0; i < CHAIN_RETIRED; i++)
 	{
 		if (!chain_shared->retired[i].used)
 		{
 			chain_shared->retired[i].used = true;
+			chain_shared->retired[i].in_doubt = in_doubt;
 			chain_shared->retired[i].k = k;
 			chain_shared->retired[i].head = *head;
+			kept = true;
 			break;
 		}
 	}
-	/* full: that lane's tail goes without a checkpoint */
 	SpinLockRelease(&chain_shared->retired_mutex);
+	/* full: that lane's tail goes without a checkpoint (counted, not logged
+	 * here: no ereport with a spinlock held) */
+	if (!kept)
+		pg_atomic_fetch_add_u64(&chain_shared->retired_lost, 1);
 }
 
 /*
@@ -574,48 +642,65 @@ retire_head(int k, const ChainHead *head)
 void
 audit_chain_xact_end(int how)
 {
+	ChainSlot  *slot = my_slot();
+
 	if (pending_len > 0)
 	{
 		if (how == 0 && chain_shared != NULL)
 			apply_pending_marks();
 		pending_len = 0;
 	}
-	if (any_loaded && how != 1)
+	if (slot != NULL && (any_loaded || floor_published))
 	{
-		ChainSlot  *slot = my_slot();
-
-		for (int k = 0; k < CHAIN_NCLASSES; k++)
+		SpinLockAcquire(&slot->mutex);
+		for (int k = 0; k < CHAIN_NCLASSES && any_loaded && how != 1; k++)
 		{
 			ChainHead	head;
+			ChainHead	old;
 
 			if (!local_loaded[k])
 				continue;
 			head = local[k];
+			old = slot->heads[k];
 			if (how == 2)
-				memset(&head, 0, sizeof(head));	/* fate unknown: new lanes */
-			if (slot != NULL)
 			{
-				ChainHead	old;
-				bool		retire = false;
-
-				SpinLockAcquire(&slot->mutex);
-				old = slot->heads[k];
-				if (old.lane != head.lane)
-				{
-					retire = old.lane != 0 && old.seq > slot->checkpointed_seq[k];
-					slot->checkpointed_seq[k] = 0;
-				}
-				slot->heads[k] = head;
-				SpinLockRelease(&slot->mutex);
-				if (retire)
-					retire_head(k, &old);
+				/*
+				 * Fate unknown: the slot's next transaction starts new lanes,
+				 * and the prepared transaction's heads are kept, marked in
+				 * doubt, so that the lanes it started are bound to a
+				 * checkpoint round whether it commits or not.
+				 */
+				if (head.seq > 0 && (head.lane != old.lane || head.seq > old.seq))
+					retire_head(k, &head, true);
+				memset(&head, 0, sizeof(head));
 			}
-			else
-				session_heads[k] = head;
+			if (old.lane != head.lane)
+			{
+				if (old.lane != 0 && old.seq > slot->checkpointed_seq[k])
+					retire_head(k, &old, false);
+				slot->checkpointed_seq[k] = 0;
+			}
+			slot->heads[k] = head;
+		}
+		/* the heads are out: the transaction's ids no longer hold rounds back */
+		slot->floor = 0;
+		slot->floor_db = InvalidOid;
+		SpinLockRelease(&slot->mutex);
+	}
+	else if (any_loaded && how != 1)
+	{
+		for (int k = 0; k < CHAIN_NCLASSES; k++)
+		{
+			if (!local_loaded[k])
+				continue;
+			session_heads[k] = local[k];
+			if (how == 2)
+				memset(&session_heads[k], 0, sizeof(ChainHead));
 		}
 	}
 	memset(local_loaded, 0, sizeof(local_loaded));
 	any_loaded = false;
+	floor_published = false;
 	undo_len = 0;
 }
 
@@ -680,9 +765,11 @@ apply_pending_marks(void)
 }
 
 static void
-record_checkpoint(SPIPlanPtr plan, int k, const ChainHead *head)
+record_checkpoint(SPIPlanPtr plan, int k, const ChainHead *head,
+				  int64 round, bool in_doubt)
 {
-	Datum		values[5];
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bytea	   *hash;
 	char		hex[CHAIN_HASH_LEN * 2 + 1];
 
@@ -694,41 +781,177 @@ record_checkpoint(SPIPlanPtr plan, int k, const ChainHead *head)
 	values[2] = Int64GetDatum(head->seq);
 	values[3] = Int64GetDatum(head->last_id);
 	values[4] = PointerGetDatum(hash);
-	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT)
+	values[5] = Int64GetDatum(round);
+	values[6] = BoolGetDatum(in_doubt);
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "audit_ext: could not record a chain checkpoint");
 
 	hex[hex_encode((const char *) head->hash, CHAIN_HASH_LEN, hex)] = '\0';
 	ereport(LOG,
-			(errmsg("audit_ext chain checkpoint: class %s lane " UINT64_FORMAT " seq " INT64_FORMAT " event " INT64_FORMAT " hash %s",
+			(errmsg("audit_ext chain checkpoint: class %s lane " UINT64_FORMAT " seq " INT64_FORMAT " event " INT64_FORMAT " hash %s%s%s",
 					chain_class_names[k], head->lane, head->seq,
-					head->last_id, hex),
+					head->last_id, hex,
+					round > 0 ? psprintf(" round " INT64_FORMAT, round) : "",
+					in_doubt ? " in doubt" : ""),
 			 errhidestmt(true),
 			 errhidecontext(true)));
 }
 
+/* One head a checkpoint round found in shared memory. */
+typedef struct FoundHead
+{
+	bool		retired;		/* index is into retired[], else a slot */
+	bool		in_doubt;
+	int			index;
+	int			k;
+	ChainHead	head;
+} FoundHead;
+
+/* The first row, first column of an SPI query, as int64 (or is_null). */
+static int64
+spi_int64(const char *sql, bool *is_null)
+{
+	bool		isnull = true;
+	Datum		d = (Datum) 0;
+
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "audit_ext: query failed: %s", sql);
+	if (SPI_processed == 1)
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (is_null)
+		*is_null = isnull;
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
 /*
- * Record the committed head of every lane that moved since the last
- * checkpoint, in audit.chain_checkpoint and in the server log.  Returns the
- * number of lanes recorded.
+ * A checkpoint round: record the committed head of every lane of this
+ * database that moved since the last round, in audit.chain_checkpoint and in
+ * the server log, and (since 1.5) the round itself in audit.chain_round.
+ *
+ * A round also binds lane *starts*.  Its horizon is an event id below which
+ * every event belongs to a transaction that had ended when the round looked
+ * at shared memory: the sequence's value read first, lowered to the first id
+ * of every transaction of this database still running (each publishes it in
+ * its slot before taking an id, see audit_chain_before_id).  Every committed
+ * lane of such a transaction was in shared memory at that moment, so a lane
+ * whose first event lies below the horizon and that no round recorded was not
+ * written by audit_ext (audit.verify() reports it), except lanes lost from
+ * shared memory by a restart, which the first round of the new shared memory
+ * cannot know: verify counts those as unconfirmed.  Rounds are chained by a
+ * SHA-256 over their checkpoint rows (audit.chain_round_digest), so a
+ * checkpoint row added later belongs to no round.
+ *
+ * Returns the number of lanes recorded.
  */
 Datum
 audit_chain_checkpoint(PG_FUNCTION_ARGS)
 {
 	int			recorded = 0;
-	Oid			argtypes[5] = {TEXTOID, INT8OID, INT8OID, INT8OID, BYTEAOID};
+	Oid			argtypes[7] = {TEXTOID, INT8OID, INT8OID, INT8OID, BYTEAOID, INT8OID, BOOLOID};
 	SPIPlanPtr	plan;
 	int			nest;
+	bool		has_rounds;
+	int64		round = 0;
+	int64		prev_horizon = 0;
+	bool		prev_horizon_null = true;
+	bool		has_prev = false;
+	TimestampTz prev_epoch = 0;
+	bytea	   *prev_hash = NULL;
+	int64		horizon = 0;
+	bool		horizon_known = true;
+	FoundHead  *found;
+	int			nfound = 0;
+	int			maxfound;
+	static uint64 lost_reported = 0;
+	uint64		lost;
 
 	if (chain_shared == NULL)
 		PG_RETURN_INT32(0);
 
 	nest = audit_spi_connect();
-	plan = SPI_prepare("INSERT INTO audit.chain_checkpoint (class, chain_lane, chain_seq, event_id, hash) "
-					   "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", 5, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "audit_ext: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	has_rounds = spi_int64("SELECT (pg_catalog.to_regclass('audit.chain_round') IS NOT NULL)::pg_catalog.int4::pg_catalog.int8", NULL) == 1;
+	if (has_rounds)
+	{
+		/* one round at a time in a database: they form a chain */
+		if (SPI_execute("LOCK TABLE audit.chain_round IN SHARE ROW EXCLUSIVE MODE", false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "audit_ext: could not lock audit.chain_round");
+		if (SPI_execute("SELECT round_id, horizon, shm_epoch, hash FROM audit.chain_round "
+						"ORDER BY round_id DESC LIMIT 1", true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "audit_ext: could not read audit.chain_round");
+		if (SPI_processed == 1)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[0];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			Datum		d;
 
-	/* lanes that slots gave up since the last checkpoint */
+			has_prev = true;
+			round = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			d = SPI_getbinval(tup, desc, 2, &prev_horizon_null);
+			if (!prev_horizon_null)
+				prev_horizon = DatumGetInt64(d);
+			prev_epoch = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+			d = SPI_getbinval(tup, desc, 4, &isnull);
+			prev_hash = (bytea *) PG_DETOAST_DATUM_COPY(d);
+		}
+		round++;
+
+		/* first the sequence, then the slots: see above */
+		horizon = spi_int64("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM audit.event_id_seq", NULL) + 1;
+	}
+
+	maxfound = chain_shared->nslots * (CHAIN_NCLASSES - 1) + CHAIN_RETIRED;
+	found = palloc(sizeof(FoundHead) * maxfound);
+
+	for (int i = 0; i < chain_shared->nslots; i++)
+	{
+		ChainSlot  *slot = &chain_shared->slots[i];
+		int			waited = 0;
+		int64		floor;
+		Oid			floor_db;
+
+		for (;;)
+		{
+			int			n = nfound;
+
+			SpinLockAcquire(&slot->mutex);
+			floor = slot->floor;
+			floor_db = slot->floor_db;
+			for (int k = 0; k < CHAIN_NCLASSES - 1; k++)
+			{
+				ChainHead  *head = &slot->heads[k];
+
+				if (head->lane != 0 && head->dboid == MyDatabaseId &&
+					head->seq > slot->checkpointed_seq[k])
+				{
+					found[n].retired = false;
+					found[n].in_doubt = false;
+					found[n].index = i;
+					found[n].k = k;
+					found[n].head = *head;
+					n++;
+				}
+			}
+			SpinLockRelease(&slot->mutex);
+			if (floor == FLOOR_PENDING && floor_db == MyDatabaseId && has_rounds)
+			{
+				/* a backend is taking its first id right now: a moment */
+				if (++waited <= 5000)
+				{
+					pg_usleep(1000L);
+					CHECK_FOR_INTERRUPTS();
+					continue;
+				}
+				horizon_known = false;
+			}
+			nfound = n;
+			break;
+		}
+		if (floor > 0 && floor_db == MyDatabaseId && floor < horizon)
+			horizon = floor;
+	}
+
+	/* lanes that slots gave up, after the slots (retire_head's order) */
 	for (int i = 0; i < CHAIN_RETIRED; i++)
 	{
 		RetiredHead r;
@@ -736,35 +959,95 @@ audit_chain_checkpoint(PG_FUNCTION_ARGS)
 		SpinLockAcquire(&chain_shared->retired_mutex);
 		r = chain_shared->retired[i];
 		SpinLockRelease(&chain_shared->retired_mutex);
-		if (r.used && r.head.dboid == MyDatabaseId)
+		if (r.used && r.head.dboid == MyDatabaseId && nfound < maxfound)
 		{
-			record_checkpoint(plan, r.k, &r.head);
-			add_pending_mark(true, i, r.k, &r.head);
-			recorded++;
+			found[nfound].retired = true;
+			found[nfound].in_doubt = r.in_doubt;
+			found[nfound].index = i;
+			found[nfound].k = r.k;
+			found[nfound].head = r.head;
+			nfound++;
 		}
 	}
 
-	for (int i = 0; i < chain_shared->nslots; i++)
+	lost = pg_atomic_read_u64(&chain_shared->retired_lost);
+	if (lost != lost_reported)
 	{
-		ChainSlot  *slot = &chain_shared->slots[i];
+		ereport(WARNING,
+				(errmsg("audit_ext: " UINT64_FORMAT " chain head(s) found no room in the list kept for checkpoints", lost - lost_reported),
+				 errdetail("Backends switched databases or prepared transactions faster than checkpoint rounds recorded their lanes; audit.verify() may report those lanes as never recorded."),
+				 errhint("Lower audit_ext.chain_checkpoint_interval.")));
+		lost_reported = lost;
+	}
 
-		for (int k = 0; k < CHAIN_NCLASSES - 1; k++)
+	if (has_rounds)
+		plan = SPI_prepare("INSERT INTO audit.chain_checkpoint (class, chain_lane, chain_seq, event_id, hash, round_id, in_doubt) "
+						   "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING", 7, argtypes);
+	else
+		plan = SPI_prepare("INSERT INTO audit.chain_checkpoint (class, chain_lane, chain_seq, event_id, hash) "
+						   "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", 5, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "audit_ext: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+
+	for (int i = 0; i < nfound; i++)
+	{
+		record_checkpoint(plan, found[i].k, &found[i].head,
+						  has_rounds ? round : 0, found[i].in_doubt);
+		add_pending_mark(found[i].retired, found[i].index, found[i].k, &found[i].head);
+		recorded++;
+	}
+
+	if (has_rounds &&
+		(recorded > 0 || !has_prev || prev_epoch != chain_shared->epoch ||
+		 (horizon_known && (prev_horizon_null || horizon != prev_horizon))))
+	{
+		Oid			dtypes[4] = {INT8OID, INT8OID, TIMESTAMPTZOID, BYTEAOID};
+		Datum		dvalues[4];
+		char		dnulls[4] = {' ', horizon_known ? ' ' : 'n', ' ', ' '};
+		Datum		digest;
+		bool		isnull;
+		char		hex[CHAIN_HASH_LEN * 2 + 1];
+		Oid			itypes[6] = {INT8OID, INT8OID, TIMESTAMPTZOID, INT4OID, BYTEAOID, BYTEAOID};
+		Datum		ivalues[6];
+		char		inulls[6] = {' ', horizon_known ? ' ' : 'n', ' ', ' ', ' ', ' '};
+
+		if (prev_hash == NULL)
 		{
-			ChainHead	head;
-			bool		moved;
-
-			SpinLockAcquire(&slot->mutex);
-			head = slot->heads[k];
-			moved = head.lane != 0 && head.dboid == MyDatabaseId &&
-				head.seq > slot->checkpointed_seq[k];
-			SpinLockRelease(&slot->mutex);
-			if (!moved)
-				continue;
-
-			record_checkpoint(plan, k, &head);
-			add_pending_mark(false, i, k, &head);
-			recorded++;
+			prev_hash = (bytea *) palloc0(VARHDRSZ + CHAIN_HASH_LEN);
+			SET_VARSIZE(prev_hash, VARHDRSZ + CHAIN_HASH_LEN);
 		}
+		dvalues[0] = Int64GetDatum(round);
+		dvalues[1] = Int64GetDatum(horizon);
+		dvalues[2] = TimestampTzGetDatum(chain_shared->epoch);
+		dvalues[3] = PointerGetDatum(prev_hash);
+		if (SPI_execute_with_args("SELECT audit.chain_round_digest($1, $2, $3, $4)",
+								  4, dtypes, dvalues, dnulls, false, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "audit_ext: could not compute the digest of a checkpoint round");
+		digest = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			elog(ERROR, "audit_ext: the digest of a checkpoint round is NULL");
+		digest = PointerGetDatum(PG_DETOAST_DATUM_COPY(digest));
+
+		ivalues[0] = Int64GetDatum(round);
+		ivalues[1] = Int64GetDatum(horizon);
+		ivalues[2] = TimestampTzGetDatum(chain_shared->epoch);
+		ivalues[3] = Int32GetDatum(recorded);
+		ivalues[4] = PointerGetDatum(prev_hash);
+		ivalues[5] = digest;
+		if (SPI_execute_with_args("INSERT INTO audit.chain_round (round_id, horizon, shm_epoch, lanes, prev_hash, hash) "
+								  "VALUES ($1, $2, $3, $4, $5, $6)",
+								  6, itypes, ivalues, inulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "audit_ext: could not record a checkpoint round");
+
+		hex[hex_encode(VARDATA_ANY(DatumGetByteaPP(digest)), CHAIN_HASH_LEN, hex)] = '\0';
+		ereport(LOG,
+				(errmsg("audit_ext chain round: database %u round " INT64_FORMAT " horizon %s lanes %d hash %s",
+						MyDatabaseId, round,
+						horizon_known ? psprintf(INT64_FORMAT, horizon) : "unknown",
+						recorded, hex),
+				 errhidestmt(true),
+				 errhidecontext(true)));
 	}
 	audit_spi_finish(nest);
 	PG_RETURN_INT32(recorded);

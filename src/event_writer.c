@@ -379,8 +379,12 @@ audit_event_emit(AuditEventValues *ev)
 	if (!OidIsValid(event_table.relid))
 		(void) audit_event_relid(false);	/* reports the error */
 
+	if (event_table.attno[AC_HASH] >= 0)
+		audit_chain_before_id();	/* checkpoint rounds must wait for this id */
 	ev->values[AC_ID] = Int64GetDatum(nextval_internal(event_table.seqid, false));
 	ev->nulls[AC_ID] = false;
+	if (event_table.attno[AC_HASH] >= 0)
+		audit_chain_after_id(DatumGetInt64(ev->values[AC_ID]));
 	/* its place in the tamper-evident chain, in id order (chain.c) */
 	if (event_table.attno[AC_HASH] >= 0)
 		audit_chain_stamp(ev);

@@ -40,6 +40,8 @@ typedef struct LaneState
 	int64		seq;			/* last position read */
 	uint8		hash[HASH_LEN];
 	int64		last_id;
+	int64		first_id;		/* the event at position 1, written here (0: not seen) */
+	bool		bound;			/* a checkpoint round recorded the lane */
 	/* the latest checkpoint of the lane */
 	bool		has_checkpoint;
 	int64		cp_seq;
@@ -63,8 +65,23 @@ typedef struct VerifyResult
 	bool		first_break_time_null;
 	char	   *problem;
 	int64		lanes;
+	int64		unconfirmed;	/* lanes started just before a restart */
 	MemoryContext keep;			/* where problem is kept */
 } VerifyResult;
+
+/*
+ * The checkpoint rounds of this database (audit.chain_round, since 1.5), in
+ * order: for each, the highest horizon so far and whether it was the first
+ * round of a new shared memory (a restart).
+ */
+typedef struct Rounds
+{
+	bool		present;		/* the 1.5 schema is installed */
+	int			n;
+	int64	   *round_id;
+	int64	   *max_horizon;	/* non-decreasing */
+	bool	   *epoch_first;
+} Rounds;
 
 static void
 report_break(VerifyResult *r, int64 id, TimestampTz t, bool t_null, char *problem)
@@ -115,7 +132,8 @@ anchor_covering(LaneState *s, int64 seq)
 }
 
 static void
-load_lane_metadata(HTAB *lanes, const char *class_name, MemoryContext cxt)
+load_lane_metadata(HTAB *lanes, const char *class_name, MemoryContext cxt,
+				   const Rounds *rounds)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
@@ -165,9 +183,11 @@ load_lane_metadata(HTAB *lanes, const char *class_name, MemoryContext cxt)
 		s->nanchors++;
 	}
 
-	if (SPI_execute_with_args("SELECT DISTINCT ON (chain_lane) chain_lane, chain_seq, event_id, hash "
-							  "FROM audit.chain_checkpoint WHERE class = $1 "
-							  "ORDER BY chain_lane, chain_seq DESC",
+	/* heads of prepared transactions may never have committed */
+	if (SPI_execute_with_args(psprintf("SELECT DISTINCT ON (chain_lane) chain_lane, chain_seq, event_id, hash "
+									   "FROM audit.chain_checkpoint WHERE class = $1 %s"
+									   "ORDER BY chain_lane, chain_seq DESC",
+									   rounds->present ? "AND NOT in_doubt " : ""),
 							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "audit_ext: could not read audit.chain_checkpoint");
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -191,6 +211,92 @@ load_lane_metadata(HTAB *lanes, const char *class_name, MemoryContext cxt)
 		s->cp_seq = DatumGetInt64(seq);
 		s->cp_event_id = DatumGetInt64(id);
 	}
+
+	/* lanes a checkpoint round recorded (rows added outside a round do not count) */
+	if (!rounds->present)
+		return;
+	if (SPI_execute_with_args("SELECT DISTINCT chain_lane FROM audit.chain_checkpoint "
+							  "WHERE class = $1 AND round_id IS NOT NULL",
+							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "audit_ext: could not read audit.chain_checkpoint");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		n1;
+		Datum		lane = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &n1);
+
+		if (!n1)
+			lane_entry(lanes, DatumGetInt64(lane))->bound = true;
+	}
+}
+
+/*
+ * Was a lane whose first event has id first_id due in a checkpoint round?
+ * 0: not yet (no round's horizon is above it); 1: yes; 2: only the first
+ * round after a restart could have recorded it (lost with shared memory, or
+ * inserted just then: unconfirmed).
+ */
+static int
+lane_due(const Rounds *rounds, int64 first_id)
+{
+	int			lo = 0,
+				hi = rounds->n;
+
+	/* the first round whose horizon (so far) is above first_id */
+	while (lo < hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (rounds->max_horizon[mid] > first_id)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	if (lo == rounds->n)
+		return 0;
+	if (rounds->epoch_first[lo] &&
+		(lo == 0 || rounds->max_horizon[lo - 1] <= first_id))
+		return 2;
+	return 1;
+}
+
+static void
+load_rounds(Rounds *rounds)
+{
+	memset(rounds, 0, sizeof(Rounds));
+	if (SPI_execute("SELECT pg_catalog.to_regclass('audit.chain_round') IS NOT NULL", true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "audit_ext: could not look for audit.chain_round");
+	{
+		bool		isnull;
+
+		rounds->present = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	if (!rounds->present)
+		return;
+	if (SPI_execute("SELECT round_id, horizon, shm_epoch FROM audit.chain_round ORDER BY round_id",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "audit_ext: could not read audit.chain_round");
+	rounds->n = (int) SPI_processed;
+	rounds->round_id = palloc(sizeof(int64) * Max(rounds->n, 1));
+	rounds->max_horizon = palloc(sizeof(int64) * Max(rounds->n, 1));
+	rounds->epoch_first = palloc(sizeof(bool) * Max(rounds->n, 1));
+	for (int i = 0; i < rounds->n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		n1,
+					n2,
+					n3;
+		Datum		id = SPI_getbinval(tup, desc, 1, &n1);
+		Datum		h = SPI_getbinval(tup, desc, 2, &n2);
+		Datum		e = SPI_getbinval(tup, desc, 3, &n3);
+		int64		prev_max = i > 0 ? rounds->max_horizon[i - 1] : 0;
+
+		rounds->round_id[i] = DatumGetInt64(id);
+		rounds->max_horizon[i] = (!n2 && DatumGetInt64(h) > prev_max) ? DatumGetInt64(h) : prev_max;
+		rounds->epoch_first[i] = i == 0 ||
+			DatumGetTimestampTz(e) != DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i - 1], desc, 3, &n3));
+	}
 }
 
 /*
@@ -200,7 +306,8 @@ load_lane_metadata(HTAB *lanes, const char *class_name, MemoryContext cxt)
  */
 static void
 verify_class(const char *class_name, Datum from, bool from_null,
-			 Datum to, bool to_null, int64 legacy_max_id, VerifyResult *r)
+			 Datum to, bool to_null, int64 legacy_max_id, const Rounds *rounds,
+			 VerifyResult *r)
 {
 	HASHCTL		ctl;
 	HTAB	   *lanes;
@@ -225,7 +332,7 @@ verify_class(const char *class_name, Datum from, bool from_null,
 	lanes = hash_create("audit_ext verify lanes", 256, &ctl,
 						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
-	load_lane_metadata(lanes, class_name, cxt);
+	load_lane_metadata(lanes, class_name, cxt, rounds);
 
 	/* only the bounds given, so partition pruning sees constants */
 	args[0] = CStringGetTextDatum(class_name);
@@ -235,7 +342,7 @@ verify_class(const char *class_name, Datum from, bool from_null,
 									   psprintf("SELECT id, event_time, class, action, status, db_user, \"session_user\", actor, "
 												"client_addr, application_name, backend_pid, txid, statement_id, statement_seq, "
 												"schema_name, table_name, record_id, old_data, new_data, changed_columns, detail, "
-												"chain_lane, chain_seq, hash "
+												"chain_lane, chain_seq, hash, source IS NOT NULL "
 												"FROM audit.event WHERE class = $1 %s %s ORDER BY id",
 												from_null ? "" : "AND event_time >= $2",
 												to_null ? "" : "AND event_time < $3"),
@@ -252,8 +359,8 @@ verify_class(const char *class_name, Datum from, bool from_null,
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			Datum		values[AC_CHAIN_FIELDS];
 			bool		isnull[AC_CHAIN_FIELDS];
-			Datum		all_values[AC_CHAIN_FIELDS + 3];
-			bool		all_nulls[AC_CHAIN_FIELDS + 3];
+			Datum		all_values[AC_CHAIN_FIELDS + 4];
+			bool		all_nulls[AC_CHAIN_FIELDS + 4];
 			bool		lane_null,
 						seq_null,
 						hash_null;
@@ -357,6 +464,10 @@ verify_class(const char *class_name, Datum from, bool from_null,
 
 			if (!s->seen)
 				r->lanes++;
+			/* a lane started here (not brought from another server) */
+			if (pos == 1 && !all_nulls[AC_CHAIN_FIELDS + 3] &&
+				!DatumGetBool(all_values[AC_CHAIN_FIELDS + 3]))
+				s->first_id = id;
 			s->seen = true;
 			s->seq = pos;
 			memcpy(s->hash, stored, HASH_LEN);
@@ -367,6 +478,31 @@ verify_class(const char *class_name, Datum from, bool from_null,
 		SPI_freetuptable(SPI_tuptable);
 	}
 	SPI_cursor_close(portal);
+
+	/*
+	 * A lane must start where a checkpoint round saw it: one whose first
+	 * event lies below a round's horizon and that no round recorded was
+	 * inserted outside audit_ext (see audit_chain_checkpoint).
+	 */
+	if (rounds->present && rounds->n > 0)
+	{
+		hash_seq_init(&seq, lanes);
+		while ((s = hash_seq_search(&seq)) != NULL)
+		{
+			int			due;
+
+			if (s->first_id == 0 || s->bound)
+				continue;
+			due = lane_due(rounds, s->first_id);
+			if (due == 2)
+				r->unconfirmed++;
+			else if (due == 1)
+				report_break(r, s->first_id, 0, true,
+							 psprintf("chain %lld (class %s) starts at event %lld, which a checkpoint round should have recorded and none did: the chain was written outside audit_ext",
+									  (long long) s->lane, class_name,
+									  (long long) s->first_id));
+		}
+	}
 
 	/* A checkpointed tail must still be there (unless retention took it). */
 	if (to_null)
@@ -395,17 +531,18 @@ verify_class(const char *class_name, Datum from, bool from_null,
 PG_FUNCTION_INFO_V1(audit_verify);
 
 /*
- * audit.verify(from_time, to_time) returns one row: verified, events,
+ * audit.verify_chains(from_time, to_time) returns one row: verified, events,
  * chains, legacy_events, unverifiable_links, breaks, first_broken_event_id,
- * first_broken_event_time, problem.
+ * first_broken_event_time, problem and (since 1.5) unconfirmed_chains.
  */
 Datum
 audit_verify(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[9];
-	bool		nulls[9] = {0};
+	Datum		values[10];
+	bool		nulls[10] = {0};
 	VerifyResult r;
+	Rounds		rounds;
 	int64		legacy_max_id = 0;
 	int			nest;
 	MemoryContext callercxt = CurrentMemoryContext;
@@ -426,9 +563,10 @@ audit_verify(PG_FUNCTION_ARGS)
 		if (!isnull)
 			legacy_max_id = DatumGetInt64(d);
 	}
+	load_rounds(&rounds);
 	for (int i = 0; i < lengthof(classes); i++)
 		verify_class(classes[i], PG_GETARG_DATUM(0), PG_ARGISNULL(0),
-					 PG_GETARG_DATUM(1), PG_ARGISNULL(1), legacy_max_id, &r);
+					 PG_GETARG_DATUM(1), PG_ARGISNULL(1), legacy_max_id, &rounds, &r);
 	/* before building the result: SPI_finish frees what was palloc'd since SPI_connect */
 	audit_spi_finish(nest);
 
@@ -449,5 +587,7 @@ audit_verify(PG_FUNCTION_ARGS)
 	{
 		nulls[6] = nulls[7] = nulls[8] = true;
 	}
+	/* the 1.4 definition of audit.verify_chains has nine columns: it gets nine */
+	values[9] = Int64GetDatum(r.unconfirmed);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
