@@ -80,7 +80,7 @@ COMMENT ON FUNCTION audit.key_columns(regclass) IS
 
 -- (Re)create the audit triggers of a table with the given options.  The
 -- options travel as trigger arguments (text[] literals).
--- The 1.0 form (used by audit.sync_column_options) keeps the table's flags.
+-- The form without flags (used by audit.sync_column_options) keeps the table's flags.
 CREATE FUNCTION audit.install_triggers(tbl regclass, exclude_columns text[], mask_columns text[])
 RETURNS void
 LANGUAGE plpgsql
@@ -304,8 +304,9 @@ BEGIN
 END
 $$;
 
--- audit.enable: these fixes are in its 1.1 definition (section "Alert rules and read
--- auditing"), which also added log_reads.
+-- Hardened by the fuzz tests (docs/testing.md): an OID naming no relation is
+-- refused (42P01), and the table is locked before its triggers are read, so
+-- that concurrent calls on one table wait for each other.
 CREATE FUNCTION audit.disable(tbl regclass)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -598,6 +599,13 @@ COMMENT ON VIEW audit.audited_tables IS
 -- ---------------------------------------------------------------------------
 -- Privileges
 -- ---------------------------------------------------------------------------
+-- audit.capture_row() and audit.capture_truncate() keep EXECUTE for PUBLIC:
+-- the owner of an audited partitioned table may create and attach
+-- partitions, and PostgreSQL clones the row trigger onto them and checks
+-- EXECUTE on its function for the current user (a blank name in the error,
+-- because the clone has no function name).  Called other than as a trigger,
+-- the functions refuse; as a trigger they record the changes of the table
+-- they are on, nothing else.
 REVOKE ALL ON FUNCTION audit.trigger_arguments(bytea),
                        audit.drop_audit_triggers(regclass),
                        audit.key_columns(regclass),

@@ -116,7 +116,10 @@ COMMENT ON FUNCTION audit.verify_chains(timestamptz, timestamptz) IS
     'Internal: the chain walk behind audit.verify()';
 
 -- Walk the chains of the events in [from_time, to_time) (all when NULL) and
--- report the first event where one breaks.
+-- report the first event where one breaks.  The anchors must be what the
+-- last PRUNE event recorded.  protection_off_events: the events of the range
+-- that switched a protection off (audit_ext.protect_trail, audit_ext.log_ddl,
+-- by any route), so that a "verified" trail still says when it was left open.
 CREATE FUNCTION audit.verify(from_time timestamptz DEFAULT NULL, to_time timestamptz DEFAULT NULL,
     OUT verified boolean, OUT events bigint, OUT chains bigint, OUT legacy_events bigint,
     OUT unverifiable_links bigint, OUT breaks bigint, OUT first_broken_event_id bigint,

@@ -1094,19 +1094,13 @@ $$;
 COMMENT ON FUNCTION audit.undo(bigint, boolean) IS
     'audit_admin: revert one data event on the live table (INSERT: delete the row; UPDATE: restore the old values; DELETE: re-insert); refuses (55000) if the row changed since unless force; runs with the caller''s privileges';
 
--- audit_ext 1.3 -> 1.4: trust first (issue 18).
---   * code that runs with elevated rights resolves names in pg_catalog only and
---     never evaluates a user's code with elevated rights;
---   * tamper evidence that holds against a superuser;
---   * capture cannot be switched off quietly.
--- docs/architecture.md, "Threat model", lists every elevated path and its test.
-
--- The C side pins search_path to pg_catalog, pg_temp around every SPI query
+-- Elevated code never runs a user's code (docs/architecture.md, "Threat
+-- model", lists every elevated path and its test).  The C side pins search_path to pg_catalog, pg_temp around every SPI query
 -- it runs (src/elevated.c).  The reading functions (SECURITY DEFINER, for
 -- the audit roles) populated records of an audited table's row type as the
 -- extension's owner: a table owner's DOMAIN ... CHECK (its_function(VALUE))
 -- on the key column ran as superuser when an auditor read the record's
--- history.  They now run that part as the table's owner, in a
+-- history.  They run that part as the table's owner, in a
 -- security-restricted operation (as VACUUM and ANALYZE run index
 -- expressions).
 CREATE FUNCTION audit.eval_as_table_owner(tbl regclass, query text, arg jsonb)
@@ -1129,6 +1123,9 @@ REVOKE ALL ON FUNCTION audit.next_record_id(jsonb,jsonb),
                        audit.record_events(text,text,jsonb,regclass),
                        audit.undo_change_row(text,text,regclass,jsonb,oid,tid,jsonb,jsonb),
                        audit.eval_as_table_owner(regclass,text,jsonb) FROM PUBLIC;
+-- audit.undo runs as the caller: it needs these as well.  The reading
+-- functions and audit.changes keep EXECUTE/SELECT for PUBLIC: they check the
+-- role themselves (sql/src/roles.sql).
 GRANT EXECUTE ON FUNCTION audit.next_record_id(jsonb,jsonb),
                           audit.undo_change_row(text,text,regclass,jsonb,oid,tid,jsonb,jsonb) TO audit_admin;
 GRANT SELECT ON audit.changes TO PUBLIC;

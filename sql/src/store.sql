@@ -157,9 +157,9 @@ COMMENT ON FUNCTION audit.event_classes() IS 'The event classes, each stored in 
 -- Create the monthly partitions from the current month to "months_ahead"
 -- months ahead for every class, moving any rows that had landed in a class's
 -- default partition into the new partition.
--- As in 1.0, but one creator at a time: the maintenance worker, audit.enable()
--- and a DBA may run it concurrently, and two creators of one partition would
--- collide ("already exists").
+-- One creator at a time: the maintenance worker, audit.enable() and a DBA
+-- may run it concurrently, and two creators of one partition would collide
+-- ("already exists").
 CREATE FUNCTION audit.create_partitions(months_ahead integer DEFAULT 2)
 RETURNS integer
 LANGUAGE plpgsql
@@ -247,8 +247,6 @@ COMMENT ON FUNCTION audit.partition_bounds(text) IS
 -- One month of one class, as audit.create_partitions() does it for the
 -- coming months: rows of that month waiting in the class's default partition
 -- are moved in before the partition is attached.
--- audit_ext 1.2 -> 1.3: partition maintenance without waiting for writers.
-
 -- Up to 1.2 a month's partition was created under LOCK TABLE of the class's
 -- partitioned table, which also takes ACCESS EXCLUSIVE on every partition
 -- below it: the maintenance worker (and audit.enable()) waited for every
