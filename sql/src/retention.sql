@@ -10,14 +10,7 @@
 -- audit.prune().  Legal holds keep partitions; archives are verified and can
 -- be loaded back into audit.restored_event.
 
--- The store keeps everything until a DBA sets a policy.  audit.prune()
--- drops whole monthly partitions of one class (never a mass DELETE), after
--- writing them to a gzip JSON-lines archive when the policy says so; the
--- maintenance worker (src/maintenance.c) runs it, and creates partitions
--- ahead, in every database that has the extension.  Audit tables are
--- append-only (src/retention.c): UPDATE/DELETE are refused by an ENABLE
--- ALWAYS row trigger, DROP/TRUNCATE/DETACH by the utility hook except inside
--- audit.prune().
+-- C entry points (src/retention.c, src/archive.c).
 CREATE FUNCTION audit.refuse_change()
 RETURNS trigger
 LANGUAGE c
