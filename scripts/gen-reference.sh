@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Print docs/reference.md from a database where audit_ext is installed: every
 # function, view, table, GUC and event type of the extension, with the
-# comments the install scripts give them.  The test suite regenerates it and
+# comments the install script gives them and the source file (sql/src/) that
+# defines each.  The test suite regenerates it and
 # fails when the committed file is out of date, so the reference cannot
 # miss an object.
 #   bash scripts/gen-reference.sh DBNAME > docs/reference.md
 set -euo pipefail
 DB=${1:?usage: gen-reference.sh DBNAME}
-q() { psql -X -At -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Where each object is defined: {"function audit.x": "sql/src/f.sql", ...}
+# from the CREATE statements of the concern files.
+SOURCES=$(cd "$ROOT" && grep -oE '^CREATE (FUNCTION|VIEW|TABLE) audit\.[A-Za-z0-9_]+' sql/src/*.sql |
+          sed -E 's/^([^:]*):CREATE ([A-Z]+) (.*)$/"\L\2\E \3": "\1"/' | sort -u | paste -sd, -)
+q() { psql -X -At -v ON_ERROR_STOP=1 -v sources="{$SOURCES}" -d "$DB" "$@"; }
 
 cat <<'EOF'
 # audit_ext reference
@@ -17,7 +23,8 @@ use these objects, with examples, is in [`guide.md`](guide.md).
 
 Access: **PUBLIC** = any role may call it (reading functions check for `audit_admin`/`audit_reader` themselves
 and refuse others with `42501`); **audit_admin**, **audit_reader** = roles granted `EXECUTE`/`SELECT`;
-**internal** = called by audit_ext itself, not granted to anyone.
+**internal** = called by audit_ext itself, not granted to anyone.  Source: the file of `sql/src/` that defines the
+object (`docs/architecture.md`, "SQL files").
 
 ## Functions
 
@@ -36,16 +43,18 @@ WITH f AS (
       FROM pg_proc p
      WHERE p.pronamespace = 'audit'::regnamespace
 )
-SELECT format(E'### `audit.%s(%s)`\n\nReturns `%s`. Access: %s.\n\n%s\n',
-              proname, args, result, access, coalesce(descr, '(no description)'))
+SELECT format(E'### `audit.%s(%s)`\n\nReturns `%s`. Access: %s. Source: `%s`.\n\n%s\n',
+              proname, args, result, access, coalesce(:'sources'::jsonb ->> ('function audit.' || proname), '(unknown)'),
+              coalesce(descr, '(no description)'))
   FROM f
  ORDER BY access = 'internal', proname, args;
 SQL
 
 printf '\n## Views\n\n'
 q <<'SQL'
-SELECT format(E'### `audit.%s`\n\n%s\n\nColumns: %s.\n',
+SELECT format(E'### `audit.%s`\n\n%s\n\nSource: `%s`. Columns: %s.\n',
               c.relname, coalesce(obj_description(c.oid, 'pg_class'), '(no description)'),
+              coalesce(:'sources'::jsonb ->> ('view audit.' || c.relname), '(unknown)'),
               (SELECT string_agg(format('`%s` %s', attname, format_type(atttypid, atttypmod)), ', ' ORDER BY attnum)
                  FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped))
   FROM pg_class c
@@ -55,8 +64,9 @@ SQL
 
 printf '\n## Tables\n\n'
 q <<'SQL'
-SELECT format(E'### `audit.%s`\n\n%s\n\n%s\n',
+SELECT format(E'### `audit.%s`\n\n%s\n\nSource: `%s`.\n\n%s\n',
               c.relname, coalesce(obj_description(c.oid, 'pg_class'), '(no description)'),
+              coalesce(:'sources'::jsonb ->> ('table audit.' || c.relname), '(unknown)'),
               (SELECT string_agg(format('- `%s` %s%s', a.attname, format_type(a.atttypid, a.atttypmod),
                                         coalesce(' — ' || col_description(c.oid, a.attnum), '')), E'\n' ORDER BY a.attnum)
                  FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))

@@ -5,7 +5,7 @@
  *
  * After each drain of the security-event queue the worker calls
  * audit_alerts_evaluate(): one REPEATABLE READ transaction that runs
- * audit.evaluate_alerts() (sql/audit_ext--1.0--1.1.sql).  That function
+ * audit.evaluate_alerts() (sql/src/alerts.sql).  That function
  * reads the events committed since its watermark, stores the alerts of the
  * rules that fire and sends them with pg_notify; the notifications are
  * delivered when this transaction commits, together with the alerts and the

@@ -37,36 +37,84 @@ expected_ddl=$(printf 'ALTER EXTENSION,%.0s' "${versions[@]:1}")
 is "$(q -d $OLD -c "SELECT string_agg(action, ',' ORDER BY id) FROM audit.event WHERE id > $maxid")" "${expected_ddl%,}" \
    "the upgrade itself is recorded as a ddl event, one per step"
 
+# The fresh install runs the script make generates from sql/src/ (one script,
+# the current definitions); the upgraded one ran 1.0 and every upgrade
+# script.  Both must be the same objects.
 q -d $NEW -c "CREATE EXTENSION audit_ext" >/dev/null
-# The objects of the extension, described with everything that defines them.
+# The objects of the extension, described with everything that defines them:
+# function definitions (with their SET clauses: proconfig), columns in their
+# order, defaults, constraints, triggers, indexes, storage options, sequences,
+# composite types, privileges (effective: NULL means the default, items
+# sorted), comments of every object and column; then the schema, the roles the
+# extension creates with their memberships, the configuration tables, and the
+# rows it ships (built-in alert rules).
 objects() {
     q -d "$1" <<'SQL'
+CREATE FUNCTION pg_temp.acl(a aclitem[], kind "char", owner oid) RETURNS text LANGUAGE sql AS
+  $$ SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(coalesce(a, acldefault(kind, owner))) x $$;
 SELECT pg_describe_object(d.classid, d.objid, 0) || ' ' ||
        coalesce(CASE d.classid
            WHEN 'pg_proc'::regclass THEN
-               md5(pg_get_functiondef(d.objid)) || ' ' || coalesce((SELECT proacl::text FROM pg_proc WHERE oid = d.objid), '')
+               (SELECT md5(pg_get_functiondef(p.oid)) || ' acl=' || pg_temp.acl(p.proacl, 'f', p.proowner) ||
+                       ' config=' || coalesce(p.proconfig::text, '')
+                  FROM pg_proc p WHERE p.oid = d.objid)
            WHEN 'pg_class'::regclass THEN
-               (SELECT relkind::text || ' ' || coalesce(relacl::text, '') || ' ' ||
+               (SELECT relkind::text || ' acl=' ||
+                       pg_temp.acl(relacl, CASE relkind WHEN 'S' THEN 's' ELSE 'r' END::"char", relowner) ||
+                       ' options=' || coalesce(reloptions::text, '') || ' ' ||
                        coalesce(pg_get_viewdef(c.oid), '') || ' ' ||
+                       CASE WHEN relkind = 'i' THEN pg_get_indexdef(c.oid) ELSE '' END ||
+                       coalesce((SELECT format('seq %s %s %s %s %s %s', seqtypid::regtype, seqstart, seqincrement,
+                                               seqmax, seqmin, seqcycle)
+                                   FROM pg_sequence WHERE seqrelid = c.oid), '') || ' ' ||
                        coalesce((SELECT string_agg(attname || ':' || format_type(atttypid, atttypmod) || ':' || attnotnull ||
-                                                   ':' || coalesce(pg_get_expr(ad.adbin, ad.adrelid), ''), ',' ORDER BY attnum)
+                                                   ':' || coalesce(pg_get_expr(ad.adbin, ad.adrelid), '') ||
+                                                   ':' || coalesce((SELECT collname FROM pg_collation WHERE oid = a.attcollation), '') ||
+                                                   ':' || coalesce(attacl::text, '') ||
+                                                   ':' || coalesce(col_description(c.oid, a.attnum), ''), ',' ORDER BY attnum)
                                    FROM pg_attribute a LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
                                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '') || ' ' ||
                        coalesce((SELECT string_agg(pg_get_triggerdef(t.oid) || ':' || t.tgenabled::text, ',' ORDER BY tgname)
                                    FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal), '') || ' ' ||
                        coalesce((SELECT string_agg(pg_get_constraintdef(k.oid), ',' ORDER BY conname)
-                                   FROM pg_constraint k WHERE k.conrelid = c.oid), '')
+                                   FROM pg_constraint k WHERE k.conrelid = c.oid), '') || ' ' ||
+                       coalesce((SELECT string_agg(i.indexrelid::regclass::text || '=' || pg_get_indexdef(i.indexrelid) ||
+                                                   coalesce((SELECT r.reloptions::text FROM pg_class r WHERE r.oid = i.indexrelid), ''),
+                                                   ',' ORDER BY i.indexrelid::regclass::text)
+                                   FROM pg_index i WHERE i.indrelid = c.oid), '')
                   FROM pg_class c WHERE c.oid = d.objid)
+           WHEN 'pg_type'::regclass THEN
+               (SELECT 'acl=' || pg_temp.acl(t.typacl, 'T', t.typowner) || ' ' ||
+                       coalesce((SELECT string_agg(attname || ':' || format_type(atttypid, atttypmod), ',' ORDER BY attnum)
+                                   FROM pg_attribute WHERE attrelid = t.typrelid AND attnum > 0 AND NOT attisdropped), '')
+                  FROM pg_type t WHERE t.oid = d.objid)
            WHEN 'pg_event_trigger'::regclass THEN
-               (SELECT evtevent || ' ' || evtenabled::text || ' ' || coalesce(evttags::text, '') FROM pg_event_trigger WHERE oid = d.objid)
-       END, '')
+               (SELECT evtevent || ' ' || evtenabled::text || ' ' || coalesce(evttags::text, '') || ' ' || evtfoid::regproc::text
+                  FROM pg_event_trigger WHERE oid = d.objid)
+       END, '') || ' comment=' || coalesce(obj_description(d.objid, d.classid::regclass::name), '')
   FROM pg_depend d
  WHERE d.refclassid = 'pg_extension'::regclass
    AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'audit_ext')
    AND d.deptype = 'e'
 UNION ALL
-SELECT 'config ' || array_to_string(extconfig::regclass[]::text[], ',') || ' ' || array_to_string(extcondition, ',')
-  FROM pg_extension WHERE extname = 'audit_ext'
+SELECT 'schema ' || nspname || ' acl=' || pg_temp.acl(nspacl, 'n', nspowner) ||
+       ' comment=' || coalesce(obj_description(oid, 'pg_namespace'), '')
+  FROM pg_namespace WHERE nspname = 'audit'
+UNION ALL
+SELECT 'role ' || r.rolname || ' ' || concat_ws(',', r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb, r.rolcanlogin,
+                                                r.rolreplication, r.rolbypassrls) ||
+       ' member of: ' || coalesce((SELECT string_agg(m.roleid::regrole::text || CASE WHEN m.admin_option THEN ' (admin)' ELSE '' END,
+                                                     ',' ORDER BY m.roleid::regrole::text)
+                                     FROM pg_auth_members m WHERE m.member = r.oid), '') ||
+       ' members: ' || coalesce((SELECT string_agg(m.member::regrole::text, ',' ORDER BY m.member::regrole::text)
+                                   FROM pg_auth_members m WHERE m.roleid = r.oid), '')
+  FROM pg_roles r WHERE r.rolname IN ('audit_admin', 'audit_reader')
+UNION ALL
+-- one line per configuration table (the order pg_extension_config_dump() was called in means nothing)
+SELECT 'config ' || c.tbl::regclass::text || ' ' || c.cond
+  FROM pg_extension e, unnest(e.extconfig, e.extcondition) c(tbl, cond) WHERE e.extname = 'audit_ext'
+UNION ALL
+SELECT 'shipped alert rule ' || (to_jsonb(r) - 'created_at')::text FROM audit.alert_rules r WHERE r.builtin
 ORDER BY 1
 SQL
 }

@@ -1,0 +1,626 @@
+-- Capture and its configuration: the C trigger functions (src/capture.c),
+-- audit.enable / audit.disable, the triggers that carry each table's options,
+-- read auditing's flag, the event trigger that audits new partitions and
+-- inheritance children, audit.audited_tables and audit.capture_state.
+--
+-- The configuration of a table is its audit trigger: the trigger arguments
+-- carry the options, so the C trigger needs no lookup, pg_dump keeps the
+-- options with the table, and renaming the table changes nothing.
+
+-- The monthly partitions are made at run time, by audit.enable() before the
+-- first event can exist and by audit.create_partitions(), and are not
+-- extension members: pg_dump dumps them like any table, and a restore's
+-- CREATE EXTENSION, which makes only the parents and default partitions,
+-- does not collide with them.
+CREATE FUNCTION audit.capture_row()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'audit_capture_row';
+COMMENT ON FUNCTION audit.capture_row() IS
+    'Row trigger installed by audit.enable(): captures INSERT, UPDATE and DELETE; arguments: excluded columns, masked columns';
+
+CREATE FUNCTION audit.capture_truncate()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'audit_capture_truncate';
+COMMENT ON FUNCTION audit.capture_truncate() IS
+    'Statement trigger installed by audit.enable(): captures TRUNCATE';
+
+CREATE FUNCTION audit.trigger_arguments(tgargs bytea)
+RETURNS text[]
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'audit_trigger_arguments';
+COMMENT ON FUNCTION audit.trigger_arguments(bytea) IS
+    'Decode pg_trigger.tgargs into a text array';
+
+-- Remove the audit triggers of a table and of all its partitions.
+CREATE FUNCTION audit.drop_audit_triggers(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    trg record;
+BEGIN
+    FOR trg IN
+        SELECT t.tgname, t.tgrelid::regclass AS rel
+          FROM (SELECT tbl AS relid, 0 AS level
+                UNION ALL
+                SELECT relid, level FROM pg_partition_tree(tbl) WHERE relid <> tbl) p
+          JOIN pg_trigger t ON t.tgrelid = p.relid
+         WHERE t.tgname IN ('audit_ext_row', 'audit_ext_truncate')
+           AND t.tgparentid = 0
+         ORDER BY p.level
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, trg.rel);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.drop_audit_triggers(regclass) IS
+    'Internal: remove the audit triggers of a table and its partitions';
+
+-- The columns that identify a record: the primary key, else the replica
+-- identity index (the same choice the C trigger makes); NULL if neither.
+CREATE FUNCTION audit.key_columns(tbl regclass)
+RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT array_agg(a.attname::text ORDER BY k.ord)
+      FROM (SELECT i.indrelid, i.indkey
+              FROM pg_index i
+             WHERE i.indrelid = tbl AND (i.indisprimary OR i.indisreplident)
+             ORDER BY i.indisprimary DESC
+             LIMIT 1) i
+      CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+$$;
+COMMENT ON FUNCTION audit.key_columns(regclass) IS
+    'Columns that identify a record of the table in record_id: primary key, else replica identity index';
+
+-- (Re)create the audit triggers of a table with the given options.  The
+-- options travel as trigger arguments (text[] literals).
+-- The form without flags (used by audit.sync_column_options) keeps the table's flags.
+CREATE FUNCTION audit.install_triggers(tbl regclass, exclude_columns text[], mask_columns text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM audit.install_triggers(tbl, exclude_columns, mask_columns, audit.table_flags(tbl));
+END
+$$;
+COMMENT ON FUNCTION audit.install_triggers(regclass, text[], text[]) IS
+    'Internal: (re)create the audit triggers of a table with its options';
+
+-- Keep the options of an audited table true after ALTER TABLE: a renamed
+-- excluded or masked column keeps being hidden under its new name, a dropped
+-- one leaves the lists.  Called by the library's utility hook after
+-- RENAME COLUMN (old_name, new_name) and after ALTER TABLE (NULL, NULL).
+-- Without the hook (library not preloaded) capture fails closed instead.
+CREATE FUNCTION audit.sync_column_options(tbl regclass, old_name text, new_name text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    args    text[];
+    excl    text[];
+    mask    text[];
+    n_excl  text[];
+    n_mask  text[];
+BEGIN
+    SELECT audit.trigger_arguments(t.tgargs) INTO args
+      FROM pg_trigger t
+     WHERE t.tgrelid = tbl AND t.tgname = 'audit_ext_row' AND t.tgparentid = 0;
+    IF args IS NULL THEN
+        RETURN false;
+    END IF;
+    excl := coalesce(args[1]::text[], '{}');
+    mask := coalesce(args[2]::text[], '{}');
+    IF old_name IS NOT NULL THEN
+        n_excl := array_replace(excl, old_name, new_name);
+        n_mask := array_replace(mask, old_name, new_name);
+    ELSE
+        n_excl := excl;
+        n_mask := mask;
+    END IF;
+    -- names that are no longer columns were dropped
+    SELECT coalesce(array_agg(c ORDER BY o), '{}') INTO n_excl
+      FROM unnest(n_excl) WITH ORDINALITY u(c, o)
+     WHERE EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = tbl AND attname = c AND attnum > 0 AND NOT attisdropped);
+    SELECT coalesce(array_agg(c ORDER BY o), '{}') INTO n_mask
+      FROM unnest(n_mask) WITH ORDINALITY u(c, o)
+     WHERE EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = tbl AND attname = c AND attnum > 0 AND NOT attisdropped);
+    IF n_excl = excl AND n_mask = mask THEN
+        RETURN false;
+    END IF;
+    PERFORM audit.install_triggers(tbl, n_excl, n_mask);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION audit.sync_column_options(regclass, text, text) IS
+    'Internal: follow renamed and dropped excluded/masked columns in a table''s audit options';
+
+-- A ddl event about auditing itself (audit.enable/disable), written with the
+-- caller's transaction; the user recorded is the session's role.
+CREATE FUNCTION audit.log_config_event(action text, tbl regclass, detail jsonb)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'audit_log_config_event';
+COMMENT ON FUNCTION audit.log_config_event(text, regclass, jsonb) IS
+    'Internal: record a change to auditing (ENABLE AUDIT, DISABLE AUDIT) as a ddl event';
+
+CREATE FUNCTION audit.enable(tbl regclass,
+                             exclude_columns text[] DEFAULT NULL,
+                             mask_columns text[] DEFAULT NULL,
+                             log_reads boolean DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel       record;
+    col       text;
+    pk_cols   text[];
+    flags     text[];
+    cur_exclude text[];
+    cur_mask  text[];
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table to audit must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- Fuzzing: a multidimensional array failed with "cannot concatenate
+    -- incompatible arrays" and a NULL element with 'column "<NULL>"'.
+    IF array_ndims(exclude_columns) > 1 OR array_ndims(mask_columns) > 1 THEN
+        RAISE EXCEPTION 'exclude_columns and mask_columns must be one-dimensional arrays of column names'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF array_position(exclude_columns, NULL) IS NOT NULL OR array_position(mask_columns, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'exclude_columns and mask_columns must not contain NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+
+    SELECT c.oid, c.relkind, c.relpersistence, n.nspname, c.relname
+      INTO rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = tbl;
+    -- Fuzzing: an OID that names no relation went on to fail with a syntax
+    -- error in the CREATE TRIGGER built from it.
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid
+            USING ERRCODE = 'undefined_table';
+    END IF;
+
+    IF rel.nspname = 'audit' THEN
+        RAISE EXCEPTION 'cannot audit "%": it belongs to the audit trail itself', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Objects in schema audit are written only by audit_ext.',
+                  HINT = 'Audit the application tables instead.';
+    END IF;
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'cannot audit "%": it is not a table', tbl
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = format('"%s" is a %s.', tbl,
+                                  CASE rel.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                                       WHEN 'f' THEN 'foreign table' WHEN 'S' THEN 'sequence'
+                                       WHEN 'i' THEN 'index' WHEN 'c' THEN 'composite type'
+                                       ELSE 'relation of kind ' || rel.relkind::text END),
+                  HINT = 'Only ordinary and partitioned tables can be audited.';
+    END IF;
+    IF rel.relpersistence = 't' THEN
+        RAISE EXCEPTION 'cannot audit "%": it is a temporary table', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Temporary tables vanish with their session, so there is no lasting record to keep.',
+                  HINT = 'Audit a permanent table.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_inherits i
+                JOIN pg_trigger t ON t.tgrelid = i.inhparent
+               WHERE i.inhrelid = tbl AND t.tgname = 'audit_ext_row' AND t.tgparentid = 0) THEN
+        RAISE EXCEPTION 'cannot audit partition "%" on its own: its partitioned table is audited', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Change the options on the partitioned table with audit.enable().';
+    END IF;
+
+    -- This month's and the next months' partitions exist before any event.
+    PERFORM audit.create_partitions(2);
+    -- Concurrent enable/disable calls on one table wait for each other here
+    -- (without the lock the second failed: "trigger ... already exists").
+    -- ACCESS EXCLUSIVE, the lock DROP TRIGGER takes anyway: a weaker one now
+    -- and a stronger one later could deadlock with DML.  Taken after
+    -- create_partitions(), which may lock the trail's partitions: a writer
+    -- holding those and waiting for this table would otherwise deadlock
+    -- with us.
+    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
+
+    -- An option not given keeps its current value on an audited table (a
+    -- call that only turns log_reads on must not unmask a column); on a new
+    -- table it is empty.  '{}' clears it.
+    -- A column named in the option given leaves the kept one (masked ->
+    -- excluded needs no second call).
+    SELECT a.exclude_columns, a.mask_columns INTO cur_exclude, cur_mask
+      FROM audit.audited_tables a WHERE a.table_oid = tbl;
+    IF exclude_columns IS NULL THEN
+        exclude_columns := coalesce((SELECT array_agg(c) FROM unnest(cur_exclude) c
+                                      WHERE c <> ALL (coalesce(mask_columns, '{}'))), '{}');
+    END IF;
+    IF mask_columns IS NULL THEN
+        mask_columns := coalesce((SELECT array_agg(c) FROM unnest(cur_mask) c
+                                   WHERE c <> ALL (exclude_columns)), '{}');
+    END IF;
+
+    FOREACH col IN ARRAY exclude_columns || mask_columns LOOP
+        IF col IS NULL OR NOT EXISTS (SELECT 1 FROM pg_attribute
+                                       WHERE attrelid = tbl AND attname = col
+                                         AND attnum > 0 AND NOT attisdropped) THEN
+            RAISE EXCEPTION 'column "%" of table "%" does not exist', col, tbl
+                USING ERRCODE = 'undefined_column',
+                      DETAIL = CASE WHEN col = ANY (exclude_columns)
+                                    THEN 'It was named in exclude_columns.'
+                                    ELSE 'It was named in mask_columns.' END,
+                      HINT = 'Name existing columns, spelled as in the table (case matters).';
+        END IF;
+    END LOOP;
+    IF exclude_columns && mask_columns THEN
+        RAISE EXCEPTION 'a column cannot be both excluded and masked'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Named in both: %s.',
+                                  (SELECT string_agg(quote_ident(c), ', ')
+                                     FROM unnest(exclude_columns) c WHERE c = ANY (mask_columns))),
+                  HINT = 'Excluded columns are never stored; masked ones are stored as a marker. Choose one.';
+    END IF;
+
+    pk_cols := audit.key_columns(tbl);
+
+    IF pk_cols && (exclude_columns || mask_columns) THEN
+        RAISE EXCEPTION 'primary key columns of "%" cannot be excluded or masked', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The primary key is (%s); it identifies each audited record.',
+                                  array_to_string(pk_cols, ', ')),
+                  HINT = 'Leave key columns out of exclude_columns and mask_columns.';
+    END IF;
+    IF pk_cols IS NULL THEN
+        RAISE NOTICE 'table "%" has no primary key or replica identity index: its records will be identified by the whole row', tbl
+            USING HINT = 'Add a primary key for compact record ids and fast record history.';
+    END IF;
+
+    -- log_reads NULL: keep what the table had (off for a new one)
+    flags := audit.table_flags(tbl);
+    IF log_reads THEN
+        flags := ARRAY['log_reads'];
+    ELSIF NOT log_reads THEN
+        flags := '{}';
+    END IF;
+
+    -- Idempotent: recreate the triggers with the current options.
+    PERFORM audit.install_triggers(tbl, exclude_columns, mask_columns, flags);
+    PERFORM audit.log_config_event('ENABLE AUDIT', tbl,
+                                   jsonb_build_object('exclude_columns', to_jsonb(exclude_columns),
+                                                      'mask_columns', to_jsonb(mask_columns))
+                                   || CASE WHEN 'log_reads' = ANY (flags)
+                                           THEN '{"log_reads": true}'::jsonb ELSE '{}'::jsonb END);
+END
+$$;
+
+-- Hardened by the fuzz tests (docs/testing.md): an OID naming no relation is
+-- refused (42P01), and the table is locked before its triggers are read, so
+-- that concurrent calls on one table wait for each other.
+CREATE FUNCTION audit.disable(tbl regclass)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part regclass;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid
+            USING ERRCODE = 'undefined_table';
+    END IF;
+    -- Wait for a concurrent enable/disable of the table (and for DML in
+    -- progress) before reading its triggers; see audit.enable().  Only
+    -- tables can carry the audit triggers.
+    IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl AND c.relkind IN ('r', 'p')) THEN
+        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'audit_ext_row') THEN
+        RAISE NOTICE 'table "%" is not audited', tbl;
+        RETURN false;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'audit_ext_row' AND tgparentid <> 0) THEN
+        RAISE EXCEPTION 'cannot stop auditing partition "%" on its own: its partitioned table is audited', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Call audit.disable() on the partitioned table.';
+    END IF;
+    PERFORM audit.log_config_event('DISABLE AUDIT', tbl,
+               (SELECT jsonb_build_object('exclude_columns', to_jsonb((audit.trigger_arguments(t.tgargs))[1]::text[]),
+                                          'mask_columns', to_jsonb((audit.trigger_arguments(t.tgargs))[2]::text[]))
+                  FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'audit_ext_row'));
+    PERFORM audit.drop_audit_triggers(tbl);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION audit.disable(regclass) IS
+    'Stop auditing a table; its history stays. Returns false (with a NOTICE) if it was not audited';
+
+-- New partitions of an audited partitioned table get the TRUNCATE trigger
+-- too (row triggers are cloned by PostgreSQL itself).
+-- Inheritance children (1.4).  UPDATE and DELETE through an audited table
+-- (without ONLY) change the rows of its inheritance children, which fire the
+-- children's triggers, not the parent's: those changes went unrecorded.  The
+-- event trigger that gives new partitions their TRUNCATE trigger now also
+-- audits a table that starts inheriting from an audited one (CREATE TABLE
+-- ... INHERITS, ALTER TABLE ... INHERIT) with that parent's options (the
+-- first audited parent), recorded as ENABLE AUDIT with "inherits" and
+-- "automatic": true.  Temporary and foreign children cannot be audited; the
+-- utility hook's event says so ("child_audited": false) and
+-- audited_tables.capture_state names them.  An event trigger works with or
+-- without shared_preload_libraries; pg_restore creates tables before their
+-- triggers, so a restored child keeps exactly the triggers it had.
+CREATE FUNCTION audit.on_ddl_command_end()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part  oid;
+    root  record;
+    rel   oid;
+    par   regclass;
+    args  text[];
+    flags text[];
+BEGIN
+    -- CREATE TABLE ... PARTITION OF names the new partition; ALTER TABLE ...
+    -- ATTACH PARTITION names the parent: look at the whole tree below each.
+    FOR part IN
+        SELECT DISTINCT t.relid
+          FROM pg_event_trigger_ddl_commands() c
+          CROSS JOIN LATERAL (SELECT c.objid AS relid
+                              UNION ALL
+                              SELECT relid FROM pg_partition_tree(c.objid)) t
+         WHERE c.object_type IN ('table', 'table column') AND c.classid = 'pg_class'::regclass
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = part AND tgname = 'audit_ext_truncate');
+        FOR root IN
+            SELECT audit.trigger_arguments(t.tgargs) AS args
+              FROM pg_partition_ancestors(part) WITH ORDINALITY a(relid, ord)
+              JOIN pg_trigger t ON t.tgrelid = a.relid AND t.tgname = 'audit_ext_truncate'
+             WHERE a.relid <> part
+             ORDER BY a.ord
+             LIMIT 1
+        LOOP
+            EXECUTE format('CREATE TRIGGER audit_ext_truncate AFTER TRUNCATE ON %s '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L)',
+                           part::regclass, root.args[1], root.args[2]);
+        END LOOP;
+    END LOOP;
+
+    -- An ordinary permanent table, not audited, inheriting from an audited one.
+    FOR rel IN
+        SELECT DISTINCT c.objid
+          FROM pg_event_trigger_ddl_commands() c
+          JOIN pg_class k ON k.oid = c.objid
+         WHERE c.object_type = 'table' AND c.classid = 'pg_class'::regclass
+           AND k.relkind = 'r' AND k.relpersistence <> 't' AND NOT k.relispartition
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_trigger t
+                               WHERE t.tgrelid = rel AND t.tgfoid = 'audit.capture_row()'::regprocedure);
+        par := NULL;
+        SELECT i.inhparent, audit.trigger_arguments(t.tgargs) INTO par, args
+          FROM pg_inherits i
+          JOIN pg_trigger t ON t.tgrelid = i.inhparent AND t.tgparentid = 0
+                           AND t.tgfoid = 'audit.capture_row()'::regprocedure
+         WHERE i.inhrelid = rel
+         ORDER BY i.inhseqno
+         LIMIT 1;
+        CONTINUE WHEN par IS NULL;
+        flags := coalesce(args[3]::text[], '{}');
+        PERFORM audit.install_triggers(rel::regclass, args[1]::text[], args[2]::text[], flags);
+        PERFORM audit.log_config_event('ENABLE AUDIT', rel::regclass,
+                   jsonb_build_object('exclude_columns', to_jsonb(args[1]::text[]),
+                                      'mask_columns', to_jsonb(args[2]::text[]),
+                                      'inherits', par::text,
+                                      'automatic', true)
+                   || CASE WHEN 'log_reads' = ANY (flags) THEN '{"log_reads": true}'::jsonb ELSE '{}'::jsonb END);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.on_ddl_command_end() IS
+    'Event trigger: gives new partitions of audited tables their TRUNCATE trigger, audits a new inheritance child of an audited table with its parent''s options';
+
+CREATE EVENT TRIGGER audit_ext_ddl_command_end ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION audit.on_ddl_command_end();
+
+-- Read auditing (src/read_audit.c).  The flag travels, like the other
+-- options, as an argument of the audit_ext_row trigger: its third argument is
+-- a text[] of flags, '{log_reads}' or '{}'.
+
+-- (Re)create the audit triggers with options and flags.
+CREATE FUNCTION audit.install_triggers(tbl regclass, exclude_columns text[], mask_columns text[], flags text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part regclass;
+BEGIN
+    PERFORM audit.drop_audit_triggers(tbl);
+    EXECUTE format('CREATE TRIGGER audit_ext_row AFTER INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION audit.capture_row(%L, %L, %L)',
+                   tbl, exclude_columns::text, mask_columns::text, coalesce(flags, '{}')::text);
+    EXECUTE format('CREATE TRIGGER audit_ext_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L)',
+                   tbl, exclude_columns::text, mask_columns::text);
+    FOR part IN SELECT p.relid FROM pg_partition_tree(tbl) p WHERE p.relid <> tbl LOOP
+        EXECUTE format('CREATE TRIGGER audit_ext_truncate AFTER TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L)',
+                       part, exclude_columns::text, mask_columns::text);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.install_triggers(regclass, text[], text[], text[]) IS
+    'Internal: (re)create the audit triggers of a table with its options and flags (log_reads)';
+
+-- The flags of an audited table ('{}' when none or not audited).
+CREATE FUNCTION audit.table_flags(tbl regclass)
+RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT (audit.trigger_arguments(t.tgargs))[3]::text[]
+                       FROM pg_trigger t
+                      WHERE t.tgrelid = tbl AND t.tgname = 'audit_ext_row' AND t.tgparentid = 0),
+                    '{}')
+$$;
+COMMENT ON FUNCTION audit.table_flags(regclass) IS
+    'Internal: the flags (log_reads) of an audited table, from its audit trigger';
+COMMENT ON FUNCTION audit.enable(regclass, text[], text[], boolean) IS
+    'Start auditing a table (or update its options): every INSERT, UPDATE, DELETE and TRUNCATE is recorded in audit.event; log_reads => true records reads too (read events with the rows returned); an option not given (NULL) keeps its current value, ''{}'' clears a column list';
+
+-- src/ddl_capture.c records every statement that stops or bypasses an audit
+-- trigger (DISABLE TRIGGER name/ALL/USER, ENABLE REPLICA TRIGGER, DROP
+-- TRIGGER, of the row or the truncate trigger, on the table or a partition)
+-- whatever audit_ext.log_ddl says, with "audit_trigger_disabled": true and
+-- "risk": "critical"; it refuses renaming an audit trigger, replacing it and
+-- making an extension own it.  Here: what the views and rules need.
+
+-- What is not captured on an audited table, read from the catalog.
+-- capturing: every audit trigger of the table and of its partitions exists
+-- and fires in normal sessions (tgenabled O or A), and every permanent
+-- inheritance child is audited.  capture_state: 'capturing', or every gap ('; ').
+-- replicated_into: the subscriptions of this database that apply changes to
+-- the table or its partitions; their changes are captured only if the row
+-- trigger fires in replica sessions (ENABLE ALWAYS TRIGGER audit_ext_row).
+CREATE FUNCTION audit.capture_state(tbl regclass,
+                                    OUT capturing boolean,
+                                    OUT capture_state text,
+                                    OUT replicated_into text[])
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    gaps   text[] := '{}';
+    r      record;
+    what   text;
+    root_row "char";
+BEGIN
+    FOR r IN
+        SELECT p.relid, p.level,
+               (SELECT t.tgenabled FROM pg_trigger t
+                 WHERE t.tgrelid = p.relid AND t.tgfoid = 'audit.capture_row()'::regprocedure
+                 LIMIT 1) AS row_state,
+               (SELECT t.tgenabled FROM pg_trigger t
+                 WHERE t.tgrelid = p.relid AND t.tgfoid = 'audit.capture_truncate()'::regprocedure
+                 LIMIT 1) AS truncate_state
+          FROM (SELECT tbl AS relid, 0 AS level
+                UNION ALL
+                SELECT pt.relid, pt.level FROM pg_partition_tree(tbl) pt WHERE pt.relid <> tbl) p
+         ORDER BY p.level, p.relid::regclass::text
+    LOOP
+        what := CASE WHEN r.level = 0 THEN '' ELSE format('partition %s: ', r.relid::regclass) END;
+        IF r.level = 0 THEN
+            root_row := r.row_state;
+        END IF;
+        gaps := gaps || CASE coalesce(r.row_state, '-')
+                            WHEN '-' THEN what || 'row trigger missing'
+                            WHEN 'D' THEN what || 'row trigger disabled'
+                            WHEN 'R' THEN what || 'row trigger replica only'
+                        END;
+        gaps := gaps || CASE coalesce(r.truncate_state, '-')
+                            WHEN '-' THEN what || 'truncate trigger missing'
+                            WHEN 'D' THEN what || 'truncate trigger disabled'
+                            WHEN 'R' THEN what || 'truncate trigger replica only'
+                        END;
+    END LOOP;
+    -- rows of an inheritance child change through the parent (UPDATE, DELETE
+    -- without ONLY) and fire the child's triggers, not the parent's
+    SELECT gaps || coalesce(array_agg(format('inheritance child %s not captured', i.inhrelid::regclass)
+                                      ORDER BY i.inhrelid::regclass::text), '{}')
+      INTO gaps
+      FROM pg_inherits i
+      JOIN pg_class c ON c.oid = i.inhrelid
+     WHERE i.inhparent = tbl AND NOT c.relispartition AND c.relpersistence <> 't'
+       AND NOT EXISTS (SELECT 1 FROM pg_trigger t
+                        WHERE t.tgrelid = i.inhrelid AND t.tgfoid = 'audit.capture_row()'::regprocedure
+                          AND t.tgenabled IN ('O', 'A'));
+    capturing := cardinality(array_remove(gaps, NULL)) = 0;
+
+    SELECT array_agg(DISTINCT s.subname::text ORDER BY s.subname::text) INTO replicated_into
+      FROM pg_subscription_rel sr
+      JOIN pg_subscription s ON s.oid = sr.srsubid
+     WHERE sr.srrelid = tbl OR sr.srrelid IN (SELECT p.relid FROM pg_partition_tree(tbl) p);
+    -- the apply worker runs as a replica session: O and D do not fire there
+    IF replicated_into IS NOT NULL AND coalesce(root_row, 'D') NOT IN ('A', 'R') THEN
+        gaps := gaps || format('changes applied by subscription %s not captured',
+                               array_to_string(replicated_into, ', '));
+    END IF;
+    capture_state := coalesce(nullif(array_to_string(gaps, '; '), ''), 'capturing');
+END
+$$;
+COMMENT ON FUNCTION audit.capture_state(regclass) IS
+    'What is not captured on an audited table: capturing (every audit trigger of the table and its partitions fires in normal sessions, every permanent inheritance child is audited), capture_state (''capturing'' or the gaps), replicated_into (subscriptions applying changes to it)';
+
+-- The audited tables with their options.  capturing tells the truth: false
+-- for a replica-only trigger, a missing or disabled truncate trigger, a
+-- partition or inheritance child not captured (audit.capture_state() says
+-- which).  Upgrades replace it with CREATE OR REPLACE VIEW, so new columns
+-- go at the end.
+CREATE VIEW audit.audited_tables AS
+SELECT c.oid::regclass                              AS table_oid,
+       n.nspname::text                              AS schema_name,
+       c.relname::text                              AS table_name,
+       CASE c.relkind WHEN 'p' THEN 'partitioned table' ELSE 'table' END AS kind,
+       (audit.trigger_arguments(t.tgargs))[1]::text[] AS exclude_columns,
+       (audit.trigger_arguments(t.tgargs))[2]::text[] AS mask_columns,
+       audit.key_columns(c.oid)                     AS key_columns,
+       s.capturing                                  AS capturing,
+       coalesce('log_reads' = ANY ((audit.trigger_arguments(t.tgargs))[3]::text[]), false) AS log_reads,
+       s.capture_state                              AS capture_state,
+       s.replicated_into                            AS replicated_into
+  FROM pg_trigger t
+  JOIN pg_class c ON c.oid = t.tgrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  CROSS JOIN LATERAL audit.capture_state(c.oid) s
+ WHERE t.tgname = 'audit_ext_row'
+   AND t.tgparentid = 0
+   AND t.tgfoid = 'audit.capture_row()'::regprocedure;
+COMMENT ON VIEW audit.audited_tables IS
+    'Tables being audited, with their options; capturing is false if any audit trigger of the table or of a partition is missing, disabled or replica only, or an inheritance child is not audited (capture_state says which); log_reads: reads are recorded too; replicated_into: subscriptions applying changes to the table (captured only with ENABLE ALWAYS TRIGGER audit_ext_row)';
+
+-- ---------------------------------------------------------------------------
+-- Privileges
+-- ---------------------------------------------------------------------------
+-- audit.capture_row() and audit.capture_truncate() keep EXECUTE for PUBLIC:
+-- the owner of an audited partitioned table may create and attach
+-- partitions, and PostgreSQL clones the row trigger onto them and checks
+-- EXECUTE on its function for the current user (a blank name in the error,
+-- because the clone has no function name).  Called other than as a trigger,
+-- the functions refuse; as a trigger they record the changes of the table
+-- they are on, nothing else.
+REVOKE ALL ON FUNCTION audit.trigger_arguments(bytea),
+                       audit.drop_audit_triggers(regclass),
+                       audit.key_columns(regclass),
+                       audit.install_triggers(regclass,text[],text[]),
+                       audit.sync_column_options(regclass,text,text),
+                       audit.log_config_event(text,regclass,jsonb),
+                       audit.disable(regclass),
+                       audit.on_ddl_command_end(),
+                       audit.install_triggers(regclass,text[],text[],text[]),
+                       audit.table_flags(regclass),
+                       audit.enable(regclass,text[],text[],boolean),
+                       audit.capture_state(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.trigger_arguments(bytea),
+                          audit.key_columns(regclass),
+                          audit.capture_state(regclass) TO audit_admin, audit_reader;
+GRANT EXECUTE ON FUNCTION audit.disable(regclass),
+                          audit.enable(regclass,text[],text[],boolean) TO audit_admin;
+GRANT SELECT ON audit.audited_tables TO audit_admin, audit_reader;

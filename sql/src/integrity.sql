@@ -1,0 +1,224 @@
+-- Integrity: the hash chains (src/chain.c, src/verify.c).  The chain columns
+-- of audit.event are in sql/src/store.sql; here: the chain tables
+-- (chain_origin, chain_anchor, chain_checkpoint), append-only like the
+-- events, audit.verify() and what retention records about the chains it cuts.
+
+-- Events written before the chain existed (version 1.0) have no hash:
+-- audit.verify() counts them instead of reporting them.  A restored
+-- database brings its row back (the filter keeps the empty marker of a
+-- fresh install out of the dump).
+CREATE TABLE audit.chain_origin (
+    legacy_max_id bigint      NOT NULL,
+    chained_since timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+INSERT INTO audit.chain_origin (legacy_max_id)
+SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM audit.event_id_seq;
+
+SELECT pg_catalog.pg_extension_config_dump('audit.chain_origin', 'WHERE legacy_max_id > 0');
+COMMENT ON TABLE audit.chain_origin IS 'Highest event id written before events were chained (version 1.0)';
+
+-- The heads of what retention removed: the chains continue across a
+-- dropped partition.
+CREATE TABLE audit.chain_anchor (
+    class          text COLLATE "C" NOT NULL,
+    chain_lane     bigint      NOT NULL,
+    first_seq      bigint      NOT NULL,
+    last_seq       bigint      NOT NULL,
+    last_event_id  bigint      NOT NULL,
+    last_hash      bytea       NOT NULL,
+    events         bigint      NOT NULL,
+    partition_name text        NOT NULL,
+    recorded_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (class, chain_lane, first_seq)
+);
+
+SELECT pg_catalog.pg_extension_config_dump('audit.chain_anchor', '');
+COMMENT ON TABLE audit.chain_anchor IS 'Chain positions removed by retention, with the hash of the last one';
+
+-- Chain heads recorded by the worker (audit_ext.chain_checkpoint_interval)
+-- and copied to the server log: cutting off the newest events of a chain is
+-- noticed too.
+CREATE TABLE audit.chain_checkpoint (
+    class      text COLLATE "C" NOT NULL,
+    chain_lane bigint      NOT NULL,
+    chain_seq  bigint      NOT NULL,
+    event_id   bigint      NOT NULL,
+    hash       bytea       NOT NULL,
+    taken_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (class, chain_lane, chain_seq)
+);
+
+SELECT pg_catalog.pg_extension_config_dump('audit.chain_checkpoint', '');
+COMMENT ON TABLE audit.chain_checkpoint IS 'Heads of the hash chains, recorded periodically';
+
+-- Granted to audit_admin but inserts into a table audit_admin may only
+-- read: it runs as the owner, its SPI path pinned (src/elevated.c).
+CREATE FUNCTION audit.chain_checkpoint()
+RETURNS integer
+LANGUAGE C VOLATILE STRICT
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'audit_chain_checkpoint';
+COMMENT ON FUNCTION audit.chain_checkpoint() IS
+    'Record the head of every chain of this database that moved since the last checkpoint; returns how many';
+
+-- Called by retention just before a partition is dropped, in the same
+-- transaction: the chains of what remains then still verify.
+CREATE FUNCTION audit.chain_record_pruned(part regclass)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF NOT audit.in_prune() THEN
+        RAISE EXCEPTION 'audit.chain_record_pruned() may only be called by audit.prune()'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'An anchor outside retention would make verify() accept events that were removed.',
+                  HINT = 'Set a retention policy with audit.set_retention() and run audit.prune().';
+    END IF;
+    EXECUTE format(
+        'INSERT INTO audit.chain_anchor (class, chain_lane, first_seq, last_seq, last_event_id, last_hash, events, partition_name)
+         SELECT class, chain_lane, min(chain_seq), max(chain_seq),
+                (array_agg(id ORDER BY chain_seq DESC))[1],
+                (array_agg(hash ORDER BY chain_seq DESC))[1],
+                count(*), %L
+           FROM %s
+          WHERE chain_lane IS NOT NULL AND chain_seq IS NOT NULL AND hash IS NOT NULL
+          GROUP BY class, chain_lane
+         ON CONFLICT (class, chain_lane, first_seq) DO NOTHING', part::text, part);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION audit.chain_record_pruned(regclass) IS
+    'Internal: record the chain heads of a partition about to be dropped by retention';
+
+-- The chain's definition as a function: what an event's hash is, given the
+-- previous hash of its chain (32 zero bytes for the first).
+CREATE FUNCTION audit.event_hash(e audit.event, prev_hash bytea)
+RETURNS bytea
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'audit_event_hash';
+COMMENT ON FUNCTION audit.event_hash(audit.event, bytea) IS
+    'SHA-256 chain hash of an event following prev_hash (see docs/integrity.md for the serialisation)';
+
+CREATE FUNCTION audit.verify_chains(from_time timestamptz, to_time timestamptz,
+    OUT verified boolean, OUT events bigint, OUT chains bigint, OUT legacy_events bigint,
+    OUT unverifiable_links bigint, OUT breaks bigint, OUT first_broken_event_id bigint,
+    OUT first_broken_event_time timestamptz, OUT problem text)
+RETURNS record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'audit_verify';
+COMMENT ON FUNCTION audit.verify_chains(timestamptz, timestamptz) IS
+    'Internal: the chain walk behind audit.verify()';
+
+-- Walk the chains of the events in [from_time, to_time) (all when NULL) and
+-- report the first event where one breaks.  The anchors must be what the
+-- last PRUNE event recorded.  protection_off_events: the events of the range
+-- that switched a protection off (audit_ext.protect_trail, audit_ext.log_ddl,
+-- by any route), so that a "verified" trail still says when it was left open.
+CREATE FUNCTION audit.verify(from_time timestamptz DEFAULT NULL, to_time timestamptz DEFAULT NULL,
+    OUT verified boolean, OUT events bigint, OUT chains bigint, OUT legacy_events bigint,
+    OUT unverifiable_links bigint, OUT breaks bigint, OUT first_broken_event_id bigint,
+    OUT first_broken_event_time timestamptz, OUT problem text, OUT protection_off_events bigint)
+RETURNS record
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    recorded text;
+    actual   text;
+BEGIN
+    PERFORM audit.require_audit_role();
+    PERFORM audit.check_time_range(from_time, to_time);
+    SELECT * INTO verified, events, chains, legacy_events, unverifiable_links, breaks,
+                  first_broken_event_id, first_broken_event_time, problem
+      FROM audit.verify_chains(from_time, to_time);
+    recorded := audit.recorded_anchor_digest();
+    actual := audit.anchor_digest();
+    IF EXISTS (SELECT 1 FROM audit.chain_anchor) AND recorded IS DISTINCT FROM actual THEN
+        verified := false;
+        breaks := breaks + 1;
+        problem := coalesce(problem || '; ', '') ||
+                   'audit.chain_anchor is not what the last PRUNE event recorded: an anchor was added or removed outside audit.prune()';
+    END IF;
+    SELECT count(*) INTO protection_off_events
+      FROM audit.event e
+     WHERE e.class = 'ddl' AND e.detail @> '{"audit_protection_off": true}'
+       AND (from_time IS NULL OR e.event_time >= from_time)
+       AND (to_time IS NULL OR e.event_time < to_time);
+END
+$$;
+
+-- The chain's own tables are append-only like the events (UPDATE and DELETE
+-- refused, DROP/TRUNCATE refused by the utility hook as for every table of
+-- schema audit).
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit.chain_anchor
+    FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+
+ALTER TABLE audit.chain_anchor ENABLE ALWAYS TRIGGER audit_append_only;
+
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit.chain_checkpoint
+    FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+
+ALTER TABLE audit.chain_checkpoint ENABLE ALWAYS TRIGGER audit_append_only;
+
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit.chain_origin
+    FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+
+ALTER TABLE audit.chain_origin ENABLE ALWAYS TRIGGER audit_append_only;
+
+-- Anchors are bound to the trail: every PRUNE event records a digest of all
+-- anchors after it added its own; audit.verify() compares the table with the
+-- last one.  A forged anchor (or one removed with the trigger disabled) no
+-- longer lets verify() accept deleted positions.
+CREATE FUNCTION audit.anchor_digest()
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT encode(sha256(convert_to(coalesce(string_agg(
+               format('%s|%s|%s|%s|%s|%s', a.class, a.chain_lane, a.first_seq, a.last_seq, a.last_event_id,
+                      encode(a.last_hash, 'hex')),
+               E'\n' ORDER BY a.class, a.chain_lane, a.first_seq), ''), 'UTF8')), 'hex')
+      FROM audit.chain_anchor a
+$$;
+COMMENT ON FUNCTION audit.anchor_digest() IS
+    'Internal: SHA-256 over every row of audit.chain_anchor (class, lane, positions, last event, last hash), in key order';
+
+CREATE FUNCTION audit.recorded_anchor_digest()
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.detail ->> 'anchors_digest'
+      FROM audit.event e
+     WHERE e.class = 'system' AND e.action IN ('PRUNE', 'CHAIN ANCHORS') AND e.detail ? 'anchors_digest'
+     ORDER BY e.id DESC
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION audit.recorded_anchor_digest() IS
+    'Internal: the anchor digest the last PRUNE (or CHAIN ANCHORS) event recorded; NULL when none';
+COMMENT ON FUNCTION audit.verify(timestamptz, timestamptz) IS
+    'Check the hash chains of the events in [from_time, to_time) (all when NULL) and the chain anchors; reports the first event where a chain breaks, and how many events of the range switched a protection off';
+
+-- ---------------------------------------------------------------------------
+-- Privileges
+-- ---------------------------------------------------------------------------
+GRANT SELECT ON audit.chain_origin,
+                audit.chain_anchor,
+                audit.chain_checkpoint TO audit_admin, audit_reader;
+REVOKE ALL ON FUNCTION audit.chain_checkpoint(),
+                       audit.chain_record_pruned(regclass),
+                       audit.event_hash(audit.event,bytea),
+                       audit.verify_chains(timestamp with time zone,timestamp with time zone),
+                       audit.anchor_digest(),
+                       audit.recorded_anchor_digest() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.chain_checkpoint() TO audit_admin;
+GRANT EXECUTE ON FUNCTION audit.event_hash(audit.event,bytea) TO audit_admin, audit_reader;

@@ -1,0 +1,1131 @@
+-- Reading the trail (issue 3): search, CSV export, change views, record
+-- history, point-in-time rows, undo; their argument checks and helpers.
+--
+-- Who may call what:
+--   audit_admin, audit_reader : every reading function and view
+--   audit_admin only          : audit.undo()
+--   everyone else             : nothing (SQLSTATE 42501)
+-- The reading functions are SECURITY DEFINER (they read the trail as its
+-- owner) and start with audit.require_audit_role() (sql/src/roles.sql),
+-- which checks the role of the session, not the definer.  audit.undo() is
+-- SECURITY INVOKER on purpose (see there).  docs/reading.md is the user's
+-- guide to all of this.
+
+-- The identity (record_id) of a record after an UPDATE: the key values of
+-- record_id, replaced by new values where the UPDATE changed a key column.
+-- For tables without a key record_id is the whole row, so this is the whole
+-- new row.
+CREATE FUNCTION audit.next_record_id(record_id jsonb, new_data jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_object_agg(k.key, CASE WHEN new_data ? k.key THEN new_data -> k.key ELSE k.value END)
+      FROM jsonb_each(record_id) AS k
+$$;
+COMMENT ON FUNCTION audit.next_record_id(jsonb, jsonb) IS
+    'Internal: the record_id of a record after an UPDATE event (record_id with changed key values from new_data)';
+
+-- One line per value: backslash, carriage return and line feed written as
+-- \\, \r and \n, so the original text can be recovered exactly.
+CREATE FUNCTION audit.one_line(t text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT replace(replace(replace(t, E'\\', E'\\\\'), E'\r', E'\\r'), E'\n', E'\\n')
+$$;
+COMMENT ON FUNCTION audit.one_line(text) IS
+    'Internal: text on one line for CSV export; backslash, CR and LF written as \\, \r and \n';
+
+-- A duration given in an event's detail: seconds as a number, or any
+-- interval literal; NULL when it is neither.
+CREATE FUNCTION audit.detail_interval(v text)
+RETURNS interval
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF v IS NULL OR btrim(v) = '' THEN
+        RETURN NULL;
+    ELSIF btrim(v) ~ '^[0-9]+(\.[0-9]*)?$' THEN
+        RETURN make_interval(secs => btrim(v)::double precision);
+    END IF;
+    RETURN v::interval;
+EXCEPTION WHEN data_exception THEN
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION audit.detail_interval(text) IS
+    'Internal: a session duration from an event detail (seconds or an interval literal), NULL if unreadable';
+
+-- The actions known for each class, for argument checks.  ddl takes any
+-- command tag, read SELECT and COPY, system anything.
+CREATE FUNCTION audit.known_actions()
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '{"data":      ["INSERT", "UPDATE", "DELETE", "TRUNCATE"],
+             "auth":      ["LOGIN", "LOGIN_FAILED", "LOGOUT"],
+             "privilege": ["GRANT", "REVOKE", "CREATE ROLE", "ALTER ROLE", "DROP ROLE",
+                           "GRANT ROLE", "REVOKE ROLE", "ALTER DEFAULT PRIVILEGES"],
+             "read":      ["SELECT", "COPY"]}'::jsonb
+$$;
+COMMENT ON FUNCTION audit.known_actions() IS
+    'The actions of the classes whose actions are a fixed list (data, auth, privilege, read), as {class: [actions]}';
+
+-- The one check of a (from_time, to_time) pair, for every reading function.
+CREATE FUNCTION audit.check_time_range(from_time timestamptz, to_time timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF from_time > to_time THEN
+        RAISE EXCEPTION 'invalid time range: from_time (%) is after to_time (%)', from_time, to_time
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'from_time is the inclusive start, to_time the exclusive end.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audit.check_time_range(timestamptz, timestamptz) IS
+    'Internal: refuse a time range whose start is after its end (22023)';
+
+-- Checks the arguments and returns the WHERE condition over "audit.event e"
+-- containing only the filters that were given, with fixed parameter numbers:
+--   $1 from_time  $2 to_time  $3 actor  $4 action  $5 class
+--   $6 schema     $7 table    $8 record_id  $9 status
+--   $10 LIKE pattern of query  $11 the same, JSON-escaped  $12 before_id
+--   $14 ids of the statements whose text matches query (looked up once here,
+--       rather than once per partition by a subquery)
+--   $15, $16 the smallest and largest id of the events in [from_time,
+--       to_time), when both and query are given (see below)
+-- Only given filters appear, so each query is planned for exactly its
+-- filters: indexes and partition pruning work (a generic "$1 IS NULL OR ..."
+-- would defeat both).
+CREATE FUNCTION audit.search_filter(
+    from_time timestamptz, to_time timestamptz, actor text, action text, class text,
+    table_name text, record_id jsonb, status text, query text, before_id bigint,
+    OUT condition text, OUT schema_part text, OUT table_part text,
+    OUT text_pattern text, OUT json_pattern text, OUT statement_ids bigint[],
+    OUT id_from bigint, OUT id_to bigint)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    conds   text[] := '{}';
+    parts   text[];
+    known   jsonb := audit.known_actions();
+    all_known text[];
+    json_q  text;
+    action_class text;
+BEGIN
+    -- class and action
+    IF class IS NOT NULL THEN
+        IF NOT class = ANY (audit.event_classes()) THEN
+            RAISE EXCEPTION 'invalid class "%": not an event class', class
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'class must be one of: ' || array_to_string(audit.event_classes(), ', ') || '.';
+        END IF;
+        conds := conds || 'e.class = $5'::text;
+    END IF;
+    IF action IS NOT NULL THEN
+        IF class IN ('data', 'auth', 'privilege') THEN
+            IF NOT (known -> class) ? action THEN
+                RAISE EXCEPTION 'invalid action "%": not an action of class %', action, class
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = format('Actions of class %s: %s.', class,
+                                        (SELECT string_agg(a, ', ') FROM jsonb_array_elements_text(known -> class) a));
+            END IF;
+        ELSIF class IS NULL THEN
+            SELECT array_agg(a) INTO all_known
+              FROM jsonb_each(known) c CROSS JOIN LATERAL jsonb_array_elements_text(c.value) a;
+            IF NOT (action = ANY (all_known) OR action ~ '^[A-Z][A-Z0-9_]*( [A-Z][A-Z0-9_]*)*$') THEN
+                RAISE EXCEPTION 'invalid action "%": not a known action or command tag', action
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Actions are upper case: INSERT, UPDATE, DELETE, TRUNCATE, LOGIN, GRANT, CREATE TABLE, ... '
+                                 'For other system actions give class => ''system''.';
+            END IF;
+            -- Only the classes where this action can occur: the class whose
+            -- fixed list has it, and ddl and system, whose actions are open.
+            -- Partition pruning then skips the others.
+            SELECT c.key INTO action_class FROM jsonb_each(known) c WHERE c.value ? action;
+            conds := conds || format('e.class IN (%s)',
+                                     array_to_string(ARRAY(SELECT quote_literal(x)
+                                                             FROM unnest(ARRAY[action_class, 'ddl', 'system']) x
+                                                            WHERE x IS NOT NULL), ', '));
+        ELSIF action = '' THEN
+            RAISE EXCEPTION 'invalid action "": must not be empty'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        conds := conds || 'e.action = $4'::text;
+    END IF;
+
+    IF status IS NOT NULL THEN
+        IF status NOT IN ('success', 'failure') THEN
+            RAISE EXCEPTION 'invalid status "%": must be success or failure', status
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        conds := conds || 'e.status = $9'::text;
+    END IF;
+
+    PERFORM audit.check_time_range(from_time, to_time);
+    IF from_time IS NOT NULL THEN
+        conds := conds || 'e.event_time >= $1'::text;
+    END IF;
+    IF to_time IS NOT NULL THEN
+        conds := conds || 'e.event_time < $2'::text;
+    END IF;
+
+    IF actor IS NOT NULL THEN
+        IF actor = '' THEN
+            RAISE EXCEPTION 'invalid actor "": must not be empty'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Leave actor NULL to search all actors; search parts of names with query.';
+        END IF;
+        conds := conds || 'e.actor = $3'::text;
+    END IF;
+
+    IF table_name IS NOT NULL THEN
+        BEGIN
+            parts := parse_ident(table_name);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'invalid table_name "%": not a table name', table_name
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Write table or schema.table, as in SQL (quote names with upper case or special characters).';
+        END;
+        IF array_length(parts, 1) = 1 THEN
+            table_part := parts[1];
+        ELSIF array_length(parts, 1) = 2 THEN
+            schema_part := parts[1];
+            table_part := parts[2];
+            conds := conds || 'e.schema_name = $6'::text;
+        ELSE
+            RAISE EXCEPTION 'invalid table_name "%": too many dotted names', table_name
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Write table or schema.table.';
+        END IF;
+        conds := conds || 'e.table_name = $7'::text;
+    END IF;
+
+    IF record_id IS NOT NULL THEN
+        IF jsonb_typeof(record_id) <> 'object' OR record_id = '{}' THEN
+            RAISE EXCEPTION 'invalid record_id %: must be a non-empty JSON object', record_id
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Give key columns and values, e.g. {"id": 42}.';
+        END IF;
+        -- containment is what the GIN index (jsonb_path_ops) answers
+        conds := conds || 'e.record_id @> $8'::text;
+    END IF;
+
+    IF query IS NOT NULL THEN
+        IF query = '' THEN
+            RAISE EXCEPTION 'invalid query "": must not be empty'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        -- ILIKE patterns matching the text literally: escape \ % _
+        text_pattern := '%' || replace(replace(replace(query, '\', '\\'), '%', '\%'), '_', '\_') || '%';
+        -- in JSON text, " \ and control characters of values are escaped
+        json_q := to_jsonb(query)::text;
+        json_q := substr(json_q, 2, length(json_q) - 2);
+        json_pattern := '%' || replace(replace(replace(json_q, '\', '\\'), '%', '\%'), '_', '\_') || '%';
+        statement_ids := ARRAY(SELECT st.statement_id FROM audit.statement st
+                                WHERE st.statement_text ILIKE text_pattern);
+        -- Free text costs much per event.  With a closed time range, bound
+        -- the ids to those of the events in the range (exact: the smallest
+        -- and largest id among exactly those events, read cheaply through
+        -- the BRIN index), so that the newest-first scan starts inside the
+        -- range instead of walking down through every newer event.
+        IF from_time IS NOT NULL AND to_time IS NOT NULL THEN
+            EXECUTE format('SELECT min(e.id + 0), max(e.id + 0) FROM audit.event e'
+                           ' WHERE e.event_time >= $1 AND e.event_time < $2%s',
+                           CASE WHEN class IS NOT NULL THEN ' AND e.class = $3' ELSE '' END)
+                INTO id_from, id_to USING from_time, to_time, class;
+            conds := conds || CASE WHEN id_from IS NULL THEN 'false'
+                                   ELSE 'e.id >= $15 AND e.id <= $16' END;
+        END IF;
+        conds := conds || ('((e.actor COLLATE "default") ILIKE $10'
+                           ' OR e.record_id::text ILIKE $11'
+                           ' OR e.new_data::text ILIKE $11'
+                           ' OR e.old_data::text ILIKE $11'
+                           || CASE WHEN cardinality(statement_ids) > 0 THEN ' OR e.statement_id = ANY ($14)' ELSE '' END
+                           || ')')::text;
+    END IF;
+
+    IF before_id IS NOT NULL THEN
+        IF before_id <= 0 THEN
+            RAISE EXCEPTION 'invalid before_id %: must be positive', before_id
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Pass the id of the last event of the previous page.';
+        END IF;
+        conds := conds || 'e.id < $12'::text;
+    END IF;
+
+    condition := CASE WHEN cardinality(conds) = 0 THEN 'true' ELSE array_to_string(conds, ' AND ') END;
+END
+$$;
+COMMENT ON FUNCTION audit.search_filter(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, bigint) IS
+    'Internal: check the search arguments and build the WHERE condition of audit.search() and audit.export()';
+
+CREATE FUNCTION audit.search(
+    from_time  timestamptz DEFAULT NULL,
+    to_time    timestamptz DEFAULT NULL,
+    actor      text        DEFAULT NULL,
+    action     text        DEFAULT NULL,
+    class      text        DEFAULT NULL,
+    table_name text        DEFAULT NULL,
+    record_id  jsonb       DEFAULT NULL,
+    status     text        DEFAULT NULL,
+    query      text        DEFAULT NULL,
+    max_rows   integer     DEFAULT 100,
+    before_id  bigint      DEFAULT NULL)
+RETURNS SETOF audit.event_with_statement
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f record;
+BEGIN
+    PERFORM audit.require_audit_role();
+    IF max_rows IS NULL OR max_rows < 1 OR max_rows > 10000 THEN
+        RAISE EXCEPTION 'invalid max_rows %: must be between 1 and 10000', coalesce(max_rows::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Page through longer results with before_id, or use audit.export().';
+    END IF;
+    SELECT * INTO f FROM audit.search_filter(from_time, to_time, actor, action, class, table_name,
+                                             record_id, status, query, before_id);
+    -- the page is chosen first; statement texts are joined to its rows only
+    RETURN QUERY EXECUTE format(
+        'SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,'
+        '       e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,'
+        '       e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,'
+        '       s.statement_text'
+        '  FROM (SELECT * FROM audit.event e WHERE %s ORDER BY e.id DESC LIMIT $13) e'
+        '  LEFT JOIN audit.statement s ON s.statement_id = e.statement_id'
+        ' ORDER BY e.id DESC', f.condition)
+        USING from_time, to_time, actor, action, class, f.schema_part, f.table_part,
+              record_id, status, f.text_pattern, f.json_pattern, before_id, max_rows, f.statement_ids,
+              f.id_from, f.id_to;
+END
+$$;
+COMMENT ON FUNCTION audit.search(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, integer, bigint) IS
+    'Search the trail, newest first: every filter optional; at most max_rows (1..10000) rows; next page with before_id => last id seen';
+
+CREATE TYPE audit.export_row AS (
+    id               text,
+    event_time       text,
+    class            text,
+    action           text,
+    status           text,
+    actor            text,
+    db_user          text,
+    "session_user"   text,
+    client_addr      text,
+    application_name text,
+    schema_name      text,
+    table_name       text,
+    record_id        text,
+    changed_columns  text,
+    old_data         text,
+    new_data         text,
+    statement        text,
+    txid             text
+);
+COMMENT ON TYPE audit.export_row IS
+    'One exported event as flat text columns in a fixed order (audit.export)';
+
+CREATE FUNCTION audit.export(
+    from_time  timestamptz DEFAULT NULL,
+    to_time    timestamptz DEFAULT NULL,
+    actor      text        DEFAULT NULL,
+    action     text        DEFAULT NULL,
+    class      text        DEFAULT NULL,
+    table_name text        DEFAULT NULL,
+    record_id  jsonb       DEFAULT NULL,
+    status     text        DEFAULT NULL,
+    query      text        DEFAULT NULL,
+    max_rows   integer     DEFAULT NULL,
+    before_id  bigint      DEFAULT NULL)
+RETURNS SETOF audit.export_row
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f      record;
+    chosen text;
+BEGIN
+    PERFORM audit.require_audit_role();
+    IF max_rows IS NOT NULL AND max_rows < 1 THEN
+        RAISE EXCEPTION 'invalid max_rows %: must be positive, or NULL for no limit', max_rows
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO f FROM audit.search_filter(from_time, to_time, actor, action, class, table_name,
+                                             record_id, status, query, before_id);
+    -- The events audit.search() would return with the same arguments (all
+    -- of them when max_rows is NULL), listed oldest first.
+    IF max_rows IS NULL THEN
+        chosen := format('SELECT * FROM audit.event e WHERE %s', f.condition);
+    ELSE
+        chosen := format('SELECT * FROM audit.event e WHERE %s ORDER BY e.id DESC LIMIT $13', f.condition);
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT e.id::text,'
+        '       to_char(e.event_time AT TIME ZONE ''UTC'', ''YYYY-MM-DD"T"HH24:MI:SS.US"Z"''),'
+        '       e.class::text, e.action::text, e.status::text,'
+        '       audit.one_line(e.actor), audit.one_line(e.db_user), audit.one_line(e."session_user"),'
+        '       host(e.client_addr), audit.one_line(e.application_name),'
+        '       audit.one_line(e.schema_name), audit.one_line(e.table_name),'
+        '       e.record_id::text,'
+        '       CASE WHEN e.changed_columns IS NOT NULL THEN'
+        '           audit.one_line(array_to_string(ARRAY(SELECT CASE WHEN c ~ ''[,"]'''
+        '                                                       THEN ''"'' || replace(c, ''"'', ''""'') || ''"'''
+        '                                                       ELSE c END'
+        '                                                  FROM unnest(e.changed_columns) c), '','')) END,'
+        '       e.old_data::text, e.new_data::text,'
+        '       audit.one_line(s.statement_text),'
+        '       e.txid::text'
+        '  FROM (%s) e'
+        '  LEFT JOIN audit.statement s ON s.statement_id = e.statement_id'
+        ' ORDER BY e.id', chosen)
+        USING from_time, to_time, actor, action, class, f.schema_part, f.table_part,
+              record_id, status, f.text_pattern, f.json_pattern, before_id, max_rows, f.statement_ids,
+              f.id_from, f.id_to;
+END
+$$;
+COMMENT ON FUNCTION audit.export(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, integer, bigint) IS
+    'Events matching the audit.search() filters as flat text columns, oldest first, for \copy ... WITH CSV HEADER; max_rows NULL = all';
+
+CREATE VIEW audit.changes WITH (security_barrier) AS
+SELECT e.id          AS event_id,
+       e.event_time,
+       e.actor,
+       e.schema_name,
+       e.table_name,
+       e.record_id,
+       e.action,
+       c.column_name,
+       c.old_value,
+       c.new_value
+  FROM audit.event e
+ CROSS JOIN LATERAL (
+        SELECT n.key, NULL::jsonb, n.value
+          FROM jsonb_each(e.new_data) n
+         WHERE e.action = 'INSERT'
+        UNION ALL
+        SELECT o.key, o.value, NULL::jsonb
+          FROM jsonb_each(e.old_data) o
+         WHERE e.action = 'DELETE'
+        UNION ALL
+        SELECT u.col, e.old_data -> u.col, e.new_data -> u.col
+          FROM unnest(e.changed_columns) u(col)
+         WHERE e.action = 'UPDATE'
+       ) AS c(column_name, old_value, new_value)
+ WHERE audit.audit_access_ok()
+   AND e.class = 'data'
+   AND e.action IN ('INSERT', 'UPDATE', 'DELETE');
+COMMENT ON VIEW audit.changes IS
+    'One row per changed column of each data event: INSERT has no old_value, DELETE no new_value, UPDATE lists changed_columns';
+
+-- Resolve a live table and a record_id given by the user to the names its
+-- events carry (the audited partitioned root for a partition) and the
+-- record_id exactly as captured: for a table with a key, record_id must name
+-- exactly the key columns; values are converted through the column types
+-- ({"id": "42"} becomes {"id": 42}).  Without a key, record_id is the whole
+-- recorded row and is taken as given.
+-- audit.record_history(regclass, ...) and audit.row_as_of(): an OID that
+-- names no relation returned an empty history / NULL as if the table existed
+-- without events; refuse it like a missing table name (42P01).
+CREATE FUNCTION audit.resolve_record(tbl regclass, record_id jsonb,
+                                     OUT schema_name text, OUT table_name text,
+                                     OUT record jsonb, OUT live regclass)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    keys  text[];
+    given text[];
+    full_row jsonb;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'invalid tbl: must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid
+            USING ERRCODE = 'undefined_table';
+    END IF;
+    IF record_id IS NULL OR jsonb_typeof(record_id) <> 'object' OR record_id = '{}' THEN
+        RAISE EXCEPTION 'invalid record_id %: must be a non-empty JSON object', coalesce(record_id::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give the key columns and values, e.g. {"id": 42}.';
+    END IF;
+    -- events of a partition carry the name of the audited partitioned table
+    SELECT a.relid INTO live
+      FROM pg_partition_ancestors(tbl) WITH ORDINALITY AS a(relid, ord)
+     WHERE EXISTS (SELECT 1 FROM pg_trigger t
+                    WHERE t.tgrelid = a.relid AND t.tgname = 'audit_ext_row' AND t.tgparentid = 0)
+     ORDER BY a.ord DESC
+     LIMIT 1;
+    live := coalesce(live, pg_partition_root(tbl), tbl);
+    SELECT n.nspname, c.relname INTO schema_name, table_name
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = live;
+
+    keys := audit.key_columns(live);
+    IF keys IS NULL THEN
+        record := resolve_record.record_id;
+        RETURN;
+    END IF;
+    given := ARRAY(SELECT jsonb_object_keys(resolve_record.record_id) ORDER BY 1);
+    IF given <> ARRAY(SELECT unnest(keys) ORDER BY 1) THEN
+        RAISE EXCEPTION 'invalid record_id %: must name exactly the key columns of % (%)',
+                        resolve_record.record_id, live, array_to_string(keys, ', ')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('For example {%s}.',
+                                (SELECT string_agg(format('"%s": ...', k), ', ') FROM unnest(keys) k));
+    END IF;
+    BEGIN
+        -- the table's column types and domains are its owner's code: run
+        -- them as the owner, never with this function's rights
+        full_row := audit.eval_as_table_owner(live,
+                        format('SELECT pg_catalog.to_jsonb(r.*) FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) r', live),
+                        resolve_record.record_id);
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION 'invalid record_id %: a value does not fit its key column of %', resolve_record.record_id, live
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = SQLERRM;
+    END;
+    SELECT jsonb_object_agg(k, full_row -> k) INTO record FROM unnest(keys) k;
+END
+$$;
+COMMENT ON FUNCTION audit.resolve_record(regclass, jsonb) IS
+    'Internal: the schema and table name events of a table carry, and a record_id normalised to the captured form';
+
+-- Is the record (its identity given as jsonb) in this partition?  Evaluates
+-- the partition constraint on the identity's values; true when that cannot
+-- be decided.
+CREATE FUNCTION audit.record_in_partition(part regclass, identity jsonb)
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    inside boolean;
+    bound  text := pg_get_partition_constraintdef(part);
+BEGIN
+    IF bound IS NULL THEN
+        RETURN true;
+    END IF;
+    -- the partition's expressions and column types are its owner's code
+    inside := audit.eval_as_table_owner(part,
+                  format('SELECT pg_catalog.to_jsonb((%s) IS NOT FALSE) FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) r',
+                         bound, part),
+                  identity)::text::boolean;
+    RETURN coalesce(inside, true);
+EXCEPTION WHEN OTHERS THEN
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION audit.record_in_partition(regclass, jsonb) IS
+    'Internal: whether a record (identity as jsonb) falls in a partition, by its partition constraint';
+
+-- The events of one record, oldest first.  Follows the record across key
+-- changes (an UPDATE that changes key columns is the last event under the old
+-- record_id; the history continues under the new one), and adds the TRUNCATE
+-- that removed the record where the record's own events show it vanished: an
+-- INSERT while it existed, or it existing at the end of its events while it
+-- is not in the table now.  The search for that TRUNCATE reads the data
+-- events between (no index leads to TRUNCATEs), so it is only done in those
+-- two cases.
+CREATE FUNCTION audit.record_events(p_schema text, p_table text, p_record jsonb, p_live regclass)
+RETURNS SETOF audit.event
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k          jsonb := p_record;
+    nk         jsonb;
+    after_id   bigint := 0;
+    ev         audit.event;
+    tr         audit.event;
+    evs        audit.event[] := '{}';
+    idents     jsonb[] := '{}';
+    t_schemas  text[] := ARRAY[p_schema];
+    t_tables   text[] := ARRAY[p_table];
+    t_rels     regclass[] := ARRAY[NULL::regclass];
+    keys       text[];
+    in_table   boolean;
+    present    boolean;
+    n          integer;
+    gap_from   bigint;
+    gap_to     bigint;
+    gap_ident  jsonb;
+BEGIN
+    -- The record's own events, following key changes forward.
+    <<segments>>
+    LOOP
+        FOR ev IN SELECT * FROM audit.event e
+                   WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
+                     AND e.record_id @> k AND e.record_id = k AND e.id > after_id
+                   ORDER BY e.id
+        LOOP
+            evs := evs || ev;
+            idents := idents || k;
+            IF ev.action = 'UPDATE' AND ev.status = 'success' THEN
+                nk := audit.next_record_id(k, ev.new_data);
+                IF nk IS DISTINCT FROM k THEN
+                    k := nk;
+                    after_id := ev.id;
+                    CONTINUE segments;
+                END IF;
+            END IF;
+        END LOOP;
+        EXIT;
+    END LOOP;
+
+    -- TRUNCATE events name the truncated table: the table and, for a
+    -- partitioned table, each of its partitions.
+    IF p_live IS NOT NULL THEN
+        SELECT t_schemas || coalesce(array_agg(nsp.nspname::text ORDER BY c.oid), '{}'),
+               t_tables || coalesce(array_agg(c.relname::text ORDER BY c.oid), '{}'),
+               t_rels || coalesce(array_agg(c.oid::regclass ORDER BY c.oid), '{}')
+          INTO t_schemas, t_tables, t_rels
+          FROM pg_partition_tree(p_live) pt
+          JOIN pg_class c ON c.oid = pt.relid
+          JOIN pg_namespace nsp ON nsp.oid = c.relnamespace
+         WHERE pt.relid <> p_live;
+    END IF;
+
+    n := coalesce(array_length(evs, 1), 0);
+    present := NULL;
+    FOR i IN 1 .. n + 1 LOOP
+        gap_from := NULL;
+        IF i <= n THEN
+            ev := evs[i];
+            IF present AND ev.action = 'INSERT' THEN
+                gap_from := evs[i - 1].id;
+                gap_to := ev.id;
+                gap_ident := idents[i];
+            END IF;
+        ELSIF present THEN
+            -- The record existed after its last event.  If it is in the
+            -- table now, nothing removed it since (assuming auditing went
+            -- on); else look for a TRUNCATE.  Only possible with a key.
+            in_table := NULL;
+            keys := CASE WHEN p_live IS NOT NULL THEN audit.key_columns(p_live) END;
+            IF keys IS NOT NULL
+               AND ARRAY(SELECT jsonb_object_keys(k) ORDER BY 1) = ARRAY(SELECT unnest(keys) ORDER BY 1) THEN
+                BEGIN
+                    -- as the table's owner: its types, domains and operators are its code
+                    in_table := audit.eval_as_table_owner(p_live,
+                        format('SELECT pg_catalog.to_jsonb(EXISTS (SELECT 1 FROM %s t, pg_catalog.jsonb_populate_record(NULL::%s, $1) r WHERE %s))',
+                               p_live, p_live,
+                               (SELECT string_agg(format('t.%I = r.%I', kc, kc), ' AND ') FROM unnest(keys) kc)),
+                        k)::text::boolean;
+                EXCEPTION WHEN OTHERS THEN
+                    in_table := NULL;
+                END;
+            END IF;
+            IF in_table IS NOT TRUE THEN
+                gap_from := evs[n].id;
+                gap_to := NULL;
+                gap_ident := k;
+            END IF;
+        END IF;
+
+        IF gap_from IS NOT NULL THEN
+            FOR tr IN SELECT * FROM audit.event e
+                       WHERE e.class = 'data' AND e.action = 'TRUNCATE'
+                         AND e.id > gap_from AND e.id < coalesce(gap_to, 9223372036854775807)
+                         AND (e.schema_name, e.table_name) IN (SELECT * FROM unnest(t_schemas, t_tables))
+                       ORDER BY e.id
+            LOOP
+                -- the table itself, or a partition the record is in
+                IF (tr.schema_name = p_schema AND tr.table_name = p_table)
+                   OR EXISTS (SELECT 1 FROM unnest(t_schemas, t_tables, t_rels) u(s, t, r)
+                               WHERE u.s = tr.schema_name AND u.t = tr.table_name
+                                 AND u.r IS NOT NULL AND audit.record_in_partition(u.r, gap_ident)) THEN
+                    RETURN NEXT tr;
+                    EXIT;
+                END IF;
+            END LOOP;
+        END IF;
+
+        IF i <= n THEN
+            RETURN NEXT ev;
+            IF ev.status = 'success' THEN
+                present := ev.action IN ('INSERT', 'UPDATE');
+            END IF;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.record_events(text, text, jsonb, regclass) IS
+    'Internal: the events of one record oldest first, following key changes, with the TRUNCATE that removed it';
+
+CREATE FUNCTION audit.record_history(tbl regclass, record_id jsonb)
+RETURNS SETOF audit.event_with_statement
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    PERFORM audit.require_audit_role();
+    SELECT * INTO r FROM audit.resolve_record(tbl, record_id);
+    RETURN QUERY
+        SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
+               e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
+               e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
+               s.statement_text
+          FROM audit.record_events(r.schema_name, r.table_name, r.record, r.live) e
+          LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
+         ORDER BY e.id;
+END
+$$;
+COMMENT ON FUNCTION audit.record_history(regclass, jsonb) IS
+    'The events of one record of a table, oldest first, following key changes and including the TRUNCATE that removed it';
+
+CREATE FUNCTION audit.record_history(schema_name text, table_name text, record_id jsonb)
+RETURNS SETOF audit.event_with_statement
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    live regclass;
+    rec  jsonb := record_history.record_id;
+BEGIN
+    PERFORM audit.require_audit_role();
+    IF record_history.schema_name IS NULL OR record_history.table_name IS NULL THEN
+        RAISE EXCEPTION 'invalid table: schema_name and table_name must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF rec IS NULL OR jsonb_typeof(rec) <> 'object' OR rec = '{}' THEN
+        RAISE EXCEPTION 'invalid record_id %: must be a non-empty JSON object', coalesce(rec::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give the key columns and values, e.g. {"id": 42}.';
+    END IF;
+    -- A table of that name that exists now: normalise the record id like
+    -- the regclass form does (if it fits), and let TRUNCATEs of its
+    -- partitions count.
+    SELECT c.oid INTO live
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = record_history.schema_name AND c.relname = record_history.table_name
+       AND c.relkind IN ('r', 'p');
+    IF live IS NOT NULL THEN
+        BEGIN
+            SELECT r.record INTO rec FROM audit.resolve_record(live, rec) r;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            NULL;   -- e.g. the key changed since: match the record id as given
+        END;
+    END IF;
+    RETURN QUERY
+        SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
+               e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
+               e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
+               s.statement_text
+          FROM audit.record_events(record_history.schema_name, record_history.table_name, rec, live) e
+          LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
+         ORDER BY e.id;
+END
+$$;
+COMMENT ON FUNCTION audit.record_history(text, text, jsonb) IS
+    'The events of one record of a table given by its names as recorded (also for a dropped table), oldest first';
+
+CREATE FUNCTION audit.row_as_of(tbl regclass, record_id jsonb, at timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r        record;
+    evs      audit.event[];
+    ev       audit.event;
+    n        integer;
+    p        integer := 0;
+    present  boolean := NULL;   -- NULL: before the record's first event
+    complete boolean := false;  -- state holds every recorded column
+    state    jsonb := '{}';
+    touched  text[] := '{}';
+    fill     jsonb;
+BEGIN
+    PERFORM audit.require_audit_role();
+    IF row_as_of.at IS NULL THEN
+        RAISE EXCEPTION 'invalid at: must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO r FROM audit.resolve_record(tbl, record_id);
+    evs := ARRAY(SELECT e FROM audit.record_events(r.schema_name, r.table_name, r.record, r.live) e ORDER BY e.id);
+    n := coalesce(array_length(evs, 1), 0);
+
+    -- Replay the events up to "at": in id order, up to the first one whose
+    -- statement started after "at".
+    WHILE p < n AND evs[p + 1].event_time <= row_as_of.at LOOP
+        p := p + 1;
+        ev := evs[p];
+        CONTINUE WHEN ev.status <> 'success';
+        IF ev.action = 'INSERT' THEN
+            state := ev.new_data;
+            present := true;
+            complete := true;
+        ELSIF ev.action = 'UPDATE' THEN
+            IF present IS NOT TRUE THEN
+                state := '{}';
+                complete := false;
+            END IF;
+            -- before the UPDATE the row had record_id's and old_data's values
+            state := (ev.record_id || coalesce(ev.old_data, '{}')) || state;
+            state := state || coalesce(ev.new_data, '{}');
+            present := true;
+        ELSE    -- DELETE, TRUNCATE
+            state := NULL;
+            present := false;
+            complete := false;
+        END IF;
+    END LOOP;
+
+    IF present IS FALSE THEN
+        RETURN NULL;
+    END IF;
+    IF present IS NULL THEN
+        -- before the first event: the row existed if the trail starts with a
+        -- change of an existing row
+        IF p >= n OR evs[p + 1].action NOT IN ('UPDATE', 'DELETE') THEN
+            RETURN NULL;
+        END IF;
+        state := '{}';
+    END IF;
+
+    -- A trail that does not start with an INSERT knows only part of the row:
+    -- later events tell the values of the columns they change (old values)
+    -- and, at a DELETE, the whole row.  A column not changed between "at"
+    -- and that event had the same value at "at".
+    IF NOT complete THEN
+        FOR i IN p + 1 .. n LOOP
+            ev := evs[i];
+            CONTINUE WHEN ev.status <> 'success';
+            EXIT WHEN ev.action NOT IN ('UPDATE', 'DELETE');
+            fill := CASE WHEN ev.action = 'UPDATE' THEN ev.record_id || coalesce(ev.old_data, '{}')
+                         ELSE ev.old_data END;
+            SELECT state || coalesce(jsonb_object_agg(f.key, f.value), '{}') INTO state
+              FROM jsonb_each(fill) f
+             WHERE NOT state ? f.key AND NOT f.key = ANY (touched);
+            EXIT WHEN ev.action = 'DELETE';
+            touched := touched || coalesce(ev.changed_columns, '{}');
+        END LOOP;
+    END IF;
+    RETURN state;
+END
+$$;
+COMMENT ON FUNCTION audit.row_as_of(regclass, jsonb, timestamptz) IS
+    'A record as it was at a moment, rebuilt from the trail (NULL if it did not exist); masked values stay "[masked]", excluded columns are absent';
+
+-- SECURITY INVOKER on purpose: the DML runs with the caller's own
+-- privileges (SELECT plus DELETE, UPDATE or INSERT on the table, row level
+-- security included) and the trigger records the caller, not the function's
+-- owner, as db_user of the undoing events.
+-- Internal to audit.undo: run one statement (DELETE or UPDATE) that must
+-- touch exactly the row undo read (tableoid $1, ctid $2, whole row $3, the
+-- recorded values $4), so a concurrent change fails instead of being lost.
+CREATE FUNCTION audit.undo_change_row(sql text, action text, tbl regclass, ident jsonb,
+                                      row_oid oid, row_tid tid, cur jsonb, vals jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    done bigint;
+BEGIN
+    EXECUTE sql USING row_oid, row_tid, cur, vals;
+    GET DIAGNOSTICS done = ROW_COUNT;
+    IF done <> 1 THEN
+        RAISE EXCEPTION 'cannot undo this %: the row % of % changed while being undone', action, ident, tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Try again.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audit.undo_change_row(text, text, regclass, jsonb, oid, tid, jsonb, jsonb) IS
+    'Internal to audit.undo(): change exactly the row it read, or fail';
+
+CREATE FUNCTION audit.undo(event_id bigint, force boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ev        audit.event;
+    tbl       regclass;
+    keys      text[];
+    live_cols text[];        -- columns that can be written (not generated)
+    all_cols  text[];
+    ident     jsonb;         -- the row's identity after the event
+    match_ident jsonb;
+    match_cols text[];
+    want      jsonb;         -- recorded after-state to compare with
+    cond      text;
+    cands     record;
+    found_n   integer := 0;
+    row_oid   oid;
+    row_tid   tid;
+    cur       jsonb;
+    want_row  jsonb;
+    diff      text[];
+    cols      text[];
+    bad       text[];
+    restore_sql text;
+    forced    text := '';
+    ambiguous_ok boolean;
+BEGIN
+    PERFORM audit.require_audit_role(true);
+    IF undo.event_id IS NULL OR undo.event_id <= 0 THEN
+        RAISE EXCEPTION 'invalid event_id %: must be a positive event id', coalesce(undo.event_id::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO ev FROM audit.event e WHERE e.id = undo.event_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'cannot undo event %: there is no such event', undo.event_id
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF ev.class <> 'data' THEN
+        RAISE EXCEPTION 'cannot undo this % event: only data changes can be undone', ev.class
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF ev.action = 'TRUNCATE' THEN
+        RAISE EXCEPTION 'cannot undo a TRUNCATE: the trail does not hold the rows it removed'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Restore the table from a backup; audit.row_as_of() rebuilds single rows that have a history.';
+    END IF;
+    IF ev.action NOT IN ('INSERT', 'UPDATE', 'DELETE') OR ev.status <> 'success' THEN
+        RAISE EXCEPTION 'cannot undo this % event: with status % it changed nothing', ev.action, ev.status
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    tbl := to_regclass(format('%I.%I', ev.schema_name, ev.table_name));
+    IF tbl IS NULL OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl AND c.relkind IN ('r', 'p')) THEN
+        RAISE EXCEPTION 'cannot undo this %: table %.% no longer exists', ev.action,
+                        quote_ident(ev.schema_name), quote_ident(ev.table_name)
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'A renamed table is not followed; audit.record_history(schema_name, table_name, record_id) shows the history of a dropped table.';
+    END IF;
+
+    SELECT array_agg(a.attname::text ORDER BY a.attnum),
+           array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated = '')
+      INTO all_cols, live_cols
+      FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped;
+    keys := audit.key_columns(tbl);
+
+    -- the row as the event left it
+    IF ev.action = 'INSERT' THEN
+        ident := ev.record_id;
+        want := ev.new_data;
+    ELSIF ev.action = 'UPDATE' THEN
+        ident := audit.next_record_id(ev.record_id, ev.new_data);
+        SELECT jsonb_object_agg(c, ev.new_data -> c) INTO want
+          FROM unnest(ev.changed_columns) c WHERE ev.new_data ? c;
+    ELSE
+        ident := ev.record_id;
+        want := NULL;
+    END IF;
+    -- masked values cannot be compared
+    SELECT jsonb_object_agg(w.key, w.value) INTO want
+      FROM jsonb_each(want) w WHERE w.value <> '"[masked]"' AND w.key = ANY (all_cols);
+
+    -- How the row is found: by its key, or (no key) by every recorded,
+    -- unmasked column.
+    IF keys IS NOT NULL THEN
+        IF ARRAY(SELECT jsonb_object_keys(ident) ORDER BY 1) <> ARRAY(SELECT unnest(keys) ORDER BY 1) THEN
+            RAISE EXCEPTION 'cannot undo this %: the key of % is now (%), the event identifies its row by %',
+                            ev.action, tbl, array_to_string(keys, ', '), ev.record_id
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        match_cols := keys;
+        match_ident := ident;
+        cond := (SELECT string_agg(format('t.%I = i.%I', c, c), ' AND ') FROM unnest(keys) c);
+    ELSE
+        SELECT array_agg(i.key ORDER BY i.key), jsonb_object_agg(i.key, i.value) INTO match_cols, match_ident
+          FROM jsonb_each(ident) i WHERE i.value <> '"[masked]"' AND i.key = ANY (all_cols);
+        cond := coalesce((SELECT string_agg(format('to_jsonb(t.%I) IS NOT DISTINCT FROM to_jsonb(i.%I)', c, c), ' AND ')
+                            FROM unnest(match_cols) c), 'true');
+    END IF;
+    -- Rows identical in every compared column are interchangeable only if
+    -- every column of the table was compared.
+    ambiguous_ok := keys IS NULL AND all_cols <@ coalesce(match_cols, '{}');
+
+    -- What must be restorable.
+    IF ev.action = 'UPDATE' THEN
+        bad := ARRAY(SELECT c FROM unnest(ev.changed_columns) c WHERE ev.old_data -> c = '"[masked]"');
+        IF cardinality(bad) > 0 THEN
+            RAISE EXCEPTION 'cannot undo this UPDATE: the old value of masked column % was not recorded',
+                            array_to_string(bad, ', ')
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'Masked columns are stored as "[masked]".';
+        END IF;
+        bad := ARRAY(SELECT c FROM unnest(ev.changed_columns) c WHERE NOT c = ANY (all_cols));
+        IF cardinality(bad) > 0 THEN
+            RAISE EXCEPTION 'cannot undo this UPDATE: column % of % no longer exists', array_to_string(bad, ', '), tbl
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        cols := ARRAY(SELECT c FROM unnest(ev.changed_columns) c WHERE c = ANY (live_cols));
+    ELSIF ev.action = 'DELETE' THEN
+        bad := ARRAY(SELECT c FROM unnest(live_cols) c WHERE ev.old_data -> c = '"[masked]"');
+        IF cardinality(bad) > 0 THEN
+            RAISE EXCEPTION 'cannot undo this DELETE: the value of masked column % was not recorded',
+                            array_to_string(bad, ', ')
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'Masked columns are stored as "[masked]".';
+        END IF;
+        bad := ARRAY(SELECT c FROM unnest(live_cols) c WHERE NOT ev.old_data ? c);
+        IF cardinality(bad) > 0 THEN
+            RAISE EXCEPTION 'cannot undo this DELETE: the value of column % was not recorded', array_to_string(bad, ', ')
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'The column is excluded from auditing, or was added to the table after the event.';
+        END IF;
+        cols := live_cols;
+    END IF;
+
+    -- Find the row as it is now (at most two, to see ambiguity).
+    BEGIN
+        FOR cands IN EXECUTE format(
+                'SELECT t.tableoid AS toid, t.ctid AS tid, to_jsonb(t) AS cur, to_jsonb(w) AS want_row'
+                '  FROM %s t, jsonb_populate_record(NULL::%s, $1) i, jsonb_populate_record(NULL::%s, $2) w'
+                ' WHERE %s LIMIT 2', tbl, tbl, tbl, cond)
+            USING match_ident, coalesce(want, '{}')
+        LOOP
+            found_n := found_n + 1;
+            IF found_n = 1 THEN
+                row_oid := cands.toid;
+                row_tid := cands.tid;
+                cur := cands.cur;
+                want_row := cands.want_row;
+            END IF;
+        END LOOP;
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION 'cannot undo this %: its recorded values no longer fit table %', ev.action, tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = SQLERRM;
+    END;
+    IF ev.action IN ('INSERT', 'UPDATE') THEN
+        IF found_n > 1 AND NOT ambiguous_ok THEN
+            RAISE EXCEPTION 'cannot undo this %: several rows of % match %', ev.action, tbl, match_ident
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'The table has no key and the trail does not record every column of these rows.';
+        END IF;
+        IF found_n = 0 THEN
+            RAISE EXCEPTION 'cannot undo this %: the row % is no longer in %', ev.action, ident, tbl
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'It was deleted or its key changed after the event, or row level security hides it from you.',
+                      HINT = 'audit.record_history() shows what happened to it.';
+        END IF;
+        diff := ARRAY(SELECT w.key FROM jsonb_each(want) w
+                       WHERE cur -> w.key IS DISTINCT FROM want_row -> w.key ORDER BY w.key);
+        IF cardinality(diff) > 0 THEN
+            IF NOT coalesce(undo.force, false) THEN
+                RAISE EXCEPTION 'cannot undo this %: the row % of % has changed since', ev.action, ident, tbl
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          DETAIL = format('Changed since the event: %s.', array_to_string(diff, ', ')),
+                          HINT = 'Pass force => true to undo the event anyway.';
+            END IF;
+            forced := format(' (forced: %s had changed since)', array_to_string(diff, ', '));
+        END IF;
+    END IF;
+
+    -- The change.  tableoid and ctid name the row just read; the re-check of
+    -- the whole row makes a concurrent change fail instead of being lost.
+    restore_sql := format('UPDATE %s t SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $4) o)'
+                          ' WHERE t.tableoid = $1 AND t.ctid = $2 AND to_jsonb(t) = $3',
+                          tbl,
+                          (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),
+                          (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(cols) c),
+                          tbl);
+    IF ev.action = 'INSERT' THEN
+        PERFORM audit.undo_change_row(
+            format('DELETE FROM %s t WHERE t.tableoid = $1 AND t.ctid = $2 AND to_jsonb(t) = $3', tbl),
+            ev.action, tbl, ident, row_oid, row_tid, cur, NULL);
+        RETURN format('undid INSERT event %s: deleted the row %s from %s%s', ev.id, ident, tbl, forced);
+    END IF;
+
+    IF ev.action = 'UPDATE' THEN
+        IF cardinality(cols) = 0 THEN
+            RETURN format('undid UPDATE event %s: nothing to restore in %s (only generated columns changed)', ev.id, tbl);
+        END IF;
+        PERFORM audit.undo_change_row(restore_sql, ev.action, tbl, ident, row_oid, row_tid, cur, ev.old_data);
+        RETURN format('undid UPDATE event %s: restored %s of the row %s in %s%s', ev.id,
+                      array_to_string(cols, ', '), ev.record_id, tbl, forced);
+    END IF;
+
+    -- DELETE: put the row back.
+    IF found_n > 0 AND keys IS NOT NULL THEN
+        IF NOT coalesce(undo.force, false) THEN
+            RAISE EXCEPTION 'cannot undo this DELETE: a row with key % is in % again', ident, tbl
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Pass force => true to overwrite it with the deleted row''s values.';
+        END IF;
+        PERFORM audit.undo_change_row(restore_sql, ev.action, tbl, ident, row_oid, row_tid, cur, ev.old_data);
+        RETURN format('undid DELETE event %s: overwrote the row %s in %s with the deleted values (forced: a row with that key had been inserted since)',
+                      ev.id, ident, tbl);
+    END IF;
+    BEGIN
+        EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_populate_record(NULL::%s, $1) o',
+                       tbl,
+                       (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),
+                       (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(cols) c),
+                       tbl)
+            USING ev.old_data;
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION 'cannot undo this %: its recorded values no longer fit table %', ev.action, tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = SQLERRM;
+    END;
+    RETURN format('undid DELETE event %s: re-inserted the row %s into %s', ev.id, ident, tbl);
+END
+$$;
+COMMENT ON FUNCTION audit.undo(bigint, boolean) IS
+    'audit_admin: revert one data event on the live table (INSERT: delete the row; UPDATE: restore the old values; DELETE: re-insert); refuses (55000) if the row changed since unless force; runs with the caller''s privileges';
+
+-- Elevated code never runs a user's code (docs/architecture.md, "Threat
+-- model", lists every elevated path and its test).  The C side pins search_path to pg_catalog, pg_temp around every SPI query
+-- it runs (src/elevated.c).  The reading functions (SECURITY DEFINER, for
+-- the audit roles) populated records of an audited table's row type as the
+-- extension's owner: a table owner's DOMAIN ... CHECK (its_function(VALUE))
+-- on the key column ran as superuser when an auditor read the record's
+-- history.  They run that part as the table's owner, in a
+-- security-restricted operation (as VACUUM and ANALYZE run index
+-- expressions).
+CREATE FUNCTION audit.eval_as_table_owner(tbl regclass, query text, arg jsonb)
+RETURNS jsonb
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'audit_eval_as_table_owner';
+COMMENT ON FUNCTION audit.eval_as_table_owner(regclass, text, jsonb) IS
+    'Internal: runs a query ($1 jsonb, one jsonb column) as the owner of a table, security-restricted, search_path pinned; the reading functions evaluate the table''s types and domains this way';
+
+-- ---------------------------------------------------------------------------
+-- Privileges
+-- ---------------------------------------------------------------------------
+REVOKE ALL ON FUNCTION audit.next_record_id(jsonb,jsonb),
+                       audit.one_line(text),
+                       audit.detail_interval(text),
+                       audit.check_time_range(timestamp with time zone,timestamp with time zone),
+                       audit.search_filter(timestamp with time zone,timestamp with time zone,text,text,text,text,jsonb,text,text,bigint),
+                       audit.resolve_record(regclass,jsonb),
+                       audit.record_in_partition(regclass,jsonb),
+                       audit.record_events(text,text,jsonb,regclass),
+                       audit.undo_change_row(text,text,regclass,jsonb,oid,tid,jsonb,jsonb),
+                       audit.eval_as_table_owner(regclass,text,jsonb) FROM PUBLIC;
+-- audit.undo runs as the caller: it needs these as well.  The reading
+-- functions and audit.changes keep EXECUTE/SELECT for PUBLIC: they check the
+-- role themselves (sql/src/roles.sql).
+GRANT EXECUTE ON FUNCTION audit.next_record_id(jsonb,jsonb),
+                          audit.undo_change_row(text,text,regclass,jsonb,oid,tid,jsonb,jsonb) TO audit_admin;
+GRANT SELECT ON audit.changes TO PUBLIC;

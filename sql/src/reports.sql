@@ -1,0 +1,206 @@
+-- Activity and reports: audit.recent_high_priority, audit.user_activity,
+-- audit.activity_summary (same access rules as sql/src/reading.sql).
+
+CREATE VIEW audit.recent_high_priority WITH (security_barrier) AS
+SELECT e.id,
+       e.event_time,
+       e.class,
+       e.action,
+       e.status,
+       CASE
+           WHEN e.class = 'auth' THEN 'failed login'
+           WHEN e.class = 'privilege' THEN 'privilege change'
+           WHEN e.class = 'ddl' THEN 'schema change'
+           WHEN e.class = 'system' THEN 'system event'
+           WHEN e.class = 'read' THEN 'denied read'
+           WHEN e.action = 'TRUNCATE' AND e.status = 'success' THEN 'table truncated'
+           ELSE 'failed change'
+       END AS reason,
+       e.actor,
+       e.db_user,
+       e."session_user",
+       e.client_addr,
+       e.application_name,
+       e.schema_name,
+       e.table_name,
+       e.record_id,
+       e.detail,
+       s.statement_text
+  FROM audit.event e
+  LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
+ WHERE audit.audit_access_ok()
+   AND e.event_time >= pg_catalog.now() - interval '7 days'
+   AND (   (e.class = 'auth' AND (e.status = 'failure' OR e.action = 'LOGIN_FAILED'))
+        OR e.class IN ('privilege', 'ddl', 'system')
+        OR (e.class = 'data' AND (e.action = 'TRUNCATE' OR e.status = 'failure'))
+        OR (e.class = 'read' AND e.status = 'failure'))
+ ORDER BY e.id DESC;
+COMMENT ON VIEW audit.recent_high_priority IS
+    'Events of the last 7 days that need attention, newest first: failed logins, privilege and schema changes, system events, TRUNCATEs, failed changes, denied reads';
+
+CREATE FUNCTION audit.user_activity(actor text, from_time timestamptz DEFAULT NULL, to_time timestamptz DEFAULT NULL)
+RETURNS TABLE (total_actions bigint, records_created bigint, records_modified bigint, records_deleted bigint,
+               records_viewed bigint, exports bigint, logins bigint, failed_logins bigint, sessions bigint,
+               avg_session interval, actions_by_table jsonb, first_activity timestamptz, last_activity timestamptz)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    threshold_setting text := current_setting('audit_ext.export_threshold', true);
+    threshold bigint;
+    conds     text := 'e.actor = $1';
+BEGIN
+    PERFORM audit.require_audit_role();
+    IF user_activity.actor IS NULL THEN
+        RAISE EXCEPTION 'invalid actor: must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM audit.check_time_range(user_activity.from_time, user_activity.to_time);
+    IF coalesce(btrim(threshold_setting), '') = '' THEN
+        threshold := 1000;
+    ELSIF btrim(threshold_setting) ~ '^[0-9]{1,18}$' AND btrim(threshold_setting)::bigint > 0 THEN
+        threshold := btrim(threshold_setting)::bigint;
+    ELSE
+        RAISE EXCEPTION 'invalid audit_ext.export_threshold "%": must be a positive number of rows', threshold_setting
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF user_activity.from_time IS NOT NULL THEN
+        conds := conds || ' AND e.event_time >= $2';
+    END IF;
+    IF user_activity.to_time IS NOT NULL THEN
+        conds := conds || ' AND e.event_time < $3';
+    END IF;
+
+    RETURN QUERY EXECUTE format($q$
+        WITH ev AS MATERIALIZED (
+            SELECT e.id, e.event_time, e.class, e.action, e.status, e.backend_pid,
+                   e.schema_name, e.table_name, e.detail,
+                   CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$' THEN (e.detail ->> 'rows')::bigint END AS nrows
+              FROM audit.event e
+             WHERE %s
+        ), ended AS (
+            -- a session's length: detail.duration of its LOGOUT, else the
+            -- time since the same backend's last successful LOGIN
+            SELECT coalesce(audit.detail_interval(l.detail ->> 'duration'),
+                            l.event_time - (SELECT li.event_time FROM audit.event li
+                                             WHERE li.actor = $1 AND li.class = 'auth'
+                                               AND li.action = 'LOGIN' AND li.status = 'success'
+                                               AND li.backend_pid = l.backend_pid AND li.id < l.id
+                                             ORDER BY li.id DESC LIMIT 1)) AS length
+              FROM ev l
+             WHERE l.class = 'auth' AND l.action = 'LOGOUT'
+        ), per_table AS (
+            SELECT CASE WHEN t.schema_name IS NULL THEN format('%%I', t.table_name)
+                        ELSE format('%%I.%%I', t.schema_name, t.table_name) END AS tbl,
+                   jsonb_object_agg(t.action, t.n) AS actions
+              FROM (SELECT x.schema_name, x.table_name, x.action, count(*) AS n
+                      FROM ev x WHERE x.table_name IS NOT NULL
+                     GROUP BY 1, 2, 3) t
+             GROUP BY 1
+        )
+        SELECT count(*),
+               count(*) FILTER (WHERE ev.class = 'data' AND ev.action = 'INSERT' AND ev.status = 'success'),
+               count(*) FILTER (WHERE ev.class = 'data' AND ev.action = 'UPDATE' AND ev.status = 'success'),
+               count(*) FILTER (WHERE ev.class = 'data' AND ev.action = 'DELETE' AND ev.status = 'success'),
+               coalesce(sum(ev.nrows) FILTER (WHERE ev.class = 'read' AND ev.status = 'success'), 0)::bigint,
+               count(*) FILTER (WHERE ev.class = 'read' AND ev.status = 'success'
+                                  AND (ev.action = 'COPY' OR ev.nrows >= $4)),
+               count(*) FILTER (WHERE ev.class = 'auth' AND ev.action = 'LOGIN' AND ev.status = 'success'),
+               count(*) FILTER (WHERE ev.class = 'auth'
+                                  AND (ev.action = 'LOGIN_FAILED' OR (ev.action = 'LOGIN' AND ev.status = 'failure'))),
+               (SELECT count(*) FROM ended),
+               (SELECT avg(ended.length) FROM ended),
+               coalesce((SELECT jsonb_object_agg(per_table.tbl, per_table.actions) FROM per_table), '{}'::jsonb),
+               min(ev.event_time),
+               max(ev.event_time)
+          FROM ev
+    $q$, conds)
+        USING user_activity.actor, user_activity.from_time, user_activity.to_time, threshold;
+END
+$$;
+COMMENT ON FUNCTION audit.user_activity(text, timestamptz, timestamptz) IS
+    'What one actor did in a period (from_time inclusive, to_time exclusive): one row of counts, sessions, actions per table, first and last activity';
+
+CREATE TYPE audit.activity_summary_row AS (
+    from_time        timestamptz,
+    to_time          timestamptz,
+    total_events     bigint,
+    failures         bigint,
+    distinct_actors  bigint,
+    events_by_class  jsonb,
+    events_by_action jsonb,
+    top_actors       jsonb,
+    top_tables       jsonb,
+    storage_bytes    bigint
+);
+COMMENT ON TYPE audit.activity_summary_row IS
+    'What audit.activity_summary() returns: one dashboard row';
+
+CREATE FUNCTION audit.activity_summary(from_time timestamptz DEFAULT NULL, to_time timestamptz DEFAULT NULL)
+RETURNS SETOF audit.activity_summary_row
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    conds text[] := '{}';
+BEGIN
+    PERFORM audit.require_audit_role();
+    PERFORM audit.check_time_range(from_time, to_time);
+    IF from_time IS NOT NULL THEN
+        conds := conds || 'e.event_time >= $1'::text;
+    END IF;
+    IF to_time IS NOT NULL THEN
+        conds := conds || 'e.event_time < $2'::text;
+    END IF;
+    -- One pass over the events, grouped four ways at once.
+    RETURN QUERY EXECUTE format($q$
+        WITH g AS (
+            SELECT e.class, e.action, e.actor, e.schema_name, e.table_name,
+                   GROUPING(e.class, e.action) AS g_ca,
+                   GROUPING(e.actor) AS g_a,
+                   GROUPING(e.schema_name, e.table_name) AS g_t,
+                   count(*) AS n,
+                   count(*) FILTER (WHERE e.status = 'failure') AS failed
+              FROM audit.event e
+             WHERE %s
+             GROUP BY GROUPING SETS ((e.class, e.action), (e.actor), (e.schema_name, e.table_name), ())
+        )
+        SELECT $1, $2,
+               coalesce((SELECT g.n FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 3), 0),
+               coalesce((SELECT g.failed FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 3), 0),
+               (SELECT count(*) FROM g WHERE g.g_a = 0 AND g.actor IS NOT NULL),
+               coalesce((SELECT jsonb_object_agg(c.class, c.n)
+                           FROM (SELECT g.class, sum(g.n)::bigint AS n FROM g WHERE g.g_ca = 0 GROUP BY 1) c),
+                        '{}'::jsonb),
+               coalesce((SELECT jsonb_object_agg(c.class, c.actions)
+                           FROM (SELECT g.class, jsonb_object_agg(g.action, g.n) AS actions
+                                   FROM g WHERE g.g_ca = 0 GROUP BY 1) c),
+                        '{}'::jsonb),
+               coalesce((SELECT jsonb_agg(jsonb_build_object('actor', t.actor, 'events', t.n) ORDER BY t.n DESC, t.actor)
+                           FROM (SELECT g.actor, g.n FROM g WHERE g.g_a = 0 AND g.actor IS NOT NULL
+                                  ORDER BY g.n DESC, g.actor LIMIT 10) t),
+                        '[]'::jsonb),
+               coalesce((SELECT jsonb_agg(jsonb_build_object('table', t.tbl, 'events', t.n) ORDER BY t.n DESC, t.tbl)
+                           FROM (SELECT CASE WHEN g.schema_name IS NULL THEN format('%%I', g.table_name)
+                                             ELSE format('%%I.%%I', g.schema_name, g.table_name) END AS tbl,
+                                        g.n
+                                   FROM g WHERE g.g_t = 0 AND g.table_name IS NOT NULL
+                                  ORDER BY g.n DESC, 1 LIMIT 10) t),
+                        '[]'::jsonb),
+               (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+                  FROM pg_class c
+                 WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind IN ('r', 'm'))
+    $q$, CASE WHEN cardinality(conds) = 0 THEN 'true' ELSE array_to_string(conds, ' AND ') END)
+        USING from_time, to_time;
+END
+$$;
+COMMENT ON FUNCTION audit.activity_summary(timestamptz, timestamptz) IS
+    'Dashboard figures for a period (from_time inclusive, to_time exclusive): totals, failures, events by class and action, top 10 actors and tables, storage used by the whole trail';
+
+-- ---------------------------------------------------------------------------
+-- Privileges
+-- ---------------------------------------------------------------------------
+GRANT SELECT ON audit.recent_high_priority TO PUBLIC;
