@@ -1,7 +1,8 @@
 -- Integrity: the hash chains (src/chain.c, src/verify.c).  The chain columns
 -- of audit.event are in sql/src/store.sql; here: the chain tables
--- (chain_origin, chain_anchor, chain_checkpoint), append-only like the
--- events, audit.verify() and what retention records about the chains it cuts.
+-- (chain_origin, chain_anchor, chain_checkpoint, chain_round), append-only
+-- like the events, audit.verify() and what retention records about the chains
+-- it cuts.
 
 -- Events written before the chain existed (version 1.0) have no hash:
 -- audit.verify() counts them instead of reporting them.  A restored
@@ -46,11 +47,60 @@ CREATE TABLE audit.chain_checkpoint (
     event_id   bigint      NOT NULL,
     hash       bytea       NOT NULL,
     taken_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    round_id   bigint,
+    in_doubt   boolean     NOT NULL DEFAULT false,
     PRIMARY KEY (class, chain_lane, chain_seq)
 );
 
 SELECT pg_catalog.pg_extension_config_dump('audit.chain_checkpoint', '');
 COMMENT ON TABLE audit.chain_checkpoint IS 'Heads of the hash chains, recorded periodically';
+COMMENT ON COLUMN audit.chain_checkpoint.round_id IS
+    'The checkpoint round that recorded the head (audit.chain_round); NULL: recorded before 1.5, or replicated from another server';
+COMMENT ON COLUMN audit.chain_checkpoint.in_doubt IS
+    'The head of a prepared transaction, recorded before it was committed or rolled back';
+CREATE INDEX chain_checkpoint_round_idx ON audit.chain_checkpoint (round_id) WHERE round_id IS NOT NULL;
+
+-- Checkpoint rounds (src/chain.c, audit_chain_checkpoint): each records its
+-- horizon (an event id below which every lane must already have been in
+-- shared memory) and a SHA-256 over its checkpoint rows chained to the
+-- previous round.  audit.verify() reports a lane that starts below a round's
+-- horizon and that no round recorded: it was inserted outside audit_ext.
+CREATE TABLE audit.chain_round (
+    round_id   bigint      PRIMARY KEY,
+    taken_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    horizon    bigint,
+    shm_epoch  timestamptz NOT NULL,
+    lanes      integer     NOT NULL,
+    prev_hash  bytea       NOT NULL,
+    hash       bytea       NOT NULL
+);
+
+SELECT pg_catalog.pg_extension_config_dump('audit.chain_round', '');
+COMMENT ON TABLE audit.chain_round IS
+    'Checkpoint rounds: which lanes each round recorded (horizon: every lane starting below it was recorded by this round or an earlier one), chained by SHA-256';
+COMMENT ON COLUMN audit.chain_round.horizon IS
+    'Every event with a lower id belonged to a finished transaction when the round looked; NULL: unknown (a backend did not finish taking an id in time)';
+COMMENT ON COLUMN audit.chain_round.shm_epoch IS
+    'When the server''s shared memory was set up: a new value means a restart, whose lost lanes the round could not see';
+
+CREATE FUNCTION audit.chain_round_digest(round bigint, horizon bigint, shm_epoch timestamptz, prev_hash bytea)
+RETURNS bytea
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sha256(prev_hash || convert_to(
+               format('AUDR1|%s|%s|%s', round, coalesce(horizon::text, ''),
+                      (extract(epoch FROM shm_epoch) * 1000000)::bigint) ||
+               coalesce((SELECT string_agg(format(E'\n%s|%s|%s|%s|%s|%s', c.class, c.chain_lane, c.chain_seq,
+                                                  c.event_id, encode(c.hash, 'hex'), c.in_doubt),
+                                           '' ORDER BY c.class, c.chain_lane, c.chain_seq)
+                           FROM audit.chain_checkpoint c
+                          WHERE c.round_id = round), ''),
+               'UTF8'))
+$$;
+COMMENT ON FUNCTION audit.chain_round_digest(bigint, bigint, timestamptz, bytea) IS
+    'Internal: SHA-256 of a checkpoint round (its number, horizon, shared-memory epoch and checkpoint rows) after the previous round''s hash';
 
 -- Granted to audit_admin but inserts into a table audit_admin may only
 -- read: it runs as the owner, its SPI path pinned (src/elevated.c).
@@ -108,7 +158,7 @@ COMMENT ON FUNCTION audit.event_hash(audit.event, bytea) IS
 CREATE FUNCTION audit.verify_chains(from_time timestamptz, to_time timestamptz,
     OUT verified boolean, OUT events bigint, OUT chains bigint, OUT legacy_events bigint,
     OUT unverifiable_links bigint, OUT breaks bigint, OUT first_broken_event_id bigint,
-    OUT first_broken_event_time timestamptz, OUT problem text)
+    OUT first_broken_event_time timestamptz, OUT problem text, OUT unconfirmed_chains bigint)
 RETURNS record
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'audit_verify';
@@ -120,10 +170,13 @@ COMMENT ON FUNCTION audit.verify_chains(timestamptz, timestamptz) IS
 -- last PRUNE event recorded.  protection_off_events: the events of the range
 -- that switched a protection off (audit_ext.protect_trail, audit_ext.log_ddl,
 -- by any route), so that a "verified" trail still says when it was left open.
+-- The checkpoint rounds must form an unbroken chain; unconfirmed_chains:
+-- lanes that only the first round after a restart could have recorded.
 CREATE FUNCTION audit.verify(from_time timestamptz DEFAULT NULL, to_time timestamptz DEFAULT NULL,
     OUT verified boolean, OUT events bigint, OUT chains bigint, OUT legacy_events bigint,
     OUT unverifiable_links bigint, OUT breaks bigint, OUT first_broken_event_id bigint,
-    OUT first_broken_event_time timestamptz, OUT problem text, OUT protection_off_events bigint)
+    OUT first_broken_event_time timestamptz, OUT problem text, OUT protection_off_events bigint,
+    OUT unconfirmed_chains bigint)
 RETURNS record
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -132,11 +185,14 @@ AS $$
 DECLARE
     recorded text;
     actual   text;
+    rnd      record;
+    prev     bytea := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+    expect   bigint := 1;
 BEGIN
     PERFORM audit.require_audit_role();
     PERFORM audit.check_time_range(from_time, to_time);
     SELECT * INTO verified, events, chains, legacy_events, unverifiable_links, breaks,
-                  first_broken_event_id, first_broken_event_time, problem
+                  first_broken_event_id, first_broken_event_time, problem, unconfirmed_chains
       FROM audit.verify_chains(from_time, to_time);
     recorded := audit.recorded_anchor_digest();
     actual := audit.anchor_digest();
@@ -146,6 +202,20 @@ BEGIN
         problem := coalesce(problem || '; ', '') ||
                    'audit.chain_anchor is not what the last PRUNE event recorded: an anchor was added or removed outside audit.prune()';
     END IF;
+    -- the rounds form a chain over their checkpoint rows
+    FOR rnd IN SELECT * FROM audit.chain_round ORDER BY round_id LOOP
+        IF rnd.round_id <> expect OR rnd.prev_hash <> prev OR
+           rnd.hash IS DISTINCT FROM audit.chain_round_digest(rnd.round_id, rnd.horizon, rnd.shm_epoch, rnd.prev_hash) THEN
+            verified := false;
+            breaks := breaks + 1;
+            problem := coalesce(problem || '; ', '') ||
+                       format('checkpoint round %s does not match its hash or does not follow round %s: a round or one of its checkpoint rows was added, removed or changed',
+                              rnd.round_id, expect - 1);
+            EXIT;
+        END IF;
+        prev := rnd.hash;
+        expect := rnd.round_id + 1;
+    END LOOP;
     SELECT count(*) INTO protection_off_events
       FROM audit.event e
      WHERE e.class = 'ddl' AND e.detail @> '{"audit_protection_off": true}'
@@ -171,6 +241,11 @@ CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit.chain_origin
     FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
 
 ALTER TABLE audit.chain_origin ENABLE ALWAYS TRIGGER audit_append_only;
+
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit.chain_round
+    FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+
+ALTER TABLE audit.chain_round ENABLE ALWAYS TRIGGER audit_append_only;
 
 -- Anchors are bound to the trail: every PRUNE event records a digest of all
 -- anchors after it added its own; audit.verify() compares the table with the
@@ -206,19 +281,21 @@ $$;
 COMMENT ON FUNCTION audit.recorded_anchor_digest() IS
     'Internal: the anchor digest the last PRUNE (or CHAIN ANCHORS) event recorded; NULL when none';
 COMMENT ON FUNCTION audit.verify(timestamptz, timestamptz) IS
-    'Check the hash chains of the events in [from_time, to_time) (all when NULL) and the chain anchors; reports the first event where a chain breaks, and how many events of the range switched a protection off';
+    'Check the hash chains of the events in [from_time, to_time) (all when NULL), the chain anchors and the checkpoint rounds; reports the first event where a chain breaks, how many events of the range switched a protection off, and how many chains only a restart could explain';
 
 -- ---------------------------------------------------------------------------
 -- Privileges
 -- ---------------------------------------------------------------------------
 GRANT SELECT ON audit.chain_origin,
                 audit.chain_anchor,
-                audit.chain_checkpoint TO audit_admin, audit_reader;
+                audit.chain_checkpoint,
+                audit.chain_round TO audit_admin, audit_reader;
 REVOKE ALL ON FUNCTION audit.chain_checkpoint(),
                        audit.chain_record_pruned(regclass),
                        audit.event_hash(audit.event,bytea),
                        audit.verify_chains(timestamp with time zone,timestamp with time zone),
                        audit.anchor_digest(),
-                       audit.recorded_anchor_digest() FROM PUBLIC;
+                       audit.recorded_anchor_digest(),
+                       audit.chain_round_digest(bigint,bigint,timestamp with time zone,bytea) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit.chain_checkpoint() TO audit_admin;
 GRANT EXECUTE ON FUNCTION audit.event_hash(audit.event,bytea) TO audit_admin, audit_reader;

@@ -45,6 +45,8 @@ BEGIN
                     WHERE class = NEW.class AND chain_lane = NEW.chain_lane AND chain_seq = NEW.chain_seq) THEN
             RETURN NULL;
         END IF;
+        -- its round is the source's, not one of this server's rounds
+        NEW.round_id := NULL;
     ELSIF TG_TABLE_NAME = 'chain_anchor' THEN
         IF EXISTS (SELECT FROM audit.chain_anchor
                     WHERE class = NEW.class AND chain_lane = NEW.chain_lane AND first_seq = NEW.first_seq) THEN

@@ -175,7 +175,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The value given was %s.', coalesce(months_ahead::text, 'NULL'));
     END IF;
-    FOREACH cls IN ARRAY audit.event_classes() LOOP
+    -- in the order a query of audit.event locks the class trees (bound order),
+    -- so that creating partitions while the alert worker reads cannot deadlock
+    FOREACH cls IN ARRAY (SELECT array_agg(c ORDER BY c COLLATE "C") FROM unnest(audit.event_classes()) c) LOOP
         FOR m IN 0 .. months_ahead LOOP
             IF audit.create_month_partition(cls, (date_trunc('month', now() AT TIME ZONE 'UTC')
                                                   + make_interval(months => m)) AT TIME ZONE 'UTC') THEN

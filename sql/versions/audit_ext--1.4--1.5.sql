@@ -156,3 +156,38 @@ $$;
 COMMENT ON FUNCTION audit.verify(timestamptz, timestamptz) IS
     'Check the hash chains of the events in [from_time, to_time) (all when NULL), the chain anchors and the checkpoint rounds; reports the first event where a chain breaks, how many events of the range switched a protection off, and how many chains only a restart could explain';
 GRANT EXECUTE ON FUNCTION audit.verify(timestamptz, timestamptz) TO PUBLIC;
+
+-- ===========================================================================
+-- Partitions ahead are created class by class in the order a query of
+-- audit.event locks the class trees: the maintenance worker creating them
+-- while the alert worker reads the trail deadlocked (auth before data there,
+-- data before auth here), and the month was created only on a later round.
+-- ===========================================================================
+CREATE OR REPLACE FUNCTION audit.create_partitions(months_ahead integer DEFAULT 2)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cls     text;
+    m       integer;
+    created integer := 0;
+BEGIN
+    IF months_ahead IS NULL OR months_ahead < 0 OR months_ahead > 120 THEN
+        RAISE EXCEPTION 'months_ahead must be between 0 and 120'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given was %s.', coalesce(months_ahead::text, 'NULL'));
+    END IF;
+    -- in the order a query of audit.event locks the class trees (bound order),
+    -- so that creating partitions while the alert worker reads cannot deadlock
+    FOREACH cls IN ARRAY (SELECT array_agg(c ORDER BY c COLLATE "C") FROM unnest(audit.event_classes()) c) LOOP
+        FOR m IN 0 .. months_ahead LOOP
+            IF audit.create_month_partition(cls, (date_trunc('month', now() AT TIME ZONE 'UTC')
+                                                  + make_interval(months => m)) AT TIME ZONE 'UTC') THEN
+                created := created + 1;
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN created;
+END
+$$;
