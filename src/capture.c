@@ -306,14 +306,35 @@ get_rel_cache(Relation rel, Trigger *trigger)
 		apply_column_option(rc, rel, parse_name_array(trigger->tgargs[1]),
 							COL_MASKED, "mask_columns");
 
-	/* Record identity: the primary key, else the replica identity index. */
+	/*
+	 * Record identity: the primary key, else the replica identity index --
+	 * the definition audit.key_columns() uses.  The relcache's primary key
+	 * leaves out a DEFERRABLE one (it cannot serve as replica identity), so
+	 * the index list is searched: with it a table with a deferrable key was
+	 * recorded by whole rows while the reading functions asked for its key.
+	 */
 	rc->nkeys = 0;
 	rc->keys = NULL;
-#if PG_VERSION_NUM >= 180000
-	pkindex = RelationGetPrimaryKeyIndex(rel, true);
-#else
-	pkindex = RelationGetPrimaryKeyIndex(rel);
-#endif
+	pkindex = InvalidOid;
+	{
+		List	   *indexes = RelationGetIndexList(rel);
+		ListCell   *lc;
+
+		foreach(lc, indexes)
+		{
+			HeapTuple	itup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+
+			if (HeapTupleIsValid(itup))
+			{
+				if (((Form_pg_index) GETSTRUCT(itup))->indisprimary)
+					pkindex = lfirst_oid(lc);
+				ReleaseSysCache(itup);
+			}
+			if (OidIsValid(pkindex))
+				break;
+		}
+		list_free(indexes);
+	}
 	if (!OidIsValid(pkindex))
 		pkindex = RelationGetReplicaIndex(rel);
 	if (OidIsValid(pkindex))

@@ -1000,7 +1000,7 @@ BEGIN
     -- Find the row as it is now (at most two, to see ambiguity).
     BEGIN
         FOR cands IN EXECUTE format(
-                'SELECT t.tableoid AS toid, t.ctid AS tid, to_jsonb(t) AS cur, to_jsonb(w) AS want_row'
+                'SELECT t.tableoid AS toid, t.ctid AS tid, to_jsonb(t.*) AS cur, to_jsonb(w.*) AS want_row'
                 '  FROM %s t, jsonb_populate_record(NULL::%s, $1) i, jsonb_populate_record(NULL::%s, $2) w'
                 ' WHERE %s LIMIT 2', tbl, tbl, tbl, cond)
             USING match_ident, coalesce(want, '{}')
@@ -1045,14 +1045,14 @@ BEGIN
     -- The change.  tableoid and ctid name the row just read; the re-check of
     -- the whole row makes a concurrent change fail instead of being lost.
     restore_sql := format('UPDATE %s t SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $4) o)'
-                          ' WHERE t.tableoid = $1 AND t.ctid = $2 AND to_jsonb(t) = $3',
+                          ' WHERE t.tableoid = $1 AND t.ctid = $2 AND to_jsonb(t.*) = $3',
                           tbl,
                           (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),
                           (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(cols) c),
                           tbl);
     IF ev.action = 'INSERT' THEN
         PERFORM audit.undo_change_row(
-            format('DELETE FROM %s t WHERE t.tableoid = $1 AND t.ctid = $2 AND to_jsonb(t) = $3', tbl),
+            format('DELETE FROM %s t WHERE t.tableoid = $1 AND t.ctid = $2 AND to_jsonb(t.*) = $3', tbl),
             ev.action, tbl, ident, row_oid, row_tid, cur, NULL);
         RETURN format('undid INSERT event %s: deleted the row %s from %s%s', ev.id, ident, tbl, forced);
     END IF;

@@ -191,3 +191,239 @@ BEGIN
     RETURN created;
 END
 $$;
+
+-- ===========================================================================
+-- audit.undo: the SQL it generates writes whole-row references as t.* and
+-- w.*, so that a column named t or w cannot be taken for them (42702).
+-- ===========================================================================
+CREATE OR REPLACE FUNCTION audit.undo(event_id bigint, force boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ev        audit.event;
+    tbl       regclass;
+    keys      text[];
+    live_cols text[];        -- columns that can be written (not generated)
+    all_cols  text[];
+    ident     jsonb;         -- the row's identity after the event
+    match_ident jsonb;
+    match_cols text[];
+    want      jsonb;         -- recorded after-state to compare with
+    cond      text;
+    cands     record;
+    found_n   integer := 0;
+    row_oid   oid;
+    row_tid   tid;
+    cur       jsonb;
+    want_row  jsonb;
+    diff      text[];
+    cols      text[];
+    bad       text[];
+    restore_sql text;
+    forced    text := '';
+    ambiguous_ok boolean;
+BEGIN
+    PERFORM audit.require_audit_role(true);
+    IF undo.event_id IS NULL OR undo.event_id <= 0 THEN
+        RAISE EXCEPTION 'invalid event_id %: must be a positive event id', coalesce(undo.event_id::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO ev FROM audit.event e WHERE e.id = undo.event_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'cannot undo event %: there is no such event', undo.event_id
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF ev.class <> 'data' THEN
+        RAISE EXCEPTION 'cannot undo this % event: only data changes can be undone', ev.class
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF ev.action = 'TRUNCATE' THEN
+        RAISE EXCEPTION 'cannot undo a TRUNCATE: the trail does not hold the rows it removed'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Restore the table from a backup; audit.row_as_of() rebuilds single rows that have a history.';
+    END IF;
+    IF ev.action NOT IN ('INSERT', 'UPDATE', 'DELETE') OR ev.status <> 'success' THEN
+        RAISE EXCEPTION 'cannot undo this % event: with status % it changed nothing', ev.action, ev.status
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    tbl := to_regclass(format('%I.%I', ev.schema_name, ev.table_name));
+    IF tbl IS NULL OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl AND c.relkind IN ('r', 'p')) THEN
+        RAISE EXCEPTION 'cannot undo this %: table %.% no longer exists', ev.action,
+                        quote_ident(ev.schema_name), quote_ident(ev.table_name)
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'A renamed table is not followed; audit.record_history(schema_name, table_name, record_id) shows the history of a dropped table.';
+    END IF;
+
+    SELECT array_agg(a.attname::text ORDER BY a.attnum),
+           array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated = '')
+      INTO all_cols, live_cols
+      FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped;
+    keys := audit.key_columns(tbl);
+
+    -- the row as the event left it
+    IF ev.action = 'INSERT' THEN
+        ident := ev.record_id;
+        want := ev.new_data;
+    ELSIF ev.action = 'UPDATE' THEN
+        ident := audit.next_record_id(ev.record_id, ev.new_data);
+        SELECT jsonb_object_agg(c, ev.new_data -> c) INTO want
+          FROM unnest(ev.changed_columns) c WHERE ev.new_data ? c;
+    ELSE
+        ident := ev.record_id;
+        want := NULL;
+    END IF;
+    -- masked values cannot be compared
+    SELECT jsonb_object_agg(w.key, w.value) INTO want
+      FROM jsonb_each(want) w WHERE w.value <> '"[masked]"' AND w.key = ANY (all_cols);
+
+    -- How the row is found: by its key, or (no key) by every recorded,
+    -- unmasked column.
+    IF keys IS NOT NULL THEN
+        IF ARRAY(SELECT jsonb_object_keys(ident) ORDER BY 1) <> ARRAY(SELECT unnest(keys) ORDER BY 1) THEN
+            RAISE EXCEPTION 'cannot undo this %: the key of % is now (%), the event identifies its row by %',
+                            ev.action, tbl, array_to_string(keys, ', '), ev.record_id
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        match_cols := keys;
+        match_ident := ident;
+        cond := (SELECT string_agg(format('t.%I = i.%I', c, c), ' AND ') FROM unnest(keys) c);
+    ELSE
+        SELECT array_agg(i.key ORDER BY i.key), jsonb_object_agg(i.key, i.value) INTO match_cols, match_ident
+          FROM jsonb_each(ident) i WHERE i.value <> '"[masked]"' AND i.key = ANY (all_cols);
+        cond := coalesce((SELECT string_agg(format('to_jsonb(t.%I) IS NOT DISTINCT FROM to_jsonb(i.%I)', c, c), ' AND ')
+                            FROM unnest(match_cols) c), 'true');
+    END IF;
+    -- Rows identical in every compared column are interchangeable only if
+    -- every column of the table was compared.
+    ambiguous_ok := keys IS NULL AND all_cols <@ coalesce(match_cols, '{}');
+
+    -- What must be restorable.
+    IF ev.action = 'UPDATE' THEN
+        bad := ARRAY(SELECT c FROM unnest(ev.changed_columns) c WHERE ev.old_data -> c = '"[masked]"');
+        IF cardinality(bad) > 0 THEN
+            RAISE EXCEPTION 'cannot undo this UPDATE: the old value of masked column % was not recorded',
+                            array_to_string(bad, ', ')
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'Masked columns are stored as "[masked]".';
+        END IF;
+        bad := ARRAY(SELECT c FROM unnest(ev.changed_columns) c WHERE NOT c = ANY (all_cols));
+        IF cardinality(bad) > 0 THEN
+            RAISE EXCEPTION 'cannot undo this UPDATE: column % of % no longer exists', array_to_string(bad, ', '), tbl
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        cols := ARRAY(SELECT c FROM unnest(ev.changed_columns) c WHERE c = ANY (live_cols));
+    ELSIF ev.action = 'DELETE' THEN
+        bad := ARRAY(SELECT c FROM unnest(live_cols) c WHERE ev.old_data -> c = '"[masked]"');
+        IF cardinality(bad) > 0 THEN
+            RAISE EXCEPTION 'cannot undo this DELETE: the value of masked column % was not recorded',
+                            array_to_string(bad, ', ')
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'Masked columns are stored as "[masked]".';
+        END IF;
+        bad := ARRAY(SELECT c FROM unnest(live_cols) c WHERE NOT ev.old_data ? c);
+        IF cardinality(bad) > 0 THEN
+            RAISE EXCEPTION 'cannot undo this DELETE: the value of column % was not recorded', array_to_string(bad, ', ')
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'The column is excluded from auditing, or was added to the table after the event.';
+        END IF;
+        cols := live_cols;
+    END IF;
+
+    -- Find the row as it is now (at most two, to see ambiguity).
+    BEGIN
+        FOR cands IN EXECUTE format(
+                'SELECT t.tableoid AS toid, t.ctid AS tid, to_jsonb(t.*) AS cur, to_jsonb(w.*) AS want_row'
+                '  FROM %s t, jsonb_populate_record(NULL::%s, $1) i, jsonb_populate_record(NULL::%s, $2) w'
+                ' WHERE %s LIMIT 2', tbl, tbl, tbl, cond)
+            USING match_ident, coalesce(want, '{}')
+        LOOP
+            found_n := found_n + 1;
+            IF found_n = 1 THEN
+                row_oid := cands.toid;
+                row_tid := cands.tid;
+                cur := cands.cur;
+                want_row := cands.want_row;
+            END IF;
+        END LOOP;
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION 'cannot undo this %: its recorded values no longer fit table %', ev.action, tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = SQLERRM;
+    END;
+    IF ev.action IN ('INSERT', 'UPDATE') THEN
+        IF found_n > 1 AND NOT ambiguous_ok THEN
+            RAISE EXCEPTION 'cannot undo this %: several rows of % match %', ev.action, tbl, match_ident
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'The table has no key and the trail does not record every column of these rows.';
+        END IF;
+        IF found_n = 0 THEN
+            RAISE EXCEPTION 'cannot undo this %: the row % is no longer in %', ev.action, ident, tbl
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'It was deleted or its key changed after the event, or row level security hides it from you.',
+                      HINT = 'audit.record_history() shows what happened to it.';
+        END IF;
+        diff := ARRAY(SELECT w.key FROM jsonb_each(want) w
+                       WHERE cur -> w.key IS DISTINCT FROM want_row -> w.key ORDER BY w.key);
+        IF cardinality(diff) > 0 THEN
+            IF NOT coalesce(undo.force, false) THEN
+                RAISE EXCEPTION 'cannot undo this %: the row % of % has changed since', ev.action, ident, tbl
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          DETAIL = format('Changed since the event: %s.', array_to_string(diff, ', ')),
+                          HINT = 'Pass force => true to undo the event anyway.';
+            END IF;
+            forced := format(' (forced: %s had changed since)', array_to_string(diff, ', '));
+        END IF;
+    END IF;
+
+    -- The change.  tableoid and ctid name the row just read; the re-check of
+    -- the whole row makes a concurrent change fail instead of being lost.
+    restore_sql := format('UPDATE %s t SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $4) o)'
+                          ' WHERE t.tableoid = $1 AND t.ctid = $2 AND to_jsonb(t.*) = $3',
+                          tbl,
+                          (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),
+                          (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(cols) c),
+                          tbl);
+    IF ev.action = 'INSERT' THEN
+        PERFORM audit.undo_change_row(
+            format('DELETE FROM %s t WHERE t.tableoid = $1 AND t.ctid = $2 AND to_jsonb(t.*) = $3', tbl),
+            ev.action, tbl, ident, row_oid, row_tid, cur, NULL);
+        RETURN format('undid INSERT event %s: deleted the row %s from %s%s', ev.id, ident, tbl, forced);
+    END IF;
+
+    IF ev.action = 'UPDATE' THEN
+        IF cardinality(cols) = 0 THEN
+            RETURN format('undid UPDATE event %s: nothing to restore in %s (only generated columns changed)', ev.id, tbl);
+        END IF;
+        PERFORM audit.undo_change_row(restore_sql, ev.action, tbl, ident, row_oid, row_tid, cur, ev.old_data);
+        RETURN format('undid UPDATE event %s: restored %s of the row %s in %s%s', ev.id,
+                      array_to_string(cols, ', '), ev.record_id, tbl, forced);
+    END IF;
+
+    -- DELETE: put the row back.
+    IF found_n > 0 AND keys IS NOT NULL THEN
+        IF NOT coalesce(undo.force, false) THEN
+            RAISE EXCEPTION 'cannot undo this DELETE: a row with key % is in % again', ident, tbl
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Pass force => true to overwrite it with the deleted row''s values.';
+        END IF;
+        PERFORM audit.undo_change_row(restore_sql, ev.action, tbl, ident, row_oid, row_tid, cur, ev.old_data);
+        RETURN format('undid DELETE event %s: overwrote the row %s in %s with the deleted values (forced: a row with that key had been inserted since)',
+                      ev.id, ident, tbl);
+    END IF;
+    BEGIN
+        EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_populate_record(NULL::%s, $1) o',
+                       tbl,
+                       (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),
+                       (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(cols) c),
+                       tbl)
+            USING ev.old_data;
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION 'cannot undo this %: its recorded values no longer fit table %', ev.action, tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = SQLERRM;
+    END;
+    RETURN format('undid DELETE event %s: re-inserted the row %s into %s', ev.id, ident, tbl);
+END
+$$;

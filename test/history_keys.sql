@@ -1,0 +1,58 @@
+-- pgTAP: the key of a record is the same for capture and for the reading
+-- functions (issue 19): a DEFERRABLE primary key identifies records like any
+-- primary key, and no column name can capture the SQL the reading functions
+-- generate (every alias they use is a column here: t, i, w, o, r, cur,
+-- want_row, toid, tid and more).  Rolled back.
+BEGIN;
+SELECT plan(16);
+SET LOCAL client_min_messages = warning;
+
+-- 1. a DEFERRABLE primary key
+CREATE TABLE deferred_key (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, v text);
+SELECT audit.enable('deferred_key');
+INSERT INTO deferred_key VALUES (1, 'a'), (2, 'b');
+UPDATE deferred_key SET v = 'a2' WHERE id = 1;
+SELECT is((SELECT array_agg(DISTINCT record_id::text) FROM audit.event WHERE table_name = 'deferred_key' AND class = 'data'),
+          ARRAY['{"id": 1}', '{"id": 2}'], 'a deferrable primary key is the record_id, not the whole row');
+SELECT is(audit.key_columns('deferred_key'), ARRAY['id'], 'key_columns() names the same key');
+SELECT is((SELECT count(*)::int FROM audit.record_history('deferred_key', '{"id": 1}')), 2,
+          'record_history() finds the record''s events');
+SELECT is(audit.row_as_of('deferred_key', '{"id": 1}', clock_timestamp()), '{"id": 1, "v": "a2"}'::jsonb,
+          'row_as_of() rebuilds the record');
+SELECT alike(audit.undo((SELECT max(id) FROM audit.event WHERE table_name = 'deferred_key' AND action = 'UPDATE')),
+            'undid UPDATE event %', 'undo() of an UPDATE works');
+SELECT is((SELECT v FROM deferred_key WHERE id = 1), 'a', '... and restored the old value');
+-- a key swap inside one transaction, as deferrable keys allow
+UPDATE deferred_key SET id = 3 - id;
+SELECT is((SELECT count(*)::int FROM audit.record_history('deferred_key', '{"id": 2}')), 3,
+          'a key swap: history of the record that now has id 2 follows it from id 1');
+
+-- 2. columns named after every alias of the generated SQL
+CREATE TABLE aliased (
+    id int PRIMARY KEY, t text, i text, w text, o text, r text, e text, k text, a text, c text,
+    kc text, ev text, cur text, want_row text, toid text, tid text, cands text, rec text, live text,
+    keys text, full_row text, state text, fill text, ident text, cols text, vals text, tbl text,
+    record_id text, old_data text, new_data text, "select" text, "*" text, "t.*" text
+);
+SELECT audit.enable('aliased');
+INSERT INTO aliased (id, t, w, r, i, o) VALUES (1, 't1', 'w1', 'r1', 'i1', 'o1');
+UPDATE aliased SET t = 't2', w = 'w2', r = 'r2' WHERE id = 1;
+SELECT is((SELECT count(*)::int FROM audit.record_history('aliased', '{"id": 1}')), 2,
+          'record_history() with columns named r, t, w, i, o');
+SELECT is(audit.row_as_of('aliased', '{"id": 1}', clock_timestamp()) ->> 'r', 'r2',
+          'row_as_of() with those columns');
+SELECT alike(audit.undo((SELECT max(id) FROM audit.event WHERE table_name = 'aliased' AND action = 'UPDATE')),
+            'undid UPDATE event %', 'undo() of an UPDATE with those columns');
+SELECT is((SELECT t || w || r FROM aliased WHERE id = 1), 't1w1r1', '... restored the values');
+DELETE FROM aliased WHERE id = 1;
+SELECT alike(audit.undo((SELECT max(id) FROM audit.event WHERE table_name = 'aliased' AND action = 'DELETE')),
+            'undid DELETE event %', 'undo() of a DELETE with those columns');
+SELECT is((SELECT t || w || r || i || o FROM aliased WHERE id = 1), 't1w1r1i1o1', '... put the row back');
+SELECT alike(audit.undo((SELECT max(id) FROM audit.event WHERE table_name = 'aliased' AND action = 'INSERT')),
+            'undid INSERT event %', 'undo() of an INSERT with those columns');
+SELECT is((SELECT count(*)::int FROM aliased), 0, '... deleted the row');
+SELECT is((SELECT count(*)::int FROM audit.search(table_name => 'aliased', record_id => '{"id": 1}')), 6,
+          'search() by record_id finds all six events (three changes, three undos)');
+
+SELECT * FROM finish();
+ROLLBACK;
