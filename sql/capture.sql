@@ -100,7 +100,10 @@ CREATE TABLE typed (
     d date, ts timestamp, tstz timestamptz, tm time, iv interval, u uuid, j json, jb jsonb,
     arr int[], tarr text[], m mood, dom posint, comp pair, by bytea, r int4range, ip inet);
 SELECT audit.enable('typed');
-SET timezone = 'UTC';
+-- the trail is written in canonical settings whatever the session's (UTC,
+-- ISO 8601 intervals): in them, to_jsonb gives the same
+SET timezone = 'Europe/Berlin';
+SET IntervalStyle = 'postgres_verbose';
 SELECT coalesce(max(id), 0) AS mark FROM audit.event \gset
 INSERT INTO typed VALUES (
     1, true, 2, 4, 8, 12345678901234567890.123, 'NaN', 1.5, 2.25, 'Infinity', 'tëxt "q"', 'ab', 'v',
@@ -108,9 +111,12 @@ INSERT INTO typed VALUES (
     'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"k": [1, 2]}', '{"z": null, "a": {"b": 1}}',
     '{1,2,3}', '{x,NULL}', 'happy', 5, ROW(1, 'x'), '\x0102', '[1,5)', '10.0.0.1/32');
 SELECT jsonb_pretty(new_data) FROM audit.event WHERE id > :mark;
--- identical to to_jsonb of the row
+-- identical to to_jsonb of the row under the canonical settings
+SET timezone = 'UTC';
+SET IntervalStyle = 'iso_8601';
 SELECT e.new_data = to_jsonb(ty.*) AS same_as_to_jsonb
   FROM audit.event e, typed ty WHERE e.id > :mark AND ty.id = 1;
+RESET IntervalStyle;
 UPDATE typed SET arr = '{1,2,4}', jb = jb || '{"new": true}', comp = ROW(2, 'y'), t = NULL WHERE id = 1;
 SELECT changed_columns, old_data, new_data FROM audit.event WHERE id > :mark AND action = 'UPDATE';
 RESET timezone;

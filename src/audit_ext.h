@@ -150,7 +150,9 @@ typedef enum AuditJsonCategory
 	AJC_JSONB,
 	AJC_JSON,
 	AJC_OUTPUT,					/* output function, stored as a JSON string */
-	AJC_TO_JSONB				/* PostgreSQL's to_jsonb (arrays, composites) */
+	AJC_TO_JSONB,				/* PostgreSQL's to_jsonb (arrays, composites) */
+	AJC_INTERVAL,				/* ISO 8601, whatever IntervalStyle says */
+	AJC_BYTEA					/* hex, whatever bytea_output says */
 } AuditJsonCategory;
 
 typedef struct AuditColumnInfo
@@ -162,6 +164,7 @@ typedef struct AuditColumnInfo
 	AuditJsonCategory category;
 	FmgrInfo	outfunc;		/* AJC_OUTPUT, AJC_FLOAT, AJC_JSON */
 	FmgrInfo	tojsonb;		/* AJC_TO_JSONB */
+	bool		fixed_settings; /* convert under canonical TimeZone etc. */
 } AuditColumnInfo;
 
 extern void audit_json_column_init(AuditColumnInfo *col, Oid typid,

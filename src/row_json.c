@@ -7,20 +7,33 @@
  * is built); per row, the common scalar types are converted directly into
  * JsonbValues, without going through text.  Everything else (arrays,
  * composites, ranges, ...) goes through PostgreSQL's own to_jsonb(), so the
- * JSON is the same as what a user would get from to_jsonb(row).
+ * JSON is the same as what a user would get from to_jsonb(row) -- under
+ * canonical settings: the trail must not depend on the session that wrote
+ * it (a timestamptz key written under three TimeZones had three record_ids).
+ * So timestamptz is written in UTC, interval in ISO 8601, floats as their
+ * shortest exact decimal, bytea in hex, and a type that contains one of
+ * those (or money) inside an array, composite or range is converted with
+ * TimeZone, IntervalStyle, extra_float_digits, bytea_output and lc_monetary
+ * set to UTC, iso_8601, 1, hex and C for the call (audit.canonical_jsonb()
+ * gives the same form to the reading functions' lookups).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/transam.h"
+#include "common/shortest_dec.h"
+#include "miscadmin.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_coerce.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
 #include "utils/fmgroids.h"
+#include "funcapi.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -69,6 +82,82 @@ type_holds_json(Oid typid, int depth)
 	return found;
 }
 
+/*
+ * Does the text (or to_jsonb) form of a value of this type depend on a
+ * session setting?  Arrays, composites, ranges and domains are looked
+ * through; other types' output functions are taken to be setting-free.
+ */
+static bool
+type_depends_on_settings(Oid typid, int depth)
+{
+	Oid			base = getBaseType(typid);
+	Oid			elem;
+	char		typtype;
+	bool		found = false;
+
+	switch (base)
+	{
+		case TIMESTAMPTZOID:
+		case INTERVALOID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case BYTEAOID:
+		case CASHOID:
+			return true;
+		default:
+			break;
+	}
+	if (depth > 16)
+		return false;
+	elem = get_element_type(base);
+	if (OidIsValid(elem))
+		return type_depends_on_settings(elem, depth + 1);
+	typtype = get_typtype(base);
+	if (typtype == TYPTYPE_RANGE)
+		return type_depends_on_settings(get_range_subtype(base), depth + 1);
+	if (typtype == TYPTYPE_MULTIRANGE)
+		return type_depends_on_settings(get_range_subtype(get_multirange_range(base)), depth + 1);
+	if (typtype == TYPTYPE_COMPOSITE)
+	{
+		TupleDesc	td = lookup_rowtype_tupdesc(base, -1);
+
+		for (int i = 0; i < td->natts && !found; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(td, i);
+
+			if (!att->attisdropped)
+				found = type_depends_on_settings(att->atttypid, depth + 1);
+		}
+		ReleaseTupleDesc(td);
+	}
+	return found;
+}
+
+/*
+ * Run fn(arg) with the canonical settings (see the header), restored
+ * afterwards (an error restores them with the (sub)transaction).
+ */
+static Datum
+call_with_canonical_settings(FmgrInfo *fn, Datum arg)
+{
+	int			nest = NewGUCNestLevel();
+	Datum		result;
+
+	(void) set_config_option("TimeZone", "UTC", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("IntervalStyle", "iso_8601", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("extra_float_digits", "1", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("bytea_output", "hex", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("lc_monetary", "C", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	result = FunctionCall1(fn, arg);
+	AtEOXact_GUC(true, nest);
+	return result;
+}
+
 void
 audit_json_column_init(AuditColumnInfo *col, Oid typid, const char *name,
 					   MemoryContext mcxt)
@@ -114,6 +203,12 @@ audit_json_column_init(AuditColumnInfo *col, Oid typid, const char *name,
 		case JSONOID:
 			col->category = AJC_JSON;
 			break;
+		case INTERVALOID:
+			col->category = AJC_INTERVAL;
+			break;
+		case BYTEAOID:
+			col->category = AJC_BYTEA;
+			break;
 		default:
 			{
 				char		typtype = get_typtype(col->basetypid);
@@ -154,8 +249,9 @@ audit_json_column_init(AuditColumnInfo *col, Oid typid, const char *name,
 	 * outfunc of an AJC_TO_JSONB column marks a type that may hold json (see
 	 * type_holds_json): its values are converted with a fallback.
 	 */
-	if (col->category == AJC_OUTPUT || col->category == AJC_FLOAT ||
-		col->category == AJC_JSON ||
+	col->fixed_settings = (col->category == AJC_TO_JSONB || col->category == AJC_OUTPUT) &&
+		type_depends_on_settings(typid, 0);
+	if (col->category == AJC_OUTPUT || col->category == AJC_JSON ||
 		(col->category == AJC_TO_JSONB && type_holds_json(typid, 0)))
 	{
 		getTypeOutputInfo(col->basetypid, &outfn, &isvarlena);
@@ -297,14 +393,20 @@ audit_json_push_value(JsonbParseState **state, AuditColumnInfo *col,
 			break;
 		case AJC_FLOAT:
 			{
-				char	   *s = OutputFunctionCall(&col->outfunc, value);
+				/* the shortest exact decimal, whatever extra_float_digits says */
 				double		d = (col->basetypid == FLOAT4OID) ?
 				(double) DatumGetFloat4(value) : DatumGetFloat8(value);
 
-				if (isnan(d) || isinf(d))
-					push_string(state, s, strlen(s));
+				if (isnan(d))
+					push_string(state, "NaN", 3);
+				else if (isinf(d))
+					push_string(state, d > 0 ? "Infinity" : "-Infinity", d > 0 ? 8 : 9);
 				else
 				{
+					char	   *s = (col->basetypid == FLOAT4OID) ?
+					float_to_shortest_decimal(DatumGetFloat4(value)) :
+					double_to_shortest_decimal(d);
+
 					v.type = jbvNumeric;
 					v.val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
 																		CStringGetDatum(s),
@@ -323,7 +425,10 @@ audit_json_push_value(JsonbParseState **state, AuditColumnInfo *col,
 			break;
 		case AJC_DATETIME:
 			{
-				char	   *s = JsonEncodeDateTime(NULL, value, col->basetypid, NULL);
+				/* a timestamptz in UTC, whatever TimeZone says */
+				int			utc = 0;
+				char	   *s = JsonEncodeDateTime(NULL, value, col->basetypid,
+												   col->basetypid == TIMESTAMPTZOID ? &utc : NULL);
 
 				push_string(state, s, strlen(s));
 			}
@@ -355,7 +460,9 @@ audit_json_push_value(JsonbParseState **state, AuditColumnInfo *col,
 				Jsonb	   *jb = NULL;
 
 				if (strstr(s, "\\u") == NULL)
-					jb = DatumGetJsonbP(FunctionCall1(&col->tojsonb, value));
+					jb = DatumGetJsonbP(col->fixed_settings ?
+										call_with_canonical_settings(&col->tojsonb, value) :
+										FunctionCall1(&col->tojsonb, value));
 				else
 					jb = jsonb_or_null(&col->tojsonb, NULL, value);
 				if (jb)
@@ -363,15 +470,106 @@ audit_json_push_value(JsonbParseState **state, AuditColumnInfo *col,
 				else
 					push_string(state, s, strlen(s));
 			}
+			else if (col->fixed_settings)
+				push_jsonb_datum(state, DatumGetJsonbP(call_with_canonical_settings(&col->tojsonb, value)));
 			else
 				push_jsonb_datum(state, DatumGetJsonbP(FunctionCall1(&col->tojsonb, value)));
 			break;
 		case AJC_OUTPUT:
 			{
-				char	   *s = OutputFunctionCall(&col->outfunc, value);
+				char	   *s = col->fixed_settings ?
+				DatumGetCString(call_with_canonical_settings(&col->outfunc, value)) :
+				OutputFunctionCall(&col->outfunc, value);
 
 				push_string(state, s, strlen(s));
 			}
 			break;
+		case AJC_INTERVAL:
+			{
+				Interval   *span = DatumGetIntervalP(value);
+				char		buf[MAXDATELEN + 1];
+				char	   *s = buf;
+
+#if PG_VERSION_NUM >= 170000
+				if (INTERVAL_NOT_FINITE(span))
+					s = DatumGetCString(DirectFunctionCall1(interval_out, value));
+				else
+#endif
+				{
+					struct pg_itm itm;
+
+					interval2itm(*span, &itm);
+					EncodeInterval(&itm, INTSTYLE_ISO_8601, buf);
+					s = pstrdup(buf);	/* the JsonbValue keeps the pointer */
+				}
+				push_string(state, s, strlen(s));
+			}
+			break;
+		case AJC_BYTEA:
+			{
+				bytea	   *b = DatumGetByteaPP(value);
+				int			len = VARSIZE_ANY_EXHDR(b);
+				char	   *s = palloc(len * 2 + 3);
+
+				s[0] = '\\';
+				s[1] = 'x';
+				s[2 + hex_encode(VARDATA_ANY(b), len, s + 2)] = '\0';
+				push_string(state, s, len * 2 + 2);
+			}
+			break;
 	}
+}
+
+PG_FUNCTION_INFO_V1(audit_canonical_jsonb);
+
+/*
+ * audit.canonical_jsonb(r anyelement): a row as capture writes it (the
+ * canonical form above), so that a key given by a reader in any session
+ * matches the record_id written by any other.
+ */
+Datum
+audit_canonical_jsonb(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader row;
+	TupleDesc	desc;
+	HeapTupleData tuple;
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+	Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
+
+	if (!type_is_rowtype(argtype))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("audit.canonical_jsonb() takes a row, not a value of type %s",
+						format_type_be(argtype))));
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	row = PG_GETARG_HEAPTUPLEHEADER(0);
+	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(row),
+								  HeapTupleHeaderGetTypMod(row));
+	tuple.t_len = HeapTupleHeaderGetDatumLength(row);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = row;
+
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		AuditColumnInfo col;
+		bool		isnull;
+		Datum		value;
+
+		if (att->attisdropped)
+			continue;
+		memset(&col, 0, sizeof(col));
+		audit_json_column_init(&col, att->atttypid, NameStr(att->attname),
+							   CurrentMemoryContext);
+		value = heap_getattr(&tuple, i + 1, desc, &isnull);
+		audit_json_push_key(&state, &col);
+		audit_json_push_value(&state, &col, value, isnull);
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	ReleaseTupleDesc(desc);
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
 }

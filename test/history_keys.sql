@@ -4,7 +4,7 @@
 -- generate (every alias they use is a column here: t, i, w, o, r, cur,
 -- want_row, toid, tid and more).  Rolled back.
 BEGIN;
-SELECT plan(16);
+SELECT plan(24);
 SET LOCAL client_min_messages = warning;
 
 -- 1. a DEFERRABLE primary key
@@ -53,6 +53,51 @@ SELECT alike(audit.undo((SELECT max(id) FROM audit.event WHERE table_name = 'ali
 SELECT is((SELECT count(*)::int FROM aliased), 0, '... deleted the row');
 SELECT is((SELECT count(*)::int FROM audit.search(table_name => 'aliased', record_id => '{"id": 1}')), 6,
           'search() by record_id finds all six events (three changes, three undos)');
+
+-- 3. keys whose text depends on session settings
+CREATE TABLE ts_key (at timestamptz PRIMARY KEY, v text);
+CREATE TABLE iv_key (span interval PRIMARY KEY, v text);
+CREATE TABLE fl_key (x float8 PRIMARY KEY, y real, v text);
+SELECT audit.enable('ts_key');
+SELECT audit.enable('iv_key');
+SELECT audit.enable('fl_key');
+SET LOCAL TimeZone = 'America/New_York';
+SET LOCAL IntervalStyle = 'postgres_verbose';
+SET LOCAL extra_float_digits = -3;
+INSERT INTO ts_key VALUES ('2026-03-01 12:00:00+00', 'a');
+INSERT INTO iv_key VALUES ('1 day 2 hours', 'a');
+INSERT INTO fl_key VALUES (0.1::float8 + 0.2::float8, 1.1, 'a');
+SET LOCAL TimeZone = 'Asia/Kolkata';
+SET LOCAL IntervalStyle = 'sql_standard';
+SET LOCAL extra_float_digits = 0;
+UPDATE ts_key SET v = 'b';
+UPDATE iv_key SET v = 'b';
+UPDATE fl_key SET v = 'b';
+SET LOCAL TimeZone = 'UTC';
+SET LOCAL IntervalStyle = 'iso_8601';
+SET LOCAL extra_float_digits = 1;
+UPDATE ts_key SET v = 'c';
+UPDATE iv_key SET v = 'c';
+UPDATE fl_key SET v = 'c';
+SELECT is((SELECT count(DISTINCT record_id)::int FROM audit.event WHERE table_name = 'ts_key' AND class = 'data'), 1,
+          'a timestamptz key written under three TimeZones has one record_id');
+SELECT is((SELECT min(record_id::text) FROM audit.event WHERE table_name = 'ts_key' AND class = 'data'),
+          '{"at": "2026-03-01T12:00:00+00:00"}', '... in UTC');
+SELECT is((SELECT count(DISTINCT record_id)::int FROM audit.event WHERE table_name = 'iv_key' AND class = 'data'), 1,
+          'an interval key written under three IntervalStyles has one record_id, in ISO 8601');
+SELECT is((SELECT count(DISTINCT record_id)::int FROM audit.event WHERE table_name = 'fl_key' AND class = 'data'), 1,
+          'a float key written under three extra_float_digits has one record_id');
+SELECT is((SELECT min(new_data ->> 'x') || ' ' || min(new_data ->> 'y') FROM audit.event WHERE table_name = 'fl_key' AND action = 'INSERT'),
+          '0.30000000000000004 1.1', '... the shortest exact decimal, for double and real');
+SET LOCAL TimeZone = 'Pacific/Auckland';
+SET LOCAL IntervalStyle = 'postgres';
+SET LOCAL extra_float_digits = -2;
+SELECT is((SELECT count(*)::int FROM audit.record_history('ts_key', '{"at": "2026-03-02 01:00:00+13"}')), 3,
+          'record_history() from a fourth TimeZone, with the key in its own notation, finds all three events');
+SELECT is((SELECT count(*)::int FROM audit.record_history('iv_key', '{"span": "26:00:00"}')), 0,
+          'an interval of 26 hours is not the key 1 day 2 hours (no false match)');
+SELECT is((SELECT count(*)::int FROM audit.record_history('iv_key', '{"span": "1 day 02:00:00"}')), 3,
+          'record_history() of the interval key in another IntervalStyle finds all three events');
 
 SELECT * FROM finish();
 ROLLBACK;

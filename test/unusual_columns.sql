@@ -11,6 +11,10 @@
 BEGIN;
 SELECT plan(38);
 SET LOCAL client_min_messages = warning;
+-- events are written in canonical settings (timestamptz in UTC, ISO 8601
+-- intervals); to_jsonb() gives the same JSON in them
+SET LOCAL TimeZone = 'UTC';
+SET LOCAL IntervalStyle = 'iso_8601';
 
 CREATE TYPE "Mööd ""x""" AS ENUM ('sad', 'ok', 'häppy ''q''');
 CREATE DOMAIN pos_int AS int CHECK (VALUE > 0);

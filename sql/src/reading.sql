@@ -433,6 +433,16 @@ SELECT e.id          AS event_id,
 COMMENT ON VIEW audit.changes IS
     'One row per changed column of each data event: INSERT has no old_value, DELETE no new_value, UPDATE lists changed_columns';
 
+-- A row in the form capture writes it (src/row_json.c): timestamptz in UTC,
+-- interval in ISO 8601, floats shortest, bytea in hex, whatever the session's
+-- settings.  Lookups turn the caller's key into it.
+CREATE FUNCTION audit.canonical_jsonb(r anyelement)
+RETURNS jsonb
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'audit_canonical_jsonb';
+COMMENT ON FUNCTION audit.canonical_jsonb(anyelement) IS
+    'A row as jsonb in the form capture writes it, independent of session settings (timestamptz in UTC, interval in ISO 8601, floats shortest, bytea in hex)';
+
 -- Resolve a live table and a record_id given by the user to the names its
 -- events carry (the audited partitioned root for a partition) and the
 -- record_id exactly as captured: for a table with a key, record_id must name
@@ -495,7 +505,7 @@ BEGIN
         -- the table's column types and domains are its owner's code: run
         -- them as the owner, never with this function's rights
         full_row := audit.eval_as_table_owner(live,
-                        format('SELECT pg_catalog.to_jsonb(r.*) FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) r', live),
+                        format('SELECT audit.canonical_jsonb(r.*) FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) r', live),
                         resolve_record.record_id);
     EXCEPTION WHEN data_exception THEN
         RAISE EXCEPTION 'invalid record_id %: a value does not fit its key column of %', resolve_record.record_id, live

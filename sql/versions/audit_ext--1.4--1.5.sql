@@ -427,3 +427,90 @@ BEGIN
     RETURN format('undid DELETE event %s: re-inserted the row %s into %s', ev.id, ident, tbl);
 END
 $$;
+
+-- ===========================================================================
+-- Canonical record keys (issue 19): capture writes timestamptz in UTC,
+-- interval in ISO 8601, floats shortest, bytea in hex whatever the session's
+-- settings, and lookups turn the caller's key into the same form.
+-- ===========================================================================
+-- A row in the form capture writes it (src/row_json.c): timestamptz in UTC,
+-- interval in ISO 8601, floats shortest, bytea in hex, whatever the session's
+-- settings.  Lookups turn the caller's key into it.
+CREATE FUNCTION audit.canonical_jsonb(r anyelement)
+RETURNS jsonb
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'audit_canonical_jsonb';
+COMMENT ON FUNCTION audit.canonical_jsonb(anyelement) IS
+    'A row as jsonb in the form capture writes it, independent of session settings (timestamptz in UTC, interval in ISO 8601, floats shortest, bytea in hex)';
+
+-- Resolve a live table and a record_id given by the user to the names its
+-- events carry (the audited partitioned root for a partition) and the
+-- record_id exactly as captured: for a table with a key, record_id must name
+-- exactly the key columns; values are converted through the column types
+-- ({"id": "42"} becomes {"id": 42}).  Without a key, record_id is the whole
+-- recorded row and is taken as given.
+-- audit.record_history(regclass, ...) and audit.row_as_of(): an OID that
+-- names no relation returned an empty history / NULL as if the table existed
+-- without events; refuse it like a missing table name (42P01).
+CREATE OR REPLACE FUNCTION audit.resolve_record(tbl regclass, record_id jsonb,
+                                     OUT schema_name text, OUT table_name text,
+                                     OUT record jsonb, OUT live regclass)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    keys  text[];
+    given text[];
+    full_row jsonb;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'invalid tbl: must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid
+            USING ERRCODE = 'undefined_table';
+    END IF;
+    IF record_id IS NULL OR jsonb_typeof(record_id) <> 'object' OR record_id = '{}' THEN
+        RAISE EXCEPTION 'invalid record_id %: must be a non-empty JSON object', coalesce(record_id::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give the key columns and values, e.g. {"id": 42}.';
+    END IF;
+    -- events of a partition carry the name of the audited partitioned table
+    SELECT a.relid INTO live
+      FROM pg_partition_ancestors(tbl) WITH ORDINALITY AS a(relid, ord)
+     WHERE EXISTS (SELECT 1 FROM pg_trigger t
+                    WHERE t.tgrelid = a.relid AND t.tgname = 'audit_ext_row' AND t.tgparentid = 0)
+     ORDER BY a.ord DESC
+     LIMIT 1;
+    live := coalesce(live, pg_partition_root(tbl), tbl);
+    SELECT n.nspname, c.relname INTO schema_name, table_name
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = live;
+
+    keys := audit.key_columns(live);
+    IF keys IS NULL THEN
+        record := resolve_record.record_id;
+        RETURN;
+    END IF;
+    given := ARRAY(SELECT jsonb_object_keys(resolve_record.record_id) ORDER BY 1);
+    IF given <> ARRAY(SELECT unnest(keys) ORDER BY 1) THEN
+        RAISE EXCEPTION 'invalid record_id %: must name exactly the key columns of % (%)',
+                        resolve_record.record_id, live, array_to_string(keys, ', ')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('For example {%s}.',
+                                (SELECT string_agg(format('"%s": ...', k), ', ') FROM unnest(keys) k));
+    END IF;
+    BEGIN
+        -- the table's column types and domains are its owner's code: run
+        -- them as the owner, never with this function's rights
+        full_row := audit.eval_as_table_owner(live,
+                        format('SELECT audit.canonical_jsonb(r.*) FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) r', live),
+                        resolve_record.record_id);
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION 'invalid record_id %: a value does not fit its key column of %', resolve_record.record_id, live
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = SQLERRM;
+    END;
+    SELECT jsonb_object_agg(k, full_row -> k) INTO record FROM unnest(keys) k;
+END
+$$;
