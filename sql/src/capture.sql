@@ -154,7 +154,8 @@ COMMENT ON FUNCTION audit.log_config_event(text, regclass, jsonb) IS
 CREATE FUNCTION audit.enable(tbl regclass,
                              exclude_columns text[] DEFAULT NULL,
                              mask_columns text[] DEFAULT NULL,
-                             log_reads boolean DEFAULT NULL)
+                             log_reads boolean DEFAULT NULL,
+                             baseline boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -300,9 +301,22 @@ BEGIN
                                    jsonb_build_object('exclude_columns', to_jsonb(exclude_columns),
                                                       'mask_columns', to_jsonb(mask_columns))
                                    || CASE WHEN 'log_reads' = ANY (flags)
-                                           THEN '{"log_reads": true}'::jsonb ELSE '{}'::jsonb END);
+                                           THEN '{"log_reads": true}'::jsonb ELSE '{}'::jsonb END
+                                   || CASE WHEN baseline THEN '{"baseline": true}'::jsonb ELSE '{}'::jsonb END);
+    -- the rows the table holds now, one BASELINE event each (after the
+    -- triggers: their lock keeps writers out until this transaction ends)
+    IF baseline THEN
+        PERFORM audit.record_baseline(tbl);
+    END IF;
 END
 $$;
+
+CREATE FUNCTION audit.record_baseline(tbl regclass)
+RETURNS bigint
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'audit_record_baseline';
+COMMENT ON FUNCTION audit.record_baseline(regclass) IS
+    'Internal to audit.enable(baseline => true): one data/BASELINE event per current row of the table, new_data the row; returns how many';
 
 -- Hardened by the fuzz tests (docs/testing.md): an OID naming no relation is
 -- refused (42P01), and the table is locked before its triggers are read, so
@@ -482,8 +496,8 @@ AS $$
 $$;
 COMMENT ON FUNCTION audit.table_flags(regclass) IS
     'Internal: the flags (log_reads) of an audited table, from its audit trigger';
-COMMENT ON FUNCTION audit.enable(regclass, text[], text[], boolean) IS
-    'Start auditing a table (or update its options): every INSERT, UPDATE, DELETE and TRUNCATE is recorded in audit.event; log_reads => true records reads too (read events with the rows returned); an option not given (NULL) keeps its current value, ''{}'' clears a column list';
+COMMENT ON FUNCTION audit.enable(regclass, text[], text[], boolean, boolean) IS
+    'Start auditing a table (or update its options): every INSERT, UPDATE, DELETE and TRUNCATE is recorded in audit.event; log_reads => true records reads too (read events with the rows returned); an option not given (NULL) keeps its current value, ''{}'' clears a column list; baseline => true records every current row as a BASELINE event so that each row has a history from the start';
 
 -- src/ddl_capture.c records every statement that stops or bypasses an audit
 -- trigger (DISABLE TRIGGER name/ALL/USER, ENABLE REPLICA TRIGGER, DROP
@@ -616,11 +630,12 @@ REVOKE ALL ON FUNCTION audit.trigger_arguments(bytea),
                        audit.on_ddl_command_end(),
                        audit.install_triggers(regclass,text[],text[],text[]),
                        audit.table_flags(regclass),
-                       audit.enable(regclass,text[],text[],boolean),
-                       audit.capture_state(regclass) FROM PUBLIC;
+                       audit.enable(regclass,text[],text[],boolean,boolean),
+                       audit.capture_state(regclass),
+                       audit.record_baseline(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit.trigger_arguments(bytea),
                           audit.key_columns(regclass),
                           audit.capture_state(regclass) TO audit_admin, audit_reader;
 GRANT EXECUTE ON FUNCTION audit.disable(regclass),
-                          audit.enable(regclass,text[],text[],boolean) TO audit_admin;
+                          audit.enable(regclass,text[],text[],boolean,boolean) TO audit_admin;
 GRANT SELECT ON audit.audited_tables TO audit_admin, audit_reader;

@@ -66,7 +66,7 @@ RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT '{"data":      ["INSERT", "UPDATE", "DELETE", "TRUNCATE"],
+    SELECT '{"data":      ["INSERT", "UPDATE", "DELETE", "TRUNCATE", "BASELINE"],
              "auth":      ["LOGIN", "LOGIN_FAILED", "LOGOUT"],
              "privilege": ["GRANT", "REVOKE", "CREATE ROLE", "ALTER ROLE", "DROP ROLE",
                            "GRANT ROLE", "REVOKE ROLE", "ALTER DEFAULT PRIVILEGES"],
@@ -672,7 +672,7 @@ BEGIN
         IF i <= n THEN
             RETURN NEXT ev;
             IF ev.status = 'success' THEN
-                present := ev.action IN ('INSERT', 'UPDATE');
+                present := ev.action IN ('INSERT', 'UPDATE', 'BASELINE');
             END IF;
         END IF;
     END LOOP;
@@ -787,7 +787,8 @@ BEGIN
         p := p + 1;
         ev := evs[p];
         CONTINUE WHEN ev.status <> 'success';
-        IF ev.action = 'INSERT' THEN
+        IF ev.action IN ('INSERT', 'BASELINE') THEN
+            -- BASELINE: the row as it was when auditing began
             state := ev.new_data;
             present := true;
             complete := true;
@@ -917,6 +918,11 @@ BEGIN
         RAISE EXCEPTION 'cannot undo a TRUNCATE: the trail does not hold the rows it removed'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Restore the table from a backup; audit.row_as_of() rebuilds single rows that have a history.';
+    END IF;
+    IF ev.action = 'BASELINE' THEN
+        RAISE EXCEPTION 'cannot undo a BASELINE event: it records a row as it was when auditing began, not a change'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Undo the changes recorded after it.';
     END IF;
     IF ev.action NOT IN ('INSERT', 'UPDATE', 'DELETE') OR ev.status <> 'success' THEN
         RAISE EXCEPTION 'cannot undo this % event: with status % it changed nothing', ev.action, ev.status

@@ -192,10 +192,325 @@ BEGIN
 END
 $$;
 
+
 -- ===========================================================================
--- audit.undo: the SQL it generates writes whole-row references as t.* and
--- w.*, so that a column named t or w cannot be taken for them (42702).
+-- Canonical record keys (issue 19): capture writes timestamptz in UTC,
+-- interval in ISO 8601, floats shortest, bytea in hex whatever the session's
+-- settings, and lookups turn the caller's key into the same form.
 -- ===========================================================================
+-- A row in the form capture writes it (src/row_json.c): timestamptz in UTC,
+-- interval in ISO 8601, floats shortest, bytea in hex, whatever the session's
+-- settings.  Lookups turn the caller's key into it.
+CREATE FUNCTION audit.canonical_jsonb(r anyelement)
+RETURNS jsonb
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'audit_canonical_jsonb';
+COMMENT ON FUNCTION audit.canonical_jsonb(anyelement) IS
+    'A row as jsonb in the form capture writes it, independent of session settings (timestamptz in UTC, interval in ISO 8601, floats shortest, bytea in hex)';
+
+-- Resolve a live table and a record_id given by the user to the names its
+-- events carry (the audited partitioned root for a partition) and the
+-- record_id exactly as captured: for a table with a key, record_id must name
+-- exactly the key columns; values are converted through the column types
+-- ({"id": "42"} becomes {"id": 42}).  Without a key, record_id is the whole
+-- recorded row and is taken as given.
+-- audit.record_history(regclass, ...) and audit.row_as_of(): an OID that
+-- names no relation returned an empty history / NULL as if the table existed
+-- without events; refuse it like a missing table name (42P01).
+CREATE OR REPLACE FUNCTION audit.resolve_record(tbl regclass, record_id jsonb,
+                                     OUT schema_name text, OUT table_name text,
+                                     OUT record jsonb, OUT live regclass)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    keys  text[];
+    given text[];
+    full_row jsonb;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'invalid tbl: must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid
+            USING ERRCODE = 'undefined_table';
+    END IF;
+    IF record_id IS NULL OR jsonb_typeof(record_id) <> 'object' OR record_id = '{}' THEN
+        RAISE EXCEPTION 'invalid record_id %: must be a non-empty JSON object', coalesce(record_id::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give the key columns and values, e.g. {"id": 42}.';
+    END IF;
+    -- events of a partition carry the name of the audited partitioned table
+    SELECT a.relid INTO live
+      FROM pg_partition_ancestors(tbl) WITH ORDINALITY AS a(relid, ord)
+     WHERE EXISTS (SELECT 1 FROM pg_trigger t
+                    WHERE t.tgrelid = a.relid AND t.tgname = 'audit_ext_row' AND t.tgparentid = 0)
+     ORDER BY a.ord DESC
+     LIMIT 1;
+    live := coalesce(live, pg_partition_root(tbl), tbl);
+    SELECT n.nspname, c.relname INTO schema_name, table_name
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = live;
+
+    keys := audit.key_columns(live);
+    IF keys IS NULL THEN
+        record := resolve_record.record_id;
+        RETURN;
+    END IF;
+    given := ARRAY(SELECT jsonb_object_keys(resolve_record.record_id) ORDER BY 1);
+    IF given <> ARRAY(SELECT unnest(keys) ORDER BY 1) THEN
+        RAISE EXCEPTION 'invalid record_id %: must name exactly the key columns of % (%)',
+                        resolve_record.record_id, live, array_to_string(keys, ', ')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('For example {%s}.',
+                                (SELECT string_agg(format('"%s": ...', k), ', ') FROM unnest(keys) k));
+    END IF;
+    BEGIN
+        -- the table's column types and domains are its owner's code: run
+        -- them as the owner, never with this function's rights
+        full_row := audit.eval_as_table_owner(live,
+                        format('SELECT audit.canonical_jsonb(r.*) FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) r', live),
+                        resolve_record.record_id);
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION 'invalid record_id %: a value does not fit its key column of %', resolve_record.record_id, live
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = SQLERRM;
+    END;
+    SELECT jsonb_object_agg(k, full_row -> k) INTO record FROM unnest(keys) k;
+END
+$$;
+
+-- ===========================================================================
+-- Reading functions (issue 19): audit.undo's generated SQL writes whole-row
+-- references as t.* and w.* (a column named t or w made it fail with 42702);
+-- BASELINE events (audit.enable(baseline => true)) count as the row's
+-- first state in row_as_of() and record_history(), and cannot be undone.
+-- ===========================================================================
+CREATE OR REPLACE FUNCTION audit.known_actions()
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '{"data":      ["INSERT", "UPDATE", "DELETE", "TRUNCATE", "BASELINE"],
+             "auth":      ["LOGIN", "LOGIN_FAILED", "LOGOUT"],
+             "privilege": ["GRANT", "REVOKE", "CREATE ROLE", "ALTER ROLE", "DROP ROLE",
+                           "GRANT ROLE", "REVOKE ROLE", "ALTER DEFAULT PRIVILEGES"],
+             "read":      ["SELECT", "COPY"]}'::jsonb
+$$;
+
+CREATE OR REPLACE FUNCTION audit.record_events(p_schema text, p_table text, p_record jsonb, p_live regclass)
+RETURNS SETOF audit.event
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k          jsonb := p_record;
+    nk         jsonb;
+    after_id   bigint := 0;
+    ev         audit.event;
+    tr         audit.event;
+    evs        audit.event[] := '{}';
+    idents     jsonb[] := '{}';
+    t_schemas  text[] := ARRAY[p_schema];
+    t_tables   text[] := ARRAY[p_table];
+    t_rels     regclass[] := ARRAY[NULL::regclass];
+    keys       text[];
+    in_table   boolean;
+    present    boolean;
+    n          integer;
+    gap_from   bigint;
+    gap_to     bigint;
+    gap_ident  jsonb;
+BEGIN
+    -- The record's own events, following key changes forward.
+    <<segments>>
+    LOOP
+        FOR ev IN SELECT * FROM audit.event e
+                   WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
+                     AND e.record_id @> k AND e.record_id = k AND e.id > after_id
+                   ORDER BY e.id
+        LOOP
+            evs := evs || ev;
+            idents := idents || k;
+            IF ev.action = 'UPDATE' AND ev.status = 'success' THEN
+                nk := audit.next_record_id(k, ev.new_data);
+                IF nk IS DISTINCT FROM k THEN
+                    k := nk;
+                    after_id := ev.id;
+                    CONTINUE segments;
+                END IF;
+            END IF;
+        END LOOP;
+        EXIT;
+    END LOOP;
+
+    -- TRUNCATE events name the truncated table: the table and, for a
+    -- partitioned table, each of its partitions.
+    IF p_live IS NOT NULL THEN
+        SELECT t_schemas || coalesce(array_agg(nsp.nspname::text ORDER BY c.oid), '{}'),
+               t_tables || coalesce(array_agg(c.relname::text ORDER BY c.oid), '{}'),
+               t_rels || coalesce(array_agg(c.oid::regclass ORDER BY c.oid), '{}')
+          INTO t_schemas, t_tables, t_rels
+          FROM pg_partition_tree(p_live) pt
+          JOIN pg_class c ON c.oid = pt.relid
+          JOIN pg_namespace nsp ON nsp.oid = c.relnamespace
+         WHERE pt.relid <> p_live;
+    END IF;
+
+    n := coalesce(array_length(evs, 1), 0);
+    present := NULL;
+    FOR i IN 1 .. n + 1 LOOP
+        gap_from := NULL;
+        IF i <= n THEN
+            ev := evs[i];
+            IF present AND ev.action = 'INSERT' THEN
+                gap_from := evs[i - 1].id;
+                gap_to := ev.id;
+                gap_ident := idents[i];
+            END IF;
+        ELSIF present THEN
+            -- The record existed after its last event.  If it is in the
+            -- table now, nothing removed it since (assuming auditing went
+            -- on); else look for a TRUNCATE.  Only possible with a key.
+            in_table := NULL;
+            keys := CASE WHEN p_live IS NOT NULL THEN audit.key_columns(p_live) END;
+            IF keys IS NOT NULL
+               AND ARRAY(SELECT jsonb_object_keys(k) ORDER BY 1) = ARRAY(SELECT unnest(keys) ORDER BY 1) THEN
+                BEGIN
+                    -- as the table's owner: its types, domains and operators are its code
+                    in_table := audit.eval_as_table_owner(p_live,
+                        format('SELECT pg_catalog.to_jsonb(EXISTS (SELECT 1 FROM %s t, pg_catalog.jsonb_populate_record(NULL::%s, $1) r WHERE %s))',
+                               p_live, p_live,
+                               (SELECT string_agg(format('t.%I = r.%I', kc, kc), ' AND ') FROM unnest(keys) kc)),
+                        k)::text::boolean;
+                EXCEPTION WHEN OTHERS THEN
+                    in_table := NULL;
+                END;
+            END IF;
+            IF in_table IS NOT TRUE THEN
+                gap_from := evs[n].id;
+                gap_to := NULL;
+                gap_ident := k;
+            END IF;
+        END IF;
+
+        IF gap_from IS NOT NULL THEN
+            FOR tr IN SELECT * FROM audit.event e
+                       WHERE e.class = 'data' AND e.action = 'TRUNCATE'
+                         AND e.id > gap_from AND e.id < coalesce(gap_to, 9223372036854775807)
+                         AND (e.schema_name, e.table_name) IN (SELECT * FROM unnest(t_schemas, t_tables))
+                       ORDER BY e.id
+            LOOP
+                -- the table itself, or a partition the record is in
+                IF (tr.schema_name = p_schema AND tr.table_name = p_table)
+                   OR EXISTS (SELECT 1 FROM unnest(t_schemas, t_tables, t_rels) u(s, t, r)
+                               WHERE u.s = tr.schema_name AND u.t = tr.table_name
+                                 AND u.r IS NOT NULL AND audit.record_in_partition(u.r, gap_ident)) THEN
+                    RETURN NEXT tr;
+                    EXIT;
+                END IF;
+            END LOOP;
+        END IF;
+
+        IF i <= n THEN
+            RETURN NEXT ev;
+            IF ev.status = 'success' THEN
+                present := ev.action IN ('INSERT', 'UPDATE', 'BASELINE');
+            END IF;
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audit.row_as_of(tbl regclass, record_id jsonb, at timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r        record;
+    evs      audit.event[];
+    ev       audit.event;
+    n        integer;
+    p        integer := 0;
+    present  boolean := NULL;   -- NULL: before the record's first event
+    complete boolean := false;  -- state holds every recorded column
+    state    jsonb := '{}';
+    touched  text[] := '{}';
+    fill     jsonb;
+BEGIN
+    PERFORM audit.require_audit_role();
+    IF row_as_of.at IS NULL THEN
+        RAISE EXCEPTION 'invalid at: must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO r FROM audit.resolve_record(tbl, record_id);
+    evs := ARRAY(SELECT e FROM audit.record_events(r.schema_name, r.table_name, r.record, r.live) e ORDER BY e.id);
+    n := coalesce(array_length(evs, 1), 0);
+
+    -- Replay the events up to "at": in id order, up to the first one whose
+    -- statement started after "at".
+    WHILE p < n AND evs[p + 1].event_time <= row_as_of.at LOOP
+        p := p + 1;
+        ev := evs[p];
+        CONTINUE WHEN ev.status <> 'success';
+        IF ev.action IN ('INSERT', 'BASELINE') THEN
+            -- BASELINE: the row as it was when auditing began
+            state := ev.new_data;
+            present := true;
+            complete := true;
+        ELSIF ev.action = 'UPDATE' THEN
+            IF present IS NOT TRUE THEN
+                state := '{}';
+                complete := false;
+            END IF;
+            -- before the UPDATE the row had record_id's and old_data's values
+            state := (ev.record_id || coalesce(ev.old_data, '{}')) || state;
+            state := state || coalesce(ev.new_data, '{}');
+            present := true;
+        ELSE    -- DELETE, TRUNCATE
+            state := NULL;
+            present := false;
+            complete := false;
+        END IF;
+    END LOOP;
+
+    IF present IS FALSE THEN
+        RETURN NULL;
+    END IF;
+    IF present IS NULL THEN
+        -- before the first event: the row existed if the trail starts with a
+        -- change of an existing row
+        IF p >= n OR evs[p + 1].action NOT IN ('UPDATE', 'DELETE') THEN
+            RETURN NULL;
+        END IF;
+        state := '{}';
+    END IF;
+
+    -- A trail that does not start with an INSERT knows only part of the row:
+    -- later events tell the values of the columns they change (old values)
+    -- and, at a DELETE, the whole row.  A column not changed between "at"
+    -- and that event had the same value at "at".
+    IF NOT complete THEN
+        FOR i IN p + 1 .. n LOOP
+            ev := evs[i];
+            CONTINUE WHEN ev.status <> 'success';
+            EXIT WHEN ev.action NOT IN ('UPDATE', 'DELETE');
+            fill := CASE WHEN ev.action = 'UPDATE' THEN ev.record_id || coalesce(ev.old_data, '{}')
+                         ELSE ev.old_data END;
+            SELECT state || coalesce(jsonb_object_agg(f.key, f.value), '{}') INTO state
+              FROM jsonb_each(fill) f
+             WHERE NOT state ? f.key AND NOT f.key = ANY (touched);
+            EXIT WHEN ev.action = 'DELETE';
+            touched := touched || coalesce(ev.changed_columns, '{}');
+        END LOOP;
+    END IF;
+    RETURN state;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION audit.undo(event_id bigint, force boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql
@@ -243,6 +558,11 @@ BEGIN
         RAISE EXCEPTION 'cannot undo a TRUNCATE: the trail does not hold the rows it removed'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Restore the table from a backup; audit.row_as_of() rebuilds single rows that have a history.';
+    END IF;
+    IF ev.action = 'BASELINE' THEN
+        RAISE EXCEPTION 'cannot undo a BASELINE event: it records a row as it was when auditing began, not a change'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Undo the changes recorded after it.';
     END IF;
     IF ev.action NOT IN ('INSERT', 'UPDATE', 'DELETE') OR ev.status <> 'success' THEN
         RAISE EXCEPTION 'cannot undo this % event: with status % it changed nothing', ev.action, ev.status
@@ -428,89 +748,178 @@ BEGIN
 END
 $$;
 
--- ===========================================================================
--- Canonical record keys (issue 19): capture writes timestamptz in UTC,
--- interval in ISO 8601, floats shortest, bytea in hex whatever the session's
--- settings, and lookups turn the caller's key into the same form.
--- ===========================================================================
--- A row in the form capture writes it (src/row_json.c): timestamptz in UTC,
--- interval in ISO 8601, floats shortest, bytea in hex, whatever the session's
--- settings.  Lookups turn the caller's key into it.
-CREATE FUNCTION audit.canonical_jsonb(r anyelement)
-RETURNS jsonb
-LANGUAGE C STABLE
-AS 'MODULE_PATHNAME', 'audit_canonical_jsonb';
-COMMENT ON FUNCTION audit.canonical_jsonb(anyelement) IS
-    'A row as jsonb in the form capture writes it, independent of session settings (timestamptz in UTC, interval in ISO 8601, floats shortest, bytea in hex)';
 
--- Resolve a live table and a record_id given by the user to the names its
--- events carry (the audited partitioned root for a partition) and the
--- record_id exactly as captured: for a table with a key, record_id must name
--- exactly the key columns; values are converted through the column types
--- ({"id": "42"} becomes {"id": 42}).  Without a key, record_id is the whole
--- recorded row and is taken as given.
--- audit.record_history(regclass, ...) and audit.row_as_of(): an OID that
--- names no relation returned an empty history / NULL as if the table existed
--- without events; refuse it like a missing table name (42P01).
-CREATE OR REPLACE FUNCTION audit.resolve_record(tbl regclass, record_id jsonb,
-                                     OUT schema_name text, OUT table_name text,
-                                     OUT record jsonb, OUT live regclass)
+-- audit.enable(..., baseline => true): the current rows as BASELINE events.
+CREATE FUNCTION audit.record_baseline(tbl regclass)
+RETURNS bigint
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'audit_record_baseline';
+COMMENT ON FUNCTION audit.record_baseline(regclass) IS
+    'Internal to audit.enable(baseline => true): one data/BASELINE event per current row of the table, new_data the row; returns how many';
+REVOKE ALL ON FUNCTION audit.record_baseline(regclass) FROM PUBLIC;
+
+DROP FUNCTION audit.enable(regclass, text[], text[], boolean);
+CREATE FUNCTION audit.enable(tbl regclass,
+                             exclude_columns text[] DEFAULT NULL,
+                             mask_columns text[] DEFAULT NULL,
+                             log_reads boolean DEFAULT NULL,
+                             baseline boolean DEFAULT false)
+RETURNS void
 LANGUAGE plpgsql
-STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    keys  text[];
-    given text[];
-    full_row jsonb;
+    rel       record;
+    col       text;
+    pk_cols   text[];
+    flags     text[];
+    cur_exclude text[];
+    cur_mask  text[];
 BEGIN
     IF tbl IS NULL THEN
-        RAISE EXCEPTION 'invalid tbl: must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+        RAISE EXCEPTION 'table to audit must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl) THEN
+    -- Fuzzing: a multidimensional array failed with "cannot concatenate
+    -- incompatible arrays" and a NULL element with 'column "<NULL>"'.
+    IF array_ndims(exclude_columns) > 1 OR array_ndims(mask_columns) > 1 THEN
+        RAISE EXCEPTION 'exclude_columns and mask_columns must be one-dimensional arrays of column names'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF array_position(exclude_columns, NULL) IS NOT NULL OR array_position(mask_columns, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'exclude_columns and mask_columns must not contain NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+
+    SELECT c.oid, c.relkind, c.relpersistence, n.nspname, c.relname
+      INTO rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = tbl;
+    -- Fuzzing: an OID that names no relation went on to fail with a syntax
+    -- error in the CREATE TRIGGER built from it.
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid
             USING ERRCODE = 'undefined_table';
     END IF;
-    IF record_id IS NULL OR jsonb_typeof(record_id) <> 'object' OR record_id = '{}' THEN
-        RAISE EXCEPTION 'invalid record_id %: must be a non-empty JSON object', coalesce(record_id::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Give the key columns and values, e.g. {"id": 42}.';
-    END IF;
-    -- events of a partition carry the name of the audited partitioned table
-    SELECT a.relid INTO live
-      FROM pg_partition_ancestors(tbl) WITH ORDINALITY AS a(relid, ord)
-     WHERE EXISTS (SELECT 1 FROM pg_trigger t
-                    WHERE t.tgrelid = a.relid AND t.tgname = 'audit_ext_row' AND t.tgparentid = 0)
-     ORDER BY a.ord DESC
-     LIMIT 1;
-    live := coalesce(live, pg_partition_root(tbl), tbl);
-    SELECT n.nspname, c.relname INTO schema_name, table_name
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = live;
 
-    keys := audit.key_columns(live);
-    IF keys IS NULL THEN
-        record := resolve_record.record_id;
-        RETURN;
+    IF rel.nspname = 'audit' THEN
+        RAISE EXCEPTION 'cannot audit "%": it belongs to the audit trail itself', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Objects in schema audit are written only by audit_ext.',
+                  HINT = 'Audit the application tables instead.';
     END IF;
-    given := ARRAY(SELECT jsonb_object_keys(resolve_record.record_id) ORDER BY 1);
-    IF given <> ARRAY(SELECT unnest(keys) ORDER BY 1) THEN
-        RAISE EXCEPTION 'invalid record_id %: must name exactly the key columns of % (%)',
-                        resolve_record.record_id, live, array_to_string(keys, ', ')
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'cannot audit "%": it is not a table', tbl
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = format('"%s" is a %s.', tbl,
+                                  CASE rel.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                                       WHEN 'f' THEN 'foreign table' WHEN 'S' THEN 'sequence'
+                                       WHEN 'i' THEN 'index' WHEN 'c' THEN 'composite type'
+                                       ELSE 'relation of kind ' || rel.relkind::text END),
+                  HINT = 'Only ordinary and partitioned tables can be audited.';
+    END IF;
+    IF rel.relpersistence = 't' THEN
+        RAISE EXCEPTION 'cannot audit "%": it is a temporary table', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Temporary tables vanish with their session, so there is no lasting record to keep.',
+                  HINT = 'Audit a permanent table.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_inherits i
+                JOIN pg_trigger t ON t.tgrelid = i.inhparent
+               WHERE i.inhrelid = tbl AND t.tgname = 'audit_ext_row' AND t.tgparentid = 0) THEN
+        RAISE EXCEPTION 'cannot audit partition "%" on its own: its partitioned table is audited', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Change the options on the partitioned table with audit.enable().';
+    END IF;
+
+    -- This month's and the next months' partitions exist before any event.
+    PERFORM audit.create_partitions(2);
+    -- Concurrent enable/disable calls on one table wait for each other here
+    -- (without the lock the second failed: "trigger ... already exists").
+    -- ACCESS EXCLUSIVE, the lock DROP TRIGGER takes anyway: a weaker one now
+    -- and a stronger one later could deadlock with DML.  Taken after
+    -- create_partitions(), which may lock the trail's partitions: a writer
+    -- holding those and waiting for this table would otherwise deadlock
+    -- with us.
+    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
+
+    -- An option not given keeps its current value on an audited table (a
+    -- call that only turns log_reads on must not unmask a column); on a new
+    -- table it is empty.  '{}' clears it.
+    -- A column named in the option given leaves the kept one (masked ->
+    -- excluded needs no second call).
+    SELECT a.exclude_columns, a.mask_columns INTO cur_exclude, cur_mask
+      FROM audit.audited_tables a WHERE a.table_oid = tbl;
+    IF exclude_columns IS NULL THEN
+        exclude_columns := coalesce((SELECT array_agg(c) FROM unnest(cur_exclude) c
+                                      WHERE c <> ALL (coalesce(mask_columns, '{}'))), '{}');
+    END IF;
+    IF mask_columns IS NULL THEN
+        mask_columns := coalesce((SELECT array_agg(c) FROM unnest(cur_mask) c
+                                   WHERE c <> ALL (exclude_columns)), '{}');
+    END IF;
+
+    FOREACH col IN ARRAY exclude_columns || mask_columns LOOP
+        IF col IS NULL OR NOT EXISTS (SELECT 1 FROM pg_attribute
+                                       WHERE attrelid = tbl AND attname = col
+                                         AND attnum > 0 AND NOT attisdropped) THEN
+            RAISE EXCEPTION 'column "%" of table "%" does not exist', col, tbl
+                USING ERRCODE = 'undefined_column',
+                      DETAIL = CASE WHEN col = ANY (exclude_columns)
+                                    THEN 'It was named in exclude_columns.'
+                                    ELSE 'It was named in mask_columns.' END,
+                      HINT = 'Name existing columns, spelled as in the table (case matters).';
+        END IF;
+    END LOOP;
+    IF exclude_columns && mask_columns THEN
+        RAISE EXCEPTION 'a column cannot be both excluded and masked'
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = format('For example {%s}.',
-                                (SELECT string_agg(format('"%s": ...', k), ', ') FROM unnest(keys) k));
+                  DETAIL = format('Named in both: %s.',
+                                  (SELECT string_agg(quote_ident(c), ', ')
+                                     FROM unnest(exclude_columns) c WHERE c = ANY (mask_columns))),
+                  HINT = 'Excluded columns are never stored; masked ones are stored as a marker. Choose one.';
     END IF;
-    BEGIN
-        -- the table's column types and domains are its owner's code: run
-        -- them as the owner, never with this function's rights
-        full_row := audit.eval_as_table_owner(live,
-                        format('SELECT audit.canonical_jsonb(r.*) FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) r', live),
-                        resolve_record.record_id);
-    EXCEPTION WHEN data_exception THEN
-        RAISE EXCEPTION 'invalid record_id %: a value does not fit its key column of %', resolve_record.record_id, live
-            USING ERRCODE = 'invalid_parameter_value', DETAIL = SQLERRM;
-    END;
-    SELECT jsonb_object_agg(k, full_row -> k) INTO record FROM unnest(keys) k;
+
+    pk_cols := audit.key_columns(tbl);
+
+    IF pk_cols && (exclude_columns || mask_columns) THEN
+        RAISE EXCEPTION 'primary key columns of "%" cannot be excluded or masked', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The primary key is (%s); it identifies each audited record.',
+                                  array_to_string(pk_cols, ', ')),
+                  HINT = 'Leave key columns out of exclude_columns and mask_columns.';
+    END IF;
+    IF pk_cols IS NULL THEN
+        RAISE NOTICE 'table "%" has no primary key or replica identity index: its records will be identified by the whole row', tbl
+            USING HINT = 'Add a primary key for compact record ids and fast record history.';
+    END IF;
+
+    -- log_reads NULL: keep what the table had (off for a new one)
+    flags := audit.table_flags(tbl);
+    IF log_reads THEN
+        flags := ARRAY['log_reads'];
+    ELSIF NOT log_reads THEN
+        flags := '{}';
+    END IF;
+
+    -- Idempotent: recreate the triggers with the current options.
+    PERFORM audit.install_triggers(tbl, exclude_columns, mask_columns, flags);
+    PERFORM audit.log_config_event('ENABLE AUDIT', tbl,
+                                   jsonb_build_object('exclude_columns', to_jsonb(exclude_columns),
+                                                      'mask_columns', to_jsonb(mask_columns))
+                                   || CASE WHEN 'log_reads' = ANY (flags)
+                                           THEN '{"log_reads": true}'::jsonb ELSE '{}'::jsonb END
+                                   || CASE WHEN baseline THEN '{"baseline": true}'::jsonb ELSE '{}'::jsonb END);
+    -- the rows the table holds now, one BASELINE event each (after the
+    -- triggers: their lock keeps writers out until this transaction ends)
+    IF baseline THEN
+        PERFORM audit.record_baseline(tbl);
+    END IF;
 END
 $$;
+
+COMMENT ON FUNCTION audit.enable(regclass, text[], text[], boolean, boolean) IS
+    'Start auditing a table (or update its options): every INSERT, UPDATE, DELETE and TRUNCATE is recorded in audit.event; log_reads => true records reads too (read events with the rows returned); an option not given (NULL) keeps its current value, ''{}'' clears a column list; baseline => true records every current row as a BASELINE event so that each row has a history from the start';
+REVOKE ALL ON FUNCTION audit.enable(regclass,text[],text[],boolean,boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.enable(regclass,text[],text[],boolean,boolean) TO audit_admin;
