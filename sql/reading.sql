@@ -141,16 +141,19 @@ SELECT id - :mark AS n, action, actor, old_data, new_data
   FROM audit.record_history('rd_orders', '{"id": 2}');
 -- key values are taken through the column types: "2" is 2
 SELECT count(*) FROM audit.record_history('rd_orders', '{"id": "2"}');
--- a record whose key changed: the history follows it to its new key
+-- a key names the record that has it now (or had it last): 5 is the record
+-- inserted last with 5; the one that moved from 5 to 50 is found by 50,
+-- back through its key 5, and never merged with the other
 SELECT coalesce(max(id), 0) AS mark2 FROM audit.event \gset
 INSERT INTO rd_plain VALUES (5, 'five', 5);
 UPDATE rd_plain SET id = 50 WHERE id = 5;
 UPDATE rd_plain SET v = 'fifty' WHERE id = 50;
-INSERT INTO rd_plain VALUES (5, 'another five', 0);   -- a different record
+INSERT INTO rd_plain VALUES (5, 'another five', 0);   -- a different record, with its own history
 SELECT id - :mark2 AS n, action, record_id, new_data FROM audit.record_history('rd_plain', '{"id": 5}');
 SELECT id - :mark2 AS n, action, record_id FROM audit.record_history('rd_plain', '{"id": 50}');
 DELETE FROM rd_plain WHERE id IN (5, 50);
--- TRUNCATE ends a record's life
+-- TRUNCATE ends a record's life: a row inserted again with its key is another
+-- record (key 1 names it); key 2's history ends with the TRUNCATE
 SELECT coalesce(max(id), 0) AS mark2 FROM audit.event \gset
 INSERT INTO rd_trunc VALUES (1, 'a'), (2, 'b');
 TRUNCATE rd_trunc;

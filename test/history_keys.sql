@@ -4,7 +4,7 @@
 -- generate (every alias they use is a column here: t, i, w, o, r, cur,
 -- want_row, toid, tid and more).  Rolled back.
 BEGIN;
-SELECT plan(33);
+SELECT plan(42);
 SET LOCAL client_min_messages = warning;
 
 -- 1. a DEFERRABLE primary key
@@ -131,6 +131,45 @@ SELECT throws_ok(format('SELECT audit.undo(%s)', (SELECT id FROM audit.event WHE
 SELECT is((SELECT count(*)::int FROM audit.event WHERE table_name = 'deferred_key' AND action = 'BASELINE'), 0,
           'without baseline => true, no BASELINE events');
 SELECT ok((SELECT verified FROM audit.verify()), 'the chains verify with the baseline events');
+
+-- 5. key changes and key reuse: one record, one history; two records, two
+CREATE TABLE moving (id int PRIMARY KEY, v text);
+SELECT audit.enable('moving');
+INSERT INTO moving VALUES (5, 'x-first');             -- record X has key 5
+SELECT pg_sleep(0.01);
+CREATE TEMP TABLE marks AS SELECT clock_timestamp() AS t1;
+UPDATE moving SET v = 'x-second' WHERE id = 5;
+DELETE FROM moving WHERE id = 5;                       -- X is gone
+INSERT INTO moving VALUES (1, 'y-first');             -- record Y has key 1
+SELECT pg_sleep(0.01);
+UPDATE marks SET t1 = t1;
+ALTER TABLE marks ADD COLUMN t2 timestamptz;
+UPDATE marks SET t2 = clock_timestamp();
+SELECT pg_sleep(0.01);
+UPDATE moving SET id = 5, v = 'y-as-5' WHERE id = 1;  -- Y takes X's old key
+UPDATE moving SET v = 'y-later' WHERE id = 5;
+SELECT is((SELECT string_agg(action || coalesce(':' || (new_data ->> 'v'), ''), ',' ORDER BY id)
+             FROM audit.record_history('moving', '{"id": 5}')),
+          'INSERT:y-first,UPDATE:y-as-5,UPDATE:y-later',
+          'the history of key 5 is the record that has it now, back through its key 1, without the deleted record that had 5 before');
+SELECT is(audit.row_as_of('moving', '{"id": 5}', (SELECT t2 FROM marks)), NULL,
+          'row_as_of() of key 5 after X''s delete and before Y took 5: no row had id 5 (not a row that never existed)');
+SELECT is(audit.row_as_of('moving', '{"id": 1}', (SELECT t2 FROM marks)), '{"id": 1, "v": "y-first"}'::jsonb,
+          'row_as_of() of key 1 then: Y, as it was');
+SELECT is(audit.row_as_of('moving', '{"id": 5}', (SELECT t1 FROM marks)), '{"id": 5, "v": "x-first"}'::jsonb,
+          'row_as_of() of key 5 before X''s delete: X, the row that had id 5 then');
+SELECT is(audit.row_as_of('moving', '{"id": 5}', clock_timestamp()), '{"id": 5, "v": "y-later"}'::jsonb,
+          'row_as_of() now: the record with its current key');
+SELECT is((SELECT string_agg(action, ',' ORDER BY id) FROM audit.record_history('moving', '{"id": 1}')),
+          'INSERT,UPDATE,UPDATE', 'asking by its old key 1 gives the same record, forward through the key change');
+UPDATE moving SET id = 9 WHERE id = 5;                 -- Y moves on; nothing holds 5 now
+SELECT is((SELECT string_agg(action, ',' ORDER BY id) FROM audit.record_history('moving', '{"id": 5}')),
+          'INSERT,UPDATE,UPDATE,UPDATE', 'key 5 last belonged to Y: its history, on to key 9');
+INSERT INTO moving VALUES (5, 'z');                    -- record Z takes 5
+SELECT is((SELECT string_agg(action || ':' || (new_data ->> 'v'), ',' ORDER BY id) FROM audit.record_history('moving', '{"id": 5}')),
+          'INSERT:z', 'a record inserted with a reused key starts a history of its own');
+SELECT is((SELECT string_agg(action, ',' ORDER BY id) FROM audit.record_history('moving', '{"id": 9}')),
+          'INSERT,UPDATE,UPDATE,UPDATE', 'Y by its current key 9: its whole history, from key 1 through 5');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -284,21 +284,53 @@ $$;
 -- Reading functions (issue 19): audit.undo's generated SQL writes whole-row
 -- references as t.* and w.* (a column named t or w made it fail with 42702);
 -- BASELINE events (audit.enable(baseline => true)) count as the row's
--- first state in row_as_of() and record_history(), and cannot be undone.
+-- first state in row_as_of() and record_history(), and cannot be undone; a
+-- record's history follows it back through the keys it had and never merges
+-- two records that had one key (audit.record_incarnation).
 -- ===========================================================================
-CREATE OR REPLACE FUNCTION audit.known_actions()
-RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+CREATE FUNCTION audit.record_incarnation(p_schema text, p_table text, p_key jsonb, upto_id bigint,
+                                         OUT e audit.event, OUT k jsonb)
+RETURNS SETOF record
+LANGUAGE plpgsql
+STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT '{"data":      ["INSERT", "UPDATE", "DELETE", "TRUNCATE", "BASELINE"],
-             "auth":      ["LOGIN", "LOGIN_FAILED", "LOGOUT"],
-             "privilege": ["GRANT", "REVOKE", "CREATE ROLE", "ALTER ROLE", "DROP ROLE",
-                           "GRANT ROLE", "REVOKE ROLE", "ALTER DEFAULT PRIVILEGES"],
-             "read":      ["SELECT", "COPY"]}'::jsonb
+DECLARE
+    evk audit.event[];
+    s   integer := 1;
+    m   integer;
+    ev  audit.event;
+BEGIN
+    evk := ARRAY(SELECT x FROM audit.event x
+                  WHERE x.class = 'data' AND x.schema_name = p_schema AND x.table_name = p_table
+                    AND x.record_id @> p_key AND x.record_id = p_key
+                    AND (upto_id IS NULL OR x.id <= upto_id)
+                  ORDER BY x.id);
+    m := coalesce(array_length(evk, 1), 0);
+    FOR i IN 1 .. m LOOP
+        ev := evk[i];
+        CONTINUE WHEN ev.status <> 'success';
+        IF ev.action = 'INSERT' THEN
+            s := i;
+        ELSIF i < m AND (ev.action = 'DELETE' OR
+                         (ev.action = 'UPDATE' AND audit.next_record_id(p_key, ev.new_data) IS DISTINCT FROM p_key)) THEN
+            s := i + 1;
+        END IF;
+    END LOOP;
+    FOR i IN s .. m LOOP
+        e := evk[i];
+        k := p_key;
+        RETURN NEXT;
+    END LOOP;
+END
 $$;
+COMMENT ON FUNCTION audit.record_incarnation(text, text, jsonb, bigint) IS
+    'Internal: the events of the last record that had a key (up to an event), from where it got the key';
+REVOKE ALL ON FUNCTION audit.record_incarnation(text,text,jsonb,bigint) FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION audit.record_events(p_schema text, p_table text, p_record jsonb, p_live regclass)
+DROP FUNCTION audit.record_events(text, text, jsonb, regclass);
+CREATE FUNCTION audit.record_events(p_schema text, p_table text, p_record jsonb, p_live regclass,
+                                    p_at timestamptz DEFAULT NULL)
 RETURNS SETOF audit.event
 LANGUAGE plpgsql
 STABLE
@@ -322,27 +354,124 @@ DECLARE
     gap_from   bigint;
     gap_to     bigint;
     gap_ident  jsonb;
+    before_id  bigint;
+    upto       bigint;
+    first_id   bigint;
+    bound      bigint;
 BEGIN
-    -- The record's own events, following key changes forward.
-    <<segments>>
-    LOOP
+    -- The record's own events.  A key names the record that has it now or
+    -- had it last: its events under the key since it got the key (an
+    -- INSERT, or an UPDATE that moved it there from another key, or the
+    -- start of the trail), back through each key it had before and forward
+    -- through each key it took after.  A DELETE ends a record, and a later
+    -- record that takes the same key has a history of its own.
+    -- With p_at: the record that had the key at that moment (the last one
+    -- that had it by then, else the first one to have it after).
+    IF p_at IS NOT NULL THEN
+        SELECT max(e.id) INTO upto FROM audit.event e WHERE e.class = 'data' AND e.event_time <= p_at;
+        upto := coalesce(upto, 0);
+    END IF;
+    SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}'), coalesce(array_agg(x.k ORDER BY (x.e).id), '{}')
+      INTO evs, idents
+      FROM audit.record_incarnation(p_schema, p_table, k, upto) x;
+    IF cardinality(evs) = 0 AND upto IS NOT NULL THEN
+        SELECT * INTO ev FROM audit.event e
+         WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
+           AND e.action = 'UPDATE' AND e.status = 'success' AND e.new_data @> k AND e.id <= upto
+           AND e.record_id IS DISTINCT FROM k AND audit.next_record_id(e.record_id, e.new_data) = k
+         ORDER BY e.id DESC LIMIT 1;
+        IF FOUND THEN
+            SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}'), coalesce(array_agg(x.k ORDER BY (x.e).id), '{}')
+              INTO evs, idents
+              FROM audit.record_incarnation(p_schema, p_table, ev.record_id, ev.id) x;
+        ELSE
+            -- nothing had the key by then: the first record to have it after
+            SELECT min(e.id) INTO first_id FROM audit.event e
+             WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
+               AND e.record_id @> k AND e.record_id = k AND e.id > upto;
+            IF first_id IS NOT NULL THEN
+                -- up to its DELETE or move to another key, or just before the next INSERT
+                SELECT CASE WHEN e.action = 'INSERT' THEN e.id - 1 ELSE e.id END INTO bound
+                  FROM audit.event e
+                 WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
+                   AND e.record_id @> k AND e.record_id = k AND e.id >= first_id AND e.status = 'success'
+                   AND (e.action = 'DELETE' OR (e.action = 'INSERT' AND e.id > first_id) OR
+                        (e.action = 'UPDATE' AND audit.next_record_id(k, e.new_data) IS DISTINCT FROM k))
+                 ORDER BY e.id LIMIT 1;
+                SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}'), coalesce(array_agg(x.k ORDER BY (x.e).id), '{}')
+                  INTO evs, idents
+                  FROM audit.record_incarnation(p_schema, p_table, k, bound) x;
+            END IF;
+        END IF;
+    ELSIF cardinality(evs) = 0 THEN
+        -- the record may have got the key by an UPDATE and have no event under it yet
+        SELECT * INTO ev FROM audit.event e
+         WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
+           AND e.action = 'UPDATE' AND e.status = 'success' AND e.new_data @> k
+           AND e.record_id IS DISTINCT FROM k AND audit.next_record_id(e.record_id, e.new_data) = k
+         ORDER BY e.id DESC LIMIT 1;
+        IF FOUND THEN
+            SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}'), coalesce(array_agg(x.k ORDER BY (x.e).id), '{}')
+              INTO evs, idents
+              FROM audit.record_incarnation(p_schema, p_table, ev.record_id, ev.id) x;
+        END IF;
+    END IF;
+    -- with p_at the incarnation was cut at that moment: its later events
+    -- under the same key belong to it too
+    n := cardinality(evs);
+    IF upto IS NOT NULL AND n > 0 AND NOT (evs[n].status = 'success' AND
+           (evs[n].action = 'DELETE' OR
+            (evs[n].action = 'UPDATE' AND audit.next_record_id(idents[n], evs[n].new_data) IS DISTINCT FROM idents[n]))) THEN
+        k := idents[n];
+        FOR ev IN SELECT * FROM audit.event e
+                   WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
+                     AND e.record_id @> k AND e.record_id = k AND e.id > evs[n].id
+                   ORDER BY e.id
+        LOOP
+            EXIT WHEN ev.action IN ('INSERT', 'BASELINE') AND ev.status = 'success';
+            evs := evs || ev;
+            idents := idents || k;
+            EXIT WHEN ev.status = 'success' AND (ev.action = 'DELETE' OR
+                      (ev.action = 'UPDATE' AND audit.next_record_id(k, ev.new_data) IS DISTINCT FROM k));
+        END LOOP;
+    END IF;
+    -- back: the UPDATE that moved the record to the key of its first event
+    WHILE cardinality(evs) > 0 AND evs[1].action NOT IN ('INSERT', 'BASELINE') LOOP
+        -- after the previous holder of that key, if any
+        SELECT max(e.id) INTO before_id FROM audit.event e
+         WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
+           AND e.record_id @> idents[1] AND e.record_id = idents[1] AND e.id < evs[1].id;
+        SELECT * INTO ev FROM audit.event e
+         WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
+           AND e.action = 'UPDATE' AND e.status = 'success' AND e.new_data @> idents[1]
+           AND e.id < evs[1].id AND e.id > coalesce(before_id, 0)
+           AND e.record_id IS DISTINCT FROM idents[1] AND audit.next_record_id(e.record_id, e.new_data) = idents[1]
+         ORDER BY e.id DESC LIMIT 1;
+        EXIT WHEN NOT FOUND;
+        SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}') || evs, coalesce(array_agg(x.k ORDER BY (x.e).id), '{}') || idents
+          INTO evs, idents
+          FROM audit.record_incarnation(p_schema, p_table, ev.record_id, ev.id) x;
+    END LOOP;
+    -- forward: each key change out of the last key, until a DELETE
+    n := cardinality(evs);
+    WHILE n > 0 AND evs[n].action = 'UPDATE' AND evs[n].status = 'success' LOOP
+        k := audit.next_record_id(idents[n], evs[n].new_data);
+        EXIT WHEN k IS NOT DISTINCT FROM idents[n];
+        after_id := evs[n].id;
         FOR ev IN SELECT * FROM audit.event e
                    WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
                      AND e.record_id @> k AND e.record_id = k AND e.id > after_id
                    ORDER BY e.id
         LOOP
+            -- an INSERT under the new key is another record (ours was removed)
+            EXIT WHEN ev.action IN ('INSERT', 'BASELINE') AND ev.status = 'success';
             evs := evs || ev;
             idents := idents || k;
-            IF ev.action = 'UPDATE' AND ev.status = 'success' THEN
-                nk := audit.next_record_id(k, ev.new_data);
-                IF nk IS DISTINCT FROM k THEN
-                    k := nk;
-                    after_id := ev.id;
-                    CONTINUE segments;
-                END IF;
-            END IF;
+            EXIT WHEN ev.status = 'success' AND (ev.action = 'DELETE' OR
+                      (ev.action = 'UPDATE' AND audit.next_record_id(k, ev.new_data) IS DISTINCT FROM k));
         END LOOP;
-        EXIT;
+        EXIT WHEN cardinality(evs) = n;
+        n := cardinality(evs);
     END LOOP;
 
     -- TRUNCATE events name the truncated table: the table and, for a
@@ -422,6 +551,21 @@ BEGIN
     END LOOP;
 END
 $$;
+COMMENT ON FUNCTION audit.record_events(text, text, jsonb, regclass, timestamptz) IS
+    'Internal: the events of one record oldest first, following key changes, with the TRUNCATE that removed it';
+REVOKE ALL ON FUNCTION audit.record_events(text,text,jsonb,regclass,timestamp with time zone) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION audit.known_actions()
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '{"data":      ["INSERT", "UPDATE", "DELETE", "TRUNCATE", "BASELINE"],
+             "auth":      ["LOGIN", "LOGIN_FAILED", "LOGOUT"],
+             "privilege": ["GRANT", "REVOKE", "CREATE ROLE", "ALTER ROLE", "DROP ROLE",
+                           "GRANT ROLE", "REVOKE ROLE", "ALTER DEFAULT PRIVILEGES"],
+             "read":      ["SELECT", "COPY"]}'::jsonb
+$$;
 
 CREATE OR REPLACE FUNCTION audit.row_as_of(tbl regclass, record_id jsonb, at timestamptz)
 RETURNS jsonb
@@ -447,7 +591,8 @@ BEGIN
         RAISE EXCEPTION 'invalid at: must not be NULL' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT * INTO r FROM audit.resolve_record(tbl, record_id);
-    evs := ARRAY(SELECT e FROM audit.record_events(r.schema_name, r.table_name, r.record, r.live) e ORDER BY e.id);
+    -- the record that had this key at that moment
+    evs := ARRAY(SELECT e FROM audit.record_events(r.schema_name, r.table_name, r.record, r.live, row_as_of.at) e ORDER BY e.id);
     n := coalesce(array_length(evs, 1), 0);
 
     -- Replay the events up to "at": in id order, up to the first one whose
@@ -506,6 +651,11 @@ BEGIN
             EXIT WHEN ev.action = 'DELETE';
             touched := touched || coalesce(ev.changed_columns, '{}');
         END LOOP;
+    END IF;
+    -- the record had this key at that moment, or it is not the row asked for
+    IF state IS NOT NULL AND audit.key_columns(r.live) IS NOT NULL
+       AND EXISTS (SELECT 1 FROM jsonb_each(r.record) kv WHERE state -> kv.key IS DISTINCT FROM kv.value) THEN
+        RETURN NULL;
     END IF;
     RETURN state;
 END
