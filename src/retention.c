@@ -40,6 +40,8 @@
 #include "postgres.h"
 
 #include "access/parallel.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "utils/acl.h"
@@ -62,6 +64,8 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "storage/lmgr.h"
 
 #include "audit_ext.h"
 
@@ -714,4 +718,104 @@ Datum
 audit_in_prune_sql(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(audit_in_prune());
+}
+
+/*
+ * audit.prune_statements() -> bigint: delete the statement texts that no
+ * remaining event refers to (1.5).  Only inside audit.prune(), at its end,
+ * after the month partitions are dropped; returns how many texts it removed,
+ * or NULL when it may not prune them (see below).
+ *
+ * Kept: a text referred to by any event of audit.event (any class, any
+ * partition, the default ones included) or by an event loaded back into
+ * audit.restored_event; and every text first seen before the end of the
+ * newest archive written before 1.5, whose files carry only the ids (an
+ * archive written since carries the texts its events refer to, archive.c).
+ *
+ * Backends cache the ids of texts they know are stored (statement_store.c).
+ * ShareLock on audit.statement waits for every transaction that uses a
+ * statement id (they hold RowExclusiveLock from their first one to their end)
+ * and holds off new ones until this transaction ends; the shared generation
+ * is bumped while the lock is held, so a backend that takes its lock after
+ * this commit forgets its cached ids and stores the text again.  Bumped
+ * before the delete: a prune that rolls back costs the backends one store
+ * of each text they use next, nothing worse.  The candidates are read with a
+ * snapshot taken after the lock was granted, so every event of a transaction
+ * that used an id before is seen.  No shared memory (not preloaded): no
+ * generation, no prune of texts (NULL).  REPEATABLE READ or SERIALIZABLE:
+ * the transaction's snapshot predates the lock, NULL as well.
+ *
+ * The rows are deleted here, in C, not by an SQL DELETE: the append-only
+ * trigger audit_append_only keeps refusing every DELETE of audit.statement,
+ * for everyone; this function is the only way a text leaves, and it refuses
+ * to run outside audit.prune().
+ */
+PG_FUNCTION_INFO_V1(audit_prune_statements);
+
+Datum
+audit_prune_statements(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = get_namespace_oid("audit", false);
+	Oid			relid = get_relname_relid("statement", nsp);
+	Relation	rel;
+	Portal		portal;
+	SPIPlanPtr	plan;
+	int64		removed = 0;
+	int			nest;
+
+	if (!audit_in_prune())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("audit.prune_statements() may only be called by audit.prune()"),
+				 errdetail("Statement texts leave the trail only with the events that refer to them."),
+				 errhint("Set a retention policy with audit.set_retention() and run audit.prune().")));
+	if (!OidIsValid(relid))
+		elog(ERROR, "audit.statement does not exist");
+	if (!audit_queue_available() || IsolationUsesXactSnapshot())
+		PG_RETURN_NULL();
+
+	LockRelationOid(relid, ShareLock);
+	audit_statement_generation_bump();
+
+	rel = table_open(relid, RowExclusiveLock);
+	nest = audit_spi_connect();
+	plan = SPI_prepare("SELECT s.ctid FROM audit.statement s"
+					   " WHERE NOT EXISTS (SELECT 1 FROM audit.event e"
+					   "                    WHERE e.statement_id OPERATOR(pg_catalog.=) s.statement_id)"
+					   "   AND NOT EXISTS (SELECT 1 FROM audit.restored_event r"
+					   "                    WHERE r.statement_id OPERATOR(pg_catalog.=) s.statement_id)"
+					   "   AND s.first_seen OPERATOR(pg_catalog.>=)"
+					   "       coalesce((SELECT pg_catalog.max(a.range_to) FROM audit.archives a"
+					   "                  WHERE NOT a.statements_included),"
+					   "                '-infinity'::pg_catalog.timestamptz)",
+					   0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the statement prune query: %s",
+			 SPI_result_code_string(SPI_result));
+	/* not read-only: a snapshot taken now, after the lock */
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, false);
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		SPI_cursor_fetch(portal, true, 10000);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			ItemPointer tid = (ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[i],
+																		  SPI_tuptable->tupdesc, 1, &isnull));
+
+			if (isnull)
+				continue;
+			simple_table_tuple_delete(rel, tid, GetActiveSnapshot());
+			removed++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	audit_spi_finish(nest);
+	table_close(rel, NoLock);
+	CommandCounterIncrement();
+	PG_RETURN_INT64(removed);
 }
