@@ -39,12 +39,30 @@ COMMENT ON FUNCTION audit.prune_statements() IS
     'Internal: delete the statement texts no remaining event (audit.event, audit.restored_event) refers to; only inside audit.prune(); NULL when texts cannot be pruned (no shared_preload_libraries, or a transaction snapshot)';
 REVOKE ALL ON FUNCTION audit.prune_statements() FROM PUBLIC;
 
--- audit.prune(): archives carry their texts; after the last partition, the
--- texts nobody refers to any more are deleted, and the call's last PRUNE
--- event says how many ("statements_removed"; null with
--- "statements_kept_reason" when they could not be pruned).  The PRUNE event
--- of each partition is written before the next partition is looked at (the
--- anchor digest check reads it), so only the last one waits for the count.
+CREATE FUNCTION audit.lock_statements()
+RETURNS boolean
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'audit_lock_statements';
+COMMENT ON FUNCTION audit.lock_statements() IS
+    'Internal: audit.prune() locks audit.statement (SHARE) before its drops, in the order writers take their locks; false when texts cannot be pruned (then no lock)';
+REVOKE ALL ON FUNCTION audit.lock_statements() FROM PUBLIC;
+
+-- audit.prune() in two phases (1.5).  First every partition whose time has
+-- come is archived (with the statement texts its events refer to), while
+-- writers go on.  Then audit.statement is locked (SHARE: it waits for the
+-- transactions that used a statement id and holds off new ones until prune
+-- commits), the partitions are anchored and dropped, and the texts no
+-- remaining event refers to are deleted; the call's last PRUNE event says
+-- how many ("statements_removed"; null with "statements_kept_reason" when
+-- they could not be pruned).  Locking before the drops puts prune's locks in
+-- the order writers take theirs (statement lock, then event partitions):
+-- taken after the drops it deadlocked with a writer (isolation test
+-- prune_race).  When a month of back-dated events gets its partition first
+-- (under a lock on the whole class), the statement lock comes before that.  The lock wait is bounded
+-- by lock_timeout (the maintenance worker: 5 s): then the partitions are
+-- dropped all the same and the texts left for the next prune.  The PRUNE event
+-- of each partition is written before the next partition's anchors are
+-- compared with the last one recorded, so only the last waits for the count.
 CREATE OR REPLACE FUNCTION audit.prune()
 RETURNS TABLE (partition text, class text, range_from timestamptz, range_to timestamptz,
                rows bigint, archive_file text, action text)
@@ -56,6 +74,7 @@ AS $$
 DECLARE
     pol     record;
     cand    record;
+    c       record;
     m       timestamptz;
     a_file  text;
     a_sum   text;
@@ -68,6 +87,10 @@ DECLARE
     cutoff  timestamptz;
     digest_before text;
     mismatch boolean;
+    todo    jsonb := '[]';  -- phase 1's result, in the order returned
+    drops   integer := 0;
+    locked  boolean := false;
+    tried   boolean := false;   -- audit.lock_statements() called
     pending jsonb;          -- the detail of the last PRUNE event, written at the end
     st_removed bigint;
     st_reason  text;
@@ -75,6 +98,8 @@ BEGIN
     PERFORM audit.require_audit_role(true);
     -- one prune at a time per database (the worker and a DBA may overlap)
     PERFORM pg_advisory_xact_lock(hashtext('audit_ext prune'));
+
+    -- Phase 1: archive what goes
     FOR pol IN SELECT p.class, p.keep, p.archive FROM audit.retention_policies p ORDER BY p.class LOOP
         cutoff := now() - pol.keep;
         -- Events of months that have no partition sit in the default
@@ -83,6 +108,16 @@ BEGIN
         FOR m IN EXECUTE format('SELECT DISTINCT date_trunc(''month'', event_time AT TIME ZONE ''UTC'') AT TIME ZONE ''UTC''
                                    FROM audit.%I WHERE event_time < date_trunc(''month'', now() AT TIME ZONE ''UTC'') AT TIME ZONE ''UTC''',
                                 'event_' || pol.class || '_default') LOOP
+            -- under a lock on the whole class: the statement lock first
+            IF NOT tried THEN
+                tried := true;
+                BEGIN
+                    locked := audit.lock_statements();
+                EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+                    locked := false;
+                    st_reason := SQLERRM;
+                END;
+            END IF;
             PERFORM audit.create_month_partition(pol.class, m);
         END LOOP;
 
@@ -96,17 +131,9 @@ BEGIN
              WHERE h.released_at IS NULL
                AND tstzrange(h.from_time, h.to_time) && tstzrange(cand.lo, cand.hi);
             IF hold IS NOT NULL THEN
-                partition := cand.relname; class := pol.class; range_from := cand.lo; range_to := cand.hi;
-                rows := NULL; archive_file := NULL; action := 'held by legal hold ' || hold;
-                RETURN NEXT;
+                todo := todo || jsonb_build_array(jsonb_build_object(
+                            'relname', cand.relname, 'cls', pol.class, 'lo', cand.lo, 'hi', cand.hi, 'hold', hold));
                 CONTINUE;
-            END IF;
-
-            -- the previous partition's PRUNE event: written before this
-            -- partition's anchors are compared with the last one recorded
-            IF pending IS NOT NULL THEN
-                PERFORM audit.log_system_event('PRUNE', pending);
-                pending := NULL;
             END IF;
 
             a_file := NULL; a_sum := NULL; a_min := NULL; a_max := NULL;
@@ -127,50 +154,74 @@ BEGIN
             ELSE
                 EXECUTE format('SELECT count(*) FROM %s', cand.relid::regclass) INTO n;
             END IF;
-
-            -- the integrity chain records the heads of what leaves the trail,
-            -- so that audit.verify() still verifies what remains.  The
-            -- anchors as they were must be what the last PRUNE event
-            -- recorded: anything else was added or removed outside prune.
-            digest_before := audit.anchor_digest();
-            mismatch := digest_before IS DISTINCT FROM coalesce(audit.recorded_anchor_digest(), digest_before);
-            PERFORM audit.chain_record_pruned(cand.relid::regclass);
-            PERFORM audit.drop_event_partition(cand.relid);
-
-            -- the PRUNE event commits to every anchor (audit.verify checks it)
-            pending := jsonb_build_object('partition', cand.relname, 'class', pol.class,
-                                   'from_time', cand.lo, 'to_time', cand.hi, 'rows', n,
-                                   'keep', pol.keep::text,
-                                   'archive_file', a_file, 'checksum', a_sum,
-                                   'min_id', a_min, 'max_id', a_max,
-                                   'anchors_digest', audit.anchor_digest())
-                || CASE WHEN mismatch THEN jsonb_build_object('anchors_mismatch', true, 'risk', 'critical',
-                                                               'anchors_digest_found', digest_before)
-                        ELSE '{}' END;
-            partition := cand.relname; class := pol.class; range_from := cand.lo; range_to := cand.hi;
-            rows := n; archive_file := a_file;
-            action := CASE WHEN a_file IS NOT NULL THEN 'archived and dropped' ELSE 'dropped' END;
-            RETURN NEXT;
+            todo := todo || jsonb_build_array(jsonb_build_object(
+                        'relid', cand.relid::oid, 'relname', cand.relname, 'cls', pol.class, 'lo', cand.lo, 'hi', cand.hi,
+                        'n', n, 'keep', pol.keep::text, 'a_file', a_file, 'a_sum', a_sum,
+                        'a_min', a_min, 'a_max', a_max));
+            drops := drops + 1;
         END LOOP;
     END LOOP;
 
-    IF pending IS NOT NULL THEN
-        -- The texts no remaining event refers to.  The lock it takes waits
-        -- for transactions that use statement ids; one that waits for this
-        -- prune in turn (it reads a dropped partition's table) makes a
-        -- deadlock, and the worker's lock_timeout bounds the wait: then the
-        -- texts are left for the next prune, and the partitions go all the same.
+    -- Phase 2: lock the texts, drop, prune the texts
+    IF drops > 0 AND NOT tried THEN
+        tried := true;
         BEGIN
-            st_removed := audit.prune_statements();
-            IF st_removed IS NULL THEN
-                st_reason := CASE WHEN current_setting('transaction_isolation') IN ('repeatable read', 'serializable')
-                                  THEN 'transaction snapshot (run audit.prune() in READ COMMITTED)'
-                                  ELSE 'no shared memory (audit_ext is not in shared_preload_libraries)' END;
-            END IF;
-        EXCEPTION WHEN lock_not_available OR deadlock_detected OR query_canceled THEN
-            st_removed := NULL;
+            locked := audit.lock_statements();
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            locked := false;
             st_reason := SQLERRM;
         END;
+    END IF;
+    IF tried AND NOT locked AND st_reason IS NULL THEN
+        st_reason := CASE WHEN current_setting('transaction_isolation') IN ('repeatable read', 'serializable')
+                          THEN 'transaction snapshot (run audit.prune() in READ COMMITTED)'
+                          ELSE 'no shared memory (audit_ext is not in shared_preload_libraries)' END;
+    END IF;
+    FOR c IN SELECT x.* FROM jsonb_to_recordset(todo) AS x(relid oid, relname text, cls text, lo timestamptz,
+                                                         hi timestamptz, n bigint, keep text, a_file text,
+                                                         a_sum text, a_min bigint, a_max bigint, hold bigint)
+    LOOP
+        partition := c.relname; class := c.cls; range_from := c.lo; range_to := c.hi;
+        IF c.hold IS NOT NULL THEN
+            rows := NULL; archive_file := NULL; action := 'held by legal hold ' || c.hold;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        -- the previous partition's PRUNE event: written before this
+        -- partition's anchors are compared with the last one recorded
+        IF pending IS NOT NULL THEN
+            PERFORM audit.log_system_event('PRUNE', pending);
+            pending := NULL;
+        END IF;
+
+        -- the integrity chain records the heads of what leaves the trail,
+        -- so that audit.verify() still verifies what remains.  The
+        -- anchors as they were must be what the last PRUNE event
+        -- recorded: anything else was added or removed outside prune.
+        digest_before := audit.anchor_digest();
+        mismatch := digest_before IS DISTINCT FROM coalesce(audit.recorded_anchor_digest(), digest_before);
+        PERFORM audit.chain_record_pruned(c.relid::regclass);
+        PERFORM audit.drop_event_partition(c.relid);
+
+        -- the PRUNE event commits to every anchor (audit.verify checks it)
+        pending := jsonb_build_object('partition', c.relname, 'class', c.cls,
+                               'from_time', c.lo, 'to_time', c.hi, 'rows', c.n,
+                               'keep', c.keep,
+                               'archive_file', c.a_file, 'checksum', c.a_sum,
+                               'min_id', c.a_min, 'max_id', c.a_max,
+                               'anchors_digest', audit.anchor_digest())
+            || CASE WHEN mismatch THEN jsonb_build_object('anchors_mismatch', true, 'risk', 'critical',
+                                                           'anchors_digest_found', digest_before)
+                    ELSE '{}' END;
+        rows := c.n; archive_file := c.a_file;
+        action := CASE WHEN c.a_file IS NOT NULL THEN 'archived and dropped' ELSE 'dropped' END;
+        RETURN NEXT;
+    END LOOP;
+
+    IF pending IS NOT NULL THEN
+        IF locked THEN
+            st_removed := audit.prune_statements();
+        END IF;
         PERFORM audit.log_system_event('PRUNE', pending
             || jsonb_build_object('statements_removed', st_removed)
             || CASE WHEN st_reason IS NOT NULL THEN jsonb_build_object('statements_kept_reason', st_reason)
@@ -301,7 +352,7 @@ DECLARE
     was_off  boolean;
     by_stmt  boolean;
     word     text;
-    root     regclass;
+    root     text;
     det      jsonb;
     finder   text := CASE WHEN audit.in_maintenance_worker() THEN 'maintenance' ELSE 'audit.check_capture()' END;
 BEGIN
@@ -378,8 +429,10 @@ BEGIN
         END IF;
         IF r.relid IS NOT NULL THEN
             -- a partition's trigger: the audited table it belongs to
-            SELECT a.relid INTO root
+            SELECT format('%s.%s', n.nspname, c.relname) INTO root
               FROM pg_catalog.pg_partition_ancestors(r.relid) WITH ORDINALITY AS a(relid, ord)
+              JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.relid
+              JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
              WHERE a.relid OPERATOR(pg_catalog.<>) r.relid
                AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                             WHERE t.tgrelid OPERATOR(pg_catalog.=) a.relid
@@ -388,7 +441,7 @@ BEGIN
              ORDER BY a.ord
              LIMIT 1;
             det := jsonb_build_object('audit_triggers', jsonb_build_object(r.name, word))
-                || CASE WHEN root IS NOT NULL THEN jsonb_build_object('audited_table', root::text) ELSE '{}' END
+                || CASE WHEN root IS NOT NULL THEN jsonb_build_object('audited_table', root) ELSE '{}' END
                 || CASE WHEN off THEN jsonb_build_object('audit_trigger_disabled', true)
                         ELSE jsonb_build_object('audit_trigger_enabled', true) END;
         ELSE

@@ -774,16 +774,20 @@ audit_prune_statements(PG_FUNCTION_ARGS)
 	if (!audit_queue_available() || IsolationUsesXactSnapshot())
 		PG_RETURN_NULL();
 
+	/* audit.prune() took it already (audit.lock_statements), before its drops */
 	LockRelationOid(relid, ShareLock);
 	audit_statement_generation_bump();
 
 	rel = table_open(relid, RowExclusiveLock);
 	nest = audit_spi_connect();
-	plan = SPI_prepare("SELECT s.ctid FROM audit.statement s"
-					   " WHERE NOT EXISTS (SELECT 1 FROM audit.event e"
-					   "                    WHERE e.statement_id OPERATOR(pg_catalog.=) s.statement_id)"
-					   "   AND NOT EXISTS (SELECT 1 FROM audit.restored_event r"
-					   "                    WHERE r.statement_id OPERATOR(pg_catalog.=) s.statement_id)"
+	/* the ids still referred to, distinct (few), then the texts without one */
+	plan = SPI_prepare("WITH live AS MATERIALIZED ("
+					   "  SELECT e.statement_id FROM audit.event e WHERE e.statement_id IS NOT NULL"
+					   "  UNION"
+					   "  SELECT r.statement_id FROM audit.restored_event r WHERE r.statement_id IS NOT NULL)"
+					   " SELECT s.ctid FROM audit.statement s"
+					   " WHERE NOT EXISTS (SELECT 1 FROM live l"
+					   "                    WHERE l.statement_id OPERATOR(pg_catalog.=) s.statement_id)"
 					   "   AND s.first_seen OPERATOR(pg_catalog.>=)"
 					   "       coalesce((SELECT pg_catalog.max(a.range_to) FROM audit.archives a"
 					   "                  WHERE NOT a.statements_included),"
@@ -818,4 +822,33 @@ audit_prune_statements(PG_FUNCTION_ARGS)
 	table_close(rel, NoLock);
 	CommandCounterIncrement();
 	PG_RETURN_INT64(removed);
+}
+
+/*
+ * audit.lock_statements() -> boolean: audit.prune() takes ShareLock on
+ * audit.statement before it drops a partition, so that its locks come in
+ * the order the writers take theirs (the statement lock at a transaction's
+ * first statement id, the event partitions at the flush after it): taken
+ * after the drops, it made a deadlock with a writer that had its statement
+ * lock and waited for the partition lock prune held (found by the isolation
+ * test prune_race).  Returns whether texts will be pruned (see
+ * audit_prune_statements): false takes no lock.
+ */
+PG_FUNCTION_INFO_V1(audit_lock_statements);
+
+Datum
+audit_lock_statements(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = get_namespace_oid("audit", false);
+	Oid			relid = get_relname_relid("statement", nsp);
+
+	if (!audit_in_prune())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("audit.lock_statements() may only be called by audit.prune()")));
+	if (!OidIsValid(relid) || !audit_queue_available() || IsolationUsesXactSnapshot())
+		PG_RETURN_BOOL(false);
+	LockRelationOid(relid, ShareLock);
+	audit_statement_generation_bump();
+	PG_RETURN_BOOL(true);
 }
