@@ -778,6 +778,13 @@ audit_prune_statements(PG_FUNCTION_ARGS)
 	LockRelationOid(relid, ShareLock);
 	audit_statement_generation_bump();
 
+	/*
+	 * This transaction's own buffered events (PRUNE events of the partitions
+	 * dropped so far) refer to texts too: written now, they are seen below.
+	 */
+	audit_flush_events();
+	CommandCounterIncrement();
+
 	rel = table_open(relid, RowExclusiveLock);
 	nest = audit_spi_connect();
 	/* the ids still referred to, distinct (few), then the texts without one */
@@ -785,7 +792,7 @@ audit_prune_statements(PG_FUNCTION_ARGS)
 					   "  SELECT e.statement_id FROM audit.event e WHERE e.statement_id IS NOT NULL"
 					   "  UNION"
 					   "  SELECT r.statement_id FROM audit.restored_event r WHERE r.statement_id IS NOT NULL)"
-					   " SELECT s.ctid FROM audit.statement s"
+					   " SELECT s.ctid, s.xmin FROM audit.statement s"
 					   " WHERE NOT EXISTS (SELECT 1 FROM live l"
 					   "                    WHERE l.statement_id OPERATOR(pg_catalog.=) s.statement_id)"
 					   "   AND s.first_seen OPERATOR(pg_catalog.>=)"
@@ -810,7 +817,15 @@ audit_prune_statements(PG_FUNCTION_ARGS)
 			ItemPointer tid = (ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[i],
 																		  SPI_tuptable->tupdesc, 1, &isnull));
 
-			if (isnull)
+			TransactionId xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[i],
+																	 SPI_tuptable->tupdesc, 2, &isnull));
+
+			/*
+			 * A text this transaction stored (the text of the statement that
+			 * runs audit.prune(), whose last PRUNE event comes after this)
+			 * is about to be referred to by it.
+			 */
+			if (isnull || TransactionIdIsCurrentTransactionId(xmin))
 				continue;
 			simple_table_tuple_delete(rel, tid, GetActiveSnapshot());
 			removed++;
@@ -821,6 +836,9 @@ audit_prune_statements(PG_FUNCTION_ARGS)
 	audit_spi_finish(nest);
 	table_close(rel, NoLock);
 	CommandCounterIncrement();
+	/* this backend's own cache: the rest of this transaction stores again */
+	if (removed > 0)
+		audit_statement_forget_cache();
 	PG_RETURN_INT64(removed);
 }
 

@@ -247,6 +247,20 @@ audit_statement_guard(void)
 }
 
 /*
+ * audit.prune() deleted texts in this backend's own transaction: whatever
+ * this backend cached may be gone; the rest of the transaction stores again
+ * what it uses (the guard's lock is held already, so it would not look).
+ */
+void
+audit_statement_forget_cache(void)
+{
+	memset(known_ids, 0, sizeof(known_ids));
+	known_count = 0;
+	memset(raw_map, 0, sizeof(raw_map));
+	cache_generation = audit_statement_generation();
+}
+
+/*
  * Concurrent first sightings of one text.  The insert below is made in the
  * user's transaction, and ON CONFLICT waits for another transaction that
  * inserted the same id and has not ended: two sessions running the same
