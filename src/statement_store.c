@@ -47,6 +47,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -228,7 +229,8 @@ audit_statement_guard(void)
 	Oid			relid;
 	uint64		gen;
 
-	if (statement_locked || !audit_queue_available() || !IsTransactionState())
+	if (statement_locked || !audit_queue_available() || !IsTransactionState() ||
+		RecoveryInProgress())
 		return;
 	nsp = get_namespace_oid("audit", true);
 	relid = OidIsValid(nsp) ? get_relname_relid("statement", nsp) : InvalidOid;
