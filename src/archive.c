@@ -18,6 +18,15 @@
  * run starts again from 1.  A complete file whose transaction did not commit
  * is simply written again under the same name.
  *
+ * Statement texts (format 2, 1.5): audit.prune() deletes the texts no
+ * remaining event refers to, so an archive carries the texts its events
+ * refer to.  After the event lines comes one section line,
+ *		{"audit_archive_section": "statements", "format": 2, "count": n}
+ * then n lines {"statement_id": ..., "statement_text": ..., "first_seen": ...}.
+ * A partition whose events refer to no text has no section, and its file is
+ * what format 1 (up to 1.4) wrote: events only.  audit.restore_archive()
+ * reads both.
+ *
  * The line is row_to_json() of the whole row, so columns added to
  * audit.event later (the integrity chain's) are archived without a change
  * here, and restoring with jsonb_populate_record() maps them back by name.
@@ -279,6 +288,7 @@ audit_archive_partition(PG_FUNCTION_ARGS)
 	Datum		values[7];
 	bool		nulls[7] = {false, false, false, false, false, false, false};
 	bool		fault;
+	bool		with_statements = PG_NARGS() > 1 && !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 
 	if (relname == NULL)
 		ereport(ERROR,
@@ -371,6 +381,70 @@ audit_archive_partition(PG_FUNCTION_ARGS)
 			SPI_freetuptable(SPI_tuptable);
 		}
 		SPI_cursor_close(portal);
+
+		/* the texts the events refer to (format 2) */
+		if (with_statements && rows > 0)
+		{
+			const char *rel = quote_qualified_identifier(nspname, relname);
+			int64		count;
+			char	   *section;
+
+			if (SPI_execute(psprintf("SELECT pg_catalog.count(*) FROM audit.statement s"
+									 " WHERE s.statement_id IN (SELECT e.statement_id FROM %s e)", rel),
+							true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "could not count the statement texts of %s", rel);
+			{
+				bool		isnull;
+
+				count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			}
+			if (count > 0)
+			{
+				section = psprintf("{\"audit_archive_section\": \"statements\", \"format\": 2, \"count\": " INT64_FORMAT "}\n",
+								   count);
+				w.zs.next_in = (Bytef *) section;
+				w.zs.avail_in = strlen(section);
+				raw_bytes += w.zs.avail_in;
+				writer_deflate(&w, Z_NO_FLUSH);
+				plan = SPI_prepare(psprintf("SELECT pg_catalog.json_build_object('statement_id', s.statement_id,"
+											" 'statement_text', s.statement_text, 'first_seen', s.first_seen)::text"
+											" FROM audit.statement s"
+											" WHERE s.statement_id IN (SELECT e.statement_id FROM %s e)"
+											" ORDER BY s.statement_id", rel),
+								   0, NULL);
+				if (plan == NULL)
+					elog(ERROR, "could not prepare the statement query: %s", SPI_result_code_string(SPI_result));
+				portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+				for (;;)
+				{
+					MemoryContext old;
+
+					CHECK_FOR_INTERRUPTS();
+					SPI_cursor_fetch(portal, true, ARCHIVE_FETCH);
+					if (SPI_processed == 0)
+						break;
+					old = MemoryContextSwitchTo(batch_cxt);
+					for (uint64 i = 0; i < SPI_processed; i++)
+					{
+						bool		isnull;
+						text	   *line = DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[i],
+																		SPI_tuptable->tupdesc, 1, &isnull));
+
+						w.zs.next_in = (Bytef *) VARDATA_ANY(line);
+						w.zs.avail_in = VARSIZE_ANY_EXHDR(line);
+						raw_bytes += w.zs.avail_in + 1;
+						writer_deflate(&w, Z_NO_FLUSH);
+						w.zs.next_in = (Bytef *) "\n";
+						w.zs.avail_in = 1;
+						writer_deflate(&w, Z_NO_FLUSH);
+					}
+					MemoryContextSwitchTo(old);
+					MemoryContextReset(batch_cxt);
+					SPI_freetuptable(SPI_tuptable);
+				}
+				SPI_cursor_close(portal);
+			}
+		}
 		audit_spi_finish(nest);
 
 		w.zs.next_in = NULL;

@@ -220,6 +220,10 @@ typedef struct AuditQueueStats
 extern void audit_queue_request_shmem(void);
 extern void audit_queue_install_hooks(void);
 extern bool audit_queue_available(void);
+extern uint64 audit_statement_generation(void);
+extern void audit_statement_generation_bump(void);
+extern void audit_statement_guard(void);
+extern void audit_statement_forget_cache(void);
 extern bool audit_queue_enqueue(const AuditQueueEntry *entry);
 extern int	audit_queue_peek(AuditQueueEntry *out, int max);
 extern void audit_queue_consume(int n, bool written);

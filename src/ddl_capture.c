@@ -1077,6 +1077,35 @@ trigger_list_relid(List *names, char **trigname)
 	return RangeVarGetRelid(makeRangeVarFromNameList(relname), NoLock, true);
 }
 
+/*
+ * A refused change of an audit trigger is an attempt to switch capture off:
+ * recorded (1.5) as a ddl event with status failure, through the
+ * shared-memory queue like other refusals (denied.c), so that it survives
+ * the rollback the refusal causes.  Without shared memory, nothing.
+ */
+static void
+queue_refused_trigger_change(Oid relid, AuditTrig *t, const char *what)
+{
+	AuditQueueEntry e;
+	char	   *nsp = get_namespace_name(get_rel_namespace(relid));
+	char	   *rel = get_rel_name(relid);
+	char	   *root = t->clone ? audited_root_name(relid) : NULL;
+	const char *action = strcmp(what, "replace") == 0 ? "CREATE TRIGGER" : "ALTER TRIGGER";
+	const char *keys[6] = {"refused", "attempt", "trigger", "audit_trigger_change_refused", "risk", "audited_table"};
+	const char *vals[6] = {"true", what, t->name, "true", "high", root};
+	const bool	raw[6] = {true, false, false, true, false, false};
+
+	if (!audit_fill_entry_for_session(&e, "ddl", action, true))
+		return;
+	audit_fill_entry_from_statement(&e, debug_query_string);
+	if (nsp)
+		strlcpy(e.schema_name, nsp, sizeof(e.schema_name));
+	if (rel)
+		strlcpy(e.table_name, rel, sizeof(e.table_name));
+	audit_json_object(e.detail, sizeof(e.detail), root ? 6 : 5, keys, vals, raw);
+	(void) audit_queue_enqueue(&e);
+}
+
 static void
 refuse_trigger_change(Oid relid, const char *trigname, const char *what)
 {
@@ -1084,6 +1113,7 @@ refuse_trigger_change(Oid relid, const char *trigname, const char *what)
 
 	if (t == NULL)
 		return;
+	queue_refused_trigger_change(relid, t, what);
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("cannot %s trigger \"%s\" of audited table \"%s\"",

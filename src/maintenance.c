@@ -16,6 +16,7 @@
  * each in its own transaction,
  *		SELECT audit.create_partitions(audit_ext.partitions_ahead);
  *		SELECT ... FROM audit.prune();
+ *		SELECT ... FROM audit.check_capture();		(1.5)
  *		SELECT audit.chain_checkpoint();
  *		SELECT gin_clean_pending_list(...) of the event partitions' GIN indexes;
  * as the extension's owner (the bootstrap superuser only reads pg_extension
@@ -362,6 +363,15 @@ audit_maintenance_db_main(Datum main_arg)
 		ereport(LOG,
 				(errmsg("audit_ext maintenance: pruned %lld partitions in database \"%s\"",
 						(long long) pruned, db_name)));
+	/*
+	 * Capture switched off where no statement recorded it (an UPDATE of
+	 * pg_trigger, ALTER EVENT TRIGGER ... DISABLE): audit.check_capture()
+	 * (1.5) records it once per change.
+	 */
+	if (run_step("looking for audit.check_capture()",
+				 "SELECT (pg_catalog.to_regprocedure('audit.check_capture()') IS NOT NULL)::pg_catalog.int4::pg_catalog.int8") == 1)
+		(void) run_step("checking capture",
+						"SELECT pg_catalog.count(*) FROM audit.check_capture() c WHERE c.recorded");
 	/* the heads of this database's hash chains (chain.c) */
 	(void) run_step("recording chain checkpoints", "SELECT audit.chain_checkpoint()::bigint");
 

@@ -76,6 +76,8 @@ typedef struct AuditQueueShared
 	TimestampTz last_error_time;
 	int			worker_pid;
 	Latch	   *worker_latch;
+	/* bumped by audit.prune() when it deletes statement texts (statement_store.c) */
+	pg_atomic_uint64 statement_generation;
 	AuditQueueEntry entries[FLEXIBLE_ARRAY_MEMBER];
 } AuditQueueShared;
 
@@ -114,6 +116,7 @@ audit_shmem_startup(void)
 		memset(queue, 0, offsetof(AuditQueueShared, entries));
 		queue->lock = &(GetNamedLWLockTranche(AUDIT_LWLOCK_TRANCHE))->lock;
 		queue->size = audit_queue_size;
+		pg_atomic_init_u64(&queue->statement_generation, 1);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -132,6 +135,24 @@ bool
 audit_queue_available(void)
 {
 	return queue != NULL;
+}
+
+/*
+ * The generation of stored statement texts (0 without shared memory):
+ * audit.prune() bumps it while it holds the lock that keeps every backend
+ * from using a statement id, before it deletes texts (statement_store.c).
+ */
+uint64
+audit_statement_generation(void)
+{
+	return queue ? pg_atomic_read_u64(&queue->statement_generation) : 0;
+}
+
+void
+audit_statement_generation_bump(void)
+{
+	if (queue)
+		(void) pg_atomic_fetch_add_u64(&queue->statement_generation, 1);
 }
 
 static int

@@ -40,6 +40,8 @@
 #include "postgres.h"
 
 #include "access/parallel.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "utils/acl.h"
@@ -62,6 +64,8 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "storage/lmgr.h"
 
 #include "audit_ext.h"
 
@@ -714,4 +718,155 @@ Datum
 audit_in_prune_sql(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(audit_in_prune());
+}
+
+/*
+ * audit.prune_statements() -> bigint: delete the statement texts that no
+ * remaining event refers to (1.5).  Only inside audit.prune(), at its end,
+ * after the month partitions are dropped; returns how many texts it removed,
+ * or NULL when it may not prune them (see below).
+ *
+ * Kept: a text referred to by any event of audit.event (any class, any
+ * partition, the default ones included) or by an event loaded back into
+ * audit.restored_event; and every text first seen before the end of the
+ * newest archive written before 1.5, whose files carry only the ids (an
+ * archive written since carries the texts its events refer to, archive.c).
+ *
+ * Backends cache the ids of texts they know are stored (statement_store.c).
+ * ShareLock on audit.statement waits for every transaction that uses a
+ * statement id (they hold RowExclusiveLock from their first one to their end)
+ * and holds off new ones until this transaction ends; the shared generation
+ * is bumped while the lock is held, so a backend that takes its lock after
+ * this commit forgets its cached ids and stores the text again.  Bumped
+ * before the delete: a prune that rolls back costs the backends one store
+ * of each text they use next, nothing worse.  The candidates are read with a
+ * snapshot taken after the lock was granted, so every event of a transaction
+ * that used an id before is seen.  No shared memory (not preloaded): no
+ * generation, no prune of texts (NULL).  REPEATABLE READ or SERIALIZABLE:
+ * the transaction's snapshot predates the lock, NULL as well.
+ *
+ * The rows are deleted here, in C, not by an SQL DELETE: the append-only
+ * trigger audit_append_only keeps refusing every DELETE of audit.statement,
+ * for everyone; this function is the only way a text leaves, and it refuses
+ * to run outside audit.prune().
+ */
+PG_FUNCTION_INFO_V1(audit_prune_statements);
+
+Datum
+audit_prune_statements(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = get_namespace_oid("audit", false);
+	Oid			relid = get_relname_relid("statement", nsp);
+	Relation	rel;
+	Portal		portal;
+	SPIPlanPtr	plan;
+	int64		removed = 0;
+	int			nest;
+
+	if (!audit_in_prune())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("audit.prune_statements() may only be called by audit.prune()"),
+				 errdetail("Statement texts leave the trail only with the events that refer to them."),
+				 errhint("Set a retention policy with audit.set_retention() and run audit.prune().")));
+	if (!OidIsValid(relid))
+		elog(ERROR, "audit.statement does not exist");
+	if (!audit_queue_available() || IsolationUsesXactSnapshot())
+		PG_RETURN_NULL();
+
+	/* audit.prune() took it already (audit.lock_statements), before its drops */
+	LockRelationOid(relid, ShareLock);
+	audit_statement_generation_bump();
+
+	/*
+	 * This transaction's own buffered events (PRUNE events of the partitions
+	 * dropped so far) refer to texts too: written now, they are seen below.
+	 */
+	audit_flush_events();
+	CommandCounterIncrement();
+
+	rel = table_open(relid, RowExclusiveLock);
+	nest = audit_spi_connect();
+	/* the ids still referred to, distinct (few), then the texts without one */
+	plan = SPI_prepare("WITH live AS MATERIALIZED ("
+					   "  SELECT e.statement_id FROM audit.event e WHERE e.statement_id IS NOT NULL"
+					   "  UNION"
+					   "  SELECT r.statement_id FROM audit.restored_event r WHERE r.statement_id IS NOT NULL)"
+					   " SELECT s.ctid, s.xmin FROM audit.statement s"
+					   " WHERE NOT EXISTS (SELECT 1 FROM live l"
+					   "                    WHERE l.statement_id OPERATOR(pg_catalog.=) s.statement_id)"
+					   "   AND s.first_seen OPERATOR(pg_catalog.>=)"
+					   "       coalesce((SELECT pg_catalog.max(a.range_to) FROM audit.archives a"
+					   "                  WHERE NOT a.statements_included),"
+					   "                '-infinity'::pg_catalog.timestamptz)",
+					   0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the statement prune query: %s",
+			 SPI_result_code_string(SPI_result));
+	/* not read-only: a snapshot taken now, after the lock */
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, false);
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		SPI_cursor_fetch(portal, true, 10000);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			ItemPointer tid = (ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[i],
+																		  SPI_tuptable->tupdesc, 1, &isnull));
+
+			TransactionId xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[i],
+																	 SPI_tuptable->tupdesc, 2, &isnull));
+
+			/*
+			 * A text this transaction stored (the text of the statement that
+			 * runs audit.prune(), whose last PRUNE event comes after this)
+			 * is about to be referred to by it.
+			 */
+			if (isnull || TransactionIdIsCurrentTransactionId(xmin))
+				continue;
+			simple_table_tuple_delete(rel, tid, GetActiveSnapshot());
+			removed++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	audit_spi_finish(nest);
+	table_close(rel, NoLock);
+	CommandCounterIncrement();
+	/* this backend's own cache: the rest of this transaction stores again */
+	if (removed > 0)
+		audit_statement_forget_cache();
+	PG_RETURN_INT64(removed);
+}
+
+/*
+ * audit.lock_statements() -> boolean: audit.prune() takes ShareLock on
+ * audit.statement before it drops a partition, so that its locks come in
+ * the order the writers take theirs (the statement lock at a transaction's
+ * first statement id, the event partitions at the flush after it): taken
+ * after the drops, it made a deadlock with a writer that had its statement
+ * lock and waited for the partition lock prune held (found by the isolation
+ * test prune_race).  Returns whether texts will be pruned (see
+ * audit_prune_statements): false takes no lock.
+ */
+PG_FUNCTION_INFO_V1(audit_lock_statements);
+
+Datum
+audit_lock_statements(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = get_namespace_oid("audit", false);
+	Oid			relid = get_relname_relid("statement", nsp);
+
+	if (!audit_in_prune())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("audit.lock_statements() may only be called by audit.prune()")));
+	if (!OidIsValid(relid) || !audit_queue_available() || IsolationUsesXactSnapshot())
+		PG_RETURN_BOOL(false);
+	LockRelationOid(relid, ShareLock);
+	audit_statement_generation_bump();
+	PG_RETURN_BOOL(true);
 }

@@ -19,6 +19,22 @@
  * queue) records when a session hit the limit.  The worker, which stores the
  * texts of every backend's queued events, is not limited (the queue is).
  *
+ * Texts are pruned (1.5): audit.prune() deletes the texts no remaining
+ * event refers to (retention.c, audit_prune_statements).  A backend that
+ * still believed such a text stored would refer to a missing text, so
+ * before a transaction uses its first statement id, the backend takes
+ * RowExclusiveLock on audit.statement (held to the end of the
+ * transaction, a fast-path lock) and compares the shared generation of
+ * texts (queue.c) with the one its caches were filled under; a different
+ * one empties the caches.  audit.prune() takes ShareLock on audit.statement
+ * (which waits for every transaction that uses statement ids and holds off
+ * new ones until it commits), bumps the generation and only then decides
+ * what to delete, with a snapshot taken after the lock: an event written by
+ * a transaction that committed before is seen, and one written after the
+ * prune's commit comes from a backend that saw the new generation.
+ * Without shared_preload_libraries there is no shared generation; texts
+ * are then never pruned, and no lock is taken.
+ *
  * Statement identity within a transaction: the client's query string and
  * the statement start time identify one execution; statement_seq numbers
  * the executions within the transaction.
@@ -31,6 +47,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -145,6 +162,11 @@ typedef struct RawMapEntry
 
 static RawMapEntry raw_map[RAW_MAP_SLOTS];
 
+/* the shared generation the caches above were filled under */
+static uint64 cache_generation = 0;
+/* RowExclusiveLock on audit.statement taken by the running transaction */
+static bool statement_locked = false;
+
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr select_plan = NULL;
 
@@ -192,6 +214,52 @@ pending_contains(uint64 id)
 		if (pending_ids[i] == id)
 			return true;
 	return false;
+}
+
+/*
+ * Before the running transaction uses a statement id: lock audit.statement
+ * against audit.prune()'s ShareLock, once per transaction, then forget the
+ * cached ids if prune deleted texts since they were cached.  Nothing without
+ * shared memory (texts are not pruned then).
+ */
+void
+audit_statement_guard(void)
+{
+	Oid			nsp;
+	Oid			relid;
+	uint64		gen;
+
+	if (statement_locked || !audit_queue_available() || !IsTransactionState() ||
+		RecoveryInProgress())
+		return;
+	nsp = get_namespace_oid("audit", true);
+	relid = OidIsValid(nsp) ? get_relname_relid("statement", nsp) : InvalidOid;
+	if (!OidIsValid(relid))
+		return;
+	LockRelationOid(relid, RowExclusiveLock);
+	statement_locked = true;
+	gen = audit_statement_generation();
+	if (gen != cache_generation)
+	{
+		memset(known_ids, 0, sizeof(known_ids));
+		known_count = 0;
+		memset(raw_map, 0, sizeof(raw_map));
+		cache_generation = gen;
+	}
+}
+
+/*
+ * audit.prune() deleted texts in this backend's own transaction: whatever
+ * this backend cached may be gone; the rest of the transaction stores again
+ * what it uses (the guard's lock is held already, so it would not look).
+ */
+void
+audit_statement_forget_cache(void)
+{
+	memset(known_ids, 0, sizeof(known_ids));
+	known_count = 0;
+	memset(raw_map, 0, sizeof(raw_map));
+	cache_generation = audit_statement_generation();
 }
 
 /*
@@ -611,6 +679,7 @@ audit_current_statement(Datum *statement_id, bool *id_null, int32 *statement_seq
 
 			if (len > audit_max_statement_length)
 				len = pg_mbcliplen(query, len, audit_max_statement_length);
+			audit_statement_guard();
 			id = statement_id_for(query, len, mode);
 			if (id != 0)
 			{
@@ -636,6 +705,7 @@ audit_store_statement_text(const char *sql, bool redact, Datum *statement_id)
 
 	if (sql == NULL || sql[0] == '\0' || !audit_log_statement_text)
 		return false;
+	audit_statement_guard();
 	id = statement_id_for(sql, strlen(sql),
 						  redact ? AUDIT_LITERALS_REDACT : AUDIT_LITERALS_KEEP);
 	if (id == 0)
@@ -660,6 +730,8 @@ audit_statement_xact_end(bool abort, bool top_level)
 	}
 	pending_count = 0;
 	recheck_id = true;
+	/* the lock went with the (sub)transaction that took it, maybe this one */
+	statement_locked = false;
 	if (top_level)
 		xact_generation++;
 }

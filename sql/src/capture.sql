@@ -610,6 +610,173 @@ SELECT c.oid::regclass                              AS table_oid,
 COMMENT ON VIEW audit.audited_tables IS
     'Tables being audited, with their options; capturing is false if any audit trigger of the table or of a partition is missing, disabled or replica only, or an inheritance child is not audited (capture_state says which); log_reads: reads are recorded too; replicated_into: subscriptions applying changes to the table (captured only with ENABLE ALWAYS TRIGGER audit_ext_row)';
 
+-- Capture switched off without a statement (audit.check_capture()).
+-- A superuser can switch an audit trigger off by editing the catalog
+-- (UPDATE pg_trigger SET tgenabled = 'D'), which no hook sees, and ALTER
+-- EVENT TRIGGER audit_ext_ddl_command_end DISABLE was not flagged.
+-- audit.check_capture() compares every audit trigger (audit_ext_row,
+-- audit_ext_truncate, on tables and partitions) and the extension's event
+-- triggers with what they must be (firing in normal sessions) and with what
+-- it saw last time (audit.capture_watch).  A change to off that no statement
+-- recorded (no flagged ddl event of the transaction that last wrote the
+-- catalog row, pg_trigger.xmin) becomes a critical ddl event CAPTURE OFF
+-- ("capture_off": true, "found_by"), once; turned back on the same way,
+-- CAPTURE ON.  The maintenance worker runs it every round in every database
+-- (src/maintenance.c); audit_admin may run it at any time.
+
+CREATE TABLE audit.capture_watch (
+    catalog     text        NOT NULL,   -- pg_trigger or pg_event_trigger
+    object_oid  oid         NOT NULL,
+    object_name text        NOT NULL,
+    state       "char"      NOT NULL,   -- tgenabled / evtenabled as last seen
+    state_xmin  text        NOT NULL,   -- xmin of the catalog row as last seen
+    seen_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (catalog, object_oid)
+);
+COMMENT ON TABLE audit.capture_watch IS
+    'Internal: the state of each audit trigger and event trigger as audit.check_capture() last saw it (a change is recorded once)';
+REVOKE ALL ON audit.capture_watch FROM PUBLIC;
+GRANT SELECT ON audit.capture_watch TO audit_admin, audit_reader;
+
+CREATE FUNCTION audit.check_capture()
+RETURNS TABLE (object text, kind text, state text, recorded boolean, note text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    r        record;
+    w        audit.capture_watch;
+    seen     boolean;
+    off      boolean;
+    was_off  boolean;
+    by_stmt  boolean;
+    word     text;
+    root     text;
+    det      jsonb;
+    finder   text := CASE WHEN audit.in_maintenance_worker() THEN 'maintenance' ELSE 'audit.check_capture()' END;
+BEGIN
+    PERFORM audit.require_audit_role(true);
+    -- one check at a time per database (the worker and a DBA may overlap)
+    PERFORM pg_advisory_xact_lock(hashtext('audit_ext check_capture'));
+    FOR r IN
+        SELECT 'pg_trigger'::text AS catalog, t.oid AS object_oid, t.tgrelid AS relid,
+               t.tgname::text AS name, t.tgenabled AS st, t.xmin::text AS row_xmin,
+               CASE WHEN t.tgfoid = 'audit.capture_row()'::regprocedure THEN 'row trigger'
+                    ELSE 'truncate trigger' END AS what,
+               format('%s.%s', t.tgrelid::regclass, quote_ident(t.tgname)) AS label
+          FROM pg_catalog.pg_trigger t
+         WHERE t.tgfoid OPERATOR(pg_catalog.=) ANY (ARRAY['audit.capture_row()'::regprocedure,
+                                                         'audit.capture_truncate()'::regprocedure]::oid[])
+        UNION ALL
+        SELECT 'pg_event_trigger', e.oid, NULL::oid, e.evtname::text, e.evtenabled, e.xmin::text,
+               'event trigger', quote_ident(e.evtname)
+          FROM pg_catalog.pg_event_trigger e
+          JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_event_trigger'::regclass
+                                     AND d.objid OPERATOR(pg_catalog.=) e.oid
+                                     AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::regclass
+                                     AND d.deptype OPERATOR(pg_catalog.=) 'e'
+          JOIN pg_catalog.pg_extension x ON x.oid OPERATOR(pg_catalog.=) d.refobjid
+                                         AND x.extname OPERATOR(pg_catalog.=) 'audit_ext'
+         ORDER BY 1, 8
+    LOOP
+        SELECT * INTO w FROM audit.capture_watch c
+         WHERE c.catalog = r.catalog AND c.object_oid = r.object_oid;
+        seen := FOUND;
+        -- off: does not fire in normal sessions (disabled, or replica only)
+        off := r.st IN ('D', 'R');
+        was_off := seen AND w.state IN ('D', 'R');
+        word := CASE r.st WHEN 'O' THEN 'enabled' WHEN 'A' THEN 'always' WHEN 'R' THEN 'replica only'
+                          WHEN 'D' THEN 'disabled' ELSE 'unknown' END;
+        IF seen AND w.state = r.st AND w.state_xmin = r.row_xmin THEN
+            IF off THEN
+                object := r.label; kind := r.what; state := word; recorded := false;
+                note := 'off, already recorded';
+                RETURN NEXT;
+            END IF;
+            CONTINUE;
+        END IF;
+        INSERT INTO audit.capture_watch AS c (catalog, object_oid, object_name, state, state_xmin)
+        VALUES (r.catalog, r.object_oid, r.label, r.st, r.row_xmin)
+        ON CONFLICT (catalog, object_oid) DO UPDATE
+           SET object_name = EXCLUDED.object_name, state = EXCLUDED.state,
+               state_xmin = EXCLUDED.state_xmin, seen_at = now();
+        -- no change between on and off (first sight of a firing trigger,
+        -- ENABLE ALWAYS, the row rewritten): nothing to say
+        IF off = was_off OR (NOT seen AND NOT off) THEN
+            IF off THEN
+                object := r.label; kind := r.what; state := word; recorded := false;
+                note := 'off, already recorded';
+                RETURN NEXT;
+            END IF;
+            CONTINUE;
+        END IF;
+        -- Did a statement record this change?  The utility hook flags its
+        -- event (audit_trigger_disabled / audit_trigger_enabled) in the
+        -- transaction that wrote the catalog row, whose id is the row's xmin.
+        by_stmt := EXISTS (
+            SELECT 1 FROM audit.event e
+             WHERE e.class = 'ddl'
+               AND e.txid IS NOT NULL
+               AND (e.txid % 4294967296) = r.row_xmin::bigint
+               AND e.detail ? CASE WHEN off THEN 'audit_trigger_disabled' ELSE 'audit_trigger_enabled' END);
+        object := r.label; kind := r.what; state := word;
+        IF by_stmt THEN
+            recorded := false;
+            note := CASE WHEN off THEN 'off, recorded by its statement' ELSE 'on again, recorded by its statement' END;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF r.relid IS NOT NULL THEN
+            -- a partition's trigger: the audited table it belongs to
+            SELECT format('%s.%s', n.nspname, c.relname) INTO root
+              FROM pg_catalog.pg_partition_ancestors(r.relid) WITH ORDINALITY AS a(relid, ord)
+              JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.relid
+              JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+             WHERE a.relid OPERATOR(pg_catalog.<>) r.relid
+               AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                            WHERE t.tgrelid OPERATOR(pg_catalog.=) a.relid
+                              AND t.tgfoid OPERATOR(pg_catalog.=) 'audit.capture_row()'::regprocedure
+                              AND t.tgparentid OPERATOR(pg_catalog.=) 0)
+             ORDER BY a.ord
+             LIMIT 1;
+            det := jsonb_build_object('audit_triggers', jsonb_build_object(r.name, word))
+                || CASE WHEN root IS NOT NULL THEN jsonb_build_object('audited_table', root) ELSE '{}' END
+                || CASE WHEN off THEN jsonb_build_object('audit_trigger_disabled', true)
+                        ELSE jsonb_build_object('audit_trigger_enabled', true) END;
+        ELSE
+            det := jsonb_build_object('event_trigger', r.name, 'state', word)
+                || CASE WHEN off THEN jsonb_build_object('audit_protection_off', true)
+                        ELSE '{}' END;
+        END IF;
+        det := det || jsonb_build_object(CASE WHEN off THEN 'capture_off' ELSE 'capture_on' END, true,
+                                         'found_by', finder,
+                                         'via', 'catalog changed without a recorded statement');
+        IF off THEN
+            det := det || jsonb_build_object('risk', 'critical');
+        END IF;
+        PERFORM audit.log_config_event(CASE WHEN off THEN 'CAPTURE OFF' ELSE 'CAPTURE ON' END,
+                                       r.relid::regclass, det);
+        recorded := true;
+        note := CASE WHEN off THEN 'off, recorded now' ELSE 'on again, recorded now' END;
+        RETURN NEXT;
+    END LOOP;
+    -- triggers gone (audit.disable, DROP TRIGGER, DROP TABLE: recorded by
+    -- their statements) are forgotten
+    DELETE FROM audit.capture_watch c
+     WHERE (c.catalog = 'pg_trigger'
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.oid OPERATOR(pg_catalog.=) c.object_oid))
+        OR (c.catalog = 'pg_event_trigger'
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger t WHERE t.oid OPERATOR(pg_catalog.=) c.object_oid));
+END
+$$;
+COMMENT ON FUNCTION audit.check_capture() IS
+    'audit_admin: compare every audit trigger and the extension''s event triggers with what they must be; capture switched off (or back on) without a statement that recorded it becomes a ddl event CAPTURE OFF (critical, "capture_off": true, "found_by") or CAPTURE ON, once per change; returns what is off or changed. Run by the maintenance worker every round';
+REVOKE ALL ON FUNCTION audit.check_capture() FROM PUBLIC;
+-- open to everyone, checked inside: a non-member is told in words (42501)
+GRANT EXECUTE ON FUNCTION audit.check_capture() TO PUBLIC;
+
 -- ---------------------------------------------------------------------------
 -- Privileges
 -- ---------------------------------------------------------------------------

@@ -25,14 +25,30 @@ AS 'MODULE_PATHNAME', 'audit_log_system_event';
 COMMENT ON FUNCTION audit.log_system_event(text, jsonb) IS
     'Internal: record a system event (retention policy change, prune) in the caller''s transaction; detail gets "by": the session''s role or "worker"';
 
-CREATE FUNCTION audit.archive_partition(part regclass,
+CREATE FUNCTION audit.archive_partition(part regclass, with_statements boolean DEFAULT false,
     OUT file text, OUT checksum text, OUT rows bigint, OUT min_id bigint,
     OUT max_id bigint, OUT bytes bigint, OUT raw_bytes bigint)
 RETURNS record
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'audit_archive_partition';
-COMMENT ON FUNCTION audit.archive_partition(regclass) IS
-    'Internal: write a partition to a durable gzip JSON-lines file (one row_to_json line per event, in id order) and its .sha256 file in audit_ext.archive_directory';
+COMMENT ON FUNCTION audit.archive_partition(regclass, boolean) IS
+    'Internal: write a partition to a durable gzip JSON-lines file (one row_to_json line per event, in id order; with_statements: then a section line and the statement texts the events refer to) and its .sha256 file in audit_ext.archive_directory';
+
+-- Statement texts are pruned with their events (src/retention.c): only
+-- inside audit.prune(), under a lock and a shared generation (src/statement_store.c).
+CREATE FUNCTION audit.prune_statements()
+RETURNS bigint
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'audit_prune_statements';
+COMMENT ON FUNCTION audit.prune_statements() IS
+    'Internal: delete the statement texts no remaining event (audit.event, audit.restored_event) refers to; only inside audit.prune(); NULL when texts cannot be pruned (no shared_preload_libraries, or a transaction snapshot)';
+
+CREATE FUNCTION audit.lock_statements()
+RETURNS boolean
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'audit_lock_statements';
+COMMENT ON FUNCTION audit.lock_statements() IS
+    'Internal: audit.prune() locks audit.statement (SHARE) before its drops, in the order writers take their locks; false when texts cannot be pruned (then no lock)';
 
 CREATE FUNCTION audit.drop_event_partition(part regclass)
 RETURNS void
@@ -95,12 +111,15 @@ CREATE TABLE audit.archives (
     bytes          bigint      NOT NULL,
     raw_bytes      bigint      NOT NULL,
     archived_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    archived_by    text        NOT NULL
+    archived_by    text        NOT NULL,
+    statements_included boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE audit.archives IS
     'Archive files written by audit.prune(): file name in audit_ext.archive_directory, SHA-256 of the file (also in file.sha256), the partition, its range, rows and id range';
 COMMENT ON COLUMN audit.archives.bytes IS 'Size of the compressed file';
 COMMENT ON COLUMN audit.archives.raw_bytes IS 'Size of the JSON lines before compression';
+COMMENT ON COLUMN audit.archives.statements_included IS
+    'The file carries the statement texts its events refer to (archive format 2, since 1.5); false: only statement_id (texts first seen before range_to are never pruned)';
 
 SELECT pg_catalog.pg_extension_config_dump('audit.archives', '');
 
@@ -254,6 +273,22 @@ $$;
 COMMENT ON FUNCTION audit.release_legal_hold(bigint) IS
     'Release a legal hold: its range may be pruned again; the hold stays listed with released_at';
 
+-- audit.prune() in two phases.  First every partition whose time has
+-- come is archived (with the statement texts its events refer to), while
+-- writers go on.  Then audit.statement is locked (SHARE: it waits for the
+-- transactions that used a statement id and holds off new ones until prune
+-- commits), the partitions are anchored and dropped, and the texts no
+-- remaining event refers to are deleted; the call's last PRUNE event says
+-- how many ("statements_removed"; null with "statements_kept_reason" when
+-- they could not be pruned).  Locking before the drops puts prune's locks in
+-- the order writers take theirs (statement lock, then event partitions):
+-- taken after the drops it deadlocked with a writer (isolation test
+-- prune_race).  When a month of back-dated events gets its partition first
+-- (under a lock on the whole class), the statement lock comes before that.  The lock wait is bounded
+-- by lock_timeout (the maintenance worker: 5 s): then the partitions are
+-- dropped all the same and the texts left for the next prune.  The PRUNE event
+-- of each partition is written before the next partition's anchors are
+-- compared with the last one recorded, so only the last waits for the count.
 CREATE FUNCTION audit.prune()
 RETURNS TABLE (partition text, class text, range_from timestamptz, range_to timestamptz,
                rows bigint, archive_file text, action text)
@@ -265,6 +300,7 @@ AS $$
 DECLARE
     pol     record;
     cand    record;
+    c       record;
     m       timestamptz;
     a_file  text;
     a_sum   text;
@@ -277,10 +313,19 @@ DECLARE
     cutoff  timestamptz;
     digest_before text;
     mismatch boolean;
+    todo    jsonb := '[]';  -- phase 1's result, in the order returned
+    drops   integer := 0;
+    locked  boolean := false;
+    tried   boolean := false;   -- audit.lock_statements() called
+    pending jsonb;          -- the detail of the last PRUNE event, written at the end
+    st_removed bigint;
+    st_reason  text;
 BEGIN
     PERFORM audit.require_audit_role(true);
     -- one prune at a time per database (the worker and a DBA may overlap)
     PERFORM pg_advisory_xact_lock(hashtext('audit_ext prune'));
+
+    -- Phase 1: archive what goes
     FOR pol IN SELECT p.class, p.keep, p.archive FROM audit.retention_policies p ORDER BY p.class LOOP
         cutoff := now() - pol.keep;
         -- Events of months that have no partition sit in the default
@@ -289,6 +334,16 @@ BEGIN
         FOR m IN EXECUTE format('SELECT DISTINCT date_trunc(''month'', event_time AT TIME ZONE ''UTC'') AT TIME ZONE ''UTC''
                                    FROM audit.%I WHERE event_time < date_trunc(''month'', now() AT TIME ZONE ''UTC'') AT TIME ZONE ''UTC''',
                                 'event_' || pol.class || '_default') LOOP
+            -- under a lock on the whole class: the statement lock first
+            IF NOT tried THEN
+                tried := true;
+                BEGIN
+                    locked := audit.lock_statements();
+                EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+                    locked := false;
+                    st_reason := SQLERRM;
+                END;
+            END IF;
             PERFORM audit.create_month_partition(pol.class, m);
         END LOOP;
 
@@ -302,9 +357,8 @@ BEGIN
              WHERE h.released_at IS NULL
                AND tstzrange(h.from_time, h.to_time) && tstzrange(cand.lo, cand.hi);
             IF hold IS NOT NULL THEN
-                partition := cand.relname; class := pol.class; range_from := cand.lo; range_to := cand.hi;
-                rows := NULL; archive_file := NULL; action := 'held by legal hold ' || hold;
-                RETURN NEXT;
+                todo := todo || jsonb_build_array(jsonb_build_object(
+                            'relname', cand.relname, 'cls', pol.class, 'lo', cand.lo, 'hi', cand.hi, 'hold', hold));
                 CONTINUE;
             END IF;
 
@@ -313,48 +367,96 @@ BEGIN
                 -- written, fsynced and renamed into place before anything is dropped
                 SELECT a.file, a.checksum, a.rows, a.min_id, a.max_id, a.bytes, a.raw_bytes
                   INTO a_file, a_sum, n, a_min, a_max, a_bytes, a_raw
-                  FROM audit.archive_partition(cand.relid) a;
+                  FROM audit.archive_partition(cand.relid, true) a;
                 IF a_file IS NOT NULL THEN
                     INSERT INTO audit.archives (file, checksum, class, partition_name, range_from, range_to,
-                                                rows, min_id, max_id, bytes, raw_bytes, archived_by)
+                                                rows, min_id, max_id, bytes, raw_bytes, archived_by,
+                                                statements_included)
                     VALUES (a_file, a_sum, pol.class, cand.relname, cand.lo, cand.hi,
                             n, a_min, a_max, a_bytes, a_raw,
-                            CASE WHEN audit.in_maintenance_worker() THEN 'worker' ELSE audit.session_role() END);
+                            CASE WHEN audit.in_maintenance_worker() THEN 'worker' ELSE audit.session_role() END,
+                            true);
                 END IF;
             ELSE
                 EXECUTE format('SELECT count(*) FROM %s', cand.relid::regclass) INTO n;
             END IF;
-
-            -- the integrity chain records the heads of what leaves the trail,
-            -- so that audit.verify() still verifies what remains.  The
-            -- anchors as they were must be what the last PRUNE event
-            -- recorded: anything else was added or removed outside prune.
-            digest_before := audit.anchor_digest();
-            mismatch := digest_before IS DISTINCT FROM coalesce(audit.recorded_anchor_digest(), digest_before);
-            PERFORM audit.chain_record_pruned(cand.relid::regclass);
-            PERFORM audit.drop_event_partition(cand.relid);
-
-            -- the PRUNE event commits to every anchor (audit.verify checks it)
-            PERFORM audit.log_system_event('PRUNE',
-                jsonb_build_object('partition', cand.relname, 'class', pol.class,
-                                   'from_time', cand.lo, 'to_time', cand.hi, 'rows', n,
-                                   'keep', pol.keep::text,
-                                   'archive_file', a_file, 'checksum', a_sum,
-                                   'min_id', a_min, 'max_id', a_max,
-                                   'anchors_digest', audit.anchor_digest())
-                || CASE WHEN mismatch THEN jsonb_build_object('anchors_mismatch', true, 'risk', 'critical',
-                                                               'anchors_digest_found', digest_before)
-                        ELSE '{}' END);
-            partition := cand.relname; class := pol.class; range_from := cand.lo; range_to := cand.hi;
-            rows := n; archive_file := a_file;
-            action := CASE WHEN a_file IS NOT NULL THEN 'archived and dropped' ELSE 'dropped' END;
-            RETURN NEXT;
+            todo := todo || jsonb_build_array(jsonb_build_object(
+                        'relid', cand.relid::oid, 'relname', cand.relname, 'cls', pol.class, 'lo', cand.lo, 'hi', cand.hi,
+                        'n', n, 'keep', pol.keep::text, 'a_file', a_file, 'a_sum', a_sum,
+                        'a_min', a_min, 'a_max', a_max));
+            drops := drops + 1;
         END LOOP;
     END LOOP;
+
+    -- Phase 2: lock the texts, drop, prune the texts
+    IF drops > 0 AND NOT tried THEN
+        tried := true;
+        BEGIN
+            locked := audit.lock_statements();
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            locked := false;
+            st_reason := SQLERRM;
+        END;
+    END IF;
+    IF tried AND NOT locked AND st_reason IS NULL THEN
+        st_reason := CASE WHEN current_setting('transaction_isolation') IN ('repeatable read', 'serializable')
+                          THEN 'transaction snapshot (run audit.prune() in READ COMMITTED)'
+                          ELSE 'no shared memory (audit_ext is not in shared_preload_libraries)' END;
+    END IF;
+    FOR c IN SELECT x.* FROM jsonb_to_recordset(todo) AS x(relid oid, relname text, cls text, lo timestamptz,
+                                                         hi timestamptz, n bigint, keep text, a_file text,
+                                                         a_sum text, a_min bigint, a_max bigint, hold bigint)
+    LOOP
+        partition := c.relname; class := c.cls; range_from := c.lo; range_to := c.hi;
+        IF c.hold IS NOT NULL THEN
+            rows := NULL; archive_file := NULL; action := 'held by legal hold ' || c.hold;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        -- the previous partition's PRUNE event: written before this
+        -- partition's anchors are compared with the last one recorded
+        IF pending IS NOT NULL THEN
+            PERFORM audit.log_system_event('PRUNE', pending);
+            pending := NULL;
+        END IF;
+
+        -- the integrity chain records the heads of what leaves the trail,
+        -- so that audit.verify() still verifies what remains.  The
+        -- anchors as they were must be what the last PRUNE event
+        -- recorded: anything else was added or removed outside prune.
+        digest_before := audit.anchor_digest();
+        mismatch := digest_before IS DISTINCT FROM coalesce(audit.recorded_anchor_digest(), digest_before);
+        PERFORM audit.chain_record_pruned(c.relid::regclass);
+        PERFORM audit.drop_event_partition(c.relid);
+
+        -- the PRUNE event commits to every anchor (audit.verify checks it)
+        pending := jsonb_build_object('partition', c.relname, 'class', c.cls,
+                               'from_time', c.lo, 'to_time', c.hi, 'rows', c.n,
+                               'keep', c.keep,
+                               'archive_file', c.a_file, 'checksum', c.a_sum,
+                               'min_id', c.a_min, 'max_id', c.a_max,
+                               'anchors_digest', audit.anchor_digest())
+            || CASE WHEN mismatch THEN jsonb_build_object('anchors_mismatch', true, 'risk', 'critical',
+                                                           'anchors_digest_found', digest_before)
+                    ELSE '{}' END;
+        rows := c.n; archive_file := c.a_file;
+        action := CASE WHEN c.a_file IS NOT NULL THEN 'archived and dropped' ELSE 'dropped' END;
+        RETURN NEXT;
+    END LOOP;
+
+    IF pending IS NOT NULL THEN
+        IF locked THEN
+            st_removed := audit.prune_statements();
+        END IF;
+        PERFORM audit.log_system_event('PRUNE', pending
+            || jsonb_build_object('statements_removed', st_removed)
+            || CASE WHEN st_reason IS NOT NULL THEN jsonb_build_object('statements_kept_reason', st_reason)
+                    ELSE '{}' END);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION audit.prune() IS
-    'Apply the retention policies: drop each monthly partition older than now() - keep that no active legal hold overlaps, archiving it first when the policy says so; one system/PRUNE event per partition; returns what was removed (and what a hold kept)';
+    'Apply the retention policies: drop each monthly partition older than now() - keep that no active legal hold overlaps, archiving it first (with the statement texts its events refer to) when the policy says so; then delete the statement texts no remaining event refers to; one system/PRUNE event per partition, the last one with statements_removed; returns what was removed (and what a hold kept)';
 
 CREATE FUNCTION audit.in_maintenance_worker()
 RETURNS boolean
@@ -376,6 +478,7 @@ AS $$
 DECLARE
     known text;
     n     bigint;
+    ns    bigint;
 BEGIN
     PERFORM audit.require_audit_role(true);
     SELECT a.checksum INTO known FROM audit.archives a WHERE a.file = file;
@@ -401,19 +504,39 @@ BEGIN
                   HINT = 'The file was replaced or altered after it was written; restore it from a backup copy.';
     END IF;
     DELETE FROM audit.restored_event r WHERE r.archive_file = file;
-    -- LATERAL: "(f(x)).*" would call f once per column
-    INSERT INTO audit.restored_event
-    SELECT r.*
-      FROM audit.read_archive(file) l,
-           LATERAL jsonb_populate_record(NULL::audit.restored_event,
-                                         l::jsonb || jsonb_build_object('archive_file', file)) r;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    PERFORM audit.log_system_event('RESTORE ARCHIVE', jsonb_build_object('archive_file', file, 'rows', n));
+    -- One read of the file: event lines, then (format 2) a section line and
+    -- the statement texts.  LATERAL: "(f(x)).*" would call f once per column.
+    WITH l AS MATERIALIZED (
+        SELECT x.line::jsonb AS j, x.n
+          FROM audit.read_archive(file) WITH ORDINALITY AS x(line, n)
+    ), s AS (
+        SELECT coalesce(min(l.n), 9223372036854775807) AS at
+          FROM l WHERE l.j ? 'audit_archive_section'
+    ), st AS (
+        INSERT INTO audit.statement (statement_id, statement_text, first_seen)
+        SELECT (l.j ->> 'statement_id')::bigint, l.j ->> 'statement_text',
+               coalesce((l.j ->> 'first_seen')::timestamptz, now())
+          FROM l, s
+         WHERE l.n > s.at
+        ON CONFLICT (statement_id) DO NOTHING
+        RETURNING 1
+    ), ev AS (
+        INSERT INTO audit.restored_event
+        SELECT r.*
+          FROM l, s,
+               LATERAL jsonb_populate_record(NULL::audit.restored_event,
+                                             l.j || jsonb_build_object('archive_file', file)) r
+         WHERE l.n < s.at
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM st) INTO n, ns;
+    PERFORM audit.log_system_event('RESTORE ARCHIVE',
+        jsonb_build_object('archive_file', file, 'rows', n, 'statements_restored', ns));
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION audit.restore_archive(text) IS
-    'Load an archive file (a name listed in audit.archives) into audit.restored_event for investigation, after verifying its checksum; returns the rows loaded';
+    'audit_admin: load an archive file of this database (listed in audit.archives, checksum verified) into audit.restored_event, and the statement texts it carries back into audit.statement; returns the number of events';
 
 CREATE FUNCTION audit.archive_checksum(file text)
 RETURNS text
@@ -436,7 +559,9 @@ COMMENT ON FUNCTION audit.in_prune() IS
 -- ---------------------------------------------------------------------------
 REVOKE ALL ON FUNCTION audit.refuse_change(),
                        audit.log_system_event(text,jsonb),
-                       audit.archive_partition(regclass),
+                       audit.archive_partition(regclass,boolean),
+                       audit.prune_statements(),
+                       audit.lock_statements(),
                        audit.drop_event_partition(regclass),
                        audit.read_archive(text),
                        audit.in_maintenance_worker(),

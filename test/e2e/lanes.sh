@@ -10,7 +10,7 @@
 source "$(dirname "$0")/tap.inc"
 source "$(dirname "$0")/../../scripts/pgenv.sh"
 DIR=${AUDIT_TEST_TMP:-/tmp}/lanes
-PORT=$(( ${PGPORT:-5497} + 97 ))
+PORT=$(( ${PGPORT:-5497} + 99 ))
 rm -rf "$DIR"
 trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
 # Rounds only when the test asks for them (interval 0, maintenance an hour
