@@ -641,6 +641,7 @@ audit_xact_callback(XactEvent event, void *arg)
 			audit_chain_xact_end(event == XACT_EVENT_COMMIT ? 0 : 2);
 			audit_statement_xact_end(false, true);
 			audit_capture_xact_end();
+			audit_ddl_watch_reset();
 			if (event == XACT_EVENT_COMMIT)
 				audit_auth_xact_commit();	/* a pending LOGIN */
 			break;

@@ -260,6 +260,7 @@ extern void audit_auth_xact_commit(void);
 struct PlannedStmt;
 extern void audit_ddl_install_hooks(void);
 extern void audit_ddl_xact_end(void);
+extern void audit_ddl_watch_reset(void);
 extern char *audit_ddl_prepare(Node *stmt);
 extern void audit_ddl_capture(struct PlannedStmt *pstmt, int context,
 							  const char *pre_schema);

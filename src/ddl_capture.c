@@ -65,6 +65,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "audit_ext.h"
 
@@ -152,11 +153,38 @@ audit_ddl_install_hooks(void)
 	fmgr_hook = audit_fmgr_hook;
 }
 
+/*
+ * DROP statements and the audited tables that existed before them (see
+ * audited_tables_before): a stack, one entry per utility statement in
+ * progress, so that a DROP nested in another statement finds its own.
+ */
+typedef struct DropWatch
+{
+	Node	   *stmt;
+	List	   *relids;			/* audited tables before the statement */
+	List	   *names;			/* their "schema.table" */
+} DropWatch;
+
+static List *drop_watches = NIL;	/* in TopMemoryContext */
+
+static void drop_watch_prepare(Node *stmt);
+static DropWatch *drop_watch_take(Node *stmt);
+static bool drop_watch_capture(DropWatch *w, Node *stmt);
+
+/* The end of a transaction that committed: no statement is in progress. */
+void
+audit_ddl_watch_reset(void)
+{
+	drop_watches = NIL;
+}
+
 void
 audit_ddl_xact_end(void)
 {
 	audit_function_depth = 0;
 	audit_prune_depth = 0;
+	/* an error left them behind: their statements are gone */
+	drop_watches = NIL;
 }
 
 /* Inside one of the extension's own functions (its DDL is not recorded as such)? */
@@ -1926,6 +1954,7 @@ audit_ddl_prepare(Node *stmt)
 	DropStmt   *d;
 	Oid			relid;
 
+	drop_watch_prepare(stmt);
 	if ((IsA(stmt, RenameStmt) || IsA(stmt, CreateTrigStmt) ||
 		 IsA(stmt, AlterObjectDependsStmt) ||
 		 (IsA(stmt, DropStmt) && ((DropStmt *) stmt)->removeType == OBJECT_TRIGGER)) &&
@@ -1973,6 +2002,122 @@ any_table_audited(void)
 }
 
 /*
+ * The tables that have an audit row trigger of their own (not a partition's
+ * clone), as OIDs and "schema.table" names, in TopMemoryContext.
+ */
+static void
+audited_tables_now(List **relids, List **names)
+{
+	Relation	tgrel;
+	ScanKeyData skey;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyInit(&skey, Anum_pg_trigger_tgname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("audit_ext_row"));
+	scan = systable_beginscan(tgrel, InvalidOid, false, NULL, 1, &skey);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_trigger t = (Form_pg_trigger) GETSTRUCT(tup);
+		char	   *nsp;
+		char	   *rel;
+
+		if (OidIsValid(t->tgparentid))
+			continue;
+		nsp = get_namespace_name(get_rel_namespace(t->tgrelid));
+		rel = get_rel_name(t->tgrelid);
+		*relids = lappend_oid(*relids, t->tgrelid);
+		*names = lappend(*names, psprintf("%s.%s", nsp ? nsp : "?", rel ? rel : "?"));
+	}
+	systable_endscan(scan);
+	table_close(tgrel, AccessShareLock);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Before a DROP (of tables, a schema, an extension, DROP OWNED ...): note the
+ * audited tables, to tell afterwards which of them it dropped.  Dropping
+ * the last audited table (or a schema with it) used to leave no event at
+ * all: ddl events are recorded only while some table is audited, which is
+ * no longer true when the statement has run.
+ */
+static void
+drop_watch_prepare(Node *stmt)
+{
+	DropWatch  *w;
+
+	if (!(IsA(stmt, DropStmt) || IsA(stmt, DropOwnedStmt)) ||
+		!IsTransactionState() || !OidIsValid(audit_event_relid(true)))
+		return;
+	w = MemoryContextAllocZero(TopMemoryContext, sizeof(DropWatch));
+	w->stmt = stmt;
+	audited_tables_now(&w->relids, &w->names);
+	if (w->relids == NIL)
+	{
+		pfree(w);
+		return;
+	}
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		drop_watches = lappend(drop_watches, w);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
+ * After the statement: the audited tables it dropped, recorded as one
+ * critical ddl event whatever audit_ext.log_ddl says ("capture_off",
+ * "audit_trigger_disabled": the shipped audit_disabled rule fires).
+ * Returns true when it recorded the statement.
+ */
+static DropWatch *
+drop_watch_take(Node *stmt)
+{
+	/* entries above ours belong to statements an error ended */
+	while (drop_watches != NIL)
+	{
+		DropWatch  *top = (DropWatch *) llast(drop_watches);
+
+		drop_watches = list_delete_last(drop_watches);
+		if (top->stmt == stmt)
+			return top;
+	}
+	return NULL;
+}
+
+static bool
+drop_watch_capture(DropWatch *w, Node *stmt)
+{
+	List	   *dropped = NIL;
+	ListCell   *r,
+			   *n;
+	JsonbParseState *st = NULL;
+
+	if (w == NULL)
+		return false;
+	forboth(r, w->relids, n, w->names)
+	{
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(lfirst_oid(r))))
+			dropped = lappend(dropped, lfirst(n));
+	}
+	if (dropped == NIL || !OidIsValid(audit_event_relid(true)))
+		return false;
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	kv_strings(&st, "audited_tables_dropped", dropped);
+	kv_bool(&st, "capture_off", true);
+	kv_bool(&st, "audit_trigger_disabled", true);
+	kv_string(&st, "risk", "critical");
+	emit_event("ddl", GetCommandTagName(CreateCommandTag(stmt)),
+			   list_length(dropped) == 1 ? strtok(pstrdup(linitial(dropped)), ".") : NULL,
+			   list_length(dropped) == 1 ? strchr(linitial(dropped), '.') + 1 : NULL,
+			   finish_object(&st), false);
+	return true;
+}
+
+/*
  * After a utility statement completed: record it if it is a privilege
  * change, DDL, or a change to auditing itself.
  */
@@ -1981,6 +2126,7 @@ audit_ddl_capture(PlannedStmt *pstmt, int context, const char *pre_schema)
 {
 	Node	   *stmt = pstmt->utilityStmt;
 	PendingDrop *drop;
+	DropWatch  *watch = drop_watch_take(stmt);
 
 	/* parts of a bigger statement (CREATE SCHEMA ... CREATE TABLE) */
 	if (context == PROCESS_UTILITY_SUBCOMMAND)
@@ -2017,6 +2163,12 @@ audit_ddl_capture(PlannedStmt *pstmt, int context, const char *pre_schema)
 	 */
 	if (capture_privilege(stmt))
 		return;
+	/* a DROP that took audited tables with it: one flagged event */
+	if (drop_watch_capture(watch, stmt))
+	{
+		(void) take_pending_drop(stmt);
+		return;
+	}
 	/* (the table whose audit trigger was dropped may have been the last one) */
 	drop = take_pending_drop(stmt);
 	if (drop != NULL || any_table_audited())
