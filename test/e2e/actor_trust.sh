@@ -9,7 +9,8 @@ source "$(dirname "$0")/../../scripts/pgenv.sh"
 DIR=${AUDIT_TEST_TMP:-/tmp}/actor_trust
 PORT=$(( ${PGPORT:-5497} + 65 ))
 rm -rf "$DIR"
-trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
+trap 'finish_clusters "$DIR"' EXIT
+watch_log "$DIR/server.log"
 pg_start_scram "$DIR" "$PORT" "audit_ext.database = 'postgres'" \
     || { echo "not ok - could not start a cluster in $DIR"; exit 1; }
 

@@ -8,7 +8,8 @@ source "$(dirname "$0")/../../scripts/pgenv.sh"
 DIR=${AUDIT_TEST_TMP:-/tmp}/integrity
 PORT=$(( ${PGPORT:-5497} + 70 ))
 rm -rf "$DIR"
-trap 'pg_stop "$DIR"; [ -n "${KEEP:-}" ] || rm -rf "$DIR"' EXIT
+trap 'finish_clusters "$DIR"' EXIT
+watch_log "$DIR/server.log"
 pg_start "$DIR" "$PORT" "max_prepared_transactions = 5" "audit_ext.chain_checkpoint_interval = 1" \
     "audit_ext.maintenance_interval = 2" \
     || { echo "not ok - could not start a cluster in $DIR"; exit 1; }

@@ -6,7 +6,8 @@ source "$(dirname "$0")/../../scripts/pgenv.sh"
 DIR=${AUDIT_TEST_TMP:-/tmp}/nopreload
 PORT=$(( ${PGPORT:-5497} + 10 ))
 rm -rf "$DIR"
-trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
+trap 'finish_clusters "$DIR"' EXIT
+watch_log "$DIR/server.log"
 pg_start "$DIR" "$PORT" "shared_preload_libraries = ''" || { echo "not ok - could not start a cluster in $DIR"; exit 1; }
 
 is "$(q -d postgres -c "SHOW shared_preload_libraries")" "" "cluster runs without preloading audit_ext"

@@ -12,7 +12,8 @@ source "$(dirname "$0")/../../scripts/pgenv.sh"
 DIR=${AUDIT_TEST_TMP:-/tmp}/queue_flood
 PORT=$(( ${PGPORT:-5497} + 75 ))
 rm -rf "$DIR"
-trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
+trap 'finish_clusters "$DIR"' EXIT
+watch_log "$DIR/server.log"
 pg_start_scram "$DIR" "$PORT" "audit_ext.database = 'postgres'" \
     "audit_ext.queue_size = 500" "audit_ext.bulk_events_burst = 500" "audit_ext.bulk_events_per_second = 50" \
     "audit_ext.statement_texts_burst = 200" "audit_ext.statement_texts_per_second = 10" \

@@ -10,7 +10,9 @@ SRC_PORT=$(( ${PGPORT:-5497} + 80 ))
 CEN_PORT=$(( ${PGPORT:-5497} + 90 ))
 rm -rf "$BASE"
 mkdir -p "$BASE"
-trap 'pg_stop "$BASE/source"; pg_stop "$BASE/central"; [ -n "${KEEP:-}" ] || rm -rf "$BASE"' EXIT
+trap 'finish_clusters "$BASE/source" "$BASE/central"; [ -n "${KEEP:-}" ] || rm -rf "$BASE"' EXIT
+watch_log "$BASE/source/server.log"
+watch_log "$BASE/central/server.log"
 pg_start "$BASE/source" "$SRC_PORT" "wal_level = logical" "max_wal_senders = 10" "max_replication_slots = 10" \
     || { echo "not ok - could not start the source cluster"; exit 1; }
 pg_start "$BASE/central" "$CEN_PORT" "max_logical_replication_workers = 8" \

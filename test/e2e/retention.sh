@@ -12,7 +12,8 @@ DIR=${AUDIT_TEST_TMP:-/tmp}/retention
 PORT=$(( ${PGPORT:-5497} + 60 ))
 ARCH=$DIR/archive
 rm -rf "$DIR"
-trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
+trap 'finish_clusters "$DIR"' EXIT
+watch_log "$DIR/server.log" 'audit_ext maintenance.* was terminated by signal 9|terminated by signal 9: Killed'
 pg_start "$DIR" "$PORT" "audit_ext.maintenance_interval = 1" "audit_ext.partitions_ahead = 3" \
     "audit_ext.archive_directory = '$ARCH'" "fsync = on" \
     || { echo "not ok - could not start a cluster in $DIR"; exit 1; }
