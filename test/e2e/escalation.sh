@@ -152,7 +152,7 @@ GRANT SELECT ON mal.t TO PUBLIC;
 DROP TABLE mal.t;
 SQL
 wait_for "SELECT count(*) >= 2 FROM audit.event WHERE class = 'data' AND status = 'failure'
-          AND table_name = 'payroll' AND db_user = 'regress_mallory'" 20
+          AND table_name = 'payroll' AND db_user = 'regress_mallory'" 60
 is "$?" "0" "the refused statements are recorded (through the security-event worker)"
 
 # --- A2: the maintenance worker -------------------------------------------
@@ -162,17 +162,17 @@ is "$?" "0" "the refused statements are recorded (through the security-event wor
 q -d postgres -q -c "ALTER TABLE public.payroll SET (autovacuum_enabled = off)" \
    -c "INSERT INTO public.payroll SELECT g, g FROM generate_series(2, 200) g" >/dev/null
 cur_idx="audit.event_data_p$(date -u +%Y%m)_record_idx"
-wait_for "SELECT pending_tuples = 0 FROM pgstatginindex('$cur_idx')" 30
+wait_for "SELECT pending_tuples = 0 FROM pgstatginindex('$cur_idx')" 60
 is "$?" "0" "a maintenance round ran the GIN step after the planting"
 # An unprivileged client calling itself pg_restore must not pause maintenance
 # (a restore by a superuser or the database owner does).
 PGPASSWORD=pw-regress_mallory psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=regress_mallory application_name=pg_restore" \
     -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
 sleeper=$!
-wait_for "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'pg_restore' AND usename = 'regress_mallory')" 10
+wait_for "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'pg_restore' AND usename = 'regress_mallory')" 60
 is "$?" "0" "an unprivileged session named pg_restore is connected"
 q -d postgres -q -c "INSERT INTO public.payroll SELECT g, g FROM generate_series(201, 300) g" >/dev/null
-wait_for "SELECT pending_tuples = 0 FROM pgstatginindex('$cur_idx')" 30
+wait_for "SELECT pending_tuples = 0 FROM pgstatginindex('$cur_idx')" 60
 is "$?" "0" "... and another maintenance round ran while it was connected"
 kill $sleeper 2>/dev/null; wait $sleeper 2>/dev/null
 

@@ -99,7 +99,7 @@ is "$(q -d other -c "SELECT verified, breaks FROM audit.verify()")|$(q -d postgr
 
 # 4. Checkpoints: the worker records the heads (and logs them).
 last=$(q -d postgres -c "SELECT max(id) FROM audit.event WHERE class = 'data'")
-wait_for "SELECT EXISTS (SELECT FROM audit.chain_checkpoint WHERE event_id = $last)" 10
+wait_for "SELECT EXISTS (SELECT FROM audit.chain_checkpoint WHERE event_id = $last)" 60
 is "$?" "0" "the worker checkpoints the newest chain head within seconds"
 is "$(grep -c "audit_ext chain checkpoint: class data" "$DIR/server.log" | awk '{print ($1 > 0)}')" "1" \
    "checkpoints are copied to the server log"
