@@ -217,19 +217,14 @@ INSERT INTO payments SELECT g, g FROM generate_series(1, 10) g;
 SELECT audit.create_alert_rule(name => 'payment_deleted', class => 'data', action => 'DELETE',
                                table_name => 'public.payments', group_by => 'actor', cooldown => '0');
 SQL
-psql -X -q -d postgres >/dev/null 2>&1 <<'SQL' &
-BEGIN;
-SET LOCAL audit_ext.actor = 'slow';
-DELETE FROM payments WHERE id = 1;
-SELECT pg_sleep(2);
-COMMIT;
-SQL
-slow=$!
-wait_for "SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(2)%'" 60
+sess_open slow -d postgres
+sess_run slow "BEGIN; SET LOCAL audit_ext.actor = 'slow'; DELETE FROM payments WHERE id = 1;"
 q -d postgres -c "SET audit_ext.actor = 'fast'" -c "DELETE FROM payments WHERE id = 2" >/dev/null
 wait_for "SELECT count(*) = 1 FROM audit.alerts WHERE rule = 'payment_deleted' AND key = 'fast'" 60
-is "$?" "0" "the later transaction's delete fires first"
-wait $slow
+is "$?|$(q -d postgres -c "SELECT count(*) FROM audit.alerts WHERE rule = 'payment_deleted' AND key = 'slow'")" "0|0" \
+   "the later transaction's delete fires first (the earlier one still open)" "$(sess_out slow)"
+sess_run slow "COMMIT;"
+sess_close slow
 wait_for "SELECT count(*) = 1 FROM audit.alerts WHERE rule = 'payment_deleted' AND key = 'slow'" 60
 is "$?" "0" "the earlier-numbered delete fires once its transaction commits"
 is "$(q -d postgres -c "SELECT bool_and(a.first_event_id < b.first_event_id) FROM audit.alerts a, audit.alerts b WHERE a.key = 'slow' AND b.key = 'fast'")" \

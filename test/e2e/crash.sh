@@ -44,12 +44,15 @@ SQL
 for round in $(seq 1 "$ROUNDS"); do
     pgbench -n -c 4 -j 2 -T 20 -b tpcb-like -f "$DIR/load.sql" postgres >/dev/null 2>&1 &
     bench=$!
-    sleep $(( 2 + round ))
+    # handshake: the load is under way (more rows committed than before the round)
+    before_round=$(q -d postgres -c "SELECT count(*) FROM ledger")
+    wait_for "SELECT count(*) >= $before_round + 200 * $round FROM ledger" 60
+    is "$?" "0" "round $round: the load is under way when the postmaster is killed"
     pm=$(head -1 "$DIR/data/postmaster.pid")
     kill -9 "$pm"
     wait $bench 2>/dev/null
     # the backends notice the postmaster's death and exit; wait for all of them
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 600); do
         [ -z "$(ps -o pid= --ppid "$pm" 2>/dev/null)" ] && ! kill -0 "$pm" 2>/dev/null && break
         sleep 0.1
     done

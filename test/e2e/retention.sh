@@ -18,13 +18,8 @@ pg_start "$DIR" "$PORT" "audit_ext.maintenance_interval = 1" "audit_ext.partitio
     "audit_ext.archive_directory = '$ARCH'" "fsync = on" \
     || { echo "not ok - could not start a cluster in $DIR"; exit 1; }
 
-wait_in() {   # database, SQL returning a boolean, seconds: 0 once it is true
-    local i
-    for i in $(seq 1 $(( $3 * 10 ))); do
-        [ "$(q -d "$1" -c "$2" 2>/dev/null)" == "t" ] && return 0
-        sleep 0.1
-    done
-    return 1
+wait_in() {   # database, SQL returning a boolean, seconds: 0 once it is true (bounded, at least 60 s)
+    wait_for "$2" "$(( $3 < 60 ? 60 : $3 ))" "$1"
 }
 q -d postgres -c "CREATE DATABASE ret2" >/dev/null
 for db in postgres ret2; do
