@@ -29,7 +29,12 @@ local all all      trust
 host  all all      127.0.0.1/32 scram-sha-256
 HBA
 chmod 644 "$HBA"
-PG_HBA_FILE=$HBA pg_start "$DIR" "$PORT" "password_encryption = 'scram-sha-256'" "audit_ext.database = 'postgres'" \
+# The server's time zone puts it in the night (02:00-03:59 local), so that the
+# shipped after_hours_login rule (outside 06:00-22:00, server time zone) fires
+# when it is switched on at the end.
+off=$(( 2 - 10#$(date -u +%H) )); [ $off -lt -12 ] && off=$((off + 24)); [ $off -gt 14 ] && off=$((off - 24))
+NIGHT_TZ="Etc/GMT$([ $off -ge 0 ] && echo "-$off" || echo "+${off#-}")"
+PG_HBA_FILE=$HBA pg_start "$DIR" "$PORT" "password_encryption = 'scram-sha-256'" "audit_ext.database = 'postgres'" "timezone = '$NIGHT_TZ'" \
     || { echo "not ok - could not start a cluster in $DIR"; rm -f "$HBA"; exit 1; }
 rm -f "$HBA"
 
@@ -275,5 +280,18 @@ is "$(q -d alerts_restored -c "SELECT string_agg(name || ':' || enabled || ':' |
 is "$(q -d alerts_restored -c "SELECT count(*), max(alert_id) FROM audit.alerts")" "$(q -d postgres -c "SELECT count(*), max(alert_id) FROM audit.alerts")" \
    "the alerts are restored"
 is "$(q -d alerts_restored -c "SELECT audit.evaluate_alerts()")" "0" "restored events do not fire again"
+
+# The shipped after_hours_login rule, switched on: a login at night fires it,
+# once per actor (cooldown one hour).
+is "$(q -d postgres -c "SELECT extract(hour FROM now())::int NOT BETWEEN 6 AND 21, count(*) FROM audit.alerts WHERE rule = 'after_hours_login'")" "t|0" \
+   "the server's local time is outside 06:00-22:00 ($NIGHT_TZ) and the rule has not fired while disabled"
+q -d postgres -c "SELECT audit.set_alert_rule_enabled('after_hours_login', true)" >/dev/null
+tcp regress_app app-pw e2e_night
+tcp regress_app app-pw e2e_night
+wait_for "SELECT count(*) >= 1 FROM audit.alerts WHERE rule = 'after_hours_login' AND key = 'regress_app'" 60
+evaluated
+is "$(q -d postgres -c "SELECT string_agg(format('%s %s %s', key, count, severity), ', ') FROM audit.alerts WHERE rule = 'after_hours_login' AND key = 'regress_app'")" \
+   "regress_app 1 medium" "after_hours_login fires for a login at night: one alert for the actor (the second login is in its cooldown; the test's own logins as postgres fire theirs)" \
+   "$(q -d postgres -c "SELECT id, action, db_user, actor, event_time FROM audit.event WHERE class = 'auth' AND application_name = 'e2e_night'" 2>&1)"
 
 done_testing
