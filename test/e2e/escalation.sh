@@ -175,6 +175,34 @@ q -d postgres -q -c "INSERT INTO public.payroll SELECT g, g FROM generate_series
 wait_for "SELECT pending_tuples = 0 FROM pgstatginindex('$cur_idx')" 60
 is "$?" "0" "... and another maintenance round ran while it was connected"
 kill $sleeper 2>/dev/null; wait $sleeper 2>/dev/null
+# A superuser's session named pg_restore (a restore in progress) pauses
+# maintenance of that database, and only of that one: a witness database is
+# maintained twice meanwhile (its GIN pending list merged after two inserts
+# made while the session is connected), this one's pending entries stay; once
+# the session ends, the next round merges them.
+q -d postgres -c "CREATE DATABASE witness" >/dev/null
+q -d witness -q >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION audit_ext;
+CREATE EXTENSION pgstattuple;
+CREATE TABLE w (id int PRIMARY KEY);
+ALTER TABLE w SET (autovacuum_enabled = off);
+SELECT audit.enable('w');
+SQL
+sess_open pg_restore -d postgres
+sess_run pg_restore "SELECT 1;"
+wait_for "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'pg_restore' AND usename = 'postgres')" 60
+q -d postgres -q -c "INSERT INTO public.payroll SELECT g, g FROM generate_series(301, 400) g" >/dev/null
+for round in 1 2; do
+    q -d witness -q -c "INSERT INTO w SELECT g FROM generate_series($round * 1000, $round * 1000 + 99) g" >/dev/null
+    wait_for "SELECT pending_tuples = 0 FROM pgstatginindex('$cur_idx')" 60 witness
+    witnessed=$?
+done
+is "$witnessed|$(q -d postgres -c "SELECT pending_tuples > 0 FROM pgstatginindex('$cur_idx')")" "0|t" \
+   "while a superuser's pg_restore session is connected, maintenance skips that database (another database was maintained twice)"
+sess_close pg_restore
+wait_for "SELECT pending_tuples = 0 FROM pgstatginindex('$cur_idx')" 60
+is "$?" "0" "once the restore session is gone, maintenance of the database resumes"
 
 # --- A3: the reading functions, as an auditor -----------------------------
 hist=$(as regress_auditor -c "SELECT count(*) FROM audit.record_history('own.orders'::regclass, '{\"id\": 1}')" 2>&1)
