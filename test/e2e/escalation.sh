@@ -166,15 +166,14 @@ wait_for "SELECT pending_tuples = 0 FROM pgstatginindex('$cur_idx')" 60
 is "$?" "0" "a maintenance round ran the GIN step after the planting"
 # An unprivileged client calling itself pg_restore must not pause maintenance
 # (a restore by a superuser or the database owner does).
-PGPASSWORD=pw-regress_mallory psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=regress_mallory application_name=pg_restore" \
-    -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
-sleeper=$!
+PGPASSWORD=pw-regress_mallory sess_open mallory_restore "host=127.0.0.1 port=$PORT dbname=postgres user=regress_mallory application_name=pg_restore"
+sess_run mallory_restore "SELECT 1;"
 wait_for "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'pg_restore' AND usename = 'regress_mallory')" 60
 is "$?" "0" "an unprivileged session named pg_restore is connected"
 q -d postgres -q -c "INSERT INTO public.payroll SELECT g, g FROM generate_series(201, 300) g" >/dev/null
 wait_for "SELECT pending_tuples = 0 FROM pgstatginindex('$cur_idx')" 60
 is "$?" "0" "... and another maintenance round ran while it was connected"
-kill $sleeper 2>/dev/null; wait $sleeper 2>/dev/null
+sess_close mallory_restore
 # A superuser's session named pg_restore (a restore in progress) pauses
 # maintenance of that database, and only of that one: a witness database is
 # maintained twice meanwhile (its GIN pending list merged after two inserts
