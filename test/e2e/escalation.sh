@@ -188,9 +188,15 @@ CREATE TABLE w (id int PRIMARY KEY);
 ALTER TABLE w SET (autovacuum_enabled = off);
 SELECT audit.enable('w');
 SQL
+# (autovacuum, which also empties GIN pending lists, is off for the month's partition here)
+q -d postgres -q -c "ALTER TABLE ${cur_idx%_record_idx} SET (autovacuum_enabled = off)" >/dev/null
 sess_open pg_restore -d postgres
 sess_run pg_restore "SELECT 1;"
 wait_for "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'pg_restore' AND usename = 'postgres')" 60
+# a round of this database that started before the session connected may still run: let it end
+since=$(q -d postgres -c "SELECT backend_start FROM pg_stat_activity WHERE application_name = 'pg_restore'")
+wait_for "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'audit_ext maintenance' AND datname = 'postgres'
+                               AND backend_start <= '$since')" 60
 q -d postgres -q -c "INSERT INTO public.payroll SELECT g, g FROM generate_series(301, 400) g" >/dev/null
 for round in 1 2; do
     q -d witness -q -c "INSERT INTO w SELECT g FROM generate_series($round * 1000, $round * 1000 + 99) g" >/dev/null
