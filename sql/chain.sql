@@ -14,7 +14,8 @@ SELECT verified FROM audit.verify('2026-01-02', '2026-01-01');
 \echo :LAST_ERROR_SQLSTATE
 
 -- each event's hash follows from its columns and its predecessor's hash
-SELECT bool_and(audit.event_hash(e, coalesce(p.hash, decode(repeat('00', 32), 'hex'))) = e.hash) AS hashes_reproduced,
+-- (a NULL hash or a NULL comparison counts as not reproduced: bool_and skips NULLs)
+SELECT bool_and(coalesce(audit.event_hash(e, coalesce(p.hash, decode(repeat('00', 32), 'hex'))) = e.hash, false)) AS hashes_reproduced,
        count(*) AS events
   FROM audit.event e
   LEFT JOIN audit.event p ON p.class = e.class AND p.chain_lane = e.chain_lane AND p.chain_seq = e.chain_seq - 1

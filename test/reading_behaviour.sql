@@ -233,6 +233,8 @@ UPDATE rt_nokey SET b = 'changed';
 INSERT INTO ev VALUES ('nokey_upd', pg_temp.last_event());
 SELECT lives_ok(format('SELECT audit.undo(%s)', pg_temp.ev('nokey_upd')),
                 'a table without a key: identical rows are interchangeable');
+SELECT is((SELECT array_agg(b ORDER BY b) FROM rt_nokey), ARRAY['changed', 'same'],
+          'that undo put back exactly one of the two identical rows');
 
 -- ---------------------------------------------------------------------------
 -- audit.user_activity

@@ -9,7 +9,8 @@ source "$(dirname "$0")/../../scripts/pgenv.sh"
 DIR=${AUDIT_TEST_TMP:-/tmp}/actor_trust
 PORT=$(( ${PGPORT:-5497} + 65 ))
 rm -rf "$DIR"
-trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
+trap 'finish_clusters "$DIR"' EXIT
+watch_log "$DIR/server.log"
 pg_start_scram "$DIR" "$PORT" "audit_ext.database = 'postgres'" \
     || { echo "not ok - could not start a cluster in $DIR"; exit 1; }
 
@@ -54,14 +55,14 @@ q -d postgres -q -c "ALTER ROLE regress_app RESET audit_ext.require_actor" -c "A
 mark
 as regress_app -q -c "SET audit_ext.actor = 'alice'" -c "INSERT INTO orders VALUES (2, 'b')" \
    -c "SET audit_ext.actor = 'bob'" -c "INSERT INTO orders VALUES (3, 'c')" -c "SET audit_ext.actor = 'bob'" >/dev/null
-wait_for "SELECT count(*) = 1 FROM audit.event WHERE id > $MARK AND class = 'auth' AND action = 'ACTOR CHANGE'" 15
+wait_for "SELECT count(*) = 1 FROM audit.event WHERE id > $MARK AND class = 'auth' AND action = 'ACTOR CHANGE'" 60
 is "$?" "0" "alice -> bob in one session is recorded once (setting the same actor again is not a change)"
 is "$(q -d postgres -c "SELECT db_user, actor, detail->>'from', detail->>'to' FROM audit.event WHERE id > $MARK AND action = 'ACTOR CHANGE'")" \
    "regress_app|bob|alice|bob" "with the role, the old and the new actor"
 
 # --- audit_ext.actor_roles ------------------------------------------------------------
 q -d postgres -q -c "ALTER SYSTEM SET audit_ext.actor_roles = 'regress_pool'" -c "SELECT pg_reload_conf()" >/dev/null
-wait_for "SELECT current_setting('audit_ext.actor_roles') = 'regress_pool'" 10
+wait_for "SELECT current_setting('audit_ext.actor_roles') = 'regress_pool'" 60
 is "$(sqlstate regress_app -c "SET audit_ext.actor = 'mallory'")" "42501" "a role not listed cannot name someone else (42501)"
 is "$(sqlstate regress_app -c "SET audit_ext.actor = 'regress_app'")" "ok" "... but may name itself"
 is "$(PGOPTIONS='-c audit_ext.actor=mallory' as regress_app -c "SELECT 1" 2>&1 | grep -o 'FATAL:  invalid value for parameter "audit_ext.actor"')" \
@@ -73,7 +74,7 @@ is "$(q -d postgres -c "SELECT string_agg(actor, ',' ORDER BY id) FROM audit.eve
    "its events carry the actors it named"
 # the queue is first in, first out: once the pool session's LOGOUT is
 # written, an ACTOR CHANGE it had queued before would be written too
-wait_for "SELECT count(*) >= 1 FROM audit.event WHERE id > $MARK AND class = 'auth' AND action = 'LOGOUT' AND db_user = 'regress_pool'" 15
+wait_for "SELECT count(*) >= 1 FROM audit.event WHERE id > $MARK AND class = 'auth' AND action = 'LOGOUT' AND db_user = 'regress_pool'" 60
 is "$?" "0" "(the pool session's LOGOUT is written)"
 is "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE id > $MARK AND action = 'ACTOR CHANGE'")" "0" \
    "a listed role's changes of actor are not recorded (it is trusted to switch end users)"

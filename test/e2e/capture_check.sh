@@ -15,7 +15,8 @@ source "$(dirname "$0")/../../scripts/pgenv.sh"
 DIR=${AUDIT_TEST_TMP:-/tmp}/capture_check
 PORT=$(( ${PGPORT:-5497} + 97 ))
 rm -rf "$DIR"
-trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
+trap 'finish_clusters "$DIR"' EXIT
+watch_log "$DIR/server.log"
 pg_start "$DIR" "$PORT" "audit_ext.database = 'postgres'" "audit_ext.maintenance_interval = 3600" \
     "audit_ext.alert_interval = 1" \
     || { echo "not ok - could not start a cluster in $DIR"; exit 1; }

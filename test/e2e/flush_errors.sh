@@ -28,7 +28,8 @@ source "$(dirname "$0")/../../scripts/pgenv.sh"
 DIR=${AUDIT_TEST_TMP:-/tmp}/flush_errors
 PORT=$(( ${PGPORT:-5497} + 25 ))
 rm -rf "$DIR"
-trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
+trap 'finish_clusters "$DIR"' EXIT
+watch_log "$DIR/server.log"
 pg_start "$DIR" "$PORT" "audit_ext.maintenance_interval = 604800" "autovacuum = off" \
     || { echo "not ok - could not start a cluster in $DIR"; exit 1; }
 OTHER="host=$DIR port=$PORT user=postgres"

@@ -10,7 +10,9 @@ source "$(dirname "$0")/../../scripts/pgenv.sh"
 BASE=$(mktemp -d "${AUDIT_TEST_TMP:-/tmp}/harness.XXXXXX")
 chmod 755 "$BASE"
 PORT=$(( ${PGPORT:-5497} + 85 ))
-trap 'pg_stop "$BASE/shared/c"; pg_stop "$BASE/private/c"; rm -rf "$BASE"' EXIT
+trap 'finish_clusters "$BASE/shared/c" "$BASE/private/c"; rm -rf "$BASE"' EXIT
+watch_log "$BASE/shared/c/server.log"
+watch_log "$BASE/private/c/server.log"
 
 # 1. a parent like /tmp (1777)
 mkdir "$BASE/shared" && chmod 1777 "$BASE/shared"

@@ -12,7 +12,8 @@ source "$(dirname "$0")/../../scripts/pgenv.sh"
 DIR=${AUDIT_TEST_TMP:-/tmp}/queue_flood
 PORT=$(( ${PGPORT:-5497} + 75 ))
 rm -rf "$DIR"
-trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
+trap 'finish_clusters "$DIR"' EXIT
+watch_log "$DIR/server.log"
 pg_start_scram "$DIR" "$PORT" "audit_ext.database = 'postgres'" \
     "audit_ext.queue_size = 500" "audit_ext.bulk_events_burst = 500" "audit_ext.bulk_events_per_second = 50" \
     "audit_ext.statement_texts_burst = 200" "audit_ext.statement_texts_per_second = 10" \
@@ -34,7 +35,7 @@ flood() {   # SQL of the DO loop's body
 flood "DO \$\$ BEGIN FOR i IN 1..5000 LOOP BEGIN PERFORM * FROM payroll; EXCEPTION WHEN insufficient_privilege THEN NULL; END; END LOOP; END \$\$"
 # an event stands for itself, a summary for its "repeated" occurrences
 wait_for "SELECT coalesce(sum(coalesce((detail->>'repeated')::bigint, 1)), 0) = 5000 FROM audit.event
-          WHERE class = 'data' AND status = 'failure' AND db_user = 'regress_flood'" 20
+          WHERE class = 'data' AND status = 'failure' AND db_user = 'regress_flood'" 60
 got=$?
 is "$got" "0" "5,000 identical refused SELECTs are all accounted for: events plus their repeat counts"
 is "$(q -d postgres -c "SELECT count(*) <= 20 FROM audit.event WHERE class = 'data' AND status = 'failure' AND db_user = 'regress_flood'")" "t" \
@@ -54,17 +55,17 @@ distinct 'salary' &
 f2=$!
 # the flood is under way: its refusals are being written
 wait_for "SELECT count(*) > 100 FROM audit.event WHERE class = 'data' AND status = 'failure' AND detail->>'repeated' IS NULL
-          AND db_user = 'regress_flood'" 30
+          AND db_user = 'regress_flood'" 60
 is "$?" "0" "the flood is under way"
 for i in $(seq 1 40); do
     PGPASSWORD=wrong psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=regress_victim" -c "SELECT 1" >/dev/null 2>&1 &
 done
 wait $f1 $f2 2>/dev/null
 wait
-wait_for "SELECT count(*) = 40 FROM audit.event WHERE action = 'LOGIN_FAILED' AND db_user = 'regress_victim'" 30
+wait_for "SELECT count(*) = 40 FROM audit.event WHERE action = 'LOGIN_FAILED' AND db_user = 'regress_victim'" 60
 is "$?" "0" "all 40 failed logins during the flood are recorded"
 is "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE action = 'LOGIN_FAILED' AND db_user = 'regress_victim'")" "40" "... exactly 40"
-wait_for "SELECT count(*) > 0 FROM audit.event WHERE action = 'QUEUE_OVERFLOW'" 30
+wait_for "SELECT count(*) > 0 FROM audit.event WHERE action = 'QUEUE_OVERFLOW'" 60
 is "$?" "0" "what the flood lost is recorded (QUEUE_OVERFLOW)"
 is "$(q -d postgres -c "SELECT bool_and(detail->'by_class' ? 'data') AND NOT bool_or(detail->'by_class' ? 'auth')
                          FROM audit.event WHERE action = 'QUEUE_OVERFLOW'")" "t" \
@@ -91,7 +92,7 @@ is "$([ "$texts" -le $(( 200 + 10 * took + 1 )) ] && [ "$texts" -lt 1000 ] && ec
 is "$(q -d postgres -c "SELECT count(*) > 0 FROM audit.event e JOIN audit.statement s USING (statement_id)
                          WHERE e.table_name = 'flood_t' AND s.statement_text LIKE '[statement text not stored:%'")" "t" \
    "the others refer to one placeholder text that says why"
-wait_for "SELECT count(*) >= 1 FROM audit.event WHERE action = 'STATEMENT_TEXT_LIMIT' AND db_user = 'regress_flood'" 15
+wait_for "SELECT count(*) >= 1 FROM audit.event WHERE action = 'STATEMENT_TEXT_LIMIT' AND db_user = 'regress_flood'" 60
 is "$?" "0" "the session reaching the limit is a system event"
 
 done_testing

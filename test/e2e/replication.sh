@@ -10,7 +10,9 @@ SRC_PORT=$(( ${PGPORT:-5497} + 80 ))
 CEN_PORT=$(( ${PGPORT:-5497} + 90 ))
 rm -rf "$BASE"
 mkdir -p "$BASE"
-trap 'pg_stop "$BASE/source"; pg_stop "$BASE/central"; [ -n "${KEEP:-}" ] || rm -rf "$BASE"' EXIT
+trap 'finish_clusters "$BASE/source" "$BASE/central"; [ -n "${KEEP:-}" ] || rm -rf "$BASE"' EXIT
+watch_log "$BASE/source/server.log"
+watch_log "$BASE/central/server.log"
 pg_start "$BASE/source" "$SRC_PORT" "wal_level = logical" "max_wal_senders = 10" "max_replication_slots = 10" \
     || { echo "not ok - could not start the source cluster"; exit 1; }
 pg_start "$BASE/central" "$CEN_PORT" "max_logical_replication_workers = 8" \
@@ -63,7 +65,14 @@ WHERE="source = 'shop1'" fingerprint cen -d postgres > "$BASE/c1"
 is "$(cat "$BASE/c1")" "$(cat "$BASE/s1")" "the replicated events are identical to the source's"
 is "$(cen -d postgres -c "SELECT count(*) FROM audit.event e WHERE source IS NOT NULL AND statement_id IS NOT NULL
                             AND NOT EXISTS (SELECT FROM audit.statement s WHERE s.statement_id = e.statement_id)")" "0" \
-   "statement texts arrive too (the same text from two sources is stored once)"
+   "statement texts arrive too (every replicated event's text is there)"
+texts() { src -d "$1" -c "SELECT DISTINCT md5(statement_text) FROM audit.statement" | sort; }
+common=$(comm -12 <(texts shop1) <(texts shop2))
+ncommon=$(grep -c . <<<"$common")
+in_list=$(sed "s/.*/'&'/" <<<"$common" | paste -sd,)
+is "$([ "$ncommon" -gt 0 ] && echo some)|$(cen -d postgres -c "SELECT count(*) FROM audit.statement WHERE md5(statement_text) IN (${in_list:-''})" 2>&1)" \
+   "some|$ncommon" "the same text from two sources is stored once ($ncommon texts both sources have: one row each)" \
+   "$(cen -d postgres -c "SELECT md5(statement_text), count(*) FROM audit.statement WHERE md5(statement_text) IN (${in_list:-''}) GROUP BY 1 HAVING count(*) > 1" 2>&1)"
 is "$(cen -d postgres -c "SELECT verified, breaks FROM audit.verify()")" "t|0" "the chains verify on the central cluster"
 
 # The central cluster goes down; the sources keep writing; it catches up.

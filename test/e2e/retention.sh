@@ -12,18 +12,14 @@ DIR=${AUDIT_TEST_TMP:-/tmp}/retention
 PORT=$(( ${PGPORT:-5497} + 60 ))
 ARCH=$DIR/archive
 rm -rf "$DIR"
-trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
+trap 'finish_clusters "$DIR"' EXIT
+watch_log "$DIR/server.log" 'audit_ext maintenance.* was terminated by signal 9|terminated by signal 9: Killed'
 pg_start "$DIR" "$PORT" "audit_ext.maintenance_interval = 1" "audit_ext.partitions_ahead = 3" \
     "audit_ext.archive_directory = '$ARCH'" "fsync = on" \
     || { echo "not ok - could not start a cluster in $DIR"; exit 1; }
 
-wait_in() {   # database, SQL returning a boolean, seconds: 0 once it is true
-    local i
-    for i in $(seq 1 $(( $3 * 10 ))); do
-        [ "$(q -d "$1" -c "$2" 2>/dev/null)" == "t" ] && return 0
-        sleep 0.1
-    done
-    return 1
+wait_in() {   # database, SQL returning a boolean, seconds: 0 once it is true (bounded, at least 60 s)
+    wait_for "$2" "$(( $3 < 60 ? 60 : $3 ))" "$1"
 }
 q -d postgres -c "CREATE DATABASE ret2" >/dev/null
 for db in postgres ret2; do
@@ -33,7 +29,7 @@ done
 # --- partitions ahead, by the worker, in both databases ---------------------
 ahead="SELECT to_regclass(format('audit.event_data_p%s',
           to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '3 months', 'YYYYMM'))) IS NOT NULL"
-wait_for "$ahead" 20; is "$?" "0" "the worker creates partitions 3 months ahead (audit_ext.partitions_ahead) in postgres"
+wait_for "$ahead" 60; is "$?" "0" "the worker creates partitions 3 months ahead (audit_ext.partitions_ahead) in postgres"
 wait_in ret2 "$ahead" 20; is "$?" "0" "... and in a second database with the extension"
 
 # --- back-dated events -------------------------------------------------------
@@ -73,7 +69,7 @@ SELECT audit.set_retention(class => 'read', keep => interval '30 days', archive 
 SQL
 q -d ret2 -c "SELECT audit.set_retention(class => 'data', keep => interval '1 year')" >/dev/null
 
-wait_for "SELECT count(*) = 3 FROM audit.event WHERE class = 'system' AND action = 'PRUNE'" 30
+wait_for "SELECT count(*) = 3 FROM audit.event WHERE class = 'system' AND action = 'PRUNE'" 60
 is "$?" "0" "the worker prunes with no manual step (three partitions)"
 is "$(q -d postgres -c "SELECT partition_name, rows, min_id IS NOT NULL, archived_by FROM audit.archives ORDER BY partition_name")" \
    "event_auth_p202202|100|t|worker
@@ -138,7 +134,7 @@ is "$(echo "$out" | grep -c 'invalid archive file name\|is not an archive of thi
 
 # --- legal hold released: the held month goes on the next round --------------
 q -d postgres -c "SELECT audit.release_legal_hold(id) FROM audit.legal_holds" >/dev/null
-wait_for "SELECT count(*) = 1 FROM audit.archives WHERE partition_name = 'event_data_p202406'" 20
+wait_for "SELECT count(*) = 1 FROM audit.archives WHERE partition_name = 'event_data_p202406'" 60
 is "$?" "0" "after the hold is released the worker archives and drops the held month"
 is "$(q -d postgres -c "SELECT rows FROM audit.archives WHERE partition_name = 'event_data_p202406'")" "300" "all 300 held events archived"
 
@@ -171,13 +167,13 @@ q -d postgres -c "SELECT row_to_json(e)::text FROM audit.event e
                    WHERE class = 'data' AND event_time >= '2023-03-01' AND event_time < '2023-04-01' ORDER BY id" \
     > "$DIR/expected_202303.jsonl"
 q -d postgres -c "ALTER SYSTEM SET audit_ext.archive_fault_after_rows = 1000" -c "SELECT pg_reload_conf()" >/dev/null
-wait_for "SELECT current_setting('audit_ext.archive_fault_after_rows') = '1000'" 10
+wait_for "SELECT current_setting('audit_ext.archive_fault_after_rows') = '1000'" 60
 # a maintenance worker started before the reload may still be running: wait for it to end
 since=$(q -d postgres -c "SELECT now()")
 wait_for "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'audit_ext maintenance'
-                               AND backend_start < '$since')" 20
+                               AND backend_start < '$since')" 60
 q -d postgres -c "SELECT audit.release_legal_hold($hold)" >/dev/null
-for _ in $(seq 1 300); do grep -q "archive_fault_after_rows reached" "$DIR/server.log" && break; sleep 0.1; done
+wait_log "$DIR/server.log" "archive_fault_after_rows reached" 60
 is "$(grep -c 'archive_fault_after_rows reached after 1000 rows' "$DIR/server.log")" "1" "the worker crashes after 1000 rows of the archive"
 wait_for "SELECT count(*) = 1 FROM audit.archives WHERE partition_name = 'event_data_p202303'" 60
 is "$?" "0" "after the restart the next run completes the archive"
@@ -222,7 +218,7 @@ INSERT INTO pend SELECT generate_series(1, 5000);
 SQL
 cur_idx="audit.event_data_p$(date -u +%Y%m)_record_idx"
 # 5,000 events stay below autovacuum's threshold: only the maintenance worker merges them
-wait_for "SELECT pending_tuples = 0 FROM pgstatginindex('$cur_idx')" 20 ret_pending
+wait_for "SELECT pending_tuples = 0 FROM pgstatginindex('$cur_idx')" 60 ret_pending
 is "$?" "0" "the maintenance worker merges the GIN pending list of the record index"
 is "$(q -d ret_pending -c "SELECT count(*) FROM audit.event WHERE record_id @> '{\"id\": 4711}' AND table_name = 'pend'")" "1" \
    "records are found after the merge"

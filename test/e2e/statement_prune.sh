@@ -18,7 +18,8 @@ DIR=${AUDIT_TEST_TMP:-/tmp}/statement_prune
 PORT=$(( ${PGPORT:-5497} + 93 ))
 ARCH=$DIR/archive
 rm -rf "$DIR"
-trap 'exec 7>&- 2>/dev/null; pg_stop "$DIR"; rm -rf "$DIR"' EXIT
+trap 'exec 7>&- 2>/dev/null; finish_clusters "$DIR"' EXIT
+watch_log "$DIR/server.log"
 FAKE_LIB=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -1)
 [ -n "$FAKE_LIB" ] || { echo "not ok - libfaketime not found (Debian package faketime)"; exit 1; }
 mkdir -p "$DIR"

@@ -11,7 +11,8 @@ source "$(dirname "$0")/../../scripts/pgenv.sh"
 DIR=${AUDIT_TEST_TMP:-/tmp}/tamper
 PORT=$(( ${PGPORT:-5497} + 35 ))
 rm -rf "$DIR"
-trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
+trap 'finish_clusters "$DIR"' EXIT
+watch_log "$DIR/server.log"
 # The cluster first runs under a clock 400 days back (libfaketime, Debian's
 # faketime): what it captures lands, with intact chains, in a month that
 # retention may prune once the clock is right again.
@@ -48,7 +49,7 @@ weakened() {   # each route once, in the order first seen (a function's SET clau
 mark() { MARK=$(q -d postgres -c "SELECT coalesce(max(id), 0) FROM audit.event"); }
 wait_weakened() {   # count: wait until that many protection-off events after the mark are written
     wait_for "SELECT count(*) >= $1 FROM audit.event WHERE id > $MARK AND class = 'ddl'
-              AND detail @> '{\"audit_protection_off\": true}'" 15 \
+              AND detail @> '{\"audit_protection_off\": true}'" 60 \
         || echo "# waited for $1 protection-off events, have: $(weakened | tr '\n' ';')"
 }
 
@@ -162,7 +163,7 @@ wait_weakened 1
 is "$(weakened)" "audit_ext.protect_trail | configuration file" "a configuration file that turns protection off is recorded at the reload"
 q -d postgres -q -c "ALTER SYSTEM RESET audit_ext.protect_trail" -c "ALTER ROLE regress_app RESET audit_ext.log_ddl" -c "SELECT pg_reload_conf()" >/dev/null
 # the shipped alert rule fires
-wait_for "SELECT count(*) > 0 FROM audit.alerts WHERE rule = 'audit_disabled'" 20
+wait_for "SELECT count(*) > 0 FROM audit.alerts WHERE rule = 'audit_disabled'" 60
 is "$?" "0" "the audit_disabled alert fires for protection switched off"
 is "$(q -d postgres -c "SELECT protection_off_events >= 8 FROM audit.verify()")" "t" "audit.verify() counts the events that switched a protection off"
 
@@ -182,7 +183,7 @@ is "$(q -d postgres -c "SELECT string_agg(action || ' ' || coalesce(detail->>'gr
                          FROM audit.event WHERE id > $MARK AND class = 'privilege'")" \
    "CREATE ROLE - -, GRANT ROLE true true, CREATE ROLE true true, GRANT ROLE - true, GRANT ROLE - true, GRANT ROLE - true, GRANT ROLE - -" \
    "grants of a superuser role and of the server-access roles are flagged (pg_monitor is not)"
-wait_for "SELECT count(*) = 5 FROM audit.alerts a WHERE a.rule = 'privilege_escalation' AND a.last_event_id > $MARK" 20
+wait_for "SELECT count(*) = 5 FROM audit.alerts a WHERE a.rule = 'privilege_escalation' AND a.last_event_id > $MARK" 60
 is "$?" "0" "privilege_escalation fires for GRANT postgres, CREATE ROLE IN ROLE postgres and the three server-access roles"
 
 # --- changes to alert rules and acknowledgements are events -------------------
@@ -252,7 +253,7 @@ q -d postgres -q -c "ALTER ROLE regress_app RESET session_replication_role" >/de
 is "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE id > $MARK AND table_name = 't' AND class = 'data'")" "0" \
    "(in replica mode the four INSERTs were not captured: that is what must not go unseen)"
 wait_for "SELECT count(*) >= 4 FROM audit.event WHERE id > $MARK AND action = 'SET session_replication_role'
-          AND detail @> '{\"audit_protection_off\": true}'" 15
+          AND detail @> '{\"audit_protection_off\": true}'" 60
 is "$(q -d postgres -c "SELECT string_agg(DISTINCT detail->>'via', ' | ' ORDER BY detail->>'via') FROM audit.event
                          WHERE id > $MARK AND action = 'SET session_replication_role' AND detail @> '{\"audit_protection_off\": true}'")" \
    "a function's SET clause | connection options or ALTER ROLE/DATABASE ... SET | set_config()" \
@@ -269,10 +270,9 @@ q -d postgres -q -c "SET session_replication_role = replica" -c "SET session_rep
 q -d postgres -q -c "CREATE ROLE regress_queue_marker" -c "DROP ROLE regress_queue_marker" >/dev/null
 # the queue is first in, first out: once this later login's LOGOUT is written, anything the SET queued is too
 q -d postgres -c "SELECT 1" >/dev/null
-wait_for "SELECT count(*) >= 2 FROM audit.event WHERE id > $MARK AND class = 'auth' AND action = 'LOGOUT'" 15
+wait_for "SELECT count(*) >= 2 FROM audit.event WHERE id > $MARK AND class = 'auth' AND action = 'LOGOUT'" 60
 is "$(q -d postgres -c "SELECT string_agg(coalesce(detail->>'via', 'SET statement'), ', ' ORDER BY id) FROM audit.event
                          WHERE id > $MARK AND action = 'SET session_replication_role'")" "SET statement" \
    "SET session_replication_role is recorded once, as the SET it is"
 
-if grep -E "PANIC|TRAP|terminated by signal" "$DIR/server.log"; then is "crash" "" "server log free of crashes"; fi
 done_testing
