@@ -5,7 +5,7 @@ BEGIN;
 -- These tests look for literals in statement texts (free text, CSV escaping),
 -- so texts are stored as sent; redaction is tested in sql/capture.sql.
 SET LOCAL audit_ext.statement_literals = keep;
-SELECT plan(93);
+SELECT plan(94);
 
 SET LOCAL client_min_messages = warning;
 CREATE TABLE rt_orders (id int PRIMARY KEY, item text, qty int, card text, secret text);
