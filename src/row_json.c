@@ -45,28 +45,30 @@
 #include "audit_ext.h"
 
 /*
- * Can a value of this type hold json that jsonb cannot represent?  The json
- * type only checks syntax, so "\u0000" (and, in a database that is not
- * UTF-8, other \u escapes) is valid json but not valid jsonb: converting
- * such a value made the audited INSERT or UPDATE itself fail (found by
- * test/unusual_columns.sql).  Arrays, composites and domains are looked
- * through.
+ * Does a value of this type contain one of a base type that wanted()
+ * accepts?  Domains, arrays, composites and ranges are looked through.
  */
 static bool
-type_holds_json(Oid typid, int depth)
+type_contains(Oid typid, bool (*wanted) (Oid base), int depth)
 {
 	Oid			base = getBaseType(typid);
 	Oid			elem;
+	char		typtype;
 	bool		found = false;
 
-	if (base == JSONOID)
+	if (wanted(base))
 		return true;
 	if (depth > 16)
 		return false;
 	elem = get_element_type(base);
 	if (OidIsValid(elem))
-		return type_holds_json(elem, depth + 1);
-	if (get_typtype(base) == TYPTYPE_COMPOSITE)
+		return type_contains(elem, wanted, depth + 1);
+	typtype = get_typtype(base);
+	if (typtype == TYPTYPE_RANGE)
+		return type_contains(get_range_subtype(base), wanted, depth + 1);
+	if (typtype == TYPTYPE_MULTIRANGE)
+		return type_contains(get_range_subtype(get_multirange_range(base)), wanted, depth + 1);
+	if (typtype == TYPTYPE_COMPOSITE)
 	{
 		TupleDesc	td = lookup_rowtype_tupdesc(base, -1);
 
@@ -75,7 +77,7 @@ type_holds_json(Oid typid, int depth)
 			Form_pg_attribute att = TupleDescAttr(td, i);
 
 			if (!att->attisdropped)
-				found = type_holds_json(att->atttypid, depth + 1);
+				found = type_contains(att->atttypid, wanted, depth + 1);
 		}
 		ReleaseTupleDesc(td);
 	}
@@ -83,18 +85,25 @@ type_holds_json(Oid typid, int depth)
 }
 
 /*
- * Does the text (or to_jsonb) form of a value of this type depend on a
- * session setting?  Arrays, composites, ranges and domains are looked
- * through; other types' output functions are taken to be setting-free.
+ * json, which jsonb cannot always represent: the json type only checks
+ * syntax, so "\u0000" (and, in a database that is not UTF-8, other \u
+ * escapes) is valid json but not valid jsonb: converting such a value made
+ * the audited INSERT or UPDATE itself fail (found by
+ * test/unusual_columns.sql).
  */
 static bool
-type_depends_on_settings(Oid typid, int depth)
+is_json(Oid base)
 {
-	Oid			base = getBaseType(typid);
-	Oid			elem;
-	char		typtype;
-	bool		found = false;
+	return base == JSONOID;
+}
 
+/*
+ * A type whose text (or to_jsonb) form depends on a session setting; other
+ * types' output functions are taken to be setting-free.
+ */
+static bool
+depends_on_settings(Oid base)
+{
 	switch (base)
 	{
 		case TIMESTAMPTZOID:
@@ -105,32 +114,8 @@ type_depends_on_settings(Oid typid, int depth)
 		case CASHOID:
 			return true;
 		default:
-			break;
+			return false;
 	}
-	if (depth > 16)
-		return false;
-	elem = get_element_type(base);
-	if (OidIsValid(elem))
-		return type_depends_on_settings(elem, depth + 1);
-	typtype = get_typtype(base);
-	if (typtype == TYPTYPE_RANGE)
-		return type_depends_on_settings(get_range_subtype(base), depth + 1);
-	if (typtype == TYPTYPE_MULTIRANGE)
-		return type_depends_on_settings(get_range_subtype(get_multirange_range(base)), depth + 1);
-	if (typtype == TYPTYPE_COMPOSITE)
-	{
-		TupleDesc	td = lookup_rowtype_tupdesc(base, -1);
-
-		for (int i = 0; i < td->natts && !found; i++)
-		{
-			Form_pg_attribute att = TupleDescAttr(td, i);
-
-			if (!att->attisdropped)
-				found = type_depends_on_settings(att->atttypid, depth + 1);
-		}
-		ReleaseTupleDesc(td);
-	}
-	return found;
 }
 
 /*
@@ -247,12 +232,12 @@ audit_json_column_init(AuditColumnInfo *col, Oid typid, const char *name,
 
 	/*
 	 * outfunc of an AJC_TO_JSONB column marks a type that may hold json (see
-	 * type_holds_json): its values are converted with a fallback.
+	 * is_json): its values are converted with a fallback.
 	 */
 	col->fixed_settings = (col->category == AJC_TO_JSONB || col->category == AJC_OUTPUT) &&
-		type_depends_on_settings(typid, 0);
+		type_contains(typid, depends_on_settings, 0);
 	if (col->category == AJC_OUTPUT || col->category == AJC_JSON ||
-		(col->category == AJC_TO_JSONB && type_holds_json(typid, 0)))
+		(col->category == AJC_TO_JSONB && type_contains(typid, is_json, 0)))
 	{
 		getTypeOutputInfo(col->basetypid, &outfn, &isvarlena);
 		fmgr_info_cxt(outfn, &col->outfunc, mcxt);
