@@ -1536,8 +1536,47 @@ BEGIN
         note := CASE WHEN off THEN 'off, recorded now' ELSE 'on again, recorded now' END;
         RETURN NEXT;
     END LOOP;
-    -- triggers gone (audit.disable, DROP TRIGGER, DROP TABLE: recorded by
-    -- their statements) are forgotten
+    -- Audit triggers gone.  audit.disable, DROP TRIGGER, DROP TABLE and
+    -- DETACH PARTITION record themselves; a trigger deleted from pg_trigger
+    -- by hand, on a table that still exists, with no such event since the
+    -- last check, is capture switched off without a statement.
+    FOR w IN SELECT * FROM audit.capture_watch c
+              WHERE c.catalog = 'pg_trigger'
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.oid OPERATOR(pg_catalog.=) c.object_oid)
+              ORDER BY c.object_name
+    LOOP
+        root := regexp_replace(w.object_name, '\.(audit_ext_row|audit_ext_truncate)$', '');
+        CONTINUE WHEN root = w.object_name OR pg_catalog.to_regclass(root) IS NULL;
+        by_stmt := EXISTS (
+            SELECT 1 FROM audit.event e
+             WHERE e.class = 'ddl' AND e.event_time >= w.seen_at
+               AND (e.action = 'DISABLE AUDIT' OR e.detail ? 'audit_trigger_disabled'
+                    OR e.detail ? 'partition_detached' OR e.detail ? 'audited_tables_dropped')
+               AND ((e.schema_name, e.table_name) = (SELECT n.nspname::text, c.relname::text
+                                                        FROM pg_catalog.pg_class c
+                                                        JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                                                       WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(root))
+                    OR e.detail ->> 'audited_table' = root OR e.detail ->> 'partition' = root));
+        object := w.object_name;
+        kind := CASE WHEN w.object_name LIKE '%.audit_ext_row' THEN 'row trigger' ELSE 'truncate trigger' END;
+        state := 'missing';
+        IF by_stmt THEN
+            recorded := false;
+            note := 'gone, recorded by its statement';
+        ELSE
+            PERFORM audit.log_config_event('CAPTURE OFF', pg_catalog.to_regclass(root),
+                jsonb_build_object('audit_triggers',
+                                   jsonb_build_object(substring(w.object_name from '(audit_ext_row|audit_ext_truncate)$'), 'missing'),
+                                   'audited_table', root,
+                                   'audit_trigger_disabled', true, 'capture_off', true, 'found_by', finder,
+                                   'via', 'audit trigger removed from the catalog without a recorded statement',
+                                   'risk', 'critical'));
+            recorded := true;
+            note := 'missing, recorded now';
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    -- and then forgotten
     DELETE FROM audit.capture_watch c
      WHERE (c.catalog = 'pg_trigger'
             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.oid OPERATOR(pg_catalog.=) c.object_oid))

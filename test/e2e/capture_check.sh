@@ -150,5 +150,14 @@ is "$(q -d postgres -c "SELECT action, table_name, detail ->> 'partition', detai
                          FROM audit.event WHERE id > $MARK AND class = 'ddl' AND detail ? 'partition_detached'" -F ' ')" \
    "ALTER TABLE pt public.pt2 51 true high" "DETACH PARTITION CONCURRENTLY is recorded like DETACH: flagged, the partition and its rows" "$out"
 
+# triggers gone: by a recorded statement (the detach above), or deleted from pg_trigger by hand
+q -d postgres -c "SELECT count(*) FROM audit.check_capture()" >/dev/null   # the on-again edits above
+mark
+is "$(check)" "0" "the detached partition's row trigger is gone by a recorded statement: nothing new to record"
+q -d postgres -c "DELETE FROM pg_catalog.pg_trigger WHERE tgrelid = 't'::regclass AND tgname = 'audit_ext_truncate'" >/dev/null
+is "$(check)" "1" "an audit trigger deleted from pg_trigger by hand: check_capture() records it"
+is "$(found)" "CAPTURE OFF t audit_ext_truncate audit.check_capture()" "... as CAPTURE OFF of the table, the trigger missing"
+is "$(check)" "0" "... once"
+
 is "$(q -d postgres -c "SELECT verified FROM audit.verify()")" "t" "audit.verify()"
 done_testing
