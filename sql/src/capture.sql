@@ -391,6 +391,22 @@ DECLARE
     args  text[];
     flags text[];
 BEGIN
+    -- A partition detached from an audited table is no longer audited: its
+    -- row trigger (a clone) went with the DETACH, which was recorded; its own
+    -- truncate trigger goes now (it kept recording TRUNCATEs of a table whose
+    -- changes were no longer captured).
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c WHERE c.command_tag = 'ALTER TABLE') THEN
+        FOR rel IN
+            SELECT t.tgrelid
+              FROM pg_trigger t JOIN pg_class k ON k.oid = t.tgrelid
+             WHERE t.tgname = 'audit_ext_truncate' AND t.tgparentid = 0 AND NOT k.relispartition
+               AND NOT EXISTS (SELECT 1 FROM pg_trigger r
+                                WHERE r.tgrelid = t.tgrelid AND r.tgfoid = 'audit.capture_row()'::regprocedure)
+        LOOP
+            EXECUTE format('DROP TRIGGER audit_ext_truncate ON %s', rel::regclass);
+        END LOOP;
+    END IF;
+
     -- CREATE TABLE ... PARTITION OF names the new partition; ALTER TABLE ...
     -- ATTACH PARTITION names the parent: look at the whole tree below each.
     FOR part IN

@@ -1596,3 +1596,93 @@ GRANT EXECUTE ON FUNCTION audit.check_capture() TO PUBLIC;
 UPDATE audit.alert_rules
    SET description = 'Capture switched off on a table: audit.disable, an audit trigger disabled, made replica only or dropped (any route, whatever audit_ext.log_ddl says, also by editing pg_trigger: audit.check_capture), session_replication_role = replica; or a protection of the trail switched off (audit_ext.protect_trail, audit_ext.log_ddl, the extension''s event trigger disabled)'
  WHERE name = 'audit_disabled' AND builtin;
+
+-- ===========================================================================
+-- A partition detached from an audited table keeps no truncate trigger
+-- (issue 19, 9): the event trigger drops it at the end of the ALTER TABLE.
+-- ===========================================================================
+CREATE OR REPLACE FUNCTION audit.on_ddl_command_end()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part  oid;
+    root  record;
+    rel   oid;
+    par   regclass;
+    args  text[];
+    flags text[];
+BEGIN
+    -- A partition detached from an audited table is no longer audited: its
+    -- row trigger (a clone) went with the DETACH, which was recorded; its own
+    -- truncate trigger goes now (it kept recording TRUNCATEs of a table whose
+    -- changes were no longer captured).
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c WHERE c.command_tag = 'ALTER TABLE') THEN
+        FOR rel IN
+            SELECT t.tgrelid
+              FROM pg_trigger t JOIN pg_class k ON k.oid = t.tgrelid
+             WHERE t.tgname = 'audit_ext_truncate' AND t.tgparentid = 0 AND NOT k.relispartition
+               AND NOT EXISTS (SELECT 1 FROM pg_trigger r
+                                WHERE r.tgrelid = t.tgrelid AND r.tgfoid = 'audit.capture_row()'::regprocedure)
+        LOOP
+            EXECUTE format('DROP TRIGGER audit_ext_truncate ON %s', rel::regclass);
+        END LOOP;
+    END IF;
+
+    -- CREATE TABLE ... PARTITION OF names the new partition; ALTER TABLE ...
+    -- ATTACH PARTITION names the parent: look at the whole tree below each.
+    FOR part IN
+        SELECT DISTINCT t.relid
+          FROM pg_event_trigger_ddl_commands() c
+          CROSS JOIN LATERAL (SELECT c.objid AS relid
+                              UNION ALL
+                              SELECT relid FROM pg_partition_tree(c.objid)) t
+         WHERE c.object_type IN ('table', 'table column') AND c.classid = 'pg_class'::regclass
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = part AND tgname = 'audit_ext_truncate');
+        FOR root IN
+            SELECT audit.trigger_arguments(t.tgargs) AS args
+              FROM pg_partition_ancestors(part) WITH ORDINALITY a(relid, ord)
+              JOIN pg_trigger t ON t.tgrelid = a.relid AND t.tgname = 'audit_ext_truncate'
+             WHERE a.relid <> part
+             ORDER BY a.ord
+             LIMIT 1
+        LOOP
+            EXECUTE format('CREATE TRIGGER audit_ext_truncate AFTER TRUNCATE ON %s '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L)',
+                           part::regclass, root.args[1], root.args[2]);
+        END LOOP;
+    END LOOP;
+
+    -- An ordinary permanent table, not audited, inheriting from an audited one.
+    FOR rel IN
+        SELECT DISTINCT c.objid
+          FROM pg_event_trigger_ddl_commands() c
+          JOIN pg_class k ON k.oid = c.objid
+         WHERE c.object_type = 'table' AND c.classid = 'pg_class'::regclass
+           AND k.relkind = 'r' AND k.relpersistence <> 't' AND NOT k.relispartition
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_trigger t
+                               WHERE t.tgrelid = rel AND t.tgfoid = 'audit.capture_row()'::regprocedure);
+        par := NULL;
+        SELECT i.inhparent, audit.trigger_arguments(t.tgargs) INTO par, args
+          FROM pg_inherits i
+          JOIN pg_trigger t ON t.tgrelid = i.inhparent AND t.tgparentid = 0
+                           AND t.tgfoid = 'audit.capture_row()'::regprocedure
+         WHERE i.inhrelid = rel
+         ORDER BY i.inhseqno
+         LIMIT 1;
+        CONTINUE WHEN par IS NULL;
+        flags := coalesce(args[3]::text[], '{}');
+        PERFORM audit.install_triggers(rel::regclass, args[1]::text[], args[2]::text[], flags);
+        PERFORM audit.log_config_event('ENABLE AUDIT', rel::regclass,
+                   jsonb_build_object('exclude_columns', to_jsonb(args[1]::text[]),
+                                      'mask_columns', to_jsonb(args[2]::text[]),
+                                      'inherits', par::text,
+                                      'automatic', true)
+                   || CASE WHEN 'log_reads' = ANY (flags) THEN '{"log_reads": true}'::jsonb ELSE '{}'::jsonb END);
+    END LOOP;
+END
+$$;

@@ -149,6 +149,8 @@ out=$(q -d postgres -c "ALTER TABLE pt DETACH PARTITION pt2 CONCURRENTLY" 2>&1)
 is "$(q -d postgres -c "SELECT action, table_name, detail ->> 'partition', detail ->> 'partition_rows', detail ->> 'concurrently', detail ->> 'risk'
                          FROM audit.event WHERE id > $MARK AND class = 'ddl' AND detail ? 'partition_detached'" -F ' ')" \
    "ALTER TABLE pt public.pt2 51 true high" "DETACH PARTITION CONCURRENTLY is recorded like DETACH: flagged, the partition and its rows" "$out"
+is "$(q -d postgres -c "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'pt2'::regclass AND tgname LIKE 'audit_ext%'")" "0" \
+   "the detached partition keeps no audit trigger (its truncate trigger is dropped with the DETACH)"
 
 # triggers gone: by a recorded statement (the detach above), or deleted from pg_trigger by hand
 q -d postgres -c "SELECT count(*) FROM audit.check_capture()" >/dev/null   # the on-again edits above
