@@ -82,6 +82,7 @@ static void audit_xact_callback(XactEvent event, void *arg);
 static void audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								   SubTransactionId parentSubid, void *arg);
 static void audit_relcache_callback(Datum arg, Oid relid);
+static void audit_namespace_callback(Datum arg, int cacheid, uint32 hashvalue);
 
 /*
  * audit_ext.actor is a key column of an index of every event partition
@@ -427,6 +428,12 @@ _PG_init(void)
 	RegisterXactCallback(audit_xact_callback, NULL);
 	RegisterSubXactCallback(audit_subxact_callback, NULL);
 	CacheRegisterRelcacheCallback(audit_relcache_callback, (Datum) 0);
+	/*
+	 * A renamed schema does not invalidate the relcache entries of its
+	 * tables, but the capture cache holds the schema's name: sessions that
+	 * started before ALTER SCHEMA ... RENAME kept recording the old name.
+	 */
+	CacheRegisterSyscacheCallback(NAMESPACEOID, audit_namespace_callback, (Datum) 0);
 }
 
 /*
@@ -676,6 +683,12 @@ audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		default:
 			break;
 	}
+}
+
+static void
+audit_namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	audit_capture_invalidate(InvalidOid);
 }
 
 static void

@@ -65,6 +65,7 @@ typedef struct AuditRelCache
 	MemoryContext mcxt;
 	Datum		schema_name;	/* text: the audited table (root of a partition) */
 	Datum		table_name;
+	bool		ancestor_names; /* the names are an ancestor's */
 	int			natts;
 	char	   *mode;			/* COL_* per attribute */
 	AuditColumnInfo *cols;
@@ -95,6 +96,14 @@ audit_capture_invalidate(Oid relid)
 		entry = hash_search(rel_cache, &relid, HASH_FIND, NULL);
 		if (entry)
 			entry->valid = false;
+		/*
+		 * The relation may be the audited ancestor whose names a partition's
+		 * events carry (renamed: the partition's entry is not invalidated).
+		 */
+		hash_seq_init(&status, rel_cache);
+		while ((entry = hash_seq_search(&status)) != NULL)
+			if (entry->ancestor_names)
+				entry->valid = false;
 		return;
 	}
 	hash_seq_init(&status, rel_cache);
@@ -289,6 +298,7 @@ get_rel_cache(Relation rel, Trigger *trigger)
 			elog(ERROR, "cache lookup failed for relation %u", relid);
 		rc->schema_name = CStringGetTextDatum(nsp);
 		rc->table_name = CStringGetTextDatum(name);
+		rc->ancestor_names = rel->rd_rel->relispartition && trigger->tgisclone;
 	}
 
 	rc->natts = desc->natts;

@@ -546,6 +546,23 @@ $$;
 COMMENT ON FUNCTION audit.record_in_partition(regclass, jsonb) IS
     'Internal: whether a record (identity as jsonb) falls in a partition, by its partition constraint';
 
+-- The last event that recorded the drop of an audited table of this name
+-- (since 1.5 every DROP that takes audited tables with it names them): a
+-- table created with the name afterwards is another table, with a history
+-- of its own.  NULL: none recorded.
+CREATE FUNCTION audit.table_dropped_at(p_schema text, p_table text)
+RETURNS bigint
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT max(e.id) FROM audit.event e
+     WHERE e.class = 'ddl' AND e.status = 'success'
+       AND e.detail -> 'audited_tables_dropped' ? (p_schema || '.' || p_table)
+$$;
+COMMENT ON FUNCTION audit.table_dropped_at(text, text) IS
+    'Internal: the id of the last event that recorded the drop of an audited table of this schema and name (NULL: none)';
+
 -- One incarnation of a key: the events of the last record that had the key
 -- (up to event upto_id when given), from the event where it got the key (an
 -- INSERT, the first event after the previous holder's DELETE or move to
@@ -626,6 +643,8 @@ DECLARE
     upto       bigint;
     first_id   bigint;
     bound      bigint;
+    kept       audit.event[];
+    kept_ids   jsonb[];
 BEGIN
     -- The record's own events.  A key names the record that has it now or
     -- had it last: its events under the key since it got the key (an
@@ -720,6 +739,22 @@ BEGIN
           INTO evs, idents
           FROM audit.record_incarnation(p_schema, p_table, ev.record_id, ev.id) x;
     END LOOP;
+    -- a table of this name that exists now is not the one a recorded DROP
+    -- removed: that one's events are not its history
+    IF p_live IS NOT NULL THEN
+        before_id := audit.table_dropped_at(p_schema, p_table);
+        IF before_id IS NOT NULL THEN
+            kept := '{}';
+            kept_ids := '{}';
+            FOR i IN 1 .. coalesce(array_length(evs, 1), 0) LOOP
+                CONTINUE WHEN evs[i].id <= before_id;
+                kept := kept || evs[i];
+                kept_ids := kept_ids || idents[i];
+            END LOOP;
+            evs := kept;
+            idents := kept_ids;
+        END IF;
+    END IF;
     -- forward: each key change out of the last key, until a DELETE
     n := cardinality(evs);
     WHILE n > 0 AND evs[n].action = 'UPDATE' AND evs[n].status = 'success' LOOP
@@ -1066,6 +1101,17 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Restore the table from a backup; audit.row_as_of() rebuilds single rows that have a history.';
     END IF;
+    -- a table of the event's name that exists now was created after the
+    -- event's table was dropped: another table
+    IF to_regclass(format('%I.%I', ev.schema_name, ev.table_name)) IS NOT NULL
+       AND ev.id < audit.table_dropped_at(ev.schema_name, ev.table_name) THEN
+        RAISE EXCEPTION 'cannot undo this %: table %.% was dropped after it', ev.action,
+                        quote_ident(ev.schema_name), quote_ident(ev.table_name)
+            USING ERRCODE = 'undefined_table',
+                  DETAIL = format('Event %s recorded its drop; a table of that name created since is another table.',
+                                  audit.table_dropped_at(ev.schema_name, ev.table_name)),
+                  HINT = 'audit.record_history(schema_name, table_name, record_id) shows the history of the dropped table.';
+    END IF;
     IF ev.action = 'BASELINE' THEN
         RAISE EXCEPTION 'cannot undo a BASELINE event: it records a row as it was when auditing began, not a change'
             USING ERRCODE = 'invalid_parameter_value',
@@ -1285,11 +1331,13 @@ REVOKE ALL ON FUNCTION audit.next_record_id(jsonb,jsonb),
                        audit.record_in_partition(regclass,jsonb),
                        audit.record_events(text,text,jsonb,regclass,timestamp with time zone),
                        audit.record_incarnation(text,text,jsonb,bigint),
+                       audit.table_dropped_at(text,text),
                        audit.undo_change_row(text,text,regclass,jsonb,oid,tid,jsonb,jsonb),
                        audit.eval_as_table_owner(regclass,text,jsonb) FROM PUBLIC;
 -- audit.undo runs as the caller: it needs these as well.  The reading
 -- functions and audit.changes keep EXECUTE/SELECT for PUBLIC: they check the
 -- role themselves (sql/src/roles.sql).
 GRANT EXECUTE ON FUNCTION audit.next_record_id(jsonb,jsonb),
+                          audit.table_dropped_at(text,text),
                           audit.undo_change_row(text,text,regclass,jsonb,oid,tid,jsonb,jsonb) TO audit_admin;
 GRANT SELECT ON audit.changes TO PUBLIC;

@@ -288,8 +288,26 @@ $$;
 -- BASELINE events (audit.enable(baseline => true)) count as the row's
 -- first state in row_as_of() and record_history(), and cannot be undone; a
 -- record's history follows it back through the keys it had and never merges
--- two records that had one key (audit.record_incarnation).
+-- two records that had one key (audit.record_incarnation); a table re-created
+-- under a dropped one's name is another table (audit.table_dropped_at): its
+-- history does not include the dropped one's, and undo of the dropped one's
+-- events is refused (42P01).
 -- ===========================================================================
+CREATE FUNCTION audit.table_dropped_at(p_schema text, p_table text)
+RETURNS bigint
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT max(e.id) FROM audit.event e
+     WHERE e.class = 'ddl' AND e.status = 'success'
+       AND e.detail -> 'audited_tables_dropped' ? (p_schema || '.' || p_table)
+$$;
+COMMENT ON FUNCTION audit.table_dropped_at(text, text) IS
+    'Internal: the id of the last event that recorded the drop of an audited table of this schema and name (NULL: none)';
+REVOKE ALL ON FUNCTION audit.table_dropped_at(text,text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.table_dropped_at(text,text) TO audit_admin;
+
 CREATE FUNCTION audit.record_incarnation(p_schema text, p_table text, p_key jsonb, upto_id bigint,
                                          OUT e audit.event, OUT k jsonb)
 RETURNS SETOF record
@@ -360,6 +378,8 @@ DECLARE
     upto       bigint;
     first_id   bigint;
     bound      bigint;
+    kept       audit.event[];
+    kept_ids   jsonb[];
 BEGIN
     -- The record's own events.  A key names the record that has it now or
     -- had it last: its events under the key since it got the key (an
@@ -454,6 +474,22 @@ BEGIN
           INTO evs, idents
           FROM audit.record_incarnation(p_schema, p_table, ev.record_id, ev.id) x;
     END LOOP;
+    -- a table of this name that exists now is not the one a recorded DROP
+    -- removed: that one's events are not its history
+    IF p_live IS NOT NULL THEN
+        before_id := audit.table_dropped_at(p_schema, p_table);
+        IF before_id IS NOT NULL THEN
+            kept := '{}';
+            kept_ids := '{}';
+            FOR i IN 1 .. coalesce(array_length(evs, 1), 0) LOOP
+                CONTINUE WHEN evs[i].id <= before_id;
+                kept := kept || evs[i];
+                kept_ids := kept_ids || idents[i];
+            END LOOP;
+            evs := kept;
+            idents := kept_ids;
+        END IF;
+    END IF;
     -- forward: each key change out of the last key, until a DELETE
     n := cardinality(evs);
     WHILE n > 0 AND evs[n].action = 'UPDATE' AND evs[n].status = 'success' LOOP
@@ -710,6 +746,17 @@ BEGIN
         RAISE EXCEPTION 'cannot undo a TRUNCATE: the trail does not hold the rows it removed'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Restore the table from a backup; audit.row_as_of() rebuilds single rows that have a history.';
+    END IF;
+    -- a table of the event's name that exists now was created after the
+    -- event's table was dropped: another table
+    IF to_regclass(format('%I.%I', ev.schema_name, ev.table_name)) IS NOT NULL
+       AND ev.id < audit.table_dropped_at(ev.schema_name, ev.table_name) THEN
+        RAISE EXCEPTION 'cannot undo this %: table %.% was dropped after it', ev.action,
+                        quote_ident(ev.schema_name), quote_ident(ev.table_name)
+            USING ERRCODE = 'undefined_table',
+                  DETAIL = format('Event %s recorded its drop; a table of that name created since is another table.',
+                                  audit.table_dropped_at(ev.schema_name, ev.table_name)),
+                  HINT = 'audit.record_history(schema_name, table_name, record_id) shows the history of the dropped table.';
     END IF;
     IF ev.action = 'BASELINE' THEN
         RAISE EXCEPTION 'cannot undo a BASELINE event: it records a row as it was when auditing began, not a change'

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Which table an event belongs to (issue 19, 4): a session that started
+# before ALTER SCHEMA ... RENAME or a rename of the audited partitioned table
+# records the new names at once (its cached names were never invalidated);
+# a table dropped and created again under its name is another table: the new
+# one's history does not include the old one's events, and undo of the old
+# one's events is refused with 42P01 instead of writing into the new table.
+source "$(dirname "$0")/tap.inc"
+source "$(dirname "$0")/../../scripts/pgenv.sh"
+DIR=${AUDIT_TEST_TMP:-/tmp}/identity
+PORT=$(( ${PGPORT:-5497} + 101 ))
+rm -rf "$DIR"
+trap 'finish_clusters "$DIR"' EXIT
+pg_start "$DIR" "$PORT" "audit_ext.database = 'postgres'" "audit_ext.maintenance_interval = 3600" \
+    || { echo "not ok - could not start a cluster in $DIR"; exit 1; }
+watch_log "$DIR/server.log"
+export PGHOST=$DIR PGPORT=$PORT PGUSER=postgres
+q -d postgres -q >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION audit_ext;
+CREATE SCHEMA s1;
+CREATE TABLE s1.p (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+CREATE TABLE s1.p1 PARTITION OF s1.p FOR VALUES FROM (0) TO (100);
+CREATE TABLE s1.plain (id int PRIMARY KEY, v text);
+SELECT audit.enable('s1.p');
+SELECT audit.enable('s1.plain');
+SQL
+
+# a session that writes before and after the renames, without reconnecting
+coproc OLD { psql -X -q -At -d postgres 2>&1; }
+say() {   # SQL: run it in the old session and wait until it has
+    echo "$1" >&"${OLD[1]}"
+    echo '\echo ok' >&"${OLD[1]}"
+    local line
+    read -r -t 60 line <&"${OLD[0]}"
+    echo "$line"
+}
+is "$(say "INSERT INTO s1.p VALUES (1, 'a'); INSERT INTO s1.plain VALUES (1, 'a');")" "ok" "the old session writes before the renames"
+q -d postgres -c "ALTER SCHEMA s1 RENAME TO s2" >/dev/null
+is "$(say "INSERT INTO s2.p VALUES (2, 'b'); INSERT INTO s2.plain VALUES (2, 'b');")" "ok" "... and after ALTER SCHEMA RENAME"
+q -d postgres -c "ALTER TABLE s2.p RENAME TO q" >/dev/null
+is "$(say "INSERT INTO s2.q VALUES (3, 'c');")" "ok" "... and after the partitioned table was renamed"
+echo '\q' >&"${OLD[1]}"
+wait "$OLD_PID" 2>/dev/null
+is "$(q -d postgres -c "SELECT string_agg(schema_name || '.' || table_name || ':' || (record_id ->> 'id'), ' ' ORDER BY id)
+                         FROM audit.event WHERE class = 'data'")" \
+   "s1.p:1 s1.plain:1 s2.p:2 s2.plain:2 s2.q:3" \
+   "a session that started before the renames records the new schema and table names at once"
+
+# dropped and created again under the same name
+q -d postgres -q >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE TABLE public.t (id int PRIMARY KEY, v text);
+SELECT audit.enable('public.t');
+INSERT INTO public.t VALUES (1, 'old');
+DELETE FROM public.t WHERE id = 1;
+DROP TABLE public.t;
+CREATE TABLE public.t (id int PRIMARY KEY, v text);
+SELECT audit.enable('public.t');
+INSERT INTO public.t VALUES (2, 'new');
+SQL
+old_delete=$(q -d postgres -c "SELECT id FROM audit.event WHERE table_name = 't' AND action = 'DELETE'")
+out=$(psql -X -At -v VERBOSITY=verbose -d postgres -c "SELECT audit.undo($old_delete)" 2>&1)
+is "$(grep -o 'ERROR:  [0-9A-Z]\{5\}' <<<"$out" | cut -c9-)" "42P01" "undo of the dropped table's DELETE is refused (42P01), not written into the new table" "$out"
+is "$(q -d postgres -c "SELECT count(*) FROM public.t WHERE id = 1")" "0" "... and the new table did not get the old row"
+is "$(q -d postgres -c "SELECT count(*) FROM audit.record_history('public.t', '{\"id\": 1}')")" "0" \
+   "the new table's history of key 1 does not include the dropped table's events"
+is "$(q -d postgres -c "SELECT string_agg(action, ',' ORDER BY id) FROM audit.record_history('public.t', '{\"id\": 2}')")" "INSERT" \
+   "its own record's history is there"
+is "$(q -d postgres -c "SELECT audit.row_as_of('public.t', '{\"id\": 1}', now() - interval '1 hour') IS NULL")" "t" \
+   "row_as_of() of the new table knows nothing of the old one's rows"
+is "$(q -d postgres -c "SELECT verified FROM audit.verify()")" "t" "the chains verify"
+done_testing
