@@ -567,12 +567,31 @@ statement_text(const char *query, int len, int mode, int *outlen)
 }
 
 /*
- * The id of query (its first len bytes) stored with literals as mode says,
- * storing it if this backend has not seen it committed.  0 if it cannot be
- * stored (the scanner failed).
+ * The stored form of query, cut to maxlen bytes (whole characters) after its
+ * literals were redacted: cutting first left the scanner an unterminated
+ * literal, quoted identifier or comment whenever the cut fell inside one,
+ * and the text was lost (found by test/documented_behaviour.sql).
+ */
+static char *
+statement_text_cut(const char *query, int len, int mode, int maxlen, int *outlen)
+{
+	char	   *text = statement_text(query, len, mode, outlen);
+
+	if (text != NULL && *outlen > maxlen)
+	{
+		*outlen = pg_mbcliplen(text, *outlen, maxlen);
+		text[*outlen] = '\0';
+	}
+	return text;
+}
+
+/*
+ * The id of query (its first len bytes) stored with literals as mode says
+ * and cut to maxlen bytes, storing it if this backend has not seen it
+ * committed.  0 if it cannot be stored (the scanner failed).
  */
 static uint64
-statement_id_for(const char *query, int len, int mode)
+statement_id_for(const char *query, int len, int mode, int maxlen)
 {
 	uint64		raw;
 	RawMapEntry *map;
@@ -582,13 +601,13 @@ statement_id_for(const char *query, int len, int mode)
 
 	/* the same query string again: no need to scan it again */
 	raw = DatumGetUInt64(hash_any_extended((const unsigned char *) query,
-										   len, 0x72617720));
+										   len, 0x72617720 ^ (uint64) maxlen));
 	map = &raw_map[raw % RAW_MAP_SLOTS];
 	if (map->raw == raw && map->mode == mode)
 		id = map->id;
 	else
 	{
-		text = statement_text(query, len, mode, &textlen);
+		text = statement_text_cut(query, len, mode, maxlen, &textlen);
 		if (text != NULL)
 		{
 			id = DatumGetUInt64(hash_any_extended((const unsigned char *) text,
@@ -611,7 +630,7 @@ statement_id_for(const char *query, int len, int mode)
 	if (id != 0 && !known_contains(id) && !pending_contains(id))
 	{
 		if (text == NULL)
-			text = statement_text(query, len, mode, &textlen);
+			text = statement_text_cut(query, len, mode, maxlen, &textlen);
 		if (text != NULL)
 		{
 			id = store_statement(id, text, textlen);
@@ -674,13 +693,10 @@ audit_current_statement(Datum *statement_id, bool *id_null, int32 *statement_seq
 		last_mode = mode;
 		if (query != NULL && audit_log_statement_text)
 		{
-			int			len = strlen(query);
 			uint64		id;
 
-			if (len > audit_max_statement_length)
-				len = pg_mbcliplen(query, len, audit_max_statement_length);
 			audit_statement_guard();
-			id = statement_id_for(query, len, mode);
+			id = statement_id_for(query, strlen(query), mode, audit_max_statement_length);
 			if (id != 0)
 			{
 				last_id = id;
@@ -707,7 +723,8 @@ audit_store_statement_text(const char *sql, bool redact, Datum *statement_id)
 		return false;
 	audit_statement_guard();
 	id = statement_id_for(sql, strlen(sql),
-						  redact ? AUDIT_LITERALS_REDACT : AUDIT_LITERALS_KEEP);
+						  redact ? AUDIT_LITERALS_REDACT : AUDIT_LITERALS_KEEP,
+						  audit_max_statement_length);
 	if (id == 0)
 		return false;
 	*statement_id = Int64GetDatum((int64) id);
