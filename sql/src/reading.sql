@@ -916,6 +916,12 @@ BEGIN
         EXCEPTION WHEN invalid_parameter_value THEN
             NULL;   -- e.g. the key changed since: match the record id as given
         END;
+        -- by name: a table of that name was dropped before this one was
+        -- created; its events count here too (the regclass form is this
+        -- table's own history)
+        IF audit.table_dropped_at(record_history.schema_name, record_history.table_name) IS NOT NULL THEN
+            live := NULL;
+        END IF;
     END IF;
     RETURN QUERY
         SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,

@@ -1733,3 +1733,60 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- ===========================================================================
+-- audit.record_history(schema_name, table_name, record_id) goes by name: when
+-- a table of that name was dropped and created again, both tables' events
+-- count (the regclass form is the live table's own history).
+-- ===========================================================================
+CREATE OR REPLACE FUNCTION audit.record_history(schema_name text, table_name text, record_id jsonb)
+RETURNS SETOF audit.event_with_statement
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    live regclass;
+    rec  jsonb := record_history.record_id;
+BEGIN
+    PERFORM audit.require_audit_role();
+    IF record_history.schema_name IS NULL OR record_history.table_name IS NULL THEN
+        RAISE EXCEPTION 'invalid table: schema_name and table_name must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF rec IS NULL OR jsonb_typeof(rec) <> 'object' OR rec = '{}' THEN
+        RAISE EXCEPTION 'invalid record_id %: must be a non-empty JSON object', coalesce(rec::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give the key columns and values, e.g. {"id": 42}.';
+    END IF;
+    -- A table of that name that exists now: normalise the record id like
+    -- the regclass form does (if it fits), and let TRUNCATEs of its
+    -- partitions count.
+    SELECT c.oid INTO live
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = record_history.schema_name AND c.relname = record_history.table_name
+       AND c.relkind IN ('r', 'p');
+    IF live IS NOT NULL THEN
+        BEGIN
+            SELECT r.record INTO rec FROM audit.resolve_record(live, rec) r;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            NULL;   -- e.g. the key changed since: match the record id as given
+        END;
+        -- by name: a table of that name was dropped before this one was
+        -- created; its events count here too (the regclass form is this
+        -- table's own history)
+        IF audit.table_dropped_at(record_history.schema_name, record_history.table_name) IS NOT NULL THEN
+            live := NULL;
+        END IF;
+    END IF;
+    RETURN QUERY
+        SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
+               e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
+               e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
+               s.statement_text
+          FROM audit.record_events(record_history.schema_name, record_history.table_name, rec, live) e
+          LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
+         ORDER BY e.id;
+END
+$$;

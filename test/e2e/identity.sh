@@ -69,5 +69,7 @@ is "$(q -d postgres -c "SELECT string_agg(action, ',' ORDER BY id) FROM audit.re
    "its own record's history is there"
 is "$(q -d postgres -c "SELECT audit.row_as_of('public.t', '{\"id\": 1}', now() - interval '1 hour') IS NULL")" "t" \
    "row_as_of() of the new table knows nothing of the old one's rows"
+is "$(q -d postgres -c "SELECT string_agg(action, ',' ORDER BY id) FROM audit.record_history('public', 't', '{\"id\": 1}')")" "INSERT,DELETE" \
+   "by schema and table name, the dropped table's record is still found"
 is "$(q -d postgres -c "SELECT verified FROM audit.verify()")" "t" "the chains verify"
 done_testing
