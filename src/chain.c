@@ -144,8 +144,9 @@ static ChainHead local[CHAIN_NCLASSES];
 static bool local_loaded[CHAIN_NCLASSES];
 static bool any_loaded = false;
 
-/* this transaction published its id floor in its slot */
+/* this transaction published its id floor in its slot (and resolved it) */
 static bool floor_published = false;
+static bool floor_resolved = false;
 
 /* Without shared memory (not preloaded) the lanes live for the session. */
 static ChainHead session_heads[CHAIN_NCLASSES];
@@ -547,14 +548,18 @@ audit_chain_before_id(void)
 void
 audit_chain_after_id(int64 id)
 {
-	ChainSlot  *slot = my_slot();
+	ChainSlot  *slot;
 
-	if (slot == NULL || !floor_published)
+	if (!floor_published || floor_resolved)
+		return;					/* once per transaction, not per event */
+	slot = my_slot();
+	if (slot == NULL)
 		return;
 	SpinLockAcquire(&slot->mutex);
 	if (slot->floor == FLOOR_PENDING)
 		slot->floor = id;
 	SpinLockRelease(&slot->mutex);
+	floor_resolved = true;
 }
 
 /*
@@ -701,6 +706,7 @@ audit_chain_xact_end(int how)
 	memset(local_loaded, 0, sizeof(local_loaded));
 	any_loaded = false;
 	floor_published = false;
+	floor_resolved = false;
 	undo_len = 0;
 }
 
