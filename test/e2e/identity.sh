@@ -28,6 +28,7 @@ SQL
 
 # a session that writes before and after the renames, without reconnecting
 coproc OLD { psql -X -q -At -d postgres 2>&1; }
+old_pid=$OLD_PID   # bash unsets OLD_PID as soon as the coprocess ends
 say() {   # SQL: run it in the old session and wait until it has
     echo "$1" >&"${OLD[1]}"
     echo '\echo ok' >&"${OLD[1]}"
@@ -41,7 +42,7 @@ is "$(say "INSERT INTO s2.p VALUES (2, 'b'); INSERT INTO s2.plain VALUES (2, 'b'
 q -d postgres -c "ALTER TABLE s2.p RENAME TO q" >/dev/null
 is "$(say "INSERT INTO s2.q VALUES (3, 'c');")" "ok" "... and after the partitioned table was renamed"
 echo '\q' >&"${OLD[1]}"
-wait "$OLD_PID" 2>/dev/null
+wait "$old_pid" 2>/dev/null || true
 is "$(q -d postgres -c "SELECT string_agg(schema_name || '.' || table_name || ':' || (record_id ->> 'id'), ' ' ORDER BY id)
                          FROM audit.event WHERE class = 'data'")" \
    "s1.p:1 s1.plain:1 s2.p:2 s2.plain:2 s2.q:3" \

@@ -103,6 +103,7 @@ $(q -d busy -c "SELECT count(*) || ' rounds, ' || count(DISTINCT shm_epoch) || '
 
 # a transaction still open across rounds: its first ids hold the horizon back
 coproc LONG { psql -X -q -At -d busy 2>&1; }
+long_pid=$LONG_PID   # bash unsets LONG_PID as soon as the coprocess ends
 echo "BEGIN; UPDATE t SET v = 'long' WHERE id <= 5; GRANT SELECT ON t TO PUBLIC;" >&"${LONG[1]}"
 echo '\echo ready' >&"${LONG[1]}"
 read -r -t 60 line <&"${LONG[0]}"
@@ -115,7 +116,7 @@ echo '\echo committed' >&"${LONG[1]}"
 read -r -t 60 line <&"${LONG[0]}"
 is "$line" "committed" "the long transaction commits after the rounds"
 echo '\q' >&"${LONG[1]}"
-wait "$LONG_PID" 2>/dev/null
+wait "$long_pid" 2>/dev/null || true
 out=$(vbusy)
 is "$out" "true|0|0|" "verified right after the commit, before any new round: the rounds taken meanwhile did not claim its ids" "$out"
 round busy
