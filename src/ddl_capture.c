@@ -162,8 +162,19 @@ typedef struct DropWatch
 {
 	Node	   *stmt;
 	List	   *relids;			/* audited tables before the statement */
-	List	   *names;			/* their "schema.table" */
+	List	   *schemas;		/* their schemas */
+	List	   *tables;			/* and names */
 } DropWatch;
+
+/* A watch and everything it holds (all in TopMemoryContext). */
+static void
+drop_watch_free(DropWatch *w)
+{
+	list_free(w->relids);
+	list_free_deep(w->schemas);
+	list_free_deep(w->tables);
+	pfree(w);
+}
 
 static List *drop_watches = NIL;	/* in TopMemoryContext */
 
@@ -2003,10 +2014,10 @@ any_table_audited(void)
 
 /*
  * The tables that have an audit row trigger of their own (not a partition's
- * clone), as OIDs and "schema.table" names, in TopMemoryContext.
+ * clone): OIDs, schemas and names, in TopMemoryContext.
  */
 static void
-audited_tables_now(List **relids, List **names)
+audited_tables_now(List **relids, List **schemas, List **tables)
 {
 	Relation	tgrel;
 	ScanKeyData skey;
@@ -2029,7 +2040,8 @@ audited_tables_now(List **relids, List **names)
 		nsp = get_namespace_name(get_rel_namespace(t->tgrelid));
 		rel = get_rel_name(t->tgrelid);
 		*relids = lappend_oid(*relids, t->tgrelid);
-		*names = lappend(*names, psprintf("%s.%s", nsp ? nsp : "?", rel ? rel : "?"));
+		*schemas = lappend(*schemas, nsp ? nsp : pstrdup("?"));
+		*tables = lappend(*tables, rel ? rel : pstrdup("?"));
 	}
 	systable_endscan(scan);
 	table_close(tgrel, AccessShareLock);
@@ -2053,10 +2065,10 @@ drop_watch_prepare(Node *stmt)
 		return;
 	w = MemoryContextAllocZero(TopMemoryContext, sizeof(DropWatch));
 	w->stmt = stmt;
-	audited_tables_now(&w->relids, &w->names);
+	audited_tables_now(&w->relids, &w->schemas, &w->tables);
 	if (w->relids == NIL)
 	{
-		pfree(w);
+		drop_watch_free(w);
 		return;
 	}
 	{
@@ -2084,6 +2096,7 @@ drop_watch_take(Node *stmt)
 		drop_watches = list_delete_last(drop_watches);
 		if (top->stmt == stmt)
 			return top;
+		drop_watch_free(top);
 	}
 	return NULL;
 }
@@ -2092,41 +2105,61 @@ static bool
 drop_watch_capture(DropWatch *w, Node *stmt)
 {
 	List	   *dropped = NIL;
-	ListCell   *r,
-			   *n;
+	const char *schema_name = NULL;
+	const char *table_name = NULL;
 	JsonbParseState *st = NULL;
+	bool		recorded = false;
 
 	if (w == NULL)
 		return false;
-	forboth(r, w->relids, n, w->names)
+	for (int i = 0; i < list_length(w->relids); i++)
 	{
-		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(lfirst_oid(r))))
-			dropped = lappend(dropped, lfirst(n));
+		if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(list_nth_oid(w->relids, i))))
+			continue;
+		schema_name = list_nth(w->schemas, i);
+		table_name = list_nth(w->tables, i);
+		dropped = lappend(dropped, psprintf("%s.%s", schema_name, table_name));
 	}
-	if (dropped == NIL || !OidIsValid(audit_event_relid(true)))
-		return false;
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	kv_strings(&st, "audited_tables_dropped", dropped);
-	kv_bool(&st, "capture_off", true);
-	kv_bool(&st, "audit_trigger_disabled", true);
-	kv_string(&st, "risk", "critical");
-	emit_event("ddl", GetCommandTagName(CreateCommandTag(stmt)),
-			   list_length(dropped) == 1 ? strtok(pstrdup(linitial(dropped)), ".") : NULL,
-			   list_length(dropped) == 1 ? strchr(linitial(dropped), '.') + 1 : NULL,
-			   finish_object(&st), false);
-	return true;
+	if (dropped != NIL && OidIsValid(audit_event_relid(true)))
+	{
+		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		kv_strings(&st, "audited_tables_dropped", dropped);
+		kv_bool(&st, "capture_off", true);
+		kv_bool(&st, "audit_trigger_disabled", true);
+		kv_string(&st, "risk", "critical");
+		/* the event names the table when there is one */
+		emit_event("ddl", GetCommandTagName(CreateCommandTag(stmt)),
+				   list_length(dropped) == 1 ? schema_name : NULL,
+				   list_length(dropped) == 1 ? table_name : NULL,
+				   finish_object(&st), false);
+		recorded = true;
+	}
+	return recorded;
 }
 
 /*
  * After a utility statement completed: record it if it is a privilege
  * change, DDL, or a change to auditing itself.
  */
+static void ddl_capture(PlannedStmt *pstmt, int context, const char *pre_schema,
+						DropWatch *watch);
+
 void
 audit_ddl_capture(PlannedStmt *pstmt, int context, const char *pre_schema)
 {
+	DropWatch  *watch = drop_watch_take(pstmt->utilityStmt);
+
+	ddl_capture(pstmt, context, pre_schema, watch);
+	if (watch)
+		drop_watch_free(watch);
+}
+
+static void
+ddl_capture(PlannedStmt *pstmt, int context, const char *pre_schema,
+			DropWatch *watch)
+{
 	Node	   *stmt = pstmt->utilityStmt;
 	PendingDrop *drop;
-	DropWatch  *watch = drop_watch_take(stmt);
 
 	/* parts of a bigger statement (CREATE SCHEMA ... CREATE TABLE) */
 	if (context == PROCESS_UTILITY_SUBCOMMAND)
