@@ -684,12 +684,25 @@ audit_record_baseline(PG_FUNCTION_ARGS)
 	List	   *rels;
 	ListCell   *lc;
 	int64		n = 0;
+	Oid			save_userid;
+	int			save_sec;
+	int			nest;
 
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", relid)));
 	rels = find_all_inheritors(relid, AccessShareLock, NULL);
+	/*
+	 * audit.enable() runs as the extension's owner, but turning a row into
+	 * JSON may run the table owner's code (a cast to json of its own enum
+	 * type, say): each row is converted as the table's owner,
+	 * security-restricted, with search_path pinned (src/elevated.c), as
+	 * audit.eval_as_table_owner() does.  The events are emitted with our
+	 * own identity, so they name who enabled auditing.
+	 */
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	nest = audit_pin_search_path();
 	foreach(lc, rels)
 	{
 		Relation	rel = table_open(lfirst_oid(lc), NoLock);
@@ -718,11 +731,16 @@ audit_record_baseline(PG_FUNCTION_ARGS)
 			slot_getallattrs(slot);
 			old = MemoryContextSwitchTo(RowContext);
 			audit_event_init(&ev, "data", "BASELINE");
+			SetUserIdAndSecContext(rel->rd_rel->relowner,
+								   save_sec | SECURITY_LOCAL_USERID_CHANGE |
+								   SECURITY_RESTRICTED_OPERATION);
 			ev.values[AC_NEW_DATA] = row_to_jsonb(rc, slot, NULL);
 			ev.nulls[AC_NEW_DATA] = false;
 			ev.values[AC_RECORD_ID] = rc->nkeys == 0 ? ev.values[AC_NEW_DATA] :
 				record_id_jsonb(rc, slot);
 			ev.nulls[AC_RECORD_ID] = false;
+			/* an error above unwinds the user with the transaction */
+			SetUserIdAndSecContext(save_userid, save_sec);
 			queue_data_event(&ev, rc->schema_name, rc->table_name);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(RowContext);
@@ -736,5 +754,6 @@ audit_record_baseline(PG_FUNCTION_ARGS)
 		UnregisterSnapshot(snap);
 		table_close(rel, NoLock);
 	}
+	audit_unpin_search_path(nest);
 	PG_RETURN_INT64(n);
 }

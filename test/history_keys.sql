@@ -4,7 +4,7 @@
 -- generate (every alias they use is a column here: t, i, w, o, r, cur,
 -- want_row, toid, tid and more).  Rolled back.
 BEGIN;
-SELECT plan(42);
+SELECT plan(44);
 SET LOCAL client_min_messages = warning;
 
 -- 1. a DEFERRABLE primary key
@@ -131,6 +131,23 @@ SELECT throws_ok(format('SELECT audit.undo(%s)', (SELECT id FROM audit.event WHE
 SELECT is((SELECT count(*)::int FROM audit.event WHERE table_name = 'deferred_key' AND action = 'BASELINE'), 0,
           'without baseline => true, no BASELINE events');
 SELECT ok((SELECT verified FROM audit.verify()), 'the chains verify with the baseline events');
+-- the baseline turns rows into JSON with the table owner's code (here a cast
+-- to json of its enum type): as the table's owner, never as audit.enable()'s
+CREATE ROLE hk_owner;
+CREATE TYPE hk_mood AS ENUM ('calm', 'wild');
+CREATE TABLE hk_seen (who text);
+GRANT INSERT ON hk_seen TO PUBLIC;
+CREATE FUNCTION hk_mood_json(m hk_mood) RETURNS json LANGUAGE sql
+    AS $$ INSERT INTO public.hk_seen VALUES (current_user) RETURNING to_json(m::text) $$;
+CREATE CAST (hk_mood AS json) WITH FUNCTION hk_mood_json(hk_mood);
+CREATE TABLE hk_owned (id int PRIMARY KEY, m hk_mood);
+INSERT INTO hk_owned VALUES (1, 'wild');
+ALTER TABLE hk_owned OWNER TO hk_owner;
+SELECT audit.enable('hk_owned', baseline => true);
+SELECT is((SELECT string_agg(DISTINCT who, ',') FROM hk_seen), 'hk_owner',
+          'the table''s own code ran as the table''s owner during the baseline, not as the extension''s owner');
+SELECT is((SELECT new_data FROM audit.event WHERE table_name = 'hk_owned' AND action = 'BASELINE'),
+          '{"id": 1, "m": "wild"}'::jsonb, '... and the row is recorded through it');
 
 -- 5. key changes and key reuse: one record, one history; two records, two
 CREATE TABLE moving (id int PRIMARY KEY, v text);
