@@ -115,6 +115,7 @@ typedef struct AuditEventValues
 
 /* capture.c */
 extern int64 audit_table_identity(Oid relid);
+extern Oid	audit_audited_root(Oid relid);
 
 /* event_writer.c */
 extern void audit_event_init(AuditEventValues *ev, const char *class_name,
@@ -209,6 +210,7 @@ typedef struct AuditQueueEntry
 	char		actor[NAMEDATALEN * 2];
 	char		schema_name[NAMEDATALEN];
 	char		table_name[NAMEDATALEN];
+	int64		table_identity; /* of the audited table; 0 = NULL */
 	bool		redact_statement;	/* store statement with literals redacted */
 	char		statement[AUDIT_QUEUE_STATEMENT_LEN];	/* "" = NULL */
 } AuditQueueEntry;

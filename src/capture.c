@@ -148,7 +148,7 @@ audit_has_own_trigger(Oid relid)
  * nearest ancestor with a trigger of its own (events, refusals and reads are
  * recorded under that name).  relid itself when there is none.
  */
-static Oid
+Oid
 audit_audited_root(Oid relid)
 {
 	ListCell   *lc;

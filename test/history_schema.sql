@@ -5,7 +5,7 @@
 -- every step; audit.audited_column_history says what changed.  Moments are
 -- taken with clock_timestamp() between the statements.  Rolled back.
 BEGIN;
-SELECT plan(22);
+SELECT plan(29);
 SET LOCAL client_min_messages = warning;
 CREATE TEMP TABLE moment (name text PRIMARY KEY, at timestamptz);
 CREATE FUNCTION pg_temp.at(n text) RETURNS timestamptz LANGUAGE sql AS $$ SELECT at FROM moment WHERE name = n $$;
@@ -120,6 +120,47 @@ SELECT is(audit.row_as_of('hs5', '{"id": 1}', pg_temp.at('w0')), '{"id": 1, "m":
           'with a baseline the whole row is known');
 SELECT is(audit.row_as_of('hs5', '{"id": 1}', pg_temp.at('s0')), NULL,
           'before the baseline: nothing recorded');
+
+-- a table without a key: its records are whole rows, and a change of its
+-- exclude or mask columns changes them; the history goes on across it
+CREATE TABLE hk (a int, b text, c text);
+SELECT audit.enable('hk');
+INSERT INTO hk VALUES (1, 'b1', 'c1'), (2, 'b2', 'c2');
+UPDATE hk SET b = 'b1x' WHERE a = 1;
+SELECT audit.enable('hk', exclude_columns => '{c}');
+UPDATE hk SET b = 'b1y' WHERE a = 1;
+SELECT audit.enable('hk', exclude_columns => '{}', mask_columns => '{b}');
+UPDATE hk SET c = 'c1z' WHERE a = 1;
+DELETE FROM hk WHERE a = 1;
+SELECT is((SELECT string_agg(action, ',' ORDER BY id) FROM audit.record_history('hk', '{"a": 1, "b": "b1", "c": "c1"}')),
+          'INSERT,UPDATE,UPDATE,UPDATE,DELETE',
+          'keyless: asked by its first whole row, the history goes on across exclude and mask changes');
+SELECT is((SELECT string_agg(action, ',' ORDER BY id) FROM audit.record_history('hk', '{"a": 1, "b": "b1x"}')),
+          'INSERT,UPDATE,UPDATE,UPDATE,DELETE',
+          '... and asked by the row as recorded while c was excluded: the same history, back and forward');
+SELECT is((SELECT count(*)::int FROM audit.record_history('hk', '{"a": 2, "b": "b2", "c": "c2"}')), 1,
+          '... and the other row keeps its own');
+
+-- a dropped table: the key given is converted through the types it had
+CREATE TABLE hd (id bigint PRIMARY KEY, at timestamptz, v text);
+SELECT audit.enable('hd');
+INSERT INTO hd VALUES (42, '2026-03-01 12:00+00', 'x');
+DROP TABLE hd;
+SELECT is((SELECT string_agg(action, ',') FROM audit.record_history('public', 'hd', '{"id": "42"}')), 'INSERT',
+          'a dropped table: {"id": "42"} finds {"id": 42} through the type the column had');
+
+-- search by the name a table has now finds its events under former names
+CREATE TABLE hr (id int PRIMARY KEY);
+SELECT audit.enable('hr');
+INSERT INTO hr VALUES (1);
+ALTER TABLE hr RENAME TO hr_new;
+INSERT INTO hr_new VALUES (2);
+SELECT is((SELECT string_agg(table_name, ',' ORDER BY id) FROM audit.search(table_name => 'public.hr_new', class => 'data')),
+          'hr,hr_new', 'search(table_name => current name): also the events recorded under its former name');
+SELECT is((SELECT string_agg(table_name, ',' ORDER BY id) FROM audit.search(table_name => 'hr', class => 'data')),
+          'hr', 'search(table_name => former name): the events recorded under it');
+SELECT is((SELECT count(*)::int FROM audit.export(table_name => 'hr_new', class => 'data')), 2,
+          'export() follows the same rule');
 
 SELECT * FROM finish();
 ROLLBACK;

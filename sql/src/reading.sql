@@ -122,6 +122,8 @@ DECLARE
     all_known text[];
     json_q  text;
     action_class text;
+    name_cond text;
+    idents  bigint[];
 BEGIN
     -- class and action
     IF class IS NOT NULL THEN
@@ -199,16 +201,26 @@ BEGIN
         END;
         IF array_length(parts, 1) = 1 THEN
             table_part := parts[1];
+            name_cond := 'e.table_name = $7';
         ELSIF array_length(parts, 1) = 2 THEN
             schema_part := parts[1];
             table_part := parts[2];
-            conds := conds || 'e.schema_name = $6'::text;
+            name_cond := 'e.schema_name = $6 AND e.table_name = $7';
         ELSE
             RAISE EXCEPTION 'invalid table_name "%": too many dotted names', table_name
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Write table or schema.table.';
         END IF;
-        conds := conds || 'e.table_name = $7'::text;
+        -- the events recorded under that name, and (since 1.6) those of the
+        -- table that has the name now under the names it had before
+        SELECT array_agg(DISTINCT h.table_identity ORDER BY h.table_identity) INTO idents
+          FROM audit.audited_table_history h
+         WHERE h.valid_until IS NULL AND h.table_name = table_part
+           AND (schema_part IS NULL OR h.schema_name = schema_part);
+        IF idents IS NOT NULL THEN
+            name_cond := format('(%s OR e.table_identity = ANY (%L::bigint[]))', name_cond, idents);
+        END IF;
+        conds := conds || name_cond;
     END IF;
 
     IF record_id IS NOT NULL THEN
@@ -768,6 +780,73 @@ $$;
 COMMENT ON FUNCTION audit.record_incarnation(audit.table_scope, jsonb, bigint) IS
     'Internal: the events of the last record that had a key (up to an event), from where it got the key';
 
+-- A table without a key identifies a record by its whole recorded row, so a
+-- change of its exclude or mask columns changes the record_id its events
+-- carry.  The record's id on the other side of such a change (an ENABLE
+-- AUDIT event): forward, the record_id of the first event after the change
+-- (and before the next one) that holds every value of k still recorded;
+-- back, that of the last event before it whose recorded values include
+-- those of k.  NULL when there is none.  Rows identical in every recorded
+-- value cannot be told apart: the first one found is taken.
+CREATE FUNCTION audit.keyless_link(sc audit.table_scope, k jsonb, from_id bigint, forward boolean,
+                                   OUT link_id bigint, OUT key jsonb)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg    record;
+    nxt    bigint;
+    hidden text[];
+    base   jsonb;
+BEGIN
+    FOR cfg IN
+        SELECT c.id, c.detail FROM audit.event c
+         WHERE c.class = 'ddl' AND c.action = 'ENABLE AUDIT' AND c.status = 'success'
+           AND (c.schema_name, c.table_name) IN (SELECT n.s, n.t FROM audit.scope_names(sc) n)
+           AND CASE WHEN forward THEN c.id > from_id ELSE c.id < from_id END
+         ORDER BY CASE WHEN forward THEN c.id ELSE -c.id END
+    LOOP
+        -- the next change the other way bounds the search
+        SELECT CASE WHEN forward THEN min(c.id) ELSE max(c.id) END INTO nxt FROM audit.event c
+         WHERE c.class = 'ddl' AND c.action = 'ENABLE AUDIT' AND c.status = 'success'
+           AND (c.schema_name, c.table_name) IN (SELECT n.s, n.t FROM audit.scope_names(sc) n)
+           AND CASE WHEN forward THEN c.id > cfg.id ELSE c.id < cfg.id END;
+        hidden := CASE WHEN forward
+                       THEN ARRAY(SELECT jsonb_array_elements_text(coalesce(cfg.detail -> 'exclude_columns', '[]')))
+                            || ARRAY(SELECT jsonb_array_elements_text(coalesce(cfg.detail -> 'mask_columns', '[]')))
+                       ELSE '{}'::text[] END;
+        SELECT jsonb_object_agg(f.key, f.value) INTO base FROM jsonb_each(k) f
+         WHERE f.key <> ALL (hidden) AND f.value <> '"[masked]"';
+        CONTINUE WHEN base IS NULL;
+        IF forward THEN
+            -- the record's first event after the change
+            SELECT e.record_id INTO key FROM audit.event e
+             WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
+               AND e.record_id @> base AND e.id > cfg.id AND e.id < coalesce(nxt, 9223372036854775807)
+             ORDER BY e.id LIMIT 1;
+            link_id := cfg.id;
+        ELSE
+            -- its last event before the change: the row that event left
+            -- (no index leads there: the events since the change before)
+            SELECT e.record_id, e.id INTO key, link_id FROM audit.event e
+             WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
+               AND e.id < cfg.id AND e.id > coalesce(nxt, 0) AND e.status = 'success'
+               AND e.action IN ('INSERT', 'BASELINE', 'UPDATE')
+               AND audit.next_record_id(e.record_id, CASE WHEN e.action = 'UPDATE' THEN e.new_data END) @> base
+             ORDER BY e.id DESC LIMIT 1;
+        END IF;
+        IF key IS NOT NULL AND key IS DISTINCT FROM k THEN
+            RETURN;
+        END IF;
+        key := NULL;
+        link_id := NULL;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.keyless_link(audit.table_scope, jsonb, bigint, boolean) IS
+    'Internal: a keyless record''s id across a change of its table''s exclude or mask columns';
+
 -- The events of one record, oldest first.  Follows the record across key
 -- changes (an UPDATE that changes key columns is the last event under the old
 -- record_id; the history continues under the new one), and adds the TRUNCATE
@@ -794,6 +873,9 @@ DECLARE
     t_schemas  text[];
     t_tables   text[];
     t_rels     regclass[];
+    keyless    boolean := p_live IS NOT NULL AND audit.key_columns(p_live) IS NULL;
+    once       integer;
+    lnk        record;
     keys       text[];
     in_table   boolean;
     present    boolean;
@@ -899,26 +981,62 @@ BEGIN
           INTO evs, idents
           FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
     END LOOP;
+    -- back, without a key: across changes of the exclude or mask columns
+    WHILE keyless AND cardinality(evs) > 0 AND evs[1].action NOT IN ('INSERT', 'BASELINE') LOOP
+        SELECT * INTO lnk FROM audit.keyless_link(sc, idents[1], evs[1].id, false);
+        EXIT WHEN lnk.key IS NULL;
+        n := cardinality(evs);
+        SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}') || evs, coalesce(array_agg(x.k ORDER BY (x.e).id), '{}') || idents
+          INTO evs, idents
+          FROM audit.record_incarnation(sc, lnk.key, lnk.link_id) x;
+        EXIT WHEN cardinality(evs) = n;
+    END LOOP;
     -- forward: each key change out of the last key, until a DELETE
     n := cardinality(evs);
-    WHILE n > 0 AND evs[n].action = 'UPDATE' AND evs[n].status = 'success' LOOP
-        k := audit.next_record_id(idents[n], evs[n].new_data);
-        EXIT WHEN k IS NOT DISTINCT FROM idents[n];
-        after_id := evs[n].id;
-        FOR ev IN SELECT * FROM audit.event e
-                   WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
-                     AND e.record_id @> k AND e.record_id = k AND e.id > after_id
-                   ORDER BY e.id
-        LOOP
-            -- an INSERT under the new key is another record (ours was removed)
-            EXIT WHEN ev.action IN ('INSERT', 'BASELINE') AND ev.status = 'success';
-            evs := evs || ev;
-            idents := idents || k;
-            EXIT WHEN ev.status = 'success' AND (ev.action = 'DELETE' OR
-                      (ev.action = 'UPDATE' AND audit.next_record_id(k, ev.new_data) IS DISTINCT FROM k));
+    LOOP
+        WHILE n > 0 AND evs[n].action = 'UPDATE' AND evs[n].status = 'success' LOOP
+            k := audit.next_record_id(idents[n], evs[n].new_data);
+            EXIT WHEN k IS NOT DISTINCT FROM idents[n];
+            after_id := evs[n].id;
+            FOR ev IN SELECT * FROM audit.event e
+                       WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
+                         AND e.record_id @> k AND e.record_id = k AND e.id > after_id
+                       ORDER BY e.id
+            LOOP
+                -- an INSERT under the new key is another record (ours was removed)
+                EXIT WHEN ev.action IN ('INSERT', 'BASELINE') AND ev.status = 'success';
+                evs := evs || ev;
+                idents := idents || k;
+                EXIT WHEN ev.status = 'success' AND (ev.action = 'DELETE' OR
+                          (ev.action = 'UPDATE' AND audit.next_record_id(k, ev.new_data) IS DISTINCT FROM k));
+            END LOOP;
+            EXIT WHEN cardinality(evs) = n;
+            n := cardinality(evs);
+        END LOOP;
+        -- forward, without a key: across changes of the exclude or mask columns
+        EXIT WHEN NOT keyless OR n = 0 OR (evs[n].status = 'success' AND evs[n].action IN ('DELETE', 'TRUNCATE'));
+        -- (one link, then key changes again)
+        FOR once IN 1 .. 1 LOOP
+            k := CASE WHEN evs[n].action = 'UPDATE' AND evs[n].status = 'success'
+                      THEN audit.next_record_id(idents[n], evs[n].new_data) ELSE idents[n] END;
+            SELECT * INTO lnk FROM audit.keyless_link(sc, k, evs[n].id, true);
+            EXIT WHEN lnk.key IS NULL;
+            k := lnk.key;
+            FOR ev IN SELECT * FROM audit.event e
+                       WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
+                         AND e.record_id @> k AND e.record_id = k AND e.id > lnk.link_id
+                       ORDER BY e.id
+            LOOP
+                EXIT WHEN ev.action IN ('INSERT', 'BASELINE') AND ev.status = 'success';
+                evs := evs || ev;
+                idents := idents || k;
+                EXIT WHEN ev.status = 'success' AND (ev.action = 'DELETE' OR
+                          (ev.action = 'UPDATE' AND audit.next_record_id(k, ev.new_data) IS DISTINCT FROM k));
+            END LOOP;
         END LOOP;
         EXIT WHEN cardinality(evs) = n;
         n := cardinality(evs);
+
     END LOOP;
 
     -- TRUNCATE events name the truncated table: the table under each name
@@ -1074,6 +1192,8 @@ BEGIN
         EXCEPTION WHEN invalid_parameter_value THEN
             NULL;   -- e.g. the key changed since: match the record id as given
         END;
+    ELSIF sc.table_identity IS NOT NULL THEN
+        rec := audit.key_by_history(sc.table_identity, rec);
     END IF;
     RETURN QUERY
         SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
@@ -1087,6 +1207,46 @@ END
 $$;
 COMMENT ON FUNCTION audit.record_history(text, text, jsonb) IS
     'The events of one record of a table given by its names as recorded (also for a dropped table), oldest first';
+
+-- A key given for a dropped table, converted to the form capture wrote
+-- through the column types the table had (audit.audited_column_history):
+-- {"id": "42"} finds {"id": 42}.  Only PostgreSQL's own types are converted
+-- (a type of the table's owner is its code, and the table is gone); other
+-- values are taken as given.
+CREATE FUNCTION audit.key_by_history(ident bigint, key jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f      record;
+    typ    regtype;
+    v      jsonb;
+    result jsonb := '{}';
+BEGIN
+    FOR f IN SELECT k.key, k.value FROM jsonb_each(key) k LOOP
+        v := f.value;
+        SELECT to_regtype(h.data_type) INTO typ FROM audit.audited_column_history h
+         WHERE h.table_identity = ident AND h.column_name = f.key
+         ORDER BY h.valid_until IS NULL DESC, h.valid_until DESC LIMIT 1;
+        IF typ IS NOT NULL AND jsonb_typeof(v) NOT IN ('object', 'array', 'null')
+           AND (SELECT t.typnamespace = 'pg_catalog'::regnamespace AND t.typtype = 'b'
+                  FROM pg_type t WHERE t.oid = typ) THEN
+            BEGIN
+                EXECUTE format('SELECT audit.canonical_jsonb(s.*) -> ''v'' FROM (SELECT ($1 ->> 0)::%s AS v) s', typ)
+                   INTO v USING jsonb_build_array(f.value #>> '{}');
+            EXCEPTION WHEN OTHERS THEN
+                v := f.value;
+            END;
+        END IF;
+        result := result || jsonb_build_object(f.key, v);
+    END LOOP;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION audit.key_by_history(bigint, jsonb) IS
+    'Internal: a key given for a dropped table, converted through the column types it had';
 
 -- By identity (audit.table_identity(), audit.event.table_identity): the
 -- history of a record of that table whatever names it had, dropped or not.
@@ -1123,6 +1283,8 @@ BEGIN
         EXCEPTION WHEN invalid_parameter_value THEN
             NULL;
         END;
+    ELSE
+        rec := audit.key_by_history(record_history_by_identity.table_identity, rec);
     END IF;
     RETURN QUERY
         SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
@@ -1725,6 +1887,8 @@ REVOKE ALL ON FUNCTION audit.next_record_id(jsonb,jsonb),
                        audit.by_attnum(bigint,timestamp with time zone,jsonb),
                        audit.attnums_of(bigint,timestamp with time zone,text[]),
                        audit.change_time(audit.event,audit.event[]),
+                       audit.keyless_link(audit.table_scope,jsonb,bigint,boolean),
+                       audit.key_by_history(bigint,jsonb),
                        audit.table_dropped_at(text,text),
                        audit.undo_change_row(text,text,regclass,jsonb,oid,tid,jsonb,jsonb),
                        audit.eval_as_table_owner(regclass,text,jsonb) FROM PUBLIC;

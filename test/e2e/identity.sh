@@ -106,5 +106,22 @@ is "$(q -d postgres -c "SELECT audit.row_as_of('s2.plain2', '{\"id\": 1}', now()
 undo_ev=$(q -d postgres -c "SELECT max(id) FROM audit.event WHERE table_name = 'plain' AND action = 'UPDATE'")
 is "$(q -d postgres -c "SELECT audit.undo($undo_ev, force => true)" >/dev/null && q -d postgres -c "SELECT v FROM s2.plain2 WHERE id = 1")" "a" \
    "audit.undo() of an event recorded under a former name changes the renamed table"
+
+# read events carry the identity too (they go through the worker)
+q -d postgres -c "SELECT audit.enable('s2.plain2', log_reads => true)" >/dev/null
+q -d postgres -c "SELECT count(*) FROM s2.plain2" >/dev/null
+wait_for "SELECT count(*) > 0 FROM audit.event WHERE class = 'read' AND table_name = 'plain2'" 30 postgres
+is "$(q -d postgres -c "SELECT bool_and(table_identity = audit.table_identity('s2.plain2')) FROM audit.event
+                         WHERE class = 'read' AND table_name = 'plain2'")" "t" "read events carry the table's identity"
+
+# row_as_of(): a transaction's changes count together (issue 19, 9): a
+# moment between two of its statements sees neither
+q -d postgres -c "CREATE TABLE tx (id int PRIMARY KEY, v text)" -c "SELECT audit.enable('tx')" \
+  -c "INSERT INTO tx VALUES (1, 'before')" >/dev/null
+mid=$(q -d postgres -c "BEGIN" -c "UPDATE tx SET v = 'first'" -c "SELECT pg_sleep(0.05)" \
+        -c "SELECT clock_timestamp()" -c "SELECT pg_sleep(0.05)" -c "UPDATE tx SET v = 'second'" -c "COMMIT" | grep '^20[0-9][0-9]-')
+is "$(q -d postgres -c "SELECT audit.row_as_of('tx', '{\"id\": 1}', '$mid')->>'v'")" "before" \
+   "row_as_of() between two statements of a transaction: the row before the transaction, never a state it passed through"
+is "$(q -d postgres -c "SELECT audit.row_as_of('tx', '{\"id\": 1}', clock_timestamp())->>'v'")" "second" "... and after it, its result"
 is "$(q -d postgres -c "SELECT verified FROM audit.verify()")" "t" "the chains verify"
 done_testing
