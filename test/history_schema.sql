@@ -5,7 +5,7 @@
 -- every step; audit.audited_column_history says what changed.  Moments are
 -- taken with clock_timestamp() between the statements.  Rolled back.
 BEGIN;
-SELECT plan(29);
+SELECT plan(31);
 SET LOCAL client_min_messages = warning;
 CREATE TEMP TABLE moment (name text PRIMARY KEY, at timestamptz);
 CREATE FUNCTION pg_temp.at(n text) RETURNS timestamptz LANGUAGE sql AS $$ SELECT at FROM moment WHERE name = n $$;
@@ -161,6 +161,16 @@ SELECT is((SELECT string_agg(table_name, ',' ORDER BY id) FROM audit.search(tabl
           'hr', 'search(table_name => former name): the events recorded under it');
 SELECT is((SELECT count(*)::int FROM audit.export(table_name => 'hr_new', class => 'data')), 2,
           'export() follows the same rule');
+
+-- undo of an UPDATE recorded before its column was renamed
+CREATE TABLE hu (id int PRIMARY KEY, a text);
+SELECT audit.enable('hu');
+INSERT INTO hu VALUES (1, 'old');
+UPDATE hu SET a = 'new';
+ALTER TABLE hu RENAME COLUMN a TO b;
+SELECT alike(audit.undo((SELECT max(id) FROM audit.event WHERE table_name = 'hu' AND action = 'UPDATE')),
+             'undid UPDATE event % restored b %', 'undo() of an UPDATE recorded before RENAME COLUMN restores the renamed column');
+SELECT is((SELECT b FROM hu WHERE id = 1), 'old', '... to its old value');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1320,6 +1320,28 @@ $$;
 COMMENT ON FUNCTION audit.by_attnum(bigint, timestamptz, jsonb) IS
     'Internal: column values keyed by names at a moment, re-keyed by column number';
 
+-- Column values keyed by the names they had at a moment, re-keyed by the
+-- names the columns have now (audit.undo() after RENAME COLUMN).  A column
+-- dropped since keeps its old name.
+CREATE FUNCTION audit.names_now(ident bigint, t timestamptz, j jsonb)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_object_agg(coalesce(h.column_name, k.key), k.value), j)
+      FROM jsonb_each(j) k
+      LEFT JOIN LATERAL (SELECT x.attnum FROM audit.audited_column_history x
+                          WHERE x.table_identity = ident AND x.column_name = k.key
+                          ORDER BY (x.valid_from <= t AND (x.valid_until IS NULL OR x.valid_until > t)) DESC,
+                                   x.valid_until IS NULL DESC, x.valid_until DESC
+                          LIMIT 1) m ON true
+      LEFT JOIN audit.audited_column_history h
+             ON h.table_identity = ident AND h.attnum = m.attnum AND h.valid_until IS NULL
+$$;
+COMMENT ON FUNCTION audit.names_now(bigint, timestamptz, jsonb) IS
+    'Internal: column values keyed by names at a moment, re-keyed by the columns'' current names';
+
 CREATE FUNCTION audit.attnums_of(ident bigint, t timestamptz, names text[])
 RETURNS text[]
 LANGUAGE sql
@@ -1670,6 +1692,16 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
+    -- columns renamed since the event: their values under the names of now
+    IF tbl_ident IS NOT NULL
+       AND EXISTS (SELECT 1 FROM audit.audited_column_history h WHERE h.table_identity = tbl_ident) THEN
+        ev.record_id := audit.names_now(tbl_ident, ev.event_time, ev.record_id);
+        ev.old_data := audit.names_now(tbl_ident, ev.event_time, ev.old_data);
+        ev.new_data := audit.names_now(tbl_ident, ev.event_time, ev.new_data);
+        ev.changed_columns := ARRAY(SELECT jsonb_object_keys(audit.names_now(tbl_ident, ev.event_time,
+                                        (SELECT jsonb_object_agg(c, true) FROM unnest(ev.changed_columns) c))));
+    END IF;
+
     IF tbl IS NULL OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl AND c.relkind IN ('r', 'p')) THEN
         RAISE EXCEPTION 'cannot undo this %: table %.% no longer exists', ev.action,
                         quote_ident(ev.schema_name), quote_ident(ev.table_name)
@@ -1889,6 +1921,7 @@ REVOKE ALL ON FUNCTION audit.next_record_id(jsonb,jsonb),
                        audit.change_time(audit.event,audit.event[]),
                        audit.keyless_link(audit.table_scope,jsonb,bigint,boolean),
                        audit.key_by_history(bigint,jsonb),
+                       audit.names_now(bigint,timestamp with time zone,jsonb),
                        audit.table_dropped_at(text,text),
                        audit.undo_change_row(text,text,regclass,jsonb,oid,tid,jsonb,jsonb),
                        audit.eval_as_table_owner(regclass,text,jsonb) FROM PUBLIC;
@@ -1898,5 +1931,6 @@ REVOKE ALL ON FUNCTION audit.next_record_id(jsonb,jsonb),
 GRANT EXECUTE ON FUNCTION audit.next_record_id(jsonb,jsonb),
                           audit.table_dropped_at(text,text),
                           audit.event_identity(audit.event),
+                          audit.names_now(bigint,timestamp with time zone,jsonb),
                           audit.undo_change_row(text,text,regclass,jsonb,oid,tid,jsonb,jsonb) TO audit_admin;
 GRANT SELECT ON audit.changes TO PUBLIC;
