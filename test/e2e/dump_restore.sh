@@ -44,4 +44,16 @@ maxid=$(q -d $DST -c "SELECT max(id) FROM audit.event")
 q -d $DST -c "UPDATE c SET pw = 'new', card = '5500', name = 'after restore' WHERE id = 1" >/dev/null
 is "$(q -d $DST -c "SELECT id > $maxid, new_data::text FROM audit.event WHERE id = (SELECT max(id) FROM audit.event)")" \
    't|{"card": "[masked]", "name": "after restore"}' "auditing works after restore, ids continue"
+# 1.6: the table's identity comes back with its new OID (check_capture(), as
+# the maintenance round runs it), and events from then on carry it
+src_ident=$(q -d $SRC -c "SELECT audit.table_identity('c')")
+q -d $DST -c "SELECT count(*) FROM audit.check_capture()" >/dev/null
+is "$(q -d $DST -c "SELECT audit.table_identity('c')")" "$src_ident" "the restored table has its identity again (moved to its new OID)"
+q -c "SELECT 1" -d $DST >/dev/null
+q -d $DST -c "UPDATE c SET name = 'identity back' WHERE id = 1" >/dev/null
+is "$(q -d $DST -c "SELECT table_identity FROM audit.event WHERE id = (SELECT max(id) FROM audit.event)")" "$src_ident" \
+   "... and a new session's events carry it"
+is "$(q -d $DST -c "SELECT count(*) FROM audit.record_history('c', '{\"id\": 1}')")" \
+   "$(( $(q -d $SRC -c "SELECT count(*) FROM audit.record_history('c', '{\"id\": 1}')") + 2 ))" \
+   "the record's history holds its events from before the dump and the two since"
 done_testing
