@@ -486,5 +486,25 @@ SELECT t.typname AS uncommented_type
        (SELECT oid FROM pg_class WHERE relkind = 'c')
    AND obj_description(t.oid, 'pg_type') IS NULL;
 
+-- 1.6: table identity.  The errors of the identity forms; a plain role may
+-- not read identities or histories by identity; the catalogs are closed to it.
+CREATE TABLE rd_ident (id int PRIMARY KEY, v text);
+SELECT audit.enable('rd_ident');
+INSERT INTO rd_ident VALUES (1, 'x');
+ALTER TABLE rd_ident RENAME TO rd_ident2;
+SELECT schema_name, table_name, ended_by FROM audit.audited_table_history
+ WHERE table_identity = audit.table_identity('rd_ident2') ORDER BY valid_from;
+SELECT audit.table_identity('public', 'rd_ident') = audit.table_identity('rd_ident2') AS former_name_finds_it;
+SELECT action, table_name FROM audit.record_history_by_identity(audit.table_identity('rd_ident2'), '{"id": "1"}');
+SELECT * FROM audit.record_history_by_identity(-1, '{"id": 1}');
+SELECT * FROM audit.record_history_by_identity(NULL, '{"id": 1}');
+SELECT * FROM audit.record_history_by_identity(audit.table_identity('rd_ident2'), '[]');
+SET ROLE regress_rd_plain;
+SELECT audit.table_identity('rd_ident2');
+SELECT * FROM audit.record_history_by_identity(1, '{"id": 1}');
+SELECT count(*) FROM audit.audited_table_history;
+SELECT count(*) FROM audit.audited_column_history;
+RESET ROLE;
+
 REVOKE ALL ON rd_plain FROM regress_rd_admin;
 DROP ROLE regress_rd_plain, regress_rd_reader, regress_rd_admin, regress_rd_admin_noprivs;
