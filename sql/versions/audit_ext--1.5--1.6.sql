@@ -710,8 +710,7 @@ COMMENT ON FUNCTION audit.table_identity(text, text, timestamptz) IS
 -- INSERT, the first event after the previous holder's DELETE or move to
 -- another key, or the start of the trail) to the last event under the key.
 CREATE FUNCTION audit.record_incarnation(sc audit.table_scope, p_key jsonb, upto_id bigint,
-                                         OUT e audit.event, OUT k jsonb)
-RETURNS SETOF record
+                                         OUT inc_events audit.event[], OUT inc_keys jsonb[])
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
@@ -738,15 +737,12 @@ BEGIN
             s := i + 1;
         END IF;
     END LOOP;
-    FOR i IN s .. m LOOP
-        e := evk[i];
-        k := p_key;
-        RETURN NEXT;
-    END LOOP;
+    inc_events := coalesce(evk[s:m], '{}');
+    inc_keys := array_fill(p_key, ARRAY[cardinality(inc_events)]);
 END
 $$;
 COMMENT ON FUNCTION audit.record_incarnation(audit.table_scope, jsonb, bigint) IS
-    'Internal: the events of the last record that had a key (up to an event), from where it got the key';
+    'Internal: the events of the last record that had a key (up to an event), from where it got the key, each with the key';
 
 -- A table without a key identifies a record by its whole recorded row, so a
 -- change of its exclude or mask columns changes the record_id its events
@@ -868,8 +864,7 @@ BEGIN
         SELECT max(e.id) INTO upto FROM audit.event e WHERE e.class = 'data' AND e.event_time <= p_at;
         upto := coalesce(upto, 0);
     END IF;
-    SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}'), coalesce(array_agg(x.k ORDER BY (x.e).id), '{}')
-      INTO evs, idents
+    SELECT x.inc_events, x.inc_keys INTO evs, idents
       FROM audit.record_incarnation(sc, k, upto) x;
     IF cardinality(evs) = 0 AND upto IS NOT NULL THEN
         SELECT * INTO ev FROM audit.event e
@@ -878,8 +873,7 @@ BEGIN
            AND e.record_id IS DISTINCT FROM k AND audit.next_record_id(e.record_id, e.new_data) = k
          ORDER BY e.id DESC LIMIT 1;
         IF FOUND THEN
-            SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}'), coalesce(array_agg(x.k ORDER BY (x.e).id), '{}')
-              INTO evs, idents
+            SELECT x.inc_events, x.inc_keys INTO evs, idents
               FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
         ELSE
             -- nothing had the key by then: the first record to have it after
@@ -895,8 +889,7 @@ BEGIN
                    AND (e.action = 'DELETE' OR (e.action = 'INSERT' AND e.id > first_id) OR
                         (e.action = 'UPDATE' AND audit.next_record_id(k, e.new_data) IS DISTINCT FROM k))
                  ORDER BY e.id LIMIT 1;
-                SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}'), coalesce(array_agg(x.k ORDER BY (x.e).id), '{}')
-                  INTO evs, idents
+                SELECT x.inc_events, x.inc_keys INTO evs, idents
                   FROM audit.record_incarnation(sc, k, bound) x;
             END IF;
         END IF;
@@ -908,8 +901,7 @@ BEGIN
            AND e.record_id IS DISTINCT FROM k AND audit.next_record_id(e.record_id, e.new_data) = k
          ORDER BY e.id DESC LIMIT 1;
         IF FOUND THEN
-            SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}'), coalesce(array_agg(x.k ORDER BY (x.e).id), '{}')
-              INTO evs, idents
+            SELECT x.inc_events, x.inc_keys INTO evs, idents
               FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
         END IF;
     END IF;
@@ -945,7 +937,7 @@ BEGIN
            AND e.record_id IS DISTINCT FROM idents[1] AND audit.next_record_id(e.record_id, e.new_data) = idents[1]
          ORDER BY e.id DESC LIMIT 1;
         EXIT WHEN NOT FOUND;
-        SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}') || evs, coalesce(array_agg(x.k ORDER BY (x.e).id), '{}') || idents
+        SELECT x.inc_events || evs, x.inc_keys || idents
           INTO evs, idents
           FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
     END LOOP;
@@ -954,7 +946,7 @@ BEGIN
         SELECT * INTO lnk FROM audit.keyless_link(sc, idents[1], evs[1].id, false);
         EXIT WHEN lnk.key IS NULL;
         n := cardinality(evs);
-        SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}') || evs, coalesce(array_agg(x.k ORDER BY (x.e).id), '{}') || idents
+        SELECT x.inc_events || evs, x.inc_keys || idents
           INTO evs, idents
           FROM audit.record_incarnation(sc, lnk.key, lnk.link_id) x;
         EXIT WHEN cardinality(evs) = n;
