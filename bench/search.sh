@@ -149,7 +149,10 @@ BEGIN
                     WHEN a.action = 'INSERT' THEN jsonb_build_object('id', a.k, 'status', 'st-' || (i %% 997), 'amount', (i %% 10000) / 100.0,
                                                                      'email', 'customer' || a.k || '@example.com', 'note', 'order ' || i) END,
                CASE WHEN a.action = 'UPDATE' THEN '{status,amount}'::text[] END,
-               CASE WHEN %L = 'read' THEN jsonb_build_object('rows', (i * 37) %% 2000) END
+               CASE WHEN %L = 'read' THEN jsonb_build_object('rows', (i * 37) %% 2000) END,
+               NULL, NULL, NULL, NULL,
+               -- 1.6: each table's identity (audit.audited_table_history, below)
+               CASE WHEN %L <> 'auth' THEN 1 + abs(hashint8extended(i, 2) %% $TABLES) END
           FROM generate_series(\$1, \$2) i
          CROSS JOIN LATERAL (SELECT \$3 + (i - 1) * \$4 AS t) ts
          CROSS JOIN LATERAL (
@@ -161,7 +164,7 @@ BEGIN
                       CASE WHEN %L = 'auth' AND i %% 7 = 0 THEN 'failure' ELSE 'success' END AS status,
                       abs(hashint8extended(i, 4) %% $KEYS) AS k) a
          WHERE %s AND ts.t >= \$5 AND ts.t < \$6\$q\$,
-        part, cls, cls, cls, cls, cls, cls, cls, cls, keep)
+        part, cls, cls, cls, cls, cls, cls, cls, cls, cls, keep)
         USING i_lo, i_hi, p.t0, p.step, lo, hi;
     GET DIAGNOSTICS n_rows = ROW_COUNT;
     RETURN n_rows;
@@ -181,6 +184,11 @@ BEGIN
     EXECUTE format('GRANT SELECT ON audit.%I TO audit_admin, audit_reader', part);
 END
 \$fn\$;
+
+-- the tables' identities, as audit.enable() records them (the tables
+-- themselves do not exist here: histories are asked for by name)
+INSERT INTO audit.audited_table_history (table_identity, table_oid, schema_name, table_name, valid_from)
+SELECT t + 1, 4000000000::bigint - t, 'app', 't' || t, now() - interval '$DAYS days' FROM generate_series(0, $TABLES - 1) t;
 
 -- the (class, month) partitions to make: every month the events touch
 CREATE TABLE public.bench_parts AS
@@ -273,6 +281,31 @@ for k in "${!NAMES[@]}"; do
     ARGS[$k]=$args
 done
 
+# A record's history and its state at a moment (the functions that follow a
+# record by its table's identity), the same way: warm and new session.
+hist_args="'${rec_table%%.*}', '${rec_table#*.}', '$rec_id'"
+rec_times() {   # SQL, count, mode
+    local q=$1 n=$2 mode=$3
+    if [ "$mode" = warm ]; then
+        for _ in $(seq $((n + 1))); do echo "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) $q;"; done | sql \
+            | sed -n 's/^Execution Time: \([0-9.]*\) ms$/\1/p' | tail -n "$n"
+    else
+        for _ in $(seq "$n"); do
+            sql -c "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) $q" | sed -n 's/^Execution Time: \([0-9.]*\) ms$/\1/p'
+        done
+    fi
+}
+declare -a HNAMES HQ HWARM HCOLD HROWS
+HNAMES=("record_history(schema, table, record)" "record_history_by_identity(identity, record)")
+HQ=("SELECT * FROM audit.record_history($hist_args)"
+    "SELECT * FROM audit.record_history_by_identity(audit.table_identity('${rec_table%%.*}', '${rec_table#*.}'), '$rec_id')")
+for k in "${!HNAMES[@]}"; do
+    HROWS[$k]=$(sql -c "SELECT count(*) FROM (${HQ[$k]}) h")
+    HWARM[$k]=$(rec_times "${HQ[$k]}" "$RUNS" warm | median)
+    HCOLD[$k]=$(rec_times "${HQ[$k]}" "$RUNS" new | median)
+    log "  ${HNAMES[$k]}: ${HWARM[$k]} ms, new session ${HCOLD[$k]} ms (${HROWS[$k]} events)"
+done
+
 echo "## audit.search() on $total events ($size), first page of 50"
 echo
 echo "$(nproc) cores, $(free -g | awk '/^Mem/ {print $2}') GB RAM, shared_buffers 2GB, data cached; load took $((loaded - started)) s."
@@ -283,6 +316,15 @@ echo "| search | arguments | rows | warm ms | new session ms |"
 echo "|---|---|---:|---:|---:|"
 for k in "${!NAMES[@]}"; do
     printf '| %s | `%s` | %s | %s | %s |\n' "${NAMES[$k]}" "${ARGS[$k]//|/\\|}" "${ROWS[$k]}" "${RESULTS[$k]}" "${COLD[$k]}"
+done
+
+echo
+echo "A record's history, followed by its table's identity (1.6), on the same trail, median of $RUNS:"
+echo
+echo "| function | arguments | events | warm ms | new session ms |"
+echo "|---|---|---:|---:|---:|"
+for k in "${!HNAMES[@]}"; do
+    printf '| %s | `%s` | %s | %s | %s |\n' "${HNAMES[$k]}" "$hist_args" "${HROWS[$k]}" "${HWARM[$k]}" "${HCOLD[$k]}"
 done
 
 if [ "$PLANS" = 1 ]; then

@@ -485,6 +485,28 @@ record_id_jsonb(AuditRelCache *rc, TupleTableSlot *slot)
 	return JsonbPGetDatum(JsonbValueToJsonb(res));
 }
 
+/* {"new_record_id": key}, the detail of an UPDATE that changed the key */
+static Datum
+key_change_detail(Datum key)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k;
+	JsonbValue	v;
+	JsonbValue *res;
+
+	k.type = jbvString;
+	k.val.string.val = "new_record_id";
+	k.val.string.len = strlen("new_record_id");
+	v.type = jbvBinary;
+	v.val.binary.data = &DatumGetJsonbP(key)->root;
+	v.val.binary.len = VARSIZE(DatumGetJsonbP(key)) - VARHDRSZ;
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	(void) pushJsonbValue(&state, WJB_KEY, &k);
+	(void) pushJsonbValue(&state, WJB_VALUE, &v);
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbPGetDatum(JsonbValueToJsonb(res));
+}
+
 /* Binary equality first; detoast only when representations differ. */
 static bool
 values_equal(Datum a, Datum b, Form_pg_attribute att)
@@ -642,6 +664,21 @@ audit_capture_row(PG_FUNCTION_ARGS)
 			PointerGetDatum(construct_array(names, nchanged, TEXTOID, -1, false, TYPALIGN_INT));
 		ev.nulls[AC_CHANGED_COLUMNS] = false;
 		record_id = record_id_jsonb(rc, oldslot);
+
+		/*
+		 * A key change: the new key goes into detail ("new_record_id"), which
+		 * a small partial index of each partition holds, so a history can
+		 * find the event that gave a record its key without reading the
+		 * table's UPDATEs (audit.key_moved_to()).
+		 */
+		for (int k = 0; k < rc->nkeys; k++)
+		{
+			if (!changed[rc->keys[k] - 1])
+				continue;
+			ev.values[AC_DETAIL] = key_change_detail(record_id_jsonb(rc, newslot));
+			ev.nulls[AC_DETAIL] = false;
+			break;
+		}
 	}
 	else if (newslot)
 	{

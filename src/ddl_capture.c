@@ -2249,6 +2249,17 @@ audit_log_config_event(PG_FUNCTION_ARGS)
 		ev.values[AC_TABLE_NAME] = CStringGetTextDatum(rel);
 		ev.nulls[AC_TABLE_NAME] = false;
 	}
+	/* ENABLE/DISABLE AUDIT belong to the table's history like its changes */
+	if (OidIsValid(relid))
+	{
+		int64		identity = audit_table_identity(relid);
+
+		if (identity != 0)
+		{
+			ev.values[AC_TABLE_IDENTITY] = Int64GetDatum(identity);
+			ev.nulls[AC_TABLE_IDENTITY] = false;
+		}
+	}
 	if (!PG_ARGISNULL(2))
 	{
 		ev.values[AC_DETAIL] = PG_GETARG_DATUM(2);

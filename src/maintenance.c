@@ -181,9 +181,21 @@ audit_maintenance_launcher_main(Datum main_arg)
 	{
 		List	   *dbs;
 		ListCell   *lc;
+		TimestampTz started;
+		TimestampTz next;
 
-		TimestampTz next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													   (int64) audit_maintenance_interval * 1000);
+		/*
+		 * A reload that came during the last round counts before the next
+		 * one is timed: a longer interval set meanwhile was otherwise
+		 * noticed only after one more round at the old one.
+		 */
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		started = GetCurrentTimestamp();
+		next = TimestampTzPlusMilliseconds(started, (int64) audit_maintenance_interval * 1000);
 
 		/* the latch is also set by our workers' exits and by SIGHUP */
 		for (;;)
@@ -200,9 +212,9 @@ audit_maintenance_launcher_main(Datum main_arg)
 			{
 				ConfigReloadPending = false;
 				ProcessConfigFile(PGC_SIGHUP);
-				/* a shorter interval takes effect now */
-				next = Min(next, TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															 (int64) audit_maintenance_interval * 1000));
+				/* the new interval counts from the last round's start */
+				next = TimestampTzPlusMilliseconds(started,
+												   (int64) audit_maintenance_interval * 1000);
 			}
 		}
 

@@ -5,7 +5,7 @@
 -- every step; audit.audited_column_history says what changed.  Moments are
 -- taken with clock_timestamp() between the statements.  Rolled back.
 BEGIN;
-SELECT plan(31);
+SELECT plan(33);
 SET LOCAL client_min_messages = warning;
 CREATE TEMP TABLE moment (name text PRIMARY KEY, at timestamptz);
 CREATE FUNCTION pg_temp.at(n text) RETURNS timestamptz LANGUAGE sql AS $$ SELECT at FROM moment WHERE name = n $$;
@@ -171,6 +171,17 @@ ALTER TABLE hu RENAME COLUMN a TO b;
 SELECT alike(audit.undo((SELECT max(id) FROM audit.event WHERE table_name = 'hu' AND action = 'UPDATE')),
              'undid UPDATE event % restored b %', 'undo() of an UPDATE recorded before RENAME COLUMN restores the renamed column');
 SELECT is((SELECT b FROM hu WHERE id = 1), 'old', '... to its old value');
+
+-- a key change names the new key in its detail, and the history goes back through it
+CREATE TABLE hkc (id int PRIMARY KEY, v text);
+SELECT audit.enable('hkc');
+INSERT INTO hkc VALUES (1, 'a');
+UPDATE hkc SET id = 5;
+UPDATE hkc SET v = 'b';
+SELECT is((SELECT detail FROM audit.event WHERE table_name = 'hkc' AND action = 'UPDATE' AND record_id = '{"id": 1}'),
+          '{"new_record_id": {"id": 5}}'::jsonb, 'an UPDATE that changes the key records the new key in detail');
+SELECT is((SELECT string_agg(action, ',' ORDER BY id) FROM audit.record_history('hkc', '{"id": 5}')), 'INSERT,UPDATE,UPDATE',
+          'asked by the new key, the history goes back through it to the INSERT');
 
 SELECT * FROM finish();
 ROLLBACK;

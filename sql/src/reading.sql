@@ -776,6 +776,44 @@ $$;
 COMMENT ON FUNCTION audit.record_incarnation(audit.table_scope, jsonb, bigint) IS
     'Internal: the events of the last record that had a key (up to an event), from where it got the key, each with the key';
 
+-- The UPDATE that gave a record key k (the last one between lo and hi): found
+-- by the new key capture writes into detail ("new_record_id", 1.6) through
+-- its partial index.  Tables without a key (every UPDATE changes the whole
+-- row that identifies a record) and events captured before 1.6 carry no such
+-- detail: for them the table's UPDATEs are read.
+CREATE FUNCTION audit.key_moved_to(sc audit.table_scope, k jsonb, lo bigint, hi bigint, keyless boolean)
+RETURNS audit.event
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ev audit.event;
+BEGIN
+    IF NOT keyless THEN
+        SELECT * INTO ev FROM audit.event e
+         WHERE e.class = 'data' AND e.detail ? 'new_record_id' AND (e.detail -> 'new_record_id') = k
+           AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
+           AND e.action = 'UPDATE' AND e.status = 'success'
+           AND e.id > coalesce(lo, 0) AND e.id < coalesce(hi, 9223372036854775807)
+         ORDER BY e.id DESC LIMIT 1;
+        IF FOUND OR (sc.table_identity IS NOT NULL AND sc.legacy_from_id IS NULL) THEN
+            RETURN ev;
+        END IF;
+    END IF;
+    SELECT * INTO ev FROM audit.event e
+     WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
+       AND (keyless OR e.table_identity IS NULL)
+       AND e.action = 'UPDATE' AND e.status = 'success'
+       AND e.id > coalesce(lo, 0) AND e.id < coalesce(hi, 9223372036854775807)
+       AND e.record_id IS DISTINCT FROM k AND audit.next_record_id(e.record_id, e.new_data) = k
+     ORDER BY e.id DESC LIMIT 1;
+    RETURN ev;
+END
+$$;
+COMMENT ON FUNCTION audit.key_moved_to(audit.table_scope, jsonb, bigint, bigint, boolean) IS
+    'Internal: the UPDATE that gave a record its key (by the key change capture records, else by reading the table''s UPDATEs)';
+
 -- A table without a key identifies a record by its whole recorded row, so a
 -- change of its exclude or mask columns changes the record_id its events
 -- carry.  The record's id on the other side of such a change (an ENABLE
@@ -899,12 +937,8 @@ BEGIN
     SELECT x.inc_events, x.inc_keys INTO evs, idents
       FROM audit.record_incarnation(sc, k, upto) x;
     IF cardinality(evs) = 0 AND upto IS NOT NULL THEN
-        SELECT * INTO ev FROM audit.event e
-         WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
-           AND e.action = 'UPDATE' AND e.status = 'success' AND e.new_data @> k AND e.id <= upto
-           AND e.record_id IS DISTINCT FROM k AND audit.next_record_id(e.record_id, e.new_data) = k
-         ORDER BY e.id DESC LIMIT 1;
-        IF FOUND THEN
+        ev := audit.key_moved_to(sc, k, NULL, upto + 1, keyless);
+        IF ev.id IS NOT NULL THEN
             SELECT x.inc_events, x.inc_keys INTO evs, idents
               FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
         ELSE
@@ -927,12 +961,8 @@ BEGIN
         END IF;
     ELSIF cardinality(evs) = 0 THEN
         -- the record may have got the key by an UPDATE and have no event under it yet
-        SELECT * INTO ev FROM audit.event e
-         WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
-           AND e.action = 'UPDATE' AND e.status = 'success' AND e.new_data @> k
-           AND e.record_id IS DISTINCT FROM k AND audit.next_record_id(e.record_id, e.new_data) = k
-         ORDER BY e.id DESC LIMIT 1;
-        IF FOUND THEN
+        ev := audit.key_moved_to(sc, k, NULL, NULL, keyless);
+        IF ev.id IS NOT NULL THEN
             SELECT x.inc_events, x.inc_keys INTO evs, idents
               FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
         END IF;
@@ -962,13 +992,8 @@ BEGIN
         SELECT max(e.id) INTO before_id FROM audit.event e
          WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
            AND e.record_id @> idents[1] AND e.record_id = idents[1] AND e.id < evs[1].id;
-        SELECT * INTO ev FROM audit.event e
-         WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
-           AND e.action = 'UPDATE' AND e.status = 'success' AND e.new_data @> idents[1]
-           AND e.id < evs[1].id AND e.id > coalesce(before_id, 0)
-           AND e.record_id IS DISTINCT FROM idents[1] AND audit.next_record_id(e.record_id, e.new_data) = idents[1]
-         ORDER BY e.id DESC LIMIT 1;
-        EXIT WHEN NOT FOUND;
+        ev := audit.key_moved_to(sc, idents[1], before_id, evs[1].id, keyless);
+        EXIT WHEN ev.id IS NULL;
         SELECT x.inc_events || evs, x.inc_keys || idents
           INTO evs, idents
           FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
@@ -1127,13 +1152,15 @@ DECLARE
 BEGIN
     PERFORM audit.require_audit_role();
     SELECT * INTO r FROM audit.resolve_record(tbl, record_id);
+    -- each event's statement text by its key: a join was planned for the
+    -- function's default 1000 rows as a hash of all of audit.statement
     RETURN QUERY
         SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
                e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
                e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
-               s.statement_text, e.table_identity, e.context, e.risk
+               (SELECT s.statement_text FROM audit.statement s WHERE s.statement_id = e.statement_id),
+               e.table_identity, e.context, e.risk
           FROM audit.record_events(audit.live_scope(r.live), r.record, r.live) e
-          LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
          ORDER BY e.id;
 END
 $$;
@@ -1191,9 +1218,9 @@ BEGIN
         SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
                e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
                e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
-               s.statement_text, e.table_identity, e.context, e.risk
+               (SELECT s.statement_text FROM audit.statement s WHERE s.statement_id = e.statement_id),
+               e.table_identity, e.context, e.risk
           FROM audit.record_events(sc, rec, live) e
-          LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
          ORDER BY e.id;
 END
 $$;
@@ -1282,9 +1309,9 @@ BEGIN
         SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
                e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
                e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
-               s.statement_text, e.table_identity, e.context, e.risk
+               (SELECT s.statement_text FROM audit.statement s WHERE s.statement_id = e.statement_id),
+               e.table_identity, e.context, e.risk
           FROM audit.record_events(audit.identity_scope(record_history_by_identity.table_identity), rec, live) e
-          LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
          ORDER BY e.id;
 END
 $$;
@@ -1913,6 +1940,7 @@ REVOKE ALL ON FUNCTION audit.next_record_id(jsonb,jsonb),
                        audit.change_time(audit.event,audit.event[]),
                        audit.keyless_link(audit.table_scope,jsonb,bigint,boolean),
                        audit.key_by_history(bigint,jsonb),
+                       audit.key_moved_to(audit.table_scope,jsonb,bigint,bigint,boolean),
                        audit.names_now(bigint,timestamp with time zone,jsonb),
                        audit.table_dropped_at(text,text),
                        audit.undo_change_row(text,text,regclass,jsonb,oid,tid,jsonb,jsonb),

@@ -80,13 +80,13 @@ COMMENT ON COLUMN audit.event.old_data IS 'DELETE: the old row; UPDATE: old valu
 COMMENT ON COLUMN audit.event.new_data IS 'INSERT: the new row; UPDATE: new values of the changed columns';
 COMMENT ON COLUMN audit.event.changed_columns IS 'UPDATE: the columns whose value changed';
 COMMENT ON COLUMN audit.event.detail IS
-    'Further facts of the event, by class (read events: {"rows": rows returned by the statement})';
+    'Further facts of the event, by class (read events: {"rows": rows returned by the statement}; an UPDATE that changed the key: {"new_record_id": the new key})';
 COMMENT ON COLUMN audit.event.chain_lane IS 'Hash chain the event belongs to (one writing process, one class)';
 COMMENT ON COLUMN audit.event.chain_seq IS 'Position of the event in its chain, from 1';
 COMMENT ON COLUMN audit.event.hash IS 'SHA-256 over the event''s columns and the hash of the previous event of its chain';
 COMMENT ON COLUMN audit.event.source IS 'NULL: written here; on a central cluster: the subscription that brought the event';
 COMMENT ON COLUMN audit.event.table_identity IS
-    'Data and read events: the stable identity of the audited table (audit.audited_table_history), the same across renames, new for a re-created table; NULL for events captured before 1.6';
+    'The stable identity of the audited table an event is about (data, read and refused events, ENABLE/DISABLE AUDIT; audit.audited_table_history): the same across renames, new for a re-created table; NULL for events captured before 1.6';
 COMMENT ON COLUMN audit.event.context IS 'The application''s context when the event was captured (NULL: none set)';
 COMMENT ON COLUMN audit.event.risk IS 'Risk level of the event: low, medium, high or critical (NULL: not rated)';
 
@@ -143,6 +143,14 @@ BEGIN
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (actor, id)', name || '_actor_idx', part);
     -- time ranges inside a partition: tiny, and nearly free to maintain
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING brin (event_time)', name || '_time_brin', part);
+    -- 1.6: the rare events a record's history looks for beyond its own
+    -- record_id, each in a partial index that other events never enter: the
+    -- UPDATE that gave a record its key (detail.new_record_id, written by
+    -- capture) and TRUNCATEs
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s ((detail -> ''new_record_id'')) '
+                   'WHERE detail ? ''new_record_id''', name || '_key_change_idx', part);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (id) WHERE action = ''TRUNCATE''',
+                   name || '_truncate_idx', part);
     PERFORM audit.tune_event_partition(part);
 END
 $$;

@@ -13,8 +13,10 @@ ALTER TABLE audit.event
     ADD COLUMN context jsonb,
     ADD COLUMN risk text COLLATE "C",
     ADD CONSTRAINT event_risk_check CHECK (risk IN ('low', 'medium', 'high', 'critical'));
+COMMENT ON COLUMN audit.event.detail IS
+    'Further facts of the event, by class (read events: {"rows": rows returned by the statement}; an UPDATE that changed the key: {"new_record_id": the new key})';
 COMMENT ON COLUMN audit.event.table_identity IS
-    'Data and read events: the stable identity of the audited table (audit.audited_table_history), the same across renames, new for a re-created table; NULL for events captured before 1.6';
+    'The stable identity of the audited table an event is about (data, read and refused events, ENABLE/DISABLE AUDIT; audit.audited_table_history): the same across renames, new for a re-created table; NULL for events captured before 1.6';
 COMMENT ON COLUMN audit.event.context IS 'The application''s context when the event was captured (NULL: none set)';
 COMMENT ON COLUMN audit.event.risk IS 'Risk level of the event: low, medium, high or critical (NULL: not rated)';
 
@@ -33,6 +35,45 @@ SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_us
   LEFT JOIN audit.statement s ON s.statement_id = e.statement_id;
 
 COMMENT ON VIEW audit.event_with_statement IS 'audit.event with the SQL text of each event''s statement';
+
+CREATE OR REPLACE FUNCTION audit.create_event_indexes(part regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text := (SELECT relname FROM pg_class WHERE oid = part);
+BEGIN
+    -- keyset pagination and lookups by id
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (id)', name || '_id_idx', part);
+    -- record history: record_id @> '{"id": 42}'.  GIN with its pending list
+    -- turns random-key inserts into appends (a btree on the key wrote a
+    -- full-page image for most OLTP inserts after each checkpoint); the list
+    -- is merged by (auto)vacuum; its size is set by audit.tune_event_partition().
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin (record_id jsonb_path_ops) '
+                   'WITH (fastupdate = on)', name || '_record_idx', part);
+    -- what one actor did, newest first
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (actor, id)', name || '_actor_idx', part);
+    -- time ranges inside a partition: tiny, and nearly free to maintain
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING brin (event_time)', name || '_time_brin', part);
+    -- 1.6: the rare events a record's history looks for beyond its own
+    -- record_id, each in a partial index that other events never enter: the
+    -- UPDATE that gave a record its key (detail.new_record_id, written by
+    -- capture) and TRUNCATEs
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s ((detail -> ''new_record_id'')) '
+                   'WHERE detail ? ''new_record_id''', name || '_key_change_idx', part);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (id) WHERE action = ''TRUNCATE''',
+                   name || '_truncate_idx', part);
+    PERFORM audit.tune_event_partition(part);
+END
+$$;
+COMMENT ON FUNCTION audit.create_event_indexes(regclass) IS
+    'Internal: create the indexes every audit event partition has';
+
+-- the two new partial indexes on every existing partition (empty but for
+-- TRUNCATEs: events before 1.6 have no key-change detail)
+SELECT audit.create_event_indexes(p.relid::regclass)
+  FROM pg_partition_tree('audit.event') p WHERE p.isleaf ORDER BY p.relid;
 
 -- audit.restored_event has the columns of audit.event and then archive_file:
 -- rebuilt with the new columns in their place (the rows it holds are kept).
@@ -744,6 +785,44 @@ $$;
 COMMENT ON FUNCTION audit.record_incarnation(audit.table_scope, jsonb, bigint) IS
     'Internal: the events of the last record that had a key (up to an event), from where it got the key, each with the key';
 
+-- The UPDATE that gave a record key k (the last one between lo and hi): found
+-- by the new key capture writes into detail ("new_record_id", 1.6) through
+-- its partial index.  Tables without a key (every UPDATE changes the whole
+-- row that identifies a record) and events captured before 1.6 carry no such
+-- detail: for them the table's UPDATEs are read.
+CREATE FUNCTION audit.key_moved_to(sc audit.table_scope, k jsonb, lo bigint, hi bigint, keyless boolean)
+RETURNS audit.event
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ev audit.event;
+BEGIN
+    IF NOT keyless THEN
+        SELECT * INTO ev FROM audit.event e
+         WHERE e.class = 'data' AND e.detail ? 'new_record_id' AND (e.detail -> 'new_record_id') = k
+           AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
+           AND e.action = 'UPDATE' AND e.status = 'success'
+           AND e.id > coalesce(lo, 0) AND e.id < coalesce(hi, 9223372036854775807)
+         ORDER BY e.id DESC LIMIT 1;
+        IF FOUND OR (sc.table_identity IS NOT NULL AND sc.legacy_from_id IS NULL) THEN
+            RETURN ev;
+        END IF;
+    END IF;
+    SELECT * INTO ev FROM audit.event e
+     WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
+       AND (keyless OR e.table_identity IS NULL)
+       AND e.action = 'UPDATE' AND e.status = 'success'
+       AND e.id > coalesce(lo, 0) AND e.id < coalesce(hi, 9223372036854775807)
+       AND e.record_id IS DISTINCT FROM k AND audit.next_record_id(e.record_id, e.new_data) = k
+     ORDER BY e.id DESC LIMIT 1;
+    RETURN ev;
+END
+$$;
+COMMENT ON FUNCTION audit.key_moved_to(audit.table_scope, jsonb, bigint, bigint, boolean) IS
+    'Internal: the UPDATE that gave a record its key (by the key change capture records, else by reading the table''s UPDATEs)';
+
 -- A table without a key identifies a record by its whole recorded row, so a
 -- change of its exclude or mask columns changes the record_id its events
 -- carry.  The record's id on the other side of such a change (an ENABLE
@@ -867,12 +946,8 @@ BEGIN
     SELECT x.inc_events, x.inc_keys INTO evs, idents
       FROM audit.record_incarnation(sc, k, upto) x;
     IF cardinality(evs) = 0 AND upto IS NOT NULL THEN
-        SELECT * INTO ev FROM audit.event e
-         WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
-           AND e.action = 'UPDATE' AND e.status = 'success' AND e.new_data @> k AND e.id <= upto
-           AND e.record_id IS DISTINCT FROM k AND audit.next_record_id(e.record_id, e.new_data) = k
-         ORDER BY e.id DESC LIMIT 1;
-        IF FOUND THEN
+        ev := audit.key_moved_to(sc, k, NULL, upto + 1, keyless);
+        IF ev.id IS NOT NULL THEN
             SELECT x.inc_events, x.inc_keys INTO evs, idents
               FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
         ELSE
@@ -895,12 +970,8 @@ BEGIN
         END IF;
     ELSIF cardinality(evs) = 0 THEN
         -- the record may have got the key by an UPDATE and have no event under it yet
-        SELECT * INTO ev FROM audit.event e
-         WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
-           AND e.action = 'UPDATE' AND e.status = 'success' AND e.new_data @> k
-           AND e.record_id IS DISTINCT FROM k AND audit.next_record_id(e.record_id, e.new_data) = k
-         ORDER BY e.id DESC LIMIT 1;
-        IF FOUND THEN
+        ev := audit.key_moved_to(sc, k, NULL, NULL, keyless);
+        IF ev.id IS NOT NULL THEN
             SELECT x.inc_events, x.inc_keys INTO evs, idents
               FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
         END IF;
@@ -930,13 +1001,8 @@ BEGIN
         SELECT max(e.id) INTO before_id FROM audit.event e
          WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
            AND e.record_id @> idents[1] AND e.record_id = idents[1] AND e.id < evs[1].id;
-        SELECT * INTO ev FROM audit.event e
-         WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
-           AND e.action = 'UPDATE' AND e.status = 'success' AND e.new_data @> idents[1]
-           AND e.id < evs[1].id AND e.id > coalesce(before_id, 0)
-           AND e.record_id IS DISTINCT FROM idents[1] AND audit.next_record_id(e.record_id, e.new_data) = idents[1]
-         ORDER BY e.id DESC LIMIT 1;
-        EXIT WHEN NOT FOUND;
+        ev := audit.key_moved_to(sc, idents[1], before_id, evs[1].id, keyless);
+        EXIT WHEN ev.id IS NULL;
         SELECT x.inc_events || evs, x.inc_keys || idents
           INTO evs, idents
           FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
@@ -1330,13 +1396,15 @@ DECLARE
 BEGIN
     PERFORM audit.require_audit_role();
     SELECT * INTO r FROM audit.resolve_record(tbl, record_id);
+    -- each event's statement text by its key: a join was planned for the
+    -- function's default 1000 rows as a hash of all of audit.statement
     RETURN QUERY
         SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
                e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
                e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
-               s.statement_text, e.table_identity, e.context, e.risk
+               (SELECT s.statement_text FROM audit.statement s WHERE s.statement_id = e.statement_id),
+               e.table_identity, e.context, e.risk
           FROM audit.record_events(audit.live_scope(r.live), r.record, r.live) e
-          LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
          ORDER BY e.id;
 END
 $$;
@@ -1394,9 +1462,9 @@ BEGIN
         SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
                e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
                e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
-               s.statement_text, e.table_identity, e.context, e.risk
+               (SELECT s.statement_text FROM audit.statement s WHERE s.statement_id = e.statement_id),
+               e.table_identity, e.context, e.risk
           FROM audit.record_events(sc, rec, live) e
-          LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
          ORDER BY e.id;
 END
 $$;
@@ -1485,9 +1553,9 @@ BEGIN
         SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
                e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
                e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
-               s.statement_text, e.table_identity, e.context, e.risk
+               (SELECT s.statement_text FROM audit.statement s WHERE s.statement_id = e.statement_id),
+               e.table_identity, e.context, e.risk
           FROM audit.record_events(audit.identity_scope(record_history_by_identity.table_identity), rec, live) e
-          LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
          ORDER BY e.id;
 END
 $$;
@@ -2063,6 +2131,7 @@ REVOKE ALL ON FUNCTION audit.record_events(audit.table_scope,jsonb,regclass,time
                        audit.change_time(audit.event,audit.event[]),
                        audit.keyless_link(audit.table_scope,jsonb,bigint,boolean),
                        audit.key_by_history(bigint,jsonb),
+                       audit.key_moved_to(audit.table_scope,jsonb,bigint,bigint,boolean),
                        audit.names_now(bigint,timestamp with time zone,jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit.event_identity(audit.event),
                           audit.names_now(bigint,timestamp with time zone,jsonb) TO audit_admin;

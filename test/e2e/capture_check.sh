@@ -125,6 +125,9 @@ is "$?" "0" "... and a later change in a later round" "$(found)"
 is "$(found)" "CAPTURE OFF pt2 audit_ext_truncate maintenance
 CAPTURE OFF pt2 audit_ext_row maintenance" "each once, found_by maintenance"
 q -d postgres -c "ALTER SYSTEM RESET audit_ext.maintenance_interval" -c "SELECT pg_reload_conf()" >/dev/null
+# a round that was running finishes (it would find the hand edits below
+# before the test's own check does); none follows for an hour
+wait_for "SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name = 'audit_ext maintenance'" 60
 tg pt2 audit_ext_truncate O
 tg pt2 audit_ext_row O
 
