@@ -280,7 +280,7 @@ BEGIN
              GROUP BY c.class) h;
     RETURN '<section id="integrity"><h2>Integrity of the trail</h2>'
         || format('<p id="integrity-status" data-verified="%s" class="%s">%s</p>',
-                  v.verified, CASE WHEN v.verified THEN 'ok' ELSE 'bad' END,
+                  CASE WHEN v.verified THEN 'true' ELSE 'false' END, CASE WHEN v.verified THEN 'ok' ELSE 'bad' END,
                   CASE WHEN v.verified
                        THEN format('Verified: the hash chains of the %s events of the period are unbroken (audit.verify()).',
                                    audit.report_number(v.events))

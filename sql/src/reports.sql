@@ -450,7 +450,8 @@ BEGIN
     RETURN QUERY EXECUTE format($q$
         SELECT e.id, e.event_time, e.actor::text, e.db_user::text,
                CASE WHEN e.class = 'auth' AND (e.action = 'LOGIN_FAILED' OR e.status = 'failure') THEN 'failed login'
-                    WHEN e.class = 'auth' THEN 'login'
+                    WHEN e.class = 'auth' AND e.action = 'LOGIN' THEN 'login'
+                    WHEN e.class = 'auth' THEN lower(e.action)
                     WHEN e.class = 'privilege' AND e.action IN ('CREATE ROLE', 'ALTER ROLE', 'DROP ROLE',
                                                                 'GRANT ROLE', 'REVOKE ROLE') THEN 'role change'
                     WHEN e.class = 'privilege' THEN 'privilege change'
