@@ -928,7 +928,7 @@ BEGIN
         INTO total, detail USING from_time, to_time, actors, include_success, include_failures, cap;
 
     -- charts: the events of the kind's scope, grouped four ways in one pass
-    days := extract(epoch FROM to_time - from_time) / 86400;
+    days := (extract(epoch FROM to_time) - extract(epoch FROM from_time)) / 86400;   -- (to - from overflows for extreme times)
     unit := CASE WHEN days <= 62 THEN 'day' WHEN days <= 371 THEN 'week' WHEN days <= 3660 THEN 'month' ELSE 'year' END;
     fmt_label := CASE unit WHEN 'day' THEN 'YYYY-MM-DD' WHEN 'week' THEN 'IYYY-"W"IW' WHEN 'month' THEN 'YYYY-MM' ELSE 'YYYY' END;
     IF k.kind = 'security_events' THEN
@@ -977,9 +977,12 @@ BEGIN
                coalesce(sum(x.n) FILTER (WHERE x.status = 'success'), 0)::bigint AS ok,
                coalesce(sum(x.n) FILTER (WHERE x.status = 'failure'), 0)::bigint AS failed
           FROM (SELECT s AS bucket
-                  FROM generate_series(date_trunc(unit, from_time), to_time - interval '1 microsecond',
+                  FROM generate_series(date_trunc(unit, from_time),
+                                       CASE WHEN days / CASE unit WHEN 'day' THEN 1 WHEN 'week' THEN 7
+                                                                  WHEN 'month' THEN 28 ELSE 365 END <= 400
+                                            THEN to_time - interval '1 microsecond'
+                                            ELSE '-infinity' END,
                                        ('1 ' || unit)::interval) s
-                 WHERE days / CASE unit WHEN 'day' THEN 1 WHEN 'week' THEN 7 WHEN 'month' THEN 28 ELSE 365 END <= 400
                 UNION
                 SELECT (j.value ->> 'bucket')::timestamptz FROM json_array_elements(t_json) j) b
           LEFT JOIN (SELECT (j.value ->> 'bucket')::timestamptz AS bucket, j.value ->> 'status' AS status,
@@ -1115,14 +1118,17 @@ BEGIN
     texts := pg_total_relation_size('audit.statement'::regclass);
     SELECT count(*), coalesce(sum(a.bytes), 0)::bigint INTO arch_n, arch_b FROM audit.archives a;
 
-    days := extract(epoch FROM to_time - from_time) / 86400;
+    days := (extract(epoch FROM to_time) - extract(epoch FROM from_time)) / 86400;   -- (to - from overflows for extreme times)
     unit := CASE WHEN days <= 62 THEN 'day' WHEN days <= 371 THEN 'week' WHEN days <= 3660 THEN 'month' ELSE 'year' END;
     FOR g IN
         SELECT b.bucket, coalesce(x.ok, 0) AS ok, coalesce(x.failed, 0) AS failed
           FROM (SELECT s AS bucket
-                  FROM generate_series(date_trunc(unit, from_time), to_time - interval '1 microsecond',
+                  FROM generate_series(date_trunc(unit, from_time),
+                                       CASE WHEN days / CASE unit WHEN 'day' THEN 1 WHEN 'week' THEN 7
+                                                                  WHEN 'month' THEN 28 ELSE 365 END <= 400
+                                            THEN to_time - interval '1 microsecond'
+                                            ELSE '-infinity' END,
                                        ('1 ' || unit)::interval) s
-                 WHERE days / CASE unit WHEN 'day' THEN 1 WHEN 'week' THEN 7 WHEN 'month' THEN 28 ELSE 365 END <= 400
                 UNION
                 SELECT date_trunc(unit, e.event_time) FROM audit.event e
                  WHERE e.event_time >= from_time AND e.event_time < to_time) b
