@@ -39,7 +39,7 @@ chromium_pdf() {   # html pdf
     local sandbox=() profile rc=0
     [ "$(id -u)" = 0 ] && sandbox=(--no-sandbox)
     profile=$(mktemp -d /tmp/audit_chromium.XXXXXX)
-    timeout "${REPORT_PDF_TIMEOUT:-120}" chromium --headless "${sandbox[@]}" --disable-gpu --no-first-run \
+    timeout "${REPORT_PDF_TIMEOUT:-120}" chromium --headless "${sandbox[@]}" --disable-gpu --disable-dev-shm-usage --no-first-run \
         --user-data-dir="$profile" --no-pdf-header-footer \
         --print-to-pdf="$2" "file://$(realpath "$1")" 2>/dev/null || rc=$?
     rm -rf "$profile"

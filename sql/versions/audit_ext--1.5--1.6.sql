@@ -608,9 +608,9 @@ DECLARE
     n      integer := coalesce(cardinality(labels), 0);
     top    bigint := greatest(coalesce((SELECT max(v) FROM unnest(vals) v), 0), 1);
     row_h  integer := 22;
-    width  integer := 720;
-    label_w integer := 220;
-    plot_w integer := 420;
+    width  integer := 540;
+    label_w integer := 200;
+    plot_w integer := 270;
     h      integer;
     out    text;
     i      integer;
@@ -632,7 +632,7 @@ BEGIN
                              '<text x="%s" y="15" class="value">%s</text></g>',
                              audit.html(labels[i]), coalesce(vals[i], 0), 10 + (i - 1) * row_h,
                              audit.html(labels[i]), coalesce(vals[i], 0),
-                             label_w - 6, audit.html(left(labels[i], 34)),
+                             label_w - 6, audit.html(left(labels[i], 30)),
                              label_w, w,
                              label_w + w + 6, audit.report_number(vals[i]));
     END LOOP;

@@ -46,7 +46,7 @@ sqlstate() {   # psql args: the SQLSTATE of the error, or "ok"
 chrome() {   # chromium args...: headless, as root, bounded, own profile
     local profile rc=0
     profile=$(mktemp -d /tmp/audit_chromium.XXXXXX)
-    timeout 120 chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$profile" \
+    timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run --user-data-dir="$profile" \
         --enable-logging=stderr --v=0 "$@" || rc=$?
     rm -rf "$profile"
     return $rc
