@@ -382,18 +382,26 @@ BEGIN
         -- issue 20: e.risk instead of audit.report_risk(...)
         risk_expr := 'audit.report_risk(e.class, e.action, e.status, e.detail)';
     END IF;
+    -- First one hash aggregate over the events (bucket, status, class,
+    -- action, actor, risk), then the four groupings over its rows: grouping
+    -- sets straight over a million events sorted them once per set.
     EXECUTE pg_catalog.format($q$
-        WITH g AS (
-            SELECT CASE WHEN GROUPING(date_trunc(%1$L, e.event_time)) = 0 THEN 1
-                        WHEN GROUPING(e.class) = 0 THEN 2
-                        WHEN GROUPING(e.actor) = 0 THEN 3
-                        WHEN GROUPING(%2$s) = 0 THEN 4 ELSE 0 END AS k,
-                   date_trunc(%1$L, e.event_time) AS bucket, e.status, e.class, e.action, e.actor, %2$s AS risk,
-                   count(*) AS n, count(*) FILTER (WHERE e.status = 'failure') AS failed,
-                   min(e.event_time) AS first_t, max(e.event_time) AS last_t
+        WITH base AS (
+            SELECT date_trunc(%1$L, e.event_time) AS bucket, e.status, e.class, e.action, e.actor, %2$s AS risk,
+                   count(*) AS n, min(e.event_time) AS first_t, max(e.event_time) AS last_t
               FROM audit.event e
              WHERE %3$s
-             GROUP BY GROUPING SETS ((date_trunc(%1$L, e.event_time), e.status), (e.class, e.action), (e.actor), (%2$s), ())
+             GROUP BY 1, 2, 3, 4, 5, 6
+        ), g AS (
+            SELECT CASE WHEN GROUPING(b.bucket) = 0 THEN 1
+                        WHEN GROUPING(b.class) = 0 THEN 2
+                        WHEN GROUPING(b.actor) = 0 THEN 3
+                        WHEN GROUPING(b.risk) = 0 THEN 4 ELSE 0 END AS k,
+                   b.bucket, b.status, b.class, b.action, b.actor, b.risk,
+                   sum(b.n)::bigint AS n, (sum(b.n) FILTER (WHERE b.status = 'failure'))::bigint AS failed,
+                   min(b.first_t) AS first_t, max(b.last_t) AS last_t
+              FROM base b
+             GROUP BY GROUPING SETS ((b.bucket, b.status), (b.class, b.action), (b.actor), (b.risk), ())
         )
         SELECT (SELECT coalesce(sum(g.n), 0)::bigint FROM g WHERE g.k = 0),
                (SELECT coalesce(sum(g.failed), 0)::bigint FROM g WHERE g.k = 0),
@@ -531,6 +539,7 @@ DECLARE
     texts     bigint;
     arch_n    bigint;
     arch_b    bigint;
+    t_json    json;
     t_labels  text[] := '{}';
     t_ok      bigint[] := '{}';
     t_fail    bigint[] := '{}';
@@ -567,8 +576,15 @@ BEGIN
 
     days := (extract(epoch FROM to_time) - extract(epoch FROM from_time)) / 86400;   -- (to - from overflows for extreme times)
     unit := CASE WHEN days <= 62 THEN 'day' WHEN days <= 371 THEN 'week' WHEN days <= 3660 THEN 'month' ELSE 'year' END;
+    SELECT json_agg(json_build_object('bucket', x.bucket, 'ok', x.ok, 'failed', x.failed)) INTO t_json
+      FROM (SELECT date_trunc(unit, e.event_time) AS bucket,
+                   count(*) FILTER (WHERE e.status = 'success') AS ok,
+                   count(*) FILTER (WHERE e.status = 'failure') AS failed
+              FROM audit.event e
+             WHERE e.event_time >= from_time AND e.event_time < to_time
+             GROUP BY 1) x;
     FOR g IN
-        SELECT b.bucket, coalesce(x.ok, 0) AS ok, coalesce(x.failed, 0) AS failed
+        SELECT b.bucket, coalesce(max(x.ok), 0)::bigint AS ok, coalesce(max(x.failed), 0)::bigint AS failed
           FROM (SELECT s AS bucket
                   FROM generate_series(date_trunc(unit, from_time),
                                        CASE WHEN days / CASE unit WHEN 'day' THEN 1 WHEN 'week' THEN 7
@@ -577,14 +593,11 @@ BEGIN
                                             ELSE '-infinity' END,
                                        ('1 ' || unit)::interval) s
                 UNION
-                SELECT date_trunc(unit, e.event_time) FROM audit.event e
-                 WHERE e.event_time >= from_time AND e.event_time < to_time) b
-          LEFT JOIN (SELECT date_trunc(unit, e.event_time) AS bucket,
-                            count(*) FILTER (WHERE e.status = 'success') AS ok,
-                            count(*) FILTER (WHERE e.status = 'failure') AS failed
-                       FROM audit.event e
-                      WHERE e.event_time >= from_time AND e.event_time < to_time
-                      GROUP BY 1) x ON x.bucket = b.bucket
+                SELECT (j.value ->> 'bucket')::timestamptz FROM json_array_elements(t_json) j) b
+          LEFT JOIN (SELECT (j.value ->> 'bucket')::timestamptz AS bucket, (j.value ->> 'ok')::bigint AS ok,
+                            (j.value ->> 'failed')::bigint AS failed
+                       FROM json_array_elements(t_json) j) x ON x.bucket = b.bucket
+         GROUP BY b.bucket
          ORDER BY b.bucket
     LOOP
         t_labels := t_labels || to_char(g.bucket, CASE unit WHEN 'day' THEN 'YYYY-MM-DD' WHEN 'week' THEN 'IYYY-"W"IW'

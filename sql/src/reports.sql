@@ -404,29 +404,23 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM audit.require_audit_role();
-    -- One row per changed field, as audit.changes shows them (the same
-    -- LATERAL over new_data / old_data / changed_columns); a TRUNCATE or a
-    -- refused change is one row without a field.
+    -- One row per changed field, as audit.changes shows them (INSERT: the
+    -- keys of new_data, DELETE: of old_data, UPDATE: changed_columns, each
+    -- with its old and new value); a TRUNCATE or a refused change is one row
+    -- without a field.  One unnest per event (a UNION of three function
+    -- scans per event, as in the view, cost three times as much on a million
+    -- events), in id order straight from the id indexes (no sort).
     RETURN QUERY EXECUTE format($q$
         SELECT e.id, e.event_time, e.actor::text, e.db_user::text, e.schema_name::text, e.table_name::text,
-               e.record_id::text, e.action::text, e.status::text, c.column_name,
-               c.old_value #>> '{}', c.new_value #>> '{}', e.txid
+               e.record_id::text, e.action::text, e.status::text, k.col,
+               (e.old_data -> k.col) #>> '{}', (e.new_data -> k.col) #>> '{}', e.txid
           FROM audit.event e
-          LEFT JOIN LATERAL (
-                SELECT n.key, NULL::jsonb, n.value
-                  FROM jsonb_each(e.new_data) n
-                 WHERE e.action = 'INSERT' AND e.status = 'success'
-                UNION ALL
-                SELECT o.key, o.value, NULL::jsonb
-                  FROM jsonb_each(e.old_data) o
-                 WHERE e.action = 'DELETE' AND e.status = 'success'
-                UNION ALL
-                SELECT u.col, e.old_data -> u.col, e.new_data -> u.col
-                  FROM unnest(e.changed_columns) u(col)
-                 WHERE e.action = 'UPDATE' AND e.status = 'success'
-               ) AS c(column_name, old_value, new_value) ON true
+          LEFT JOIN LATERAL unnest(CASE WHEN e.status = 'success' AND e.action = 'UPDATE' THEN e.changed_columns
+                                        WHEN e.status = 'success' AND e.action IN ('INSERT', 'DELETE')
+                                        THEN ARRAY(SELECT jsonb_object_keys(coalesce(e.new_data, e.old_data))) END)
+                    AS k(col) ON true
          WHERE %s
-         ORDER BY e.event_time, e.id, c.column_name
+         ORDER BY e.id
     $q$, audit.report_condition('data_changes', from_time, to_time, actors, include_success, include_failures))
         USING from_time, to_time, actors;
 END
