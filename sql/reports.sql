@@ -35,7 +35,7 @@ SELECT p.proname, pg_get_function_result(p.oid) AS columns
 -- one row per changed field
 SELECT action, status, column_name, old_value, new_value, actor
   FROM audit.report_data_changes(:'f', :'t', ARRAY['<script>x</script>"&''']) ORDER BY event_id, column_name;
-SELECT category, action, object FROM audit.report_admin_activity(:'f', :'t') WHERE object LIKE 'public.rp%';
+SELECT category, action, object FROM audit.report_admin_activity(:'f', :'t') WHERE object LIKE 'public.rp%' AND action = 'ENABLE AUDIT';
 SELECT count(*) AS no_rows_for_unknown_actor FROM audit.report_data_changes(:'f', :'t', ARRAY['nobody']);
 SELECT count(*) AS failures_only FROM audit.report_data_changes(:'f', :'t', include_success => false)
  WHERE table_name = 'rp <b>&';

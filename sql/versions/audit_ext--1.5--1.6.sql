@@ -914,14 +914,11 @@ BEGIN
         RETURN;
     END IF;
 
-    -- detail rows: all counted, the first "cap" kept
-    EXECUTE pg_catalog.format(
-        'SELECT count(*), json_agg(r.j ORDER BY r.n) FILTER (WHERE r.n <= $6)'
-        '  FROM (SELECT CASE WHEN row_number() OVER () <= $6 THEN row_to_json(x) END AS j,'
-        '               row_number() OVER () AS n FROM %s($1, $2, $3, $4, $5) x) r', fn)
-        INTO total, detail USING from_time, to_time, actors, include_success, include_failures, cap;
 
-    -- charts: the events of the kind's scope, grouped four ways in one pass
+    -- One statement for the detail rows (all counted, the first "cap" kept)
+    -- and the charts: one snapshot, so that the figures and the rows agree
+    -- even in READ COMMITTED (the typed functions are STABLE: they run in
+    -- the snapshot of the statement that calls them).
     days := (extract(epoch FROM to_time) - extract(epoch FROM from_time)) / 86400;   -- (to - from overflows for extreme times)
     unit := CASE WHEN days <= 62 THEN 'day' WHEN days <= 371 THEN 'week' WHEN days <= 3660 THEN 'month' ELSE 'year' END;
     fmt_label := CASE unit WHEN 'day' THEN 'YYYY-MM-DD' WHEN 'week' THEN 'IYYY-"W"IW' WHEN 'month' THEN 'YYYY-MM' ELSE 'YYYY' END;
@@ -933,7 +930,11 @@ BEGIN
     -- action, actor, risk), then the four groupings over its rows: grouping
     -- sets straight over a million events sorted them once per set.
     EXECUTE pg_catalog.format($q$
-        WITH base AS (
+        WITH det AS (
+            SELECT count(*) AS total, json_agg(r.j ORDER BY r.n) FILTER (WHERE r.n <= $7) AS detail
+              FROM (SELECT CASE WHEN row_number() OVER () <= $7 THEN row_to_json(x) END AS j,
+                           row_number() OVER () AS n FROM %4$s($1, $2, $3, $5, $6) x) r
+        ), base AS (
             SELECT date_trunc(%1$L, e.event_time) AS bucket, e.status, e.class, e.action, e.actor, %2$s AS risk,
                    count(*) AS n, min(e.event_time) AS first_t, max(e.event_time) AS last_t
               FROM audit.event e
@@ -950,7 +951,8 @@ BEGIN
               FROM base b
              GROUP BY GROUPING SETS ((b.bucket, b.status), (b.class, b.action), (b.actor), (b.risk), ())
         )
-        SELECT (SELECT coalesce(sum(g.n), 0)::bigint FROM g WHERE g.k = 0),
+        SELECT (SELECT det.total FROM det), (SELECT det.detail FROM det),
+               (SELECT coalesce(sum(g.n), 0)::bigint FROM g WHERE g.k = 0),
                (SELECT coalesce(sum(g.failed), 0)::bigint FROM g WHERE g.k = 0),
                (SELECT count(*) FROM g WHERE g.k = 3 AND g.actor IS NOT NULL),
                (SELECT min(g.first_t) FROM g WHERE g.k = 0),
@@ -968,9 +970,10 @@ BEGIN
                   FROM g WHERE g.k = 4 AND g.risk IS NOT NULL),
                (SELECT array_agg(g.n ORDER BY array_position(ARRAY['critical', 'high', 'medium', 'low'], g.risk))
                   FROM g WHERE g.k = 4 AND g.risk IS NOT NULL)
-    $q$, unit, risk_expr, cond)
-        INTO n_events, n_fail, n_actors, first_t, last_t, t_json, ca_labels, ca_vals, a_labels, a_vals, r_labels, r_vals
-        USING from_time, to_time, actors, audit.export_threshold();
+    $q$, unit, risk_expr, cond, fn)
+        INTO total, detail, n_events, n_fail, n_actors, first_t, last_t, t_json, ca_labels, ca_vals, a_labels, a_vals,
+             r_labels, r_vals
+        USING from_time, to_time, actors, audit.export_threshold(), include_success, include_failures, cap;
 
     -- time buckets: every bucket of the period when there are at most 400,
     -- else only those with events
