@@ -8,7 +8,8 @@
 #   PLANS=1 bash bench/search.sh           (also print the plan of each search)
 #
 # Knobs: EVENTS (default 10000000), RUNS (default 5), PORT (default 5493),
-# KEEP_CLUSTER=1 keeps /tmp/audit_search_bench and leaves it running.
+# KEEP_CLUSTER=1 keeps /tmp/audit_search_bench and leaves it running,
+# SEARCHES=0 only loads the events (bench/reports.sh uses the trail).
 # Progress goes to stderr; the Markdown report to stdout.
 #
 # The events are written straight into the monthly partitions (as superuser,
@@ -23,7 +24,7 @@ RUNS=${RUNS:-5}
 PORT=${PORT:-5493}
 PLANS=${PLANS:-0}
 KEEP_CLUSTER=${KEEP_CLUSTER:-0}
-DIR=/tmp/audit_search_bench
+DIR=${BENCH_DIR:-/tmp/audit_search_bench}
 DB=search_bench
 DAYS=56
 ACTORS=1000
@@ -220,6 +221,10 @@ total=$(sql -c "SELECT count(*) FROM audit.event")
 size=$(sql -c "SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_class c WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind = 'r'")
 loaded=$(date +%s)
 log "loaded $total events ($size with indexes) in $((loaded - started)) s"
+if [ "${SEARCHES:-1}" = 0 ]; then
+    echo "loaded $total events ($size with indexes) in $((loaded - started)) s"
+    exit 0
+fi
 
 # ---------------------------------------------------------------------------
 # The searches

@@ -3,7 +3,9 @@
 # directory, port ${AUDIT_DEMO_PORT:-5496}, loopback only), audit a small
 # schema, make changes as two actors, and print the audit trail; then read
 # auditing and alerts, received by the example listener
-# (docs/examples/audit_listen), tamper evidence and retention.
+# (docs/examples/audit_listen), tamper evidence and retention; last, a
+# rendered report and the dashboard written to files
+# (${AUDIT_DEMO_REPORTS:-/tmp/audit_demo_reports}, kept) to open in a browser.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -117,3 +119,28 @@ SELECT audit.set_retention(class => 'read', keep => interval '30 days', archive 
 SELECT class, keep, archive FROM audit.retention_policies;
 SELECT count(*) AS partitions_removed_now FROM audit.prune();
 SQL
+
+# ---- reports (issue 21) --------------------------------------------------
+OUT=${AUDIT_DEMO_REPORTS:-/tmp/audit_demo_reports}
+mkdir -p "$OUT"
+psql -X -q -v ON_ERROR_STOP=1 -d postgres <<'SQL'
+\pset footer off
+\echo
+\echo '== reports: six typed report functions (for BI tools), rendered as self-contained HTML with SVG charts'
+SELECT kind, title FROM audit.report_kinds ORDER BY position;
+SELECT event_time::time(0), actor, table_name, action, column_name, old_value, new_value
+  FROM audit.report_data_changes(now() - interval '1 day', now() + interval '1 hour') LIMIT 8;
+\echo 'a scheduled report, written by the maintenance worker into audit_ext.report_directory:'
+SELECT name, kind, every, at, next_due FROM audit.schedule_report('Weekly Security Summary', 'security_events', 'weekly:monday');
+SQL
+psql -X -At -v ON_ERROR_STOP=1 -d postgres \
+     -c "SELECT audit.render_report('data_changes', date_trunc('day', now()) - interval '6 days', date_trunc('day', now()) + interval '1 day')" \
+     > "$OUT/data_changes.html"
+psql -X -At -v ON_ERROR_STOP=1 -d postgres \
+     -c "SELECT audit.render_report('security_events', date_trunc('day', now()) - interval '6 days', date_trunc('day', now()) + interval '1 day')" \
+     > "$OUT/security_events.html"
+psql -X -At -v ON_ERROR_STOP=1 -d postgres -c "SELECT audit.render_dashboard()" > "$OUT/dashboard.html"
+echo
+echo "== rendered (open in any browser; they work offline, and print to PDF):"
+for f in data_changes security_events dashboard; do echo "   file://$OUT/$f.html"; done
+echo "   a PDF of a report: bash scripts/report-pdf.sh security_events 2026-01-01 2026-02-01 report.pdf"

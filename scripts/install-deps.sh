@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Install what audit_ext needs to build, test and benchmark, from Debian's
 # packages only.  Idempotent: does nothing when everything is there.
+#   bash scripts/install-deps.sh            build, test and benchmark
+#   bash scripts/install-deps.sh chromium   also headless Chromium (only for
+#       scripts/report-pdf.sh, scripts/report-images.sh and test/e2e/reports.sh,
+#       which call it so: a large package, installed only when one of them runs)
 set -euo pipefail
 
 # PG_MAJOR (default 15, Debian 12's) picks the server packages; 17 on Debian 13.
@@ -16,6 +20,13 @@ PKGS="postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR postgresql-server-dev-$PG
 # postgresql-contrib metapackage, Debian 13 only a virtual name that dpkg-query
 # never reports installed (apt-get would run on every call).
 [ "$PG_MAJOR" = 15 ] && PKGS="$PKGS postgresql-contrib"
+# headless Chromium renders reports to PDF and PNG (issue 21)
+for arg in "$@"; do
+    case $arg in
+        chromium) PKGS="$PKGS chromium fonts-dejavu-core" ;;
+        *) echo "install-deps.sh: unknown argument \"$arg\" (known: chromium)" >&2; exit 2 ;;
+    esac
+done
 
 missing=""
 for p in $PKGS; do

@@ -407,6 +407,7 @@ _PG_init(void)
 
 	/* before the prefix is reserved: values from postgresql.conf stay */
 	audit_retention_define_gucs();
+	audit_reports_define_gucs();
 
 	MarkGUCPrefixReserved("audit_ext");
 

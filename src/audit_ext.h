@@ -332,6 +332,12 @@ extern PGDLLEXPORT void audit_maintenance_db_main(Datum main_arg);
 
 /* -- end of retention and archive -- */
 
+/* -- reports (issue 21) -- */
+/* reports.c: audit_ext.report_directory, report files of scheduled reports */
+extern char *audit_report_directory;
+extern void audit_reports_define_gucs(void);
+/* -- end of reports -- */
+
 /* -- alerts and read auditing -- */
 
 /* read_audit.c: read/SELECT and read/COPY events of log_reads tables */

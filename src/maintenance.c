@@ -18,6 +18,7 @@
  *		SELECT ... FROM audit.prune();
  *		SELECT ... FROM audit.check_capture();		(1.5)
  *		SELECT audit.chain_checkpoint();
+ *		SELECT audit.run_due_reports();				(1.6, the scheduled reports)
  *		SELECT gin_clean_pending_list(...) of the event partitions' GIN indexes;
  * as the extension's owner (the bootstrap superuser only reads pg_extension
  * to find it), with search_path pinned to pg_catalog, pg_temp for the whole
@@ -386,6 +387,24 @@ audit_maintenance_db_main(Datum main_arg)
 						"SELECT pg_catalog.count(*) FROM audit.check_capture() c WHERE c.recorded");
 	/* the heads of this database's hash chains (chain.c) */
 	(void) run_step("recording chain checkpoints", "SELECT audit.chain_checkpoint()::bigint");
+
+	/*
+	 * Scheduled reports (1.6): each due schedule writes one report into
+	 * audit_ext.report_directory, in a subtransaction of its own; a failing
+	 * one is recorded in audit.report_schedules (audit.worker_status shows
+	 * it) and tried again only after a backoff, never in a loop here.
+	 */
+	if (run_step("looking for audit.run_due_reports()",
+				 "SELECT (pg_catalog.to_regprocedure('audit.run_due_reports()') IS NOT NULL)::pg_catalog.int4::pg_catalog.int8") == 1)
+	{
+		int64		written = run_step("running scheduled reports",
+									   "SELECT audit.run_due_reports()::pg_catalog.int8");
+
+		if (written > 0)
+			ereport(LOG,
+					(errmsg("audit_ext maintenance: wrote %lld scheduled reports in database \"%s\"",
+							(long long) written, db_name)));
+	}
 
 	/*
 	 * Autovacuum merges the record indexes' GIN pending lists (see

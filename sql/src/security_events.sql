@@ -11,9 +11,16 @@ AS 'MODULE_PATHNAME', 'audit_worker_status';
 COMMENT ON FUNCTION audit.worker_status() IS
     'State of the security-event queue and its background worker; one row, NULLs and zeros when audit_ext is not in shared_preload_libraries';
 
-CREATE VIEW audit.worker_status AS SELECT * FROM audit.worker_status();
+-- The scheduled reports (1.6) are run by the maintenance worker: failing
+-- schedules are shown here too (sql/src/reports.sql).
+CREATE VIEW audit.worker_status AS
+SELECT s.*,
+       (SELECT pg_catalog.count(*) FROM audit.report_schedules r WHERE r.last_error IS NOT NULL) AS failing_report_schedules,
+       (SELECT r.name || ': ' || r.last_error FROM audit.report_schedules r
+         WHERE r.last_error IS NOT NULL ORDER BY r.last_error_at DESC, r.name LIMIT 1) AS last_report_error
+  FROM audit.worker_status() s;
 COMMENT ON VIEW audit.worker_status IS
-    'State of the security-event queue (size, depth, enqueued, written, dropped, last error) and the worker''s pid';
+    'State of the security-event queue (size, depth, enqueued, written, dropped, last error), the worker''s pid, and failing scheduled reports (count, the newest error)';
 
 DO $$
 BEGIN

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The compliance reports (issue 21) on a large trail: the synthetic events of
+# bench/search.sh (EVENTS over the last 8 weeks: 95 % data, 3 % auth, 2 % read),
+# then each typed report function and each rendered report over the last 30
+# days, timed RUNS times (median), after one warm-up run.
+#
+#   bash bench/reports.sh                     (as root; 10M events: about 10 minutes on 2 cores)
+#   EVENTS=1000000 bash bench/reports.sh      (smaller, quicker)
+#
+# Knobs: EVENTS (default 10000000), RUNS (default 3), PORT (default 5493).
+# Progress goes to stderr; the Markdown report to stdout.  The cluster is
+# bench/search.sh's, in BENCH_DIR (default /tmp/audit_reports_bench), stopped and removed at the end.
+set -euo pipefail
+EVENTS=${EVENTS:-10000000}
+RUNS=${RUNS:-3}
+PORT=${PORT:-5493}
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH")
+DIR=${BENCH_DIR:-/tmp/audit_reports_bench}
+DB=search_bench
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# shellcheck source-path=SCRIPTDIR/.. source=scripts/pgenv.sh
+source "$ROOT/scripts/pgenv.sh"
+trap 'pg_stop "$DIR" >/dev/null 2>&1; rm -rf "$DIR"' EXIT
+
+loaded=$(BENCH_DIR=$DIR EVENTS=$EVENTS PORT=$PORT KEEP_CLUSTER=1 SEARCHES=0 bash "$BENCH/search.sh")
+export PGHOST=$DIR PGPORT=$PORT PGUSER=postgres
+sql() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
+sql -c "ANALYZE" >/dev/null
+
+F="now() - interval '30 days'"
+T="now()"
+month=$(sql -c "SELECT count(*) FROM audit.event WHERE event_time >= $F AND event_time < $T")
+median() { sort -n | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+timed() {   # SQL: milliseconds of each of RUNS runs after a warm-up (client-side, \timing)
+    for _ in $(seq $((RUNS + 1))); do echo '\timing on'; echo "$1"; done | sql 2>&1 \
+        | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -n "$RUNS"
+}
+
+echo "## Compliance reports on $month events of the last 30 days ($loaded)"
+echo
+echo "$(nproc) cores; median of $RUNS runs after a warm-up, client-side time (psql \\timing), data cached."
+echo
+echo "| report | rows | typed function, ms | render_report (HTML), ms |"
+echo "|---|---:|---:|---:|"
+for kind in user_access data_changes security_events exports admin_activity system_access; do
+    rows=$(sql -c "SELECT count(*) FROM audit.report_$kind($F, $T)")
+    t_fn=$(timed "SELECT count(*) FROM audit.report_$kind($F, $T);" | median)
+    t_html=$(timed "SELECT length(audit.render_report('$kind', $F, $T));" | median)
+    log "  $kind: $rows rows, function $t_fn ms, rendered $t_html ms"
+    echo "| $kind | $rows | $t_fn | $t_html |"
+done
+t_dash=$(timed "SELECT length(audit.render_dashboard());" | median)
+t_verify=$(timed "SELECT verified FROM audit.verify($F, $T);" | median)
+log "  dashboard $t_dash ms, verify $t_verify ms"
+echo
+echo "render_dashboard() (30 days): $t_dash ms. audit.verify() of the same 30 days, part of every rendered report: $t_verify ms."

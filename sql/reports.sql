@@ -1,0 +1,134 @@
+-- Compliance reports (issue 21): the typed report functions, their columns,
+-- argument checks and access; render_report (HTML, CSV) and render_dashboard
+-- checked for structure and escaping; schedules (arguments, due times).
+-- Times and ids are compared, not shown.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+SET TimeZone = 'UTC';
+DROP ROLE IF EXISTS regress_rp_plain, regress_rp_reader, regress_rp_admin;
+CREATE TABLE "rp <b>&" (id int PRIMARY KEY, v text);
+SELECT audit.enable('"rp <b>&"');
+RESET client_min_messages;
+SELECT now() - interval '1 hour' AS f, now() + interval '1 hour' AS t \gset
+
+SET audit_ext.actor = '<script>x</script>"&''';
+INSERT INTO "rp <b>&" VALUES (1, '<i>one</i>'), (2, 'two');
+UPDATE "rp <b>&" SET v = 'a "b" & c' WHERE id = 1;
+DELETE FROM "rp <b>&" WHERE id = 2;
+RESET audit_ext.actor;
+
+-- the kinds, in the order of a drop-down
+SELECT kind, title, function FROM audit.report_kinds ORDER BY position;
+
+-- every function has the same parameters
+SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS arguments
+  FROM pg_proc p WHERE p.pronamespace = 'audit'::regnamespace AND p.proname LIKE 'report\_%'
+   AND p.proname NOT IN ('report_risk', 'report_condition', 'report_number', 'report_page', 'report_figure',
+                         'report_table', 'report_columns', 'report_integrity', 'report_due')
+ ORDER BY 1;
+-- typed columns (no jsonb)
+SELECT p.proname, pg_get_function_result(p.oid) AS columns
+  FROM pg_proc p WHERE p.pronamespace = 'audit'::regnamespace
+   AND p.proname IN (SELECT substr(k.function, 7) FROM audit.report_kinds k) ORDER BY 1;
+
+-- one row per changed field
+SELECT action, status, column_name, old_value, new_value, actor
+  FROM audit.report_data_changes(:'f', :'t', ARRAY['<script>x</script>"&''']) ORDER BY event_id, column_name;
+SELECT category, action, object FROM audit.report_admin_activity(:'f', :'t') WHERE object LIKE 'public.rp%' AND action = 'ENABLE AUDIT';
+SELECT count(*) AS no_rows_for_unknown_actor FROM audit.report_data_changes(:'f', :'t', ARRAY['nobody']);
+SELECT count(*) AS failures_only FROM audit.report_data_changes(:'f', :'t', include_success => false)
+ WHERE table_name = 'rp <b>&';
+SELECT application_name, db_user, changes, failures
+  FROM audit.report_system_access(:'f', :'t') WHERE application_name = 'pg_regress/reports';
+SELECT audit.report_risk('auth', 'LOGIN_FAILED', 'failure', NULL) AS failed_login,
+       audit.report_risk('privilege', 'GRANT', 'success', '{}') AS grant_,
+       audit.report_risk('privilege', 'ALTER ROLE', 'success', '{"grants_superuser": true}') AS superuser,
+       audit.report_risk('ddl', 'ALTER TABLE', 'success', '{"risk": "critical"}') AS flagged,
+       audit.report_risk('data', 'INSERT', 'success', NULL) AS insert_;
+
+-- argument checks
+SELECT * FROM audit.report_user_access(NULL, now());
+SELECT * FROM audit.report_user_access('-infinity', now());
+SELECT * FROM audit.report_user_access('2026-02-01', '2026-01-01');
+SELECT * FROM audit.report_exports(:'f', :'t', '{}');
+SELECT * FROM audit.report_exports(:'f', :'t', '{alice,NULL}');
+SELECT * FROM audit.report_exports(:'f', :'t', NULL, false, false);
+SELECT audit.render_report('nope', :'f', :'t');
+SELECT audit.render_report('exports', :'f', :'t', format => 'pdf');
+
+-- HTML: one document, values escaped, no script
+SELECT audit.render_report('data_changes', :'f', :'t') AS html \gset
+SELECT left(:'html', 15) AS starts,
+       right(:'html', 8) = E'</html>\n' AS ends,
+       :'html' LIKE '%&lt;script&gt;x&lt;/script&gt;&quot;&amp;&#39;%' AS actor_escaped,
+       :'html' LIKE '%rp &lt;b&gt;&amp;%' AS table_escaped,
+       :'html' LIKE '%&lt;i&gt;one&lt;/i&gt;%' AS value_escaped,
+       :'html' ~ '<script|<i>|<b>' AS raw_markup,
+       (SELECT count(*) FROM regexp_matches(:'html', '<g class="bar"', 'g')) > 0 AS has_bars,
+       :'html' LIKE '%id="integrity-status"%' AS integrity;
+-- CSV: header and quoted fields
+SELECT audit.render_report('data_changes', :'f', :'t', format => 'csv') AS csv \gset
+SELECT split_part(:'csv', E'\n', 1) AS header;
+SELECT regexp_replace(regexp_replace(line, '^[0-9]+,[^,]+,', 'ID,TIME,'), ',[0-9]+$', ',TXID') AS line
+  FROM regexp_split_to_table(:'csv', E'\n') line WHERE line LIKE '%UPDATE%' AND line LIKE '%rp <b>&%';
+SELECT detail ->> 'kind' AS kind, detail ->> 'format' AS format, (detail ->> 'rows')::int > 0 AS rows
+  FROM audit.event WHERE class = 'system' AND action = 'REPORT_GENERATED' ORDER BY id;
+SELECT reports_generated FROM audit.user_activity(current_user::text);
+SELECT audit.render_dashboard() LIKE '<!DOCTYPE html>%Audit dashboard%' AS dashboard;
+SELECT audit.render_dashboard('infinity', now());
+
+-- schedules
+SELECT name, kind, every, at, period, format, timezone, next_due > now() AS future
+  FROM audit.schedule_report('Daily Admin Activity – 6 AM', 'admin_activity', 'daily');
+SELECT name, every, period FROM audit.schedule_report('Weekly Security Summary', 'security_events', 'weekly:monday', '07:30');
+SELECT name, every, period, timezone FROM audit.schedule_report('Monthly', 'user_access', 'monthly:1', timezone => 'Europe/Berlin', format => 'csv');
+SELECT audit.schedule_report('Monthly', 'user_access', 'monthly:1');
+SELECT audit.schedule_report('x', 'user_access', 'hourly');
+SELECT audit.schedule_report('x', 'user_access', 'monthly:31');
+SELECT audit.schedule_report('x', 'user_access', 'daily', timezone => 'Mars/Olympus');
+SELECT audit.schedule_report('', 'user_access', 'daily');
+SELECT audit.schedule_report('x', 'user_access', 'daily', period => '-1 day');
+-- due times
+SELECT audit.report_due('daily', '06:00', 'UTC', '2026-03-10 05:00+00', true) AS daily_before,
+       audit.report_due('daily', '06:00', 'UTC', '2026-03-10 05:00+00', false) AS daily_after,
+       audit.report_due('weekly:monday', '06:00', 'UTC', '2026-03-11 12:00+00', true) AS monday_before,
+       audit.report_due('weekly:monday', '06:00', 'UTC', '2026-03-11 12:00+00', false) AS monday_after,
+       audit.report_due('monthly:1', '06:00', 'Europe/Berlin', '2026-03-01 04:59+00', true) AS month_before,
+       audit.report_due('monthly:1', '06:00', 'Europe/Berlin', '2026-03-01 05:00+00', true) AS month_at;
+SELECT audit.unschedule_report('Monthly');
+SELECT audit.unschedule_report('Monthly');
+SELECT action, detail ->> 'name' AS name FROM audit.event
+ WHERE class = 'system' AND action LIKE '%SCHEDULE REPORT' ORDER BY id;
+-- writing files: only the maintenance worker (and a superuser, for repairs)
+SELECT audit.write_report_file('../x.html', 'x');
+SELECT audit.write_report_file('.hidden', 'x');
+SELECT audit.write_report_file('a/b.html', 'x');
+
+-- access
+CREATE ROLE regress_rp_plain;
+CREATE ROLE regress_rp_reader IN ROLE audit_reader;
+CREATE ROLE regress_rp_admin IN ROLE audit_admin;
+SET ROLE regress_rp_plain;
+SELECT * FROM audit.report_user_access(:'f', :'t');
+SELECT audit.render_report('exports', :'f', :'t');
+SELECT audit.render_dashboard();
+SELECT * FROM audit.report_schedules;
+SELECT audit.schedule_report('x', 'exports', 'daily');
+SELECT audit.run_due_reports();
+SELECT audit.write_report_file('x.html', 'x');
+RESET ROLE;
+SET ROLE regress_rp_reader;
+SELECT count(*) > 0 AS reader_reads FROM audit.report_data_changes(:'f', :'t');
+SELECT audit.schedule_report('x', 'exports', 'daily');
+SELECT audit.unschedule_report('Weekly Security Summary');
+RESET ROLE;
+SET ROLE regress_rp_admin;
+SELECT audit.unschedule_report('Weekly Security Summary');
+SELECT audit.write_report_file('x.html', 'x');
+RESET ROLE;
+SELECT name FROM audit.report_schedules ORDER BY 1;
+SELECT audit.unschedule_report(name) FROM audit.report_schedules;
+SELECT audit.disable('"rp <b>&"');
+DROP TABLE "rp <b>&";
+DROP ROLE regress_rp_plain, regress_rp_reader, regress_rp_admin;
