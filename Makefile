@@ -15,7 +15,7 @@ DATA_built = audit_ext--$(EXTVERSION).sql
 DATA = $(filter-out %/audit_ext--$(EXTVERSION).sql,$(wildcard sql/versions/audit_ext--*.sql))
 PGFILEDESC = "audit_ext - audit trail for PostgreSQL"
 
-REGRESS = setup capture enable_errors options partitioned actor reading retention alerts chain
+REGRESS = setup capture enable_errors options partitioned actor reading retention alerts chain app_events
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=audit_ext
 # isolation tests (specs/*.spec, expected/*.out), run by make installcheck
 ISOLATION = concurrent_row enable_race enable_partitioned chain_concurrency prune_race

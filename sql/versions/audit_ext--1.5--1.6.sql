@@ -151,16 +151,24 @@ BEGIN
         END;
         IF array_length(parts, 1) = 1 THEN
             table_part := parts[1];
+            -- an application entity (schema_name NULL, 1.6) goes by its name
+            -- as given: Customer is not folded to customer
+            IF parts[1] IS DISTINCT FROM table_name THEN
+                conds := conds || format('(e.table_name = $7 OR (e.schema_name IS NULL AND e.table_name = %L))',
+                                         table_name);
+            ELSE
+                conds := conds || 'e.table_name = $7'::text;
+            END IF;
         ELSIF array_length(parts, 1) = 2 THEN
             schema_part := parts[1];
             table_part := parts[2];
             conds := conds || 'e.schema_name = $6'::text;
+            conds := conds || 'e.table_name = $7'::text;
         ELSE
             RAISE EXCEPTION 'invalid table_name "%": too many dotted names', table_name
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Write table or schema.table.';
         END IF;
-        conds := conds || 'e.table_name = $7'::text;
     END IF;
 
     IF record_id IS NOT NULL THEN
