@@ -92,6 +92,10 @@ typedef enum AuditColumn
 	AC_NEW_DATA,
 	AC_CHANGED_COLUMNS,
 	AC_DETAIL,
+	/* 1.6: hashed only when one of them is set ("AUD2", chain.c) */
+	AC_TABLE_IDENTITY,
+	AC_CONTEXT,
+	AC_RISK,
 	/* filled by the integrity chain (chain.c) from the columns above */
 	AC_CHAIN_LANE,
 	AC_CHAIN_SEQ,
@@ -99,14 +103,20 @@ typedef enum AuditColumn
 	AC_NUM_COLUMNS
 } AuditColumn;
 
-/* the columns covered by an event's chain hash: AC_ID .. AC_DETAIL */
+/* the columns covered by an event's chain hash: AC_ID .. AC_RISK */
 #define AC_CHAIN_FIELDS AC_CHAIN_LANE
+/* those of the first serialisation ("AUD1"): AC_ID .. AC_DETAIL */
+#define AC_CHAIN_V1_FIELDS AC_TABLE_IDENTITY
 
 typedef struct AuditEventValues
 {
 	Datum		values[AC_NUM_COLUMNS];
 	bool		nulls[AC_NUM_COLUMNS];
 } AuditEventValues;
+
+/* capture.c */
+extern int64 audit_table_identity(Oid relid);
+extern Oid	audit_audited_root(Oid relid);
 
 /* event_writer.c */
 extern void audit_event_init(AuditEventValues *ev, const char *class_name,
@@ -201,6 +211,7 @@ typedef struct AuditQueueEntry
 	char		actor[NAMEDATALEN * 2];
 	char		schema_name[NAMEDATALEN];
 	char		table_name[NAMEDATALEN];
+	int64		table_identity; /* of the audited table; 0 = NULL */
 	bool		redact_statement;	/* store statement with literals redacted */
 	char		statement[AUDIT_QUEUE_STATEMENT_LEN];	/* "" = NULL */
 } AuditQueueEntry;

@@ -30,6 +30,7 @@
 #include "access/tableam.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/indexing.h"
+#include "catalog/namespace.h"
 #include "catalog/partition.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
@@ -74,6 +75,7 @@ typedef struct AuditRelCache
 	Datum		schema_name;	/* text: the audited table (root of a partition) */
 	Datum		table_name;
 	bool		ancestor_names; /* the names are an ancestor's */
+	int64		identity;		/* audit.audited_table_history; 0: none */
 	int			natts;
 	char	   *mode;			/* COL_* per attribute */
 	AuditColumnInfo *cols;
@@ -154,7 +156,7 @@ audit_has_own_trigger(Oid relid)
  * nearest ancestor with a trigger of its own (events, refusals and reads are
  * recorded under that name).  relid itself when there is none.
  */
-static Oid
+Oid
 audit_audited_root(Oid relid)
 {
 	ListCell   *lc;
@@ -165,6 +167,53 @@ audit_audited_root(Oid relid)
 			return lfirst_oid(lc);
 	}
 	return relid;
+}
+
+/*
+ * The stable identity of an audited table (1.6): the open period of
+ * audit.audited_table_history for its OID, written by audit.enable().
+ * Looked up with the table API (the capturing user may not read the
+ * catalog), once per capture cache entry.  0 when there is none (an
+ * installation older than 1.6, or a table restored by pg_restore before
+ * audit.enable() ran on it again).
+ */
+int64
+audit_table_identity(Oid relid)
+{
+	Oid			nsp = get_namespace_oid("audit", true);
+	Oid			histrel;
+	Oid			histidx;
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	Snapshot	snap;
+	int64		identity = 0;
+
+	if (!OidIsValid(nsp) ||
+		!OidIsValid(histrel = get_relname_relid("audited_table_history", nsp)) ||
+		!OidIsValid(histidx = get_relname_relid("audited_table_history_open", nsp)))
+		return 0;
+	rel = table_open(histrel, AccessShareLock);
+	/*
+	 * The index is on (table_oid) WHERE valid_until IS NULL; the key names
+	 * the heap column (table_oid, attribute 2), systable_beginscan maps it.
+	 */
+	ScanKeyInit(&key, 2, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = systable_beginscan(rel, histidx, true, snap, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, 1, RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			identity = DatumGetInt64(d);
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(rel, AccessShareLock);
+	return identity;
 }
 
 /*
@@ -307,6 +356,8 @@ get_rel_cache(Relation rel, Trigger *trigger)
 		rc->schema_name = CStringGetTextDatum(nsp);
 		rc->table_name = CStringGetTextDatum(name);
 		rc->ancestor_names = rel->rd_rel->relispartition && trigger->tgisclone;
+		rc->identity = audit_table_identity(rc->ancestor_names ?
+											audit_audited_root(relid) : relid);
 	}
 
 	rc->natts = desc->natts;
@@ -627,8 +678,14 @@ check_trigger_call(FunctionCallInfo fcinfo, const char *fname, bool row_level)
 
 /* Name the table, add who, when and where, and queue the event. */
 static void
-queue_data_event(AuditEventValues *ev, Datum schema_name, Datum table_name)
+queue_data_event(AuditEventValues *ev, Datum schema_name, Datum table_name,
+				 int64 identity)
 {
+	if (identity != 0)
+	{
+		ev->values[AC_TABLE_IDENTITY] = Int64GetDatum(identity);
+		ev->nulls[AC_TABLE_IDENTITY] = false;
+	}
 	ev->values[AC_SCHEMA_NAME] = schema_name;
 	ev->nulls[AC_SCHEMA_NAME] = false;
 	ev->values[AC_TABLE_NAME] = table_name;
@@ -753,7 +810,7 @@ audit_capture_row(PG_FUNCTION_ARGS)
 
 	ev.values[AC_RECORD_ID] = record_id;
 	ev.nulls[AC_RECORD_ID] = false;
-	queue_data_event(&ev, rc->schema_name, rc->table_name);
+	queue_data_event(&ev, rc->schema_name, rc->table_name, rc->identity);
 
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(RowContext);
@@ -767,6 +824,7 @@ audit_capture_truncate(PG_FUNCTION_ARGS)
 	AuditEventValues ev;
 	MemoryContext old;
 	Relation	rel;
+	AuditRelCache *rc;
 
 	check_trigger_call(fcinfo, "audit.capture_truncate", false);
 	td = (TriggerData *) fcinfo->context;
@@ -774,13 +832,17 @@ audit_capture_truncate(PG_FUNCTION_ARGS)
 	check_actor(rel);
 
 	/* make sure the per-backend contexts exist */
-	(void) get_rel_cache(rel, td->tg_trigger);
+	rc = get_rel_cache(rel, td->tg_trigger);
 
 	old = MemoryContextSwitchTo(RowContext);
 	audit_event_init(&ev, "data", "TRUNCATE");
 	queue_data_event(&ev,
 					 CStringGetTextDatum(get_namespace_name(RelationGetNamespace(rel))),
-					 CStringGetTextDatum(RelationGetRelationName(rel)));
+					 CStringGetTextDatum(RelationGetRelationName(rel)),
+					 /* a partition's TRUNCATE belongs to its audited table */
+					 rel->rd_rel->relispartition ?
+					 audit_table_identity(audit_audited_root(RelationGetRelid(rel))) :
+					 rc->identity);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(RowContext);
 	return PointerGetDatum(NULL);
@@ -893,7 +955,7 @@ audit_record_baseline(PG_FUNCTION_ARGS)
 			ev.nulls[AC_RECORD_ID] = false;
 			/* an error above unwinds the user with the transaction */
 			SetUserIdAndSecContext(save_userid, save_sec);
-			queue_data_event(&ev, rc->schema_name, rc->table_name);
+			queue_data_event(&ev, rc->schema_name, rc->table_name, rc->identity);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(RowContext);
 			if (++n % 100000 == 0)

@@ -20,7 +20,8 @@
  * The hash of an event is SHA-256 over
  *		"AUD1" || previous hash (32 bytes, zeros for the first event of a
  *		lane) || lane || seq || the event's columns, each as a presence byte,
- *		a length and its binary value
+ *		a length and its binary value (the columns up to detail; "AUD2" and
+ *		also table_identity, context and risk when one of those is set)
  * computed when the event is emitted (in id order within the lane).  A
  * subtransaction that rolls back restores the lane heads it found; heads
  * are published to shared memory only when the transaction commits, so a
@@ -379,17 +380,22 @@ static const ChainFieldKind chain_field_kinds[AC_CHAIN_FIELDS] = {
 	CF_VARLENA,					/* old_data */
 	CF_VARLENA,					/* new_data */
 	CF_VARLENA,					/* changed_columns */
-	CF_VARLENA					/* detail */
+	CF_VARLENA,					/* detail */
+	CF_INT8,					/* table_identity */
+	CF_VARLENA,					/* context */
+	CF_VARLENA					/* risk */
 };
 
 /*
  * hash := SHA-256("AUD1" || prev || lane || seq || fields).  values/nulls
- * are in AuditColumn order (the first AC_CHAIN_FIELDS of them).
+ * are in AuditColumn order (the first AC_CHAIN_FIELDS of them).  With any
+ * of the columns added in 1.6 set: "AUD2" and all AC_CHAIN_FIELDS.
  */
 void
 audit_chain_compute(const uint8 *prev, uint64 lane, int64 seq,
 		   const Datum *values, const bool *nulls, uint8 *out)
 {
+	int			nfields;
 #ifndef CHAIN_LOW_LEVEL_SHA256
 	unsigned int outlen = 0;
 
@@ -408,12 +414,21 @@ audit_chain_compute(const uint8 *prev, uint64 lane, int64 seq,
 			md_sha256 = EVP_sha256();
 	}
 #endif
+	/*
+	 * Columns added after 1.5 are hashed only when one of them is set, after
+	 * a different tag: an event without them hashes as it always did, and
+	 * blanking them in an event that had them changes its hash.
+	 */
+	nfields = AC_CHAIN_V1_FIELDS;
+	for (int c = AC_CHAIN_V1_FIELDS; c < AC_CHAIN_FIELDS; c++)
+		if (!nulls[c])
+			nfields = AC_CHAIN_FIELDS;
 	ser_len = 0;
-	ser_append("AUD1", 4);
+	ser_append(nfields == AC_CHAIN_V1_FIELDS ? "AUD1" : "AUD2", 4);
 	ser_append(prev, CHAIN_HASH_LEN);
 	ser_uint64(lane);
 	ser_uint64((uint64) seq);
-	for (int c = 0; c < AC_CHAIN_FIELDS; c++)
+	for (int c = 0; c < nfields; c++)
 	{
 		uint8		present = nulls[c] ? 0 : 1;
 
@@ -1113,7 +1128,7 @@ audit_event_hash(PG_FUNCTION_ARGS)
 		"session_user", "actor", "client_addr", "application_name",
 		"backend_pid", "txid", "statement_id", "statement_seq", "schema_name",
 		"table_name", "record_id", "old_data", "new_data",
-		"changed_columns", "detail"
+		"changed_columns", "detail", "table_identity", "context", "risk"
 	};
 	HeapTupleHeader row = PG_GETARG_HEAPTUPLEHEADER(0);
 	bytea	   *prev = PG_GETARG_BYTEA_PP(1);

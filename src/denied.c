@@ -58,6 +58,7 @@ typedef struct DeniedTable
 {
 	char		schema_name[NAMEDATALEN];
 	char		table_name[NAMEDATALEN];
+	int64		identity;		/* of the audited table; 0: none */
 } DeniedTable;
 
 /* prepared by one statement; lives in the statement's memory context */
@@ -108,6 +109,7 @@ audited_names(Oid relid, bool clone, DeniedTable *t)
 		return false;
 	strlcpy(t->schema_name, nsp, sizeof(t->schema_name));
 	strlcpy(t->table_name, name, sizeof(t->table_name));
+	t->identity = audit_table_identity(clone ? audit_audited_root(relid) : relid);
 	return true;
 }
 
@@ -164,6 +166,7 @@ denied_report(DeniedState *d)
 				sizeof(d->entry.schema_name));
 		strlcpy(d->entry.table_name, d->tables[i].table_name,
 				sizeof(d->entry.table_name));
+		d->entry.table_identity = d->tables[i].identity;
 		(void) audit_queue_enqueue(&d->entry);
 	}
 	MemoryContextSwitchTo(old);

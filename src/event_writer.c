@@ -72,7 +72,8 @@ static const char *const audit_column_names[AC_NUM_COLUMNS] = {
 	"session_user", "actor", "client_addr", "application_name",
 	"backend_pid", "txid", "statement_id", "statement_seq", "schema_name",
 	"table_name", "record_id", "old_data", "new_data",
-	"changed_columns", "detail", "chain_lane", "chain_seq", "hash"
+	"changed_columns", "detail", "table_identity", "context", "risk",
+	"chain_lane", "chain_seq", "hash"
 };
 
 /* What we know about audit.event; rebuilt after its relcache entry changes. */

@@ -76,6 +76,7 @@ typedef struct ReadRelEntry
 	bool		log_reads;
 	char		schema_name[NAMEDATALEN];	/* the audited root */
 	char		table_name[NAMEDATALEN];
+	int64		identity;		/* the audited root's; 0: none */
 } ReadRelEntry;
 
 /* a table read by the current top-level statement */
@@ -83,6 +84,7 @@ typedef struct ReadTable
 {
 	char		schema_name[NAMEDATALEN];
 	char		table_name[NAMEDATALEN];
+	int64		identity;
 	int			level;			/* nesting level of the queries counted */
 	bool		copy;			/* read by COPY ... TO */
 	uint64		query;			/* the query that last counted it */
@@ -165,6 +167,7 @@ fill_rel_entry(ReadRelEntry *e)
 	}
 	strlcpy(e->schema_name, nsp, sizeof(e->schema_name));
 	strlcpy(e->table_name, name, sizeof(e->table_name));
+	e->identity = audit_table_identity(clone ? audit_audited_root(e->relid) : e->relid);
 }
 
 static ReadRelEntry *
@@ -210,7 +213,7 @@ prepare_entry(const char *source_text)
 }
 
 static void
-add_read(const char *schema_name, const char *table_name, uint64 rows,
+add_read(const char *schema_name, const char *table_name, int64 identity, uint64 rows,
 		 uint64 rows_read, int level, bool copy, bool cursor,
 		 const char *source_text)
 {
@@ -237,6 +240,7 @@ add_read(const char *schema_name, const char *table_name, uint64 rows,
 		t = &pending[npending++];
 		strlcpy(t->schema_name, schema_name, sizeof(t->schema_name));
 		strlcpy(t->table_name, table_name, sizeof(t->table_name));
+		t->identity = identity;
 		t->level = level;
 		t->rows = 0;
 		t->rows_read = 0;
@@ -285,6 +289,7 @@ flush_reads(void)
 				sizeof(pending_entry.schema_name));
 		strlcpy(pending_entry.table_name, pending[i].table_name,
 				sizeof(pending_entry.table_name));
+		pending_entry.table_identity = pending[i].identity;
 		snprintf(num, sizeof(num), UINT64_FORMAT, pending[i].rows);
 		snprintf(num_read, sizeof(num_read), UINT64_FORMAT, pending[i].rows_read);
 		audit_json_object(pending_entry.detail, sizeof(pending_entry.detail),
@@ -383,7 +388,7 @@ note_query_reads(QueryDesc *queryDesc)
 			ScanCount	c = {estate, rte->relid, 0};
 
 			(void) count_scans(queryDesc->planstate, &c);
-			add_read(e->schema_name, e->table_name, estate->es_processed, c.tuples,
+			add_read(e->schema_name, e->table_name, e->identity, estate->es_processed, c.tuples,
 					 cursor ? 0 : nesting, copy_to_level >= 0 && nesting > copy_to_level,
 					 cursor, queryDesc->sourceText);
 		}
@@ -522,7 +527,7 @@ read_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 		query_seq++;
 		if (e->log_reads)
-			add_read(e->schema_name, e->table_name, qc ? qc->nprocessed : 0,
+			add_read(e->schema_name, e->table_name, e->identity, qc ? qc->nprocessed : 0,
 					 qc ? qc->nprocessed : 0, nesting, true, false, queryString);
 	}
 	if (nesting == 0 && npending > 0)

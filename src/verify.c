@@ -342,6 +342,7 @@ verify_class(const char *class_name, Datum from, bool from_null,
 									   psprintf("SELECT id, event_time, class, action, status, db_user, \"session_user\", actor, "
 												"client_addr, application_name, backend_pid, txid, statement_id, statement_seq, "
 												"schema_name, table_name, record_id, old_data, new_data, changed_columns, detail, "
+												"table_identity, context, risk, "
 												"chain_lane, chain_seq, hash, source IS NOT NULL "
 												"FROM audit.event WHERE class = $1 %s %s ORDER BY id",
 												from_null ? "" : "AND event_time >= $2",

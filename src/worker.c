@@ -110,6 +110,11 @@ emit_queued(const AuditQueueEntry *e)
 		ev.values[AC_SCHEMA_NAME] = text_or_null(e->schema_name, &ev.nulls[AC_SCHEMA_NAME]);
 	if (e->table_name[0] != '\0')
 		ev.values[AC_TABLE_NAME] = text_or_null(e->table_name, &ev.nulls[AC_TABLE_NAME]);
+	if (e->table_identity != 0)
+	{
+		ev.values[AC_TABLE_IDENTITY] = Int64GetDatum(e->table_identity);
+		ev.nulls[AC_TABLE_IDENTITY] = false;
+	}
 	if (e->statement[0] != '\0' &&
 		pg_verifymbstr(e->statement, strlen(e->statement), true) &&
 		audit_store_statement_text(e->statement, e->redact_statement,

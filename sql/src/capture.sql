@@ -81,6 +81,288 @@ COMMENT ON FUNCTION audit.key_columns(regclass) IS
 -- (Re)create the audit triggers of a table with the given options.  The
 -- options travel as trigger arguments (text[] literals).
 -- The form without flags (used by audit.sync_column_options) keeps the table's flags.
+-- Stable identity of audited tables (1.6).  A table is identified by name in
+-- its events, but names change (RENAME, SET SCHEMA, ALTER SCHEMA RENAME) and
+-- come back (DROP and CREATE again).  audit.enable() gives a table an
+-- identity, kept with its OID and one row per name it has had; every data
+-- and read event carries it (audit.event.table_identity, src/capture.c), so
+-- a history follows a table across renames and a re-created table starts a
+-- new one.  Rows are closed by a rename (a new row follows) or by the drop
+-- of the table (audit.on_sql_drop()).  Events captured before 1.6 carry no
+-- identity: the row the upgrade wrote for each audited table has
+-- legacy_from_id, and those events belong to the table by name after it.
+CREATE SEQUENCE audit.table_identity_seq AS bigint;
+COMMENT ON SEQUENCE audit.table_identity_seq IS 'Identities of audited tables (audit.audited_table_history)';
+CREATE TABLE audit.audited_table_history (
+    table_identity  bigint      NOT NULL,
+    table_oid       oid         NOT NULL,
+    schema_name     text COLLATE "C" NOT NULL,
+    table_name      text COLLATE "C" NOT NULL,
+    valid_from      timestamptz NOT NULL,
+    valid_until     timestamptz,
+    ended_by        text COLLATE "C",
+    legacy_from_id  bigint,
+    CONSTRAINT audited_table_history_ended_by_check CHECK (ended_by IN ('rename', 'drop'))
+);
+-- src/capture.c reads the open row of a table by this index
+CREATE UNIQUE INDEX audited_table_history_open ON audit.audited_table_history (table_oid)
+    WHERE valid_until IS NULL;
+CREATE INDEX audited_table_history_identity ON audit.audited_table_history (table_identity);
+CREATE INDEX audited_table_history_name ON audit.audited_table_history (schema_name, table_name);
+COMMENT ON TABLE audit.audited_table_history IS
+    'Audited tables over time: one row per name a table had while it had an identity (valid_from .. valid_until); table_identity is on every data and read event';
+COMMENT ON COLUMN audit.audited_table_history.table_identity IS 'Stable identity of the table (audit.event.table_identity)';
+COMMENT ON COLUMN audit.audited_table_history.table_oid IS 'OID of the table while it existed';
+COMMENT ON COLUMN audit.audited_table_history.valid_from IS 'When the table got this name (or its identity); -infinity for tables audited before 1.6';
+COMMENT ON COLUMN audit.audited_table_history.valid_until IS 'When it lost the name (renamed or dropped); NULL: its current name';
+COMMENT ON COLUMN audit.audited_table_history.ended_by IS 'rename or drop (NULL while current)';
+COMMENT ON COLUMN audit.audited_table_history.legacy_from_id IS
+    'Upgrade to 1.6: events with no identity under this name and with a greater id belong to this table';
+
+-- The columns of audited tables over time (1.6), pgMemento's column log
+-- for audit_ext: one row per version of a column (its attnum, name and type
+-- while they held).  A rename or a type change ends a version and starts the
+-- next; a drop ends the last.  audit.row_as_of() rebuilds a past row with
+-- the columns the table had then, under their names then.  A column added
+-- while the table was audited says what the rows that existed got: "known"
+-- (no default, or a default PostgreSQL stored once for all of them:
+-- added_value) or "unknown" (a volatile default, an identity or generated
+-- column: the table was rewritten without row triggers).
+CREATE TABLE audit.audited_column_history (
+    table_identity  bigint      NOT NULL,
+    attnum          smallint    NOT NULL,
+    column_name     text COLLATE "C" NOT NULL,
+    data_type       text COLLATE "C" NOT NULL,
+    valid_from      timestamptz NOT NULL,
+    valid_until     timestamptz,
+    ended_by        text COLLATE "C",
+    added           text COLLATE "C",
+    added_value     jsonb,
+    converted       text COLLATE "C",
+    CONSTRAINT audited_column_history_ended_by_check CHECK (ended_by IN ('rename', 'type', 'drop')),
+    CONSTRAINT audited_column_history_added_check CHECK (added IN ('known', 'unknown')),
+    CONSTRAINT audited_column_history_converted_check CHECK (converted IN ('cast', 'using'))
+);
+CREATE INDEX audited_column_history_identity ON audit.audited_column_history (table_identity, attnum);
+COMMENT ON TABLE audit.audited_column_history IS
+    'Columns of audited tables over time: one row per version of a column (name and type from valid_from to valid_until)';
+COMMENT ON COLUMN audit.audited_column_history.attnum IS 'The column''s number in the table (kept across renames and type changes)';
+COMMENT ON COLUMN audit.audited_column_history.data_type IS 'The column''s type while this version held (format_type)';
+COMMENT ON COLUMN audit.audited_column_history.ended_by IS 'rename, type (ALTER ... TYPE) or drop; NULL while current';
+COMMENT ON COLUMN audit.audited_column_history.added IS
+    'Column added while audited: known (rows that existed got added_value) or unknown (volatile default, identity or generated column); NULL: it existed when auditing began, or is a later version';
+COMMENT ON COLUMN audit.audited_column_history.added_value IS 'The value rows that existed got when the column was added (added = known)';
+COMMENT ON COLUMN audit.audited_column_history.converted IS
+    'After a type change: how existing values were converted, cast (the type''s own conversion) or using (an expression the trail does not know)';
+
+-- Record the columns of an audited table that changed since last time.
+-- The value rows got from a new column's default is evaluated as the
+-- table's owner: its types and domains are the owner's code.
+CREATE FUNCTION audit.sync_columns(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ident bigint;
+    a     record;
+    cur   audit.audited_column_history;
+    first boolean;
+    how   text;
+    val   jsonb;
+    now_  timestamptz := statement_timestamp();
+BEGIN
+    SELECT h.table_identity INTO ident FROM audit.audited_table_history h
+     WHERE h.table_oid = tbl AND h.valid_until IS NULL;
+    IF ident IS NULL THEN
+        RETURN;
+    END IF;
+    first := NOT EXISTS (SELECT 1 FROM audit.audited_column_history c WHERE c.table_identity = ident);
+    FOR a IN
+        SELECT t.attnum, t.attname::text AS name, format_type(t.atttypid, t.atttypmod) AS typ, t.attisdropped,
+               t.atthasmissing, t.attmissingval::text AS missing, t.atthasdef, t.attidentity, t.attgenerated
+          FROM pg_attribute t
+         WHERE t.attrelid = tbl AND t.attnum > 0
+         ORDER BY t.attnum
+    LOOP
+        SELECT * INTO cur FROM audit.audited_column_history c
+         WHERE c.table_identity = ident AND c.attnum = a.attnum AND c.valid_until IS NULL;
+        IF a.attisdropped THEN
+            IF cur.table_identity IS NOT NULL THEN
+                UPDATE audit.audited_column_history SET valid_until = now_, ended_by = 'drop'
+                 WHERE table_identity = ident AND attnum = a.attnum AND valid_until IS NULL;
+            END IF;
+            CONTINUE;
+        END IF;
+        IF cur.table_identity IS NULL THEN
+            how := NULL;
+            val := NULL;
+            IF NOT first THEN
+                IF a.attidentity <> '' OR a.attgenerated <> ''
+                   OR a.typ LIKE '%[]' THEN   -- an array's stored default is not taken apart here
+                    how := 'unknown';
+                ELSIF a.atthasmissing THEN
+                    BEGIN
+                        val := audit.eval_as_table_owner(tbl,
+                                   format('SELECT audit.canonical_jsonb(s.*) -> ''v'' FROM (SELECT (($1 ->> 0)::%s)[1] AS v) s',
+                                          format_type((SELECT t.atttypid FROM pg_attribute t
+                                                        WHERE t.attrelid = tbl AND t.attnum = a.attnum), NULL) || '[]'),
+                                   jsonb_build_array(a.missing));
+                        how := 'known';
+                    EXCEPTION WHEN OTHERS THEN
+                        how := 'unknown';
+                    END;
+                ELSIF NOT a.atthasdef THEN
+                    how := 'known';   -- NULL for every row that existed
+                ELSE
+                    how := 'unknown';
+                END IF;
+            END IF;
+            INSERT INTO audit.audited_column_history (table_identity, attnum, column_name, data_type, valid_from, added, added_value)
+            VALUES (ident, a.attnum, a.name, a.typ, now_, how,
+                    CASE WHEN how = 'known' THEN coalesce(val, 'null') END);
+        ELSIF cur.column_name IS DISTINCT FROM a.name OR cur.data_type IS DISTINCT FROM a.typ THEN
+            UPDATE audit.audited_column_history
+               SET valid_until = now_,
+                   ended_by = CASE WHEN cur.data_type IS DISTINCT FROM a.typ THEN 'type' ELSE 'rename' END
+             WHERE table_identity = ident AND attnum = a.attnum AND valid_until IS NULL;
+            INSERT INTO audit.audited_column_history (table_identity, attnum, column_name, data_type, valid_from, converted)
+            VALUES (ident, a.attnum, a.name, a.typ, now_,
+                    CASE WHEN cur.data_type IS DISTINCT FROM a.typ THEN
+                         CASE WHEN current_query() ~* '\musing\M' THEN 'using' ELSE 'cast' END END);
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.sync_columns(regclass) IS
+    'Internal: record the column versions of an audited table that changed (audit.audited_column_history)';
+
+-- The identity of a table that is being audited, given at the first
+-- audit.enable() (or when it becomes a new inheritance child).
+CREATE FUNCTION audit.register_table(tbl regclass)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ident bigint;
+BEGIN
+    PERFORM audit.sync_table_names();
+    SELECT h.table_identity INTO ident FROM audit.audited_table_history h
+     WHERE h.table_oid = tbl AND h.valid_until IS NULL;
+    IF ident IS NULL THEN
+        ident := nextval('audit.table_identity_seq');
+        INSERT INTO audit.audited_table_history (table_identity, table_oid, schema_name, table_name, valid_from)
+        SELECT ident, c.oid, n.nspname, c.relname, statement_timestamp()
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.oid = tbl;
+    END IF;
+    PERFORM audit.sync_columns(tbl);
+    RETURN ident;
+END
+$$;
+COMMENT ON FUNCTION audit.register_table(regclass) IS
+    'Internal: the identity of an audited table (a new one if it has none)';
+
+-- After ALTER TABLE / ALTER SCHEMA: a table with an identity whose name
+-- changed gets a new row of audit.audited_table_history.
+CREATE FUNCTION audit.sync_table_names()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    h record;
+BEGIN
+    -- after pg_restore the tables are back under their names with new OIDs
+    -- (and their audit triggers): the identity moves to the new OID.
+    -- Events captured before that carry no identity; they belong to the
+    -- table by name after its last event that had one.
+    FOR h IN
+        SELECT x.table_identity, x.table_oid AS old_oid, c.oid AS new_oid
+          FROM audit.audited_table_history x
+          JOIN pg_namespace n ON n.nspname = x.schema_name
+          JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = x.table_name
+         WHERE x.valid_until IS NULL
+           AND NOT EXISTS (SELECT 1 FROM pg_class o WHERE o.oid = x.table_oid)
+           AND EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'audit_ext_row'
+                                                    AND t.tgparentid = 0)
+           AND NOT EXISTS (SELECT 1 FROM audit.audited_table_history y
+                            WHERE y.table_oid = c.oid AND y.valid_until IS NULL)
+    LOOP
+        UPDATE audit.audited_table_history x
+           SET table_oid = h.new_oid,
+               legacy_from_id = coalesce(x.legacy_from_id,
+                                         (SELECT coalesce(max(e.id), 0) FROM audit.event e
+                                           WHERE e.table_identity = h.table_identity))
+         WHERE x.table_oid = h.old_oid AND x.valid_until IS NULL;
+    END LOOP;
+    FOR h IN
+        SELECT x.table_identity, x.table_oid, n.nspname::text AS nsp, c.relname::text AS rel
+          FROM audit.audited_table_history x
+          JOIN pg_class c ON c.oid = x.table_oid
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE x.valid_until IS NULL
+           AND (x.schema_name, x.table_name) IS DISTINCT FROM (n.nspname::text, c.relname::text)
+    LOOP
+        UPDATE audit.audited_table_history SET valid_until = statement_timestamp(), ended_by = 'rename'
+         WHERE table_oid = h.table_oid AND valid_until IS NULL;
+        INSERT INTO audit.audited_table_history (table_identity, table_oid, schema_name, table_name, valid_from)
+        VALUES (h.table_identity, h.table_oid, h.nsp, h.rel, statement_timestamp());
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.sync_table_names() IS
+    'Internal: record the new names of renamed tables that have an identity';
+
+CREATE FUNCTION audit.on_table_names_change()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel oid;
+BEGIN
+    PERFORM audit.sync_table_names();
+    FOR rel IN
+        SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() c
+         WHERE c.classid = 'pg_class'::regclass AND c.object_type IN ('table', 'table column')
+           AND EXISTS (SELECT 1 FROM audit.audited_table_history h
+                        WHERE h.table_oid = c.objid AND h.valid_until IS NULL)
+    LOOP
+        PERFORM audit.sync_columns(rel::regclass);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.on_table_names_change() IS
+    'Event trigger: follows renamed audited tables and schemas in audit.audited_table_history, and their columns in audit.audited_column_history';
+
+CREATE EVENT TRIGGER audit_ext_table_names ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA')
+    EXECUTE FUNCTION audit.on_table_names_change();
+
+-- A dropped table's identity ends (a table created later, even with the
+-- same name or, rarely, the same OID, is another table).
+CREATE FUNCTION audit.on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE audit.audited_table_history h SET valid_until = statement_timestamp(), ended_by = 'drop'
+     WHERE h.valid_until IS NULL
+       AND h.table_oid IN (SELECT d.objid FROM pg_event_trigger_dropped_objects() d
+                            WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0);
+END
+$$;
+COMMENT ON FUNCTION audit.on_sql_drop() IS
+    'Event trigger: ends the identity of a dropped table in audit.audited_table_history';
+
+CREATE EVENT TRIGGER audit_ext_sql_drop ON sql_drop
+    EXECUTE FUNCTION audit.on_sql_drop();
+
 CREATE FUNCTION audit.install_triggers(tbl regclass, exclude_columns text[], mask_columns text[])
 RETURNS void
 LANGUAGE plpgsql
@@ -560,6 +842,7 @@ AS $$
 DECLARE
     part regclass;
 BEGIN
+    PERFORM audit.register_table(tbl);
     PERFORM audit.drop_audit_triggers(tbl);
     IF cardinality(digest_columns) > 0 THEN
         EXECUTE format('CREATE TRIGGER audit_ext_row AFTER INSERT OR UPDATE OR DELETE ON %s '
@@ -762,6 +1045,9 @@ BEGIN
     PERFORM audit.require_audit_role(true);
     -- one check at a time per database (the worker and a DBA may overlap)
     PERFORM pg_advisory_xact_lock(hashtext('audit_ext check_capture'));
+    -- table identities follow renames and restores (a rename is followed at
+    -- once by an event trigger; this catches what no event trigger saw)
+    PERFORM audit.sync_table_names();
     FOR r IN
         SELECT 'pg_trigger'::text AS catalog, t.oid AS object_oid, t.tgrelid AS relid,
                t.tgname::text AS name, t.tgenabled AS st, t.xmin::text AS row_xmin,
@@ -941,7 +1227,17 @@ REVOKE ALL ON FUNCTION audit.trigger_arguments(bytea),
                        audit.table_flags(regclass),
                        audit.enable(regclass,text[],text[],boolean,boolean,text[]),
                        audit.capture_state(regclass),
-                       audit.record_baseline(regclass) FROM PUBLIC;
+                       audit.record_baseline(regclass),
+                       audit.register_table(regclass),
+                       audit.sync_table_names(),
+                       audit.on_table_names_change(),
+                       audit.on_sql_drop(),
+                       audit.sync_columns(regclass) FROM PUBLIC;
+REVOKE ALL ON audit.audited_table_history, audit.audited_column_history FROM PUBLIC;
+GRANT SELECT ON audit.audited_table_history, audit.audited_column_history TO audit_admin, audit_reader;
+SELECT pg_catalog.pg_extension_config_dump('audit.audited_column_history', '');
+SELECT pg_catalog.pg_extension_config_dump('audit.audited_table_history', '');
+SELECT pg_catalog.pg_extension_config_dump('audit.table_identity_seq', '');
 GRANT EXECUTE ON FUNCTION audit.trigger_arguments(bytea),
                           audit.key_columns(regclass),
                           audit.capture_state(regclass) TO audit_admin, audit_reader;

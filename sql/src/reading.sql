@@ -122,6 +122,8 @@ DECLARE
     all_known text[];
     json_q  text;
     action_class text;
+    name_cond text;
+    idents  bigint[];
 BEGIN
     -- class and action
     IF class IS NOT NULL THEN
@@ -202,21 +204,30 @@ BEGIN
             -- an application entity (schema_name NULL, 1.6) goes by its name
             -- as given: Customer is not folded to customer
             IF parts[1] IS DISTINCT FROM table_name THEN
-                conds := conds || format('(e.table_name = $7 OR (e.schema_name IS NULL AND e.table_name = %L))',
-                                         table_name);
+                name_cond := format('(e.table_name = $7 OR (e.schema_name IS NULL AND e.table_name = %L))',
+                                    table_name);
             ELSE
-                conds := conds || 'e.table_name = $7'::text;
+                name_cond := 'e.table_name = $7';
             END IF;
         ELSIF array_length(parts, 1) = 2 THEN
             schema_part := parts[1];
             table_part := parts[2];
-            conds := conds || 'e.schema_name = $6'::text;
-            conds := conds || 'e.table_name = $7'::text;
+            name_cond := 'e.schema_name = $6 AND e.table_name = $7';
         ELSE
             RAISE EXCEPTION 'invalid table_name "%": too many dotted names', table_name
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Write table or schema.table.';
         END IF;
+        -- the events recorded under that name, and (since 1.6) those of the
+        -- table that has the name now under the names it had before
+        SELECT array_agg(DISTINCT h.table_identity ORDER BY h.table_identity) INTO idents
+          FROM audit.audited_table_history h
+         WHERE h.valid_until IS NULL AND h.table_name = table_part
+           AND (schema_part IS NULL OR h.schema_name = schema_part);
+        IF idents IS NOT NULL THEN
+            name_cond := format('(%s OR e.table_identity = ANY (%L::bigint[]))', name_cond, idents);
+        END IF;
+        conds := conds || name_cond;
     END IF;
 
     IF record_id IS NOT NULL THEN
@@ -312,7 +323,7 @@ BEGIN
         'SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,'
         '       e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,'
         '       e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,'
-        '       s.statement_text'
+        '       s.statement_text, e.table_identity, e.context, e.risk'
         '  FROM (SELECT * FROM audit.event e WHERE %s ORDER BY e.id DESC LIMIT $13) e'
         '  LEFT JOIN audit.statement s ON s.statement_id = e.statement_id'
         ' ORDER BY e.id DESC', f.condition)
@@ -571,11 +582,173 @@ $$;
 COMMENT ON FUNCTION audit.table_dropped_at(text, text) IS
     'Internal: the id of the last event that recorded the drop of an audited table of this schema and name (NULL: none)';
 
+-- The identity of the table an event belongs to: the one it carries, or for
+-- an event captured before 1.6, the table that had its name then (the row
+-- the upgrade wrote for it).  NULL: none known.
+CREATE FUNCTION audit.event_identity(ev audit.event)
+RETURNS bigint
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(ev.table_identity,
+                    (SELECT h.table_identity FROM audit.audited_table_history h
+                      WHERE ev.class = 'data' AND h.legacy_from_id IS NOT NULL
+                        AND h.schema_name = ev.schema_name AND h.table_name = ev.table_name
+                        AND ev.id > h.legacy_from_id
+                      ORDER BY h.legacy_from_id DESC LIMIT 1))
+$$;
+COMMENT ON FUNCTION audit.event_identity(audit.event) IS
+    'Internal: the identity of the table an event belongs to (also for events captured before 1.6)';
+
+-- Which events belong to a table (1.6): those carrying its identity, and
+-- the events with none (captured before 1.6) under legacy names after
+-- legacy_from_id.  A table that never had an identity is its name, after the
+-- last recorded drop of a table of that name when one of that name exists
+-- now (that one is another table).
+CREATE TYPE audit.table_scope AS (
+    table_identity bigint,
+    schema_name    text,
+    table_name     text,
+    legacy_from_id bigint
+);
+COMMENT ON TYPE audit.table_scope IS
+    'Internal: the events of one table: its identity, and the name and first event id of its events from before 1.6';
+
+CREATE FUNCTION audit.identity_scope(ident bigint)
+RETURNS audit.table_scope
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ROW(ident, h.schema_name, h.table_name, h.legacy_from_id)::audit.table_scope
+      FROM (SELECT 1) one
+      LEFT JOIN LATERAL (SELECT x.schema_name, x.table_name, x.legacy_from_id
+                           FROM audit.audited_table_history x
+                          WHERE x.table_identity = ident AND x.legacy_from_id IS NOT NULL
+                          ORDER BY x.valid_from LIMIT 1) h ON true
+$$;
+COMMENT ON FUNCTION audit.identity_scope(bigint) IS
+    'Internal: the events of the table with this identity';
+
+-- The identity of the table that had a name: at a moment, or (at NULL) the
+-- table that has it now, else the last one that had it.
+CREATE FUNCTION audit.identity_by_name(p_schema text, p_table text, p_at timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT h.table_identity FROM audit.audited_table_history h
+     WHERE h.schema_name = p_schema AND h.table_name = p_table
+       AND (p_at IS NULL OR (h.valid_from <= p_at AND (h.valid_until IS NULL OR h.valid_until > p_at)))
+     ORDER BY h.valid_until IS NULL DESC, h.valid_until DESC
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION audit.identity_by_name(text, text, timestamptz) IS
+    'Internal: the identity of the table that had this name at a moment (NULL: has it now, else had it last)';
+
+CREATE FUNCTION audit.name_scope(p_schema text, p_table text, p_at timestamptz DEFAULT NULL)
+RETURNS audit.table_scope
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ident bigint := audit.identity_by_name(p_schema, p_table, p_at);
+BEGIN
+    IF ident IS NOT NULL THEN
+        RETURN audit.identity_scope(ident);
+    END IF;
+    RETURN ROW(NULL, p_schema, p_table,
+               CASE WHEN EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                  WHERE n.nspname = p_schema AND c.relname = p_table)
+                    THEN coalesce(audit.table_dropped_at(p_schema, p_table), 0) ELSE 0 END)::audit.table_scope;
+END
+$$;
+COMMENT ON FUNCTION audit.name_scope(text, text, timestamptz) IS
+    'Internal: the events of the table that had this name (at a moment, or now, or last)';
+
+-- The events of a live table (its audited root for a partition).
+CREATE FUNCTION audit.live_scope(live regclass)
+RETURNS audit.table_scope
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ident bigint;
+    nsp   text;
+    rel   text;
+BEGIN
+    SELECT h.table_identity INTO ident FROM audit.audited_table_history h
+     WHERE h.table_oid = live AND h.valid_until IS NULL;
+    IF ident IS NOT NULL THEN
+        RETURN audit.identity_scope(ident);
+    END IF;
+    SELECT n.nspname, c.relname INTO nsp, rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = live;
+    RETURN ROW(NULL, nsp, rel, coalesce(audit.table_dropped_at(nsp, rel), 0))::audit.table_scope;
+END
+$$;
+COMMENT ON FUNCTION audit.live_scope(regclass) IS
+    'Internal: the events of a live table';
+
+-- The names a table's events carry (the TRUNCATEs of the table itself).
+CREATE FUNCTION audit.scope_names(sc audit.table_scope, OUT s text, OUT t text)
+RETURNS SETOF record
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT DISTINCT x.s, x.t FROM (
+        SELECT h.schema_name::text, h.table_name::text FROM audit.audited_table_history h
+         WHERE h.table_identity = sc.table_identity
+        UNION ALL
+        SELECT sc.schema_name, sc.table_name WHERE sc.schema_name IS NOT NULL) x(s, t)
+$$;
+COMMENT ON FUNCTION audit.scope_names(audit.table_scope) IS
+    'Internal: every schema and table name the events of a table carry';
+
+-- The identity of a table (audit.event.table_identity): of a table that
+-- exists, or of the table that had a name at a moment (or has it now, or had
+-- it last).  For the reading functions that take a table_identity.
+CREATE FUNCTION audit.table_identity(tbl regclass)
+RETURNS bigint
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM audit.require_audit_role();
+    RETURN (SELECT h.table_identity FROM audit.audited_table_history h
+             WHERE h.table_oid = tbl AND h.valid_until IS NULL);
+END
+$$;
+COMMENT ON FUNCTION audit.table_identity(regclass) IS
+    'The stable identity of an audited table (NULL: it has none, never audited since 1.6)';
+
+CREATE FUNCTION audit.table_identity(schema_name text, table_name text, at timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM audit.require_audit_role();
+    RETURN audit.identity_by_name(table_identity.schema_name, table_identity.table_name, table_identity.at);
+END
+$$;
+COMMENT ON FUNCTION audit.table_identity(text, text, timestamptz) IS
+    'The identity of the table that had this name at a moment (at NULL: the table that has it now, else the last one that had it)';
+
 -- One incarnation of a key: the events of the last record that had the key
 -- (up to event upto_id when given), from the event where it got the key (an
 -- INSERT, the first event after the previous holder's DELETE or move to
 -- another key, or the start of the trail) to the last event under the key.
-CREATE FUNCTION audit.record_incarnation(p_schema text, p_table text, p_key jsonb, upto_id bigint,
+CREATE FUNCTION audit.record_incarnation(sc audit.table_scope, p_key jsonb, upto_id bigint,
                                          OUT e audit.event, OUT k jsonb)
 RETURNS SETOF record
 LANGUAGE plpgsql
@@ -589,7 +762,7 @@ DECLARE
     ev  audit.event;
 BEGIN
     evk := ARRAY(SELECT x FROM audit.event x
-                  WHERE x.class = 'data' AND x.schema_name = p_schema AND x.table_name = p_table
+                  WHERE x.class = 'data' AND (x.table_identity = sc.table_identity OR (x.table_identity IS NULL AND x.schema_name = sc.schema_name AND x.table_name = sc.table_name AND x.id > sc.legacy_from_id))
                     AND x.record_id @> p_key AND x.record_id = p_key
                     AND (upto_id IS NULL OR x.id <= upto_id)
                   ORDER BY x.id);
@@ -611,8 +784,75 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION audit.record_incarnation(text, text, jsonb, bigint) IS
+COMMENT ON FUNCTION audit.record_incarnation(audit.table_scope, jsonb, bigint) IS
     'Internal: the events of the last record that had a key (up to an event), from where it got the key';
+
+-- A table without a key identifies a record by its whole recorded row, so a
+-- change of its exclude or mask columns changes the record_id its events
+-- carry.  The record's id on the other side of such a change (an ENABLE
+-- AUDIT event): forward, the record_id of the first event after the change
+-- (and before the next one) that holds every value of k still recorded;
+-- back, that of the last event before it whose recorded values include
+-- those of k.  NULL when there is none.  Rows identical in every recorded
+-- value cannot be told apart: the first one found is taken.
+CREATE FUNCTION audit.keyless_link(sc audit.table_scope, k jsonb, from_id bigint, forward boolean,
+                                   OUT link_id bigint, OUT key jsonb)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg    record;
+    nxt    bigint;
+    hidden text[];
+    base   jsonb;
+BEGIN
+    FOR cfg IN
+        SELECT c.id, c.detail FROM audit.event c
+         WHERE c.class = 'ddl' AND c.action = 'ENABLE AUDIT' AND c.status = 'success'
+           AND (c.schema_name, c.table_name) IN (SELECT n.s, n.t FROM audit.scope_names(sc) n)
+           AND CASE WHEN forward THEN c.id > from_id ELSE c.id < from_id END
+         ORDER BY CASE WHEN forward THEN c.id ELSE -c.id END
+    LOOP
+        -- the next change the other way bounds the search
+        SELECT CASE WHEN forward THEN min(c.id) ELSE max(c.id) END INTO nxt FROM audit.event c
+         WHERE c.class = 'ddl' AND c.action = 'ENABLE AUDIT' AND c.status = 'success'
+           AND (c.schema_name, c.table_name) IN (SELECT n.s, n.t FROM audit.scope_names(sc) n)
+           AND CASE WHEN forward THEN c.id > cfg.id ELSE c.id < cfg.id END;
+        hidden := CASE WHEN forward
+                       THEN ARRAY(SELECT jsonb_array_elements_text(coalesce(cfg.detail -> 'exclude_columns', '[]')))
+                            || ARRAY(SELECT jsonb_array_elements_text(coalesce(cfg.detail -> 'mask_columns', '[]')))
+                       ELSE '{}'::text[] END;
+        SELECT jsonb_object_agg(f.key, f.value) INTO base FROM jsonb_each(k) f
+         WHERE f.key <> ALL (hidden) AND f.value <> '"[masked]"';
+        CONTINUE WHEN base IS NULL;
+        IF forward THEN
+            -- the record's first event after the change
+            SELECT e.record_id INTO key FROM audit.event e
+             WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
+               AND e.record_id @> base AND e.id > cfg.id AND e.id < coalesce(nxt, 9223372036854775807)
+             ORDER BY e.id LIMIT 1;
+            link_id := cfg.id;
+        ELSE
+            -- its last event before the change: the row that event left
+            -- (no index leads there: the events since the change before)
+            SELECT e.record_id, e.id INTO key, link_id FROM audit.event e
+             WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
+               AND e.id < cfg.id AND e.id > coalesce(nxt, 0) AND e.status = 'success'
+               AND e.action IN ('INSERT', 'BASELINE', 'UPDATE')
+               AND audit.next_record_id(e.record_id, CASE WHEN e.action = 'UPDATE' THEN e.new_data END) @> base
+             ORDER BY e.id DESC LIMIT 1;
+        END IF;
+        IF key IS NOT NULL AND key IS DISTINCT FROM k THEN
+            RETURN;
+        END IF;
+        key := NULL;
+        link_id := NULL;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.keyless_link(audit.table_scope, jsonb, bigint, boolean) IS
+    'Internal: a keyless record''s id across a change of its table''s exclude or mask columns';
 
 -- The events of one record, oldest first.  Follows the record across key
 -- changes (an UPDATE that changes key columns is the last event under the old
@@ -622,7 +862,7 @@ COMMENT ON FUNCTION audit.record_incarnation(text, text, jsonb, bigint) IS
 -- is not in the table now.  The search for that TRUNCATE reads the data
 -- events between (no index leads to TRUNCATEs), so it is only done in those
 -- two cases.
-CREATE FUNCTION audit.record_events(p_schema text, p_table text, p_record jsonb, p_live regclass,
+CREATE FUNCTION audit.record_events(sc audit.table_scope, p_record jsonb, p_live regclass,
                                     p_at timestamptz DEFAULT NULL)
 RETURNS SETOF audit.event
 LANGUAGE plpgsql
@@ -637,9 +877,12 @@ DECLARE
     tr         audit.event;
     evs        audit.event[] := '{}';
     idents     jsonb[] := '{}';
-    t_schemas  text[] := ARRAY[p_schema];
-    t_tables   text[] := ARRAY[p_table];
-    t_rels     regclass[] := ARRAY[NULL::regclass];
+    t_schemas  text[];
+    t_tables   text[];
+    t_rels     regclass[];
+    keyless    boolean := p_live IS NOT NULL AND audit.key_columns(p_live) IS NULL;
+    once       integer;
+    lnk        record;
     keys       text[];
     in_table   boolean;
     present    boolean;
@@ -651,8 +894,6 @@ DECLARE
     upto       bigint;
     first_id   bigint;
     bound      bigint;
-    kept       audit.event[];
-    kept_ids   jsonb[];
 BEGIN
     -- The record's own events.  A key names the record that has it now or
     -- had it last: its events under the key since it got the key (an
@@ -668,47 +909,47 @@ BEGIN
     END IF;
     SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}'), coalesce(array_agg(x.k ORDER BY (x.e).id), '{}')
       INTO evs, idents
-      FROM audit.record_incarnation(p_schema, p_table, k, upto) x;
+      FROM audit.record_incarnation(sc, k, upto) x;
     IF cardinality(evs) = 0 AND upto IS NOT NULL THEN
         SELECT * INTO ev FROM audit.event e
-         WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
+         WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
            AND e.action = 'UPDATE' AND e.status = 'success' AND e.new_data @> k AND e.id <= upto
            AND e.record_id IS DISTINCT FROM k AND audit.next_record_id(e.record_id, e.new_data) = k
          ORDER BY e.id DESC LIMIT 1;
         IF FOUND THEN
             SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}'), coalesce(array_agg(x.k ORDER BY (x.e).id), '{}')
               INTO evs, idents
-              FROM audit.record_incarnation(p_schema, p_table, ev.record_id, ev.id) x;
+              FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
         ELSE
             -- nothing had the key by then: the first record to have it after
             SELECT min(e.id) INTO first_id FROM audit.event e
-             WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
+             WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
                AND e.record_id @> k AND e.record_id = k AND e.id > upto;
             IF first_id IS NOT NULL THEN
                 -- up to its DELETE or move to another key, or just before the next INSERT
                 SELECT CASE WHEN e.action = 'INSERT' THEN e.id - 1 ELSE e.id END INTO bound
                   FROM audit.event e
-                 WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
+                 WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
                    AND e.record_id @> k AND e.record_id = k AND e.id >= first_id AND e.status = 'success'
                    AND (e.action = 'DELETE' OR (e.action = 'INSERT' AND e.id > first_id) OR
                         (e.action = 'UPDATE' AND audit.next_record_id(k, e.new_data) IS DISTINCT FROM k))
                  ORDER BY e.id LIMIT 1;
                 SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}'), coalesce(array_agg(x.k ORDER BY (x.e).id), '{}')
                   INTO evs, idents
-                  FROM audit.record_incarnation(p_schema, p_table, k, bound) x;
+                  FROM audit.record_incarnation(sc, k, bound) x;
             END IF;
         END IF;
     ELSIF cardinality(evs) = 0 THEN
         -- the record may have got the key by an UPDATE and have no event under it yet
         SELECT * INTO ev FROM audit.event e
-         WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
+         WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
            AND e.action = 'UPDATE' AND e.status = 'success' AND e.new_data @> k
            AND e.record_id IS DISTINCT FROM k AND audit.next_record_id(e.record_id, e.new_data) = k
          ORDER BY e.id DESC LIMIT 1;
         IF FOUND THEN
             SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}'), coalesce(array_agg(x.k ORDER BY (x.e).id), '{}')
               INTO evs, idents
-              FROM audit.record_incarnation(p_schema, p_table, ev.record_id, ev.id) x;
+              FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
         END IF;
     END IF;
     -- with p_at the incarnation was cut at that moment: its later events
@@ -719,7 +960,7 @@ BEGIN
             (evs[n].action = 'UPDATE' AND audit.next_record_id(idents[n], evs[n].new_data) IS DISTINCT FROM idents[n]))) THEN
         k := idents[n];
         FOR ev IN SELECT * FROM audit.event e
-                   WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
+                   WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
                      AND e.record_id @> k AND e.record_id = k AND e.id > evs[n].id
                    ORDER BY e.id
         LOOP
@@ -734,10 +975,10 @@ BEGIN
     WHILE cardinality(evs) > 0 AND evs[1].action NOT IN ('INSERT', 'BASELINE') LOOP
         -- after the previous holder of that key, if any
         SELECT max(e.id) INTO before_id FROM audit.event e
-         WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
+         WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
            AND e.record_id @> idents[1] AND e.record_id = idents[1] AND e.id < evs[1].id;
         SELECT * INTO ev FROM audit.event e
-         WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
+         WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
            AND e.action = 'UPDATE' AND e.status = 'success' AND e.new_data @> idents[1]
            AND e.id < evs[1].id AND e.id > coalesce(before_id, 0)
            AND e.record_id IS DISTINCT FROM idents[1] AND audit.next_record_id(e.record_id, e.new_data) = idents[1]
@@ -745,48 +986,71 @@ BEGIN
         EXIT WHEN NOT FOUND;
         SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}') || evs, coalesce(array_agg(x.k ORDER BY (x.e).id), '{}') || idents
           INTO evs, idents
-          FROM audit.record_incarnation(p_schema, p_table, ev.record_id, ev.id) x;
+          FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
     END LOOP;
-    -- a table of this name that exists now is not the one a recorded DROP
-    -- removed: that one's events are not its history
-    IF p_live IS NOT NULL THEN
-        before_id := audit.table_dropped_at(p_schema, p_table);
-        IF before_id IS NOT NULL THEN
-            kept := '{}';
-            kept_ids := '{}';
-            FOR i IN 1 .. coalesce(array_length(evs, 1), 0) LOOP
-                CONTINUE WHEN evs[i].id <= before_id;
-                kept := kept || evs[i];
-                kept_ids := kept_ids || idents[i];
-            END LOOP;
-            evs := kept;
-            idents := kept_ids;
-        END IF;
-    END IF;
+    -- back, without a key: across changes of the exclude or mask columns
+    WHILE keyless AND cardinality(evs) > 0 AND evs[1].action NOT IN ('INSERT', 'BASELINE') LOOP
+        SELECT * INTO lnk FROM audit.keyless_link(sc, idents[1], evs[1].id, false);
+        EXIT WHEN lnk.key IS NULL;
+        n := cardinality(evs);
+        SELECT coalesce(array_agg(x.e ORDER BY (x.e).id), '{}') || evs, coalesce(array_agg(x.k ORDER BY (x.e).id), '{}') || idents
+          INTO evs, idents
+          FROM audit.record_incarnation(sc, lnk.key, lnk.link_id) x;
+        EXIT WHEN cardinality(evs) = n;
+    END LOOP;
     -- forward: each key change out of the last key, until a DELETE
     n := cardinality(evs);
-    WHILE n > 0 AND evs[n].action = 'UPDATE' AND evs[n].status = 'success' LOOP
-        k := audit.next_record_id(idents[n], evs[n].new_data);
-        EXIT WHEN k IS NOT DISTINCT FROM idents[n];
-        after_id := evs[n].id;
-        FOR ev IN SELECT * FROM audit.event e
-                   WHERE e.class = 'data' AND e.schema_name = p_schema AND e.table_name = p_table
-                     AND e.record_id @> k AND e.record_id = k AND e.id > after_id
-                   ORDER BY e.id
-        LOOP
-            -- an INSERT under the new key is another record (ours was removed)
-            EXIT WHEN ev.action IN ('INSERT', 'BASELINE') AND ev.status = 'success';
-            evs := evs || ev;
-            idents := idents || k;
-            EXIT WHEN ev.status = 'success' AND (ev.action = 'DELETE' OR
-                      (ev.action = 'UPDATE' AND audit.next_record_id(k, ev.new_data) IS DISTINCT FROM k));
+    LOOP
+        WHILE n > 0 AND evs[n].action = 'UPDATE' AND evs[n].status = 'success' LOOP
+            k := audit.next_record_id(idents[n], evs[n].new_data);
+            EXIT WHEN k IS NOT DISTINCT FROM idents[n];
+            after_id := evs[n].id;
+            FOR ev IN SELECT * FROM audit.event e
+                       WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
+                         AND e.record_id @> k AND e.record_id = k AND e.id > after_id
+                       ORDER BY e.id
+            LOOP
+                -- an INSERT under the new key is another record (ours was removed)
+                EXIT WHEN ev.action IN ('INSERT', 'BASELINE') AND ev.status = 'success';
+                evs := evs || ev;
+                idents := idents || k;
+                EXIT WHEN ev.status = 'success' AND (ev.action = 'DELETE' OR
+                          (ev.action = 'UPDATE' AND audit.next_record_id(k, ev.new_data) IS DISTINCT FROM k));
+            END LOOP;
+            EXIT WHEN cardinality(evs) = n;
+            n := cardinality(evs);
+        END LOOP;
+        -- forward, without a key: across changes of the exclude or mask columns
+        EXIT WHEN NOT keyless OR n = 0 OR (evs[n].status = 'success' AND evs[n].action IN ('DELETE', 'TRUNCATE'));
+        -- (one link, then key changes again)
+        FOR once IN 1 .. 1 LOOP
+            k := CASE WHEN evs[n].action = 'UPDATE' AND evs[n].status = 'success'
+                      THEN audit.next_record_id(idents[n], evs[n].new_data) ELSE idents[n] END;
+            SELECT * INTO lnk FROM audit.keyless_link(sc, k, evs[n].id, true);
+            EXIT WHEN lnk.key IS NULL;
+            k := lnk.key;
+            FOR ev IN SELECT * FROM audit.event e
+                       WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
+                         AND e.record_id @> k AND e.record_id = k AND e.id > lnk.link_id
+                       ORDER BY e.id
+            LOOP
+                EXIT WHEN ev.action IN ('INSERT', 'BASELINE') AND ev.status = 'success';
+                evs := evs || ev;
+                idents := idents || k;
+                EXIT WHEN ev.status = 'success' AND (ev.action = 'DELETE' OR
+                          (ev.action = 'UPDATE' AND audit.next_record_id(k, ev.new_data) IS DISTINCT FROM k));
+            END LOOP;
         END LOOP;
         EXIT WHEN cardinality(evs) = n;
         n := cardinality(evs);
+
     END LOOP;
 
-    -- TRUNCATE events name the truncated table: the table and, for a
-    -- partitioned table, each of its partitions.
+    -- TRUNCATE events name the truncated table: the table under each name
+    -- it had and, for a partitioned table, each of its partitions.
+    SELECT array_agg(n.s), array_agg(n.t), array_agg(NULL::regclass)
+      INTO t_schemas, t_tables, t_rels
+      FROM audit.scope_names(sc) n;
     IF p_live IS NOT NULL THEN
         SELECT t_schemas || coalesce(array_agg(nsp.nspname::text ORDER BY c.oid), '{}'),
                t_tables || coalesce(array_agg(c.relname::text ORDER BY c.oid), '{}'),
@@ -843,7 +1107,8 @@ BEGIN
                        ORDER BY e.id
             LOOP
                 -- the table itself, or a partition the record is in
-                IF (tr.schema_name = p_schema AND tr.table_name = p_table)
+                IF EXISTS (SELECT 1 FROM unnest(t_schemas, t_tables, t_rels) u(s, t, r)
+                            WHERE u.s = tr.schema_name AND u.t = tr.table_name AND u.r IS NULL)
                    OR EXISTS (SELECT 1 FROM unnest(t_schemas, t_tables, t_rels) u(s, t, r)
                                WHERE u.s = tr.schema_name AND u.t = tr.table_name
                                  AND u.r IS NOT NULL AND audit.record_in_partition(u.r, gap_ident)) THEN
@@ -862,7 +1127,7 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION audit.record_events(text, text, jsonb, regclass, timestamptz) IS
+COMMENT ON FUNCTION audit.record_events(audit.table_scope, jsonb, regclass, timestamptz) IS
     'Internal: the events of one record oldest first, following key changes, with the TRUNCATE that removed it';
 
 CREATE FUNCTION audit.record_history(tbl regclass, record_id jsonb)
@@ -881,8 +1146,8 @@ BEGIN
         SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
                e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
                e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
-               s.statement_text
-          FROM audit.record_events(r.schema_name, r.table_name, r.record, r.live) e
+               s.statement_text, e.table_identity, e.context, e.risk
+          FROM audit.record_events(audit.live_scope(r.live), r.record, r.live) e
           LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
          ORDER BY e.id;
 END
@@ -900,6 +1165,7 @@ AS $$
 DECLARE
     live regclass;
     rec  jsonb := record_history.record_id;
+    sc   audit.table_scope;
 BEGIN
     PERFORM audit.require_audit_role();
     IF record_history.table_name IS NULL THEN
@@ -919,7 +1185,7 @@ BEGIN
             SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
                    e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
                    e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
-                   s.statement_text
+                   s.statement_text, e.table_identity, e.context, e.risk
               FROM audit.event e
               LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
              WHERE e.class = 'app' AND e.schema_name IS NULL
@@ -928,32 +1194,37 @@ BEGIN
              ORDER BY e.id;
         RETURN;
     END IF;
-    -- A table of that name that exists now: normalise the record id like
-    -- the regclass form does (if it fits), and let TRUNCATEs of its
-    -- partitions count.
-    SELECT c.oid INTO live
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = record_history.schema_name AND c.relname = record_history.table_name
-       AND c.relkind IN ('r', 'p');
+    -- The table that has this name now, else the last that had it (since
+    -- 1.6 followed across renames: its events under every name; a table of
+    -- the name dropped before this one was created is another table).
+    sc := audit.name_scope(record_history.schema_name, record_history.table_name);
+    IF sc.table_identity IS NOT NULL THEN
+        SELECT h.table_oid::regclass INTO live FROM audit.audited_table_history h
+          JOIN pg_class c ON c.oid = h.table_oid
+         WHERE h.table_identity = sc.table_identity AND h.valid_until IS NULL;
+    ELSE
+        SELECT c.oid INTO live
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = record_history.schema_name AND c.relname = record_history.table_name
+           AND c.relkind IN ('r', 'p');
+    END IF;
+    -- normalise the record id like the regclass form does (if it fits),
+    -- and let TRUNCATEs of its partitions count
     IF live IS NOT NULL THEN
         BEGIN
             SELECT r.record INTO rec FROM audit.resolve_record(live, rec) r;
         EXCEPTION WHEN invalid_parameter_value THEN
             NULL;   -- e.g. the key changed since: match the record id as given
         END;
-        -- by name: a table of that name was dropped before this one was
-        -- created; its events count here too (the regclass form is this
-        -- table's own history)
-        IF audit.table_dropped_at(record_history.schema_name, record_history.table_name) IS NOT NULL THEN
-            live := NULL;
-        END IF;
+    ELSIF sc.table_identity IS NOT NULL THEN
+        rec := audit.key_by_history(sc.table_identity, rec);
     END IF;
     RETURN QUERY
         SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
                e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
                e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
-               s.statement_text
-          FROM audit.record_events(record_history.schema_name, record_history.table_name, rec, live) e
+               s.statement_text, e.table_identity, e.context, e.risk
+          FROM audit.record_events(sc, rec, live) e
           LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
          ORDER BY e.id;
 END
@@ -961,6 +1232,174 @@ $$;
 COMMENT ON FUNCTION audit.record_history(text, text, jsonb) IS
     'The events of one record of a table given by its names as recorded (also for a dropped table), oldest first; schema_name NULL: the application events of an entity''s record (audit.log_event)';
 
+-- A key given for a dropped table, converted to the form capture wrote
+-- through the column types the table had (audit.audited_column_history):
+-- {"id": "42"} finds {"id": 42}.  Only PostgreSQL's own types are converted
+-- (a type of the table's owner is its code, and the table is gone); other
+-- values are taken as given.
+CREATE FUNCTION audit.key_by_history(ident bigint, key jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f      record;
+    typ    regtype;
+    v      jsonb;
+    result jsonb := '{}';
+BEGIN
+    FOR f IN SELECT k.key, k.value FROM jsonb_each(key) k LOOP
+        v := f.value;
+        SELECT to_regtype(h.data_type) INTO typ FROM audit.audited_column_history h
+         WHERE h.table_identity = ident AND h.column_name = f.key
+         ORDER BY h.valid_until IS NULL DESC, h.valid_until DESC LIMIT 1;
+        IF typ IS NOT NULL AND jsonb_typeof(v) NOT IN ('object', 'array', 'null')
+           AND (SELECT t.typnamespace = 'pg_catalog'::regnamespace AND t.typtype = 'b'
+                  FROM pg_type t WHERE t.oid = typ) THEN
+            BEGIN
+                EXECUTE format('SELECT audit.canonical_jsonb(s.*) -> ''v'' FROM (SELECT ($1 ->> 0)::%s AS v) s', typ)
+                   INTO v USING jsonb_build_array(f.value #>> '{}');
+            EXCEPTION WHEN OTHERS THEN
+                v := f.value;
+            END;
+        END IF;
+        result := result || jsonb_build_object(f.key, v);
+    END LOOP;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION audit.key_by_history(bigint, jsonb) IS
+    'Internal: a key given for a dropped table, converted through the column types it had';
+
+-- By identity (audit.table_identity(), audit.event.table_identity): the
+-- history of a record of that table whatever names it had, dropped or not.
+CREATE FUNCTION audit.record_history_by_identity(table_identity bigint, record_id jsonb)
+RETURNS SETOF audit.event_with_statement
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    live regclass;
+    rec  jsonb := record_history_by_identity.record_id;
+BEGIN
+    PERFORM audit.require_audit_role();
+    IF record_history_by_identity.table_identity IS NULL
+       OR NOT EXISTS (SELECT 1 FROM audit.audited_table_history h
+                       WHERE h.table_identity = record_history_by_identity.table_identity) THEN
+        RAISE EXCEPTION 'invalid table_identity %: no audited table has it', coalesce(record_history_by_identity.table_identity::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'audit.table_identity(schema_name, table_name, at) gives the identity of a table by name; audit.audited_table_history lists them.';
+    END IF;
+    IF rec IS NULL OR jsonb_typeof(rec) <> 'object' OR rec = '{}' THEN
+        RAISE EXCEPTION 'invalid record_id %: must be a non-empty JSON object', coalesce(rec::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give the key columns and values, e.g. {"id": 42}.';
+    END IF;
+    SELECT h.table_oid::regclass INTO live FROM audit.audited_table_history h
+      JOIN pg_class c ON c.oid = h.table_oid
+     WHERE h.table_identity = record_history_by_identity.table_identity AND h.valid_until IS NULL;
+    IF live IS NOT NULL THEN
+        BEGIN
+            SELECT r.record INTO rec FROM audit.resolve_record(live, rec) r;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            NULL;
+        END;
+    ELSE
+        rec := audit.key_by_history(record_history_by_identity.table_identity, rec);
+    END IF;
+    RETURN QUERY
+        SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
+               e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
+               e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
+               s.statement_text, e.table_identity, e.context, e.risk
+          FROM audit.record_events(audit.identity_scope(record_history_by_identity.table_identity), rec, live) e
+          LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
+         ORDER BY e.id;
+END
+$$;
+COMMENT ON FUNCTION audit.record_history_by_identity(bigint, jsonb) IS
+    'The events of one record of the table with this identity (across its renames, also once dropped), oldest first';
+
+-- A jsonb object of column values keyed by column names as they were at a
+-- moment, re-keyed by column number (names change, numbers do not).  A name
+-- the table never had at that moment is matched to the nearest version of
+-- that name; one it never had at all keeps its name, prefixed with "?".
+CREATE FUNCTION audit.by_attnum(ident bigint, t timestamptz, j jsonb)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_object_agg(coalesce(m.attnum::text, '?' || k.key), k.value), '{}')
+      FROM jsonb_each(j) k
+      LEFT JOIN LATERAL (SELECT h.attnum FROM audit.audited_column_history h
+                          WHERE h.table_identity = ident AND h.column_name = k.key
+                          ORDER BY (h.valid_from <= t AND (h.valid_until IS NULL OR h.valid_until > t)) DESC,
+                                   h.valid_until IS NULL DESC, h.valid_until DESC
+                          LIMIT 1) m ON true
+$$;
+COMMENT ON FUNCTION audit.by_attnum(bigint, timestamptz, jsonb) IS
+    'Internal: column values keyed by names at a moment, re-keyed by column number';
+
+CREATE FUNCTION audit.attnums_of(ident bigint, t timestamptz, names text[])
+RETURNS text[]
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(
+        audit.by_attnum(ident, t, (SELECT jsonb_object_agg(n, true) FROM unnest(names) n))) k
+$$;
+COMMENT ON FUNCTION audit.attnums_of(bigint, timestamptz, text[]) IS
+    'Internal: column names at a moment as column numbers';
+
+-- When a record's change counts as made, for audit.row_as_of(): at its
+-- transaction's commit when track_commit_timestamp knows it, else at the
+-- start of the last statement of its transaction that changed the record (a
+-- transaction's changes to a record count together: never a state between
+-- two of its statements).  The caller's own transaction sees its changes
+-- statement by statement, as it sees its rows.
+CREATE FUNCTION audit.change_time(ev audit.event, evs audit.event[])
+RETURNS timestamptz
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t timestamptz;
+BEGIN
+    -- our own transaction sees its changes statement by statement
+    IF ev.txid IS NULL OR ev.txid = txid_current_if_assigned() THEN
+        RETURN ev.event_time;
+    END IF;
+    IF current_setting('track_commit_timestamp') = 'on' THEN
+        BEGIN
+            t := pg_xact_commit_timestamp((ev.txid % 4294967296)::text::xid);
+        EXCEPTION WHEN OTHERS THEN
+            t := NULL;
+        END;
+        IF t IS NOT NULL AND t >= ev.event_time THEN
+            RETURN t;
+        END IF;
+    END IF;
+    SELECT max(x.event_time) INTO t FROM unnest(evs) x WHERE x.txid = ev.txid;
+    RETURN coalesce(t, ev.event_time);
+END
+$$;
+COMMENT ON FUNCTION audit.change_time(audit.event, audit.event[]) IS
+    'Internal: when a change counts as made for audit.row_as_of() (commit time if known, else its transaction''s last statement on the record)';
+
+-- A record as it was at a moment.  With the columns of the table over time
+-- known (audit.audited_column_history, since 1.6): the columns the table had
+-- then, under their names then, values converted through the type changes
+-- since they were recorded; "[unknown]" where the trail cannot know a value
+-- (a column added with a volatile default while the row existed, a type
+-- changed with USING, a column the trail never saw a value of because the
+-- row existed before auditing began).  Excluded columns are absent, masked
+-- ones "[masked]".
 CREATE FUNCTION audit.row_as_of(tbl regclass, record_id jsonb, at timestamptz)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -970,6 +1409,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r        record;
+    sc       audit.table_scope;
     evs      audit.event[];
     ev       audit.event;
     n        integer;
@@ -979,35 +1419,64 @@ DECLARE
     state    jsonb := '{}';
     touched  text[] := '{}';
     fill     jsonb;
+    ident    bigint;
+    setat    jsonb := '{}';     -- column number -> when its value was recorded
+    result   jsonb;
+    c        record;
+    fv       audit.audited_column_history;
+    v        jsonb;
+    vt       timestamptz;
+    excluded text[];
+    key_now  jsonb;
 BEGIN
     PERFORM audit.require_audit_role();
     IF row_as_of.at IS NULL THEN
         RAISE EXCEPTION 'invalid at: must not be NULL' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT * INTO r FROM audit.resolve_record(tbl, record_id);
+    sc := audit.live_scope(r.live);
     -- the record that had this key at that moment
-    evs := ARRAY(SELECT e FROM audit.record_events(r.schema_name, r.table_name, r.record, r.live, row_as_of.at) e ORDER BY e.id);
+    evs := ARRAY(SELECT e FROM audit.record_events(sc, r.record, r.live, row_as_of.at) e ORDER BY e.id);
     n := coalesce(array_length(evs, 1), 0);
+    IF sc.table_identity IS NOT NULL
+       AND EXISTS (SELECT 1 FROM audit.audited_column_history h WHERE h.table_identity = sc.table_identity) THEN
+        ident := sc.table_identity;
+        -- each event's columns by number: names change, numbers do not
+        FOR i IN 1 .. n LOOP
+            ev := evs[i];
+            ev.record_id := audit.by_attnum(ident, ev.event_time, ev.record_id);
+            ev.old_data := audit.by_attnum(ident, ev.event_time, ev.old_data);
+            ev.new_data := audit.by_attnum(ident, ev.event_time, ev.new_data);
+            ev.changed_columns := audit.attnums_of(ident, ev.event_time, ev.changed_columns);
+            evs[i] := ev;
+        END LOOP;
+    END IF;
 
-    -- Replay the events up to "at": in id order, up to the first one whose
-    -- statement started after "at".
-    WHILE p < n AND evs[p + 1].event_time <= row_as_of.at LOOP
+    -- Replay the changes made by "at": in id order, each at its
+    -- transaction's commit if known, else its transaction's last statement
+    -- on the record (audit.change_time()).
+    WHILE p < n AND audit.change_time(evs[p + 1], evs) <= row_as_of.at LOOP
         p := p + 1;
         ev := evs[p];
         CONTINUE WHEN ev.status <> 'success';
         IF ev.action IN ('INSERT', 'BASELINE') THEN
             -- BASELINE: the row as it was when auditing began
             state := ev.new_data;
+            setat := (SELECT coalesce(jsonb_object_agg(k, ev.event_time), '{}') FROM jsonb_object_keys(state) k);
             present := true;
             complete := true;
         ELSIF ev.action = 'UPDATE' THEN
             IF present IS NOT TRUE THEN
                 state := '{}';
+                setat := '{}';
                 complete := false;
             END IF;
             -- before the UPDATE the row had record_id's and old_data's values
+            setat := (SELECT coalesce(jsonb_object_agg(k, ev.event_time), '{}')
+                        FROM jsonb_object_keys(ev.record_id || coalesce(ev.old_data, '{}')) k WHERE NOT state ? k) || setat;
             state := (ev.record_id || coalesce(ev.old_data, '{}')) || state;
             state := state || coalesce(ev.new_data, '{}');
+            setat := setat || (SELECT coalesce(jsonb_object_agg(k, ev.event_time), '{}') FROM jsonb_object_keys(coalesce(ev.new_data, '{}')) k);
             present := true;
         ELSE    -- DELETE, TRUNCATE
             state := NULL;
@@ -1039,7 +1508,9 @@ BEGIN
             EXIT WHEN ev.action NOT IN ('UPDATE', 'DELETE');
             fill := CASE WHEN ev.action = 'UPDATE' THEN ev.record_id || coalesce(ev.old_data, '{}')
                          ELSE ev.old_data END;
-            SELECT state || coalesce(jsonb_object_agg(f.key, f.value), '{}') INTO state
+            SELECT setat || coalesce(jsonb_object_agg(f.key, ev.event_time), '{}'),
+                   state || coalesce(jsonb_object_agg(f.key, f.value), '{}')
+              INTO setat, state
               FROM jsonb_each(fill) f
              WHERE NOT state ? f.key AND NOT f.key = ANY (touched);
             EXIT WHEN ev.action = 'DELETE';
@@ -1047,15 +1518,68 @@ BEGIN
         END LOOP;
     END IF;
     -- the record had this key at that moment, or it is not the row asked for
+    key_now := CASE WHEN ident IS NULL THEN r.record ELSE audit.by_attnum(ident, now(), r.record) END;
     IF state IS NOT NULL AND audit.key_columns(r.live) IS NOT NULL
-       AND EXISTS (SELECT 1 FROM jsonb_each(r.record) kv WHERE state -> kv.key IS DISTINCT FROM kv.value) THEN
+       AND EXISTS (SELECT 1 FROM jsonb_each(key_now) kv WHERE state -> kv.key IS DISTINCT FROM kv.value) THEN
         RETURN NULL;
     END IF;
-    RETURN state;
+    IF ident IS NULL THEN
+        RETURN state;
+    END IF;
+
+    -- The columns the table had at that moment, under their names then.
+    excluded := audit.attnums_of(ident, now(),
+                    (SELECT a.exclude_columns FROM audit.audited_tables a WHERE a.table_oid = r.live));
+    result := '{}';
+    FOR c IN
+        SELECT h.* FROM audit.audited_column_history h
+         WHERE h.table_identity = ident AND h.valid_from <= row_as_of.at
+           AND (h.valid_until IS NULL OR h.valid_until > row_as_of.at)
+         ORDER BY h.attnum
+    LOOP
+        CONTINUE WHEN c.attnum::text = ANY (coalesce(excluded, '{}'));
+        SELECT * INTO fv FROM audit.audited_column_history h
+         WHERE h.table_identity = ident AND h.attnum = c.attnum ORDER BY h.valid_from LIMIT 1;
+        IF state ? c.attnum::text THEN
+            v := state -> c.attnum::text;
+            vt := (setat ->> c.attnum::text)::timestamptz;
+        ELSIF fv.added = 'known' THEN
+            -- added while the row existed: it got the value every row got
+            v := fv.added_value;
+            vt := fv.valid_from;
+        ELSE
+            -- added with a value the trail does not know, or never seen
+            result := result || jsonb_build_object(c.column_name, '[unknown]');
+            CONTINUE;
+        END IF;
+        -- type changes since the value was recorded
+        IF v IS DISTINCT FROM '"[masked]"' AND v IS DISTINCT FROM 'null'
+           AND EXISTS (SELECT 1 FROM audit.audited_column_history h
+                        WHERE h.table_identity = ident AND h.attnum = c.attnum AND h.converted IS NOT NULL
+                          AND h.valid_from > vt AND h.valid_from <= row_as_of.at) THEN
+            IF EXISTS (SELECT 1 FROM audit.audited_column_history h
+                        WHERE h.table_identity = ident AND h.attnum = c.attnum AND h.converted = 'using'
+                          AND h.valid_from > vt AND h.valid_from <= row_as_of.at) THEN
+                v := '"[unknown]"';
+            ELSE
+                BEGIN
+                    -- the type's own conversion, as ALTER ... TYPE without
+                    -- USING did it; the table's types are its owner's code
+                    v := audit.eval_as_table_owner(r.live,
+                             format('SELECT audit.canonical_jsonb(s.*) -> ''v'' FROM (SELECT ($1 ->> 0)::%s AS v) s', c.data_type),
+                             jsonb_build_array(v #>> '{}'));
+                EXCEPTION WHEN OTHERS THEN
+                    v := '"[unknown]"';
+                END;
+            END IF;
+        END IF;
+        result := result || jsonb_build_object(c.column_name, v);
+    END LOOP;
+    RETURN result;
 END
 $$;
 COMMENT ON FUNCTION audit.row_as_of(regclass, jsonb, timestamptz) IS
-    'A record as it was at a moment, rebuilt from the trail (NULL if it did not exist); masked values stay "[masked]", excluded columns are absent';
+    'A record as it was at a moment, rebuilt from the trail (NULL if it did not exist) with the columns the table had then; masked values stay "[masked]", values the trail cannot know are "[unknown]", excluded columns are absent';
 
 -- SECURITY INVOKER on purpose: the DML runs with the caller's own
 -- privileges (SELECT plus DELETE, UPDATE or INSERT on the table, row level
@@ -1112,6 +1636,7 @@ DECLARE
     restore_sql text;
     forced    text := '';
     ambiguous_ok boolean;
+    tbl_ident bigint;
 BEGIN
     PERFORM audit.require_audit_role(true);
     IF undo.event_id IS NULL OR undo.event_id <= 0 THEN
@@ -1132,16 +1657,32 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Restore the table from a backup; audit.row_as_of() rebuilds single rows that have a history.';
     END IF;
-    -- a table of the event's name that exists now was created after the
-    -- event's table was dropped: another table
-    IF to_regclass(format('%I.%I', ev.schema_name, ev.table_name)) IS NOT NULL
-       AND ev.id < audit.table_dropped_at(ev.schema_name, ev.table_name) THEN
-        RAISE EXCEPTION 'cannot undo this %: table %.% was dropped after it', ev.action,
-                        quote_ident(ev.schema_name), quote_ident(ev.table_name)
-            USING ERRCODE = 'undefined_table',
-                  DETAIL = format('Event %s recorded its drop; a table of that name created since is another table.',
-                                  audit.table_dropped_at(ev.schema_name, ev.table_name)),
-                  HINT = 'audit.record_history(schema_name, table_name, record_id) shows the history of the dropped table.';
+    -- The event's table: by its identity (followed across renames; a table
+    -- of the same name created after it was dropped is another table), or
+    -- for an event from before 1.6 of a table that has none, by name.
+    tbl_ident := audit.event_identity(ev);
+    IF tbl_ident IS NOT NULL THEN
+        SELECT h.table_oid::regclass INTO tbl FROM audit.audited_table_history h
+         WHERE h.table_identity = tbl_ident AND h.valid_until IS NULL
+           AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = h.table_oid);
+        IF tbl IS NULL THEN
+            RAISE EXCEPTION 'cannot undo this %: table %.% was dropped after it', ev.action,
+                            quote_ident(ev.schema_name), quote_ident(ev.table_name)
+                USING ERRCODE = 'undefined_table',
+                      DETAIL = 'The table the event belongs to was dropped (audit.audited_table_history); a table of that name created since is another table.',
+                      HINT = 'audit.record_history(schema_name, table_name, record_id) shows the history of the dropped table.';
+        END IF;
+    ELSE
+        IF to_regclass(format('%I.%I', ev.schema_name, ev.table_name)) IS NOT NULL
+           AND ev.id < audit.table_dropped_at(ev.schema_name, ev.table_name) THEN
+            RAISE EXCEPTION 'cannot undo this %: table %.% was dropped after it', ev.action,
+                            quote_ident(ev.schema_name), quote_ident(ev.table_name)
+                USING ERRCODE = 'undefined_table',
+                      DETAIL = format('Event %s recorded its drop; a table of that name created since is another table.',
+                                      audit.table_dropped_at(ev.schema_name, ev.table_name)),
+                      HINT = 'audit.record_history(schema_name, table_name, record_id) shows the history of the dropped table.';
+        END IF;
+        tbl := to_regclass(format('%I.%I', ev.schema_name, ev.table_name));
     END IF;
     IF ev.action = 'BASELINE' THEN
         RAISE EXCEPTION 'cannot undo a BASELINE event: it records a row as it was when auditing began, not a change'
@@ -1153,12 +1694,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    tbl := to_regclass(format('%I.%I', ev.schema_name, ev.table_name));
     IF tbl IS NULL OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl AND c.relkind IN ('r', 'p')) THEN
         RAISE EXCEPTION 'cannot undo this %: table %.% no longer exists', ev.action,
                         quote_ident(ev.schema_name), quote_ident(ev.table_name)
             USING ERRCODE = 'undefined_table',
-                  HINT = 'A renamed table is not followed; audit.record_history(schema_name, table_name, record_id) shows the history of a dropped table.';
+                  HINT = 'audit.record_history(schema_name, table_name, record_id) shows the history of a dropped table.';
     END IF;
 
     SELECT array_agg(a.attname::text ORDER BY a.attnum),
@@ -1360,8 +1900,19 @@ REVOKE ALL ON FUNCTION audit.next_record_id(jsonb,jsonb),
                        audit.search_filter(timestamp with time zone,timestamp with time zone,text,text,text,text,jsonb,text,text,bigint),
                        audit.resolve_record(regclass,jsonb),
                        audit.record_in_partition(regclass,jsonb),
-                       audit.record_events(text,text,jsonb,regclass,timestamp with time zone),
-                       audit.record_incarnation(text,text,jsonb,bigint),
+                       audit.record_events(audit.table_scope,jsonb,regclass,timestamp with time zone),
+                       audit.record_incarnation(audit.table_scope,jsonb,bigint),
+                       audit.event_identity(audit.event),
+                       audit.identity_scope(bigint),
+                       audit.identity_by_name(text,text,timestamp with time zone),
+                       audit.name_scope(text,text,timestamp with time zone),
+                       audit.live_scope(regclass),
+                       audit.scope_names(audit.table_scope),
+                       audit.by_attnum(bigint,timestamp with time zone,jsonb),
+                       audit.attnums_of(bigint,timestamp with time zone,text[]),
+                       audit.change_time(audit.event,audit.event[]),
+                       audit.keyless_link(audit.table_scope,jsonb,bigint,boolean),
+                       audit.key_by_history(bigint,jsonb),
                        audit.table_dropped_at(text,text),
                        audit.undo_change_row(text,text,regclass,jsonb,oid,tid,jsonb,jsonb),
                        audit.eval_as_table_owner(regclass,text,jsonb) FROM PUBLIC;
@@ -1370,5 +1921,6 @@ REVOKE ALL ON FUNCTION audit.next_record_id(jsonb,jsonb),
 -- role themselves (sql/src/roles.sql).
 GRANT EXECUTE ON FUNCTION audit.next_record_id(jsonb,jsonb),
                           audit.table_dropped_at(text,text),
+                          audit.event_identity(audit.event),
                           audit.undo_change_row(text,text,regclass,jsonb,oid,tid,jsonb,jsonb) TO audit_admin;
 GRANT SELECT ON audit.changes TO PUBLIC;

@@ -47,9 +47,16 @@ CREATE TABLE audit.event (
     -- cluster that subscribes to other servers' trails, the name of the
     -- subscription that brought the event (sql/src/shipping.sql).
     source           text COLLATE "C",
+    -- 1.6: the audited table's stable identity (audit.audited_table_history),
+    -- the application's context and the event's risk level.  Covered by the
+    -- hash chain when set (src/chain.c, "AUD2").
+    table_identity   bigint,
+    context          jsonb,
+    risk             text COLLATE "C",
     CONSTRAINT event_class_check
         CHECK (class IN ('data', 'auth', 'privilege', 'ddl', 'read', 'system', 'app')),
-    CONSTRAINT event_status_check CHECK (status IN ('success', 'failure'))
+    CONSTRAINT event_status_check CHECK (status IN ('success', 'failure')),
+    CONSTRAINT event_risk_check CHECK (risk IN ('low', 'medium', 'high', 'critical'))
 ) PARTITION BY LIST (class);
 COMMENT ON TABLE audit.event IS 'The audit trail: one row per event, partitioned by class and month';
 COMMENT ON COLUMN audit.event.id IS 'Event id, increasing in capture order';
@@ -78,6 +85,10 @@ COMMENT ON COLUMN audit.event.chain_lane IS 'Hash chain the event belongs to (on
 COMMENT ON COLUMN audit.event.chain_seq IS 'Position of the event in its chain, from 1';
 COMMENT ON COLUMN audit.event.hash IS 'SHA-256 over the event''s columns and the hash of the previous event of its chain';
 COMMENT ON COLUMN audit.event.source IS 'NULL: written here; on a central cluster: the subscription that brought the event';
+COMMENT ON COLUMN audit.event.table_identity IS
+    'Data and read events: the stable identity of the audited table (audit.audited_table_history), the same across renames, new for a re-created table; NULL for events captured before 1.6';
+COMMENT ON COLUMN audit.event.context IS 'The application''s context when the event was captured (NULL: none set)';
+COMMENT ON COLUMN audit.event.risk IS 'Risk level of the event: low, medium, high or critical (NULL: not rated)';
 
 -- Indexes live on each leaf partition, not on the partitioned parents: a
 -- parent index owned by the extension would make pg_restore collide with the
@@ -219,11 +230,12 @@ $parts$;
 -- audit.event in 1.0: a view's "e.*" is expanded when the view is created, so
 -- the columns added later (chain_lane, chain_seq, hash, source) are not in
 -- the view of an installation upgraded from 1.0, nor, to be the same, here.
+-- Those of 1.6 (table_identity, context, risk) come after statement_text.
 CREATE VIEW audit.event_with_statement AS
 SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
        e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
        e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
-       s.statement_text
+       s.statement_text, e.table_identity, e.context, e.risk
   FROM audit.event e
   LEFT JOIN audit.statement s ON s.statement_id = e.statement_id;
 COMMENT ON VIEW audit.event_with_statement IS 'audit.event with the SQL text of each event''s statement';

@@ -53,8 +53,8 @@ SQL
 
 mark
 is "$(check)" "0" "nothing to record while every trigger fires"
-is "$(q -d postgres -c "SELECT count(*) FROM audit.capture_watch")" "9" \
-   "audit.capture_watch knows the eight audit triggers (t, pt, pt1, pt2) and the event trigger"
+is "$(q -d postgres -c "SELECT count(*) FROM audit.capture_watch")" "11" \
+   "audit.capture_watch knows the eight audit triggers (t, pt, pt1, pt2) and the three event triggers (partitions and children, table names, drops)"
 
 tg t audit_ext_row D
 is "$(check)" "1" "UPDATE pg_trigger on the row trigger: check_capture() records it"

@@ -70,7 +70,58 @@ is "$(q -d postgres -c "SELECT string_agg(action, ',' ORDER BY id) FROM audit.re
    "its own record's history is there"
 is "$(q -d postgres -c "SELECT audit.row_as_of('public.t', '{\"id\": 1}', now() - interval '1 hour') IS NULL")" "t" \
    "row_as_of() of the new table knows nothing of the old one's rows"
-is "$(q -d postgres -c "SELECT string_agg(action, ',' ORDER BY id) FROM audit.record_history('public', 't', '{\"id\": 1}')")" "INSERT,DELETE" \
-   "by schema and table name, the dropped table's record is still found"
+is "$(q -d postgres -c "SELECT count(*) FROM audit.record_history('public', 't', '{\"id\": 1}')")" "0" \
+   "by schema and table name: the table that has the name now"
+is "$(q -d postgres -c "SELECT count(DISTINCT table_identity) || ':' || count(*) FILTER (WHERE ended_by = 'drop')
+                         FROM audit.audited_table_history WHERE schema_name = 'public' AND table_name = 't'")" "2:1" \
+   "the re-created table has an identity of its own; the dropped one's ended with the drop"
+dropped_at=$(q -d postgres -c "SELECT valid_until FROM audit.audited_table_history WHERE table_name = 't' AND ended_by = 'drop'")
+is "$(q -d postgres -c "SELECT string_agg(action, ',' ORDER BY id)
+                         FROM audit.record_history_by_identity(audit.table_identity('public', 't', at => '$dropped_at'::timestamptz - interval '1 microsecond'),
+                                                               '{\"id\": 1}')")" "INSERT,DELETE" \
+   "by the name at a moment before the drop: the dropped table's record is found"
+
+# renames keep one history (issue 19, 4): the events of the old session,
+# written under three names, carry one identity, and the history of a record
+# asked for by the current name holds all of them
+is "$(q -d postgres -c "SELECT count(DISTINCT table_identity) || ':' || count(*) FILTER (WHERE table_identity IS NULL)
+                         FROM audit.event WHERE class = 'data' AND table_name IN ('p', 'q')")" "1:0" \
+   "the partitioned table's events under its three names carry one identity"
+is "$(q -d postgres -c "SELECT string_agg(schema_name || '.' || table_name || ' until ' || coalesce(ended_by, 'now'), ', ' ORDER BY valid_from)
+                         FROM audit.audited_table_history WHERE table_identity = audit.table_identity('s2.q')")" \
+   "s1.p until rename, s2.p until rename, s2.q until now" \
+   "audit.audited_table_history holds its names over time"
+is "$(q -d postgres -c "SELECT audit.table_identity('s1', 'plain', now() - interval '1 hour') IS NULL,
+                                audit.table_identity('s1', 'plain') = audit.table_identity('s2.plain')")" "t|t" \
+   "audit.table_identity() by a former name: the table that had it (nothing before it was audited)"
+q -d postgres -c "UPDATE s2.plain SET v = 'a2' WHERE id = 1" -c "ALTER TABLE s2.plain RENAME TO plain2" \
+  -c "UPDATE s2.plain2 SET v = 'a3' WHERE id = 1" >/dev/null
+is "$(q -d postgres -c "SELECT string_agg(action || ' ' || schema_name || '.' || table_name, ', ' ORDER BY id)
+                         FROM audit.record_history('s2.plain2', '{\"id\": 1}')")" \
+   "INSERT s1.plain, UPDATE s2.plain, UPDATE s2.plain2" \
+   "a record's history follows its table across schema and table renames"
+is "$(q -d postgres -c "SELECT count(*) FROM audit.record_history('s1', 'plain', '{\"id\": 1}')")" "3" \
+   "... also asked for by a former name"
+is "$(q -d postgres -c "SELECT audit.row_as_of('s2.plain2', '{\"id\": 1}', now())->>'v'")" "a3" "row_as_of() after the renames"
+undo_ev=$(q -d postgres -c "SELECT max(id) FROM audit.event WHERE table_name = 'plain' AND action = 'UPDATE'")
+is "$(q -d postgres -c "SELECT audit.undo($undo_ev, force => true)" >/dev/null && q -d postgres -c "SELECT v FROM s2.plain2 WHERE id = 1")" "a" \
+   "audit.undo() of an event recorded under a former name changes the renamed table"
+
+# read events carry the identity too (they go through the worker)
+q -d postgres -c "SELECT audit.enable('s2.plain2', log_reads => true)" >/dev/null
+q -d postgres -c "SELECT count(*) FROM s2.plain2" >/dev/null
+wait_for "SELECT count(*) > 0 FROM audit.event WHERE class = 'read' AND table_name = 'plain2'" 30 postgres
+is "$(q -d postgres -c "SELECT bool_and(table_identity = audit.table_identity('s2.plain2')) FROM audit.event
+                         WHERE class = 'read' AND table_name = 'plain2'")" "t" "read events carry the table's identity"
+
+# row_as_of(): a transaction's changes count together (issue 19, 9): a
+# moment between two of its statements sees neither
+q -d postgres -c "CREATE TABLE tx (id int PRIMARY KEY, v text)" -c "SELECT audit.enable('tx')" \
+  -c "INSERT INTO tx VALUES (1, 'before')" >/dev/null
+mid=$(q -d postgres -c "BEGIN" -c "UPDATE tx SET v = 'first'" -c "SELECT pg_sleep(0.05)" \
+        -c "SELECT clock_timestamp()" -c "SELECT pg_sleep(0.05)" -c "UPDATE tx SET v = 'second'" -c "COMMIT" | grep '^20[0-9][0-9]-')
+is "$(q -d postgres -c "SELECT audit.row_as_of('tx', '{\"id\": 1}', '$mid')->>'v'")" "before" \
+   "row_as_of() between two statements of a transaction: the row before the transaction, never a state it passed through"
+is "$(q -d postgres -c "SELECT audit.row_as_of('tx', '{\"id\": 1}', clock_timestamp())->>'v'")" "second" "... and after it, its result"
 is "$(q -d postgres -c "SELECT verified FROM audit.verify()")" "t" "the chains verify"
 done_testing

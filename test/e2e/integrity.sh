@@ -143,7 +143,8 @@ is "$(q -d postgres -c "SELECT audit.event_hash(e, coalesce((SELECT p.hash FROM 
 # The hash is the SHA-256 of the serialisation documented in docs/integrity.md,
 # recomputed here without audit_ext: PostgreSQL's own sha256() over the bytes
 # of a TRUNCATE event (no jsonb, inet or array value, whose binary forms SQL
-# cannot produce; a Unix-socket connection has no client address).
+# cannot produce; a Unix-socket connection has no client address).  It has a
+# table_identity (1.6), so the form is "AUD2" with the three added columns.
 q -d postgres -c "CREATE TABLE hash_probe (id int PRIMARY KEY)" -c "SELECT audit.enable('hash_probe')" \
   -c "TRUNCATE hash_probe" >/dev/null
 is "$(q -q -d postgres <<'SQL'
@@ -151,7 +152,7 @@ CREATE FUNCTION pg_temp.f(b bytea) RETURNS bytea LANGUAGE sql
     AS $$ SELECT CASE WHEN b IS NULL THEN '\x00'::bytea ELSE '\x01'::bytea || b END $$;
 CREATE FUNCTION pg_temp.t(x text) RETURNS bytea LANGUAGE sql
     AS $$ SELECT int4send(octet_length(x)) || textsend(x) $$;
-SELECT e.hash = sha256('AUD1'::bytea
+SELECT e.hash = sha256('AUD2'::bytea
          || coalesce(p.hash, decode(repeat('00', 32), 'hex'))
          || int8send(e.chain_lane) || int8send(e.chain_seq)
          || pg_temp.f(int8send(e.id)) || pg_temp.f(timestamptz_send(e.event_time))
@@ -161,12 +162,14 @@ SELECT e.hash = sha256('AUD1'::bytea
          || pg_temp.f(int4send(e.backend_pid)) || pg_temp.f(int8send(e.txid))
          || pg_temp.f(int8send(e.statement_id)) || pg_temp.f(int4send(e.statement_seq))
          || pg_temp.f(pg_temp.t(e.schema_name)) || pg_temp.f(pg_temp.t(e.table_name))
-         || '\x0000000000'::bytea)
+         || '\x0000000000'::bytea
+         || pg_temp.f(int8send(e.table_identity)) || '\x0000'::bytea)
 FROM audit.event e
 LEFT JOIN audit.event p ON p.class = e.class AND p.chain_lane = e.chain_lane AND p.chain_seq = e.chain_seq - 1
 WHERE e.table_name = 'hash_probe' AND e.action = 'TRUNCATE' AND e.client_addr IS NULL
   AND e.record_id IS NULL AND e.old_data IS NULL AND e.new_data IS NULL
-  AND e.changed_columns IS NULL AND e.detail IS NULL;
+  AND e.changed_columns IS NULL AND e.detail IS NULL
+  AND e.table_identity IS NOT NULL AND e.context IS NULL AND e.risk IS NULL;
 SQL
 )" "t" "a stored hash equals PostgreSQL's sha256() of the documented serialisation"
 

@@ -131,5 +131,17 @@ is "$(q -d $OLD -c "SELECT count(*) FROM audit.event WHERE new_data->>'name' = '
 is "$(q -d $OLD -c "SELECT verified FROM audit.verify()")" "t" "the upgraded trail verifies"
 is "$(q -d $OLD -c "SELECT count(*) FROM audit.event WHERE old_data ? 'secret' OR new_data ? 'secret'")" "0" \
    "the options set before the upgrade still apply (excluded column)"
+# 1.6: the audited table got an identity; its events from before carry none
+# and still belong to it, also after a rename
+is "$(q -d $OLD -c "SELECT count(*) FROM audit.audited_table_history WHERE table_name = 'Kunden' AND legacy_from_id = 0 AND valid_until IS NULL")" "1" \
+   "the upgrade gave the audited table an identity, its older events by name"
+is "$(q -d $OLD -c "SELECT e.table_identity = h.table_identity FROM audit.event e, audit.audited_table_history h
+                     WHERE e.new_data->>'name' = 'after' AND h.table_name = 'Kunden'")" "t" \
+   "an event captured after the upgrade carries the table's identity"
+q -d $OLD -c "ALTER TABLE \"Kunden\" RENAME TO \"Kunden2\"" -c "UPDATE \"Kunden2\" SET name = 'renamed' WHERE id = 3" >/dev/null
+is "$(q -d $OLD -c "SELECT string_agg(action || ':' || table_name || ':' || (table_identity IS NOT NULL), ',' ORDER BY id)
+                     FROM audit.record_history('\"Kunden2\"', '{\"id\": 3}')")" \
+   "INSERT:Kunden:false,UPDATE:Kunden:false,UPDATE:Kunden2:true" \
+   "a record's history after a rename holds its events from before the upgrade and after the rename"
 for db in $OLD $NEW; do q -d postgres -c "DROP DATABASE $db" >/dev/null; done
 done_testing
