@@ -88,7 +88,26 @@ RESET ROLE;
 \echo '== a privilege escalation and auditing turned off'
 ALTER ROLE analyst SUPERUSER;
 SELECT audit.disable('public.orders');
+\echo
+\echo '== the application''s own events (class app, audit.log_event, role audit_writer)'
+SELECT audit.create_alert_rule('app_failed_logins', 'app', action => 'LOGIN_FAILED', threshold => 5,
+                               within => '10 minutes', group_by => 'client_addr', severity => 'high',
+                               description => '5 failed application logins in 10 minutes from one address') \g /dev/null
+SELECT audit.create_alert_rule('app_account_locked', 'app', action => 'ACCOUNT_LOCKED', severity => 'high') \g /dev/null
+SET audit_ext.actor = 'jane@corp';
+SELECT audit.log_event('LOGIN', 'User', '{"email": "jane@corp"}', detail => '{"method": "password"}') IS NOT NULL AS login_recorded;
+SELECT audit.log_event('EXPORT', 'Customer', detail => '{"rows": 1500, "format": "csv"}') IS NOT NULL AS export_recorded;
+RESET audit_ext.actor;
+\echo 'eve@corp fails to log in five times; the application rolls each attempt back (survive_rollback keeps them):'
+BEGIN;
+SET LOCAL audit_ext.actor = 'eve@corp';
+SELECT count(audit.log_event('LOGIN_FAILED', 'User', '{"email": "eve@corp"}', status => 'failure',
+                             detail => '{"reason": "bad password"}', survive_rollback => true)) AS queued
+  FROM generate_series(1, 5);
+SELECT audit.log_event('ACCOUNT_LOCKED', 'User', '{"email": "eve@corp"}', survive_rollback => true) IS NULL AS queued;
+ROLLBACK;
 SELECT pg_sleep(1.5);
+SELECT id, actor, action, status, table_name, record_id, detail FROM audit.event WHERE class = 'app' ORDER BY id;
 SELECT id, actor, action, table_name, detail->>'rows' AS rows FROM audit.event WHERE class = 'read' ORDER BY id;
 SELECT records_viewed, exports FROM audit.user_activity('analyst');
 \echo

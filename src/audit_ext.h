@@ -19,6 +19,7 @@
  * src/archive.c        archive files (gzip JSON lines, SHA-256), read back
  * src/maintenance.c    maintenance launcher and per-database workers
  * src/elevated.c       rules for code run with elevated rights (pinned search_path)
+ * src/app_events.c     application events (class app): audit.log_event()
  *
  *-------------------------------------------------------------------------
  */
@@ -280,6 +281,22 @@ extern void audit_ddl_capture(struct PlannedStmt *pstmt, int context,
 extern void audit_denied_install_hooks(void);
 extern void *audit_denied_prepare_utility(Node *stmt);
 extern void audit_denied_report_utility(void *state);
+
+/* app_events.c: application events */
+typedef struct AuditAppAction
+{
+	const char *action;
+	const char *risk;			/* default risk */
+} AuditAppAction;
+
+extern const AuditAppAction audit_app_actions[];
+extern const char *audit_app_default_risk(const char *action);
+extern bool audit_valid_risk(const char *risk);
+extern void audit_app_event_fill(AuditEventValues *ev, const char *entity,
+								 Jsonb *record_id, Jsonb *old_value,
+								 Jsonb *new_value, Jsonb *detail);
+extern void audit_app_event_unpack(AuditEventValues *ev, const char *entity,
+								   const char *packed);
 
 /* -- integrity chain (chain.c) -- */
 extern int	audit_chain_checkpoint_interval;

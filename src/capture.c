@@ -6,10 +6,13 @@
  *
  * audit.enable() installs, on the audited table:
  *	audit_ext_row       AFTER INSERT OR UPDATE OR DELETE FOR EACH ROW
- *	                    EXECUTE FUNCTION audit.capture_row(exclude, mask)
+ *	                    EXECUTE FUNCTION audit.capture_row(exclude, mask, flags, digest)
  *	audit_ext_truncate  AFTER TRUNCATE FOR EACH STATEMENT
  *	                    EXECUTE FUNCTION audit.capture_truncate(exclude, mask)
- * The trigger arguments are the table's options (text[] literals).
+ * The trigger arguments are the table's options (text[] literals).  Digest
+ * columns (1.6) are recorded as {"sha256": hex, "bytes": n}: the value is
+ * hashed in slices straight from TOAST when stored out of line uncompressed,
+ * otherwise detoasted once.
  *
  * What is needed per table (column names, JSON categories, key columns,
  * excluded and masked columns, the audited root of a partition) is built
@@ -32,6 +35,7 @@
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "common/cryptohash.h"
 #include "common/hashfn.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
@@ -58,6 +62,10 @@ PG_FUNCTION_INFO_V1(audit_record_baseline);
 #define COL_NORMAL		'n'
 #define COL_EXCLUDED	'x'			/* also dropped columns */
 #define COL_MASKED		'm'
+#define COL_DIGEST		'd'			/* 1.6: {"sha256": ..., "bytes": n} */
+
+/* a TOASTed value is hashed in slices of this size, never loaded whole */
+#define DIGEST_SLICE	(1024 * 1024)
 
 typedef struct AuditRelCache
 {
@@ -370,6 +378,9 @@ get_rel_cache(Relation rel, Trigger *trigger)
 	if (trigger->tgnargs >= 2)
 		apply_column_option(rc, rel, parse_name_array(trigger->tgargs[1]),
 							COL_MASKED, "mask_columns");
+	if (trigger->tgnargs >= 4)
+		apply_column_option(rc, rel, parse_name_array(trigger->tgargs[3]),
+							COL_DIGEST, "digest_columns");
 
 	/*
 	 * Record identity: the primary key, else the replica identity index --
@@ -428,12 +439,126 @@ get_rel_cache(Relation rel, Trigger *trigger)
  * ----------------------------------------------------------------
  */
 static void
+digest_update(pg_cryptohash_ctx *ctx, const void *data, size_t len)
+{
+	if (pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0)
+		elog(ERROR, "audit_ext: SHA-256 of a digest column failed");
+}
+
+/*
+ * SHA-256 and length of a column value: the bytes of a bytea, the text of
+ * text types (database encoding), the text form of jsonb.  A value stored
+ * out of line without compression is read from TOAST in slices, so a large
+ * file is never held in memory; a compressed one is detoasted once.
+ */
+static Datum
+digest_jsonb(Datum value, Oid basetypid)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	struct varlena *attr = (struct varlena *) DatumGetPointer(value);
+	uint8		hash[32];
+	char		hex[65];
+	int64		bytes = -1;
+	JsonbParseState *state = NULL;
+	JsonbValue	k;
+	JsonbValue	v;
+	JsonbValue *res;
+
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0)
+		elog(ERROR, "audit_ext: could not start a SHA-256 digest");
+	if (basetypid == JSONBOID)
+	{
+		Jsonb	   *j = DatumGetJsonbP(value);
+		char	   *txt = JsonbToCString(NULL, &j->root, VARSIZE(j));
+
+		bytes = strlen(txt);
+		digest_update(ctx, txt, bytes);
+		pfree(txt);
+	}
+	else if (VARATT_IS_EXTERNAL_ONDISK(attr))
+	{
+		struct varatt_external tp;
+
+		VARATT_EXTERNAL_GET_POINTER(tp, attr);
+		if (!VARATT_EXTERNAL_IS_COMPRESSED(tp))
+		{
+			int32		total = VARATT_EXTERNAL_GET_EXTSIZE(tp);
+
+			for (int32 off = 0; off < total; off += DIGEST_SLICE)
+			{
+				struct varlena *slice = detoast_attr_slice(attr, off,
+														   Min(DIGEST_SLICE, total - off));
+
+				digest_update(ctx, VARDATA_ANY(slice), VARSIZE_ANY_EXHDR(slice));
+				pfree(slice);
+				CHECK_FOR_INTERRUPTS();
+			}
+			bytes = total;
+		}
+	}
+	if (bytes < 0)
+	{
+		struct varlena *full = pg_detoast_datum_packed(attr);
+
+		bytes = VARSIZE_ANY_EXHDR(full);
+		digest_update(ctx, VARDATA_ANY(full), bytes);
+		if (full != attr)
+			pfree(full);
+	}
+	if (pg_cryptohash_final(ctx, hash, sizeof(hash)) < 0)
+		elog(ERROR, "audit_ext: could not finish a SHA-256 digest");
+	pg_cryptohash_free(ctx);
+	hex_encode((const char *) hash, sizeof(hash), hex);
+	hex[64] = '\0';
+
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = "bytes";
+	k.val.string.len = 5;
+	(void) pushJsonbValue(&state, WJB_KEY, &k);
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(bytes);
+	(void) pushJsonbValue(&state, WJB_VALUE, &v);
+	k.val.string.val = "sha256";
+	k.val.string.len = 6;
+	(void) pushJsonbValue(&state, WJB_KEY, &k);
+	v.type = jbvString;
+	v.val.string.val = hex;
+	v.val.string.len = 64;
+	(void) pushJsonbValue(&state, WJB_VALUE, &v);
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbPGetDatum(JsonbValueToJsonb(res));
+}
+
+static void
+push_jsonb_value(JsonbParseState **state, Datum jb)
+{
+	Jsonb	   *j = DatumGetJsonbP(jb);
+	JsonbValue	v;
+
+	v.type = jbvBinary;
+	v.val.binary.data = &j->root;
+	v.val.binary.len = VARSIZE(j) - VARHDRSZ;
+	(void) pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/*
+ * digests: when not NULL, the digests already computed for this slot
+ * (UPDATE compares them), by attribute; (Datum) 0 where none.
+ */
+static void
 push_column(JsonbParseState **state, AuditRelCache *rc, int i,
-			TupleTableSlot *slot)
+			TupleTableSlot *slot, const Datum *digests)
 {
 	JsonbValue	v;
 
 	audit_json_push_key(state, &rc->cols[i]);
+	if (rc->mode[i] == COL_DIGEST && !slot->tts_isnull[i])
+	{
+		push_jsonb_value(state, digests && digests[i] ? digests[i] :
+						 digest_jsonb(slot->tts_values[i], rc->cols[i].basetypid));
+		return;
+	}
 	if (rc->mode[i] == COL_MASKED)
 	{
 		v.type = jbvString;
@@ -448,7 +573,8 @@ push_column(JsonbParseState **state, AuditRelCache *rc, int i,
 
 /* All audited columns, or only those flagged in "only". */
 static Datum
-row_to_jsonb(AuditRelCache *rc, TupleTableSlot *slot, const bool *only)
+row_to_jsonb_digests(AuditRelCache *rc, TupleTableSlot *slot, const bool *only,
+					 const Datum *digests)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
@@ -458,10 +584,16 @@ row_to_jsonb(AuditRelCache *rc, TupleTableSlot *slot, const bool *only)
 	{
 		if (rc->mode[i] == COL_EXCLUDED || (only && !only[i]))
 			continue;
-		push_column(&state, rc, i, slot);
+		push_column(&state, rc, i, slot, digests);
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	return JsonbPGetDatum(JsonbValueToJsonb(res));
+}
+
+static Datum
+row_to_jsonb(AuditRelCache *rc, TupleTableSlot *slot, const bool *only)
+{
+	return row_to_jsonb_digests(rc, slot, only, NULL);
 }
 
 static Datum
@@ -631,6 +763,8 @@ audit_capture_row(PG_FUNCTION_ARGS)
 		/* UPDATE: only the columns whose value changed */
 		bool	   *changed = palloc0(sizeof(bool) * rc->natts);
 		Datum	   *names = palloc(sizeof(Datum) * rc->natts);
+		Datum	   *old_digests = NULL;
+		Datum	   *new_digests = NULL;
 		int			nchanged = 0;
 		TupleDesc	desc = RelationGetDescr(td->tg_relation);
 
@@ -644,8 +778,26 @@ audit_capture_row(PG_FUNCTION_ARGS)
 			if (on && nn)
 				continue;
 			if (!on && !nn &&
-				values_equal(oldslot->tts_values[i], newslot->tts_values[i],
-							 TupleDescAttr(desc, i)))
+				datumIsEqual(oldslot->tts_values[i], newslot->tts_values[i],
+							 TupleDescAttr(desc, i)->attbyval, TupleDescAttr(desc, i)->attlen))
+				continue;
+			if (!on && !nn && rc->mode[i] == COL_DIGEST)
+			{
+				/* a digest column changed when its digest did */
+				if (old_digests == NULL)
+				{
+					old_digests = palloc0(sizeof(Datum) * rc->natts);
+					new_digests = palloc0(sizeof(Datum) * rc->natts);
+				}
+				old_digests[i] = digest_jsonb(oldslot->tts_values[i], rc->cols[i].basetypid);
+				new_digests[i] = digest_jsonb(newslot->tts_values[i], rc->cols[i].basetypid);
+				if (compareJsonbContainers(&DatumGetJsonbP(old_digests[i])->root,
+										   &DatumGetJsonbP(new_digests[i])->root) == 0)
+					continue;
+			}
+			else if (!on && !nn &&
+					 values_equal(oldslot->tts_values[i], newslot->tts_values[i],
+								  TupleDescAttr(desc, i)))
 				continue;
 			changed[i] = true;
 			names[nchanged++] = CStringGetTextDatum(rc->cols[i].name);
@@ -656,9 +808,9 @@ audit_capture_row(PG_FUNCTION_ARGS)
 			MemoryContextReset(RowContext);
 			return PointerGetDatum(NULL);
 		}
-		ev.values[AC_OLD_DATA] = row_to_jsonb(rc, oldslot, changed);
+		ev.values[AC_OLD_DATA] = row_to_jsonb_digests(rc, oldslot, changed, old_digests);
 		ev.nulls[AC_OLD_DATA] = false;
-		ev.values[AC_NEW_DATA] = row_to_jsonb(rc, newslot, changed);
+		ev.values[AC_NEW_DATA] = row_to_jsonb_digests(rc, newslot, changed, new_digests);
 		ev.nulls[AC_NEW_DATA] = false;
 		ev.values[AC_CHANGED_COLUMNS] =
 			PointerGetDatum(construct_array(names, nchanged, TEXTOID, -1, false, TYPALIGN_INT));

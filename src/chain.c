@@ -77,10 +77,10 @@
 #include "audit_ext.h"
 
 #define CHAIN_HASH_LEN		32
-#define CHAIN_NCLASSES		7	/* the six classes, and any other */
+#define CHAIN_NCLASSES		8	/* the seven classes, and any other */
 
 static const char *const chain_class_names[CHAIN_NCLASSES - 1] = {
-	"data", "auth", "privilege", "ddl", "read", "system"
+	"data", "auth", "privilege", "ddl", "read", "system", "app"
 };
 
 typedef struct ChainHead

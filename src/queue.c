@@ -13,10 +13,12 @@
  *
  * A flood must not push out what matters (issue 18: 300,000 refused
  * SELECTs in a DO loop dropped 16 of 40 concurrent failed logins):
- *  - the bulk classes (data: refused statements; read: read auditing) may
- *    fill the ring only up to AUDIT_QUEUE_BULK_SHARE; the rest is kept for
- *    auth, privilege, ddl and system events;
- *  - a backend coalesces a run of identical bulk events: the first is
+ *  - the bulk classes (data: refused statements; read: read auditing; app:
+ *    application events that survive a rollback, 1.6) may fill the ring
+ *    only up to AUDIT_QUEUE_BULK_SHARE; the rest is kept for auth,
+ *    privilege, ddl and system events;
+ *  - a backend coalesces a run of identical bulk events (not app events:
+ *    alert thresholds count them one by one): the first is
  *    queued, the repeats are counted and queued as one event with
  *    "repeated": n when the run ends (another event, a second later, or the
  *    backend's exit);
@@ -51,14 +53,14 @@
 
 int			audit_queue_size = 10000;
 
-#define AUDIT_QUEUE_NCLASSES	7
+#define AUDIT_QUEUE_NCLASSES	8
 #define AUDIT_QUEUE_BULK_SHARE	0.8
 int			audit_bulk_events_burst = 2000;
 int			audit_bulk_events_per_second = 500;
 #define AUDIT_QUEUE_RUN_MS		1000
 
 static const char *const queue_classes[AUDIT_QUEUE_NCLASSES] =
-{"data", "auth", "privilege", "ddl", "read", "system", "other"};
+{"data", "auth", "privilege", "ddl", "read", "system", "app", "other"};
 
 typedef struct AuditQueueShared
 {
@@ -164,10 +166,25 @@ class_index(const char *class_name)
 	return AUDIT_QUEUE_NCLASSES - 1;
 }
 
+/*
+ * Bulk classes: refused statements (data), reads, and application events
+ * (app: the application's end users can make failed logins at will).
+ */
 static bool
 is_bulk(const char *class_name)
 {
-	return strcmp(class_name, "data") == 0 || strcmp(class_name, "read") == 0;
+	return strcmp(class_name, "data") == 0 || strcmp(class_name, "read") == 0 ||
+		strcmp(class_name, "app") == 0;
+}
+
+/*
+ * Application events are never coalesced: five failed logins are five
+ * events (alert thresholds count them), whatever their payload.
+ */
+static bool
+coalesces(const char *class_name)
+{
+	return strcmp(class_name, "app") != 0;
 }
 
 /* Count a drop of an event of this class (no lock held). */
@@ -295,7 +312,7 @@ audit_queue_enqueue(const AuditQueueEntry *entry)
 		exit_registered = true;
 	}
 	now = GetCurrentTimestamp();
-	if (run_active && same_event(entry, &run_entry) &&
+	if (run_active && coalesces(entry->class_name) && same_event(entry, &run_entry) &&
 		!TimestampDifferenceExceeds(run_start, now, AUDIT_QUEUE_RUN_MS))
 	{
 		run_repeats++;
@@ -318,6 +335,8 @@ audit_queue_enqueue(const AuditQueueEntry *entry)
 	}
 	bucket -= 1.0;
 
+	if (!coalesces(entry->class_name))
+		return enqueue_entry(entry);
 	memcpy(&run_entry, entry, sizeof(run_entry));
 	run_start = now;
 	run_last = entry->event_time;

@@ -547,7 +547,7 @@ audit_verify(PG_FUNCTION_ARGS)
 	int64		legacy_max_id = 0;
 	int			nest;
 	MemoryContext callercxt = CurrentMemoryContext;
-	static const char *const classes[] = {"data", "auth", "privilege", "ddl", "read", "system"};
+	static const char *const classes[] = {"data", "auth", "privilege", "ddl", "read", "system", "app"};
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "audit_ext: audit.verify must return a row");

@@ -134,7 +134,14 @@ emit_queued(const AuditQueueEntry *e)
 		ev.nulls[AC_BACKEND_PID] = false;
 	}
 
-	if (e->detail[0] != '\0')
+	if (strcmp(class_name, "app") == 0)
+	{
+		/* audit.log_event(survive_rollback => true): the packed values */
+		if (pg_verifymbstr(e->detail, strlen(e->detail), true))
+			audit_app_event_unpack(&ev, ev.nulls[AC_TABLE_NAME] ? NULL : e->table_name,
+								   e->detail);
+	}
+	else if (e->detail[0] != '\0')
 	{
 		const char *detail = e->detail;
 

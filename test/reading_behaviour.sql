@@ -92,10 +92,10 @@ SELECT is((SELECT condition FROM audit.search_filter(now(), NULL, NULL, NULL, 'd
           'e.class = $5 AND e.event_time >= $1 AND e.schema_name = $6 AND e.table_name = $7 AND e.record_id @> $8 AND e.id < $12',
           'several filters, each a plain indexable condition');
 SELECT is((SELECT condition FROM audit.search_filter(NULL, NULL, NULL, 'DELETE', NULL, NULL, NULL, NULL, NULL, NULL)),
-          $$e.class IN ('data', 'ddl', 'system') AND e.action = $4$$,
+          $$e.class IN ('data', 'ddl', 'system', 'app') AND e.action = $4$$,
           'an action without class searches only the classes where it can occur');
 SELECT is((SELECT condition FROM audit.search_filter(NULL, NULL, NULL, 'CREATE TABLE', NULL, NULL, NULL, NULL, NULL, NULL)),
-          $$e.class IN ('ddl', 'system') AND e.action = $4$$, '... a command tag: ddl or system');
+          $$e.class IN ('ddl', 'system', 'app') AND e.action = $4$$, '... a command tag: ddl, system or app (1.6: application actions are open)');
 SELECT is((SELECT array_agg(id ORDER BY id) FROM audit.search(query => 'rt_orders', from_time => pg_temp.at('mid'), to_time => clock_timestamp())),
           (SELECT array_agg(id ORDER BY id) FROM audit.search(query => 'rt_orders', from_time => pg_temp.at('mid'))),
           'free text in a closed time range (ids bounded to the range) finds the same events');

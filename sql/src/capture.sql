@@ -389,8 +389,10 @@ DECLARE
     args    text[];
     excl    text[];
     mask    text[];
+    dig     text[];
     n_excl  text[];
     n_mask  text[];
+    n_dig   text[];
 BEGIN
     SELECT audit.trigger_arguments(t.tgargs) INTO args
       FROM pg_trigger t
@@ -400,12 +402,15 @@ BEGIN
     END IF;
     excl := coalesce(args[1]::text[], '{}');
     mask := coalesce(args[2]::text[], '{}');
+    dig := coalesce(args[4]::text[], '{}');
     IF old_name IS NOT NULL THEN
         n_excl := array_replace(excl, old_name, new_name);
         n_mask := array_replace(mask, old_name, new_name);
+        n_dig := array_replace(dig, old_name, new_name);
     ELSE
         n_excl := excl;
         n_mask := mask;
+        n_dig := dig;
     END IF;
     -- names that are no longer columns were dropped
     SELECT coalesce(array_agg(c ORDER BY o), '{}') INTO n_excl
@@ -414,15 +419,18 @@ BEGIN
     SELECT coalesce(array_agg(c ORDER BY o), '{}') INTO n_mask
       FROM unnest(n_mask) WITH ORDINALITY u(c, o)
      WHERE EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = tbl AND attname = c AND attnum > 0 AND NOT attisdropped);
-    IF n_excl = excl AND n_mask = mask THEN
+    SELECT coalesce(array_agg(c ORDER BY o), '{}') INTO n_dig
+      FROM unnest(n_dig) WITH ORDINALITY u(c, o)
+     WHERE EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = tbl AND attname = c AND attnum > 0 AND NOT attisdropped);
+    IF n_excl = excl AND n_mask = mask AND n_dig = dig THEN
         RETURN false;
     END IF;
-    PERFORM audit.install_triggers(tbl, n_excl, n_mask);
+    PERFORM audit.install_triggers(tbl, n_excl, n_mask, audit.table_flags(tbl), n_dig);
     RETURN true;
 END
 $$;
 COMMENT ON FUNCTION audit.sync_column_options(regclass, text, text) IS
-    'Internal: follow renamed and dropped excluded/masked columns in a table''s audit options';
+    'Internal: follow renamed and dropped excluded/masked/digest columns in a table''s audit options';
 
 -- A ddl event about auditing itself (audit.enable/disable), written with the
 -- caller's transaction; the user recorded is the session's role.
@@ -437,7 +445,8 @@ CREATE FUNCTION audit.enable(tbl regclass,
                              exclude_columns text[] DEFAULT NULL,
                              mask_columns text[] DEFAULT NULL,
                              log_reads boolean DEFAULT NULL,
-                             baseline boolean DEFAULT false)
+                             baseline boolean DEFAULT false,
+                             digest_columns text[] DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -450,6 +459,8 @@ DECLARE
     flags     text[];
     cur_exclude text[];
     cur_mask  text[];
+    cur_digest text[];
+    typ       regtype;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table to audit must not be NULL'
@@ -463,6 +474,14 @@ BEGIN
     END IF;
     IF array_position(exclude_columns, NULL) IS NOT NULL OR array_position(mask_columns, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'exclude_columns and mask_columns must not contain NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF array_ndims(digest_columns) > 1 THEN
+        RAISE EXCEPTION 'digest_columns must be a one-dimensional array of column names'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF array_position(digest_columns, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'digest_columns must not contain NULL'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
 
@@ -523,18 +542,24 @@ BEGIN
     -- table it is empty.  '{}' clears it.
     -- A column named in the option given leaves the kept one (masked ->
     -- excluded needs no second call).
-    SELECT a.exclude_columns, a.mask_columns INTO cur_exclude, cur_mask
+    SELECT a.exclude_columns, a.mask_columns, a.digest_columns INTO cur_exclude, cur_mask, cur_digest
       FROM audit.audited_tables a WHERE a.table_oid = tbl;
     IF exclude_columns IS NULL THEN
         exclude_columns := coalesce((SELECT array_agg(c) FROM unnest(cur_exclude) c
-                                      WHERE c <> ALL (coalesce(mask_columns, '{}'))), '{}');
+                                      WHERE c <> ALL (coalesce(mask_columns, '{}'))
+                                        AND c <> ALL (coalesce(digest_columns, '{}'))), '{}');
     END IF;
     IF mask_columns IS NULL THEN
         mask_columns := coalesce((SELECT array_agg(c) FROM unnest(cur_mask) c
-                                   WHERE c <> ALL (exclude_columns)), '{}');
+                                   WHERE c <> ALL (exclude_columns)
+                                     AND c <> ALL (coalesce(digest_columns, '{}'))), '{}');
+    END IF;
+    IF digest_columns IS NULL THEN
+        digest_columns := coalesce((SELECT array_agg(c) FROM unnest(cur_digest) c
+                                     WHERE c <> ALL (exclude_columns) AND c <> ALL (mask_columns)), '{}');
     END IF;
 
-    FOREACH col IN ARRAY exclude_columns || mask_columns LOOP
+    FOREACH col IN ARRAY exclude_columns || mask_columns || digest_columns LOOP
         IF col IS NULL OR NOT EXISTS (SELECT 1 FROM pg_attribute
                                        WHERE attrelid = tbl AND attname = col
                                          AND attnum > 0 AND NOT attisdropped) THEN
@@ -542,10 +567,32 @@ BEGIN
                 USING ERRCODE = 'undefined_column',
                       DETAIL = CASE WHEN col = ANY (exclude_columns)
                                     THEN 'It was named in exclude_columns.'
-                                    ELSE 'It was named in mask_columns.' END,
+                                    WHEN col = ANY (mask_columns)
+                                    THEN 'It was named in mask_columns.'
+                                    ELSE 'It was named in digest_columns.' END,
                       HINT = 'Name existing columns, spelled as in the table (case matters).';
         END IF;
     END LOOP;
+    -- digests are of bytes, text or jsonb (1.6)
+    FOREACH col IN ARRAY digest_columns LOOP
+        SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END::regtype INTO typ
+          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+         WHERE a.attrelid = tbl AND a.attname = col;
+        IF typ NOT IN ('bytea'::regtype, 'text'::regtype, 'character varying'::regtype, 'jsonb'::regtype) THEN
+            RAISE EXCEPTION 'column "%" of table "%" cannot be a digest column: its type is %', col, tbl, typ
+                USING ERRCODE = 'wrong_object_type',
+                      DETAIL = 'digest_columns records a SHA-256 and a size instead of the value; it applies to bytea, text, varchar and jsonb columns.',
+                      HINT = 'Use exclude_columns or mask_columns for other columns.';
+        END IF;
+    END LOOP;
+    IF (exclude_columns || mask_columns) && digest_columns THEN
+        RAISE EXCEPTION 'a column cannot be both a digest column and excluded or masked'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Named in both: %s.',
+                                  (SELECT string_agg(quote_ident(c), ', ')
+                                     FROM unnest(digest_columns) c WHERE c = ANY (exclude_columns || mask_columns))),
+                  HINT = 'Excluded columns are never stored, masked ones as a marker, digest columns as {"sha256", "bytes"}. Choose one.';
+    END IF;
     IF exclude_columns && mask_columns THEN
         RAISE EXCEPTION 'a column cannot be both excluded and masked'
             USING ERRCODE = 'invalid_parameter_value',
@@ -557,6 +604,13 @@ BEGIN
 
     pk_cols := audit.key_columns(tbl);
 
+    IF pk_cols && digest_columns THEN
+        RAISE EXCEPTION 'primary key columns of "%" cannot be digest columns', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The primary key is (%s); it identifies each audited record.',
+                                  array_to_string(pk_cols, ', ')),
+                  HINT = 'Leave key columns out of digest_columns.';
+    END IF;
     IF pk_cols && (exclude_columns || mask_columns) THEN
         RAISE EXCEPTION 'primary key columns of "%" cannot be excluded or masked', tbl
             USING ERRCODE = 'invalid_parameter_value',
@@ -578,10 +632,13 @@ BEGIN
     END IF;
 
     -- Idempotent: recreate the triggers with the current options.
-    PERFORM audit.install_triggers(tbl, exclude_columns, mask_columns, flags);
+    PERFORM audit.install_triggers(tbl, exclude_columns, mask_columns, flags, digest_columns);
     PERFORM audit.log_config_event('ENABLE AUDIT', tbl,
                                    jsonb_build_object('exclude_columns', to_jsonb(exclude_columns),
                                                       'mask_columns', to_jsonb(mask_columns))
+                                   || CASE WHEN cardinality(digest_columns) > 0
+                                           THEN jsonb_build_object('digest_columns', to_jsonb(digest_columns))
+                                           ELSE '{}'::jsonb END
                                    || CASE WHEN 'log_reads' = ANY (flags)
                                            THEN '{"log_reads": true}'::jsonb ELSE '{}'::jsonb END
                                    || CASE WHEN baseline THEN '{"baseline": true}'::jsonb ELSE '{}'::jsonb END);
@@ -734,7 +791,8 @@ BEGIN
          LIMIT 1;
         CONTINUE WHEN par IS NULL;
         flags := coalesce(args[3]::text[], '{}');
-        PERFORM audit.install_triggers(rel::regclass, args[1]::text[], args[2]::text[], flags);
+        PERFORM audit.install_triggers(rel::regclass, args[1]::text[], args[2]::text[], flags,
+                                       coalesce(args[4]::text[], '{}'));
         PERFORM audit.log_config_event('ENABLE AUDIT', rel::regclass,
                    jsonb_build_object('exclude_columns', to_jsonb(args[1]::text[]),
                                       'mask_columns', to_jsonb(args[2]::text[]),
@@ -755,8 +813,28 @@ CREATE EVENT TRIGGER audit_ext_ddl_command_end ON ddl_command_end
 -- options, as an argument of the audit_ext_row trigger: its third argument is
 -- a text[] of flags, '{log_reads}' or '{}'.
 
--- (Re)create the audit triggers with options and flags.
+-- (Re)create the audit triggers with options and flags, keeping the digest
+-- columns the table has.
 CREATE FUNCTION audit.install_triggers(tbl regclass, exclude_columns text[], mask_columns text[], flags text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM audit.install_triggers(tbl, exclude_columns, mask_columns, flags,
+                                   coalesce((SELECT (audit.trigger_arguments(t.tgargs))[4]::text[]
+                                               FROM pg_trigger t
+                                              WHERE t.tgrelid = tbl AND t.tgname = 'audit_ext_row' AND t.tgparentid = 0),
+                                            '{}'));
+END
+$$;
+COMMENT ON FUNCTION audit.install_triggers(regclass, text[], text[], text[]) IS
+    'Internal: (re)create the audit triggers of a table with its options and flags (log_reads), keeping its digest columns';
+
+-- (Re)create the audit triggers with options, flags and digest columns (1.6:
+-- the row trigger's fourth argument; '{}' leaves it out).
+CREATE FUNCTION audit.install_triggers(tbl regclass, exclude_columns text[], mask_columns text[], flags text[],
+                                       digest_columns text[])
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -766,9 +844,16 @@ DECLARE
 BEGIN
     PERFORM audit.register_table(tbl);
     PERFORM audit.drop_audit_triggers(tbl);
-    EXECUTE format('CREATE TRIGGER audit_ext_row AFTER INSERT OR UPDATE OR DELETE ON %s '
-                   'FOR EACH ROW EXECUTE FUNCTION audit.capture_row(%L, %L, %L)',
-                   tbl, exclude_columns::text, mask_columns::text, coalesce(flags, '{}')::text);
+    IF cardinality(digest_columns) > 0 THEN
+        EXECUTE format('CREATE TRIGGER audit_ext_row AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION audit.capture_row(%L, %L, %L, %L)',
+                       tbl, exclude_columns::text, mask_columns::text, coalesce(flags, '{}')::text,
+                       digest_columns::text);
+    ELSE
+        EXECUTE format('CREATE TRIGGER audit_ext_row AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION audit.capture_row(%L, %L, %L)',
+                       tbl, exclude_columns::text, mask_columns::text, coalesce(flags, '{}')::text);
+    END IF;
     EXECUTE format('CREATE TRIGGER audit_ext_truncate AFTER TRUNCATE ON %s '
                    'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L)',
                    tbl, exclude_columns::text, mask_columns::text);
@@ -779,8 +864,8 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION audit.install_triggers(regclass, text[], text[], text[]) IS
-    'Internal: (re)create the audit triggers of a table with its options and flags (log_reads)';
+COMMENT ON FUNCTION audit.install_triggers(regclass, text[], text[], text[], text[]) IS
+    'Internal: (re)create the audit triggers of a table with its options, flags (log_reads) and digest columns';
 
 -- The flags of an audited table ('{}' when none or not audited).
 CREATE FUNCTION audit.table_flags(tbl regclass)
@@ -795,8 +880,8 @@ AS $$
 $$;
 COMMENT ON FUNCTION audit.table_flags(regclass) IS
     'Internal: the flags (log_reads) of an audited table, from its audit trigger';
-COMMENT ON FUNCTION audit.enable(regclass, text[], text[], boolean, boolean) IS
-    'Start auditing a table (or update its options): every INSERT, UPDATE, DELETE and TRUNCATE is recorded in audit.event; log_reads => true records reads too (read events with the rows returned); an option not given (NULL) keeps its current value, ''{}'' clears a column list; baseline => true records every current row as a BASELINE event so that each row has a history from the start';
+COMMENT ON FUNCTION audit.enable(regclass, text[], text[], boolean, boolean, text[]) IS
+    'Start auditing a table (or update its options): every INSERT, UPDATE, DELETE and TRUNCATE is recorded in audit.event; log_reads => true records reads too (read events with the rows returned); an option not given (NULL) keeps its current value, ''{}'' clears a column list; baseline => true records every current row as a BASELINE event so that each row has a history from the start; digest_columns (bytea, text, jsonb) are recorded as {"sha256": ..., "bytes": n} instead of their value';
 
 -- src/ddl_capture.c records every statement that stops or bypasses an audit
 -- trigger (DISABLE TRIGGER name/ALL/USER, ENABLE REPLICA TRIGGER, DROP
@@ -898,7 +983,8 @@ SELECT c.oid::regclass                              AS table_oid,
        s.capturing                                  AS capturing,
        coalesce('log_reads' = ANY ((audit.trigger_arguments(t.tgargs))[3]::text[]), false) AS log_reads,
        s.capture_state                              AS capture_state,
-       s.replicated_into                            AS replicated_into
+       s.replicated_into                            AS replicated_into,
+       coalesce((audit.trigger_arguments(t.tgargs))[4]::text[], '{}') AS digest_columns
   FROM pg_trigger t
   JOIN pg_class c ON c.oid = t.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -907,7 +993,7 @@ SELECT c.oid::regclass                              AS table_oid,
    AND t.tgparentid = 0
    AND t.tgfoid = 'audit.capture_row()'::regprocedure;
 COMMENT ON VIEW audit.audited_tables IS
-    'Tables being audited, with their options; capturing is false if any audit trigger of the table or of a partition is missing, disabled or replica only, or an inheritance child is not audited (capture_state says which); log_reads: reads are recorded too; replicated_into: subscriptions applying changes to the table (captured only with ENABLE ALWAYS TRIGGER audit_ext_row)';
+    'Tables being audited, with their options; capturing is false if any audit trigger of the table or of a partition is missing, disabled or replica only, or an inheritance child is not audited (capture_state says which); log_reads: reads are recorded too; replicated_into: subscriptions applying changes to the table (captured only with ENABLE ALWAYS TRIGGER audit_ext_row); digest_columns: recorded as {"sha256", "bytes"} (1.6)';
 
 -- Capture switched off without a statement (audit.check_capture()).
 -- A superuser can switch an audit trigger off by editing the catalog
@@ -1137,8 +1223,9 @@ REVOKE ALL ON FUNCTION audit.trigger_arguments(bytea),
                        audit.disable(regclass),
                        audit.on_ddl_command_end(),
                        audit.install_triggers(regclass,text[],text[],text[]),
+                       audit.install_triggers(regclass,text[],text[],text[],text[]),
                        audit.table_flags(regclass),
-                       audit.enable(regclass,text[],text[],boolean,boolean),
+                       audit.enable(regclass,text[],text[],boolean,boolean,text[]),
                        audit.capture_state(regclass),
                        audit.record_baseline(regclass),
                        audit.register_table(regclass),
@@ -1155,5 +1242,5 @@ GRANT EXECUTE ON FUNCTION audit.trigger_arguments(bytea),
                           audit.key_columns(regclass),
                           audit.capture_state(regclass) TO audit_admin, audit_reader;
 GRANT EXECUTE ON FUNCTION audit.disable(regclass),
-                          audit.enable(regclass,text[],text[],boolean,boolean) TO audit_admin;
+                          audit.enable(regclass,text[],text[],boolean,boolean,text[]) TO audit_admin;
 GRANT SELECT ON audit.audited_tables TO audit_admin, audit_reader;

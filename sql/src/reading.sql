@@ -152,12 +152,12 @@ BEGIN
                                  'For other system actions give class => ''system''.';
             END IF;
             -- Only the classes where this action can occur: the class whose
-            -- fixed list has it, and ddl and system, whose actions are open.
-            -- Partition pruning then skips the others.
+            -- fixed list has it, and ddl, system and app (1.6), whose actions
+            -- are open.  Partition pruning then skips the others.
             SELECT c.key INTO action_class FROM jsonb_each(known) c WHERE c.value ? action;
             conds := conds || format('e.class IN (%s)',
                                      array_to_string(ARRAY(SELECT quote_literal(x)
-                                                             FROM unnest(ARRAY[action_class, 'ddl', 'system']) x
+                                                             FROM unnest(ARRAY[action_class, 'ddl', 'system', 'app']) x
                                                             WHERE x IS NOT NULL), ', '));
         ELSIF action = '' THEN
             RAISE EXCEPTION 'invalid action "": must not be empty'
@@ -201,7 +201,14 @@ BEGIN
         END;
         IF array_length(parts, 1) = 1 THEN
             table_part := parts[1];
-            name_cond := 'e.table_name = $7';
+            -- an application entity (schema_name NULL, 1.6) goes by its name
+            -- as given: Customer is not folded to customer
+            IF parts[1] IS DISTINCT FROM table_name THEN
+                name_cond := format('(e.table_name = $7 OR (e.schema_name IS NULL AND e.table_name = %L))',
+                                    table_name);
+            ELSE
+                name_cond := 'e.table_name = $7';
+            END IF;
         ELSIF array_length(parts, 1) = 2 THEN
             schema_part := parts[1];
             table_part := parts[2];
@@ -429,21 +436,21 @@ SELECT e.id          AS event_id,
  CROSS JOIN LATERAL (
         SELECT n.key, NULL::jsonb, n.value
           FROM jsonb_each(e.new_data) n
-         WHERE e.action = 'INSERT'
+         WHERE e.action = 'INSERT' AND e.class = 'data'
         UNION ALL
         SELECT o.key, o.value, NULL::jsonb
           FROM jsonb_each(e.old_data) o
-         WHERE e.action = 'DELETE'
+         WHERE e.action = 'DELETE' AND e.class = 'data'
         UNION ALL
         SELECT u.col, e.old_data -> u.col, e.new_data -> u.col
           FROM unnest(e.changed_columns) u(col)
-         WHERE e.action = 'UPDATE'
+         WHERE e.action = 'UPDATE' OR e.class = 'app'
        ) AS c(column_name, old_value, new_value)
  WHERE audit.audit_access_ok()
-   AND e.class = 'data'
-   AND e.action IN ('INSERT', 'UPDATE', 'DELETE');
+   AND ((e.class = 'data' AND e.action IN ('INSERT', 'UPDATE', 'DELETE'))
+        OR (e.class = 'app' AND e.changed_columns IS NOT NULL));
 COMMENT ON VIEW audit.changes IS
-    'One row per changed column of each data event: INSERT has no old_value, DELETE no new_value, UPDATE lists changed_columns';
+    'One row per changed column of each data event (INSERT has no old_value, DELETE no new_value, UPDATE lists changed_columns) and of each application event with old_value/new_value objects (schema_name NULL, table_name the entity)';
 
 -- A row in the form capture writes it (src/row_json.c): timestamptz in UTC,
 -- interval in ISO 8601, floats shortest, bytea in hex, whatever the session's
@@ -1180,14 +1187,31 @@ DECLARE
     sc   audit.table_scope;
 BEGIN
     PERFORM audit.require_audit_role();
-    IF record_history.schema_name IS NULL OR record_history.table_name IS NULL THEN
-        RAISE EXCEPTION 'invalid table: schema_name and table_name must not be NULL'
-            USING ERRCODE = 'invalid_parameter_value';
+    IF record_history.table_name IS NULL THEN
+        RAISE EXCEPTION 'invalid table: table_name must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give schema_name and table_name of a table, or schema_name NULL and an application entity.';
     END IF;
     IF rec IS NULL OR jsonb_typeof(rec) <> 'object' OR rec = '{}' THEN
         RAISE EXCEPTION 'invalid record_id %: must be a non-empty JSON object', coalesce(rec::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Give the key columns and values, e.g. {"id": 42}.';
+    END IF;
+    -- 1.6: schema_name NULL names an application entity (audit.log_event):
+    -- its events are those whose record_id holds the key given
+    IF record_history.schema_name IS NULL THEN
+        RETURN QUERY
+            SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
+                   e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
+                   e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
+                   s.statement_text, e.table_identity, e.context, e.risk
+              FROM audit.event e
+              LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
+             WHERE e.class = 'app' AND e.schema_name IS NULL
+               AND e.table_name = record_history.table_name
+               AND e.record_id @> rec
+             ORDER BY e.id;
+        RETURN;
     END IF;
     -- The table that has this name now, else the last that had it (since
     -- 1.6 followed across renames: its events under every name; a table of
@@ -1225,7 +1249,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION audit.record_history(text, text, jsonb) IS
-    'The events of one record of a table given by its names as recorded (also for a dropped table), oldest first';
+    'The events of one record of a table given by its names as recorded (also for a dropped table), oldest first; schema_name NULL: the application events of an entity''s record (audit.log_event)';
 
 -- A key given for a dropped table, converted to the form capture wrote
 -- through the column types the table had (audit.audited_column_history):

@@ -46,7 +46,7 @@ CREATE FUNCTION audit.user_activity(actor text, from_time timestamptz DEFAULT NU
 RETURNS TABLE (total_actions bigint, records_created bigint, records_modified bigint, records_deleted bigint,
                records_viewed bigint, exports bigint, logins bigint, failed_logins bigint, sessions bigint,
                avg_session interval, actions_by_table jsonb, first_activity timestamptz, last_activity timestamptz,
-               reports_generated bigint)
+               reports_generated bigint, password_changes bigint)
 LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
@@ -96,7 +96,8 @@ BEGIN
               FROM ev l
              WHERE l.class = 'auth' AND l.action = 'LOGOUT'
         ), per_table AS (
-            SELECT CASE WHEN t.schema_name IS NULL THEN format('%%I', t.table_name)
+            -- application entities (schema_name NULL) by their own name
+            SELECT CASE WHEN t.schema_name IS NULL THEN t.table_name
                         ELSE format('%%I.%%I', t.schema_name, t.table_name) END AS tbl,
                    jsonb_object_agg(t.action, t.n) AS actions
               FROM (SELECT x.schema_name, x.table_name, x.action, count(*) AS n
@@ -108,25 +109,30 @@ BEGIN
                count(*) FILTER (WHERE ev.class = 'data' AND ev.action = 'INSERT' AND ev.status = 'success'),
                count(*) FILTER (WHERE ev.class = 'data' AND ev.action = 'UPDATE' AND ev.status = 'success'),
                count(*) FILTER (WHERE ev.class = 'data' AND ev.action = 'DELETE' AND ev.status = 'success'),
-               coalesce(sum(ev.nrows) FILTER (WHERE ev.class = 'read' AND ev.status = 'success'), 0)::bigint,
+               coalesce(sum(ev.nrows) FILTER (WHERE ev.class = 'read' AND ev.status = 'success'), 0)::bigint
+                 + count(*) FILTER (WHERE ev.class = 'app' AND ev.action = 'VIEW' AND ev.status = 'success'),
                count(*) FILTER (WHERE ev.class = 'read' AND ev.status = 'success'
-                                  AND (ev.action = 'COPY' OR ev.nrows >= $4)),
-               count(*) FILTER (WHERE ev.class = 'auth' AND ev.action = 'LOGIN' AND ev.status = 'success'),
-               count(*) FILTER (WHERE ev.class = 'auth'
+                                  AND (ev.action = 'COPY' OR ev.nrows >= $4))
+                 + count(*) FILTER (WHERE ev.class = 'app' AND ev.action = 'EXPORT' AND ev.status = 'success'),
+               count(*) FILTER (WHERE ev.class IN ('auth', 'app') AND ev.action = 'LOGIN' AND ev.status = 'success'),
+               count(*) FILTER (WHERE ev.class IN ('auth', 'app')
                                   AND (ev.action = 'LOGIN_FAILED' OR (ev.action = 'LOGIN' AND ev.status = 'failure'))),
                (SELECT count(*) FROM ended),
                (SELECT avg(ended.length) FROM ended),
                coalesce((SELECT jsonb_object_agg(per_table.tbl, per_table.actions) FROM per_table), '{}'::jsonb),
                min(ev.event_time),
                max(ev.event_time),
-               count(*) FILTER (WHERE ev.class = 'system' AND ev.action = 'REPORT_GENERATED')
+               count(*) FILTER (WHERE ev.action = 'REPORT_GENERATED' AND ev.class IN ('system', 'app')
+                                  AND ev.status = 'success'),
+               count(*) FILTER (WHERE ev.class = 'app' AND ev.action = 'PASSWORD_CHANGE'
+                                  AND ev.status = 'success')
           FROM ev
     $q$, conds)
         USING user_activity.actor, user_activity.from_time, user_activity.to_time, threshold;
 END
 $$;
 COMMENT ON FUNCTION audit.user_activity(text, timestamptz, timestamptz) IS
-    'What one actor did in a period (from_time inclusive, to_time exclusive): one row of counts, sessions, actions per table, first and last activity, reports generated';
+    'What one actor did in a period (from_time inclusive, to_time exclusive): one row of counts, sessions, actions per table and application entity, first and last activity, reports generated (audit.render_report() and application REPORT_GENERATED events), password changes; application events count too (LOGIN, LOGIN_FAILED, LOGOUT, VIEW, EXPORT, REPORT_GENERATED, PASSWORD_CHANGE: audit.app_actions())';
 
 CREATE TYPE audit.activity_summary_row AS (
     from_time        timestamptz,

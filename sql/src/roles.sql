@@ -1,4 +1,5 @@
--- Roles and grants: the roles audit_admin and audit_reader, the schema's
+-- Roles and grants: the roles audit_admin, audit_reader and audit_writer
+-- (1.6: may record application events; audit_admin is a member), the schema's
 -- privileges and comment, and the access check every reading function starts
 -- with (audit.require_audit_role).  Each concern file ends with the
 -- privileges of its own objects; what holds for all of them:
@@ -19,6 +20,14 @@ BEGIN
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'audit_reader') THEN
         CREATE ROLE audit_reader NOLOGIN;
+    END IF;
+    -- 1.6: the application's role, granted to the role an application
+    -- connects as, may record application events (audit.log_event)
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'audit_writer') THEN
+        CREATE ROLE audit_writer NOLOGIN;
+    END IF;
+    IF NOT pg_catalog.pg_has_role('audit_admin', 'audit_writer', 'MEMBER') THEN
+        GRANT audit_writer TO audit_admin;
     END IF;
 END
 $roles$;

@@ -54,14 +54,14 @@ CREATE TABLE audit.event (
     context          jsonb,
     risk             text COLLATE "C",
     CONSTRAINT event_class_check
-        CHECK (class IN ('data', 'auth', 'privilege', 'ddl', 'read', 'system')),
+        CHECK (class IN ('data', 'auth', 'privilege', 'ddl', 'read', 'system', 'app')),
     CONSTRAINT event_status_check CHECK (status IN ('success', 'failure')),
     CONSTRAINT event_risk_check CHECK (risk IN ('low', 'medium', 'high', 'critical'))
 ) PARTITION BY LIST (class);
 COMMENT ON TABLE audit.event IS 'The audit trail: one row per event, partitioned by class and month';
 COMMENT ON COLUMN audit.event.id IS 'Event id, increasing in capture order';
 COMMENT ON COLUMN audit.event.event_time IS 'Start time of the statement that caused the event (statement_timestamp())';
-COMMENT ON COLUMN audit.event.class IS 'data, auth, privilege, ddl, read or system';
+COMMENT ON COLUMN audit.event.class IS 'data, auth, privilege, ddl, read, system or app (application events, audit.log_event)';
 COMMENT ON COLUMN audit.event.action IS 'INSERT, UPDATE, DELETE, TRUNCATE for data events';
 COMMENT ON COLUMN audit.event.status IS 'success or failure';
 COMMENT ON COLUMN audit.event.db_user IS 'current_user when the event happened';
@@ -73,8 +73,8 @@ COMMENT ON COLUMN audit.event.backend_pid IS 'Process id of the backend';
 COMMENT ON COLUMN audit.event.txid IS 'Top-level transaction id (as txid_current())';
 COMMENT ON COLUMN audit.event.statement_id IS 'Key of the statement text in audit.statement (text stored once)';
 COMMENT ON COLUMN audit.event.statement_seq IS 'Number of the statement within its transaction: (txid, statement_seq) identifies one execution';
-COMMENT ON COLUMN audit.event.schema_name IS 'Schema of the audited table (the partitioned root for partitions)';
-COMMENT ON COLUMN audit.event.table_name IS 'Name of the audited table (the partitioned root for partitions)';
+COMMENT ON COLUMN audit.event.schema_name IS 'Schema of the audited table (the partitioned root for partitions); NULL for application events';
+COMMENT ON COLUMN audit.event.table_name IS 'Name of the audited table (the partitioned root for partitions); application events: the entity';
 COMMENT ON COLUMN audit.event.record_id IS 'Primary-key values of the row, or the whole row when the table has no primary key';
 COMMENT ON COLUMN audit.event.old_data IS 'DELETE: the old row; UPDATE: old values of the changed columns';
 COMMENT ON COLUMN audit.event.new_data IS 'INSERT: the new row; UPDATE: new values of the changed columns';
@@ -170,7 +170,7 @@ SELECT pg_catalog.pg_extension_config_dump('audit.statement', '');
 CREATE FUNCTION audit.event_classes()
 RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT ARRAY['data', 'auth', 'privilege', 'ddl', 'read', 'system']::text[] $$;
+AS $$ SELECT ARRAY['data', 'auth', 'privilege', 'ddl', 'read', 'system', 'app']::text[] $$;
 COMMENT ON FUNCTION audit.event_classes() IS 'The event classes, each stored in its own partition tree';
 
 -- Create the monthly partitions from the current month to "months_ahead"
