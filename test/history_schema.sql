@@ -5,7 +5,7 @@
 -- every step; audit.audited_column_history says what changed.  Moments are
 -- taken with clock_timestamp() between the statements.  Rolled back.
 BEGIN;
-SELECT plan(33);
+SELECT plan(35);
 SET LOCAL client_min_messages = warning;
 CREATE TEMP TABLE moment (name text PRIMARY KEY, at timestamptz);
 CREATE FUNCTION pg_temp.at(n text) RETURNS timestamptz LANGUAGE sql AS $$ SELECT at FROM moment WHERE name = n $$;
@@ -161,6 +161,16 @@ SELECT is((SELECT string_agg(table_name, ',' ORDER BY id) FROM audit.search(tabl
           'hr', 'search(table_name => former name): the events recorded under it');
 SELECT is((SELECT count(*)::int FROM audit.export(table_name => 'hr_new', class => 'data')), 2,
           'export() follows the same rule');
+SELECT is((SELECT (actions_by_table -> 'public.hr_new' ->> 'INSERT') || ' ' ||
+                   coalesce((actions_by_table -> 'public.hr') ? 'INSERT', false)::text
+             FROM audit.user_activity(current_user)),
+          '2 false', 'user_activity() counts a renamed table''s changes once, under its current name');
+SELECT is((SELECT (SELECT (t ->> 'events')::bigint FROM jsonb_array_elements(top_tables) t WHERE t ->> 'table' = 'public.hr_new')
+             FROM audit.activity_summary()),
+          (SELECT count(*) FROM audit.event
+            WHERE table_identity = audit.table_identity('hr_new')
+               OR (table_identity IS NULL AND schema_name = 'public' AND table_name = 'hr_new')),
+          'activity_summary() too: every event of the table under its current name');
 
 -- undo of an UPDATE recorded before its column was renamed
 CREATE TABLE hu (id int PRIMARY KEY, a text);

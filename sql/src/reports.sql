@@ -42,6 +42,22 @@ SELECT e.id,
 COMMENT ON VIEW audit.recent_high_priority IS
     'Events of the last 7 days that need attention, newest first: failed logins, privilege and schema changes, system events, TRUNCATEs, failed changes, denied reads';
 
+-- A table's current name by its identity ("schema.table", quoted as in SQL;
+-- the last name of a dropped one), for the figures that count per table.
+CREATE FUNCTION audit.identity_label(ident bigint)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('%I.%I', h.schema_name, h.table_name) FROM audit.audited_table_history h
+     WHERE h.table_identity = ident
+     ORDER BY h.valid_until IS NULL DESC, h.valid_until DESC LIMIT 1
+$$;
+COMMENT ON FUNCTION audit.identity_label(bigint) IS
+    'Internal: the current (or last) name of the table with this identity, as schema.table';
+REVOKE ALL ON FUNCTION audit.identity_label(bigint) FROM PUBLIC;
+
 CREATE FUNCTION audit.user_activity(actor text, from_time timestamptz DEFAULT NULL, to_time timestamptz DEFAULT NULL)
 RETURNS TABLE (total_actions bigint, records_created bigint, records_modified bigint, records_deleted bigint,
                records_viewed bigint, exports bigint, logins bigint, failed_logins bigint, sessions bigint,
@@ -80,7 +96,7 @@ BEGIN
     RETURN QUERY EXECUTE format($q$
         WITH ev AS MATERIALIZED (
             SELECT e.id, e.event_time, e.class, e.action, e.status, e.backend_pid,
-                   e.schema_name, e.table_name, e.detail,
+                   e.schema_name, e.table_name, e.table_identity, e.detail,
                    CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$' THEN (e.detail ->> 'rows')::bigint END AS nrows
               FROM audit.event e
              WHERE %s
@@ -96,13 +112,18 @@ BEGIN
               FROM ev l
              WHERE l.class = 'auth' AND l.action = 'LOGOUT'
         ), per_table AS (
-            -- application entities (schema_name NULL) by their own name
-            SELECT CASE WHEN t.schema_name IS NULL THEN t.table_name
-                        ELSE format('%%I.%%I', t.schema_name, t.table_name) END AS tbl,
-                   jsonb_object_agg(t.action, t.n) AS actions
-              FROM (SELECT x.schema_name, x.table_name, x.action, count(*) AS n
-                      FROM ev x WHERE x.table_name IS NOT NULL
-                     GROUP BY 1, 2, 3) t
+            -- a table by its identity under its current name (1.6: renames
+            -- are one table); application entities (schema_name NULL) by
+            -- their own name
+            SELECT t.tbl, jsonb_object_agg(t.action, t.n) AS actions
+              FROM (SELECT coalesce(audit.identity_label(g.table_identity),
+                                    CASE WHEN g.schema_name IS NULL THEN g.table_name
+                                         ELSE format('%%I.%%I', g.schema_name, g.table_name) END) AS tbl,
+                           g.action, sum(g.n)::bigint AS n
+                      FROM (SELECT x.table_identity, x.schema_name, x.table_name, x.action, count(*) AS n
+                              FROM ev x WHERE x.table_name IS NOT NULL
+                             GROUP BY 1, 2, 3, 4) g
+                     GROUP BY 1, 2) t
              GROUP BY 1
         )
         SELECT count(*),
@@ -170,19 +191,19 @@ BEGIN
     -- One pass over the events, grouped four ways at once.
     RETURN QUERY EXECUTE format($q$
         WITH g AS (
-            SELECT e.class, e.action, e.actor, e.schema_name, e.table_name,
+            SELECT e.class, e.action, e.actor, e.table_identity, e.schema_name, e.table_name,
                    GROUPING(e.class, e.action) AS g_ca,
                    GROUPING(e.actor) AS g_a,
-                   GROUPING(e.schema_name, e.table_name) AS g_t,
+                   GROUPING(e.table_identity, e.schema_name, e.table_name) AS g_t,
                    count(*) AS n,
                    count(*) FILTER (WHERE e.status = 'failure') AS failed
               FROM audit.event e
              WHERE %s
-             GROUP BY GROUPING SETS ((e.class, e.action), (e.actor), (e.schema_name, e.table_name), ())
+             GROUP BY GROUPING SETS ((e.class, e.action), (e.actor), (e.table_identity, e.schema_name, e.table_name), ())
         )
         SELECT $1, $2,
-               coalesce((SELECT g.n FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 3), 0),
-               coalesce((SELECT g.failed FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 3), 0),
+               coalesce((SELECT g.n FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 7), 0),
+               coalesce((SELECT g.failed FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 7), 0),
                (SELECT count(*) FROM g WHERE g.g_a = 0 AND g.actor IS NOT NULL),
                coalesce((SELECT jsonb_object_agg(c.class, c.n)
                            FROM (SELECT g.class, sum(g.n)::bigint AS n FROM g WHERE g.g_ca = 0 GROUP BY 1) c),
@@ -196,11 +217,14 @@ BEGIN
                                   ORDER BY g.n DESC, g.actor LIMIT 10) t),
                         '[]'::jsonb),
                coalesce((SELECT jsonb_agg(jsonb_build_object('table', t.tbl, 'events', t.n) ORDER BY t.n DESC, t.tbl)
-                           FROM (SELECT CASE WHEN g.schema_name IS NULL THEN format('%%I', g.table_name)
-                                             ELSE format('%%I.%%I', g.schema_name, g.table_name) END AS tbl,
-                                        g.n
+                           -- a table by its identity under its current name (1.6)
+                           FROM (SELECT coalesce(audit.identity_label(g.table_identity),
+                                                 CASE WHEN g.schema_name IS NULL THEN format('%%I', g.table_name)
+                                                      ELSE format('%%I.%%I', g.schema_name, g.table_name) END) AS tbl,
+                                        sum(g.n)::bigint AS n
                                    FROM g WHERE g.g_t = 0 AND g.table_name IS NOT NULL
-                                  ORDER BY g.n DESC, 1 LIMIT 10) t),
+                                  GROUP BY 1
+                                  ORDER BY 2 DESC, 1 LIMIT 10) t),
                         '[]'::jsonb),
                (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
                   FROM pg_class c

@@ -4536,7 +4536,7 @@ REVOKE ALL ON FUNCTION audit.html(text),
                        audit.run_due_reports() FROM PUBLIC;
 -- end issue 21
 -- ===========================================================================
--- merged: objects that the blocks above define more than once end as
+-- merged: objects that the blocks above define more than once, or that changed after them, end as
 -- sql/src/ has them
 -- ===========================================================================
 -- Checks the arguments and returns the WHERE condition over "audit.event e"
@@ -4830,6 +4830,89 @@ $$;
 COMMENT ON FUNCTION audit.install_triggers(regclass, text[], text[], text[]) IS
     'Internal: (re)create the audit triggers of a table with its options and flags (log_reads), keeping its digest columns';
 
+-- A table's current name by its identity ("schema.table", quoted as in SQL;
+-- the last name of a dropped one), for the figures that count per table.
+CREATE FUNCTION audit.identity_label(ident bigint)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('%I.%I', h.schema_name, h.table_name) FROM audit.audited_table_history h
+     WHERE h.table_identity = ident
+     ORDER BY h.valid_until IS NULL DESC, h.valid_until DESC LIMIT 1
+$$;
+COMMENT ON FUNCTION audit.identity_label(bigint) IS
+    'Internal: the current (or last) name of the table with this identity, as schema.table';
+
+REVOKE ALL ON FUNCTION audit.identity_label(bigint) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION audit.activity_summary(from_time timestamptz DEFAULT NULL, to_time timestamptz DEFAULT NULL)
+RETURNS SETOF audit.activity_summary_row
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    conds text[] := '{}';
+BEGIN
+    PERFORM audit.require_audit_role();
+    PERFORM audit.check_time_range(from_time, to_time);
+    IF from_time IS NOT NULL THEN
+        conds := conds || 'e.event_time >= $1'::text;
+    END IF;
+    IF to_time IS NOT NULL THEN
+        conds := conds || 'e.event_time < $2'::text;
+    END IF;
+    -- One pass over the events, grouped four ways at once.
+    RETURN QUERY EXECUTE format($q$
+        WITH g AS (
+            SELECT e.class, e.action, e.actor, e.table_identity, e.schema_name, e.table_name,
+                   GROUPING(e.class, e.action) AS g_ca,
+                   GROUPING(e.actor) AS g_a,
+                   GROUPING(e.table_identity, e.schema_name, e.table_name) AS g_t,
+                   count(*) AS n,
+                   count(*) FILTER (WHERE e.status = 'failure') AS failed
+              FROM audit.event e
+             WHERE %s
+             GROUP BY GROUPING SETS ((e.class, e.action), (e.actor), (e.table_identity, e.schema_name, e.table_name), ())
+        )
+        SELECT $1, $2,
+               coalesce((SELECT g.n FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 7), 0),
+               coalesce((SELECT g.failed FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 7), 0),
+               (SELECT count(*) FROM g WHERE g.g_a = 0 AND g.actor IS NOT NULL),
+               coalesce((SELECT jsonb_object_agg(c.class, c.n)
+                           FROM (SELECT g.class, sum(g.n)::bigint AS n FROM g WHERE g.g_ca = 0 GROUP BY 1) c),
+                        '{}'::jsonb),
+               coalesce((SELECT jsonb_object_agg(c.class, c.actions)
+                           FROM (SELECT g.class, jsonb_object_agg(g.action, g.n) AS actions
+                                   FROM g WHERE g.g_ca = 0 GROUP BY 1) c),
+                        '{}'::jsonb),
+               coalesce((SELECT jsonb_agg(jsonb_build_object('actor', t.actor, 'events', t.n) ORDER BY t.n DESC, t.actor)
+                           FROM (SELECT g.actor, g.n FROM g WHERE g.g_a = 0 AND g.actor IS NOT NULL
+                                  ORDER BY g.n DESC, g.actor LIMIT 10) t),
+                        '[]'::jsonb),
+               coalesce((SELECT jsonb_agg(jsonb_build_object('table', t.tbl, 'events', t.n) ORDER BY t.n DESC, t.tbl)
+                           -- a table by its identity under its current name (1.6)
+                           FROM (SELECT coalesce(audit.identity_label(g.table_identity),
+                                                 CASE WHEN g.schema_name IS NULL THEN format('%%I', g.table_name)
+                                                      ELSE format('%%I.%%I', g.schema_name, g.table_name) END) AS tbl,
+                                        sum(g.n)::bigint AS n
+                                   FROM g WHERE g.g_t = 0 AND g.table_name IS NOT NULL
+                                  GROUP BY 1
+                                  ORDER BY 2 DESC, 1 LIMIT 10) t),
+                        '[]'::jsonb),
+               (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+                  FROM pg_class c
+                 WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind IN ('r', 'm'))
+    $q$, CASE WHEN cardinality(conds) = 0 THEN 'true' ELSE array_to_string(conds, ' AND ') END)
+        USING from_time, to_time;
+END
+$$;
+COMMENT ON FUNCTION audit.activity_summary(timestamptz, timestamptz) IS
+    'Dashboard figures for a period (from_time inclusive, to_time exclusive): totals, failures, events by class and action, top 10 actors and tables, storage used by the whole trail';
+
 DROP FUNCTION audit.user_activity(text, timestamptz, timestamptz);
 CREATE FUNCTION audit.user_activity(actor text, from_time timestamptz DEFAULT NULL, to_time timestamptz DEFAULT NULL)
 RETURNS TABLE (total_actions bigint, records_created bigint, records_modified bigint, records_deleted bigint,
@@ -4869,7 +4952,7 @@ BEGIN
     RETURN QUERY EXECUTE format($q$
         WITH ev AS MATERIALIZED (
             SELECT e.id, e.event_time, e.class, e.action, e.status, e.backend_pid,
-                   e.schema_name, e.table_name, e.detail,
+                   e.schema_name, e.table_name, e.table_identity, e.detail,
                    CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$' THEN (e.detail ->> 'rows')::bigint END AS nrows
               FROM audit.event e
              WHERE %s
@@ -4885,13 +4968,18 @@ BEGIN
               FROM ev l
              WHERE l.class = 'auth' AND l.action = 'LOGOUT'
         ), per_table AS (
-            -- application entities (schema_name NULL) by their own name
-            SELECT CASE WHEN t.schema_name IS NULL THEN t.table_name
-                        ELSE format('%%I.%%I', t.schema_name, t.table_name) END AS tbl,
-                   jsonb_object_agg(t.action, t.n) AS actions
-              FROM (SELECT x.schema_name, x.table_name, x.action, count(*) AS n
-                      FROM ev x WHERE x.table_name IS NOT NULL
-                     GROUP BY 1, 2, 3) t
+            -- a table by its identity under its current name (1.6: renames
+            -- are one table); application entities (schema_name NULL) by
+            -- their own name
+            SELECT t.tbl, jsonb_object_agg(t.action, t.n) AS actions
+              FROM (SELECT coalesce(audit.identity_label(g.table_identity),
+                                    CASE WHEN g.schema_name IS NULL THEN g.table_name
+                                         ELSE format('%%I.%%I', g.schema_name, g.table_name) END) AS tbl,
+                           g.action, sum(g.n)::bigint AS n
+                      FROM (SELECT x.table_identity, x.schema_name, x.table_name, x.action, count(*) AS n
+                              FROM ev x WHERE x.table_name IS NOT NULL
+                             GROUP BY 1, 2, 3, 4) g
+                     GROUP BY 1, 2) t
              GROUP BY 1
         )
         SELECT count(*),
