@@ -143,6 +143,17 @@ BEGIN
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (actor, id)', name || '_actor_idx', part);
     -- time ranges inside a partition: tiny, and nearly free to maintain
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING brin (event_time)', name || '_time_brin', part);
+    -- 1.6: searches by the application's context (session_id, tenant,
+    -- client_ip, request_id ...: context @> '{"session_id": "s1"}').  GIN with
+    -- a pending list like record_id; partial, so an event without a context
+    -- (most of a database's own trail) costs it nothing.  An event with one
+    -- pays for it (docs/performance.md, "1.6: context and risk"):
+    -- audit_ext.index_context = off leaves it out of partitions made from
+    -- then on.
+    IF coalesce(current_setting('audit_ext.index_context', true), 'on') <> 'off' THEN
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin (context jsonb_path_ops) '
+                       'WITH (fastupdate = on) WHERE context IS NOT NULL', name || '_context_idx', part);
+    END IF;
     PERFORM audit.tune_event_partition(part);
 END
 $$;
