@@ -9,13 +9,13 @@ OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 # the hand-written upgrade scripts; top-level sql/*.sql are pg_regress inputs.
 # docs/architecture.md, "SQL files", says where a new object goes.
 EXTVERSION := $(shell sed -n "s/^default_version = '\\(.*\\)'$$/\\1/p" $(dir $(lastword $(MAKEFILE_LIST)))audit_ext.control)
-SQL_SOURCES = roles store capture reading app_events reports security_events retention integrity alerts shipping report_render
+SQL_SOURCES = roles store capture reading app_events risk reports security_events retention integrity alerts shipping report_render
 SQL_SOURCE_FILES = $(patsubst %,sql/src/%.sql,$(SQL_SOURCES))
 DATA_built = audit_ext--$(EXTVERSION).sql
 DATA = $(filter-out %/audit_ext--$(EXTVERSION).sql,$(wildcard sql/versions/audit_ext--*.sql))
 PGFILEDESC = "audit_ext - audit trail for PostgreSQL"
 
-REGRESS = setup capture enable_errors options partitioned actor reading retention alerts chain reports app_events
+REGRESS = setup capture enable_errors options partitioned actor reading retention alerts chain reports app_events context_risk
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=audit_ext
 # isolation tests (specs/*.spec, expected/*.out), run by make installcheck
 ISOLATION = concurrent_row enable_race enable_partitioned chain_concurrency prune_race

@@ -90,6 +90,22 @@ SELECT format('Floors (FLOOR=1): sql_floor / base = **%s**, audit_noidx / base =
  WHERE EXISTS (SELECT FROM med WHERE phase = ph AND variant IN ('sql_floor', 'audit_noidx'))
 $$;
 
+-- CONTEXT=1: audit_ctx (a context on every session, risk rules) against
+-- audit_ext, per cycle (they ran minutes apart in it) and their median
+CREATE FUNCTION pg_temp.context_cost(ph text, col text) RETURNS SETOF text
+LANGUAGE sql AS $$
+WITH c AS (
+    SELECT a.cycle,
+           CASE col WHEN 'tps' THEN a.tps / nullif(b.tps, 0) ELSE a.secs / nullif(b.secs, 0) END AS x
+      FROM raw a JOIN raw b ON b.cycle = a.cycle AND b.phase = a.phase AND b.variant = 'audit_ext'
+     WHERE a.phase = ph AND a.variant = 'audit_ctx' AND a.status = 'ok' AND b.status = 'ok')
+SELECT format('Context and risk rules (CONTEXT=1): audit_ctx / audit_ext per cycle: %s (median **%s**); audit_ctx / base = **%s**.',
+              string_agg(pg_temp.r(x, 3)::text, ', ' ORDER BY cycle),
+              pg_temp.r(percentile_cont(0.5) WITHIN GROUP (ORDER BY x), 3),
+              pg_temp.ratio(ph, 'audit_ctx', 'base', col))
+  FROM c HAVING count(x) > 0
+$$;
+
 -- a section only for the phases that ran (bench/run.sh PHASES)
 SELECT bool_or(phase = 'oltp') AS ran_oltp, bool_or(phase = 'bulk_update') AS ran_bulk_update,
        bool_or(phase = 'bulk_insert') AS ran_bulk_insert FROM raw \gset
@@ -110,6 +126,7 @@ SELECT format('TPS ratios: audit_ext/base = **%s**, table_log/base = **%s**, aud
 SELECT format('TPS, %s.', pg_temp.per_cycle('oltp', 'tps'));
 \echo
 SELECT f || E'\n' FROM pg_temp.floors('oltp', 'tps') f;
+SELECT f || E'\n' FROM pg_temp.context_cost('oltp', 'tps') f;
 \endif
 
 \if :ran_bulk_update

@@ -14,6 +14,15 @@
 # run); and sql_floor, no trigger at all: each statement itself writes one
 # (id, time, jsonb of the row) per changed row into an unindexed table
 # (WITH ... RETURNING), the cheapest trail of whole rows PostgreSQL can write.
+# CONTEXT=1 adds audit_ctx (1.6): audit_ext with 20 risk rules in the
+# database and an end-user context set for every session (PGOPTIONS
+# audit_ext.context, as audit.set_context(is_local => false) would), so every
+# event carries a context, takes the partial GIN index on context and a
+# risk from the rules: what a set context and risk rules cost on capture.
+# Diagnostics for it: audit_rules (the rules, no context), audit_ctx_noidx
+# (rules and context, the context index dropped).
+# VARIANTS="base audit_ext audit_ctx" picks the variants (default: base
+# audit_ext table_log, plus the FLOOR and CONTEXT ones).
 # PHASES (default "oltp bulk_update bulk_insert") runs a subset, e.g.
 # PHASES=oltp CYCLES=7 for a tighter OLTP median; PG_MAJOR (default 15).
 # Progress goes to stderr; the Markdown report goes to stdout and to
@@ -36,8 +45,16 @@ ROOT=$(dirname "$BENCH")
 RESULTS=$BENCH/results
 RAW=$RESULTS/raw.csv
 REPORT=$RESULTS/latest.md
-VARIANTS=(base audit_ext table_log)
-[ "$FLOOR" = 1 ] && VARIANTS+=(audit_noidx sql_floor)
+CONTEXT=${CONTEXT:-0}
+if [ -n "${VARIANTS:-}" ]; then
+    read -r -a VARIANTS <<<"$VARIANTS"
+else
+    VARIANTS=(base audit_ext table_log)
+    [ "$FLOOR" = 1 ] && VARIANTS+=(audit_noidx sql_floor)
+    [ "$CONTEXT" = 1 ] && VARIANTS+=(audit_ctx)
+fi
+# the context of every audit_ctx session (what a web application would set)
+CTX_JSON='{"tenant":"acme","client_ip":"192.0.2.10","request_id":"req-000123","session_id":"sess-7f3a9c","user_role":"clerk","user_agent":"Mozilla/5.0"}'
 AUDITED_TABLES=(pgbench_accounts pgbench_tellers pgbench_branches)
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -54,8 +71,12 @@ has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
 # PG_MAJOR (default 15) as in scripts/pgenv.sh: e.g. PG_MAJOR=17 in the Debian 13
 # chroot of scripts/test-pg17.sh
 PGM=${PG_MAJOR:-15}
-[ -f "/usr/share/postgresql/$PGM/extension/audit_ext.control" ] || die "audit_ext is not installed: cd $ROOT && make && make install"
-[ -f "/usr/share/postgresql/$PGM/extension/table_log.control" ] || die "table_log is not installed: apt-get install postgresql-$PGM-tablelog"
+# the PostgreSQL tree of PGBIN (default Debian's): never another one's files
+EXTDIR=$("${PGBIN:-/usr/lib/postgresql/$PGM/bin}/pg_config" --sharedir)/extension
+[ -f "$EXTDIR/audit_ext.control" ] || die "audit_ext is not installed in $EXTDIR: cd $ROOT && make && make install"
+if [[ " ${VARIANTS[*]} " == *" table_log "* ]]; then
+    [ -f "$EXTDIR/table_log.control" ] || die "table_log is not installed: apt-get install postgresql-$PGM-tablelog"
+fi
 
 # One run at a time: a second run would wipe the first one's cluster.
 exec 9>"$DIR.lock"
@@ -142,7 +163,7 @@ enable_trail() {
     local variant=$1 db=$2 tbl=$3
     case $variant in
         base) ;;
-        audit_ext | audit_noidx) sql "$db" -c "SELECT audit.enable('public.$tbl')" >/dev/null ;;
+        audit_ext | audit_noidx | audit_ctx | audit_rules | audit_ctx_noidx) sql "$db" -c "SELECT audit.enable('public.$tbl')" >/dev/null ;;
         table_log) sql "$db" -c "SELECT table_log_init(5, 'public', '$tbl', 'tlog', '${tbl}_log')" >/dev/null ;;
     esac
 }
@@ -176,11 +197,26 @@ for v in "${VARIANTS[@]}"; do
     sql "$db" -f "$BENCH/setup.sql"
     case $v in
         audit_ext | audit_noidx) sql "$db" -c "CREATE EXTENSION audit_ext" ;;
+        audit_ctx | audit_rules | audit_ctx_noidx) sql "$db" -c "CREATE EXTENSION audit_ext" -c "
+            SELECT audit.set_risk('data', 'UPDATE', 'public.pgbench_accounts', 'medium');
+            SELECT audit.set_risk('app', a, risk => 'high') FROM unnest(ARRAY['EXPORT', 'IMPORT', 'VIEW', 'CREATE']) a;
+            SELECT audit.set_risk('data', table_name => 'public.t' || g, risk => 'high') FROM generate_series(1, 10) g;
+            SELECT audit.set_risk(c, risk => 'medium') FROM unnest(ARRAY['ddl', 'read', 'auth', 'system', 'privilege']) c;" >/dev/null ;;
         table_log) sql "$db" -c "CREATE EXTENSION table_log" -c "CREATE SCHEMA tlog" ;;
         sql_floor) sql "$db" -c "CREATE SCHEMA sqlfloor" \
             -c "CREATE TABLE sqlfloor.sink (id bigserial, event_time timestamptz NOT NULL, row_data jsonb NOT NULL)" ;;
     esac
     for t in "${AUDITED_TABLES[@]}"; do enable_trail "$v" "$db" "$t"; done
+    if [ "$v" = audit_ctx_noidx ]; then   # diagnostic: the context without its index
+        sql "$db" -c "SET audit_ext.protect_trail = off" -c "
+            DO \$\$ DECLARE i regclass; BEGIN
+                FOR i IN SELECT x.indexrelid::regclass FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
+                          WHERE x.indrelid IN (SELECT relid FROM pg_partition_tree('audit.event') WHERE isleaf)
+                            AND c.relname LIKE '%\\_context\\_idx' LOOP
+                    EXECUTE format('DROP INDEX %s', i);
+                END LOOP;
+            END \$\$" >/dev/null
+    fi
     if [ "$v" = audit_noidx ]; then
         sql "$db" -c "SET audit_ext.protect_trail = off" -c "
             DO \$\$ DECLARE i regclass; BEGIN
@@ -211,7 +247,9 @@ run_oltp() {
     local script=()
     [ "$v" = sql_floor ] && script=(-s "$SCALE" -f "$BENCH/sql_floor.pgbench")
     rc=0
-    pgbench -n -c "$CLIENTS" -j "$THREADS" -M prepared -T "$DURATION" "${script[@]}" "$db" >"$out" 2>&1 || rc=$?
+    local opts=""
+    [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ] && opts="-c audit_ext.context=$CTX_JSON"
+    PGOPTIONS="$opts" pgbench -n -c "$CLIENTS" -j "$THREADS" -M prepared -T "$DURATION" "${script[@]}" "$db" >"$out" 2>&1 || rc=$?
     p1=$(sql "$db" -F ' ' -c "SELECT lsn, trail_bytes, trail_rows FROM bench.probe()")
     tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | head -n1)
     lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out" | head -n1)
@@ -309,7 +347,8 @@ done
 # ---------------------------------------------------------------------------
 log "writing the report"
 trail_sizes=""
-for v in audit_ext table_log; do
+for v in "${VARIANTS[@]}"; do
+    [ "$v" = base ] && continue
     trail_sizes+="${trail_sizes:+; }$v $(sql "$(db_of "$v")" -c "SELECT pg_size_pretty(trail_bytes) || ' (' || trail_rows || ' rows)' FROM bench.probe()")"
 done
 server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
@@ -325,7 +364,8 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
     echo "- Cluster: synchronous_commit=off, shared_buffers=1GB, max_wal_size=8GB, checkpoint_timeout=30min, fsync=on, shared_preload_libraries=audit_ext (in all variants)"
     floor_note=""
     [ "$FLOOR" = 1 ] && floor_note="; audit_noidx (diagnostic, FLOOR=1) = audit_ext with no index on the data-event partitions; sql_floor (diagnostic, FLOOR=1) = no trigger, each statement writes (id, now(), to_jsonb(row)) per changed row into an unindexed table itself (WITH ... RETURNING; OLTP: bench/sql_floor.pgbench)"
-    echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog$floor_note"
+    [ "$CONTEXT" = 1 ] || [[ " ${VARIANTS[*]} " == *" audit_ctx "* ]] && floor_note+="; audit_ctx (CONTEXT=1) = audit_ext with 20 risk rules and an end-user context on every session (PGOPTIONS -c audit_ext.context=$CTX_JSON): every event carries the context, the partial GIN index on it, and a risk from the rules"
+    echo "- Variants ($(echo "${VARIANTS[*]}")): base = no trail; audit_ext = audit.enable() on the updated tables; table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog$floor_note"
     echo "- Order rotated per cycle; medians over cycles; ratios are ratios of medians, with the ratio within each cycle and its median under each table. WAL = pg_current_wal_lsn() difference; audit bytes = growth of pg_total_relation_size over schema audit (audit_ext) or tlog (table_log); audit rows = events (audit.event_id_seq) or log rows (table_log sequences)."
     echo
     sql postgres -f "$BENCH/report.sql" <"$RAW"

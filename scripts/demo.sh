@@ -89,25 +89,46 @@ RESET ROLE;
 ALTER ROLE analyst SUPERUSER;
 SELECT audit.disable('public.orders');
 \echo
-\echo '== the application''s own events (class app, audit.log_event, role audit_writer)'
+\echo '== the application''s own events (class app, audit.log_event, role audit_writer), with the end user''s context'
 SELECT audit.create_alert_rule('app_failed_logins', 'app', action => 'LOGIN_FAILED', threshold => 5,
-                               within => '10 minutes', group_by => 'client_addr', severity => 'high',
-                               description => '5 failed application logins in 10 minutes from one address') \g /dev/null
+                               within => '10 minutes', group_by => 'client_ip', severity => 'high',
+                               description => '5 failed application logins in 10 minutes per client_ip') \g /dev/null
 SELECT audit.create_alert_rule('app_account_locked', 'app', action => 'ACCOUNT_LOCKED', severity => 'high') \g /dev/null
-SET audit_ext.actor = 'jane@corp';
-SELECT audit.log_event('LOGIN', 'User', '{"email": "jane@corp"}', detail => '{"method": "password"}') IS NOT NULL AS login_recorded;
-SELECT audit.log_event('EXPORT', 'Customer', detail => '{"rows": 1500, "format": "csv"}') IS NOT NULL AS export_recorded;
-RESET audit_ext.actor;
-\echo 'eve@corp fails to log in five times; the application rolls each attempt back (survive_rollback keeps them):'
+\echo 'jane@corp logs in from 192.0.2.10 (the application sets its context per transaction, as SET LOCAL: safe behind a pooler)'
 BEGIN;
-SET LOCAL audit_ext.actor = 'eve@corp';
-SELECT count(audit.log_event('LOGIN_FAILED', 'User', '{"email": "eve@corp"}', status => 'failure',
-                             detail => '{"reason": "bad password"}', survive_rollback => true)) AS queued
+SELECT audit.set_context(actor => 'jane@corp', client_ip => '192.0.2.10', session_id => 'sess-7f3a',
+                         user_agent => 'Mozilla/5.0 (X11; Linux x86_64) Firefox/126.0', user_role => 'accountant',
+                         tenant => 'acme', request_id => 'req-0001');
+SELECT audit.log_event('LOGIN', 'User', '{"email": "jane@corp"}', detail => '{"method": "password"}') IS NOT NULL AS login_recorded;
+COMMIT;
+BEGIN;
+SELECT audit.set_context(actor => 'jane@corp', client_ip => '192.0.2.10', session_id => 'sess-7f3a', tenant => 'acme',
+                         request_id => 'req-0002');
+SELECT audit.log_event('EXPORT', 'Customer', detail => '{"rows": 1500, "format": "csv"}') IS NOT NULL AS export_recorded;
+UPDATE customers SET email = 'billing@acme.test' WHERE id = 1;
+COMMIT;
+BEGIN;
+SELECT audit.set_context(actor => 'jane@corp', client_ip => '192.0.2.10', session_id => 'sess-7f3a', tenant => 'acme');
+SELECT audit.log_event('LOGOUT', 'User', '{"email": "jane@corp"}') IS NOT NULL AS logout_recorded;
+COMMIT;
+\echo 'someone at 198.51.100.23 fails to log in as eve@corp five times; the application rolls each attempt back (survive_rollback keeps them):'
+BEGIN;
+SELECT audit.set_context(actor => 'eve@corp', client_ip => '198.51.100.23', session_id => 'sess-anon-1');
+SELECT count(*) FILTER (WHERE audit.log_event('LOGIN_FAILED', 'User', '{"email": "eve@corp"}', status => 'failure',
+                                               detail => '{"reason": "bad password"}', survive_rollback => true) IS NULL) AS queued
   FROM generate_series(1, 5);
 SELECT audit.log_event('ACCOUNT_LOCKED', 'User', '{"email": "eve@corp"}', survive_rollback => true) IS NULL AS queued;
 ROLLBACK;
 SELECT pg_sleep(1.5);
-SELECT id, actor, action, status, table_name, record_id, detail FROM audit.event WHERE class = 'app' ORDER BY id;
+\echo 'every event carries its context and a risk level, set at capture:'
+SELECT id, actor, class, action, status, table_name, risk, context ->> 'client_ip' AS client_ip,
+       context ->> 'session_id' AS session_id, context ->> 'tenant' AS tenant
+  FROM audit.event WHERE class = 'app' OR context IS NOT NULL ORDER BY id;
+\echo 'a DBA raises the risk of exports (risk rules, audit_admin) and searches by session and by risk:'
+SELECT audit.set_risk('app', 'EXPORT', risk => 'high');
+SELECT id, action, risk FROM audit.search(session_id => 'sess-7f3a') ORDER BY id;
+SELECT id, class, action, risk FROM audit.search(min_risk => 'high', max_rows => 8);
+SELECT logins, failed_logins, sessions, avg_session IS NOT NULL AS session_length_known, exports FROM audit.user_activity('jane@corp');
 SELECT id, actor, action, table_name, detail->>'rows' AS rows FROM audit.event WHERE class = 'read' ORDER BY id;
 SELECT records_viewed, exports FROM audit.user_activity('analyst');
 \echo

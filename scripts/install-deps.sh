@@ -15,7 +15,7 @@ set -euo pipefail
 PG_MAJOR=${PG_MAJOR:-15}
 PKGS="postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-pgtap
       libtap-parser-sourcehandler-pgtap-perl
-      libipc-run-perl postgresql-$PG_MAJOR-tablelog faketime make gcc libkrb5-dev zlib1g-dev libssl-dev libpq-dev"
+      libipc-run-perl postgresql-$PG_MAJOR-tablelog pgbouncer faketime make gcc libkrb5-dev zlib1g-dev libssl-dev libpq-dev"
 # contrib (hstore, pgstattuple) is in postgresql-N itself; Debian 12 also has a
 # postgresql-contrib metapackage, Debian 13 only a virtual name that dpkg-query
 # never reports installed (apt-get would run on every call).

@@ -410,7 +410,7 @@ SELECT audit.undo(1);
 RESET ROLE;
 -- even with EXECUTE granted by mistake, the functions check the role
 GRANT USAGE ON SCHEMA audit TO regress_rd_plain;
-GRANT EXECUTE ON FUNCTION audit.search(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, integer, bigint),
+GRANT EXECUTE ON FUNCTION audit.search(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, integer, bigint, inet, text, text, text),
                           audit.user_activity(text, timestamptz, timestamptz),
                           audit.require_audit_role(boolean) TO regress_rd_plain;
 SET ROLE regress_rd_plain;
@@ -419,7 +419,7 @@ SELECT count(*) FROM audit.search();
 SELECT * FROM audit.user_activity('regress_rd_alice');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
-REVOKE EXECUTE ON FUNCTION audit.search(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, integer, bigint),
+REVOKE EXECUTE ON FUNCTION audit.search(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, integer, bigint, inet, text, text, text),
                            audit.user_activity(text, timestamptz, timestamptz),
                            audit.require_audit_role(boolean) FROM regress_rd_plain;
 REVOKE USAGE ON SCHEMA audit FROM regress_rd_plain;

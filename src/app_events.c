@@ -382,6 +382,23 @@ audit_app_event_unpack(AuditEventValues *ev, const char *entity, const char *pac
 	}
 	outer = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(packed)));
 	inner = value_of(outer, "app");
+	{
+		/* the risk the application gave (1.6), checked when it was queued */
+		JsonbValue *r = NULL;
+
+		if (inner != NULL && JB_ROOT_IS_OBJECT(inner))
+			r = getKeyJsonValueFromContainer(&inner->root, "risk", 4, NULL);
+		if (r != NULL && r->type == jbvString)
+		{
+			int			level = audit_risk_level(pnstrdup(r->val.string.val, r->val.string.len));
+
+			if (level > 0)
+			{
+				ev->values[AC_RISK] = audit_risk_datum(level);
+				ev->nulls[AC_RISK] = false;
+			}
+		}
+	}
 	audit_app_event_fill(ev, entity,
 						 value_of(inner, "record_id"),
 						 value_of(inner, "old_value"),
@@ -488,6 +505,12 @@ audit_log_event(PG_FUNCTION_ARGS)
 			ev.values[AC_STATUS] = CStringGetTextDatum("failure");
 		audit_event_fill_context(&ev, AUDIT_CTX_FOR_WRITE);
 		audit_app_event_fill(&ev, entity, record_id, old_value, new_value, detail);
+		/* 1.6: the level given, else the rules' or the action's default at emit */
+		if (risk)
+		{
+			ev.values[AC_RISK] = audit_risk_datum(audit_risk_level(risk));
+			ev.nulls[AC_RISK] = false;
+		}
 		audit_event_emit(&ev);
 		PG_RETURN_INT64(DatumGetInt64(ev.values[AC_ID]));
 	}

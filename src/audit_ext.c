@@ -409,6 +409,34 @@ _PG_init(void)
 	audit_retention_define_gucs();
 	audit_reports_define_gucs();
 
+	/* 1.6: the application's end-user context (app_context.c) */
+	DefineCustomIntVariable("audit_ext.max_context_bytes",
+							"Largest application context (audit.set_context), in bytes of JSON text.",
+							"Every event captured while a context is set carries it; queued events carry at most 1024 bytes.",
+							&audit_max_context_bytes,
+							1024,
+							64,
+							AUDIT_QUEUE_CONTEXT_LEN - 1,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("audit_ext.index_context",
+							 "Give new event partitions the index on context (searches by session, tenant, client_ip).",
+							 "An event with a context costs one GIN entry more; off leaves the index out of partitions made from then on.",
+							 &audit_index_context,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+	DefineCustomStringVariable("audit_ext.context",
+							   "The application's end-user context, as JSON: set it with audit.set_context().",
+							   "Recorded as audit.event.context of every event captured while it is set.",
+							   &audit_context_text,
+							   "",
+							   PGC_USERSET,
+							   GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
+							   audit_check_context, audit_assign_context, NULL);
+
 	MarkGUCPrefixReserved("audit_ext");
 
 	prev_ExecutorFinish = ExecutorFinish_hook;
@@ -697,4 +725,5 @@ audit_relcache_callback(Datum arg, Oid relid)
 {
 	audit_capture_invalidate(relid);
 	audit_writer_invalidate(relid);
+	audit_risk_invalidate(relid);
 }

@@ -20,6 +20,8 @@
  * src/maintenance.c    maintenance launcher and per-database workers
  * src/elevated.c       rules for code run with elevated rights (pinned search_path)
  * src/app_events.c     application events (class app): audit.log_event()
+ * src/app_context.c    the application's end-user context: audit.set_context()
+ * src/risk.c           risk levels of events: defaults, audit.risk_rules, cache
  *
  *-------------------------------------------------------------------------
  */
@@ -193,6 +195,7 @@ extern char *audit_worker_database;
 #define AUDIT_QUEUE_DETAIL_LEN	1024	/* detail JSON text, NUL included */
 #define AUDIT_QUEUE_ADDR_LEN	64
 #define AUDIT_QUEUE_STATEMENT_LEN	512	/* statement text, NUL included */
+#define AUDIT_QUEUE_CONTEXT_LEN	1025	/* context JSON text, NUL included */
 
 typedef struct AuditQueueEntry
 {
@@ -214,6 +217,10 @@ typedef struct AuditQueueEntry
 	int64		table_identity; /* of the audited table; 0 = NULL */
 	bool		redact_statement;	/* store statement with literals redacted */
 	char		statement[AUDIT_QUEUE_STATEMENT_LEN];	/* "" = NULL */
+	/* 1.6: the application's context (app_context.c), "" = NULL */
+	char		context[AUDIT_QUEUE_CONTEXT_LEN];
+	/* 1.6: at least this risk level (the table's sensitivity), 0 = none */
+	int8		risk_floor;
 } AuditQueueEntry;
 
 typedef struct AuditQueueStats
@@ -297,6 +304,31 @@ extern void audit_app_event_fill(AuditEventValues *ev, const char *entity,
 								 Jsonb *new_value, Jsonb *detail);
 extern void audit_app_event_unpack(AuditEventValues *ev, const char *entity,
 								   const char *packed);
+
+/* app_context.c: the application's end-user context (audit_ext.context) */
+extern char *audit_context_text;
+extern int	audit_max_context_bytes;
+extern bool audit_index_context;
+extern bool audit_check_context(char **newval, void **extra, GucSource source);
+extern void audit_assign_context(const char *newval, void *extra);
+extern bool audit_current_context_datum(Datum *value);
+extern void audit_context_for_queue(char *dst, size_t size);
+
+/* risk.c: risk levels */
+#define AUDIT_RISK_LOW		1
+#define AUDIT_RISK_MEDIUM	2
+#define AUDIT_RISK_HIGH		3
+#define AUDIT_RISK_CRITICAL	4
+extern int	audit_risk_level(const char *name);
+extern const char *audit_risk_name(int level);
+extern Datum audit_risk_datum(int level);
+extern int	audit_flags_sensitivity(const char *flags);
+extern uint64 audit_risk_generation(void);
+extern void audit_risk_invalidate(Oid relid);
+extern int	audit_risk_of(const char *class_name, const char *action, bool failure,
+						  const char *schema, const char *table, Jsonb *detail,
+						  int sensitivity);
+extern void audit_event_set_risk(AuditEventValues *ev, int floor);
 
 /* -- integrity chain (chain.c) -- */
 extern int	audit_chain_checkpoint_interval;

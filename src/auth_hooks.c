@@ -66,6 +66,8 @@ audit_fill_entry_from_port(AuditQueueEntry *e, Port *port,
 	e->failure = failure;
 	e->event_time = GetCurrentTimestamp();
 	e->backend_pid = MyProcPid;
+	/* 1.6: the application's context set in this session, if any */
+	audit_context_for_queue(e->context, sizeof(e->context));
 	if (port == NULL)
 		return;
 	if (port->user_name)

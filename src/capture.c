@@ -81,6 +81,10 @@ typedef struct AuditRelCache
 	AuditColumnInfo *cols;
 	int			nkeys;			/* 0: the whole row identifies the record */
 	AttrNumber *keys;
+	/* 1.6: risk (risk.c): the table's sensitivity, the level per action */
+	int			sensitivity;	/* 0: none */
+	uint64		risk_gen;		/* the rules' generation the levels are of */
+	int			risk[5];		/* INSERT UPDATE DELETE TRUNCATE BASELINE; 0: not yet */
 } AuditRelCache;
 
 static HTAB *rel_cache = NULL;
@@ -381,6 +385,8 @@ get_rel_cache(Relation rel, Trigger *trigger)
 	if (trigger->tgnargs >= 4)
 		apply_column_option(rc, rel, parse_name_array(trigger->tgargs[3]),
 							COL_DIGEST, "digest_columns");
+	rc->sensitivity = trigger->tgnargs >= 3 ? audit_flags_sensitivity(trigger->tgargs[2]) : 0;
+	rc->risk_gen = 0;
 
 	/*
 	 * Record identity: the primary key, else the replica identity index --
@@ -699,10 +705,48 @@ check_trigger_call(FunctionCallInfo fcinfo, const char *fname, bool row_level)
  */
 
 /* Name the table, add who, when and where, and queue the event. */
+/*
+ * The risk level of a data event of the table: computed once per table and
+ * action, again only after the rules changed (risk.c); no lookup per event.
+ */
+static Datum
+data_event_risk(AuditRelCache *rc, const char *action)
+{
+	static const char *const actions[] = {"INSERT", "UPDATE", "DELETE", "TRUNCATE", "BASELINE"};
+	int			a;
+
+	for (a = 0; a < (int) lengthof(actions); a++)
+		if (strcmp(actions[a], action) == 0)
+			break;
+	if (a == (int) lengthof(actions))
+		a = 0;
+	if (rc->risk_gen != audit_risk_generation())
+	{
+		memset(rc->risk, 0, sizeof(rc->risk));
+		rc->risk_gen = audit_risk_generation();
+	}
+	if (rc->risk[a] == 0)
+	{
+		char	   *schema = TextDatumGetCString(rc->schema_name);
+		char	   *table = TextDatumGetCString(rc->table_name);
+
+		rc->risk[a] = audit_risk_of("data", actions[a], false, schema, table, NULL,
+									rc->sensitivity);
+		pfree(schema);
+		pfree(table);
+	}
+	return audit_risk_datum(rc->risk[a]);
+}
+
 static void
 queue_data_event(AuditEventValues *ev, Datum schema_name, Datum table_name,
-				 int64 identity)
+				 int64 identity, AuditRelCache *rc, const char *action, int floor)
 {
+	if (rc != NULL)
+	{
+		ev->values[AC_RISK] = data_event_risk(rc, action);
+		ev->nulls[AC_RISK] = false;
+	}
 	if (identity != 0)
 	{
 		ev->values[AC_TABLE_IDENTITY] = Int64GetDatum(identity);
@@ -713,6 +757,8 @@ queue_data_event(AuditEventValues *ev, Datum schema_name, Datum table_name,
 	ev->values[AC_TABLE_NAME] = table_name;
 	ev->nulls[AC_TABLE_NAME] = false;
 	audit_event_fill_context(ev, AUDIT_CTX_FOR_WRITE);
+	if (rc == NULL)
+		audit_event_set_risk(ev, floor);
 	audit_event_emit(ev);
 }
 Datum
@@ -847,11 +893,19 @@ audit_capture_row(PG_FUNCTION_ARGS)
 
 	ev.values[AC_RECORD_ID] = record_id;
 	ev.nulls[AC_RECORD_ID] = false;
-	queue_data_event(&ev, rc->schema_name, rc->table_name, rc->identity);
+	queue_data_event(&ev, rc->schema_name, rc->table_name, rc->identity, rc, action, 0);
 
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(RowContext);
 	return PointerGetDatum(NULL);
+}
+
+static int
+truncate_sensitivity(Relation rel)
+{
+	Trigger    *tg = audit_row_trigger(rel);
+
+	return (tg != NULL && tg->tgnargs >= 3) ? audit_flags_sensitivity(tg->tgargs[2]) : 0;
 }
 
 Datum
@@ -879,7 +933,9 @@ audit_capture_truncate(PG_FUNCTION_ARGS)
 					 /* a partition's TRUNCATE belongs to its audited table */
 					 rel->rd_rel->relispartition ?
 					 audit_table_identity(audit_audited_root(RelationGetRelid(rel))) :
-					 rc->identity);
+					 rc->identity,
+					 /* risk from the rules at emit, at least the row trigger's sensitivity */
+					 NULL, "TRUNCATE", truncate_sensitivity(rel));
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(RowContext);
 	return PointerGetDatum(NULL);
@@ -992,7 +1048,7 @@ audit_record_baseline(PG_FUNCTION_ARGS)
 			ev.nulls[AC_RECORD_ID] = false;
 			/* an error above unwinds the user with the transaction */
 			SetUserIdAndSecContext(save_userid, save_sec);
-			queue_data_event(&ev, rc->schema_name, rc->table_name, rc->identity);
+			queue_data_event(&ev, rc->schema_name, rc->table_name, rc->identity, rc, "BASELINE", 0);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(RowContext);
 			if (++n % 100000 == 0)

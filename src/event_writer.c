@@ -343,6 +343,9 @@ audit_event_fill_context(AuditEventValues *ev, int flags)
 	ev->values[AC_BACKEND_PID] = Int32GetDatum(MyProcPid);
 	ev->nulls[AC_BACKEND_PID] = false;
 
+	/* 1.6: the application's context, if one is set (app_context.c) */
+	ev->nulls[AC_CONTEXT] = !audit_current_context_datum(&ev->values[AC_CONTEXT]);
+
 	if ((flags & AUDIT_CTX_FOR_WRITE) ||
 		FullTransactionIdIsValid(GetTopFullTransactionIdIfAny()))
 	{
@@ -379,6 +382,10 @@ audit_event_emit(AuditEventValues *ev)
 		load_event_table();
 	if (!OidIsValid(event_table.relid))
 		(void) audit_event_relid(false);	/* reports the error */
+
+	/* 1.6: the risk level, unless the producer set it (risk.c) */
+	if (ev->nulls[AC_RISK] && event_table.attno[AC_RISK] >= 0)
+		audit_event_set_risk(ev, 0);
 
 	if (event_table.attno[AC_HASH] >= 0)
 		audit_chain_before_id();	/* checkpoint rounds must wait for this id */

@@ -77,6 +77,7 @@ typedef struct ReadRelEntry
 	char		schema_name[NAMEDATALEN];	/* the audited root */
 	char		table_name[NAMEDATALEN];
 	int64		identity;		/* the audited root's; 0: none */
+	int			sensitivity;	/* 1.6: audit.enable(sensitivity), 0: none */
 } ReadRelEntry;
 
 /* a table read by the current top-level statement */
@@ -85,6 +86,7 @@ typedef struct ReadTable
 	char		schema_name[NAMEDATALEN];
 	char		table_name[NAMEDATALEN];
 	int64		identity;
+	int			sensitivity;	/* 1.6: the table's, a floor of the risk */
 	int			level;			/* nesting level of the queries counted */
 	bool		copy;			/* read by COPY ... TO */
 	uint64		query;			/* the query that last counted it */
@@ -154,6 +156,7 @@ fill_rel_entry(ReadRelEntry *e)
 	if ((tg = audit_row_trigger(rel)) != NULL)
 	{
 		e->log_reads = trigger_logs_reads(tg);
+		e->sensitivity = tg->tgnargs >= 3 ? audit_flags_sensitivity(tg->tgargs[2]) : 0;
 		clone = tg->tgisclone;
 	}
 	RelationClose(rel);
@@ -213,7 +216,7 @@ prepare_entry(const char *source_text)
 }
 
 static void
-add_read(const char *schema_name, const char *table_name, int64 identity, uint64 rows,
+add_read(const char *schema_name, const char *table_name, int64 identity, int sensitivity, uint64 rows,
 		 uint64 rows_read, int level, bool copy, bool cursor,
 		 const char *source_text)
 {
@@ -241,6 +244,7 @@ add_read(const char *schema_name, const char *table_name, int64 identity, uint64
 		strlcpy(t->schema_name, schema_name, sizeof(t->schema_name));
 		strlcpy(t->table_name, table_name, sizeof(t->table_name));
 		t->identity = identity;
+		t->sensitivity = sensitivity;
 		t->level = level;
 		t->rows = 0;
 		t->rows_read = 0;
@@ -290,6 +294,7 @@ flush_reads(void)
 		strlcpy(pending_entry.table_name, pending[i].table_name,
 				sizeof(pending_entry.table_name));
 		pending_entry.table_identity = pending[i].identity;
+		pending_entry.risk_floor = pending[i].sensitivity;
 		snprintf(num, sizeof(num), UINT64_FORMAT, pending[i].rows);
 		snprintf(num_read, sizeof(num_read), UINT64_FORMAT, pending[i].rows_read);
 		audit_json_object(pending_entry.detail, sizeof(pending_entry.detail),
@@ -388,7 +393,7 @@ note_query_reads(QueryDesc *queryDesc)
 			ScanCount	c = {estate, rte->relid, 0};
 
 			(void) count_scans(queryDesc->planstate, &c);
-			add_read(e->schema_name, e->table_name, e->identity, estate->es_processed, c.tuples,
+			add_read(e->schema_name, e->table_name, e->identity, e->sensitivity, estate->es_processed, c.tuples,
 					 cursor ? 0 : nesting, copy_to_level >= 0 && nesting > copy_to_level,
 					 cursor, queryDesc->sourceText);
 		}
@@ -527,7 +532,7 @@ read_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 		query_seq++;
 		if (e->log_reads)
-			add_read(e->schema_name, e->table_name, e->identity, qc ? qc->nprocessed : 0,
+			add_read(e->schema_name, e->table_name, e->identity, e->sensitivity, qc ? qc->nprocessed : 0,
 					 qc ? qc->nprocessed : 0, nesting, true, false, queryString);
 	}
 	if (nesting == 0 && npending > 0)

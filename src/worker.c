@@ -151,6 +151,12 @@ emit_queued(const AuditQueueEntry *e)
 		ev.values[AC_DETAIL] = DirectFunctionCall1(jsonb_in, CStringGetDatum(detail));
 		ev.nulls[AC_DETAIL] = false;
 	}
+	/* 1.6: the producer's context (checked JSON when it was set) */
+	if (e->context[0] != '\0' && pg_verifymbstr(e->context, strlen(e->context), true))
+	{
+		ev.values[AC_CONTEXT] = DirectFunctionCall1(jsonb_in, CStringGetDatum(e->context));
+		ev.nulls[AC_CONTEXT] = false;
+	}
 	/* the database the event happened in: the store may be another one's */
 	if (e->database_name[0] != '\0' &&
 		pg_verifymbstr(e->database_name, strlen(e->database_name), true))
@@ -174,6 +180,8 @@ emit_queued(const AuditQueueEntry *e)
 			DirectFunctionCall2(jsonb_concat, ev.values[AC_DETAIL], db);
 		ev.nulls[AC_DETAIL] = false;
 	}
+	/* 1.6: its risk, from the rules of this store, at least the floor */
+	audit_event_set_risk(&ev, e->risk_floor);
 	audit_event_emit(&ev);
 }
 

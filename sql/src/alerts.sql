@@ -25,8 +25,11 @@ CREATE TABLE audit.alert_rules (
     description   text,
     created_at    timestamptz NOT NULL DEFAULT now(),
     created_by    text        NOT NULL DEFAULT current_user,
+    -- 1.6: only events of at least this risk level (src/risk.c)
+    min_risk      text COLLATE "C",
     CONSTRAINT alert_rules_threshold_check CHECK (threshold > 0),
-    CONSTRAINT alert_rules_severity_check CHECK (severity IN ('low', 'medium', 'high', 'critical'))
+    CONSTRAINT alert_rules_severity_check CHECK (severity IN ('low', 'medium', 'high', 'critical')),
+    CONSTRAINT alert_rules_min_risk_check CHECK (min_risk IN ('low', 'medium', 'high', 'critical'))
 );
 COMMENT ON TABLE audit.alert_rules IS
     'Alert rules: which events (class, action, table, actor, status, query, min_rows, outside_hours), how many (threshold within, per group_by key), how loud (severity, channel, cooldown). Managed with audit.create_alert_rule/drop_alert_rule/set_alert_rule_enabled';
@@ -83,8 +86,9 @@ INSERT INTO audit.alert_state DEFAULT VALUES;
 CREATE FUNCTION audit.alert_group_keys()
 RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT ARRAY['client_addr', 'actor', 'db_user', 'session_user', 'table', 'application_name', 'database', 'action']::text[] $$;
-COMMENT ON FUNCTION audit.alert_group_keys() IS 'The values group_by of an alert rule may take';
+AS $$ SELECT ARRAY['client_addr', 'actor', 'db_user', 'session_user', 'table', 'application_name', 'database', 'action',
+                    'client_ip', 'session_id', 'tenant']::text[] $$;
+COMMENT ON FUNCTION audit.alert_group_keys() IS 'The values group_by of an alert rule may take (client_ip, session_id, tenant: the application''s context)';
 
 CREATE FUNCTION audit.alert_key(group_by text, e audit.event)
 RETURNS text
@@ -101,6 +105,11 @@ AS $$
                         WHEN 'application_name' THEN e.application_name
                         WHEN 'database' THEN coalesce(e.detail ->> 'database', current_database())
                         WHEN 'action' THEN e.action
+                        -- 1.6: the application's context (audit.set_context);
+                        -- client_ip falls back to the connection's address
+                        WHEN 'client_ip' THEN coalesce(e.context ->> 'client_ip', host(e.client_addr), 'local')
+                        WHEN 'session_id' THEN e.context ->> 'session_id'
+                        WHEN 'tenant' THEN e.context ->> 'tenant'
                     END, '')
 $$;
 COMMENT ON FUNCTION audit.alert_key(text, audit.event) IS
@@ -161,6 +170,7 @@ AS $$
        AND (r.table_name IS NULL OR r.table_name = e.table_name
             OR r.table_name = e.schema_name || '.' || e.table_name)
        AND (r.min_rows IS NULL OR audit.event_rows(e.detail) >= r.min_rows)
+       AND (r.min_risk IS NULL OR e.risk = ANY (audit.risk_at_least(r.min_risk)))
        AND (r.query IS NULL
             OR (e.action || E'\n' || coalesce(e.detail::text, '') || E'\n' || coalesce((SELECT s.statement_text FROM audit.statement s
                                  WHERE s.statement_id = e.statement_id), '')) ~* r.query)
@@ -277,7 +287,8 @@ CREATE FUNCTION audit.create_alert_rule(
     timezone      text     DEFAULT NULL,
     channel       text     DEFAULT 'audit_alerts',
     enabled       boolean  DEFAULT true,
-    description   text     DEFAULT NULL)
+    description   text     DEFAULT NULL,
+    min_risk      text     DEFAULT NULL)
 RETURNS audit.alert_rules
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -306,6 +317,8 @@ BEGIN
     r.enabled := coalesce(create_alert_rule.enabled, true);
     r.builtin := false;
     r.description := create_alert_rule.description;
+    r.min_risk := create_alert_rule.min_risk;
+    PERFORM audit.risk_at_least(r.min_risk);   -- 22023 for a level that is not one
     r.created_at := now();
     r.created_by := CASE WHEN current_setting('role') = 'none' THEN session_user::text ELSE current_setting('role') END;
     PERFORM audit.check_alert_rule(r);
@@ -319,8 +332,8 @@ BEGIN
     RETURN r;
 END
 $$;
-COMMENT ON FUNCTION audit.create_alert_rule(text, text, text, integer, interval, text, text, interval, bigint, text, text, text, text, text, text, text, boolean, text) IS
-    'audit_admin: add an alert rule; fires when threshold matching events (class, action, table_name, actor, status, query regex, min_rows, outside_hours) happen within "within" per group_by key; one alert per rule and key per cooldown, sent with NOTIFY on channel';
+COMMENT ON FUNCTION audit.create_alert_rule(text, text, text, integer, interval, text, text, interval, bigint, text, text, text, text, text, text, text, boolean, text, text) IS
+    'audit_admin: add an alert rule; fires when threshold matching events (class, action, table_name, actor, status, query regex, min_rows, outside_hours, min_risk) happen within "within" per group_by key; one alert per rule and key per cooldown, sent with NOTIFY on channel';
 
 CREATE FUNCTION audit.drop_alert_rule(name text, if_exists boolean DEFAULT false)
 RETURNS boolean

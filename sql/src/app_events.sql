@@ -56,3 +56,39 @@ COMMENT ON FUNCTION audit.app_actions() IS
 -- ---------------------------------------------------------------------------
 REVOKE ALL ON FUNCTION audit.log_event(text, text, jsonb, jsonb, jsonb, text, text, jsonb, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit.log_event(text, text, jsonb, jsonb, jsonb, text, text, jsonb, boolean) TO audit_writer;
+
+-- ---------------------------------------------------------------------------
+-- The application's end-user context (1.6, src/app_context.c)
+-- ---------------------------------------------------------------------------
+-- Kept in the GUC audit_ext.context (never in a table): is_local => true is
+-- SET LOCAL (gone at the end of the transaction, which is what makes it safe
+-- behind a pooler in transaction mode), false is SET.  Every event captured
+-- while it is set carries it in audit.event.context.
+CREATE FUNCTION audit.set_context(actor      text    DEFAULT NULL,
+                                  client_ip  inet    DEFAULT NULL,
+                                  session_id text    DEFAULT NULL,
+                                  user_agent text    DEFAULT NULL,
+                                  user_role  text    DEFAULT NULL,
+                                  tenant     text    DEFAULT NULL,
+                                  request_id text    DEFAULT NULL,
+                                  extra      jsonb   DEFAULT NULL,
+                                  is_local   boolean DEFAULT true)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'audit_set_context';
+COMMENT ON FUNCTION audit.set_context(text, inet, text, text, text, text, text, jsonb, boolean) IS
+    'Set the end-user context recorded with every event (audit.event.context): client_ip, session_id, user_agent, user_role, tenant, request_id and extra''s keys; actor sets audit_ext.actor too; is_local => true (default) for this transaction only, as SET LOCAL';
+
+CREATE FUNCTION audit.clear_context()
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'audit_clear_context';
+COMMENT ON FUNCTION audit.clear_context() IS
+    'Clear the end-user context (for the session, as SET audit_ext.context = '''')';
+
+CREATE FUNCTION audit.current_context()
+RETURNS jsonb
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'audit_current_context';
+COMMENT ON FUNCTION audit.current_context() IS
+    'The end-user context set now (audit.set_context), as recorded with events; NULL when none';

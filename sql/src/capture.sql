@@ -446,7 +446,8 @@ CREATE FUNCTION audit.enable(tbl regclass,
                              mask_columns text[] DEFAULT NULL,
                              log_reads boolean DEFAULT NULL,
                              baseline boolean DEFAULT false,
-                             digest_columns text[] DEFAULT NULL)
+                             digest_columns text[] DEFAULT NULL,
+                             sensitivity text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -626,9 +627,23 @@ BEGIN
     -- log_reads NULL: keep what the table had (off for a new one)
     flags := audit.table_flags(tbl);
     IF log_reads THEN
-        flags := ARRAY['log_reads'];
+        flags := array_remove(flags, 'log_reads') || 'log_reads'::text;
     ELSIF NOT log_reads THEN
-        flags := '{}';
+        flags := array_remove(flags, 'log_reads');
+    END IF;
+    -- 1.6: sensitivity (a flag "sensitivity:LEVEL"): NULL keeps what the
+    -- table had, 'none' removes it; data and read events of the table get at
+    -- least that risk (src/risk.c)
+    IF sensitivity IS NOT NULL THEN
+        IF NOT sensitivity = ANY (ARRAY['none', 'low', 'medium', 'high', 'critical']) THEN
+            RAISE EXCEPTION 'invalid sensitivity "%": not a risk level', sensitivity
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'sensitivity is low, medium, high or critical; none removes it.';
+        END IF;
+        flags := ARRAY(SELECT f FROM unnest(flags) f WHERE f NOT LIKE 'sensitivity:%');
+        IF sensitivity <> 'none' THEN
+            flags := flags || ('sensitivity:' || sensitivity);
+        END IF;
     END IF;
 
     -- Idempotent: recreate the triggers with the current options.
@@ -641,7 +656,10 @@ BEGIN
                                            ELSE '{}'::jsonb END
                                    || CASE WHEN 'log_reads' = ANY (flags)
                                            THEN '{"log_reads": true}'::jsonb ELSE '{}'::jsonb END
-                                   || CASE WHEN baseline THEN '{"baseline": true}'::jsonb ELSE '{}'::jsonb END);
+                                   || CASE WHEN baseline THEN '{"baseline": true}'::jsonb ELSE '{}'::jsonb END
+                                   || coalesce((SELECT jsonb_build_object('sensitivity', substr(f, 13))
+                                                  FROM unnest(flags) f WHERE f LIKE 'sensitivity:%' LIMIT 1),
+                                               '{}'::jsonb));
     -- the rows the table holds now, one BASELINE event each (after the
     -- triggers: their lock keeps writers out until this transaction ends)
     IF baseline THEN
@@ -880,8 +898,8 @@ AS $$
 $$;
 COMMENT ON FUNCTION audit.table_flags(regclass) IS
     'Internal: the flags (log_reads) of an audited table, from its audit trigger';
-COMMENT ON FUNCTION audit.enable(regclass, text[], text[], boolean, boolean, text[]) IS
-    'Start auditing a table (or update its options): every INSERT, UPDATE, DELETE and TRUNCATE is recorded in audit.event; log_reads => true records reads too (read events with the rows returned); an option not given (NULL) keeps its current value, ''{}'' clears a column list; baseline => true records every current row as a BASELINE event so that each row has a history from the start; digest_columns (bytea, text, jsonb) are recorded as {"sha256": ..., "bytes": n} instead of their value';
+COMMENT ON FUNCTION audit.enable(regclass, text[], text[], boolean, boolean, text[], text) IS
+    'Start auditing a table (or update its options): every INSERT, UPDATE, DELETE and TRUNCATE is recorded in audit.event; log_reads => true records reads too (read events with the rows returned); an option not given (NULL) keeps its current value, ''{}'' clears a column list; baseline => true records every current row as a BASELINE event so that each row has a history from the start; digest_columns (bytea, text, jsonb) are recorded as {"sha256": ..., "bytes": n} instead of their value; sensitivity (low, medium, high, critical; ''none'' removes it) raises every data and read event of the table to at least that risk';
 
 -- src/ddl_capture.c records every statement that stops or bypasses an audit
 -- trigger (DISABLE TRIGGER name/ALL/USER, ENABLE REPLICA TRIGGER, DROP
@@ -984,7 +1002,9 @@ SELECT c.oid::regclass                              AS table_oid,
        coalesce('log_reads' = ANY ((audit.trigger_arguments(t.tgargs))[3]::text[]), false) AS log_reads,
        s.capture_state                              AS capture_state,
        s.replicated_into                            AS replicated_into,
-       coalesce((audit.trigger_arguments(t.tgargs))[4]::text[], '{}') AS digest_columns
+       coalesce((audit.trigger_arguments(t.tgargs))[4]::text[], '{}') AS digest_columns,
+       (SELECT substr(f, 13) FROM unnest((audit.trigger_arguments(t.tgargs))[3]::text[]) f
+         WHERE f LIKE 'sensitivity:%' LIMIT 1)      AS sensitivity
   FROM pg_trigger t
   JOIN pg_class c ON c.oid = t.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -993,7 +1013,7 @@ SELECT c.oid::regclass                              AS table_oid,
    AND t.tgparentid = 0
    AND t.tgfoid = 'audit.capture_row()'::regprocedure;
 COMMENT ON VIEW audit.audited_tables IS
-    'Tables being audited, with their options; capturing is false if any audit trigger of the table or of a partition is missing, disabled or replica only, or an inheritance child is not audited (capture_state says which); log_reads: reads are recorded too; replicated_into: subscriptions applying changes to the table (captured only with ENABLE ALWAYS TRIGGER audit_ext_row); digest_columns: recorded as {"sha256", "bytes"} (1.6)';
+    'Tables being audited, with their options; capturing is false if any audit trigger of the table or of a partition is missing, disabled or replica only, or an inheritance child is not audited (capture_state says which); log_reads: reads are recorded too; replicated_into: subscriptions applying changes to the table (captured only with ENABLE ALWAYS TRIGGER audit_ext_row); digest_columns: recorded as {"sha256", "bytes"} (1.6); sensitivity: the risk level every data and read event of the table has at least (1.6)';
 
 -- Capture switched off without a statement (audit.check_capture()).
 -- A superuser can switch an audit trigger off by editing the catalog
@@ -1225,7 +1245,7 @@ REVOKE ALL ON FUNCTION audit.trigger_arguments(bytea),
                        audit.install_triggers(regclass,text[],text[],text[]),
                        audit.install_triggers(regclass,text[],text[],text[],text[]),
                        audit.table_flags(regclass),
-                       audit.enable(regclass,text[],text[],boolean,boolean,text[]),
+                       audit.enable(regclass,text[],text[],boolean,boolean,text[],text),
                        audit.capture_state(regclass),
                        audit.record_baseline(regclass),
                        audit.register_table(regclass),
@@ -1242,5 +1262,5 @@ GRANT EXECUTE ON FUNCTION audit.trigger_arguments(bytea),
                           audit.key_columns(regclass),
                           audit.capture_state(regclass) TO audit_admin, audit_reader;
 GRANT EXECUTE ON FUNCTION audit.disable(regclass),
-                          audit.enable(regclass,text[],text[],boolean,boolean,text[]) TO audit_admin;
+                          audit.enable(regclass,text[],text[],boolean,boolean,text[],text) TO audit_admin;
 GRANT SELECT ON audit.audited_tables TO audit_admin, audit_reader;

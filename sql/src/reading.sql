@@ -300,7 +300,11 @@ CREATE FUNCTION audit.search(
     status     text        DEFAULT NULL,
     query      text        DEFAULT NULL,
     max_rows   integer     DEFAULT 100,
-    before_id  bigint      DEFAULT NULL)
+    before_id  bigint      DEFAULT NULL,
+    client_ip  inet        DEFAULT NULL,
+    session_id text        DEFAULT NULL,
+    tenant     text        DEFAULT NULL,
+    min_risk   text        DEFAULT NULL)
 RETURNS SETOF audit.event_with_statement
 LANGUAGE plpgsql
 STABLE
@@ -309,8 +313,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     f record;
+    cond text;
+    ctx jsonb := '{}';
+    risks text[];
 BEGIN
     PERFORM audit.require_audit_role();
+    risks := audit.risk_at_least(min_risk);
     IF max_rows IS NULL OR max_rows < 1 OR max_rows > 10000 THEN
         RAISE EXCEPTION 'invalid max_rows %: must be between 1 and 10000', coalesce(max_rows::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
@@ -318,6 +326,29 @@ BEGIN
     END IF;
     SELECT * INTO f FROM audit.search_filter(from_time, to_time, actor, action, class, table_name,
                                              record_id, status, query, before_id);
+    cond := f.condition;
+    -- 1.6: the application's context, through the GIN index on context
+    -- (audit.create_event_indexes): a host address, a session, a tenant
+    -- are containment; a network is a range test on the address
+    IF session_id IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('session_id', session_id);
+    END IF;
+    IF tenant IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('tenant', tenant);
+    END IF;
+    IF client_ip IS NOT NULL THEN
+        IF masklen(client_ip) = 32 * (family(client_ip) - 3) THEN   -- a host: /32 or /128
+            ctx := ctx || jsonb_build_object('client_ip', host(client_ip));
+        ELSE
+            cond := cond || ' AND e.context ? ''client_ip'' AND (e.context ->> ''client_ip'')::inet <<= $17';
+        END IF;
+    END IF;
+    IF ctx <> '{}' THEN
+        cond := cond || ' AND e.context @> $18';
+    END IF;
+    IF risks IS NOT NULL THEN
+        cond := cond || ' AND e.risk = ANY ($19)';
+    END IF;
     -- the page is chosen first; statement texts are joined to its rows only
     RETURN QUERY EXECUTE format(
         'SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,'
@@ -326,14 +357,14 @@ BEGIN
         '       s.statement_text, e.table_identity, e.context, e.risk'
         '  FROM (SELECT * FROM audit.event e WHERE %s ORDER BY e.id DESC LIMIT $13) e'
         '  LEFT JOIN audit.statement s ON s.statement_id = e.statement_id'
-        ' ORDER BY e.id DESC', f.condition)
+        ' ORDER BY e.id DESC', cond)
         USING from_time, to_time, actor, action, class, f.schema_part, f.table_part,
               record_id, status, f.text_pattern, f.json_pattern, before_id, max_rows, f.statement_ids,
-              f.id_from, f.id_to;
+              f.id_from, f.id_to, client_ip, ctx, risks;
 END
 $$;
-COMMENT ON FUNCTION audit.search(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, integer, bigint) IS
-    'Search the trail, newest first: every filter optional; at most max_rows (1..10000) rows; next page with before_id => last id seen';
+COMMENT ON FUNCTION audit.search(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, integer, bigint, inet, text, text, text) IS
+    'Search the trail, newest first: every filter optional; at most max_rows (1..10000) rows; next page with before_id => last id seen; client_ip, session_id, tenant filter by the application''s context, min_risk by risk level';
 
 CREATE TYPE audit.export_row AS (
     id               text,

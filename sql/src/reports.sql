@@ -5,6 +5,30 @@
 -- reports (audit.report_schedules, audit.reports).  Rendering (HTML, CSV, the
 -- dashboard) and the schedule functions are in sql/src/report_render.sql.
 
+-- The ids of the events that open (unacknowledged) alerts name (first and
+-- last of each): plpgsql, because audit.alerts is created after this file
+-- (sql/src/alerts.sql).
+CREATE FUNCTION audit.open_alert_event_ids()
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT audit.audit_access_ok() THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT x.id FROM audit.alerts a
+                   CROSS JOIN LATERAL (VALUES (a.first_event_id), (a.last_event_id)) x(id)
+                  WHERE a.acknowledged_at IS NULL AND x.id IS NOT NULL;
+END
+$$;
+COMMENT ON FUNCTION audit.open_alert_event_ids() IS
+    'Internal (audit.recent_high_priority): the first and last event ids of the alerts not yet acknowledged; nothing for a role without access to the trail';
+
+-- 1.6: defined by risk (high or critical, src/risk.c) plus the events of
+-- open alerts; events captured before 1.6 (no risk) by the rules of 1.5.
 CREATE VIEW audit.recent_high_priority WITH (security_barrier) AS
 SELECT e.id,
        e.event_time,
@@ -12,12 +36,15 @@ SELECT e.id,
        e.action,
        e.status,
        CASE
+           WHEN e.class = 'app' THEN 'application event'
            WHEN e.class = 'auth' THEN 'failed login'
            WHEN e.class = 'privilege' THEN 'privilege change'
            WHEN e.class = 'ddl' THEN 'schema change'
            WHEN e.class = 'system' THEN 'system event'
+           WHEN e.class = 'read' AND e.status = 'success' THEN 'read'
            WHEN e.class = 'read' THEN 'denied read'
            WHEN e.action = 'TRUNCATE' AND e.status = 'success' THEN 'table truncated'
+           WHEN e.status = 'success' THEN 'change'
            ELSE 'failed change'
        END AS reason,
        e.actor,
@@ -29,18 +56,23 @@ SELECT e.id,
        e.table_name,
        e.record_id,
        e.detail,
-       s.statement_text
+       s.statement_text,
+       e.risk,
+       e.context
   FROM audit.event e
   LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
  WHERE audit.audit_access_ok()
    AND e.event_time >= pg_catalog.now() - interval '7 days'
-   AND (   (e.class = 'auth' AND (e.status = 'failure' OR e.action = 'LOGIN_FAILED'))
-        OR e.class IN ('privilege', 'ddl', 'system')
-        OR (e.class = 'data' AND (e.action = 'TRUNCATE' OR e.status = 'failure'))
-        OR (e.class = 'read' AND e.status = 'failure'))
+   AND (   e.risk IN ('high', 'critical')
+        OR e.id IN (SELECT audit.open_alert_event_ids())
+        OR (e.risk IS NULL
+            AND (   (e.class = 'auth' AND (e.status = 'failure' OR e.action = 'LOGIN_FAILED'))
+                 OR e.class IN ('privilege', 'ddl', 'system')
+                 OR (e.class = 'data' AND (e.action = 'TRUNCATE' OR e.status = 'failure'))
+                 OR (e.class = 'read' AND e.status = 'failure'))))
  ORDER BY e.id DESC;
 COMMENT ON VIEW audit.recent_high_priority IS
-    'Events of the last 7 days that need attention, newest first: failed logins, privilege and schema changes, system events, TRUNCATEs, failed changes, denied reads';
+    'Events of the last 7 days that need attention, newest first: risk high or critical, and the events of alerts not yet acknowledged (events captured before 1.6: failed logins, privilege and schema changes, system events, TRUNCATEs, failed changes, denied reads)';
 
 -- A table's current name by its identity ("schema.table", quoted as in SQL;
 -- the last name of a dropped one), for the figures that count per table.
@@ -96,7 +128,7 @@ BEGIN
     RETURN QUERY EXECUTE format($q$
         WITH ev AS MATERIALIZED (
             SELECT e.id, e.event_time, e.class, e.action, e.status, e.backend_pid,
-                   e.schema_name, e.table_name, e.table_identity, e.detail,
+                   e.schema_name, e.table_name, e.table_identity, e.detail, e.context,
                    CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$' THEN (e.detail ->> 'rows')::bigint END AS nrows
               FROM audit.event e
              WHERE %s
@@ -111,6 +143,19 @@ BEGIN
                                              ORDER BY li.id DESC LIMIT 1)) AS length
               FROM ev l
              WHERE l.class = 'auth' AND l.action = 'LOGOUT'
+            UNION ALL
+            -- 1.6: an application session, LOGIN -> LOGOUT (class app) paired
+            -- by the context's session_id: the latest LOGIN of that session
+            -- before the LOGOUT (a LOGOUT with no session_id or no LOGIN
+            -- counts as a session of unknown length)
+            SELECT l.event_time - (SELECT li.event_time FROM audit.event li
+                                    WHERE li.actor = $1 AND li.class = 'app'
+                                      AND li.action = 'LOGIN' AND li.status = 'success'
+                                      AND li.context @> jsonb_build_object('session_id', l.context ->> 'session_id')
+                                      AND li.id < l.id
+                                    ORDER BY li.id DESC LIMIT 1) AS length
+              FROM ev l
+             WHERE l.class = 'app' AND l.action = 'LOGOUT' AND l.status = 'success'
         ), per_table AS (
             -- a table by its identity under its current name (1.6: renames
             -- are one table); application entities (schema_name NULL) by
@@ -165,7 +210,8 @@ CREATE TYPE audit.activity_summary_row AS (
     events_by_action jsonb,
     top_actors       jsonb,
     top_tables       jsonb,
-    storage_bytes    bigint
+    storage_bytes    bigint,
+    events_by_risk   jsonb
 );
 COMMENT ON TYPE audit.activity_summary_row IS
     'What audit.activity_summary() returns: one dashboard row';
@@ -191,19 +237,20 @@ BEGIN
     -- One pass over the events, grouped four ways at once.
     RETURN QUERY EXECUTE format($q$
         WITH g AS (
-            SELECT e.class, e.action, e.actor, e.table_identity, e.schema_name, e.table_name,
+            SELECT e.class, e.action, e.actor, e.table_identity, e.schema_name, e.table_name, e.risk,
                    GROUPING(e.class, e.action) AS g_ca,
                    GROUPING(e.actor) AS g_a,
                    GROUPING(e.table_identity, e.schema_name, e.table_name) AS g_t,
+                   GROUPING(e.risk) AS g_r,
                    count(*) AS n,
                    count(*) FILTER (WHERE e.status = 'failure') AS failed
               FROM audit.event e
              WHERE %s
-             GROUP BY GROUPING SETS ((e.class, e.action), (e.actor), (e.table_identity, e.schema_name, e.table_name), ())
+             GROUP BY GROUPING SETS ((e.class, e.action), (e.actor), (e.table_identity, e.schema_name, e.table_name), (e.risk), ())
         )
         SELECT $1, $2,
-               coalesce((SELECT g.n FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 7), 0),
-               coalesce((SELECT g.failed FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 7), 0),
+               coalesce((SELECT g.n FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 7 AND g.g_r = 1), 0),
+               coalesce((SELECT g.failed FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 7 AND g.g_r = 1), 0),
                (SELECT count(*) FROM g WHERE g.g_a = 0 AND g.actor IS NOT NULL),
                coalesce((SELECT jsonb_object_agg(c.class, c.n)
                            FROM (SELECT g.class, sum(g.n)::bigint AS n FROM g WHERE g.g_ca = 0 GROUP BY 1) c),
@@ -228,13 +275,16 @@ BEGIN
                         '[]'::jsonb),
                (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
                   FROM pg_class c
-                 WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind IN ('r', 'm'))
+                 WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind IN ('r', 'm')),
+               -- 1.6: events per risk level (events captured before 1.6 have none)
+               coalesce((SELECT jsonb_object_agg(coalesce(g.risk, 'none'), g.n)
+                           FROM g WHERE g.g_r = 0 AND g.g_ca = 3), '{}'::jsonb)
     $q$, CASE WHEN cardinality(conds) = 0 THEN 'true' ELSE array_to_string(conds, ' AND ') END)
         USING from_time, to_time;
 END
 $$;
 COMMENT ON FUNCTION audit.activity_summary(timestamptz, timestamptz) IS
-    'Dashboard figures for a period (from_time inclusive, to_time exclusive): totals, failures, events by class and action, top 10 actors and tables, storage used by the whole trail';
+    'Dashboard figures for a period (from_time inclusive, to_time exclusive): totals, failures, events by class and action, top 10 actors and tables, storage used by the whole trail, events by risk level';
 
 -- ===========================================================================
 -- Compliance reports (issue 21): one typed set-returning function per kind,

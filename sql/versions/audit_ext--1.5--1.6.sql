@@ -64,6 +64,17 @@ BEGIN
                    'WHERE detail ? ''new_record_id''', name || '_key_change_idx', part);
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (id) WHERE action = ''TRUNCATE''',
                    name || '_truncate_idx', part);
+    -- 1.6: searches by the application's context (session_id, tenant,
+    -- client_ip, request_id ...: context @> '{"session_id": "s1"}').  GIN with
+    -- a pending list like record_id; partial, so an event without a context
+    -- (most of a database's own trail) costs it nothing.  An event with one
+    -- pays for it (docs/performance.md, "1.6: context and risk"):
+    -- audit_ext.index_context = off leaves it out of partitions made from
+    -- then on.
+    IF coalesce(current_setting('audit_ext.index_context', true), 'on') <> 'off' THEN
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin (context jsonb_path_ops) '
+                       'WITH (fastupdate = on) WHERE context IS NOT NULL', name || '_context_idx', part);
+    END IF;
     PERFORM audit.tune_event_partition(part);
 END
 $$;
@@ -1336,52 +1347,6 @@ $$;
 COMMENT ON FUNCTION audit.search_filter(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, bigint) IS
     'Internal: check the search arguments and build the WHERE condition of audit.search() and audit.export()';
 
-CREATE OR REPLACE FUNCTION audit.search(
-    from_time  timestamptz DEFAULT NULL,
-    to_time    timestamptz DEFAULT NULL,
-    actor      text        DEFAULT NULL,
-    action     text        DEFAULT NULL,
-    class      text        DEFAULT NULL,
-    table_name text        DEFAULT NULL,
-    record_id  jsonb       DEFAULT NULL,
-    status     text        DEFAULT NULL,
-    query      text        DEFAULT NULL,
-    max_rows   integer     DEFAULT 100,
-    before_id  bigint      DEFAULT NULL)
-RETURNS SETOF audit.event_with_statement
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    f record;
-BEGIN
-    PERFORM audit.require_audit_role();
-    IF max_rows IS NULL OR max_rows < 1 OR max_rows > 10000 THEN
-        RAISE EXCEPTION 'invalid max_rows %: must be between 1 and 10000', coalesce(max_rows::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Page through longer results with before_id, or use audit.export().';
-    END IF;
-    SELECT * INTO f FROM audit.search_filter(from_time, to_time, actor, action, class, table_name,
-                                             record_id, status, query, before_id);
-    -- the page is chosen first; statement texts are joined to its rows only
-    RETURN QUERY EXECUTE format(
-        'SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,'
-        '       e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,'
-        '       e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,'
-        '       s.statement_text, e.table_identity, e.context, e.risk'
-        '  FROM (SELECT * FROM audit.event e WHERE %s ORDER BY e.id DESC LIMIT $13) e'
-        '  LEFT JOIN audit.statement s ON s.statement_id = e.statement_id'
-        ' ORDER BY e.id DESC', f.condition)
-        USING from_time, to_time, actor, action, class, f.schema_part, f.table_part,
-              record_id, status, f.text_pattern, f.json_pattern, before_id, max_rows, f.statement_ids,
-              f.id_from, f.id_to;
-END
-$$;
-COMMENT ON FUNCTION audit.search(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, integer, bigint) IS
-    'Search the trail, newest first: every filter optional; at most max_rows (1..10000) rows; next page with before_id => last id seen';
-
 CREATE OR REPLACE FUNCTION audit.record_history(tbl regclass, record_id jsonb)
 RETURNS SETOF audit.event_with_statement
 LANGUAGE plpgsql
@@ -2152,7 +2117,7 @@ GRANT EXECUTE ON FUNCTION audit.event_identity(audit.event),
                           audit.names_now(bigint,timestamp with time zone,jsonb) TO audit_admin;
 -- end issue 19
 -- ===========================================================================
--- issue 20: the application's own trail (application events, digest columns)
+-- issue 20: the application's own trail (application events, digest columns, context, risk)
 -- ===========================================================================
 -- Application events: class app (its own partitions, chain lanes, queue
 -- share), audit.log_event() for the new role audit_writer, audit.app_actions();
@@ -2597,7 +2562,7 @@ BEGIN
     RETURN QUERY EXECUTE format($q$
         WITH ev AS MATERIALIZED (
             SELECT e.id, e.event_time, e.class, e.action, e.status, e.backend_pid,
-                   e.schema_name, e.table_name, e.detail,
+                   e.schema_name, e.table_name, e.detail, e.context,
                    CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$' THEN (e.detail ->> 'rows')::bigint END AS nrows
               FROM audit.event e
              WHERE %s
@@ -2612,6 +2577,19 @@ BEGIN
                                              ORDER BY li.id DESC LIMIT 1)) AS length
               FROM ev l
              WHERE l.class = 'auth' AND l.action = 'LOGOUT'
+            UNION ALL
+            -- 1.6: an application session, LOGIN -> LOGOUT (class app) paired
+            -- by the context's session_id: the latest LOGIN of that session
+            -- before the LOGOUT (a LOGOUT with no session_id or no LOGIN
+            -- counts as a session of unknown length)
+            SELECT l.event_time - (SELECT li.event_time FROM audit.event li
+                                    WHERE li.actor = $1 AND li.class = 'app'
+                                      AND li.action = 'LOGIN' AND li.status = 'success'
+                                      AND li.context @> jsonb_build_object('session_id', l.context ->> 'session_id')
+                                      AND li.id < l.id
+                                    ORDER BY li.id DESC LIMIT 1) AS length
+              FROM ev l
+             WHERE l.class = 'app' AND l.action = 'LOGOUT' AND l.status = 'success'
         ), per_table AS (
             -- application entities (schema_name NULL) by their own name
             SELECT CASE WHEN t.schema_name IS NULL THEN t.table_name
@@ -2852,7 +2830,8 @@ CREATE FUNCTION audit.enable(tbl regclass,
                              mask_columns text[] DEFAULT NULL,
                              log_reads boolean DEFAULT NULL,
                              baseline boolean DEFAULT false,
-                             digest_columns text[] DEFAULT NULL)
+                             digest_columns text[] DEFAULT NULL,
+                             sensitivity text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -3032,9 +3011,23 @@ BEGIN
     -- log_reads NULL: keep what the table had (off for a new one)
     flags := audit.table_flags(tbl);
     IF log_reads THEN
-        flags := ARRAY['log_reads'];
+        flags := array_remove(flags, 'log_reads') || 'log_reads'::text;
     ELSIF NOT log_reads THEN
-        flags := '{}';
+        flags := array_remove(flags, 'log_reads');
+    END IF;
+    -- 1.6: sensitivity (a flag "sensitivity:LEVEL"): NULL keeps what the
+    -- table had, 'none' removes it; data and read events of the table get at
+    -- least that risk (src/risk.c)
+    IF sensitivity IS NOT NULL THEN
+        IF NOT sensitivity = ANY (ARRAY['none', 'low', 'medium', 'high', 'critical']) THEN
+            RAISE EXCEPTION 'invalid sensitivity "%": not a risk level', sensitivity
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'sensitivity is low, medium, high or critical; none removes it.';
+        END IF;
+        flags := ARRAY(SELECT f FROM unnest(flags) f WHERE f NOT LIKE 'sensitivity:%');
+        IF sensitivity <> 'none' THEN
+            flags := flags || ('sensitivity:' || sensitivity);
+        END IF;
     END IF;
 
     -- Idempotent: recreate the triggers with the current options.
@@ -3047,7 +3040,10 @@ BEGIN
                                            ELSE '{}'::jsonb END
                                    || CASE WHEN 'log_reads' = ANY (flags)
                                            THEN '{"log_reads": true}'::jsonb ELSE '{}'::jsonb END
-                                   || CASE WHEN baseline THEN '{"baseline": true}'::jsonb ELSE '{}'::jsonb END);
+                                   || CASE WHEN baseline THEN '{"baseline": true}'::jsonb ELSE '{}'::jsonb END
+                                   || coalesce((SELECT jsonb_build_object('sensitivity', substr(f, 13))
+                                                  FROM unnest(flags) f WHERE f LIKE 'sensitivity:%' LIMIT 1),
+                                               '{}'::jsonb));
     -- the rows the table holds now, one BASELINE event each (after the
     -- triggers: their lock keeps writers out until this transaction ends)
     IF baseline THEN
@@ -3056,8 +3052,8 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION audit.enable(regclass, text[], text[], boolean, boolean, text[]) IS
-    'Start auditing a table (or update its options): every INSERT, UPDATE, DELETE and TRUNCATE is recorded in audit.event; log_reads => true records reads too (read events with the rows returned); an option not given (NULL) keeps its current value, ''{}'' clears a column list; baseline => true records every current row as a BASELINE event so that each row has a history from the start; digest_columns (bytea, text, jsonb) are recorded as {"sha256": ..., "bytes": n} instead of their value';
+COMMENT ON FUNCTION audit.enable(regclass, text[], text[], boolean, boolean, text[], text) IS
+    'Start auditing a table (or update its options): every INSERT, UPDATE, DELETE and TRUNCATE is recorded in audit.event; log_reads => true records reads too (read events with the rows returned); an option not given (NULL) keeps its current value, ''{}'' clears a column list; baseline => true records every current row as a BASELINE event so that each row has a history from the start; digest_columns (bytea, text, jsonb) are recorded as {"sha256": ..., "bytes": n} instead of their value; sensitivity (low, medium, high, critical; ''none'' removes it) raises every data and read event of the table to at least that risk';
 
 CREATE OR REPLACE VIEW audit.audited_tables AS
 SELECT c.oid::regclass                              AS table_oid,
@@ -3071,7 +3067,9 @@ SELECT c.oid::regclass                              AS table_oid,
        coalesce('log_reads' = ANY ((audit.trigger_arguments(t.tgargs))[3]::text[]), false) AS log_reads,
        s.capture_state                              AS capture_state,
        s.replicated_into                            AS replicated_into,
-       coalesce((audit.trigger_arguments(t.tgargs))[4]::text[], '{}') AS digest_columns
+       coalesce((audit.trigger_arguments(t.tgargs))[4]::text[], '{}') AS digest_columns,
+       (SELECT substr(f, 13) FROM unnest((audit.trigger_arguments(t.tgargs))[3]::text[]) f
+         WHERE f LIKE 'sensitivity:%' LIMIT 1)      AS sensitivity
   FROM pg_trigger t
   JOIN pg_class c ON c.oid = t.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -3081,11 +3079,687 @@ SELECT c.oid::regclass                              AS table_oid,
    AND t.tgfoid = 'audit.capture_row()'::regprocedure;
 
 COMMENT ON VIEW audit.audited_tables IS
-    'Tables being audited, with their options; capturing is false if any audit trigger of the table or of a partition is missing, disabled or replica only, or an inheritance child is not audited (capture_state says which); log_reads: reads are recorded too; replicated_into: subscriptions applying changes to the table (captured only with ENABLE ALWAYS TRIGGER audit_ext_row); digest_columns: recorded as {"sha256", "bytes"} (1.6)';
+    'Tables being audited, with their options; capturing is false if any audit trigger of the table or of a partition is missing, disabled or replica only, or an inheritance child is not audited (capture_state says which); log_reads: reads are recorded too; replicated_into: subscriptions applying changes to the table (captured only with ENABLE ALWAYS TRIGGER audit_ext_row); digest_columns: recorded as {"sha256", "bytes"} (1.6); sensitivity: the risk level every data and read event of the table has at least (1.6)';
 
 REVOKE ALL ON FUNCTION audit.install_triggers(regclass,text[],text[],text[],text[]),
-                       audit.enable(regclass,text[],text[],boolean,boolean,text[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION audit.enable(regclass,text[],text[],boolean,boolean,text[]) TO audit_admin;
+                       audit.enable(regclass,text[],text[],boolean,boolean,text[],text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.enable(regclass,text[],text[],boolean,boolean,text[],text) TO audit_admin;
+
+
+-- ---------------------------------------------------------------------------
+-- The application's end-user context (src/app_context.c): kept in the GUC
+-- audit_ext.context, recorded as audit.event.context; searchable through a
+-- partial GIN index per leaf partition.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION audit.set_context(actor      text    DEFAULT NULL,
+                                  client_ip  inet    DEFAULT NULL,
+                                  session_id text    DEFAULT NULL,
+                                  user_agent text    DEFAULT NULL,
+                                  user_role  text    DEFAULT NULL,
+                                  tenant     text    DEFAULT NULL,
+                                  request_id text    DEFAULT NULL,
+                                  extra      jsonb   DEFAULT NULL,
+                                  is_local   boolean DEFAULT true)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'audit_set_context';
+COMMENT ON FUNCTION audit.set_context(text, inet, text, text, text, text, text, jsonb, boolean) IS
+    'Set the end-user context recorded with every event (audit.event.context): client_ip, session_id, user_agent, user_role, tenant, request_id and extra''s keys; actor sets audit_ext.actor too; is_local => true (default) for this transaction only, as SET LOCAL';
+
+CREATE FUNCTION audit.clear_context()
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'audit_clear_context';
+COMMENT ON FUNCTION audit.clear_context() IS
+    'Clear the end-user context (for the session, as SET audit_ext.context = '''')';
+
+CREATE FUNCTION audit.current_context()
+RETURNS jsonb
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'audit_current_context';
+COMMENT ON FUNCTION audit.current_context() IS
+    'The end-user context set now (audit.set_context), as recorded with events; NULL when none';
+
+
+CREATE OR REPLACE FUNCTION audit.create_event_indexes(part regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text := (SELECT relname FROM pg_class WHERE oid = part);
+BEGIN
+    -- keyset pagination and lookups by id
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (id)', name || '_id_idx', part);
+    -- record history: record_id @> '{"id": 42}'.  GIN with its pending list
+    -- turns random-key inserts into appends (a btree on the key wrote a
+    -- full-page image for most OLTP inserts after each checkpoint); the list
+    -- is merged by (auto)vacuum; its size is set by audit.tune_event_partition().
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin (record_id jsonb_path_ops) '
+                   'WITH (fastupdate = on)', name || '_record_idx', part);
+    -- what one actor did, newest first
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (actor, id)', name || '_actor_idx', part);
+    -- time ranges inside a partition: tiny, and nearly free to maintain
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING brin (event_time)', name || '_time_brin', part);
+    -- 1.6: searches by the application's context (session_id, tenant,
+    -- client_ip, request_id ...: context @> '{"session_id": "s1"}').  GIN with
+    -- a pending list like record_id; partial, so an event without a context
+    -- (most of a database's own trail) costs it nothing.  An event with one
+    -- pays for it (docs/performance.md, "1.6: context and risk"):
+    -- audit_ext.index_context = off leaves it out of partitions made from
+    -- then on.
+    IF coalesce(current_setting('audit_ext.index_context', true), 'on') <> 'off' THEN
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin (context jsonb_path_ops) '
+                       'WITH (fastupdate = on) WHERE context IS NOT NULL', name || '_context_idx', part);
+    END IF;
+    PERFORM audit.tune_event_partition(part);
+END
+$$;
+COMMENT ON FUNCTION audit.create_event_indexes(regclass) IS
+    'Internal: create the indexes every audit event partition has';
+
+
+-- the context index on the partitions that exist (made by create_event_indexes)
+DO $ctxidx$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN SELECT i.indrelid::regclass FROM pg_catalog.pg_index i
+                  JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+                  JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
+                 WHERE t.relnamespace = 'audit'::regnamespace AND t.relname LIKE 'event\_%'
+                   AND c.relname = t.relname || '_record_idx' LOOP
+        PERFORM audit.create_event_indexes(part);
+    END LOOP;
+END
+$ctxidx$;
+
+DROP FUNCTION audit.search(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, integer, bigint);
+
+CREATE FUNCTION audit.search(
+    from_time  timestamptz DEFAULT NULL,
+    to_time    timestamptz DEFAULT NULL,
+    actor      text        DEFAULT NULL,
+    action     text        DEFAULT NULL,
+    class      text        DEFAULT NULL,
+    table_name text        DEFAULT NULL,
+    record_id  jsonb       DEFAULT NULL,
+    status     text        DEFAULT NULL,
+    query      text        DEFAULT NULL,
+    max_rows   integer     DEFAULT 100,
+    before_id  bigint      DEFAULT NULL,
+    client_ip  inet        DEFAULT NULL,
+    session_id text        DEFAULT NULL,
+    tenant     text        DEFAULT NULL,
+    min_risk   text        DEFAULT NULL)
+RETURNS SETOF audit.event_with_statement
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f record;
+    cond text;
+    ctx jsonb := '{}';
+    risks text[];
+BEGIN
+    PERFORM audit.require_audit_role();
+    risks := audit.risk_at_least(min_risk);
+    IF max_rows IS NULL OR max_rows < 1 OR max_rows > 10000 THEN
+        RAISE EXCEPTION 'invalid max_rows %: must be between 1 and 10000', coalesce(max_rows::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Page through longer results with before_id, or use audit.export().';
+    END IF;
+    SELECT * INTO f FROM audit.search_filter(from_time, to_time, actor, action, class, table_name,
+                                             record_id, status, query, before_id);
+    cond := f.condition;
+    -- 1.6: the application's context, through the GIN index on context
+    -- (audit.create_event_indexes): a host address, a session, a tenant
+    -- are containment; a network is a range test on the address
+    IF session_id IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('session_id', session_id);
+    END IF;
+    IF tenant IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('tenant', tenant);
+    END IF;
+    IF client_ip IS NOT NULL THEN
+        IF masklen(client_ip) = 32 * (family(client_ip) - 3) THEN   -- a host: /32 or /128
+            ctx := ctx || jsonb_build_object('client_ip', host(client_ip));
+        ELSE
+            cond := cond || ' AND e.context ? ''client_ip'' AND (e.context ->> ''client_ip'')::inet <<= $17';
+        END IF;
+    END IF;
+    IF ctx <> '{}' THEN
+        cond := cond || ' AND e.context @> $18';
+    END IF;
+    IF risks IS NOT NULL THEN
+        cond := cond || ' AND e.risk = ANY ($19)';
+    END IF;
+    -- the page is chosen first; statement texts are joined to its rows only
+    RETURN QUERY EXECUTE format(
+        'SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,'
+        '       e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,'
+        '       e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,'
+        '       s.statement_text, e.table_identity, e.context, e.risk'
+        '  FROM (SELECT * FROM audit.event e WHERE %s ORDER BY e.id DESC LIMIT $13) e'
+        '  LEFT JOIN audit.statement s ON s.statement_id = e.statement_id'
+        ' ORDER BY e.id DESC', cond)
+        USING from_time, to_time, actor, action, class, f.schema_part, f.table_part,
+              record_id, status, f.text_pattern, f.json_pattern, before_id, max_rows, f.statement_ids,
+              f.id_from, f.id_to, client_ip, ctx, risks;
+END
+$$;
+COMMENT ON FUNCTION audit.search(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, integer, bigint, inet, text, text, text) IS
+    'Search the trail, newest first: every filter optional; at most max_rows (1..10000) rows; next page with before_id => last id seen; client_ip, session_id, tenant filter by the application''s context, min_risk by risk level';
+
+
+
+-- ---------------------------------------------------------------------------
+-- Risk levels (src/risk.c, sql/src/risk.sql)
+-- ---------------------------------------------------------------------------
+CREATE TABLE audit.risk_rules (
+    class      text COLLATE "C" NOT NULL,
+    action     text COLLATE "C",
+    table_name text COLLATE "C",
+    risk       text COLLATE "C" NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    created_by text NOT NULL DEFAULT CURRENT_USER,
+    CONSTRAINT risk_rules_risk_check CHECK (risk IN ('low', 'medium', 'high', 'critical')),
+    CONSTRAINT risk_rules_class_check
+        CHECK (class IN ('data', 'auth', 'privilege', 'ddl', 'read', 'system', 'app')),
+    CONSTRAINT risk_rules_key UNIQUE NULLS NOT DISTINCT (class, action, table_name)
+);
+COMMENT ON TABLE audit.risk_rules IS
+    'Risk rules: the level of events of a class, optionally of one action and/or one table (table or schema.table; an application entity); the most specific rule wins over the built-in default. Managed with audit.set_risk/remove_risk';
+COMMENT ON COLUMN audit.risk_rules.action IS 'The action the rule is for; NULL: every action of the class';
+COMMENT ON COLUMN audit.risk_rules.table_name IS 'The table (table or schema.table) or application entity the rule is for; NULL: every one';
+
+SELECT pg_catalog.pg_extension_config_dump('audit.risk_rules', '');
+
+CREATE FUNCTION audit.risk_rules_changed()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'audit_risk_rules_changed';
+COMMENT ON FUNCTION audit.risk_rules_changed() IS
+    'Internal: statement trigger of audit.risk_rules; every backend reads the rules again';
+
+CREATE TRIGGER risk_rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON audit.risk_rules
+    FOR EACH STATEMENT EXECUTE FUNCTION audit.risk_rules_changed();
+
+CREATE FUNCTION audit.risk_cache_loads()
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'audit_risk_cache_loads';
+COMMENT ON FUNCTION audit.risk_cache_loads() IS
+    'How many times this backend has read audit.risk_rules (once, then after each change; never per event)';
+
+-- The levels at or above one, for filters (search, alert rules).
+CREATE FUNCTION audit.risk_at_least(min_risk text)
+RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    levels text[] := ARRAY['low', 'medium', 'high', 'critical'];
+    i      integer := array_position(levels, min_risk);
+BEGIN
+    IF min_risk IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF i IS NULL THEN
+        RAISE EXCEPTION 'invalid min_risk "%": not a risk level', min_risk
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Risk levels: low, medium, high, critical.';
+    END IF;
+    RETURN levels[i:];
+END
+$$;
+COMMENT ON FUNCTION audit.risk_at_least(text) IS
+    'The risk levels at or above min_risk (low, medium, high, critical); 22023 for another value';
+
+CREATE FUNCTION audit.set_risk(class      text,
+                               action     text DEFAULT NULL,
+                               table_name text DEFAULT NULL,
+                               risk       text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM audit.require_audit_role(true);
+    IF set_risk.class IS NULL OR NOT set_risk.class OPERATOR(pg_catalog.=) ANY (audit.event_classes()) THEN
+        RAISE EXCEPTION 'invalid class "%": not an event class', coalesce(set_risk.class, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'class must be one of: ' || array_to_string(audit.event_classes(), ', ') || '.';
+    END IF;
+    IF set_risk.action OPERATOR(pg_catalog.=) '' OR set_risk.table_name OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION 'invalid action or table_name "": leave it NULL for every one'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF set_risk.risk IS NULL OR NOT set_risk.risk OPERATOR(pg_catalog.=) ANY (ARRAY['low', 'medium', 'high', 'critical']) THEN
+        RAISE EXCEPTION 'invalid risk "%": not a risk level', coalesce(set_risk.risk, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Risk levels: low, medium, high, critical.';
+    END IF;
+    INSERT INTO audit.risk_rules AS r (class, action, table_name, risk, created_by)
+    VALUES (set_risk.class, set_risk.action, set_risk.table_name, set_risk.risk, audit.session_role()::text)
+    ON CONFLICT ON CONSTRAINT risk_rules_key
+    DO UPDATE SET risk = EXCLUDED.risk, created_at = EXCLUDED.created_at, created_by = EXCLUDED.created_by;
+END
+$$;
+COMMENT ON FUNCTION audit.set_risk(text, text, text, text) IS
+    'audit_admin: the risk level of events of a class, optionally of one action and/or table (most specific rule wins; replaces a rule with the same class, action and table)';
+
+CREATE FUNCTION audit.remove_risk(class      text,
+                                  action     text DEFAULT NULL,
+                                  table_name text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    PERFORM audit.require_audit_role(true);
+    DELETE FROM audit.risk_rules r
+     WHERE r.class OPERATOR(pg_catalog.=) remove_risk.class
+       AND r.action IS NOT DISTINCT FROM remove_risk.action
+       AND r.table_name IS NOT DISTINCT FROM remove_risk.table_name;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n > 0;
+END
+$$;
+COMMENT ON FUNCTION audit.remove_risk(text, text, text) IS
+    'audit_admin: remove the risk rule of exactly this class, action and table (events fall back to a less specific rule or the default); false when there was none';
+
+-- ---------------------------------------------------------------------------
+-- Privileges
+-- ---------------------------------------------------------------------------
+REVOKE ALL ON audit.risk_rules FROM PUBLIC;
+GRANT SELECT ON audit.risk_rules TO audit_admin, audit_reader;
+REVOKE ALL ON FUNCTION audit.set_risk(text, text, text, text),
+                       audit.remove_risk(text, text, text),
+                       audit.risk_rules_changed(),
+                       audit.risk_at_least(text),
+                       audit.risk_cache_loads() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.set_risk(text, text, text, text),
+                          audit.remove_risk(text, text, text) TO audit_admin;
+GRANT EXECUTE ON FUNCTION audit.risk_at_least(text),
+                          audit.risk_cache_loads() TO audit_admin, audit_reader;
+
+-- alert rules: min_risk, grouping by the application's context
+ALTER TABLE audit.alert_rules ADD COLUMN min_risk text COLLATE "C",
+    ADD CONSTRAINT alert_rules_min_risk_check CHECK (min_risk IN ('low', 'medium', 'high', 'critical'));
+
+CREATE OR REPLACE FUNCTION audit.alert_group_keys()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ARRAY['client_addr', 'actor', 'db_user', 'session_user', 'table', 'application_name', 'database', 'action',
+                    'client_ip', 'session_id', 'tenant']::text[] $$;
+COMMENT ON FUNCTION audit.alert_group_keys() IS 'The values group_by of an alert rule may take (client_ip, session_id, tenant: the application''s context)';
+
+CREATE OR REPLACE FUNCTION audit.alert_key(group_by text, e audit.event)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(CASE group_by
+                        WHEN 'client_addr' THEN coalesce(host(e.client_addr), 'local')
+                        WHEN 'actor' THEN e.actor
+                        WHEN 'db_user' THEN e.db_user
+                        WHEN 'session_user' THEN e."session_user"
+                        WHEN 'table' THEN CASE WHEN e.table_name IS NOT NULL
+                                               THEN coalesce(e.schema_name || '.', '') || e.table_name END
+                        WHEN 'application_name' THEN e.application_name
+                        WHEN 'database' THEN coalesce(e.detail ->> 'database', current_database())
+                        WHEN 'action' THEN e.action
+                        -- 1.6: the application's context (audit.set_context);
+                        -- client_ip falls back to the connection's address
+                        WHEN 'client_ip' THEN coalesce(e.context ->> 'client_ip', host(e.client_addr), 'local')
+                        WHEN 'session_id' THEN e.context ->> 'session_id'
+                        WHEN 'tenant' THEN e.context ->> 'tenant'
+                    END, '')
+$$;
+COMMENT ON FUNCTION audit.alert_key(text, audit.event) IS
+    'Internal: the grouping key of an event for a rule''s group_by ('''' without group_by)';
+
+CREATE OR REPLACE FUNCTION audit.alert_matches(r audit.alert_rules, e audit.event)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.class = r.class
+       AND (r.action IS NULL OR e.action = r.action)
+       AND (r.status IS NULL OR e.status = r.status)
+       AND (r.actor IS NULL OR e.actor = r.actor)
+       AND (r.table_name IS NULL OR r.table_name = e.table_name
+            OR r.table_name = e.schema_name || '.' || e.table_name)
+       AND (r.min_rows IS NULL OR audit.event_rows(e.detail) >= r.min_rows)
+       AND (r.min_risk IS NULL OR e.risk = ANY (audit.risk_at_least(r.min_risk)))
+       AND (r.query IS NULL
+            OR (e.action || E'\n' || coalesce(e.detail::text, '') || E'\n' || coalesce((SELECT s.statement_text FROM audit.statement s
+                                 WHERE s.statement_id = e.statement_id), '')) ~* r.query)
+       AND (r.outside_hours IS NULL OR NOT audit.within_hours(e.event_time, r.outside_hours, r.timezone))
+$$;
+COMMENT ON FUNCTION audit.alert_matches(audit.alert_rules, audit.event) IS
+    'Internal: whether an event matches a rule''s filters; query is a case-insensitive regular expression over action, detail and statement text (one line each)';
+
+
+DROP FUNCTION audit.create_alert_rule(text, text, text, integer, interval, text, text, interval, bigint, text, text, text, text, text, text, text, boolean, text);
+
+CREATE FUNCTION audit.create_alert_rule(
+    name          text,
+    class         text,
+    action        text     DEFAULT NULL,
+    threshold     integer  DEFAULT 1,
+    within        interval DEFAULT NULL,
+    group_by      text     DEFAULT NULL,
+    severity      text     DEFAULT 'medium',
+    cooldown      interval DEFAULT '10 minutes',
+    min_rows      bigint   DEFAULT NULL,
+    outside_hours text     DEFAULT NULL,
+    query         text     DEFAULT NULL,
+    table_name    text     DEFAULT NULL,
+    actor         text     DEFAULT NULL,
+    status        text     DEFAULT NULL,
+    timezone      text     DEFAULT NULL,
+    channel       text     DEFAULT 'audit_alerts',
+    enabled       boolean  DEFAULT true,
+    description   text     DEFAULT NULL,
+    min_risk      text     DEFAULT NULL)
+RETURNS audit.alert_rules
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r audit.alert_rules;
+BEGIN
+    PERFORM audit.require_audit_role(true);
+    r.name := create_alert_rule.name;
+    r.class := create_alert_rule.class;
+    r.action := create_alert_rule.action;
+    r.table_name := create_alert_rule.table_name;
+    r.actor := create_alert_rule.actor;
+    r.status := create_alert_rule.status;
+    r.query := create_alert_rule.query;
+    r.min_rows := create_alert_rule.min_rows;
+    r.threshold := create_alert_rule.threshold;
+    r.within := create_alert_rule.within;
+    r.group_by := create_alert_rule.group_by;
+    r.outside_hours := create_alert_rule.outside_hours;
+    r.timezone := create_alert_rule.timezone;
+    r.severity := create_alert_rule.severity;
+    r.cooldown := create_alert_rule.cooldown;
+    r.channel := create_alert_rule.channel;
+    r.enabled := coalesce(create_alert_rule.enabled, true);
+    r.builtin := false;
+    r.description := create_alert_rule.description;
+    r.min_risk := create_alert_rule.min_risk;
+    PERFORM audit.risk_at_least(r.min_risk);   -- 22023 for a level that is not one
+    r.created_at := now();
+    r.created_by := CASE WHEN current_setting('role') = 'none' THEN session_user::text ELSE current_setting('role') END;
+    PERFORM audit.check_alert_rule(r);
+    IF EXISTS (SELECT 1 FROM audit.alert_rules x WHERE x.name = r.name) THEN
+        RAISE EXCEPTION 'alert rule "%" already exists', r.name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Drop it first with audit.drop_alert_rule(), or choose another name.';
+    END IF;
+    INSERT INTO audit.alert_rules SELECT r.*;
+    PERFORM audit.log_system_event('CREATE ALERT RULE', jsonb_build_object('rule', r.name) || (to_jsonb(r) - 'created_at' - 'created_by' - 'builtin'));
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION audit.create_alert_rule(text, text, text, integer, interval, text, text, interval, bigint, text, text, text, text, text, text, text, boolean, text, text) IS
+    'audit_admin: add an alert rule; fires when threshold matching events (class, action, table_name, actor, status, query regex, min_rows, outside_hours, min_risk) happen within "within" per group_by key; one alert per rule and key per cooldown, sent with NOTIFY on channel';
+
+
+-- reports: recent_high_priority by risk and open alerts, sessions of the
+-- application, events by risk
+CREATE FUNCTION audit.open_alert_event_ids()
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT audit.audit_access_ok() THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT x.id FROM audit.alerts a
+                   CROSS JOIN LATERAL (VALUES (a.first_event_id), (a.last_event_id)) x(id)
+                  WHERE a.acknowledged_at IS NULL AND x.id IS NOT NULL;
+END
+$$;
+COMMENT ON FUNCTION audit.open_alert_event_ids() IS
+    'Internal (audit.recent_high_priority): the first and last event ids of the alerts not yet acknowledged; nothing for a role without access to the trail';
+
+
+CREATE OR REPLACE VIEW audit.recent_high_priority WITH (security_barrier) AS
+SELECT e.id,
+       e.event_time,
+       e.class,
+       e.action,
+       e.status,
+       CASE
+           WHEN e.class = 'app' THEN 'application event'
+           WHEN e.class = 'auth' THEN 'failed login'
+           WHEN e.class = 'privilege' THEN 'privilege change'
+           WHEN e.class = 'ddl' THEN 'schema change'
+           WHEN e.class = 'system' THEN 'system event'
+           WHEN e.class = 'read' AND e.status = 'success' THEN 'read'
+           WHEN e.class = 'read' THEN 'denied read'
+           WHEN e.action = 'TRUNCATE' AND e.status = 'success' THEN 'table truncated'
+           WHEN e.status = 'success' THEN 'change'
+           ELSE 'failed change'
+       END AS reason,
+       e.actor,
+       e.db_user,
+       e."session_user",
+       e.client_addr,
+       e.application_name,
+       e.schema_name,
+       e.table_name,
+       e.record_id,
+       e.detail,
+       s.statement_text,
+       e.risk,
+       e.context
+  FROM audit.event e
+  LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
+ WHERE audit.audit_access_ok()
+   AND e.event_time >= pg_catalog.now() - interval '7 days'
+   AND (   e.risk IN ('high', 'critical')
+        OR e.id IN (SELECT audit.open_alert_event_ids())
+        OR (e.risk IS NULL
+            AND (   (e.class = 'auth' AND (e.status = 'failure' OR e.action = 'LOGIN_FAILED'))
+                 OR e.class IN ('privilege', 'ddl', 'system')
+                 OR (e.class = 'data' AND (e.action = 'TRUNCATE' OR e.status = 'failure'))
+                 OR (e.class = 'read' AND e.status = 'failure'))))
+ ORDER BY e.id DESC;
+COMMENT ON VIEW audit.recent_high_priority IS
+    'Events of the last 7 days that need attention, newest first: risk high or critical, and the events of alerts not yet acknowledged (events captured before 1.6: failed logins, privilege and schema changes, system events, TRUNCATEs, failed changes, denied reads)';
+
+
+CREATE OR REPLACE FUNCTION audit.user_activity(actor text, from_time timestamptz DEFAULT NULL, to_time timestamptz DEFAULT NULL)
+RETURNS TABLE (total_actions bigint, records_created bigint, records_modified bigint, records_deleted bigint,
+               records_viewed bigint, exports bigint, logins bigint, failed_logins bigint, sessions bigint,
+               avg_session interval, actions_by_table jsonb, first_activity timestamptz, last_activity timestamptz,
+               reports_generated bigint, password_changes bigint)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    threshold_setting text := current_setting('audit_ext.export_threshold', true);
+    threshold bigint;
+    conds     text := 'e.actor = $1';
+BEGIN
+    PERFORM audit.require_audit_role();
+    IF user_activity.actor IS NULL THEN
+        RAISE EXCEPTION 'invalid actor: must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM audit.check_time_range(user_activity.from_time, user_activity.to_time);
+    IF coalesce(btrim(threshold_setting), '') = '' THEN
+        threshold := 1000;
+    ELSIF btrim(threshold_setting) ~ '^[0-9]{1,18}$' AND btrim(threshold_setting)::bigint > 0 THEN
+        threshold := btrim(threshold_setting)::bigint;
+    ELSE
+        RAISE EXCEPTION 'invalid audit_ext.export_threshold "%": must be a positive number of rows', threshold_setting
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF user_activity.from_time IS NOT NULL THEN
+        conds := conds || ' AND e.event_time >= $2';
+    END IF;
+    IF user_activity.to_time IS NOT NULL THEN
+        conds := conds || ' AND e.event_time < $3';
+    END IF;
+
+    RETURN QUERY EXECUTE format($q$
+        WITH ev AS MATERIALIZED (
+            SELECT e.id, e.event_time, e.class, e.action, e.status, e.backend_pid,
+                   e.schema_name, e.table_name, e.detail, e.context,
+                   CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$' THEN (e.detail ->> 'rows')::bigint END AS nrows
+              FROM audit.event e
+             WHERE %s
+        ), ended AS (
+            -- a session's length: detail.duration of its LOGOUT, else the
+            -- time since the same backend's last successful LOGIN
+            SELECT coalesce(audit.detail_interval(l.detail ->> 'duration'),
+                            l.event_time - (SELECT li.event_time FROM audit.event li
+                                             WHERE li.actor = $1 AND li.class = 'auth'
+                                               AND li.action = 'LOGIN' AND li.status = 'success'
+                                               AND li.backend_pid = l.backend_pid AND li.id < l.id
+                                             ORDER BY li.id DESC LIMIT 1)) AS length
+              FROM ev l
+             WHERE l.class = 'auth' AND l.action = 'LOGOUT'
+            UNION ALL
+            -- 1.6: an application session, LOGIN -> LOGOUT (class app) paired
+            -- by the context's session_id: the latest LOGIN of that session
+            -- before the LOGOUT (a LOGOUT with no session_id or no LOGIN
+            -- counts as a session of unknown length)
+            SELECT l.event_time - (SELECT li.event_time FROM audit.event li
+                                    WHERE li.actor = $1 AND li.class = 'app'
+                                      AND li.action = 'LOGIN' AND li.status = 'success'
+                                      AND li.context @> jsonb_build_object('session_id', l.context ->> 'session_id')
+                                      AND li.id < l.id
+                                    ORDER BY li.id DESC LIMIT 1) AS length
+              FROM ev l
+             WHERE l.class = 'app' AND l.action = 'LOGOUT' AND l.status = 'success'
+        ), per_table AS (
+            -- application entities (schema_name NULL) by their own name
+            SELECT CASE WHEN t.schema_name IS NULL THEN t.table_name
+                        ELSE format('%%I.%%I', t.schema_name, t.table_name) END AS tbl,
+                   jsonb_object_agg(t.action, t.n) AS actions
+              FROM (SELECT x.schema_name, x.table_name, x.action, count(*) AS n
+                      FROM ev x WHERE x.table_name IS NOT NULL
+                     GROUP BY 1, 2, 3) t
+             GROUP BY 1
+        )
+        SELECT count(*),
+               count(*) FILTER (WHERE ev.class = 'data' AND ev.action = 'INSERT' AND ev.status = 'success'),
+               count(*) FILTER (WHERE ev.class = 'data' AND ev.action = 'UPDATE' AND ev.status = 'success'),
+               count(*) FILTER (WHERE ev.class = 'data' AND ev.action = 'DELETE' AND ev.status = 'success'),
+               coalesce(sum(ev.nrows) FILTER (WHERE ev.class = 'read' AND ev.status = 'success'), 0)::bigint
+                 + count(*) FILTER (WHERE ev.class = 'app' AND ev.action = 'VIEW' AND ev.status = 'success'),
+               count(*) FILTER (WHERE ev.class = 'read' AND ev.status = 'success'
+                                  AND (ev.action = 'COPY' OR ev.nrows >= $4))
+                 + count(*) FILTER (WHERE ev.class = 'app' AND ev.action = 'EXPORT' AND ev.status = 'success'),
+               count(*) FILTER (WHERE ev.class IN ('auth', 'app') AND ev.action = 'LOGIN' AND ev.status = 'success'),
+               count(*) FILTER (WHERE ev.class IN ('auth', 'app')
+                                  AND (ev.action = 'LOGIN_FAILED' OR (ev.action = 'LOGIN' AND ev.status = 'failure'))),
+               (SELECT count(*) FROM ended),
+               (SELECT avg(ended.length) FROM ended),
+               coalesce((SELECT jsonb_object_agg(per_table.tbl, per_table.actions) FROM per_table), '{}'::jsonb),
+               min(ev.event_time),
+               max(ev.event_time),
+               count(*) FILTER (WHERE ev.class = 'app' AND ev.action = 'REPORT_GENERATED' AND ev.status = 'success'),
+               count(*) FILTER (WHERE ev.class = 'app' AND ev.action = 'PASSWORD_CHANGE'
+                                  AND ev.status = 'success')
+          FROM ev
+    $q$, conds)
+        USING user_activity.actor, user_activity.from_time, user_activity.to_time, threshold;
+END
+$$;
+COMMENT ON FUNCTION audit.user_activity(text, timestamptz, timestamptz) IS
+    'What one actor did in a period (from_time inclusive, to_time exclusive): one row of counts, sessions, actions per table and application entity, first and last activity; application events count too (LOGIN, LOGIN_FAILED, LOGOUT, VIEW, EXPORT, REPORT_GENERATED, PASSWORD_CHANGE: audit.app_actions())';
+
+
+ALTER TYPE audit.activity_summary_row ADD ATTRIBUTE events_by_risk jsonb;
+
+CREATE OR REPLACE FUNCTION audit.activity_summary(from_time timestamptz DEFAULT NULL, to_time timestamptz DEFAULT NULL)
+RETURNS SETOF audit.activity_summary_row
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    conds text[] := '{}';
+BEGIN
+    PERFORM audit.require_audit_role();
+    PERFORM audit.check_time_range(from_time, to_time);
+    IF from_time IS NOT NULL THEN
+        conds := conds || 'e.event_time >= $1'::text;
+    END IF;
+    IF to_time IS NOT NULL THEN
+        conds := conds || 'e.event_time < $2'::text;
+    END IF;
+    -- One pass over the events, grouped four ways at once.
+    RETURN QUERY EXECUTE format($q$
+        WITH g AS (
+            SELECT e.class, e.action, e.actor, e.schema_name, e.table_name, e.risk,
+                   GROUPING(e.class, e.action) AS g_ca,
+                   GROUPING(e.actor) AS g_a,
+                   GROUPING(e.schema_name, e.table_name) AS g_t,
+                   GROUPING(e.risk) AS g_r,
+                   count(*) AS n,
+                   count(*) FILTER (WHERE e.status = 'failure') AS failed
+              FROM audit.event e
+             WHERE %s
+             GROUP BY GROUPING SETS ((e.class, e.action), (e.actor), (e.schema_name, e.table_name), (e.risk), ())
+        )
+        SELECT $1, $2,
+               coalesce((SELECT g.n FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 3 AND g.g_r = 1), 0),
+               coalesce((SELECT g.failed FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 3 AND g.g_r = 1), 0),
+               (SELECT count(*) FROM g WHERE g.g_a = 0 AND g.actor IS NOT NULL),
+               coalesce((SELECT jsonb_object_agg(c.class, c.n)
+                           FROM (SELECT g.class, sum(g.n)::bigint AS n FROM g WHERE g.g_ca = 0 GROUP BY 1) c),
+                        '{}'::jsonb),
+               coalesce((SELECT jsonb_object_agg(c.class, c.actions)
+                           FROM (SELECT g.class, jsonb_object_agg(g.action, g.n) AS actions
+                                   FROM g WHERE g.g_ca = 0 GROUP BY 1) c),
+                        '{}'::jsonb),
+               coalesce((SELECT jsonb_agg(jsonb_build_object('actor', t.actor, 'events', t.n) ORDER BY t.n DESC, t.actor)
+                           FROM (SELECT g.actor, g.n FROM g WHERE g.g_a = 0 AND g.actor IS NOT NULL
+                                  ORDER BY g.n DESC, g.actor LIMIT 10) t),
+                        '[]'::jsonb),
+               coalesce((SELECT jsonb_agg(jsonb_build_object('table', t.tbl, 'events', t.n) ORDER BY t.n DESC, t.tbl)
+                           FROM (SELECT CASE WHEN g.schema_name IS NULL THEN format('%%I', g.table_name)
+                                             ELSE format('%%I.%%I', g.schema_name, g.table_name) END AS tbl,
+                                        g.n
+                                   FROM g WHERE g.g_t = 0 AND g.table_name IS NOT NULL
+                                  ORDER BY g.n DESC, 1 LIMIT 10) t),
+                        '[]'::jsonb),
+               (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+                  FROM pg_class c
+                 WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind IN ('r', 'm')),
+               -- 1.6: events per risk level (events captured before 1.6 have none)
+               coalesce((SELECT jsonb_object_agg(coalesce(g.risk, 'none'), g.n)
+                           FROM g WHERE g.g_r = 0 AND g.g_ca = 3), '{}'::jsonb)
+    $q$, CASE WHEN cardinality(conds) = 0 THEN 'true' ELSE array_to_string(conds, ' AND ') END)
+        USING from_time, to_time;
+END
+$$;
+COMMENT ON FUNCTION audit.activity_summary(timestamptz, timestamptz) IS
+    'Dashboard figures for a period (from_time inclusive, to_time exclusive): totals, failures, events by class and action, top 10 actors and tables, storage used by the whole trail, events by risk level';
+
+
 
 -- end issue 20
 
@@ -4539,6 +5213,51 @@ REVOKE ALL ON FUNCTION audit.html(text),
 -- merged: objects that the blocks above define more than once, or that changed after them, end as
 -- sql/src/ has them
 -- ===========================================================================
+CREATE OR REPLACE FUNCTION audit.create_event_indexes(part regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text := (SELECT relname FROM pg_class WHERE oid = part);
+BEGIN
+    -- keyset pagination and lookups by id
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (id)', name || '_id_idx', part);
+    -- record history: record_id @> '{"id": 42}'.  GIN with its pending list
+    -- turns random-key inserts into appends (a btree on the key wrote a
+    -- full-page image for most OLTP inserts after each checkpoint); the list
+    -- is merged by (auto)vacuum; its size is set by audit.tune_event_partition().
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin (record_id jsonb_path_ops) '
+                   'WITH (fastupdate = on)', name || '_record_idx', part);
+    -- what one actor did, newest first
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (actor, id)', name || '_actor_idx', part);
+    -- time ranges inside a partition: tiny, and nearly free to maintain
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING brin (event_time)', name || '_time_brin', part);
+    -- 1.6: the rare events a record's history looks for beyond its own
+    -- record_id, each in a partial index that other events never enter: the
+    -- UPDATE that gave a record its key (detail.new_record_id, written by
+    -- capture) and TRUNCATEs
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s ((detail -> ''new_record_id'')) '
+                   'WHERE detail ? ''new_record_id''', name || '_key_change_idx', part);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (id) WHERE action = ''TRUNCATE''',
+                   name || '_truncate_idx', part);
+    -- 1.6: searches by the application's context (session_id, tenant,
+    -- client_ip, request_id ...: context @> '{"session_id": "s1"}').  GIN with
+    -- a pending list like record_id; partial, so an event without a context
+    -- (most of a database's own trail) costs it nothing.  An event with one
+    -- pays for it (docs/performance.md, "1.6: context and risk"):
+    -- audit_ext.index_context = off leaves it out of partitions made from
+    -- then on.
+    IF coalesce(current_setting('audit_ext.index_context', true), 'on') <> 'off' THEN
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin (context jsonb_path_ops) '
+                       'WITH (fastupdate = on) WHERE context IS NOT NULL', name || '_context_idx', part);
+    END IF;
+    PERFORM audit.tune_event_partition(part);
+END
+$$;
+COMMENT ON FUNCTION audit.create_event_indexes(regclass) IS
+    'Internal: create the indexes every audit event partition has';
+
 -- Checks the arguments and returns the WHERE condition over "audit.event e"
 -- containing only the filters that were given, with fixed parameter numbers:
 --   $1 from_time  $2 to_time  $3 actor  $4 action  $5 class
@@ -4735,6 +5454,83 @@ $$;
 COMMENT ON FUNCTION audit.search_filter(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, bigint) IS
     'Internal: check the search arguments and build the WHERE condition of audit.search() and audit.export()';
 
+CREATE OR REPLACE FUNCTION audit.search(
+    from_time  timestamptz DEFAULT NULL,
+    to_time    timestamptz DEFAULT NULL,
+    actor      text        DEFAULT NULL,
+    action     text        DEFAULT NULL,
+    class      text        DEFAULT NULL,
+    table_name text        DEFAULT NULL,
+    record_id  jsonb       DEFAULT NULL,
+    status     text        DEFAULT NULL,
+    query      text        DEFAULT NULL,
+    max_rows   integer     DEFAULT 100,
+    before_id  bigint      DEFAULT NULL,
+    client_ip  inet        DEFAULT NULL,
+    session_id text        DEFAULT NULL,
+    tenant     text        DEFAULT NULL,
+    min_risk   text        DEFAULT NULL)
+RETURNS SETOF audit.event_with_statement
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f record;
+    cond text;
+    ctx jsonb := '{}';
+    risks text[];
+BEGIN
+    PERFORM audit.require_audit_role();
+    risks := audit.risk_at_least(min_risk);
+    IF max_rows IS NULL OR max_rows < 1 OR max_rows > 10000 THEN
+        RAISE EXCEPTION 'invalid max_rows %: must be between 1 and 10000', coalesce(max_rows::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Page through longer results with before_id, or use audit.export().';
+    END IF;
+    SELECT * INTO f FROM audit.search_filter(from_time, to_time, actor, action, class, table_name,
+                                             record_id, status, query, before_id);
+    cond := f.condition;
+    -- 1.6: the application's context, through the GIN index on context
+    -- (audit.create_event_indexes): a host address, a session, a tenant
+    -- are containment; a network is a range test on the address
+    IF session_id IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('session_id', session_id);
+    END IF;
+    IF tenant IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('tenant', tenant);
+    END IF;
+    IF client_ip IS NOT NULL THEN
+        IF masklen(client_ip) = 32 * (family(client_ip) - 3) THEN   -- a host: /32 or /128
+            ctx := ctx || jsonb_build_object('client_ip', host(client_ip));
+        ELSE
+            cond := cond || ' AND e.context ? ''client_ip'' AND (e.context ->> ''client_ip'')::inet <<= $17';
+        END IF;
+    END IF;
+    IF ctx <> '{}' THEN
+        cond := cond || ' AND e.context @> $18';
+    END IF;
+    IF risks IS NOT NULL THEN
+        cond := cond || ' AND e.risk = ANY ($19)';
+    END IF;
+    -- the page is chosen first; statement texts are joined to its rows only
+    RETURN QUERY EXECUTE format(
+        'SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,'
+        '       e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,'
+        '       e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,'
+        '       s.statement_text, e.table_identity, e.context, e.risk'
+        '  FROM (SELECT * FROM audit.event e WHERE %s ORDER BY e.id DESC LIMIT $13) e'
+        '  LEFT JOIN audit.statement s ON s.statement_id = e.statement_id'
+        ' ORDER BY e.id DESC', cond)
+        USING from_time, to_time, actor, action, class, f.schema_part, f.table_part,
+              record_id, status, f.text_pattern, f.json_pattern, before_id, max_rows, f.statement_ids,
+              f.id_from, f.id_to, client_ip, ctx, risks;
+END
+$$;
+COMMENT ON FUNCTION audit.search(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, integer, bigint, inet, text, text, text) IS
+    'Search the trail, newest first: every filter optional; at most max_rows (1..10000) rows; next page with before_id => last id seen; client_ip, session_id, tenant filter by the application''s context, min_risk by risk level';
+
 CREATE OR REPLACE FUNCTION audit.record_history(schema_name text, table_name text, record_id jsonb)
 RETURNS SETOF audit.event_with_statement
 LANGUAGE plpgsql
@@ -4868,19 +5664,20 @@ BEGIN
     -- One pass over the events, grouped four ways at once.
     RETURN QUERY EXECUTE format($q$
         WITH g AS (
-            SELECT e.class, e.action, e.actor, e.table_identity, e.schema_name, e.table_name,
+            SELECT e.class, e.action, e.actor, e.table_identity, e.schema_name, e.table_name, e.risk,
                    GROUPING(e.class, e.action) AS g_ca,
                    GROUPING(e.actor) AS g_a,
                    GROUPING(e.table_identity, e.schema_name, e.table_name) AS g_t,
+                   GROUPING(e.risk) AS g_r,
                    count(*) AS n,
                    count(*) FILTER (WHERE e.status = 'failure') AS failed
               FROM audit.event e
              WHERE %s
-             GROUP BY GROUPING SETS ((e.class, e.action), (e.actor), (e.table_identity, e.schema_name, e.table_name), ())
+             GROUP BY GROUPING SETS ((e.class, e.action), (e.actor), (e.table_identity, e.schema_name, e.table_name), (e.risk), ())
         )
         SELECT $1, $2,
-               coalesce((SELECT g.n FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 7), 0),
-               coalesce((SELECT g.failed FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 7), 0),
+               coalesce((SELECT g.n FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 7 AND g.g_r = 1), 0),
+               coalesce((SELECT g.failed FROM g WHERE g.g_ca = 3 AND g.g_a = 1 AND g.g_t = 7 AND g.g_r = 1), 0),
                (SELECT count(*) FROM g WHERE g.g_a = 0 AND g.actor IS NOT NULL),
                coalesce((SELECT jsonb_object_agg(c.class, c.n)
                            FROM (SELECT g.class, sum(g.n)::bigint AS n FROM g WHERE g.g_ca = 0 GROUP BY 1) c),
@@ -4905,13 +5702,16 @@ BEGIN
                         '[]'::jsonb),
                (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
                   FROM pg_class c
-                 WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind IN ('r', 'm'))
+                 WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind IN ('r', 'm')),
+               -- 1.6: events per risk level (events captured before 1.6 have none)
+               coalesce((SELECT jsonb_object_agg(coalesce(g.risk, 'none'), g.n)
+                           FROM g WHERE g.g_r = 0 AND g.g_ca = 3), '{}'::jsonb)
     $q$, CASE WHEN cardinality(conds) = 0 THEN 'true' ELSE array_to_string(conds, ' AND ') END)
         USING from_time, to_time;
 END
 $$;
 COMMENT ON FUNCTION audit.activity_summary(timestamptz, timestamptz) IS
-    'Dashboard figures for a period (from_time inclusive, to_time exclusive): totals, failures, events by class and action, top 10 actors and tables, storage used by the whole trail';
+    'Dashboard figures for a period (from_time inclusive, to_time exclusive): totals, failures, events by class and action, top 10 actors and tables, storage used by the whole trail, events by risk level';
 
 DROP FUNCTION audit.user_activity(text, timestamptz, timestamptz);
 CREATE FUNCTION audit.user_activity(actor text, from_time timestamptz DEFAULT NULL, to_time timestamptz DEFAULT NULL)
@@ -4952,7 +5752,7 @@ BEGIN
     RETURN QUERY EXECUTE format($q$
         WITH ev AS MATERIALIZED (
             SELECT e.id, e.event_time, e.class, e.action, e.status, e.backend_pid,
-                   e.schema_name, e.table_name, e.table_identity, e.detail,
+                   e.schema_name, e.table_name, e.table_identity, e.detail, e.context,
                    CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$' THEN (e.detail ->> 'rows')::bigint END AS nrows
               FROM audit.event e
              WHERE %s
@@ -4967,6 +5767,19 @@ BEGIN
                                              ORDER BY li.id DESC LIMIT 1)) AS length
               FROM ev l
              WHERE l.class = 'auth' AND l.action = 'LOGOUT'
+            UNION ALL
+            -- 1.6: an application session, LOGIN -> LOGOUT (class app) paired
+            -- by the context's session_id: the latest LOGIN of that session
+            -- before the LOGOUT (a LOGOUT with no session_id or no LOGIN
+            -- counts as a session of unknown length)
+            SELECT l.event_time - (SELECT li.event_time FROM audit.event li
+                                    WHERE li.actor = $1 AND li.class = 'app'
+                                      AND li.action = 'LOGIN' AND li.status = 'success'
+                                      AND li.context @> jsonb_build_object('session_id', l.context ->> 'session_id')
+                                      AND li.id < l.id
+                                    ORDER BY li.id DESC LIMIT 1) AS length
+              FROM ev l
+             WHERE l.class = 'app' AND l.action = 'LOGOUT' AND l.status = 'success'
         ), per_table AS (
             -- a table by its identity under its current name (1.6: renames
             -- are one table); application entities (schema_name NULL) by

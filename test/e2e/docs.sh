@@ -36,7 +36,7 @@ is "$rc" "0" "every example of docs/guide.md runs without error" "$(tail -15 "$T
 # default partition left out: a maintenance round may have moved them first) is test/e2e/guide.expected.
 # After a deliberate change of the guide: bash test/e2e/docs.sh, then copy
 # $AUDIT_TEST_TMP/docs/guide.masked over test/e2e/guide.expected and read the diff.
-sed -E -e '/^queue_size\|/{n;s/.*/<worker status>/}' -e '/\|storage_bytes$/{n;s/\|[0-9]+$/|<bytes>/}' \
+sed -E -e '/^queue_size\|/{n;s/.*/<worker status>/}' -e '/\|storage_bytes(\|events_by_risk)?$/{n;s/\|[0-9]+(\|\{[^|]*\})?$/|<bytes>\1/}' \
        -e '/^verified\|events\|/{n;s/^t\|[0-9]+\|/t|<n>|/}' "$TMP/guide.out" \
   | sed -E -e 's/[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(\+00(:00)?)?/<time>/g' \
        -e 's/_p[0-9]{6}/_pYYYYMM/g' -e 's/^psql:[^:]*:[0-9]+: //' \

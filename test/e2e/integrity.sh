@@ -144,7 +144,8 @@ is "$(q -d postgres -c "SELECT audit.event_hash(e, coalesce((SELECT p.hash FROM 
 # recomputed here without audit_ext: PostgreSQL's own sha256() over the bytes
 # of a TRUNCATE event (no jsonb, inet or array value, whose binary forms SQL
 # cannot produce; a Unix-socket connection has no client address).  It has a
-# table_identity (1.6), so the form is "AUD2" with the three added columns.
+# table_identity and a risk (1.6), so the form is "AUD2" with the three added
+# columns (context NULL).
 q -d postgres -c "CREATE TABLE hash_probe (id int PRIMARY KEY)" -c "SELECT audit.enable('hash_probe')" \
   -c "TRUNCATE hash_probe" >/dev/null
 is "$(q -q -d postgres <<'SQL'
@@ -163,13 +164,13 @@ SELECT e.hash = sha256('AUD2'::bytea
          || pg_temp.f(int8send(e.statement_id)) || pg_temp.f(int4send(e.statement_seq))
          || pg_temp.f(pg_temp.t(e.schema_name)) || pg_temp.f(pg_temp.t(e.table_name))
          || '\x0000000000'::bytea
-         || pg_temp.f(int8send(e.table_identity)) || '\x0000'::bytea)
+         || pg_temp.f(int8send(e.table_identity)) || '\x00'::bytea || pg_temp.f(pg_temp.t(e.risk)))
 FROM audit.event e
 LEFT JOIN audit.event p ON p.class = e.class AND p.chain_lane = e.chain_lane AND p.chain_seq = e.chain_seq - 1
 WHERE e.table_name = 'hash_probe' AND e.action = 'TRUNCATE' AND e.client_addr IS NULL
   AND e.record_id IS NULL AND e.old_data IS NULL AND e.new_data IS NULL
   AND e.changed_columns IS NULL AND e.detail IS NULL
-  AND e.table_identity IS NOT NULL AND e.context IS NULL AND e.risk IS NULL;
+  AND e.table_identity IS NOT NULL AND e.context IS NULL AND e.risk IS NOT NULL;
 SQL
 )" "t" "a stored hash equals PostgreSQL's sha256() of the documented serialisation"
 
