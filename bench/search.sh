@@ -153,7 +153,11 @@ BEGIN
                CASE WHEN %L = 'read' THEN jsonb_build_object('rows', (i * 37) %% 2000) END,
                NULL, NULL, NULL, NULL,
                -- 1.6: each table's identity (audit.audited_table_history, below)
-               CASE WHEN %L <> 'auth' THEN 1 + abs(hashint8extended(i, 2) %% $TABLES) END
+               CASE WHEN %L <> 'auth' THEN 1 + abs(hashint8extended(i, 2) %% $TABLES) END,
+               -- 1.6: an application's context on every event (a session of
+               -- 20 events, 200 tenants)
+               jsonb_build_object('session_id', 'sess-' || (i / 20), 'tenant', 'tenant-' || (i %% 200),
+                                  'client_ip', '10.1.' || (i %% 200) || '.' || (i %% 250))
           FROM generate_series(\$1, \$2) i
          CROSS JOIN LATERAL (SELECT \$3 + (i - 1) * \$4 AS t) ts
          CROSS JOIN LATERAL (
@@ -251,6 +255,8 @@ add "free text within a day, frequent term"    "query => 'st-123', from_time => 
 add "free text within a day, rare term"        "query => 'customer${rare_key}@', from_time => '$day_from', to_time => '$day_to'"
 add "free text within a day, statement text"   "query => '/* $(sql -c "SELECT md5('4242')")', from_time => '$day_from', to_time => '$day_to'"
 add "page 2 of actor within a week"            "actor => '$actor', from_time => '$week_from', to_time => '$week_to', before_id => BEFORE"
+add "one session (context)"                    "session_id => 'sess-$((EVENTS / 40))'"
+add "one tenant, newest first (context)"       "tenant => 'tenant-7'"
 
 # Execution times (ms) of SELECT * FROM audit.search(...): $2 calls in one
 # session, of which the first is dropped (warm), or the first call in each

@@ -376,8 +376,8 @@ BEGIN
     unit := CASE WHEN days <= 62 THEN 'day' WHEN days <= 371 THEN 'week' WHEN days <= 3660 THEN 'month' ELSE 'year' END;
     fmt_label := CASE unit WHEN 'day' THEN 'YYYY-MM-DD' WHEN 'week' THEN 'IYYY-"W"IW' WHEN 'month' THEN 'YYYY-MM' ELSE 'YYYY' END;
     IF k.kind = 'security_events' THEN
-        -- issue 20: e.risk instead of audit.report_risk(...)
-        risk_expr := 'audit.report_risk(e.class, e.action, e.status, e.detail)';
+        -- the event's own risk (1.6), derived for events captured before
+        risk_expr := 'coalesce(e.risk, audit.report_risk(e.class, e.action, e.status, e.detail))';
     END IF;
     -- First one hash aggregate over the events (bucket, status, class,
     -- action, actor, risk), then the four groupings over its rows: grouping
@@ -610,12 +610,12 @@ BEGIN
     END LOOP;
 
     SELECT * INTO summary FROM audit.activity_summary(from_time, to_time);
-    -- activity by type.  Issue 20: application events (class "app") become
-    -- the type "application" here.
+    -- activity by type: the application's own events (class app) are "application"
     SELECT array_agg(t.type ORDER BY t.o), array_agg(t.n ORDER BY t.o) INTO ty_labels, ty_vals
       FROM (SELECT x.type, x.o, coalesce(sum((summary.events_by_class ->> c.c)::bigint), 0)::bigint AS n
               FROM (VALUES ('data changes', 1, ARRAY['data']), ('reads', 2, ARRAY['read']),
-                           ('security', 3, ARRAY['auth', 'privilege']), ('system', 4, ARRAY['ddl', 'system']))
+                           ('application', 3, ARRAY['app']),
+                           ('security', 4, ARRAY['auth', 'privilege']), ('system', 5, ARRAY['ddl', 'system']))
                    x(type, o, classes)
               LEFT JOIN LATERAL unnest(x.classes) c(c) ON true
              GROUP BY x.type, x.o) t;
@@ -623,8 +623,8 @@ BEGIN
       INTO a_labels, a_vals
       FROM jsonb_array_elements(summary.top_actors) WITH ORDINALITY a(value, i);
 
-    -- issue 20: r.risk instead of audit.report_risk(...)
-    SELECT json_agg(json_build_object('event_time', r.event_time, 'risk', audit.report_risk(r.class, r.action, r.status, r.detail),
+    -- the event's own risk (1.6), derived for events captured before
+    SELECT json_agg(json_build_object('event_time', r.event_time, 'risk', coalesce(r.risk, audit.report_risk(r.class, r.action, r.status, r.detail)),
                                       'reason', r.reason, 'class', r.class, 'action', r.action, 'status', r.status,
                                       'actor', r.actor,
                                       'object', coalesce(r.schema_name || '.', '') || r.table_name) ORDER BY r.id DESC)

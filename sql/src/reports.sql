@@ -323,11 +323,10 @@ INSERT INTO audit.report_kinds VALUES
     ('system_access', 'System Access Report', 'audit.report_system_access',
      'Access by application name, database role and client address: sessions, failed logins, reads, changes', 6);
 
--- The risk of an event.  INTERIM (issue 20 adds audit.event.risk, written at
--- capture): until then it is derived here, in one place, from the event's own
--- "risk" detail (what capture already records for critical events) and its
--- class, action and status.  Once issue 20 lands, the reports read e.risk
--- instead: replace the calls of audit.report_risk(...) by e.risk.
+-- The risk of an event captured before 1.6 (since then capture writes
+-- audit.event.risk and the reports read coalesce(e.risk, audit.report_risk(...))):
+-- derived in one place from the event's own "risk" detail (what capture
+-- recorded for critical events) and its class, action and status.
 CREATE FUNCTION audit.report_risk(class text, action text, status text, detail jsonb)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -345,7 +344,7 @@ AS $$
     END
 $$;
 COMMENT ON FUNCTION audit.report_risk(text, text, text, jsonb) IS
-    'Internal: risk of an event for the reports (low, medium, high, critical), derived until audit.event.risk exists';
+    'Internal: risk of an event captured before 1.6 for the reports (low, medium, high, critical); later events carry audit.event.risk';
 
 -- audit_ext.export_threshold as a number (rows of a read that make it an export).
 CREATE FUNCTION audit.export_threshold()
@@ -406,11 +405,14 @@ BEGIN
     ELSIF NOT include_failures THEN
         conds := conds || 'e.status = ''success'''::text;
     END IF;
-    -- the scope of each kind.  Issue 20 (application events, class "app"):
-    -- add its account/MFA/API-key events to security_events and its EXPORT
-    -- events to exports here.
+    -- the scope of each kind; the application's own events (class app) count
+    -- where the database's would: logins and views, account events, exports,
+    -- settings and permission changes.  An event rated high or critical is a
+    -- security event whatever its class.
     conds := conds || CASE kind
-        WHEN 'user_access' THEN $c$e.class IN ('auth', 'read')$c$
+        WHEN 'user_access' THEN
+            $c$(e.class IN ('auth', 'read')
+                OR (e.class = 'app' AND e.action IN ('LOGIN', 'LOGIN_FAILED', 'LOGOUT', 'VIEW')))$c$
         WHEN 'data_changes' THEN $c$e.class = 'data' AND e.action IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')$c$
         WHEN 'security_events' THEN
             $c$(   (e.class = 'auth' AND e.action <> 'LOGOUT')
@@ -418,11 +420,20 @@ BEGIN
                 OR e.status = 'failure'
                 OR (e.class IN ('ddl', 'system')
                     AND (e.detail ? 'risk' OR e.detail ? 'audit_protection_off' OR e.detail ? 'capture_off'
-                         OR e.detail ? 'audit_trigger_disabled')))$c$
+                         OR e.detail ? 'audit_trigger_disabled'))
+                OR (e.class = 'app' AND e.action IN ('LOGIN', 'LOGIN_FAILED', 'PASSWORD_CHANGE', 'PASSWORD_RESET',
+                                                     'MFA_ENROLL', 'MFA_FAILED', 'ACCOUNT_LOCKED', 'ACCOUNT_UNLOCKED',
+                                                     'API_KEY_CREATE', 'API_KEY_REVOKE', 'PERMISSION_CHANGE',
+                                                     'ROLE_CHANGE'))
+                OR e.risk IN ('high', 'critical'))$c$
         WHEN 'exports' THEN
-            $c$e.class = 'read' AND (e.action = 'COPY'
-                OR (CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$' THEN (e.detail ->> 'rows')::bigint END) >= $4)$c$
-        WHEN 'admin_activity' THEN $c$e.class IN ('ddl', 'privilege', 'system')$c$
+            $c$((e.class = 'read' AND (e.action = 'COPY'
+                 OR (CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$' THEN (e.detail ->> 'rows')::bigint END) >= $4))
+                OR (e.class = 'app' AND e.action = 'EXPORT'))$c$
+        WHEN 'admin_activity' THEN
+            $c$(e.class IN ('ddl', 'privilege', 'system')
+                OR (e.class = 'app' AND e.action IN ('SETTINGS_CHANGE', 'PERMISSION_CHANGE', 'ROLE_CHANGE',
+                                                     'API_KEY_CREATE', 'API_KEY_REVOKE')))$c$
         WHEN 'system_access' THEN $c$true$c$
     END;
     IF kind IS NULL OR NOT EXISTS (SELECT 1 FROM audit.report_kinds k WHERE k.kind = report_condition.kind) THEN
@@ -451,7 +462,8 @@ BEGIN
     PERFORM audit.require_audit_role();
     RETURN QUERY EXECUTE format($q$
         SELECT e.id, e.event_time, e.actor::text, e.db_user::text,
-               CASE WHEN e.class = 'read' AND e.status = 'failure' THEN 'read denied'
+               CASE WHEN e.class = 'app' AND e.action = 'VIEW' THEN 'view'
+                    WHEN e.class = 'read' AND e.status = 'failure' THEN 'read denied'
                     WHEN e.class = 'read' AND e.action = 'COPY' THEN 'copy'
                     WHEN e.class = 'read' THEN 'read'
                     WHEN e.action = 'LOGOUT' THEN 'logout'
@@ -520,18 +532,23 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM audit.require_audit_role();
-    -- risk: audit.report_risk() until issue 20's audit.event.risk exists
+    -- risk: the event's own (1.6), derived for events captured before
     RETURN QUERY EXECUTE format($q$
         SELECT e.id, e.event_time, e.actor::text, e.db_user::text,
-               CASE WHEN e.class = 'auth' AND (e.action = 'LOGIN_FAILED' OR e.status = 'failure') THEN 'failed login'
-                    WHEN e.class = 'auth' AND e.action = 'LOGIN' THEN 'login'
+               CASE WHEN e.class IN ('auth', 'app') AND (e.action = 'LOGIN_FAILED' OR e.status = 'failure') THEN 'failed login'
+                    WHEN e.class IN ('auth', 'app') AND e.action = 'LOGIN' THEN 'login'
+                    WHEN e.class = 'app' AND e.action IN ('PASSWORD_CHANGE', 'PASSWORD_RESET') THEN 'password change'
+                    WHEN e.class = 'app' AND e.action IN ('MFA_ENROLL', 'MFA_FAILED') THEN 'two-factor'
+                    WHEN e.class = 'app' AND e.action IN ('ACCOUNT_LOCKED', 'ACCOUNT_UNLOCKED') THEN 'account'
+                    WHEN e.class = 'app' AND e.action IN ('API_KEY_CREATE', 'API_KEY_REVOKE') THEN 'api key'
+                    WHEN e.class = 'app' AND e.action IN ('PERMISSION_CHANGE', 'ROLE_CHANGE') THEN 'role change'
                     WHEN e.class = 'auth' THEN lower(e.action)
                     WHEN e.class = 'privilege' AND e.action IN ('CREATE ROLE', 'ALTER ROLE', 'DROP ROLE',
                                                                 'GRANT ROLE', 'REVOKE ROLE') THEN 'role change'
                     WHEN e.class = 'privilege' THEN 'privilege change'
                     WHEN e.status = 'failure' THEN 'denied'
                     ELSE 'auditing switched off' END,
-               audit.report_risk(e.class, e.action, e.status, e.detail),
+               coalesce(e.risk, audit.report_risk(e.class, e.action, e.status, e.detail))::text,
                e.class::text, e.action::text, e.status::text,
                coalesce(CASE WHEN e.table_name IS NOT NULL THEN
                             coalesce(e.schema_name || '.', '') || e.table_name END,

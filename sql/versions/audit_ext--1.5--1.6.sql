@@ -5824,4 +5824,544 @@ $$;
 COMMENT ON FUNCTION audit.user_activity(text, timestamptz, timestamptz) IS
     'What one actor did in a period (from_time inclusive, to_time exclusive): one row of counts, sessions, actions per table and application entity, first and last activity, reports generated (audit.render_report() and application REPORT_GENERATED events), password changes; application events count too (LOGIN, LOGIN_FAILED, LOGOUT, VIEW, EXPORT, REPORT_GENERATED, PASSWORD_CHANGE: audit.app_actions())';
 
+-- The risk of an event captured before 1.6 (since then capture writes
+-- audit.event.risk and the reports read coalesce(e.risk, audit.report_risk(...))):
+-- derived in one place from the event's own "risk" detail (what capture
+-- recorded for critical events) and its class, action and status.
+CREATE OR REPLACE FUNCTION audit.report_risk(class text, action text, status text, detail jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN detail ->> 'risk' IN ('low', 'medium', 'high', 'critical') THEN detail ->> 'risk'
+        WHEN (detail ->> 'grants_superuser') = 'true' OR (detail ->> 'audit_protection_off') = 'true'
+             OR (detail ->> 'capture_off') = 'true' THEN 'critical'
+        WHEN class = 'privilege' THEN 'high'
+        WHEN class = 'auth' AND (action = 'LOGIN_FAILED' OR status = 'failure') THEN 'medium'
+        WHEN status = 'failure' THEN 'medium'
+        WHEN class IN ('ddl', 'system') THEN 'medium'
+        ELSE 'low'
+    END
+$$;
+COMMENT ON FUNCTION audit.report_risk(text, text, text, jsonb) IS
+    'Internal: risk of an event captured before 1.6 for the reports (low, medium, high, critical); later events carry audit.event.risk';
+
+-- Checks the common report arguments and returns the WHERE condition over
+-- "audit.event e" of the kind's scope, with fixed parameters:
+--   $1 from_time  $2 to_time  $3 actors  $4 export threshold
+CREATE OR REPLACE FUNCTION audit.report_condition(kind text, from_time timestamptz, to_time timestamptz,
+                                       actors text[], include_success boolean, include_failures boolean)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    conds text[] := ARRAY['e.event_time >= $1', 'e.event_time < $2'];
+BEGIN
+    IF from_time IS NULL OR to_time IS NULL OR NOT isfinite(from_time) OR NOT isfinite(to_time) THEN
+        RAISE EXCEPTION 'invalid report period: from_time and to_time must be given and finite'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A report covers [from_time, to_time), e.g. from_time => ''2026-01-01'', to_time => ''2026-02-01''.';
+    END IF;
+    PERFORM audit.check_time_range(from_time, to_time);
+    IF actors IS NOT NULL THEN
+        IF cardinality(actors) = 0 OR array_position(actors, NULL) IS NOT NULL OR '' = ANY (actors) THEN
+            RAISE EXCEPTION 'invalid actors %: must be NULL (all actors) or a list of non-empty names', actors
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        conds := conds || 'e.actor = ANY ($3)'::text;
+    END IF;
+    IF include_success IS NULL OR include_failures IS NULL THEN
+        RAISE EXCEPTION 'invalid include_success/include_failures: must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF NOT include_success AND NOT include_failures THEN
+        RAISE EXCEPTION 'invalid report filter: include_success and include_failures are both false'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A report shows successes, failures or both.';
+    ELSIF NOT include_success THEN
+        conds := conds || 'e.status = ''failure'''::text;
+    ELSIF NOT include_failures THEN
+        conds := conds || 'e.status = ''success'''::text;
+    END IF;
+    -- the scope of each kind; the application's own events (class app) count
+    -- where the database's would: logins and views, account events, exports,
+    -- settings and permission changes.  An event rated high or critical is a
+    -- security event whatever its class.
+    conds := conds || CASE kind
+        WHEN 'user_access' THEN
+            $c$(e.class IN ('auth', 'read')
+                OR (e.class = 'app' AND e.action IN ('LOGIN', 'LOGIN_FAILED', 'LOGOUT', 'VIEW')))$c$
+        WHEN 'data_changes' THEN $c$e.class = 'data' AND e.action IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')$c$
+        WHEN 'security_events' THEN
+            $c$(   (e.class = 'auth' AND e.action <> 'LOGOUT')
+                OR e.class = 'privilege'
+                OR e.status = 'failure'
+                OR (e.class IN ('ddl', 'system')
+                    AND (e.detail ? 'risk' OR e.detail ? 'audit_protection_off' OR e.detail ? 'capture_off'
+                         OR e.detail ? 'audit_trigger_disabled'))
+                OR (e.class = 'app' AND e.action IN ('LOGIN', 'LOGIN_FAILED', 'PASSWORD_CHANGE', 'PASSWORD_RESET',
+                                                     'MFA_ENROLL', 'MFA_FAILED', 'ACCOUNT_LOCKED', 'ACCOUNT_UNLOCKED',
+                                                     'API_KEY_CREATE', 'API_KEY_REVOKE', 'PERMISSION_CHANGE',
+                                                     'ROLE_CHANGE'))
+                OR e.risk IN ('high', 'critical'))$c$
+        WHEN 'exports' THEN
+            $c$((e.class = 'read' AND (e.action = 'COPY'
+                 OR (CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$' THEN (e.detail ->> 'rows')::bigint END) >= $4))
+                OR (e.class = 'app' AND e.action = 'EXPORT'))$c$
+        WHEN 'admin_activity' THEN
+            $c$(e.class IN ('ddl', 'privilege', 'system')
+                OR (e.class = 'app' AND e.action IN ('SETTINGS_CHANGE', 'PERMISSION_CHANGE', 'ROLE_CHANGE',
+                                                     'API_KEY_CREATE', 'API_KEY_REVOKE')))$c$
+        WHEN 'system_access' THEN $c$true$c$
+    END;
+    IF kind IS NULL OR NOT EXISTS (SELECT 1 FROM audit.report_kinds k WHERE k.kind = report_condition.kind) THEN
+        RAISE EXCEPTION 'invalid report kind "%"', kind
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The kinds are listed in audit.report_kinds: '
+                         || (SELECT string_agg(k.kind, ', ' ORDER BY k.position) FROM audit.report_kinds k) || '.';
+    END IF;
+    RETURN array_to_string(conds, ' AND ');
+END
+$$;
+COMMENT ON FUNCTION audit.report_condition(text, timestamptz, timestamptz, text[], boolean, boolean) IS
+    'Internal: check the report arguments and build the WHERE condition of a report kind''s events ($1 from, $2 to, $3 actors, $4 export threshold)';
+
+CREATE OR REPLACE FUNCTION audit.report_user_access(from_time timestamptz, to_time timestamptz, actors text[] DEFAULT NULL,
+                                         include_success boolean DEFAULT true, include_failures boolean DEFAULT true)
+RETURNS TABLE (event_id bigint, event_time timestamptz, actor text, db_user text, access text,
+               class text, action text, status text, database text, application_name text,
+               client_addr inet, schema_name text, table_name text, rows bigint, reason text)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM audit.require_audit_role();
+    RETURN QUERY EXECUTE format($q$
+        SELECT e.id, e.event_time, e.actor::text, e.db_user::text,
+               CASE WHEN e.class = 'app' AND e.action = 'VIEW' THEN 'view'
+                    WHEN e.class = 'read' AND e.status = 'failure' THEN 'read denied'
+                    WHEN e.class = 'read' AND e.action = 'COPY' THEN 'copy'
+                    WHEN e.class = 'read' THEN 'read'
+                    WHEN e.action = 'LOGOUT' THEN 'logout'
+                    WHEN e.action = 'LOGIN_FAILED' OR e.status = 'failure' THEN 'login failed'
+                    ELSE 'login' END,
+               e.class::text, e.action::text, e.status::text,
+               coalesce(e.detail ->> 'database', pg_catalog.current_database()::text),
+               e.application_name::text, e.client_addr, e.schema_name::text, e.table_name::text,
+               CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$' THEN (e.detail ->> 'rows')::bigint END,
+               e.detail ->> 'reason'
+          FROM audit.event e
+         WHERE %s
+         ORDER BY e.event_time, e.id
+    $q$, audit.report_condition('user_access', from_time, to_time, actors, include_success, include_failures))
+        USING from_time, to_time, actors;
+END
+$$;
+COMMENT ON FUNCTION audit.report_user_access(timestamptz, timestamptz, text[], boolean, boolean) IS
+    'Report: who accessed what, when (logins with database, application and client, failed logins, logouts, audited reads); [from_time, to_time), actors NULL = all';
+
+CREATE OR REPLACE FUNCTION audit.report_security_events(from_time timestamptz, to_time timestamptz, actors text[] DEFAULT NULL,
+                                             include_success boolean DEFAULT true, include_failures boolean DEFAULT true)
+RETURNS TABLE (event_id bigint, event_time timestamptz, actor text, db_user text, category text, risk text,
+               class text, action text, status text, object text, application_name text, client_addr inet,
+               reason text)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM audit.require_audit_role();
+    -- risk: the event's own (1.6), derived for events captured before
+    RETURN QUERY EXECUTE format($q$
+        SELECT e.id, e.event_time, e.actor::text, e.db_user::text,
+               CASE WHEN e.class IN ('auth', 'app') AND (e.action = 'LOGIN_FAILED' OR e.status = 'failure') THEN 'failed login'
+                    WHEN e.class IN ('auth', 'app') AND e.action = 'LOGIN' THEN 'login'
+                    WHEN e.class = 'app' AND e.action IN ('PASSWORD_CHANGE', 'PASSWORD_RESET') THEN 'password change'
+                    WHEN e.class = 'app' AND e.action IN ('MFA_ENROLL', 'MFA_FAILED') THEN 'two-factor'
+                    WHEN e.class = 'app' AND e.action IN ('ACCOUNT_LOCKED', 'ACCOUNT_UNLOCKED') THEN 'account'
+                    WHEN e.class = 'app' AND e.action IN ('API_KEY_CREATE', 'API_KEY_REVOKE') THEN 'api key'
+                    WHEN e.class = 'app' AND e.action IN ('PERMISSION_CHANGE', 'ROLE_CHANGE') THEN 'role change'
+                    WHEN e.class = 'auth' THEN lower(e.action)
+                    WHEN e.class = 'privilege' AND e.action IN ('CREATE ROLE', 'ALTER ROLE', 'DROP ROLE',
+                                                                'GRANT ROLE', 'REVOKE ROLE') THEN 'role change'
+                    WHEN e.class = 'privilege' THEN 'privilege change'
+                    WHEN e.status = 'failure' THEN 'denied'
+                    ELSE 'auditing switched off' END,
+               coalesce(e.risk, audit.report_risk(e.class, e.action, e.status, e.detail))::text,
+               e.class::text, e.action::text, e.status::text,
+               coalesce(CASE WHEN e.table_name IS NOT NULL THEN
+                            coalesce(e.schema_name || '.', '') || e.table_name END,
+                        e.detail ->> 'role',
+                        CASE WHEN e.detail ? 'grantees' THEN 'to ' || (e.detail ->> 'grantees') END),
+               e.application_name::text, e.client_addr,
+               coalesce(e.detail ->> 'reason', e.detail ->> 'error')
+          FROM audit.event e
+         WHERE %s
+         ORDER BY e.event_time, e.id
+    $q$, audit.report_condition('security_events', from_time, to_time, actors, include_success, include_failures))
+        USING from_time, to_time, actors;
+END
+$$;
+COMMENT ON FUNCTION audit.report_security_events(timestamptz, timestamptz, text[], boolean, boolean) IS
+    'Report: login attempts, failed logins, privilege and role changes, denied attempts, auditing switched off, each with its risk';
+
+-- The report itself, and its count of detail rows (for audit.reports).
+CREATE OR REPLACE FUNCTION audit.build_report(kind text, from_time timestamptz, to_time timestamptz, actors text[],
+                                   include_success boolean, include_failures boolean, format text,
+                                   OUT content text, OUT rows bigint)
+RETURNS record
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cap       constant integer := 1000;     -- detail rows shown in HTML (CSV has all)
+    k         audit.report_kinds;
+    cond      text;
+    fn        text;
+    cols      text[];
+    total     bigint;
+    detail    json;
+    csv       text;
+    unit      text;
+    days      numeric;
+    g         record;
+    t_json    json;
+    t_labels  text[] := '{}';
+    t_ok      bigint[] := '{}';
+    t_fail    bigint[] := '{}';
+    ca_labels text[];
+    ca_vals   bigint[];
+    a_labels  text[];
+    a_vals    bigint[];
+    r_labels  text[];
+    r_vals    bigint[];
+    n_events  bigint;
+    n_fail    bigint;
+    n_actors  bigint;
+    first_t   timestamptz;
+    last_t    timestamptz;
+    body      text;
+    fmt_label text;
+    risk_expr text := 'NULL::text';
+BEGIN
+    IF build_report.format IS NULL OR build_report.format NOT IN ('html', 'csv') THEN
+        RAISE EXCEPTION 'invalid format "%": must be html or csv', build_report.format
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'PDF is made from the HTML by scripts/report-pdf.sh.';
+    END IF;
+    cond := audit.report_condition(build_report.kind, from_time, to_time, actors, include_success, include_failures);
+    SELECT * INTO k FROM audit.report_kinds rk WHERE rk.kind = build_report.kind;
+    fn := k.function;
+    cols := audit.report_columns(k.kind);
+
+    IF build_report.format = 'csv' THEN
+        EXECUTE pg_catalog.format(
+            'SELECT count(*), string_agg((SELECT string_agg(audit.csv_field(v.value), '','' ORDER BY v.i)'
+            '                             FROM json_each_text(r.j) WITH ORDINALITY v(key, value, i)), E''\n'' ORDER BY r.n)'
+            '  FROM (SELECT row_to_json(x) AS j, row_number() OVER () AS n FROM %s($1, $2, $3, $4, $5) x) r', fn)
+            INTO total, csv USING from_time, to_time, actors, include_success, include_failures;
+        PERFORM audit.log_system_event('REPORT_GENERATED',
+            jsonb_build_object('kind', k.kind, 'format', 'csv', 'from', from_time, 'to', to_time,
+                               'actors', to_jsonb(actors), 'rows', total));
+        content := (SELECT string_agg(audit.csv_field(c), ',' ORDER BY i) FROM unnest(cols) WITH ORDINALITY u(c, i))
+                   || E'\n' || coalesce(csv || E'\n', '');
+        rows := total;
+        RETURN;
+    END IF;
+
+
+    -- One statement for the detail rows (all counted, the first "cap" kept)
+    -- and the charts: one snapshot, so that the figures and the rows agree
+    -- even in READ COMMITTED (the typed functions are STABLE: they run in
+    -- the snapshot of the statement that calls them).
+    days := (extract(epoch FROM to_time) - extract(epoch FROM from_time)) / 86400;   -- (to - from overflows for extreme times)
+    unit := CASE WHEN days <= 62 THEN 'day' WHEN days <= 371 THEN 'week' WHEN days <= 3660 THEN 'month' ELSE 'year' END;
+    fmt_label := CASE unit WHEN 'day' THEN 'YYYY-MM-DD' WHEN 'week' THEN 'IYYY-"W"IW' WHEN 'month' THEN 'YYYY-MM' ELSE 'YYYY' END;
+    IF k.kind = 'security_events' THEN
+        -- the event's own risk (1.6), derived for events captured before
+        risk_expr := 'coalesce(e.risk, audit.report_risk(e.class, e.action, e.status, e.detail))';
+    END IF;
+    -- First one hash aggregate over the events (bucket, status, class,
+    -- action, actor, risk), then the four groupings over its rows: grouping
+    -- sets straight over a million events sorted them once per set.
+    EXECUTE pg_catalog.format($q$
+        WITH det AS (
+            SELECT count(*) AS total, json_agg(r.j ORDER BY r.n) FILTER (WHERE r.n <= $7) AS detail
+              FROM (SELECT CASE WHEN row_number() OVER () <= $7 THEN row_to_json(x) END AS j,
+                           row_number() OVER () AS n FROM %4$s($1, $2, $3, $5, $6) x) r
+        ), base AS (
+            SELECT date_trunc(%1$L, e.event_time) AS bucket, e.status, e.class, e.action, e.actor, %2$s AS risk,
+                   count(*) AS n, min(e.event_time) AS first_t, max(e.event_time) AS last_t
+              FROM audit.event e
+             WHERE %3$s
+             GROUP BY 1, 2, 3, 4, 5, 6
+        ), g AS (
+            SELECT CASE WHEN GROUPING(b.bucket) = 0 THEN 1
+                        WHEN GROUPING(b.class) = 0 THEN 2
+                        WHEN GROUPING(b.actor) = 0 THEN 3
+                        WHEN GROUPING(b.risk) = 0 THEN 4 ELSE 0 END AS k,
+                   b.bucket, b.status, b.class, b.action, b.actor, b.risk,
+                   sum(b.n)::bigint AS n, (sum(b.n) FILTER (WHERE b.status = 'failure'))::bigint AS failed,
+                   min(b.first_t) AS first_t, max(b.last_t) AS last_t
+              FROM base b
+             GROUP BY GROUPING SETS ((b.bucket, b.status), (b.class, b.action), (b.actor), (b.risk), ())
+        )
+        SELECT (SELECT det.total FROM det), (SELECT det.detail FROM det),
+               (SELECT coalesce(sum(g.n), 0)::bigint FROM g WHERE g.k = 0),
+               (SELECT coalesce(sum(g.failed), 0)::bigint FROM g WHERE g.k = 0),
+               (SELECT count(*) FROM g WHERE g.k = 3 AND g.actor IS NOT NULL),
+               (SELECT min(g.first_t) FROM g WHERE g.k = 0),
+               (SELECT max(g.last_t) FROM g WHERE g.k = 0),
+               (SELECT json_agg(json_build_object('bucket', g.bucket, 'status', g.status, 'n', g.n)) FROM g WHERE g.k = 1),
+               (SELECT array_agg(x.class || ' ' || x.action ORDER BY x.n DESC, x.class, x.action)
+                  FROM (SELECT * FROM g WHERE g.k = 2 ORDER BY g.n DESC, g.class, g.action LIMIT 15) x),
+               (SELECT array_agg(x.n ORDER BY x.n DESC, x.class, x.action)
+                  FROM (SELECT * FROM g WHERE g.k = 2 ORDER BY g.n DESC, g.class, g.action LIMIT 15) x),
+               (SELECT array_agg(coalesce(x.actor, '(none)') ORDER BY x.n DESC, x.actor)
+                  FROM (SELECT * FROM g WHERE g.k = 3 ORDER BY g.n DESC, g.actor LIMIT 10) x),
+               (SELECT array_agg(x.n ORDER BY x.n DESC, x.actor)
+                  FROM (SELECT * FROM g WHERE g.k = 3 ORDER BY g.n DESC, g.actor LIMIT 10) x),
+               (SELECT array_agg(g.risk ORDER BY array_position(ARRAY['critical', 'high', 'medium', 'low'], g.risk))
+                  FROM g WHERE g.k = 4 AND g.risk IS NOT NULL),
+               (SELECT array_agg(g.n ORDER BY array_position(ARRAY['critical', 'high', 'medium', 'low'], g.risk))
+                  FROM g WHERE g.k = 4 AND g.risk IS NOT NULL)
+    $q$, unit, risk_expr, cond, fn)
+        INTO total, detail, n_events, n_fail, n_actors, first_t, last_t, t_json, ca_labels, ca_vals, a_labels, a_vals,
+             r_labels, r_vals
+        USING from_time, to_time, actors, audit.export_threshold(), include_success, include_failures, cap;
+
+    -- time buckets: every bucket of the period when there are at most 400,
+    -- else only those with events
+    FOR g IN
+        SELECT b.bucket,
+               coalesce(sum(x.n) FILTER (WHERE x.status = 'success'), 0)::bigint AS ok,
+               coalesce(sum(x.n) FILTER (WHERE x.status = 'failure'), 0)::bigint AS failed
+          FROM (SELECT s AS bucket
+                  FROM generate_series(date_trunc(unit, from_time),
+                                       CASE WHEN days / CASE unit WHEN 'day' THEN 1 WHEN 'week' THEN 7
+                                                                  WHEN 'month' THEN 28 ELSE 365 END <= 400
+                                            THEN to_time - interval '1 microsecond'
+                                            ELSE '-infinity' END,
+                                       ('1 ' || unit)::interval) s
+                UNION
+                SELECT (j.value ->> 'bucket')::timestamptz FROM json_array_elements(t_json) j) b
+          LEFT JOIN (SELECT (j.value ->> 'bucket')::timestamptz AS bucket, j.value ->> 'status' AS status,
+                            (j.value ->> 'n')::bigint AS n
+                       FROM json_array_elements(t_json) j) x ON x.bucket = b.bucket
+         GROUP BY b.bucket
+         ORDER BY b.bucket
+    LOOP
+        t_labels := t_labels || to_char(g.bucket, fmt_label);
+        t_ok := t_ok || g.ok;
+        t_fail := t_fail || g.failed;
+    END LOOP;
+
+    body := pg_catalog.format('<header><h1>%s</h1>', audit.html(k.title))
+        || pg_catalog.format('<table class="meta" id="meta">'
+                  '<tr><td>Period</td><td id="period">%s to %s (%s)</td></tr>'
+                  '<tr><td>Actors</td><td id="filter-actors">%s</td></tr>'
+                  '<tr><td>Outcomes</td><td id="filter-outcomes">%s</td></tr>'
+                  '<tr><td>Generated</td><td id="generated">%s by %s%s, database %s</td></tr></table>'
+                  '<p class="meta">%s</p></header>',
+                  audit.html(from_time::text), audit.html(to_time::text), audit.html(current_setting('TimeZone')),
+                  CASE WHEN actors IS NULL THEN 'all' ELSE audit.html(array_to_string(actors, ', ')) END,
+                  CASE WHEN include_success AND include_failures THEN 'successes and failures'
+                       WHEN include_success THEN 'successes only' ELSE 'failures only' END,
+                  audit.html(now()::text), audit.html(audit.session_role()),
+                  CASE WHEN coalesce(current_setting('audit_ext.actor', true), '') NOT IN ('', audit.session_role())
+                       THEN ' (actor ' || audit.html(current_setting('audit_ext.actor', true)) || ')' ELSE '' END,
+                  audit.html(current_database()), audit.html(k.description))
+        || '<section id="summary"><h2>Summary</h2><div class="figures">'
+        || audit.report_figure('events', audit.report_number(n_events), 'fig-events')
+        || audit.report_figure('failures', audit.report_number(n_fail), 'fig-failures')
+        || audit.report_figure('actors', audit.report_number(n_actors), 'fig-actors')
+        || audit.report_figure('detail rows', audit.report_number(total), 'fig-rows')
+        || audit.report_figure('first event', coalesce(to_char(first_t, 'YYYY-MM-DD HH24:MI'), '-'))
+        || audit.report_figure('last event', coalesce(to_char(last_t, 'YYYY-MM-DD HH24:MI'), '-'))
+        || '</div></section><section id="charts"><h2>Charts</h2><div class="charts">'
+        || audit.svg_time_chart('chart-time', 'Events per ' || unit || ' by outcome', t_labels, t_ok, t_fail)
+        || audit.svg_bar_chart('chart-class-action', 'Events by class and action', ca_labels, ca_vals)
+        || audit.svg_bar_chart('chart-actors', 'Top actors', a_labels, a_vals)
+        || CASE WHEN k.kind = 'security_events'
+                THEN audit.svg_bar_chart('chart-risk', 'Events by risk', r_labels, r_vals) ELSE '' END
+        || '</div></section>'
+        || '<section id="detail"><h2>Detail</h2>'
+        || pg_catalog.format('<p class="note" id="detail-count" data-total="%s" data-shown="%s">%s</p>',
+                             total, least(total, cap),
+                             CASE WHEN total > cap
+                                  THEN pg_catalog.format('The first %s of %s rows are shown; the full list: format => ''csv'' or %s(...).',
+                                                         audit.report_number(cap), audit.report_number(total), audit.html(fn))
+                                  ELSE pg_catalog.format('All %s rows.', audit.report_number(total)) END)
+        || audit.report_table(cols, coalesce(detail, '[]'::json))
+        || '</section>'
+        || audit.report_integrity(from_time, to_time)
+        || pg_catalog.format('<footer>audit_ext %s · %s(%s, %s) · recorded as system/REPORT_GENERATED</footer>',
+                             audit.html((SELECT e.extversion FROM pg_extension e WHERE e.extname = 'audit_ext')),
+                             audit.html(fn), audit.html(from_time::text), audit.html(to_time::text));
+
+    PERFORM audit.log_system_event('REPORT_GENERATED',
+        jsonb_build_object('kind', k.kind, 'format', 'html', 'from', from_time, 'to', to_time,
+                           'actors', to_jsonb(actors), 'rows', total, 'events', n_events));
+    content := audit.report_page(k.title || ' ' || to_char(from_time, 'YYYY-MM-DD') || ' – ' || to_char(to_time, 'YYYY-MM-DD'),
+                                 body);
+    rows := total;
+END
+$$;
+COMMENT ON FUNCTION audit.build_report(text, timestamptz, timestamptz, text[], boolean, boolean, text) IS
+    'Internal: audit.render_report() without the access check, with the number of detail rows';
+
+CREATE OR REPLACE FUNCTION audit.render_dashboard(from_time timestamptz DEFAULT now() - interval '30 days',
+                                       to_time timestamptz DEFAULT now())
+RETURNS text
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    today     bigint;
+    week      bigint;
+    month     bigint;
+    active    bigint;
+    texts     bigint;
+    arch_n    bigint;
+    arch_b    bigint;
+    t_json    json;
+    t_labels  text[] := '{}';
+    t_ok      bigint[] := '{}';
+    t_fail    bigint[] := '{}';
+    ty_labels text[];
+    ty_vals   bigint[];
+    summary   audit.activity_summary_row;
+    a_labels  text[];
+    a_vals    bigint[];
+    recent    json;
+    alerts    json;
+    open_n    bigint;
+    g         record;
+    days      numeric;
+    unit      text;
+    body      text;
+BEGIN
+    PERFORM audit.require_audit_role();
+    IF from_time IS NULL OR to_time IS NULL OR NOT isfinite(from_time) OR NOT isfinite(to_time) THEN
+        RAISE EXCEPTION 'invalid dashboard period: from_time and to_time must be given and finite'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM audit.check_time_range(from_time, to_time);
+
+    SELECT count(*) FILTER (WHERE e.event_time >= date_trunc('day', now())),
+           count(*) FILTER (WHERE e.event_time >= date_trunc('week', now())),
+           count(*) FILTER (WHERE e.event_time >= date_trunc('month', now()))
+      INTO today, week, month
+      FROM audit.event e
+     WHERE e.event_time >= least(date_trunc('week', now()), date_trunc('month', now()));
+    SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0)::bigint INTO active
+      FROM pg_partition_tree('audit.event'::regclass) t WHERE t.isleaf;
+    texts := pg_total_relation_size('audit.statement'::regclass);
+    SELECT count(*), coalesce(sum(a.bytes), 0)::bigint INTO arch_n, arch_b FROM audit.archives a;
+
+    days := (extract(epoch FROM to_time) - extract(epoch FROM from_time)) / 86400;   -- (to - from overflows for extreme times)
+    unit := CASE WHEN days <= 62 THEN 'day' WHEN days <= 371 THEN 'week' WHEN days <= 3660 THEN 'month' ELSE 'year' END;
+    SELECT json_agg(json_build_object('bucket', x.bucket, 'ok', x.ok, 'failed', x.failed)) INTO t_json
+      FROM (SELECT date_trunc(unit, e.event_time) AS bucket,
+                   count(*) FILTER (WHERE e.status = 'success') AS ok,
+                   count(*) FILTER (WHERE e.status = 'failure') AS failed
+              FROM audit.event e
+             WHERE e.event_time >= from_time AND e.event_time < to_time
+             GROUP BY 1) x;
+    FOR g IN
+        SELECT b.bucket, coalesce(max(x.ok), 0)::bigint AS ok, coalesce(max(x.failed), 0)::bigint AS failed
+          FROM (SELECT s AS bucket
+                  FROM generate_series(date_trunc(unit, from_time),
+                                       CASE WHEN days / CASE unit WHEN 'day' THEN 1 WHEN 'week' THEN 7
+                                                                  WHEN 'month' THEN 28 ELSE 365 END <= 400
+                                            THEN to_time - interval '1 microsecond'
+                                            ELSE '-infinity' END,
+                                       ('1 ' || unit)::interval) s
+                UNION
+                SELECT (j.value ->> 'bucket')::timestamptz FROM json_array_elements(t_json) j) b
+          LEFT JOIN (SELECT (j.value ->> 'bucket')::timestamptz AS bucket, (j.value ->> 'ok')::bigint AS ok,
+                            (j.value ->> 'failed')::bigint AS failed
+                       FROM json_array_elements(t_json) j) x ON x.bucket = b.bucket
+         GROUP BY b.bucket
+         ORDER BY b.bucket
+    LOOP
+        t_labels := t_labels || to_char(g.bucket, CASE unit WHEN 'day' THEN 'YYYY-MM-DD' WHEN 'week' THEN 'IYYY-"W"IW'
+                                                             WHEN 'month' THEN 'YYYY-MM' ELSE 'YYYY' END);
+        t_ok := t_ok || g.ok;
+        t_fail := t_fail || g.failed;
+    END LOOP;
+
+    SELECT * INTO summary FROM audit.activity_summary(from_time, to_time);
+    -- activity by type: the application's own events (class app) are "application"
+    SELECT array_agg(t.type ORDER BY t.o), array_agg(t.n ORDER BY t.o) INTO ty_labels, ty_vals
+      FROM (SELECT x.type, x.o, coalesce(sum((summary.events_by_class ->> c.c)::bigint), 0)::bigint AS n
+              FROM (VALUES ('data changes', 1, ARRAY['data']), ('reads', 2, ARRAY['read']),
+                           ('application', 3, ARRAY['app']),
+                           ('security', 4, ARRAY['auth', 'privilege']), ('system', 5, ARRAY['ddl', 'system']))
+                   x(type, o, classes)
+              LEFT JOIN LATERAL unnest(x.classes) c(c) ON true
+             GROUP BY x.type, x.o) t;
+    SELECT array_agg(a.value ->> 'actor' ORDER BY a.i), array_agg((a.value ->> 'events')::bigint ORDER BY a.i)
+      INTO a_labels, a_vals
+      FROM jsonb_array_elements(summary.top_actors) WITH ORDINALITY a(value, i);
+
+    -- the event's own risk (1.6), derived for events captured before
+    SELECT json_agg(json_build_object('event_time', r.event_time, 'risk', coalesce(r.risk, audit.report_risk(r.class, r.action, r.status, r.detail)),
+                                      'reason', r.reason, 'class', r.class, 'action', r.action, 'status', r.status,
+                                      'actor', r.actor,
+                                      'object', coalesce(r.schema_name || '.', '') || r.table_name) ORDER BY r.id DESC)
+      INTO recent
+      FROM (SELECT * FROM audit.recent_high_priority h ORDER BY h.id DESC LIMIT 10) r;
+    SELECT count(*) INTO open_n FROM audit.alerts a WHERE a.acknowledged_at IS NULL;
+    SELECT json_agg(json_build_object('fired_at', a.fired_at, 'severity', a.severity, 'rule', a.rule, 'key', a.key,
+                                      'count', a.count) ORDER BY a.fired_at DESC)
+      INTO alerts
+      FROM (SELECT * FROM audit.alerts a WHERE a.acknowledged_at IS NULL ORDER BY a.fired_at DESC LIMIT 10) a;
+
+    body := '<header><h1>Audit dashboard</h1>'
+        || pg_catalog.format('<table class="meta" id="meta"><tr><td>Period</td><td id="period">%s to %s (%s)</td></tr>'
+                             '<tr><td>Generated</td><td id="generated">%s by %s, database %s</td></tr></table></header>',
+                             audit.html(from_time::text), audit.html(to_time::text), audit.html(current_setting('TimeZone')),
+                             audit.html(now()::text), audit.html(audit.session_role()), audit.html(current_database()))
+        || '<section id="summary"><h2>Events</h2><div class="figures">'
+        || audit.report_figure('events today', audit.report_number(today), 'fig-today')
+        || audit.report_figure('this week', audit.report_number(week), 'fig-week')
+        || audit.report_figure('this month', audit.report_number(month), 'fig-month')
+        || audit.report_figure('events in period', audit.report_number(summary.total_events), 'fig-events')
+        || audit.report_figure('failures in period', audit.report_number(summary.failures), 'fig-failures')
+        || audit.report_figure('open alerts', audit.report_number(open_n), 'fig-alerts')
+        || '</div><h2>Storage</h2><div class="figures">'
+        || audit.report_figure('active trail', pg_size_pretty(active), 'fig-storage-active')
+        || audit.report_figure('statement texts', pg_size_pretty(texts), 'fig-storage-texts')
+        || audit.report_figure(arch_n || ' archives', pg_size_pretty(arch_b), 'fig-storage-archives')
+        || '</div></section><section id="charts"><h2>Activity</h2><div class="charts">'
+        || audit.svg_time_chart('chart-time', 'Events per ' || unit || ' by outcome', t_labels, t_ok, t_fail)
+        || audit.svg_bar_chart('chart-types', 'Activity by type', ty_labels, ty_vals)
+        || audit.svg_bar_chart('chart-actors', 'Top actors', a_labels, a_vals)
+        || '</div></section>'
+        || '<section id="recent"><h2>Recent high-priority events (last 7 days)</h2>'
+        || audit.report_table(ARRAY['event_time', 'risk', 'reason', 'class', 'action', 'status', 'actor', 'object'],
+                              coalesce(recent, '[]'::json))
+        || '</section><section id="alerts"><h2>Open alerts</h2>'
+        || pg_catalog.format('<p class="note" id="alerts-count" data-open="%s">%s open (the newest 10 shown; audit.alerts)</p>',
+                             open_n, audit.report_number(open_n))
+        || audit.report_table(ARRAY['fired_at', 'severity', 'rule', 'key', 'count'], coalesce(alerts, '[]'::json))
+        || '</section>'
+        || audit.report_integrity(from_time, to_time)
+        || pg_catalog.format('<footer>audit_ext %s · audit.render_dashboard()</footer>',
+                             audit.html((SELECT e.extversion FROM pg_extension e WHERE e.extname = 'audit_ext')));
+    RETURN audit.report_page('Audit dashboard', body);
+END
+$$;
+COMMENT ON FUNCTION audit.render_dashboard(timestamptz, timestamptz) IS
+    'The dashboard page as self-contained HTML: events today/this week/this month, storage, activity by type, top actors, recent high-priority events with risk, open alerts, integrity status';
+
 -- end merged

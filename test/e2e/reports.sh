@@ -77,6 +77,9 @@ for i in 1 2 3; do psql -X -U rep_nobody -d postgres -c "SELECT 1" >/dev/null 2>
 psql -X -U rep_bob -d postgres -c "DELETE FROM public.customers WHERE id = 1" >/dev/null 2>&1        # refused
 psql -X -U rep_bob -d postgres -c 'DELETE FROM "sales&<i>"."Orders<script>" WHERE id = 2' >/dev/null 2>&1   # refused
 psql -X -U rep_alice -d postgres -c "UPDATE public.customers SET name = 'alice was here' WHERE id = 7" >/dev/null
+# the application's own events (issue 20): a login, a failed one, an export, a settings change
+q -d postgres -c "SELECT audit.log_event('LOGIN', 'User', '{\"id\": 7}')" -c "SELECT audit.log_event('LOGIN_FAILED', 'User', '{\"id\": 8}', status => 'failure')" \
+  -c "SELECT audit.log_event('EXPORT', 'Customer', detail => '{\"rows\": 1500}')" -c "SELECT audit.log_event('SETTINGS_CHANGE', 'Workgroup setting')" >/dev/null
 wait_for "SELECT count(*) = 3 FROM audit.event WHERE class = 'auth' AND action = 'LOGIN_FAILED'" 60
 wait_for "SELECT count(*) >= 2 FROM audit.event WHERE status = 'failure' AND class = 'data'" 60
 wait_for "SELECT count(*) >= 1 FROM audit.event WHERE class = 'read' AND action = 'COPY'" 60
@@ -85,16 +88,18 @@ F="date_trunc('day', now()) - interval '6 days'"
 T="date_trunc('day', now()) + interval '1 day'"
 # the independent count of each kind's events, and of its (class, action) pairs
 declare -A EVENTS_SQL PAIRS_SQL
-EVENTS_SQL[user_access]="SELECT count(*) FROM audit.event WHERE event_time >= $F AND event_time < $T AND class IN ('auth', 'read')"
-PAIRS_SQL[user_access]="SELECT count(DISTINCT (class, action)) FROM audit.event WHERE event_time >= $F AND event_time < $T AND class IN ('auth', 'read')"
+SEC="((class = 'auth' AND action <> 'LOGOUT') OR class = 'privilege' OR status = 'failure' OR (class IN ('ddl', 'system') AND (detail ? 'risk' OR detail ? 'audit_protection_off' OR detail ? 'capture_off' OR detail ? 'audit_trigger_disabled')) OR (class = 'app' AND action IN ('LOGIN', 'LOGIN_FAILED', 'PASSWORD_CHANGE', 'PASSWORD_RESET', 'MFA_ENROLL', 'MFA_FAILED', 'ACCOUNT_LOCKED', 'ACCOUNT_UNLOCKED', 'API_KEY_CREATE', 'API_KEY_REVOKE', 'PERMISSION_CHANGE', 'ROLE_CHANGE')) OR risk IN ('high', 'critical'))"
+ADM="(class IN ('ddl', 'privilege', 'system') OR (class = 'app' AND action IN ('SETTINGS_CHANGE', 'PERMISSION_CHANGE', 'ROLE_CHANGE', 'API_KEY_CREATE', 'API_KEY_REVOKE')))"
+EVENTS_SQL[user_access]="SELECT count(*) FROM audit.event WHERE event_time >= $F AND event_time < $T AND (class IN ('auth', 'read') OR (class = 'app' AND action IN ('LOGIN', 'LOGIN_FAILED', 'LOGOUT', 'VIEW')))"
+PAIRS_SQL[user_access]="SELECT count(DISTINCT (class, action)) FROM audit.event WHERE event_time >= $F AND event_time < $T AND (class IN ('auth', 'read') OR (class = 'app' AND action IN ('LOGIN', 'LOGIN_FAILED', 'LOGOUT', 'VIEW')))"
 EVENTS_SQL[data_changes]="SELECT count(*) FROM audit.event WHERE event_time >= $F AND event_time < $T AND class = 'data' AND action IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')"
 PAIRS_SQL[data_changes]="SELECT count(DISTINCT action) FROM audit.event WHERE event_time >= $F AND event_time < $T AND class = 'data' AND action IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')"
-EVENTS_SQL[security_events]="SELECT count(*) FROM audit.event WHERE event_time >= $F AND event_time < $T AND ((class = 'auth' AND action <> 'LOGOUT') OR class = 'privilege' OR status = 'failure' OR (class IN ('ddl', 'system') AND (detail ? 'risk' OR detail ? 'audit_protection_off' OR detail ? 'capture_off' OR detail ? 'audit_trigger_disabled')))"
-PAIRS_SQL[security_events]="SELECT least(15, count(DISTINCT (class, action))) FROM audit.event WHERE event_time >= $F AND event_time < $T AND ((class = 'auth' AND action <> 'LOGOUT') OR class = 'privilege' OR status = 'failure' OR (class IN ('ddl', 'system') AND (detail ? 'risk' OR detail ? 'audit_protection_off' OR detail ? 'capture_off' OR detail ? 'audit_trigger_disabled')))"
-EVENTS_SQL[exports]="SELECT count(*) FROM audit.event WHERE event_time >= $F AND event_time < $T AND class = 'read' AND (action = 'COPY' OR (detail ->> 'rows')::bigint >= 1000)"
-PAIRS_SQL[exports]="SELECT count(DISTINCT action) FROM audit.event WHERE event_time >= $F AND event_time < $T AND class = 'read' AND (action = 'COPY' OR (detail ->> 'rows')::bigint >= 1000)"
-EVENTS_SQL[admin_activity]="SELECT count(*) FROM audit.event WHERE event_time >= $F AND event_time < $T AND class IN ('ddl', 'privilege', 'system')"
-PAIRS_SQL[admin_activity]="SELECT least(15, count(DISTINCT (class, action))) FROM audit.event WHERE event_time >= $F AND event_time < $T AND class IN ('ddl', 'privilege', 'system')"
+EVENTS_SQL[security_events]="SELECT count(*) FROM audit.event WHERE event_time >= $F AND event_time < $T AND $SEC"
+PAIRS_SQL[security_events]="SELECT least(15, count(DISTINCT (class, action))) FROM audit.event WHERE event_time >= $F AND event_time < $T AND $SEC"
+EVENTS_SQL[exports]="SELECT count(*) FROM audit.event WHERE event_time >= $F AND event_time < $T AND ((class = 'read' AND (action = 'COPY' OR (detail ->> 'rows')::bigint >= 1000)) OR (class = 'app' AND action = 'EXPORT'))"
+PAIRS_SQL[exports]="SELECT count(DISTINCT (class, action)) FROM audit.event WHERE event_time >= $F AND event_time < $T AND ((class = 'read' AND (action = 'COPY' OR (detail ->> 'rows')::bigint >= 1000)) OR (class = 'app' AND action = 'EXPORT'))"
+EVENTS_SQL[admin_activity]="SELECT count(*) FROM audit.event WHERE event_time >= $F AND event_time < $T AND $ADM"
+PAIRS_SQL[admin_activity]="SELECT least(15, count(DISTINCT (class, action))) FROM audit.event WHERE event_time >= $F AND event_time < $T AND $ADM"
 EVENTS_SQL[system_access]="SELECT count(*) FROM audit.event WHERE event_time >= $F AND event_time < $T"
 PAIRS_SQL[system_access]="SELECT least(15, count(DISTINCT (class, action))) FROM audit.event WHERE event_time >= $F AND event_time < $T"
 ACTORS_SQL="SELECT least(10, count(DISTINCT coalesce(actor, '(none)')))"
@@ -177,8 +182,8 @@ is "$rc:$(grep -c '</html>' "$OUT/dashboard.dom"):$(grep -c 'INFO:CONSOLE' "$OUT
    "dashboard: Chromium renders the page, no console message"
 is "$(figure "$OUT/dashboard.dom" fig-today):$(figure "$OUT/dashboard.dom" fig-events):$(figure "$OUT/dashboard.dom" fig-alerts)" \
    "$d_today:$d_period:$d_alerts" "dashboard: events today, in the period, open alerts match SQL counts"
-is "$(bars "$OUT/dashboard.dom" chart-time):$(bars "$OUT/dashboard.dom" chart-types)" "31:4" \
-   "dashboard: 31 day bars for the default 30 days (partial days at both ends), 4 activity types"
+is "$(bars "$OUT/dashboard.dom" chart-time):$(bars "$OUT/dashboard.dom" chart-types)" "31:5" \
+   "dashboard: 31 day bars for the default 30 days (partial days at both ends), 5 activity types (application included)"
 is "$(grep -c 'id="integrity-status" data-verified="true"' "$OUT/dashboard.dom")" "1" "dashboard: integrity status verified"
 is "$(hostile_elements "$OUT/dashboard.dom")" "0" "dashboard: hostile text inert"
 
