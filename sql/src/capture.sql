@@ -437,7 +437,8 @@ CREATE FUNCTION audit.enable(tbl regclass,
                              exclude_columns text[] DEFAULT NULL,
                              mask_columns text[] DEFAULT NULL,
                              log_reads boolean DEFAULT NULL,
-                             baseline boolean DEFAULT false)
+                             baseline boolean DEFAULT false,
+                             capture text DEFAULT 'trigger')
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -450,6 +451,8 @@ DECLARE
     flags     text[];
     cur_exclude text[];
     cur_mask  text[];
+    cur_flags text[];
+    prev_ri   text;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table to audit must not be NULL'
@@ -505,6 +508,22 @@ BEGIN
         RAISE EXCEPTION 'cannot audit partition "%" on its own: its partitioned table is audited', tbl
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Change the options on the partitioned table with audit.enable().';
+    END IF;
+
+    -- issue 22: capture => 'wal' (src/wal_capture.c).  The slot is made
+    -- before this transaction writes anything (audit.wal_prepare()).
+    IF capture IS NULL OR capture NOT IN ('trigger', 'wal') THEN
+        RAISE EXCEPTION 'capture must be ''trigger'' or ''wal'', not %', coalesce(quote_literal(capture), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'trigger: events written with the change; wal: decoded from the WAL by the capture worker.';
+    END IF;
+    IF capture = 'wal' THEN
+        IF rel.relkind = 'p' THEN
+            RAISE EXCEPTION 'cannot audit partitioned table "%" with capture => ''wal''', tbl
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'Audit it with capture => ''trigger''.';
+        END IF;
+        PERFORM audit.wal_prepare();
     END IF;
 
     -- This month's and the next months' partitions exist before any event.
@@ -570,11 +589,36 @@ BEGIN
     END IF;
 
     -- log_reads NULL: keep what the table had (off for a new one)
-    flags := audit.table_flags(tbl);
+    cur_flags := audit.table_flags(tbl);
+    flags := CASE WHEN 'log_reads' = ANY (cur_flags) THEN ARRAY['log_reads'] ELSE '{}' END;
     IF log_reads THEN
         flags := ARRAY['log_reads'];
     ELSIF NOT log_reads THEN
         flags := '{}';
+    END IF;
+    -- capture => 'wal': the old row of every UPDATE and DELETE in the WAL
+    -- (REPLICA IDENTITY FULL); the table's own setting is kept in the flags
+    -- and restored when it leaves WAL mode.  The switch is atomic: the old
+    -- triggers go and the new ones come in this transaction, under ACCESS
+    -- EXCLUSIVE, and the decoder reads each change with the catalog of its
+    -- time, so every change is captured by exactly one of the two modes.
+    prev_ri := (SELECT f FROM unnest(cur_flags) f WHERE f LIKE 'replica\_identity=%' LIMIT 1);
+    IF capture = 'wal' THEN
+        IF prev_ri IS NULL THEN
+            prev_ri := 'replica_identity=' ||
+                       (SELECT c.relreplident::text ||
+                               CASE WHEN c.relreplident = 'i'
+                                    THEN ':' || (SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                                                  WHERE i.indrelid = tbl AND i.indisreplident)
+                                    ELSE '' END
+                          FROM pg_class c WHERE c.oid = tbl);
+        END IF;
+        flags := flags || ARRAY['wal', prev_ri];
+        IF (SELECT c.relreplident FROM pg_class c WHERE c.oid = tbl) <> 'f' THEN
+            EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', tbl);
+        END IF;
+    ELSIF prev_ri IS NOT NULL THEN
+        PERFORM audit.restore_replica_identity(tbl, prev_ri);
     END IF;
 
     -- Idempotent: recreate the triggers with the current options.
@@ -584,7 +628,8 @@ BEGIN
                                                       'mask_columns', to_jsonb(mask_columns))
                                    || CASE WHEN 'log_reads' = ANY (flags)
                                            THEN '{"log_reads": true}'::jsonb ELSE '{}'::jsonb END
-                                   || CASE WHEN baseline THEN '{"baseline": true}'::jsonb ELSE '{}'::jsonb END);
+                                   || CASE WHEN baseline THEN '{"baseline": true}'::jsonb ELSE '{}'::jsonb END
+                                   || CASE WHEN capture = 'wal' THEN '{"capture": "wal"}'::jsonb ELSE '{}'::jsonb END);
     -- the rows the table holds now, one BASELINE event each (after the
     -- triggers: their lock keeps writers out until this transaction ends)
     IF baseline THEN
@@ -638,6 +683,11 @@ BEGIN
                (SELECT jsonb_build_object('exclude_columns', to_jsonb((audit.trigger_arguments(t.tgargs))[1]::text[]),
                                           'mask_columns', to_jsonb((audit.trigger_arguments(t.tgargs))[2]::text[]))
                   FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'audit_ext_row'));
+    -- issue 22: a table audited from the WAL gets its replica identity back
+    IF 'wal' = ANY (audit.table_flags(tbl)) THEN
+        PERFORM audit.restore_replica_identity(tbl,
+                    (SELECT f FROM unnest(audit.table_flags(tbl)) f WHERE f LIKE 'replica\_identity=%' LIMIT 1));
+    END IF;
     PERFORM audit.drop_audit_triggers(tbl);
     RETURN true;
 END
@@ -766,6 +816,17 @@ DECLARE
 BEGIN
     PERFORM audit.register_table(tbl);
     PERFORM audit.drop_audit_triggers(tbl);
+    -- issue 22: capture => 'wal': the triggers write the statement's context
+    -- for the decoder, once per statement; the rows come from the WAL
+    IF 'wal' = ANY (flags) THEN
+        EXECUTE format('CREATE TRIGGER audit_ext_row BEFORE INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_row(%L, %L, %L)',
+                       tbl, exclude_columns::text, mask_columns::text, flags::text);
+        EXECUTE format('CREATE TRIGGER audit_ext_truncate BEFORE TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L, %L)',
+                       tbl, exclude_columns::text, mask_columns::text, flags::text);
+        RETURN;
+    END IF;
     EXECUTE format('CREATE TRIGGER audit_ext_row AFTER INSERT OR UPDATE OR DELETE ON %s '
                    'FOR EACH ROW EXECUTE FUNCTION audit.capture_row(%L, %L, %L)',
                    tbl, exclude_columns::text, mask_columns::text, coalesce(flags, '{}')::text);
@@ -795,8 +856,8 @@ AS $$
 $$;
 COMMENT ON FUNCTION audit.table_flags(regclass) IS
     'Internal: the flags (log_reads) of an audited table, from its audit trigger';
-COMMENT ON FUNCTION audit.enable(regclass, text[], text[], boolean, boolean) IS
-    'Start auditing a table (or update its options): every INSERT, UPDATE, DELETE and TRUNCATE is recorded in audit.event; log_reads => true records reads too (read events with the rows returned); an option not given (NULL) keeps its current value, ''{}'' clears a column list; baseline => true records every current row as a BASELINE event so that each row has a history from the start';
+COMMENT ON FUNCTION audit.enable(regclass, text[], text[], boolean, boolean, text) IS
+    'Start auditing a table (or update its options): every INSERT, UPDATE, DELETE and TRUNCATE is recorded in audit.event; log_reads => true records reads too (read events with the rows returned); an option not given (NULL) keeps its current value, ''{}'' clears a column list; baseline => true records every current row as a BASELINE event so that each row has a history from the start; capture => ''wal'' captures the table''s changes from the WAL (asynchronous, needs wal_level = logical; sets REPLICA IDENTITY FULL), ''trigger'' (the default) with the change';
 
 -- src/ddl_capture.c records every statement that stops or bypasses an audit
 -- trigger (DISABLE TRIGGER name/ALL/USER, ENABLE REPLICA TRIGGER, DROP
@@ -898,7 +959,9 @@ SELECT c.oid::regclass                              AS table_oid,
        s.capturing                                  AS capturing,
        coalesce('log_reads' = ANY ((audit.trigger_arguments(t.tgargs))[3]::text[]), false) AS log_reads,
        s.capture_state                              AS capture_state,
-       s.replicated_into                            AS replicated_into
+       s.replicated_into                            AS replicated_into,
+       CASE WHEN 'wal' = ANY ((audit.trigger_arguments(t.tgargs))[3]::text[])
+            THEN 'wal' ELSE 'trigger' END           AS capture
   FROM pg_trigger t
   JOIN pg_class c ON c.oid = t.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -907,7 +970,7 @@ SELECT c.oid::regclass                              AS table_oid,
    AND t.tgparentid = 0
    AND t.tgfoid = 'audit.capture_row()'::regprocedure;
 COMMENT ON VIEW audit.audited_tables IS
-    'Tables being audited, with their options; capturing is false if any audit trigger of the table or of a partition is missing, disabled or replica only, or an inheritance child is not audited (capture_state says which); log_reads: reads are recorded too; replicated_into: subscriptions applying changes to the table (captured only with ENABLE ALWAYS TRIGGER audit_ext_row)';
+    'Tables being audited, with their options; capturing is false if any audit trigger of the table or of a partition is missing, disabled or replica only, or an inheritance child is not audited (capture_state says which); log_reads: reads are recorded too; replicated_into: subscriptions applying changes to the table (captured only with ENABLE ALWAYS TRIGGER audit_ext_row); capture: trigger (events written with the change) or wal (decoded from the WAL by the capture worker, audit.capture_lag)';
 
 -- Capture switched off without a statement (audit.check_capture()).
 -- A superuser can switch an audit trigger off by editing the catalog
@@ -1119,6 +1182,67 @@ REVOKE ALL ON FUNCTION audit.check_capture() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit.check_capture() TO PUBLIC;
 
 -- ---------------------------------------------------------------------------
+-- issue 22: capture => 'wal' (src/wal_capture.c)
+-- ---------------------------------------------------------------------------
+-- Requirements checked (wal_level = logical: 55000; a free replication slot:
+-- 53400), this database's slot audit_ext_wal_<oid> created if missing.
+CREATE FUNCTION audit.wal_prepare()
+RETURNS text
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'audit_wal_prepare';
+COMMENT ON FUNCTION audit.wal_prepare() IS
+    'Internal to audit.enable(capture => ''wal''): check wal_level and shared_preload_libraries, create this database''s capture slot if missing; its name';
+
+-- Put back the replica identity a table had before WAL mode (a flag
+-- replica_identity=d|n|f|i:<index>).
+CREATE FUNCTION audit.restore_replica_identity(tbl regclass, flag text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ri text := substring(flag from '^replica_identity=(.*)$');
+BEGIN
+    IF ri IS NULL OR ri = 'f' THEN
+        RETURN;
+    ELSIF ri = 'n' THEN
+        EXECUTE format('ALTER TABLE %s REPLICA IDENTITY NOTHING', tbl);
+    ELSIF ri LIKE 'i:%' AND EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                                     WHERE i.indrelid = tbl AND ic.relname = substr(ri, 3)) THEN
+        EXECUTE format('ALTER TABLE %s REPLICA IDENTITY USING INDEX %I', tbl, substr(ri, 3));
+    ELSE
+        EXECUTE format('ALTER TABLE %s REPLICA IDENTITY DEFAULT', tbl);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audit.restore_replica_identity(regclass, text) IS
+    'Internal: give a table leaving WAL mode the replica identity it had before';
+
+CREATE FUNCTION audit.wal_capture_status(OUT slot_name text, OUT worker_pid integer,
+                                         OUT confirmed_lsn pg_lsn, OUT done_lsn pg_lsn,
+                                         OUT bytes_behind bigint, OUT seconds_behind double precision,
+                                         OUT last_batch_at timestamptz, OUT last_batch_events bigint,
+                                         OUT events_written bigint)
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'audit_wal_capture_status';
+COMMENT ON FUNCTION audit.wal_capture_status() IS
+    'Internal: the state of this database''s WAL capture (audit.capture_lag)';
+
+-- The lag of WAL capture in this database: no row when no table was ever
+-- audited with capture => 'wal'.  done_lsn: every change committed before
+-- it is in the trail; bytes_behind: WAL written since; seconds_behind: time
+-- since the worker last reached the end of the WAL (an upper bound of how
+-- old the newest missing event can be).
+CREATE VIEW audit.capture_lag AS
+SELECT s.slot_name, s.worker_pid, s.confirmed_lsn, s.done_lsn, s.bytes_behind,
+       CASE WHEN s.bytes_behind = 0 THEN 0 ELSE s.seconds_behind END AS seconds_behind,
+       s.last_batch_at, s.last_batch_events, s.events_written
+  FROM audit.wal_capture_status() s
+ WHERE s.slot_name IS NOT NULL;
+COMMENT ON VIEW audit.capture_lag IS
+    'WAL capture (capture => ''wal'') of this database: its slot, worker, the LSN up to which every committed change is in the trail (done_lsn), bytes and seconds behind, last batch';
+
+-- ---------------------------------------------------------------------------
 -- Privileges
 -- ---------------------------------------------------------------------------
 -- audit.capture_row() and audit.capture_truncate() keep EXECUTE for PUBLIC:
@@ -1138,7 +1262,10 @@ REVOKE ALL ON FUNCTION audit.trigger_arguments(bytea),
                        audit.on_ddl_command_end(),
                        audit.install_triggers(regclass,text[],text[],text[]),
                        audit.table_flags(regclass),
-                       audit.enable(regclass,text[],text[],boolean,boolean),
+                       audit.enable(regclass,text[],text[],boolean,boolean,text),
+                       audit.wal_prepare(),
+                       audit.restore_replica_identity(regclass,text),
+                       audit.wal_capture_status(),
                        audit.capture_state(regclass),
                        audit.record_baseline(regclass),
                        audit.register_table(regclass),
@@ -1155,5 +1282,7 @@ GRANT EXECUTE ON FUNCTION audit.trigger_arguments(bytea),
                           audit.key_columns(regclass),
                           audit.capture_state(regclass) TO audit_admin, audit_reader;
 GRANT EXECUTE ON FUNCTION audit.disable(regclass),
-                          audit.enable(regclass,text[],text[],boolean,boolean) TO audit_admin;
+                          audit.enable(regclass,text[],text[],boolean,boolean,text) TO audit_admin;
 GRANT SELECT ON audit.audited_tables TO audit_admin, audit_reader;
+GRANT EXECUTE ON FUNCTION audit.wal_capture_status() TO audit_admin, audit_reader;
+GRANT SELECT ON audit.capture_lag TO audit_admin, audit_reader;
