@@ -73,6 +73,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
@@ -1120,6 +1121,26 @@ publish(XLogRecPtr done, bool caught_up, int64 nevents)
 	SpinLockRelease(&walshared->mutex);
 }
 
+/*
+ * Holding a logical slot marks the process PROC_IN_LOGICAL_DECODING, and
+ * snapshots leave such processes out: a walsender never writes.  We do: while
+ * the worker writes its batch the flag is off, or other sessions would take
+ * our transaction for aborted and mark its rows invalid (they were, in the
+ * first version, 48,000 of a 60,000-event batch).  As ReplicationSlotAcquire
+ * and ReplicationSlotRelease set and clear it.
+ */
+static void
+set_in_logical_decoding(bool on)
+{
+	LWLockAcquire(ProcArrayLock, LW_EXCLUSIVE);
+	if (on)
+		MyProc->statusFlags |= PROC_IN_LOGICAL_DECODING;
+	else
+		MyProc->statusFlags &= ~PROC_IN_LOGICAL_DECODING;
+	ProcGlobal->statusFlags[MyProc->pgxactoff] = MyProc->statusFlags;
+	LWLockRelease(ProcArrayLock);
+}
+
 /* Slot checks at start: gaps that someone else made are recorded. */
 static void
 check_slot_at_start(const char *name, XLogRecPtr origin_lsn)
@@ -1227,6 +1248,8 @@ audit_wal_worker_main(Datum main_arg)
 #else
 	replorigin_session_setup(our_origin);
 #endif
+	/* our commits carry the origin and its progress (as the apply worker's) */
+	replorigin_session_origin = our_origin;
 	origin_lsn = replorigin_session_get_progress(false);
 
 	/*
@@ -1325,6 +1348,7 @@ audit_wal_worker_main(Datum main_arg)
 			ListCell   *lc;
 
 			pgstat_report_activity(STATE_RUNNING, "writing decoded events");
+			set_in_logical_decoding(false);
 			SetCurrentStatementStartTimestamp();
 			StartTransactionCommand();
 			PushActiveSnapshot(GetTransactionSnapshot());
@@ -1337,6 +1361,7 @@ audit_wal_worker_main(Datum main_arg)
 			PopActiveSnapshot();
 			CommitTransactionCommand();
 			XLogFlush(XactLastCommitEnd);
+			set_in_logical_decoding(true);
 			origin_lsn = batch_last_end;
 			last_origin_write = GetCurrentTimestamp();
 			/* only now may the slot move, and never past the origin */
