@@ -79,7 +79,8 @@ SELECT audit.create_partitions(2) AS created_again;
 CREATE TABLE wal_err (id int PRIMARY KEY, v text);
 CREATE TABLE wal_err_part (id int, v text) PARTITION BY RANGE (id);
 SELECT audit.enable('wal_err', capture => 'bogus');
-SELECT audit.enable('wal_err', capture => NULL);
+SELECT audit.enable('wal_err', capture => NULL);  -- NULL: keep the mode (trigger for a new table)
+SELECT audit.disable('wal_err');
 SELECT audit.enable('wal_err_part', capture => 'wal');
 SELECT audit.enable('wal_err', capture => 'wal');
 \echo :LAST_ERROR_SQLSTATE

@@ -512,8 +512,12 @@ BEGIN
 
     -- issue 22: capture => 'wal' (src/wal_capture.c).  The slot is made
     -- before this transaction writes anything (audit.wal_prepare()).
-    IF capture IS NULL OR capture NOT IN ('trigger', 'wal') THEN
-        RAISE EXCEPTION 'capture must be ''trigger'' or ''wal'', not %', coalesce(quote_literal(capture), 'NULL')
+    -- NULL keeps the table's current mode (trigger for a table not audited)
+    IF capture IS NULL THEN
+        capture := CASE WHEN 'wal' = ANY (audit.table_flags(tbl)) THEN 'wal' ELSE 'trigger' END;
+    END IF;
+    IF capture NOT IN ('trigger', 'wal') THEN
+        RAISE EXCEPTION 'capture must be ''trigger'' or ''wal'', not %', quote_literal(capture)
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'trigger: events written with the change; wal: decoded from the WAL by the capture worker.';
     END IF;
