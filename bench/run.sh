@@ -46,10 +46,13 @@ RESULTS=$BENCH/results
 RAW=$RESULTS/raw.csv
 REPORT=$RESULTS/latest.md
 CONTEXT=${CONTEXT:-0}
+# audit_wal: audit_ext with capture => 'wal' (issue 22); its drain (time
+# until the capture worker has written every event of the step) is
+# measured after each step, outside the timed part.  VARIANTS="..." picks.
 if [ -n "${VARIANTS:-}" ]; then
     read -r -a VARIANTS <<<"$VARIANTS"
 else
-    VARIANTS=(base audit_ext table_log)
+    VARIANTS=(base audit_ext audit_wal table_log)
     [ "$FLOOR" = 1 ] && VARIANTS+=(audit_noidx sql_floor)
     [ "$CONTEXT" = 1 ] && VARIANTS+=(audit_ctx)
 fi
@@ -85,6 +88,12 @@ flock -n 9 || die "another bench/run.sh is running (lock $DIR.lock held)"
 # shellcheck source-path=SCRIPTDIR/.. source=scripts/pgenv.sh
 source "$ROOT/scripts/pgenv.sh"
 command -v pgbench >/dev/null || die "pgbench not found in $PGBIN"
+# the PostgreSQL tree of PGBIN (scripts/pgenv.sh), not necessarily the system's
+EXTDIR=$("$PGBIN/pg_config" --sharedir)/extension
+[ -f "$EXTDIR/audit_ext.control" ] || die "audit_ext is not installed in $EXTDIR: cd $ROOT && make && make install"
+if [[ " ${VARIANTS[*]} " == *" table_log "* ]]; then
+    [ -f "$EXTDIR/table_log.control" ] || die "table_log is not installed: apt-get install postgresql-$PGM-tablelog"
+fi
 
 mkdir -p "$RESULTS"
 rm -f "$RESULTS"/*.log
@@ -164,6 +173,7 @@ enable_trail() {
     case $variant in
         base) ;;
         audit_ext | audit_noidx | audit_ctx | audit_rules | audit_ctx_noidx) sql "$db" -c "SELECT audit.enable('public.$tbl')" >/dev/null ;;
+        audit_wal) sql "$db" -c "SELECT audit.enable('public.$tbl', capture => 'wal')" >/dev/null ;;
         table_log) sql "$db" -c "SELECT table_log_init(5, 'public', '$tbl', 'tlog', '${tbl}_log')" >/dev/null ;;
     esac
 }
@@ -183,11 +193,21 @@ log "audit_ext benchmark: DURATION=$DURATION CYCLES=$CYCLES SCALE=$SCALE (client
 log "starting a throwaway cluster in $DIR on port $PORT"
 pg_stop "$DIR"
 rm -rf "$DIR"
+# wal_level = logical for every variant (audit_wal needs it; the others pay
+# its small extra WAL too, so the ratios compare like with like).  Some
+# builds load only the output plugins output_plugin_libraries lists.
+PLUGIN_CONF=()
+if grep -q '^output_plugin_libraries' <<<"$(cd / && runuser -u postgres -- "$PGBIN/postgres" --describe-config 2>/dev/null)"; then
+    PLUGIN_CONF=("output_plugin_libraries = 'pgoutput, test_decoding, audit_ext'")
+fi
 pg_start "$DIR" "$PORT" \
     "synchronous_commit = off" \
     "shared_buffers = 1GB" \
     "max_wal_size = 8GB" \
-    "checkpoint_timeout = 30min"
+    "checkpoint_timeout = 30min" \
+    "wal_level = logical" \
+    "max_replication_slots = 10" \
+    "${PLUGIN_CONF[@]}"
 
 for v in "${VARIANTS[@]}"; do
     db=$(db_of "$v")
@@ -196,7 +216,7 @@ for v in "${VARIANTS[@]}"; do
     pgbench -i -s "$SCALE" -q "$db" >"$RESULTS/init-$v.log" 2>&1 || die "pgbench -i failed for $db, see $RESULTS/init-$v.log"
     sql "$db" -f "$BENCH/setup.sql"
     case $v in
-        audit_ext | audit_noidx) sql "$db" -c "CREATE EXTENSION audit_ext" ;;
+        audit_ext | audit_noidx | audit_wal) sql "$db" -c "CREATE EXTENSION audit_ext" ;;
         audit_ctx | audit_rules | audit_ctx_noidx) sql "$db" -c "CREATE EXTENSION audit_ext" -c "
             SELECT audit.set_risk('data', 'UPDATE', 'public.pgbench_accounts', 'medium');
             SELECT audit.set_risk('app', a, risk => 'high') FROM unnest(ARRAY['EXPORT', 'IMPORT', 'VIEW', 'CREATE']) a;
@@ -230,6 +250,26 @@ for v in "${VARIANTS[@]}"; do
 done
 sql postgres -c "CHECKPOINT"
 PG_VERSION=$(sql postgres -c "SELECT version()")
+
+# audit_wal: seconds until the capture worker has written every event of the
+# step just measured (its lag drained), recorded in drain.csv
+DRAIN=$RESULTS/drain.csv
+echo "cycle,phase,drain_secs,events" >"$DRAIN"
+measure_drain() { # measure_drain CYCLE PHASE VARIANT
+    local c=$1 phase=$2 v=$3 db lsn t0 t1 ev
+    [ "$v" = audit_wal ] || return 0
+    db=$(db_of "$v")
+    lsn=$(sql "$db" -c "SELECT pg_current_wal_lsn()")
+    t0=$(date +%s.%N)
+    for ((i = 0; i < 36000; i++)); do
+        [ "$(sql "$db" -c "SELECT coalesce((SELECT done_lsn >= '$lsn'::pg_lsn FROM audit.capture_lag), false)")" = t ] && break
+        sleep 0.05
+    done
+    t1=$(date +%s.%N)
+    ev=$(sql "$db" -c "SELECT last_value FROM audit.event_id_seq")
+    echo "$c,$phase,$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}'),$ev" >>"$DRAIN"
+    log "  $phase $v: drained in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s"
+}
 
 # ---------------------------------------------------------------------------
 # Phase 1: OLTP
@@ -265,6 +305,7 @@ run_oltp() {
         log "  oltp $v: FAILED (pgbench exit $rc), see $out:"
         grep -iE 'aborted|error' "$out" | head -n5 | sed 's/^/    /' >&2 || true
     fi
+    measure_drain "$c" oltp "$v"
     settle "$db"
 }
 
@@ -288,6 +329,7 @@ run_bulk() {
         log "  $phase $v: FAILED (no rows changed or an error), see $out:"
         head -n5 "$out" | sed 's/^/    /' >&2
     fi
+    measure_drain "$c" "$phase" "$v"
     settle "$db"
 }
 
@@ -361,16 +403,28 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
     echo "- Machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo) RAM"
     echo "- Knobs: DURATION=$DURATION s, CYCLES=$CYCLES, SCALE=$SCALE, PHASES=$PHASES (pgbench -c $CLIENTS -j $THREADS -M prepared)"
     echo "- Load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes the OLTP numbers noisy)"
-    echo "- Cluster: synchronous_commit=off, shared_buffers=1GB, max_wal_size=8GB, checkpoint_timeout=30min, fsync=on, shared_preload_libraries=audit_ext (in all variants)"
+    echo "- Cluster: synchronous_commit=off, shared_buffers=1GB, max_wal_size=8GB, checkpoint_timeout=30min, fsync=on, wal_level=logical, shared_preload_libraries=audit_ext (in all variants)"
     floor_note=""
     [ "$FLOOR" = 1 ] && floor_note="; audit_noidx (diagnostic, FLOOR=1) = audit_ext with no index on the data-event partitions; sql_floor (diagnostic, FLOOR=1) = no trigger, each statement writes (id, now(), to_jsonb(row)) per changed row into an unindexed table itself (WITH ... RETURNING; OLTP: bench/sql_floor.pgbench)"
     [ "$CONTEXT" = 1 ] || [[ " ${VARIANTS[*]} " == *" audit_ctx "* ]] && floor_note+="; audit_ctx (CONTEXT=1) = audit_ext with 20 risk rules and an end-user context on every session (PGOPTIONS -c audit_ext.context=$CTX_JSON): every event carries the context, the partial GIN index on it, and a risk from the rules"
-    echo "- Variants ($(echo "${VARIANTS[*]}")): base = no trail; audit_ext = audit.enable() on the updated tables; table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog$floor_note"
+    echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; audit_wal = audit.enable(..., capture => 'wal') (events written by the capture worker after the commit: its trail bytes/rows in a step count what it had written when the step ended; the drain is below); table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog$floor_note"
     echo "- Order rotated per cycle; medians over cycles; ratios are ratios of medians, with the ratio within each cycle and its median under each table. WAL = pg_current_wal_lsn() difference; audit bytes = growth of pg_total_relation_size over schema audit (audit_ext) or tlog (table_log); audit rows = events (audit.event_id_seq) or log rows (table_log sequences)."
     echo
     sql postgres -f "$BENCH/report.sql" <"$RAW"
     echo
     echo "Trail size at the end: $trail_sizes."
+    if [ "$(wc -l <"$DRAIN")" -gt 1 ]; then
+        echo
+        echo "audit_wal drain (seconds from the end of a step until every event of it is in the trail; medians over cycles):"
+        echo
+        echo "| phase | drain s (median) | per cycle |"
+        echo "|---|---|---|"
+        for ph in $PHASES; do
+            vals=$(awk -F, -v p="$ph" 'NR>1 && $2==p {print $3}' "$DRAIN" | sort -n)
+            [ -n "$vals" ] || continue
+            echo "| $ph | $(echo "$vals" | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') | $(echo "$vals" | paste -sd' ') |"
+        done
+    fi
     if [ "$server_problems" != 0 ]; then
         echo
         echo "Server log: $server_problems ERROR/WARNING/PANIC line(s), first ones:"

@@ -74,3 +74,24 @@ SELECT audit.create_partitions(-1);
 SELECT audit.create_partitions(NULL);
 \echo :LAST_ERROR_SQLSTATE
 SELECT audit.create_partitions(2) AS created_again;
+
+-- issue 22: capture => 'wal' (the test cluster has wal_level = replica)
+CREATE TABLE wal_err (id int PRIMARY KEY, v text);
+CREATE TABLE wal_err_part (id int, v text) PARTITION BY RANGE (id);
+SELECT audit.enable('wal_err', capture => 'bogus');
+SELECT audit.enable('wal_err', capture => NULL);  -- NULL: keep the mode (trigger for a new table)
+SELECT audit.disable('wal_err');
+SELECT audit.enable('wal_err_part', capture => 'wal');
+SELECT audit.enable('wal_err', capture => 'wal');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS wal_tables FROM audit.audited_tables WHERE capture = 'wal';
+SELECT count(*) AS capture_slots FROM audit.capture_lag;
+-- the plugin is read by the capture worker only (the slot would need
+-- wal_level = logical anyway): nothing else may call its internals
+SET ROLE audit_admin;
+SELECT audit.wal_prepare();
+RESET ROLE;
+SELECT audit.enable('wal_err');
+SELECT table_oid, capture FROM audit.audited_tables WHERE table_oid = 'wal_err'::regclass;
+SELECT audit.disable('wal_err');
+DROP TABLE wal_err, wal_err_part;

@@ -403,6 +403,9 @@ _PG_init(void)
 
 		/* -- preload-only setup of alerts and read auditing (alerts) -- */
 		audit_alerts_define_gucs();
+
+		/* -- preload-only: capture => 'wal' (wal_capture.c) -- */
+		audit_wal_register();
 	}
 
 	/* before the prefix is reserved: values from postgresql.conf stay */

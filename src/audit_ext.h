@@ -22,6 +22,7 @@
  * src/app_events.c     application events (class app): audit.log_event()
  * src/app_context.c    the application's end-user context: audit.set_context()
  * src/risk.c           risk levels of events: defaults, audit.risk_rules, cache
+ * src/wal_capture.c    capture => 'wal': output plugin, context messages, capture worker
  *
  *-------------------------------------------------------------------------
  */
@@ -150,6 +151,32 @@ extern bool audit_has_own_trigger(Oid relid);
 extern bool audit_recorded_names(Oid relid, bool clone, char **schema_name,
 								 char **table_name);
 extern Trigger *audit_row_trigger(Relation rel);
+
+/* capture.c: capture => 'wal' (wal_capture.c) */
+typedef struct AuditDecodedRow
+{
+	Datum		schema_name;
+	Datum		table_name;
+	Datum		record_id;		/* (Datum) 0 = NULL */
+	Datum		old_data;
+	Datum		new_data;
+	Datum		changed_columns;
+} AuditDecodedRow;
+
+extern bool audit_trigger_is_wal(Trigger *tg);
+extern bool audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
+								  HeapTuple newtup, bool log_unchanged,
+								  AuditDecodedRow *out);
+extern void audit_capture_decoded_names(Relation rel, Trigger *tg,
+										Datum *schema_name, Datum *table_name);
+
+/* wal_capture.c: capture => 'wal' */
+extern int	audit_wal_batch_size;
+extern int	audit_wal_naptime;
+extern void audit_wal_register(void);
+extern void audit_wal_log_context(void);
+extern PGDLLEXPORT void audit_wal_launcher_main(Datum main_arg);
+extern PGDLLEXPORT void audit_wal_worker_main(Datum main_arg);
 
 /* row_json.c */
 typedef enum AuditJsonCategory

@@ -360,8 +360,14 @@ get_rel_cache(Relation rel, Trigger *trigger)
 		rc->schema_name = CStringGetTextDatum(nsp);
 		rc->table_name = CStringGetTextDatum(name);
 		rc->ancestor_names = rel->rd_rel->relispartition && trigger->tgisclone;
-		rc->identity = audit_table_identity(rc->ancestor_names ?
-											audit_audited_root(relid) : relid);
+		/*
+		 * Not while logical decoding reads the catalog as of a past change
+		 * (wal_capture.c): the history is no catalog table, the capture
+		 * worker looks the identity up after decoding.
+		 */
+		rc->identity = HistoricSnapshotActive() ? 0 :
+			audit_table_identity(rc->ancestor_names ?
+								 audit_audited_root(relid) : relid);
 	}
 
 	rc->natts = desc->natts;
@@ -689,6 +695,10 @@ check_trigger_call(FunctionCallInfo fcinfo, const char *fname, bool row_level)
 				 errmsg("function %s must be called as a trigger", fname),
 				 errhint("Use audit.enable() to audit a table.")));
 	td = (TriggerData *) fcinfo->context;
+	/* capture => 'wal': BEFORE ... FOR EACH STATEMENT, see audit_trigger_is_wal() */
+	if (audit_trigger_is_wal(td->tg_trigger) &&
+		TRIGGER_FIRED_BEFORE(td->tg_event) && !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		return;
 	if (!TRIGGER_FIRED_AFTER(td->tg_event) ||
 		(row_level && !TRIGGER_FIRED_FOR_ROW(td->tg_event)) ||
 		(!row_level && !TRIGGER_FIRED_BY_TRUNCATE(td->tg_event)))
@@ -776,6 +786,12 @@ audit_capture_row(PG_FUNCTION_ARGS)
 	check_trigger_call(fcinfo, "audit.capture_row", true);
 	td = (TriggerData *) fcinfo->context;
 	check_actor(td->tg_relation);
+	if (!TRIGGER_FIRED_FOR_ROW(td->tg_event))
+	{
+		/* WAL mode: the statement's context, once, for the decoder */
+		audit_wal_log_context();
+		return PointerGetDatum(NULL);
+	}
 
 	rc = get_rel_cache(td->tg_relation, td->tg_trigger);
 
@@ -921,6 +937,12 @@ audit_capture_truncate(PG_FUNCTION_ARGS)
 	td = (TriggerData *) fcinfo->context;
 	rel = td->tg_relation;
 	check_actor(rel);
+	if (TRIGGER_FIRED_BEFORE(td->tg_event))
+	{
+		/* WAL mode: the TRUNCATE itself is decoded from the WAL */
+		audit_wal_log_context();
+		return PointerGetDatum(NULL);
+	}
 
 	/* make sure the per-backend contexts exist */
 	rc = get_rel_cache(rel, td->tg_trigger);
@@ -939,6 +961,137 @@ audit_capture_truncate(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(RowContext);
 	return PointerGetDatum(NULL);
+}
+
+/* ----------------------------------------------------------------
+ * WAL mode (wal_capture.c)
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * capture => 'wal': the table's audit triggers carry the flag "wal" in
+ * their third argument and fire BEFORE ... FOR EACH STATEMENT (they write
+ * the statement's context for the decoder); the rows come from the WAL.
+ */
+bool
+audit_trigger_is_wal(Trigger *tg)
+{
+	return tg != NULL && tg->tgnargs >= 3 && strstr(tg->tgargs[2], "wal") != NULL &&
+		!TRIGGER_FOR_ROW(tg->tgtype);
+}
+
+/*
+ * One decoded change of a table audited in WAL mode, turned into the
+ * columns of its event exactly as the row trigger would (same cache, same
+ * exclude and mask, same canonical values).  Called by the output plugin
+ * under the historic snapshot of the change: rel and tg are the table and
+ * its audit trigger as they were then (a column added later is not there
+ * yet).  oldtup is NULL for INSERT, newtup for DELETE; an UPDATE without an
+ * old tuple (replica identity no longer FULL) records the new row whole.
+ * Returns false for an UPDATE that changed nothing (unless log_unchanged).
+ * The datums are allocated in CurrentMemoryContext's row context: the
+ * caller copies them.
+ */
+bool
+audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
+					  HeapTuple newtup, bool log_unchanged, AuditDecodedRow *out)
+{
+	AuditRelCache *rc = get_rel_cache(rel, tg);
+	TupleDesc	desc = RelationGetDescr(rel);
+	TupleTableSlot *oldslot = NULL;
+	TupleTableSlot *newslot = NULL;
+	Oid			save_userid;
+	int			save_sec;
+
+	memset(out, 0, sizeof(*out));
+	out->schema_name = rc->schema_name;
+	out->table_name = rc->table_name;
+	/*
+	 * Output functions of the table's types are its owner's code: run as
+	 * the owner, security-restricted (as the baseline does).
+	 */
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(rel->rd_rel->relowner,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (oldtup)
+	{
+		oldslot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+		ExecStoreHeapTuple(oldtup, oldslot, false);
+		slot_getallattrs(oldslot);
+	}
+	if (newtup)
+	{
+		newslot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+		ExecStoreHeapTuple(newtup, newslot, false);
+		slot_getallattrs(newslot);
+	}
+	if (oldslot && newslot)
+	{
+		bool	   *changed = palloc0(sizeof(bool) * rc->natts);
+		Datum	   *names = palloc(sizeof(Datum) * rc->natts);
+		int			nchanged = 0;
+
+		for (int i = 0; i < rc->natts && i < desc->natts; i++)
+		{
+			bool		on = oldslot->tts_isnull[i];
+			bool		nn = newslot->tts_isnull[i];
+
+			if (rc->mode[i] == COL_EXCLUDED)
+				continue;
+			if (on && nn)
+				continue;
+			/* a toasted value the UPDATE did not touch is not in the WAL */
+			if (!nn && TupleDescAttr(desc, i)->attlen == -1 &&
+				VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(newslot->tts_values[i])))
+				continue;
+			if (!on && !nn &&
+				values_equal(oldslot->tts_values[i], newslot->tts_values[i],
+							 TupleDescAttr(desc, i)))
+				continue;
+			changed[i] = true;
+			names[nchanged++] = CStringGetTextDatum(rc->cols[i].name);
+		}
+		if (nchanged == 0 && !log_unchanged)
+		{
+			SetUserIdAndSecContext(save_userid, save_sec);
+			ExecDropSingleTupleTableSlot(oldslot);
+			ExecDropSingleTupleTableSlot(newslot);
+			return false;
+		}
+		out->old_data = row_to_jsonb(rc, oldslot, changed);
+		out->new_data = row_to_jsonb(rc, newslot, changed);
+		out->changed_columns =
+			PointerGetDatum(construct_array(names, nchanged, TEXTOID, -1, false, TYPALIGN_INT));
+		out->record_id = record_id_jsonb(rc, oldslot);
+	}
+	else if (newslot)
+	{
+		out->new_data = row_to_jsonb(rc, newslot, NULL);
+		out->record_id = rc->nkeys == 0 ? out->new_data : record_id_jsonb(rc, newslot);
+	}
+	else if (oldslot)
+	{
+		out->old_data = row_to_jsonb(rc, oldslot, NULL);
+		out->record_id = rc->nkeys == 0 ? out->old_data : record_id_jsonb(rc, oldslot);
+	}
+	SetUserIdAndSecContext(save_userid, save_sec);
+	if (oldslot)
+		ExecDropSingleTupleTableSlot(oldslot);
+	if (newslot)
+		ExecDropSingleTupleTableSlot(newslot);
+	return true;
+}
+
+/* The names a decoded TRUNCATE is recorded under (historic catalog). */
+void
+audit_capture_decoded_names(Relation rel, Trigger *tg, Datum *schema_name,
+							Datum *table_name)
+{
+	AuditRelCache *rc = get_rel_cache(rel, tg);
+
+	*schema_name = rc->schema_name;
+	*table_name = rc->table_name;
 }
 
 /* ----------------------------------------------------------------

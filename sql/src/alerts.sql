@@ -594,7 +594,10 @@ VALUES
    NULL, '06:00-22:00', NULL, false, true, 'A login outside 06:00-22:00 (server time zone); enable with audit.set_alert_rule_enabled', 'audit_ext'),
   ('audit_disabled', 'ddl', NULL, 1, NULL, 'table', 'critical', '0',
    NULL, NULL, '^(DISABLE AUDIT|SET session_replication_role)\n|"audit_trigger_disabled": true|"audit_protection_off": true',
-   true, true, 'Capture switched off on a table: audit.disable, an audit trigger disabled, made replica only or dropped (any route, whatever audit_ext.log_ddl says, also by editing pg_trigger: audit.check_capture), session_replication_role = replica; or a protection of the trail switched off (audit_ext.protect_trail, audit_ext.log_ddl, the extension''s event trigger disabled)', 'audit_ext');
+   true, true, 'Capture switched off on a table: audit.disable, an audit trigger disabled, made replica only or dropped (any route, whatever audit_ext.log_ddl says, also by editing pg_trigger: audit.check_capture), session_replication_role = replica; or a protection of the trail switched off (audit_ext.protect_trail, audit_ext.log_ddl, the extension''s event trigger disabled)', 'audit_ext'),
+  ('capture_gap', 'system', 'CAPTURE_GAP', 1, NULL, NULL, 'critical', '0',
+   NULL, NULL, NULL,
+   true, true, 'Changes of tables audited from the WAL (capture => ''wal'') were not captured: the capture slot was invalidated (max_slot_wal_keep_size), dropped or advanced by someone else; the event names the LSN range', 'audit_ext');
 
 -- Rows an event stands for, for rules' min_rows: the larger of "rows"
 -- (returned) and "rows_read" (read from the table); -1 without either.

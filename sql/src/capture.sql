@@ -447,7 +447,8 @@ CREATE FUNCTION audit.enable(tbl regclass,
                              log_reads boolean DEFAULT NULL,
                              baseline boolean DEFAULT false,
                              digest_columns text[] DEFAULT NULL,
-                             sensitivity text DEFAULT NULL)
+                             sensitivity text DEFAULT NULL,
+                             capture text DEFAULT 'trigger')
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -462,6 +463,8 @@ DECLARE
     cur_mask  text[];
     cur_digest text[];
     typ       regtype;
+    cur_flags text[];
+    prev_ri   text;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table to audit must not be NULL'
@@ -525,6 +528,33 @@ BEGIN
         RAISE EXCEPTION 'cannot audit partition "%" on its own: its partitioned table is audited', tbl
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Change the options on the partitioned table with audit.enable().';
+    END IF;
+
+    -- issue 22: capture => 'wal' (src/wal_capture.c).  The slot is made
+    -- before this transaction writes anything (audit.wal_prepare()).
+    -- NULL keeps the table's current mode (trigger for a table not audited)
+    IF capture IS NULL THEN
+        capture := CASE WHEN 'wal' = ANY (audit.table_flags(tbl)) THEN 'wal' ELSE 'trigger' END;
+    END IF;
+    IF capture NOT IN ('trigger', 'wal') THEN
+        RAISE EXCEPTION 'capture must be ''trigger'' or ''wal'', not %', quote_literal(capture)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'trigger: events written with the change; wal: decoded from the WAL by the capture worker.';
+    END IF;
+    IF capture = 'wal' THEN
+        IF cardinality(digest_columns) > 0 OR cardinality((SELECT a.digest_columns FROM audit.audited_tables a
+                                                            WHERE a.table_oid = tbl)) > 0 AND digest_columns IS NULL THEN
+            RAISE EXCEPTION 'cannot audit "%" with capture => ''wal'' and digest columns', tbl
+                USING ERRCODE = 'feature_not_supported',
+                      DETAIL = 'The WAL capture worker does not compute digests; it would record the values.',
+                      HINT = 'Use capture => ''trigger'' for a table with digest_columns, or clear them with digest_columns => ''{}''.';
+        END IF;
+        IF rel.relkind = 'p' THEN
+            RAISE EXCEPTION 'cannot audit partitioned table "%" with capture => ''wal''', tbl
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'Audit it with capture => ''trigger''.';
+        END IF;
+        PERFORM audit.wal_prepare();
     END IF;
 
     -- This month's and the next months' partitions exist before any event.
@@ -625,7 +655,9 @@ BEGIN
     END IF;
 
     -- log_reads NULL: keep what the table had (off for a new one)
-    flags := audit.table_flags(tbl);
+    cur_flags := audit.table_flags(tbl);
+    -- the flags kept: log_reads and sensitivity (the capture mode's are set below)
+    flags := ARRAY(SELECT f FROM unnest(cur_flags) f WHERE f <> 'wal' AND f NOT LIKE 'replica\_identity=%');
     IF log_reads THEN
         flags := array_remove(flags, 'log_reads') || 'log_reads'::text;
     ELSIF NOT log_reads THEN
@@ -645,6 +677,30 @@ BEGIN
             flags := flags || ('sensitivity:' || sensitivity);
         END IF;
     END IF;
+    -- capture => 'wal': the old row of every UPDATE and DELETE in the WAL
+    -- (REPLICA IDENTITY FULL); the table's own setting is kept in the flags
+    -- and restored when it leaves WAL mode.  The switch is atomic: the old
+    -- triggers go and the new ones come in this transaction, under ACCESS
+    -- EXCLUSIVE, and the decoder reads each change with the catalog of its
+    -- time, so every change is captured by exactly one of the two modes.
+    prev_ri := (SELECT f FROM unnest(cur_flags) f WHERE f LIKE 'replica\_identity=%' LIMIT 1);
+    IF capture = 'wal' THEN
+        IF prev_ri IS NULL THEN
+            prev_ri := 'replica_identity=' ||
+                       (SELECT c.relreplident::text ||
+                               CASE WHEN c.relreplident = 'i'
+                                    THEN ':' || (SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                                                  WHERE i.indrelid = tbl AND i.indisreplident)
+                                    ELSE '' END
+                          FROM pg_class c WHERE c.oid = tbl);
+        END IF;
+        flags := flags || ARRAY['wal', prev_ri];
+        IF (SELECT c.relreplident FROM pg_class c WHERE c.oid = tbl) <> 'f' THEN
+            EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', tbl);
+        END IF;
+    ELSIF prev_ri IS NOT NULL THEN
+        PERFORM audit.restore_replica_identity(tbl, prev_ri);
+    END IF;
 
     -- Idempotent: recreate the triggers with the current options.
     PERFORM audit.install_triggers(tbl, exclude_columns, mask_columns, flags, digest_columns);
@@ -659,7 +715,8 @@ BEGIN
                                    || CASE WHEN baseline THEN '{"baseline": true}'::jsonb ELSE '{}'::jsonb END
                                    || coalesce((SELECT jsonb_build_object('sensitivity', substr(f, 13))
                                                   FROM unnest(flags) f WHERE f LIKE 'sensitivity:%' LIMIT 1),
-                                               '{}'::jsonb));
+                                               '{}'::jsonb)
+                                   || CASE WHEN capture = 'wal' THEN '{"capture": "wal"}'::jsonb ELSE '{}'::jsonb END);
     -- the rows the table holds now, one BASELINE event each (after the
     -- triggers: their lock keeps writers out until this transaction ends)
     IF baseline THEN
@@ -713,6 +770,11 @@ BEGIN
                (SELECT jsonb_build_object('exclude_columns', to_jsonb((audit.trigger_arguments(t.tgargs))[1]::text[]),
                                           'mask_columns', to_jsonb((audit.trigger_arguments(t.tgargs))[2]::text[]))
                   FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'audit_ext_row'));
+    -- issue 22: a table audited from the WAL gets its replica identity back
+    IF 'wal' = ANY (audit.table_flags(tbl)) THEN
+        PERFORM audit.restore_replica_identity(tbl,
+                    (SELECT f FROM unnest(audit.table_flags(tbl)) f WHERE f LIKE 'replica\_identity=%' LIMIT 1));
+    END IF;
     PERFORM audit.drop_audit_triggers(tbl);
     RETURN true;
 END
@@ -862,6 +924,17 @@ DECLARE
 BEGIN
     PERFORM audit.register_table(tbl);
     PERFORM audit.drop_audit_triggers(tbl);
+    -- issue 22: capture => 'wal': the triggers write the statement's context
+    -- for the decoder, once per statement; the rows come from the WAL
+    IF 'wal' = ANY (flags) THEN
+        EXECUTE format('CREATE TRIGGER audit_ext_row BEFORE INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_row(%L, %L, %L)',
+                       tbl, exclude_columns::text, mask_columns::text, flags::text);
+        EXECUTE format('CREATE TRIGGER audit_ext_truncate BEFORE TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L, %L)',
+                       tbl, exclude_columns::text, mask_columns::text, flags::text);
+        RETURN;
+    END IF;
     IF cardinality(digest_columns) > 0 THEN
         EXECUTE format('CREATE TRIGGER audit_ext_row AFTER INSERT OR UPDATE OR DELETE ON %s '
                        'FOR EACH ROW EXECUTE FUNCTION audit.capture_row(%L, %L, %L, %L)',
@@ -898,8 +971,8 @@ AS $$
 $$;
 COMMENT ON FUNCTION audit.table_flags(regclass) IS
     'Internal: the flags (log_reads) of an audited table, from its audit trigger';
-COMMENT ON FUNCTION audit.enable(regclass, text[], text[], boolean, boolean, text[], text) IS
-    'Start auditing a table (or update its options): every INSERT, UPDATE, DELETE and TRUNCATE is recorded in audit.event; log_reads => true records reads too (read events with the rows returned); an option not given (NULL) keeps its current value, ''{}'' clears a column list; baseline => true records every current row as a BASELINE event so that each row has a history from the start; digest_columns (bytea, text, jsonb) are recorded as {"sha256": ..., "bytes": n} instead of their value; sensitivity (low, medium, high, critical; ''none'' removes it) raises every data and read event of the table to at least that risk';
+COMMENT ON FUNCTION audit.enable(regclass, text[], text[], boolean, boolean, text[], text, text) IS
+    'Start auditing a table (or update its options): every INSERT, UPDATE, DELETE and TRUNCATE is recorded in audit.event; log_reads => true records reads too (read events with the rows returned); an option not given (NULL) keeps its current value, ''{}'' clears a column list; baseline => true records every current row as a BASELINE event so that each row has a history from the start; digest_columns (bytea, text, jsonb) are recorded as {"sha256": ..., "bytes": n} instead of their value; sensitivity (low, medium, high, critical; ''none'' removes it) raises every data and read event of the table to at least that risk; capture => ''wal'' captures the table''s changes from the WAL (asynchronous, needs wal_level = logical; sets REPLICA IDENTITY FULL), ''trigger'' (the default) with the change';
 
 -- src/ddl_capture.c records every statement that stops or bypasses an audit
 -- trigger (DISABLE TRIGGER name/ALL/USER, ENABLE REPLICA TRIGGER, DROP
@@ -1004,7 +1077,9 @@ SELECT c.oid::regclass                              AS table_oid,
        s.replicated_into                            AS replicated_into,
        coalesce((audit.trigger_arguments(t.tgargs))[4]::text[], '{}') AS digest_columns,
        (SELECT substr(f, 13) FROM unnest((audit.trigger_arguments(t.tgargs))[3]::text[]) f
-         WHERE f LIKE 'sensitivity:%' LIMIT 1)      AS sensitivity
+         WHERE f LIKE 'sensitivity:%' LIMIT 1)      AS sensitivity,
+       CASE WHEN 'wal' = ANY ((audit.trigger_arguments(t.tgargs))[3]::text[])
+            THEN 'wal' ELSE 'trigger' END           AS capture
   FROM pg_trigger t
   JOIN pg_class c ON c.oid = t.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -1013,7 +1088,7 @@ SELECT c.oid::regclass                              AS table_oid,
    AND t.tgparentid = 0
    AND t.tgfoid = 'audit.capture_row()'::regprocedure;
 COMMENT ON VIEW audit.audited_tables IS
-    'Tables being audited, with their options; capturing is false if any audit trigger of the table or of a partition is missing, disabled or replica only, or an inheritance child is not audited (capture_state says which); log_reads: reads are recorded too; replicated_into: subscriptions applying changes to the table (captured only with ENABLE ALWAYS TRIGGER audit_ext_row); digest_columns: recorded as {"sha256", "bytes"} (1.6); sensitivity: the risk level every data and read event of the table has at least (1.6)';
+    'Tables being audited, with their options; capturing is false if any audit trigger of the table or of a partition is missing, disabled or replica only, or an inheritance child is not audited (capture_state says which); log_reads: reads are recorded too; replicated_into: subscriptions applying changes to the table (captured only with ENABLE ALWAYS TRIGGER audit_ext_row); digest_columns: recorded as {"sha256", "bytes"} (1.6); sensitivity: the risk level every data and read event of the table has at least (1.6); capture: trigger (events written with the change) or wal (decoded from the WAL by the capture worker, audit.capture_lag)';
 
 -- Capture switched off without a statement (audit.check_capture()).
 -- A superuser can switch an audit trigger off by editing the catalog
@@ -1225,6 +1300,67 @@ REVOKE ALL ON FUNCTION audit.check_capture() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit.check_capture() TO PUBLIC;
 
 -- ---------------------------------------------------------------------------
+-- issue 22: capture => 'wal' (src/wal_capture.c)
+-- ---------------------------------------------------------------------------
+-- Requirements checked (wal_level = logical: 55000; a free replication slot:
+-- 53400), this database's slot audit_ext_wal_<oid> created if missing.
+CREATE FUNCTION audit.wal_prepare()
+RETURNS text
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'audit_wal_prepare';
+COMMENT ON FUNCTION audit.wal_prepare() IS
+    'Internal to audit.enable(capture => ''wal''): check wal_level and shared_preload_libraries, create this database''s capture slot if missing; its name';
+
+-- Put back the replica identity a table had before WAL mode (a flag
+-- replica_identity=d|n|f|i:<index>).
+CREATE FUNCTION audit.restore_replica_identity(tbl regclass, flag text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ri text := substring(flag from '^replica_identity=(.*)$');
+BEGIN
+    IF ri IS NULL OR ri = 'f' THEN
+        RETURN;
+    ELSIF ri = 'n' THEN
+        EXECUTE format('ALTER TABLE %s REPLICA IDENTITY NOTHING', tbl);
+    ELSIF ri LIKE 'i:%' AND EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                                     WHERE i.indrelid = tbl AND ic.relname = substr(ri, 3)) THEN
+        EXECUTE format('ALTER TABLE %s REPLICA IDENTITY USING INDEX %I', tbl, substr(ri, 3));
+    ELSE
+        EXECUTE format('ALTER TABLE %s REPLICA IDENTITY DEFAULT', tbl);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audit.restore_replica_identity(regclass, text) IS
+    'Internal: give a table leaving WAL mode the replica identity it had before';
+
+CREATE FUNCTION audit.wal_capture_status(OUT slot_name text, OUT worker_pid integer,
+                                         OUT confirmed_lsn pg_lsn, OUT done_lsn pg_lsn,
+                                         OUT bytes_behind bigint, OUT seconds_behind double precision,
+                                         OUT last_batch_at timestamptz, OUT last_batch_events bigint,
+                                         OUT events_written bigint)
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'audit_wal_capture_status';
+COMMENT ON FUNCTION audit.wal_capture_status() IS
+    'Internal: the state of this database''s WAL capture (audit.capture_lag)';
+
+-- The lag of WAL capture in this database: no row when no table was ever
+-- audited with capture => 'wal'.  done_lsn: every change committed before
+-- it is in the trail; bytes_behind: WAL written since; seconds_behind: time
+-- since the worker last reached the end of the WAL (an upper bound of how
+-- old the newest missing event can be).
+CREATE VIEW audit.capture_lag AS
+SELECT s.slot_name, s.worker_pid, s.confirmed_lsn, s.done_lsn, s.bytes_behind,
+       CASE WHEN s.bytes_behind = 0 THEN 0 ELSE s.seconds_behind END AS seconds_behind,
+       s.last_batch_at, s.last_batch_events, s.events_written
+  FROM audit.wal_capture_status() s
+ WHERE s.slot_name IS NOT NULL;
+COMMENT ON VIEW audit.capture_lag IS
+    'WAL capture (capture => ''wal'') of this database: its slot, worker, the LSN up to which every committed change is in the trail (done_lsn), bytes and seconds behind, last batch';
+
+-- ---------------------------------------------------------------------------
 -- Privileges
 -- ---------------------------------------------------------------------------
 -- audit.capture_row() and audit.capture_truncate() keep EXECUTE for PUBLIC:
@@ -1245,7 +1381,10 @@ REVOKE ALL ON FUNCTION audit.trigger_arguments(bytea),
                        audit.install_triggers(regclass,text[],text[],text[]),
                        audit.install_triggers(regclass,text[],text[],text[],text[]),
                        audit.table_flags(regclass),
-                       audit.enable(regclass,text[],text[],boolean,boolean,text[],text),
+                       audit.enable(regclass,text[],text[],boolean,boolean,text[],text,text),
+                       audit.wal_prepare(),
+                       audit.restore_replica_identity(regclass,text),
+                       audit.wal_capture_status(),
                        audit.capture_state(regclass),
                        audit.record_baseline(regclass),
                        audit.register_table(regclass),
@@ -1262,5 +1401,7 @@ GRANT EXECUTE ON FUNCTION audit.trigger_arguments(bytea),
                           audit.key_columns(regclass),
                           audit.capture_state(regclass) TO audit_admin, audit_reader;
 GRANT EXECUTE ON FUNCTION audit.disable(regclass),
-                          audit.enable(regclass,text[],text[],boolean,boolean,text[],text) TO audit_admin;
+                          audit.enable(regclass,text[],text[],boolean,boolean,text[],text,text) TO audit_admin;
 GRANT SELECT ON audit.audited_tables TO audit_admin, audit_reader;
+GRANT EXECUTE ON FUNCTION audit.wal_capture_status() TO audit_admin, audit_reader;
+GRANT SELECT ON audit.capture_lag TO audit_admin, audit_reader;

@@ -5209,6 +5209,79 @@ REVOKE ALL ON FUNCTION audit.html(text),
                        audit.report_due(text, time, text, timestamptz, boolean),
                        audit.run_due_reports() FROM PUBLIC;
 -- end issue 21
+
+-- ===========================================================================
+-- issue 22: capture => 'wal' (asynchronous capture from the WAL, src/wal_capture.c)
+CREATE FUNCTION audit.wal_prepare()
+RETURNS text
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'audit_wal_prepare';
+COMMENT ON FUNCTION audit.wal_prepare() IS
+    'Internal to audit.enable(capture => ''wal''): check wal_level and shared_preload_libraries, create this database''s capture slot if missing; its name';
+
+
+CREATE FUNCTION audit.restore_replica_identity(tbl regclass, flag text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ri text := substring(flag from '^replica_identity=(.*)$');
+BEGIN
+    IF ri IS NULL OR ri = 'f' THEN
+        RETURN;
+    ELSIF ri = 'n' THEN
+        EXECUTE format('ALTER TABLE %s REPLICA IDENTITY NOTHING', tbl);
+    ELSIF ri LIKE 'i:%' AND EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                                     WHERE i.indrelid = tbl AND ic.relname = substr(ri, 3)) THEN
+        EXECUTE format('ALTER TABLE %s REPLICA IDENTITY USING INDEX %I', tbl, substr(ri, 3));
+    ELSE
+        EXECUTE format('ALTER TABLE %s REPLICA IDENTITY DEFAULT', tbl);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audit.restore_replica_identity(regclass, text) IS
+    'Internal: give a table leaving WAL mode the replica identity it had before';
+
+CREATE FUNCTION audit.wal_capture_status(OUT slot_name text, OUT worker_pid integer,
+                                         OUT confirmed_lsn pg_lsn, OUT done_lsn pg_lsn,
+                                         OUT bytes_behind bigint, OUT seconds_behind double precision,
+                                         OUT last_batch_at timestamptz, OUT last_batch_events bigint,
+                                         OUT events_written bigint)
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'audit_wal_capture_status';
+COMMENT ON FUNCTION audit.wal_capture_status() IS
+    'Internal: the state of this database''s WAL capture (audit.capture_lag)';
+
+CREATE VIEW audit.capture_lag AS
+SELECT s.slot_name, s.worker_pid, s.confirmed_lsn, s.done_lsn, s.bytes_behind,
+       CASE WHEN s.bytes_behind = 0 THEN 0 ELSE s.seconds_behind END AS seconds_behind,
+       s.last_batch_at, s.last_batch_events, s.events_written
+  FROM audit.wal_capture_status() s
+ WHERE s.slot_name IS NOT NULL;
+COMMENT ON VIEW audit.capture_lag IS
+    'WAL capture (capture => ''wal'') of this database: its slot, worker, the LSN up to which every committed change is in the trail (done_lsn), bytes and seconds behind, last batch';
+
+
+-- audit.enable gains capture (last parameter); its table flags may hold
+-- "wal" and "replica_identity=..."
+-- (audit.enable, audit.install_triggers, audit.disable and audit.audited_tables:
+-- in the merged section at the end, with the options of issues 20 and 22)
+
+
+INSERT INTO audit.alert_rules (name, class, action, threshold, within, group_by, severity, cooldown,
+                               min_rows, outside_hours, query, enabled, builtin, description, created_by)
+VALUES
+  ('capture_gap', 'system', 'CAPTURE_GAP', 1, NULL, NULL, 'critical', '0',
+   NULL, NULL, NULL,
+   true, true, 'Changes of tables audited from the WAL (capture => ''wal'') were not captured: the capture slot was invalidated (max_slot_wal_keep_size), dropped or advanced by someone else; the event names the LSN range', 'audit_ext');
+
+REVOKE ALL ON FUNCTION audit.wal_prepare(),
+                       audit.restore_replica_identity(regclass,text),
+                       audit.wal_capture_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.wal_capture_status() TO audit_admin, audit_reader;
+GRANT SELECT ON audit.capture_lag TO audit_admin, audit_reader;
+-- end issue 22
 -- ===========================================================================
 -- merged: objects that the blocks above define more than once, or that changed after them, end as
 -- sql/src/ has them
@@ -5823,6 +5896,427 @@ END
 $$;
 COMMENT ON FUNCTION audit.user_activity(text, timestamptz, timestamptz) IS
     'What one actor did in a period (from_time inclusive, to_time exclusive): one row of counts, sessions, actions per table and application entity, first and last activity, reports generated (audit.render_report() and application REPORT_GENERATED events), password changes; application events count too (LOGIN, LOGIN_FAILED, LOGOUT, VIEW, EXPORT, REPORT_GENERATED, PASSWORD_CHANGE: audit.app_actions())';
+
+DROP FUNCTION audit.enable(regclass, text[], text[], boolean, boolean, text[], text);
+CREATE FUNCTION audit.enable(tbl regclass,
+                             exclude_columns text[] DEFAULT NULL,
+                             mask_columns text[] DEFAULT NULL,
+                             log_reads boolean DEFAULT NULL,
+                             baseline boolean DEFAULT false,
+                             digest_columns text[] DEFAULT NULL,
+                             sensitivity text DEFAULT NULL,
+                             capture text DEFAULT 'trigger')
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel       record;
+    col       text;
+    pk_cols   text[];
+    flags     text[];
+    cur_exclude text[];
+    cur_mask  text[];
+    cur_digest text[];
+    typ       regtype;
+    cur_flags text[];
+    prev_ri   text;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table to audit must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- Fuzzing: a multidimensional array failed with "cannot concatenate
+    -- incompatible arrays" and a NULL element with 'column "<NULL>"'.
+    IF array_ndims(exclude_columns) > 1 OR array_ndims(mask_columns) > 1 THEN
+        RAISE EXCEPTION 'exclude_columns and mask_columns must be one-dimensional arrays of column names'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF array_position(exclude_columns, NULL) IS NOT NULL OR array_position(mask_columns, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'exclude_columns and mask_columns must not contain NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF array_ndims(digest_columns) > 1 THEN
+        RAISE EXCEPTION 'digest_columns must be a one-dimensional array of column names'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF array_position(digest_columns, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'digest_columns must not contain NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+
+    SELECT c.oid, c.relkind, c.relpersistence, n.nspname, c.relname
+      INTO rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = tbl;
+    -- Fuzzing: an OID that names no relation went on to fail with a syntax
+    -- error in the CREATE TRIGGER built from it.
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid
+            USING ERRCODE = 'undefined_table';
+    END IF;
+
+    IF rel.nspname = 'audit' THEN
+        RAISE EXCEPTION 'cannot audit "%": it belongs to the audit trail itself', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Objects in schema audit are written only by audit_ext.',
+                  HINT = 'Audit the application tables instead.';
+    END IF;
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'cannot audit "%": it is not a table', tbl
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = format('"%s" is a %s.', tbl,
+                                  CASE rel.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                                       WHEN 'f' THEN 'foreign table' WHEN 'S' THEN 'sequence'
+                                       WHEN 'i' THEN 'index' WHEN 'c' THEN 'composite type'
+                                       ELSE 'relation of kind ' || rel.relkind::text END),
+                  HINT = 'Only ordinary and partitioned tables can be audited.';
+    END IF;
+    IF rel.relpersistence = 't' THEN
+        RAISE EXCEPTION 'cannot audit "%": it is a temporary table', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Temporary tables vanish with their session, so there is no lasting record to keep.',
+                  HINT = 'Audit a permanent table.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_inherits i
+                JOIN pg_trigger t ON t.tgrelid = i.inhparent
+               WHERE i.inhrelid = tbl AND t.tgname = 'audit_ext_row' AND t.tgparentid = 0) THEN
+        RAISE EXCEPTION 'cannot audit partition "%" on its own: its partitioned table is audited', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Change the options on the partitioned table with audit.enable().';
+    END IF;
+
+    -- issue 22: capture => 'wal' (src/wal_capture.c).  The slot is made
+    -- before this transaction writes anything (audit.wal_prepare()).
+    -- NULL keeps the table's current mode (trigger for a table not audited)
+    IF capture IS NULL THEN
+        capture := CASE WHEN 'wal' = ANY (audit.table_flags(tbl)) THEN 'wal' ELSE 'trigger' END;
+    END IF;
+    IF capture NOT IN ('trigger', 'wal') THEN
+        RAISE EXCEPTION 'capture must be ''trigger'' or ''wal'', not %', quote_literal(capture)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'trigger: events written with the change; wal: decoded from the WAL by the capture worker.';
+    END IF;
+    IF capture = 'wal' THEN
+        IF cardinality(digest_columns) > 0 OR cardinality((SELECT a.digest_columns FROM audit.audited_tables a
+                                                            WHERE a.table_oid = tbl)) > 0 AND digest_columns IS NULL THEN
+            RAISE EXCEPTION 'cannot audit "%" with capture => ''wal'' and digest columns', tbl
+                USING ERRCODE = 'feature_not_supported',
+                      DETAIL = 'The WAL capture worker does not compute digests; it would record the values.',
+                      HINT = 'Use capture => ''trigger'' for a table with digest_columns, or clear them with digest_columns => ''{}''.';
+        END IF;
+        IF rel.relkind = 'p' THEN
+            RAISE EXCEPTION 'cannot audit partitioned table "%" with capture => ''wal''', tbl
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'Audit it with capture => ''trigger''.';
+        END IF;
+        PERFORM audit.wal_prepare();
+    END IF;
+
+    -- This month's and the next months' partitions exist before any event.
+    PERFORM audit.create_partitions(2);
+    -- Concurrent enable/disable calls on one table wait for each other here
+    -- (without the lock the second failed: "trigger ... already exists").
+    -- ACCESS EXCLUSIVE, the lock DROP TRIGGER takes anyway: a weaker one now
+    -- and a stronger one later could deadlock with DML.  Taken after
+    -- create_partitions(), which may lock the trail's partitions: a writer
+    -- holding those and waiting for this table would otherwise deadlock
+    -- with us.
+    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
+
+    -- An option not given keeps its current value on an audited table (a
+    -- call that only turns log_reads on must not unmask a column); on a new
+    -- table it is empty.  '{}' clears it.
+    -- A column named in the option given leaves the kept one (masked ->
+    -- excluded needs no second call).
+    SELECT a.exclude_columns, a.mask_columns, a.digest_columns INTO cur_exclude, cur_mask, cur_digest
+      FROM audit.audited_tables a WHERE a.table_oid = tbl;
+    IF exclude_columns IS NULL THEN
+        exclude_columns := coalesce((SELECT array_agg(c) FROM unnest(cur_exclude) c
+                                      WHERE c <> ALL (coalesce(mask_columns, '{}'))
+                                        AND c <> ALL (coalesce(digest_columns, '{}'))), '{}');
+    END IF;
+    IF mask_columns IS NULL THEN
+        mask_columns := coalesce((SELECT array_agg(c) FROM unnest(cur_mask) c
+                                   WHERE c <> ALL (exclude_columns)
+                                     AND c <> ALL (coalesce(digest_columns, '{}'))), '{}');
+    END IF;
+    IF digest_columns IS NULL THEN
+        digest_columns := coalesce((SELECT array_agg(c) FROM unnest(cur_digest) c
+                                     WHERE c <> ALL (exclude_columns) AND c <> ALL (mask_columns)), '{}');
+    END IF;
+
+    FOREACH col IN ARRAY exclude_columns || mask_columns || digest_columns LOOP
+        IF col IS NULL OR NOT EXISTS (SELECT 1 FROM pg_attribute
+                                       WHERE attrelid = tbl AND attname = col
+                                         AND attnum > 0 AND NOT attisdropped) THEN
+            RAISE EXCEPTION 'column "%" of table "%" does not exist', col, tbl
+                USING ERRCODE = 'undefined_column',
+                      DETAIL = CASE WHEN col = ANY (exclude_columns)
+                                    THEN 'It was named in exclude_columns.'
+                                    WHEN col = ANY (mask_columns)
+                                    THEN 'It was named in mask_columns.'
+                                    ELSE 'It was named in digest_columns.' END,
+                      HINT = 'Name existing columns, spelled as in the table (case matters).';
+        END IF;
+    END LOOP;
+    -- digests are of bytes, text or jsonb (1.6)
+    FOREACH col IN ARRAY digest_columns LOOP
+        SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END::regtype INTO typ
+          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+         WHERE a.attrelid = tbl AND a.attname = col;
+        IF typ NOT IN ('bytea'::regtype, 'text'::regtype, 'character varying'::regtype, 'jsonb'::regtype) THEN
+            RAISE EXCEPTION 'column "%" of table "%" cannot be a digest column: its type is %', col, tbl, typ
+                USING ERRCODE = 'wrong_object_type',
+                      DETAIL = 'digest_columns records a SHA-256 and a size instead of the value; it applies to bytea, text, varchar and jsonb columns.',
+                      HINT = 'Use exclude_columns or mask_columns for other columns.';
+        END IF;
+    END LOOP;
+    IF (exclude_columns || mask_columns) && digest_columns THEN
+        RAISE EXCEPTION 'a column cannot be both a digest column and excluded or masked'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Named in both: %s.',
+                                  (SELECT string_agg(quote_ident(c), ', ')
+                                     FROM unnest(digest_columns) c WHERE c = ANY (exclude_columns || mask_columns))),
+                  HINT = 'Excluded columns are never stored, masked ones as a marker, digest columns as {"sha256", "bytes"}. Choose one.';
+    END IF;
+    IF exclude_columns && mask_columns THEN
+        RAISE EXCEPTION 'a column cannot be both excluded and masked'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Named in both: %s.',
+                                  (SELECT string_agg(quote_ident(c), ', ')
+                                     FROM unnest(exclude_columns) c WHERE c = ANY (mask_columns))),
+                  HINT = 'Excluded columns are never stored; masked ones are stored as a marker. Choose one.';
+    END IF;
+
+    pk_cols := audit.key_columns(tbl);
+
+    IF pk_cols && digest_columns THEN
+        RAISE EXCEPTION 'primary key columns of "%" cannot be digest columns', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The primary key is (%s); it identifies each audited record.',
+                                  array_to_string(pk_cols, ', ')),
+                  HINT = 'Leave key columns out of digest_columns.';
+    END IF;
+    IF pk_cols && (exclude_columns || mask_columns) THEN
+        RAISE EXCEPTION 'primary key columns of "%" cannot be excluded or masked', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The primary key is (%s); it identifies each audited record.',
+                                  array_to_string(pk_cols, ', ')),
+                  HINT = 'Leave key columns out of exclude_columns and mask_columns.';
+    END IF;
+    IF pk_cols IS NULL THEN
+        RAISE NOTICE 'table "%" has no primary key or replica identity index: its records will be identified by the whole row', tbl
+            USING HINT = 'Add a primary key for compact record ids and fast record history.';
+    END IF;
+
+    -- log_reads NULL: keep what the table had (off for a new one)
+    cur_flags := audit.table_flags(tbl);
+    -- the flags kept: log_reads and sensitivity (the capture mode's are set below)
+    flags := ARRAY(SELECT f FROM unnest(cur_flags) f WHERE f <> 'wal' AND f NOT LIKE 'replica\_identity=%');
+    IF log_reads THEN
+        flags := array_remove(flags, 'log_reads') || 'log_reads'::text;
+    ELSIF NOT log_reads THEN
+        flags := array_remove(flags, 'log_reads');
+    END IF;
+    -- 1.6: sensitivity (a flag "sensitivity:LEVEL"): NULL keeps what the
+    -- table had, 'none' removes it; data and read events of the table get at
+    -- least that risk (src/risk.c)
+    IF sensitivity IS NOT NULL THEN
+        IF NOT sensitivity = ANY (ARRAY['none', 'low', 'medium', 'high', 'critical']) THEN
+            RAISE EXCEPTION 'invalid sensitivity "%": not a risk level', sensitivity
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'sensitivity is low, medium, high or critical; none removes it.';
+        END IF;
+        flags := ARRAY(SELECT f FROM unnest(flags) f WHERE f NOT LIKE 'sensitivity:%');
+        IF sensitivity <> 'none' THEN
+            flags := flags || ('sensitivity:' || sensitivity);
+        END IF;
+    END IF;
+    -- capture => 'wal': the old row of every UPDATE and DELETE in the WAL
+    -- (REPLICA IDENTITY FULL); the table's own setting is kept in the flags
+    -- and restored when it leaves WAL mode.  The switch is atomic: the old
+    -- triggers go and the new ones come in this transaction, under ACCESS
+    -- EXCLUSIVE, and the decoder reads each change with the catalog of its
+    -- time, so every change is captured by exactly one of the two modes.
+    prev_ri := (SELECT f FROM unnest(cur_flags) f WHERE f LIKE 'replica\_identity=%' LIMIT 1);
+    IF capture = 'wal' THEN
+        IF prev_ri IS NULL THEN
+            prev_ri := 'replica_identity=' ||
+                       (SELECT c.relreplident::text ||
+                               CASE WHEN c.relreplident = 'i'
+                                    THEN ':' || (SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                                                  WHERE i.indrelid = tbl AND i.indisreplident)
+                                    ELSE '' END
+                          FROM pg_class c WHERE c.oid = tbl);
+        END IF;
+        flags := flags || ARRAY['wal', prev_ri];
+        IF (SELECT c.relreplident FROM pg_class c WHERE c.oid = tbl) <> 'f' THEN
+            EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', tbl);
+        END IF;
+    ELSIF prev_ri IS NOT NULL THEN
+        PERFORM audit.restore_replica_identity(tbl, prev_ri);
+    END IF;
+
+    -- Idempotent: recreate the triggers with the current options.
+    PERFORM audit.install_triggers(tbl, exclude_columns, mask_columns, flags, digest_columns);
+    PERFORM audit.log_config_event('ENABLE AUDIT', tbl,
+                                   jsonb_build_object('exclude_columns', to_jsonb(exclude_columns),
+                                                      'mask_columns', to_jsonb(mask_columns))
+                                   || CASE WHEN cardinality(digest_columns) > 0
+                                           THEN jsonb_build_object('digest_columns', to_jsonb(digest_columns))
+                                           ELSE '{}'::jsonb END
+                                   || CASE WHEN 'log_reads' = ANY (flags)
+                                           THEN '{"log_reads": true}'::jsonb ELSE '{}'::jsonb END
+                                   || CASE WHEN baseline THEN '{"baseline": true}'::jsonb ELSE '{}'::jsonb END
+                                   || coalesce((SELECT jsonb_build_object('sensitivity', substr(f, 13))
+                                                  FROM unnest(flags) f WHERE f LIKE 'sensitivity:%' LIMIT 1),
+                                               '{}'::jsonb)
+                                   || CASE WHEN capture = 'wal' THEN '{"capture": "wal"}'::jsonb ELSE '{}'::jsonb END);
+    -- the rows the table holds now, one BASELINE event each (after the
+    -- triggers: their lock keeps writers out until this transaction ends)
+    IF baseline THEN
+        PERFORM audit.record_baseline(tbl);
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION audit.enable(regclass, text[], text[], boolean, boolean, text[], text, text) IS
+    'Start auditing a table (or update its options): every INSERT, UPDATE, DELETE and TRUNCATE is recorded in audit.event; log_reads => true records reads too (read events with the rows returned); an option not given (NULL) keeps its current value, ''{}'' clears a column list; baseline => true records every current row as a BASELINE event so that each row has a history from the start; digest_columns (bytea, text, jsonb) are recorded as {"sha256": ..., "bytes": n} instead of their value; sensitivity (low, medium, high, critical; ''none'' removes it) raises every data and read event of the table to at least that risk; capture => ''wal'' captures the table''s changes from the WAL (asynchronous, needs wal_level = logical; sets REPLICA IDENTITY FULL), ''trigger'' (the default) with the change';
+
+-- (Re)create the audit triggers with options, flags and digest columns (1.6:
+-- the row trigger's fourth argument; '{}' leaves it out).
+CREATE OR REPLACE FUNCTION audit.install_triggers(tbl regclass, exclude_columns text[], mask_columns text[], flags text[],
+                                       digest_columns text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part regclass;
+BEGIN
+    PERFORM audit.register_table(tbl);
+    PERFORM audit.drop_audit_triggers(tbl);
+    -- issue 22: capture => 'wal': the triggers write the statement's context
+    -- for the decoder, once per statement; the rows come from the WAL
+    IF 'wal' = ANY (flags) THEN
+        EXECUTE format('CREATE TRIGGER audit_ext_row BEFORE INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_row(%L, %L, %L)',
+                       tbl, exclude_columns::text, mask_columns::text, flags::text);
+        EXECUTE format('CREATE TRIGGER audit_ext_truncate BEFORE TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L, %L)',
+                       tbl, exclude_columns::text, mask_columns::text, flags::text);
+        RETURN;
+    END IF;
+    IF cardinality(digest_columns) > 0 THEN
+        EXECUTE format('CREATE TRIGGER audit_ext_row AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION audit.capture_row(%L, %L, %L, %L)',
+                       tbl, exclude_columns::text, mask_columns::text, coalesce(flags, '{}')::text,
+                       digest_columns::text);
+    ELSE
+        EXECUTE format('CREATE TRIGGER audit_ext_row AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION audit.capture_row(%L, %L, %L)',
+                       tbl, exclude_columns::text, mask_columns::text, coalesce(flags, '{}')::text);
+    END IF;
+    EXECUTE format('CREATE TRIGGER audit_ext_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L)',
+                   tbl, exclude_columns::text, mask_columns::text);
+    FOR part IN SELECT p.relid FROM pg_partition_tree(tbl) p WHERE p.relid <> tbl LOOP
+        EXECUTE format('CREATE TRIGGER audit_ext_truncate AFTER TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L)',
+                       part, exclude_columns::text, mask_columns::text);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.install_triggers(regclass, text[], text[], text[], text[]) IS
+    'Internal: (re)create the audit triggers of a table with its options, flags (log_reads) and digest columns';
+
+-- Hardened by the fuzz tests (docs/testing.md): an OID naming no relation is
+-- refused (42P01), and the table is locked before its triggers are read, so
+-- that concurrent calls on one table wait for each other.
+CREATE OR REPLACE FUNCTION audit.disable(tbl regclass)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part regclass;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid
+            USING ERRCODE = 'undefined_table';
+    END IF;
+    -- Wait for a concurrent enable/disable of the table (and for DML in
+    -- progress) before reading its triggers; see audit.enable().  Only
+    -- tables can carry the audit triggers.
+    IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl AND c.relkind IN ('r', 'p')) THEN
+        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'audit_ext_row') THEN
+        RAISE NOTICE 'table "%" is not audited', tbl;
+        RETURN false;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'audit_ext_row' AND tgparentid <> 0) THEN
+        RAISE EXCEPTION 'cannot stop auditing partition "%" on its own: its partitioned table is audited', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Call audit.disable() on the partitioned table.';
+    END IF;
+    PERFORM audit.log_config_event('DISABLE AUDIT', tbl,
+               (SELECT jsonb_build_object('exclude_columns', to_jsonb((audit.trigger_arguments(t.tgargs))[1]::text[]),
+                                          'mask_columns', to_jsonb((audit.trigger_arguments(t.tgargs))[2]::text[]))
+                  FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'audit_ext_row'));
+    -- issue 22: a table audited from the WAL gets its replica identity back
+    IF 'wal' = ANY (audit.table_flags(tbl)) THEN
+        PERFORM audit.restore_replica_identity(tbl,
+                    (SELECT f FROM unnest(audit.table_flags(tbl)) f WHERE f LIKE 'replica\_identity=%' LIMIT 1));
+    END IF;
+    PERFORM audit.drop_audit_triggers(tbl);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION audit.disable(regclass) IS
+    'Stop auditing a table; its history stays. Returns false (with a NOTICE) if it was not audited';
+
+-- The audited tables with their options.  capturing tells the truth: false
+-- for a replica-only trigger, a missing or disabled truncate trigger, a
+-- partition or inheritance child not captured (audit.capture_state() says
+-- which).  Upgrades replace it with CREATE OR REPLACE VIEW, so new columns
+-- go at the end.
+CREATE OR REPLACE VIEW audit.audited_tables AS
+SELECT c.oid::regclass                              AS table_oid,
+       n.nspname::text                              AS schema_name,
+       c.relname::text                              AS table_name,
+       CASE c.relkind WHEN 'p' THEN 'partitioned table' ELSE 'table' END AS kind,
+       (audit.trigger_arguments(t.tgargs))[1]::text[] AS exclude_columns,
+       (audit.trigger_arguments(t.tgargs))[2]::text[] AS mask_columns,
+       audit.key_columns(c.oid)                     AS key_columns,
+       s.capturing                                  AS capturing,
+       coalesce('log_reads' = ANY ((audit.trigger_arguments(t.tgargs))[3]::text[]), false) AS log_reads,
+       s.capture_state                              AS capture_state,
+       s.replicated_into                            AS replicated_into,
+       coalesce((audit.trigger_arguments(t.tgargs))[4]::text[], '{}') AS digest_columns,
+       (SELECT substr(f, 13) FROM unnest((audit.trigger_arguments(t.tgargs))[3]::text[]) f
+         WHERE f LIKE 'sensitivity:%' LIMIT 1)      AS sensitivity,
+       CASE WHEN 'wal' = ANY ((audit.trigger_arguments(t.tgargs))[3]::text[])
+            THEN 'wal' ELSE 'trigger' END           AS capture
+  FROM pg_trigger t
+  JOIN pg_class c ON c.oid = t.tgrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  CROSS JOIN LATERAL audit.capture_state(c.oid) s
+ WHERE t.tgname = 'audit_ext_row'
+   AND t.tgparentid = 0
+   AND t.tgfoid = 'audit.capture_row()'::regprocedure;
+
+COMMENT ON VIEW audit.audited_tables IS
+    'Tables being audited, with their options; capturing is false if any audit trigger of the table or of a partition is missing, disabled or replica only, or an inheritance child is not audited (capture_state says which); log_reads: reads are recorded too; replicated_into: subscriptions applying changes to the table (captured only with ENABLE ALWAYS TRIGGER audit_ext_row); digest_columns: recorded as {"sha256", "bytes"} (1.6); sensitivity: the risk level every data and read event of the table has at least (1.6); capture: trigger (events written with the change) or wal (decoded from the WAL by the capture worker, audit.capture_lag)';
+
+REVOKE ALL ON FUNCTION audit.enable(regclass,text[],text[],boolean,boolean,text[],text,text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.enable(regclass,text[],text[],boolean,boolean,text[],text,text) TO audit_admin;
 
 -- The risk of an event captured before 1.6 (since then capture writes
 -- audit.event.risk and the reports read coalesce(e.risk, audit.report_risk(...))):

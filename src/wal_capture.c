@@ -1,0 +1,1477 @@
+/*-------------------------------------------------------------------------
+ *
+ * wal_capture.c
+ *		capture => 'wal': data events decoded from the write-ahead log.
+ *
+ * A table audited with audit.enable(tbl, capture => 'wal') keeps its two
+ * audit triggers (they carry its options, as in trigger mode), but they
+ * fire BEFORE ... FOR EACH STATEMENT with the flag "wal" and write no event:
+ * once per statement they write a transactional logical decoding message
+ * (prefix "audit_ext") with the context the trigger path would have put on
+ * each event (users, actor, client, application, backend, txid, statement
+ * id and sequence, statement start).  The table has REPLICA IDENTITY FULL,
+ * so the WAL holds the old row of every UPDATE and DELETE.
+ *
+ * The library is also a logical decoding output plugin
+ * (_PG_output_plugin_init).  Per database, one slot "audit_ext_wal_<oid>"
+ * (created by audit.enable(), audit.wal_prepare()) and one replication
+ * origin of the same name.  A launcher ("audit_ext wal launcher", static,
+ * no database) starts one dynamic worker per database that has such a slot
+ * or origin.  The worker keeps the slot acquired for its whole life (no one
+ * else can read or advance it meanwhile) and decodes it in-process, with a
+ * decoding context that lives as long as the worker:
+ *
+ *	decode WAL up to the flush pointer (or audit_ext.wal_batch_size events,
+ *	at a commit boundary); the plugin turns each change of a WAL-mode table
+ *	into the event columns with the trigger path's code (capture.c, under
+ *	the historic catalog of the change) and keeps them in memory
+ *	  -> one transaction: audit_event_emit() per event (chains, partitions,
+ *	     alerts as for any event), replorigin_session_origin_lsn = end of the
+ *	     last decoded commit, COMMIT (the origin's progress is in the commit
+ *	     record: atomic with the events), flushed
+ *	  -> LogicalConfirmReceivedLocation(that LSN): the slot never moves past
+ *	     what the origin recorded
+ *
+ * On restart decoding starts at the origin's LSN (commits at or before it
+ * are skipped by the snapshot builder), so a crash between the commit and
+ * the confirmation neither loses nor repeats an event.  A slot whose
+ * confirmed position is beyond the origin was consumed by someone else, a
+ * missing slot was dropped, an invalidated one lost WAL: each is recorded
+ * as a system/CAPTURE_GAP event with the LSN range (never silent).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlogrecovery.h"
+#include "access/xlogutils.h"
+#include "access/genam.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "catalog/pg_replication_origin.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "replication/decode.h"
+#include "replication/logical.h"
+#include "replication/message.h"
+#include "replication/origin.h"
+#include "replication/output_plugin.h"
+#include "replication/slot.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgrprotos.h"
+#include "utils/inet.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+#include "utils/wait_event.h"
+
+#include "audit_ext.h"
+
+/* fmgr.h does not declare it */
+extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
+
+PG_FUNCTION_INFO_V1(audit_wal_prepare);
+PG_FUNCTION_INFO_V1(audit_wal_capture_status);
+
+#define WAL_MSG_PREFIX		"audit_ext"
+#define WAL_MSG_VERSION		1
+#define WAL_MAX_DATABASES	32
+
+int			audit_wal_batch_size = 10000;
+int			audit_wal_naptime = 200;
+
+/* ----------------------------------------------------------------
+ * Shared state: one entry per database with a capture worker
+ * ----------------------------------------------------------------
+ */
+typedef struct WalCaptureEntry
+{
+	Oid			dboid;			/* InvalidOid: free */
+	int			pid;			/* the worker, 0 when none */
+	XLogRecPtr	done_lsn;		/* all WAL before it decoded and written */
+	XLogRecPtr	origin_lsn;		/* end of the last commit whose events are written */
+	TimestampTz caught_up_at;	/* last time done_lsn reached the flush pointer */
+	TimestampTz last_batch_at;
+	int64		last_batch_events;
+	TimestampTz last_commit_time;	/* of the last decoded transaction */
+	int64		events_total;
+	char		last_error[128];
+} WalCaptureEntry;
+
+typedef struct WalCaptureShared
+{
+	slock_t		mutex;
+	int			launcher_pid;
+	Latch	   *launcher_latch;
+	WalCaptureEntry entries[WAL_MAX_DATABASES];
+} WalCaptureShared;
+
+static WalCaptureShared *walshared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+wal_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(sizeof(WalCaptureShared));
+}
+
+static void
+wal_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	walshared = ShmemInitStruct("audit_ext wal capture", sizeof(WalCaptureShared), &found);
+	if (!found)
+	{
+		memset(walshared, 0, sizeof(WalCaptureShared));
+		SpinLockInit(&walshared->mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* this worker's entry (index), -1 when the table is full */
+static int
+wal_entry_for(Oid dboid)
+{
+	int			free_slot = -1;
+
+	SpinLockAcquire(&walshared->mutex);
+	for (int i = 0; i < WAL_MAX_DATABASES; i++)
+	{
+		if (walshared->entries[i].dboid == dboid)
+		{
+			SpinLockRelease(&walshared->mutex);
+			return i;
+		}
+		if (free_slot < 0 && walshared->entries[i].dboid == InvalidOid)
+			free_slot = i;
+	}
+	if (free_slot >= 0)
+	{
+		memset(&walshared->entries[free_slot], 0, sizeof(WalCaptureEntry));
+		walshared->entries[free_slot].dboid = dboid;
+	}
+	SpinLockRelease(&walshared->mutex);
+	return free_slot;
+}
+
+static void
+wal_slot_name(Oid dboid, char *buf)
+{
+	snprintf(buf, NAMEDATALEN, "audit_ext_wal_%u", dboid);
+}
+
+/* ----------------------------------------------------------------
+ * The statement's context, written by the WAL-mode triggers
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Message layout (version 1): version byte, flags byte, int32 backend_pid,
+ * int64 txid, int64 statement_id (flag bit 2: present), int32 statement_seq,
+ * int64 statement start, then NUL-terminated strings: db_user,
+ * session_user, actor, client_addr, application_name ("" = NULL).
+ */
+#define WALCTX_LOG_UNCHANGED	0x01
+#define WALCTX_HAS_STATEMENT	0x02
+
+static FullTransactionId last_msg_xid;
+static SubTransactionId last_msg_subid = InvalidSubTransactionId;
+static char *last_msg = NULL;
+static int	last_msg_len = 0;
+
+static void
+put_bytes(StringInfo buf, const void *p, int len)
+{
+	appendBinaryStringInfo(buf, (const char *) p, len);
+}
+
+static void
+put_text(StringInfo buf, Datum d, bool isnull)
+{
+	if (!isnull)
+	{
+		char	   *s = TextDatumGetCString(d);
+
+		appendStringInfoString(buf, s);
+	}
+	appendStringInfoChar(buf, '\0');
+}
+
+void
+audit_wal_log_context(void)
+{
+	AuditEventValues ev;
+	StringInfoData buf;
+	MemoryContext old;
+	uint8		b;
+	int32		i32;
+	int64		i64;
+
+	if (!XLogLogicalInfoActive())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("audit_ext capture => 'wal' requires wal_level = logical"),
+				 errdetail("A table audited from the WAL is changed while wal_level is \"%s\": its changes could not be captured.",
+						   GetConfigOption("wal_level", false, false)),
+				 errhint("Set wal_level = logical and restart the server, or audit the table with capture => 'trigger'.")));
+
+	old = MemoryContextSwitchTo(CurTransactionContext);
+	audit_event_init(&ev, "data", "CONTEXT");
+	audit_event_fill_context(&ev, AUDIT_CTX_FOR_WRITE);
+
+	initStringInfo(&buf);
+	b = WAL_MSG_VERSION;
+	put_bytes(&buf, &b, 1);
+	b = (audit_log_unchanged_updates ? WALCTX_LOG_UNCHANGED : 0) |
+		(ev.nulls[AC_STATEMENT_ID] ? 0 : WALCTX_HAS_STATEMENT);
+	put_bytes(&buf, &b, 1);
+	i32 = MyProcPid;
+	put_bytes(&buf, &i32, 4);
+	i64 = DatumGetInt64(ev.values[AC_TXID]);
+	put_bytes(&buf, &i64, 8);
+	i64 = ev.nulls[AC_STATEMENT_ID] ? 0 : DatumGetInt64(ev.values[AC_STATEMENT_ID]);
+	put_bytes(&buf, &i64, 8);
+	i32 = DatumGetInt32(ev.values[AC_STATEMENT_SEQ]);
+	put_bytes(&buf, &i32, 4);
+	i64 = DatumGetTimestampTz(ev.values[AC_EVENT_TIME]);
+	put_bytes(&buf, &i64, 8);
+	put_text(&buf, ev.values[AC_DB_USER], ev.nulls[AC_DB_USER]);
+	put_text(&buf, ev.values[AC_SESSION_USER], ev.nulls[AC_SESSION_USER]);
+	put_text(&buf, ev.values[AC_ACTOR], ev.nulls[AC_ACTOR]);
+	if (!ev.nulls[AC_CLIENT_ADDR])
+		appendStringInfoString(&buf, DatumGetCString(DirectFunctionCall1(inet_out,
+																		 ev.values[AC_CLIENT_ADDR])));
+	appendStringInfoChar(&buf, '\0');
+	put_text(&buf, ev.values[AC_APPLICATION_NAME], ev.nulls[AC_APPLICATION_NAME]);
+
+	/*
+	 * Several statements of one top-level statement (a function's, cascaded
+	 * foreign keys) have the same context: written once.  Only within one
+	 * subtransaction: a message of a subtransaction rolled back is gone.
+	 */
+	if (last_msg != NULL &&
+		FullTransactionIdEquals(last_msg_xid, GetTopFullTransactionId()) &&
+		last_msg_subid == GetCurrentSubTransactionId() &&
+		last_msg_len == buf.len && memcmp(last_msg, buf.data, buf.len) == 0)
+	{
+		MemoryContextSwitchTo(old);
+		return;
+	}
+#if PG_VERSION_NUM >= 170000
+	(void) LogLogicalMessage(WAL_MSG_PREFIX, buf.data, buf.len, true, false);
+#else
+	(void) LogLogicalMessage(WAL_MSG_PREFIX, buf.data, buf.len, true);
+#endif
+	MemoryContextSwitchTo(old);
+	if (last_msg)
+		pfree(last_msg);
+	last_msg = MemoryContextAlloc(TopMemoryContext, buf.len);
+	memcpy(last_msg, buf.data, buf.len);
+	last_msg_len = buf.len;
+	last_msg_xid = GetTopFullTransactionId();
+	last_msg_subid = GetCurrentSubTransactionId();
+}
+
+/* ----------------------------------------------------------------
+ * Output plugin: decoded changes -> event columns, kept in memory
+ * ----------------------------------------------------------------
+ */
+typedef struct WalContext
+{
+	bool		log_unchanged;
+	int32		backend_pid;
+	int64		txid;
+	bool		has_statement;
+	int64		statement_id;
+	int32		statement_seq;
+	TimestampTz statement_start;
+	Datum		db_user;
+	Datum		session_user;
+	Datum		actor;
+	Datum		client_addr;
+	Datum		application_name;
+	bool		null_db_user;
+	bool		null_session_user;
+	bool		null_actor;
+	bool		null_client_addr;
+	bool		null_application_name;
+} WalContext;
+
+typedef struct WalEvent
+{
+	const char *action;
+	Oid			relid;
+	WalContext *context;		/* NULL: no context message before the change */
+	TransactionId xid;
+	TimestampTz commit_time;
+	Datum		schema_name;
+	Datum		table_name;
+	Datum		record_id;		/* (Datum) 0: NULL */
+	Datum		old_data;
+	Datum		new_data;
+	Datum		changed_columns;
+	bool		missing_old;	/* UPDATE/DELETE without the old row */
+} WalEvent;
+
+static bool am_wal_worker = false;
+static MemoryContext BatchContext = NULL;
+static MemoryContext DecodeRowContext = NULL;
+static List *batch_events = NIL;	/* WalEvent *, committed transactions only */
+static int	txn_first;			/* index in batch_events of the current txn's first */
+static WalContext *cur_context = NULL;
+static XLogRecPtr batch_last_end = InvalidXLogRecPtr;	/* end of the last commit decoded */
+static TimestampTz batch_last_commit_time = 0;
+static RepOriginId our_origin = InvalidRepOriginId;
+static int64 batch_decoded_commits = 0;
+
+static void
+plugin_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
+{
+	/*
+	 * Only the capture worker reads our slots: a session that could
+	 * consume them (pg_logical_slot_get_changes, a walsender) would hide
+	 * changes from the trail.  Creating one (is_init) is audit.wal_prepare().
+	 */
+	if (!is_init && !am_wal_worker)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("the output plugin audit_ext is read only by the audit_ext capture worker"),
+				 errdetail("Its slots feed the audit trail; reading them elsewhere would hide changes from it.")));
+	opt->output_type = OUTPUT_PLUGIN_BINARY_OUTPUT;
+	opt->receive_rewrites = false;
+}
+
+static void
+plugin_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
+{
+	cur_context = NULL;
+	txn_first = list_length(batch_events);
+}
+
+static char *
+get_cstr(const char **p, const char *end)
+{
+	const char *s = *p;
+	size_t		len = strnlen(s, end - s);
+
+	if (s + len >= end)
+		elog(ERROR, "audit_ext: truncated context message");
+	*p = s + len + 1;
+	return (char *) s;
+}
+
+static void
+set_text(Datum *d, bool *isnull, const char *s)
+{
+	*isnull = (s[0] == '\0');
+	*d = *isnull ? (Datum) 0 : CStringGetTextDatum(s);
+}
+
+static void
+plugin_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+			   XLogRecPtr message_lsn, bool transactional, const char *prefix,
+			   Size message_size, const char *message)
+{
+	WalContext *c;
+	const char *p = message;
+	const char *end = message + message_size;
+	MemoryContext old;
+	char	   *addr;
+
+	if (!transactional || strcmp(prefix, WAL_MSG_PREFIX) != 0)
+		return;
+	if (message_size < 34 || (uint8) p[0] != WAL_MSG_VERSION)
+		return;
+	old = MemoryContextSwitchTo(BatchContext);
+	c = palloc0(sizeof(WalContext));
+	c->log_unchanged = (p[1] & WALCTX_LOG_UNCHANGED) != 0;
+	c->has_statement = (p[1] & WALCTX_HAS_STATEMENT) != 0;
+	p += 2;
+	memcpy(&c->backend_pid, p, 4);
+	p += 4;
+	memcpy(&c->txid, p, 8);
+	p += 8;
+	memcpy(&c->statement_id, p, 8);
+	p += 8;
+	memcpy(&c->statement_seq, p, 4);
+	p += 4;
+	memcpy(&c->statement_start, p, 8);
+	p += 8;
+	set_text(&c->db_user, &c->null_db_user, get_cstr(&p, end));
+	set_text(&c->session_user, &c->null_session_user, get_cstr(&p, end));
+	set_text(&c->actor, &c->null_actor, get_cstr(&p, end));
+	addr = get_cstr(&p, end);
+	c->null_client_addr = (addr[0] == '\0');
+	if (!c->null_client_addr)
+		c->client_addr = DirectFunctionCall1(inet_in, CStringGetDatum(addr));
+	set_text(&c->application_name, &c->null_application_name, get_cstr(&p, end));
+	MemoryContextSwitchTo(old);
+	cur_context = c;
+}
+
+/* The table's WAL-mode audit trigger as of the change, or NULL. */
+static Trigger *
+wal_trigger(Relation rel)
+{
+	if (rel->trigdesc == NULL || rel->rd_rel->relkind != RELKIND_RELATION)
+		return NULL;
+	for (int i = 0; i < rel->trigdesc->numtriggers; i++)
+	{
+		Trigger    *tg = &rel->trigdesc->triggers[i];
+
+		if (strcmp(tg->tgname, "audit_ext_row") == 0)
+			return audit_trigger_is_wal(tg) ? tg : NULL;
+	}
+	return NULL;
+}
+
+static Datum
+copy_jsonb(Datum d)
+{
+	return d == (Datum) 0 ? (Datum) 0 : datumCopy(d, false, -1);
+}
+
+static WalEvent *
+new_event(const char *action, Relation rel, ReorderBufferTXN *txn)
+{
+	WalEvent   *e = MemoryContextAllocZero(BatchContext, sizeof(WalEvent));
+
+	e->action = action;
+	e->relid = RelationGetRelid(rel);
+	e->context = cur_context;
+	e->xid = txn->xid;
+	return e;
+}
+
+static void
+plugin_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+			  Relation rel, ReorderBufferChange *change)
+{
+	Trigger    *tg = wal_trigger(rel);
+	HeapTuple	oldtup = NULL;
+	HeapTuple	newtup = NULL;
+	const char *action;
+	AuditDecodedRow row;
+	WalEvent   *e;
+	MemoryContext old;
+
+	if (tg == NULL)
+		return;
+	switch (change->action)
+	{
+		case REORDER_BUFFER_CHANGE_INSERT:
+			action = "INSERT";
+			break;
+		case REORDER_BUFFER_CHANGE_UPDATE:
+			action = "UPDATE";
+			break;
+		case REORDER_BUFFER_CHANGE_DELETE:
+			action = "DELETE";
+			break;
+		default:
+			return;
+	}
+#if PG_VERSION_NUM >= 170000
+	oldtup = change->data.tp.oldtuple;
+	newtup = change->data.tp.newtuple;
+#else
+	if (change->data.tp.oldtuple)
+		oldtup = &change->data.tp.oldtuple->tuple;
+	if (change->data.tp.newtuple)
+		newtup = &change->data.tp.newtuple->tuple;
+#endif
+	if (change->action == REORDER_BUFFER_CHANGE_DELETE)
+		newtup = NULL;
+	if (change->action == REORDER_BUFFER_CHANGE_INSERT)
+		oldtup = NULL;
+	if (oldtup == NULL && newtup == NULL)
+		return;
+
+	old = MemoryContextSwitchTo(DecodeRowContext);
+	if (!audit_capture_decoded(rel, tg, oldtup, newtup,
+							   cur_context ? cur_context->log_unchanged : audit_log_unchanged_updates,
+							   &row))
+	{
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(DecodeRowContext);
+		return;
+	}
+	MemoryContextSwitchTo(BatchContext);
+	e = new_event(action, rel, txn);
+	e->schema_name = datumCopy(row.schema_name, false, -1);
+	e->table_name = datumCopy(row.table_name, false, -1);
+	e->record_id = copy_jsonb(row.record_id);
+	e->old_data = copy_jsonb(row.old_data);
+	e->new_data = copy_jsonb(row.new_data);
+	e->changed_columns = copy_jsonb(row.changed_columns);
+	e->missing_old = (change->action != REORDER_BUFFER_CHANGE_INSERT && oldtup == NULL);
+	batch_events = lappend(batch_events, e);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(DecodeRowContext);
+}
+
+static void
+plugin_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+				int nrelations, Relation relations[], ReorderBufferChange *change)
+{
+	for (int i = 0; i < nrelations; i++)
+	{
+		Trigger    *tg = wal_trigger(relations[i]);
+		Datum		nsp;
+		Datum		name;
+		WalEvent   *e;
+		MemoryContext old;
+
+		if (tg == NULL)
+			continue;
+		old = MemoryContextSwitchTo(BatchContext);
+		audit_capture_decoded_names(relations[i], tg, &nsp, &name);
+		e = new_event("TRUNCATE", relations[i], txn);
+		e->schema_name = datumCopy(nsp, false, -1);
+		e->table_name = datumCopy(name, false, -1);
+		batch_events = lappend(batch_events, e);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+static void
+plugin_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn)
+{
+	ListCell   *lc;
+	TimestampTz ct;
+
+	ct = txn->xact_time.commit_time;
+	for_each_from(lc, batch_events, txn_first)
+		((WalEvent *) lfirst(lc))->commit_time = ct;
+	batch_last_end = txn->end_lsn;
+	batch_last_commit_time = ct;
+	batch_decoded_commits++;
+	cur_context = NULL;
+}
+
+static bool
+plugin_filter_origin(LogicalDecodingContext *ctx, RepOriginId origin_id)
+{
+	/* our own writes (the events) */
+	return origin_id != InvalidRepOriginId && origin_id == our_origin;
+}
+
+static void
+plugin_shutdown(LogicalDecodingContext *ctx)
+{
+}
+
+void
+_PG_output_plugin_init(OutputPluginCallbacks *cb)
+{
+	cb->startup_cb = plugin_startup;
+	cb->begin_cb = plugin_begin;
+	cb->change_cb = plugin_change;
+	cb->truncate_cb = plugin_truncate;
+	cb->commit_cb = plugin_commit;
+	cb->message_cb = plugin_message;
+	cb->filter_by_origin_cb = plugin_filter_origin;
+	cb->shutdown_cb = plugin_shutdown;
+}
+
+/* ----------------------------------------------------------------
+ * The slot: created by audit.enable(..., capture => 'wal')
+ * ----------------------------------------------------------------
+ */
+/* "audit_ext" among the comma-separated names of list */
+static bool
+plugin_listed(const char *list)
+{
+	char	   *copy = pstrdup(list);
+	List	   *names;
+	ListCell   *lc;
+
+	if (!SplitIdentifierString(copy, ',', &names))
+		return false;
+	foreach(lc, names)
+		if (strcmp((char *) lfirst(lc), "audit_ext") == 0 ||
+			strcmp((char *) lfirst(lc), "*") == 0)
+			return true;
+	return false;
+}
+
+static void
+check_wal_requirements(void)
+{
+	if (wal_level < WAL_LEVEL_LOGICAL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("capture => 'wal' requires wal_level = logical"),
+				 errdetail("wal_level is \"%s\": the WAL does not hold the rows of changes.",
+						   GetConfigOption("wal_level", false, false)),
+				 errhint("Set wal_level = logical in postgresql.conf (ALTER SYSTEM SET wal_level = logical) and restart the server.")));
+	/*
+	 * Some builds (a hardening patch of PostgreSQL 15.20) only load output
+	 * plugins that output_plugin_libraries lists.  That is the
+	 * administrator's decision: we say so rather than override it.
+	 */
+	{
+		const char *allowed = GetConfigOption("output_plugin_libraries", true, false);
+
+		if (allowed != NULL && !plugin_listed(allowed))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("capture => 'wal' requires audit_ext in output_plugin_libraries"),
+					 errdetail("output_plugin_libraries is \"%s\".", allowed),
+					 errhint("Add audit_ext to output_plugin_libraries and reload; only the audit_ext capture worker can read its slots.")));
+	}
+	if (walshared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("capture => 'wal' requires audit_ext in shared_preload_libraries"),
+				 errdetail("The capture worker is started by the library loaded at server start."),
+				 errhint("Add audit_ext to shared_preload_libraries and restart the server.")));
+}
+
+/* Create this database's slot (in the calling backend); its name. */
+static void
+create_slot(const char *name)
+{
+	LogicalDecodingContext *ctx;
+
+	CheckSlotRequirements();
+	CheckLogicalDecodingRequirements();
+#if PG_VERSION_NUM >= 170000
+	ReplicationSlotCreate(name, true, RS_EPHEMERAL, false, false, false);
+#else
+	ReplicationSlotCreate(name, true, RS_EPHEMERAL, false);
+#endif
+	ctx = CreateInitDecodingContext("audit_ext", NIL, false, InvalidXLogRecPtr,
+									XL_ROUTINE(.page_read = read_local_xlog_page,
+											   .segment_open = wal_segment_open,
+											   .segment_close = wal_segment_close),
+									NULL, NULL, NULL);
+	DecodingContextFindStartpoint(ctx);
+	FreeDecodingContext(ctx);
+	ReplicationSlotPersist();
+	ReplicationSlotRelease();
+}
+
+/*
+ * audit.wal_prepare() -> text: the requirements of WAL mode checked, this
+ * database's slot created if missing; its name.  Called by audit.enable()
+ * before it writes anything: a slot finds its start point only when no
+ * transaction with an xid is running, ours included.
+ */
+Datum
+audit_wal_prepare(PG_FUNCTION_ARGS)
+{
+	char		name[NAMEDATALEN];
+
+	check_wal_requirements();
+	wal_slot_name(MyDatabaseId, name);
+	if (SearchNamedReplicationSlot(name, true) == NULL)
+	{
+		if (FullTransactionIdIsValid(GetTopFullTransactionIdIfAny()))
+			ereport(ERROR,
+					(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+					 errmsg("the first table audited with capture => 'wal' must be enabled before its transaction writes anything"),
+					 errdetail("The database's replication slot \"%s\" is created now, and a slot can only start where no transaction that wrote is running, this one included.", name),
+					 errhint("Call audit.enable(..., capture => 'wal') in a transaction of its own.")));
+		create_slot(name);
+	}
+	/* the launcher starts the worker within audit_ext.wal_naptime */
+	if (walshared->launcher_latch)
+		SetLatch(walshared->launcher_latch);
+	PG_RETURN_TEXT_P(cstring_to_text(name));
+}
+
+/* ----------------------------------------------------------------
+ * Launcher
+ * ----------------------------------------------------------------
+ */
+typedef struct LaunchedWorker
+{
+	Oid			dboid;
+	BackgroundWorkerHandle *handle;
+	TimestampTz started;
+} LaunchedWorker;
+
+void
+audit_wal_register(void)
+{
+	BackgroundWorker worker;
+
+	DefineCustomIntVariable("audit_ext.wal_batch_size",
+							"Events the WAL capture worker writes per transaction (at most, at a commit boundary).",
+							"A source transaction is never split: a larger one is written in one batch.",
+							&audit_wal_batch_size,
+							10000, 1, 1000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("audit_ext.wal_naptime",
+							"Milliseconds the WAL capture worker sleeps when it has caught up.",
+							NULL,
+							&audit_wal_naptime,
+							200, 10, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = wal_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = wal_shmem_startup;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "audit_ext");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "audit_wal_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "audit_ext wal launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "audit_ext wal launcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+/* Databases with a slot or an origin of ours. */
+static List *
+wal_databases(void)
+{
+	List	   *dbs = NIL;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	for (int i = 0; i < max_replication_slots; i++)
+	{
+		ReplicationSlot *s = &ReplicationSlotCtl->replication_slots[i];
+		Oid			db;
+
+		if (!s->in_use || strcmp(NameStr(s->data.plugin), "audit_ext") != 0)
+			continue;
+		if (sscanf(NameStr(s->data.name), "audit_ext_wal_%u", &db) == 1 &&
+			db == s->data.database)
+			dbs = list_append_unique_oid(dbs, db);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+
+	/* a dropped slot: the origin remains, the worker records the gap */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(ReplicationOriginRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_replication_origin o = (Form_pg_replication_origin) GETSTRUCT(tup);
+		char	   *name = TextDatumGetCString(PointerGetDatum(&o->roname));
+		Oid			db;
+
+		if (sscanf(name, "audit_ext_wal_%u", &db) == 1)
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			dbs = list_append_unique_oid(dbs, db);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return dbs;
+}
+
+void
+audit_wal_launcher_main(Datum main_arg)
+{
+	LaunchedWorker workers[WAL_MAX_DATABASES];
+	int			nworkers = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	/*
+	 * Connected to the security-event worker's database: reading
+	 * pg_replication_origin (a shared catalog, but not one of the few read
+	 * without a database) needs one.  Never a template: it would block
+	 * CREATE DATABASE.
+	 */
+	BackgroundWorkerInitializeConnection(audit_worker_database, NULL, 0);
+	pgstat_report_appname("audit_ext wal launcher");
+	SpinLockAcquire(&walshared->mutex);
+	walshared->launcher_pid = MyProcPid;
+	walshared->launcher_latch = &MyProc->procLatch;
+	SpinLockRelease(&walshared->mutex);
+
+	for (;;)
+	{
+		List	   *dbs;
+		ListCell   *lc;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (!RecoveryInProgress())
+		{
+			dbs = wal_databases();
+			foreach(lc, dbs)
+			{
+				Oid			db = lfirst_oid(lc);
+				int			w;
+				pid_t		pid;
+				BackgroundWorker worker;
+
+				for (w = 0; w < nworkers; w++)
+					if (workers[w].dboid == db)
+						break;
+				if (w < nworkers &&
+					GetBackgroundWorkerPid(workers[w].handle, &pid) != BGWH_STOPPED)
+					continue;
+				/* a worker that stopped is started again, at most every 5 s */
+				if (w < nworkers &&
+					!TimestampDifferenceExceeds(workers[w].started, GetCurrentTimestamp(), 5000))
+					continue;
+				if (w == nworkers)
+				{
+					if (nworkers >= WAL_MAX_DATABASES)
+						continue;
+					nworkers++;
+					workers[w].dboid = db;
+					workers[w].handle = NULL;
+				}
+				memset(&worker, 0, sizeof(worker));
+				worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+				worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+				worker.bgw_restart_time = BGW_NEVER_RESTART;
+				snprintf(worker.bgw_library_name, BGW_MAXLEN, "audit_ext");
+				snprintf(worker.bgw_function_name, BGW_MAXLEN, "audit_wal_worker_main");
+				snprintf(worker.bgw_name, BGW_MAXLEN, "audit_ext wal capture of database %u", db);
+				snprintf(worker.bgw_type, BGW_MAXLEN, "audit_ext wal capture");
+				worker.bgw_main_arg = ObjectIdGetDatum(db);
+				worker.bgw_notify_pid = MyProcPid;
+				workers[w].started = GetCurrentTimestamp();
+				if (!RegisterDynamicBackgroundWorker(&worker, &workers[w].handle))
+				{
+					workers[w].handle = NULL;
+					ereport(WARNING,
+							(errmsg("audit_ext wal launcher: no background worker slot free for database %u", db),
+							 errhint("Raise max_worker_processes.")));
+				}
+			}
+			list_free(dbs);
+		}
+		pgstat_report_stat(false);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* ----------------------------------------------------------------
+ * Worker
+ * ----------------------------------------------------------------
+ */
+static int	my_entry = -1;
+
+static void
+wal_worker_exit(int code, Datum arg)
+{
+	if (my_entry >= 0 && walshared)
+	{
+		SpinLockAcquire(&walshared->mutex);
+		walshared->entries[my_entry].pid = 0;
+		SpinLockRelease(&walshared->mutex);
+	}
+}
+
+static Datum
+lsn_text(XLogRecPtr lsn)
+{
+	return CStringGetTextDatum(psprintf("%X/%X", LSN_FORMAT_ARGS(lsn)));
+}
+
+/* A system/CAPTURE_GAP event: WAL between from and to was not captured. */
+static void
+emit_gap(const char *reason, XLogRecPtr from, XLogRecPtr to, const char *slot)
+{
+	AuditEventValues ev;
+	JsonbParseState *st = NULL;
+	JsonbValue	k,
+				v;
+	const char *keys[] = {"reason", "from_lsn", "to_lsn", "slot", "risk"};
+	Datum		vals[5];
+
+	vals[0] = CStringGetTextDatum(reason);
+	vals[1] = lsn_text(from);
+	vals[2] = lsn_text(to);
+	vals[3] = CStringGetTextDatum(slot);
+	vals[4] = CStringGetTextDatum("critical");
+	audit_event_init(&ev, "system", "CAPTURE_GAP");
+	ev.values[AC_STATUS] = CStringGetTextDatum("failure");
+	ev.values[AC_EVENT_TIME] = TimestampTzGetDatum(GetCurrentTimestamp());
+	ev.nulls[AC_EVENT_TIME] = false;
+	ev.values[AC_DB_USER] = ev.values[AC_SESSION_USER] = ev.values[AC_ACTOR] =
+		CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+	ev.nulls[AC_DB_USER] = ev.nulls[AC_SESSION_USER] = ev.nulls[AC_ACTOR] = false;
+	ev.values[AC_BACKEND_PID] = Int32GetDatum(MyProcPid);
+	ev.nulls[AC_BACKEND_PID] = false;
+	(void) pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < 5; i++)
+	{
+		k.type = jbvString;
+		k.val.string.val = (char *) keys[i];
+		k.val.string.len = strlen(keys[i]);
+		(void) pushJsonbValue(&st, WJB_KEY, &k);
+		v.type = jbvString;
+		v.val.string.val = TextDatumGetCString(vals[i]);
+		v.val.string.len = strlen(v.val.string.val);
+		(void) pushJsonbValue(&st, WJB_VALUE, &v);
+	}
+	ev.values[AC_DETAIL] = JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)));
+	ev.nulls[AC_DETAIL] = false;
+	ev.values[AC_RISK] = CStringGetTextDatum("critical");
+	ev.nulls[AC_RISK] = false;
+	audit_event_emit(&ev);
+	ereport(WARNING,
+			(errmsg("audit_ext wal capture: changes between %X/%X and %X/%X were not captured (%s)",
+					LSN_FORMAT_ARGS(from), LSN_FORMAT_ARGS(to), reason),
+			 errdetail("A system/CAPTURE_GAP event records it.")));
+}
+
+/* identity of a table, looked up once per worker (0: none) */
+typedef struct IdentityEntry
+{
+	Oid			relid;
+	int64		identity;
+} IdentityEntry;
+
+static HTAB *identity_cache = NULL;
+
+static int64
+identity_of(Oid relid)
+{
+	IdentityEntry *e;
+	bool		found;
+
+	if (identity_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(IdentityEntry);
+		identity_cache = hash_create("audit_ext wal identities", 64, &ctl,
+									 HASH_ELEM | HASH_BLOBS);
+	}
+	e = hash_search(identity_cache, &relid, HASH_ENTER, &found);
+	if (!found)
+		e->identity = audit_table_identity(relid);
+	return e->identity;
+}
+
+/* The owner of extension audit_ext (as maintenance.c finds it). */
+static Oid
+extension_owner(void)
+{
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			owner = InvalidOid;
+
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("audit_ext"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return owner;
+}
+
+static int64
+xid_to_full(TransactionId xid)
+{
+	FullTransactionId next = ReadNextFullTransactionId();
+	uint32		epoch = EpochFromFullTransactionId(next);
+
+	if (xid > XidFromFullTransactionId(next))
+		epoch--;
+	return ((int64) epoch << 32) | xid;
+}
+
+static void
+emit_decoded(WalEvent *e)
+{
+	AuditEventValues ev;
+	WalContext *c = e->context;
+	int64		identity;
+
+	audit_event_init(&ev, "data", e->action);
+	if (c)
+	{
+		ev.values[AC_EVENT_TIME] = TimestampTzGetDatum(c->statement_start);
+		ev.values[AC_DB_USER] = c->db_user;
+		ev.nulls[AC_DB_USER] = c->null_db_user;
+		ev.values[AC_SESSION_USER] = c->session_user;
+		ev.nulls[AC_SESSION_USER] = c->null_session_user;
+		ev.values[AC_ACTOR] = c->actor;
+		ev.nulls[AC_ACTOR] = c->null_actor;
+		ev.values[AC_CLIENT_ADDR] = c->client_addr;
+		ev.nulls[AC_CLIENT_ADDR] = c->null_client_addr;
+		ev.values[AC_APPLICATION_NAME] = c->application_name;
+		ev.nulls[AC_APPLICATION_NAME] = c->null_application_name;
+		ev.values[AC_BACKEND_PID] = Int32GetDatum(c->backend_pid);
+		ev.nulls[AC_BACKEND_PID] = false;
+		ev.values[AC_TXID] = Int64GetDatum(c->txid);
+		if (c->has_statement)
+		{
+			ev.values[AC_STATEMENT_ID] = Int64GetDatum(c->statement_id);
+			ev.nulls[AC_STATEMENT_ID] = false;
+		}
+		ev.values[AC_STATEMENT_SEQ] = Int32GetDatum(c->statement_seq);
+		ev.nulls[AC_STATEMENT_SEQ] = false;
+	}
+	else
+	{
+		/* no statement trigger fired (replica session, applied change) */
+		ev.values[AC_EVENT_TIME] = TimestampTzGetDatum(e->commit_time);
+		ev.values[AC_TXID] = Int64GetDatum(xid_to_full(e->xid));
+		ev.values[AC_DETAIL] = DirectFunctionCall1(jsonb_in,
+												   CStringGetDatum("{\"capture\": \"wal\", \"context\": \"not recorded\"}"));
+		ev.nulls[AC_DETAIL] = false;
+	}
+	ev.nulls[AC_EVENT_TIME] = false;
+	ev.nulls[AC_TXID] = false;
+	if (e->missing_old)
+	{
+		ev.values[AC_DETAIL] = DirectFunctionCall1(jsonb_in,
+												   CStringGetDatum(c ? "{\"capture\": \"wal\", \"old_row\": \"not in the WAL\"}" :
+																   "{\"capture\": \"wal\", \"context\": \"not recorded\", \"old_row\": \"not in the WAL\"}"));
+		ev.nulls[AC_DETAIL] = false;
+	}
+	ev.values[AC_SCHEMA_NAME] = e->schema_name;
+	ev.nulls[AC_SCHEMA_NAME] = false;
+	ev.values[AC_TABLE_NAME] = e->table_name;
+	ev.nulls[AC_TABLE_NAME] = false;
+	identity = identity_of(e->relid);
+	if (identity != 0)
+	{
+		ev.values[AC_TABLE_IDENTITY] = Int64GetDatum(identity);
+		ev.nulls[AC_TABLE_IDENTITY] = false;
+	}
+#define SETCOL(col, d) do { if ((d) != (Datum) 0) { ev.values[col] = (d); ev.nulls[col] = false; } } while (0)
+	SETCOL(AC_RECORD_ID, e->record_id);
+	SETCOL(AC_OLD_DATA, e->old_data);
+	SETCOL(AC_NEW_DATA, e->new_data);
+	SETCOL(AC_CHANGED_COLUMNS, e->changed_columns);
+#undef SETCOL
+	audit_event_emit(&ev);
+}
+
+static void
+publish(XLogRecPtr done, bool caught_up, int64 nevents)
+{
+	WalCaptureEntry *me = &walshared->entries[my_entry];
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&walshared->mutex);
+	me->done_lsn = done;
+	if (caught_up)
+		me->caught_up_at = now;
+	if (nevents > 0)
+	{
+		me->last_batch_at = now;
+		me->last_batch_events = nevents;
+		me->events_total += nevents;
+	}
+	if (batch_last_commit_time != 0)
+		me->last_commit_time = batch_last_commit_time;
+	me->origin_lsn = replorigin_session_get_progress(false);
+	SpinLockRelease(&walshared->mutex);
+}
+
+/*
+ * Holding a logical slot marks the process PROC_IN_LOGICAL_DECODING, and
+ * snapshots leave such processes out: a walsender never writes.  We do: while
+ * the worker writes its batch the flag is off, or other sessions would take
+ * our transaction for aborted and mark its rows invalid (they were, in the
+ * first version, 48,000 of a 60,000-event batch).  As ReplicationSlotAcquire
+ * and ReplicationSlotRelease set and clear it.
+ */
+static void
+set_in_logical_decoding(bool on)
+{
+	LWLockAcquire(ProcArrayLock, LW_EXCLUSIVE);
+	if (on)
+		MyProc->statusFlags |= PROC_IN_LOGICAL_DECODING;
+	else
+		MyProc->statusFlags &= ~PROC_IN_LOGICAL_DECODING;
+	ProcGlobal->statusFlags[MyProc->pgxactoff] = MyProc->statusFlags;
+	LWLockRelease(ProcArrayLock);
+}
+
+/* Slot checks at start: gaps that someone else made are recorded. */
+static void
+check_slot_at_start(const char *name, XLogRecPtr origin_lsn)
+{
+	ReplicationSlot *s = SearchNamedReplicationSlot(name, true);
+	bool		invalidated;
+
+	if (s == NULL)
+	{
+		/* dropped: a new slot starts now, what came between is lost */
+		create_slot(name);
+		s = SearchNamedReplicationSlot(name, true);
+		if (XLogRecPtrIsInvalid(origin_lsn) == false)
+			emit_gap("replication slot dropped", origin_lsn, s->data.confirmed_flush, name);
+		return;
+	}
+#if PG_VERSION_NUM >= 160000
+	invalidated = s->data.invalidated != RS_INVAL_NONE;
+#else
+	invalidated = XLogRecPtrIsInvalid(s->data.restart_lsn) &&
+		!XLogRecPtrIsInvalid(s->data.invalidated_at);
+#endif
+	if (invalidated)
+	{
+		XLogRecPtr	from = XLogRecPtrIsInvalid(origin_lsn) ? s->data.confirmed_flush : origin_lsn;
+
+		ReplicationSlotDrop(name, true);
+		create_slot(name);
+		s = SearchNamedReplicationSlot(name, true);
+		emit_gap("replication slot invalidated (max_slot_wal_keep_size)", from,
+				 s->data.confirmed_flush, name);
+		return;
+	}
+	if (!XLogRecPtrIsInvalid(origin_lsn) && s->data.confirmed_flush > origin_lsn)
+		emit_gap("replication slot advanced outside the capture worker", origin_lsn,
+				 s->data.confirmed_flush, name);
+}
+
+void
+audit_wal_worker_main(Datum main_arg)
+{
+	Oid			dboid = DatumGetObjectId(main_arg);
+	char		name[NAMEDATALEN];
+	char		dbname[NAMEDATALEN];
+	LogicalDecodingContext *ctx;
+	XLogRecPtr	origin_lsn;
+	Oid			ext_owner = InvalidOid;
+	MemoryContext worker_cxt;
+	TimestampTz last_origin_write;
+
+	am_wal_worker = true;
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("audit_ext wal capture");
+	audit_pin_search_path_for_process();
+	/* the commit that carries the origin's progress is flushed before the slot moves */
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	wal_slot_name(dboid, name);
+
+	my_entry = wal_entry_for(dboid);
+	if (my_entry < 0)
+		ereport(ERROR,
+				(errmsg("audit_ext wal capture: more than %d databases capture from the WAL", WAL_MAX_DATABASES)));
+	before_shmem_exit(wal_worker_exit, (Datum) 0);
+	SpinLockAcquire(&walshared->mutex);
+	walshared->entries[my_entry].pid = MyProcPid;
+	SpinLockRelease(&walshared->mutex);
+
+	worker_cxt = AllocSetContextCreate(TopMemoryContext, "audit_ext wal capture",
+									   ALLOCSET_DEFAULT_SIZES);
+	BatchContext = AllocSetContextCreate(worker_cxt, "audit_ext wal batch",
+										 ALLOCSET_DEFAULT_SIZES);
+	DecodeRowContext = AllocSetContextCreate(worker_cxt, "audit_ext wal row",
+											 ALLOCSET_DEFAULT_SIZES);
+
+	/* the extension, its owner, our origin */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (!OidIsValid(get_extension_oid("audit_ext", true)) ||
+		!OidIsValid(audit_event_relid(true)))
+	{
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		ereport(LOG,
+				(errmsg("audit_ext wal capture: extension audit_ext is not installed in database %u; slot \"%s\" is not read",
+						dboid, name),
+				 errhint("Drop the slot with pg_drop_replication_slot('%s') and the origin with pg_replication_origin_drop('%s') if the extension is gone for good.",
+						 name, name)));
+		proc_exit(1);
+	}
+	ext_owner = extension_owner();
+	strlcpy(dbname, get_database_name(dboid), sizeof(dbname));
+	our_origin = replorigin_by_name(name, true);
+	if (our_origin == InvalidRepOriginId)
+		our_origin = replorigin_create(name);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	/* origin first: its LSN is where the trail's events end */
+#if PG_VERSION_NUM >= 160000
+	replorigin_session_setup(our_origin, 0);
+#else
+	replorigin_session_setup(our_origin);
+#endif
+	/* our commits carry the origin and its progress (as the apply worker's) */
+	replorigin_session_origin = our_origin;
+	origin_lsn = replorigin_session_get_progress(false);
+
+	/*
+	 * Everything from here runs as the extension's owner, as maintenance
+	 * does (docs/architecture.md, "Threat model").
+	 */
+	if (OidIsValid(ext_owner))
+		SetUserIdAndSecContext(ext_owner, SECURITY_LOCAL_USERID_CHANGE);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	check_slot_at_start(name, origin_lsn);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+#if PG_VERSION_NUM >= 180000
+	ReplicationSlotAcquire(name, true, true);
+#else
+	ReplicationSlotAcquire(name, true);
+#endif
+	ereport(LOG,
+			(errmsg("audit_ext wal capture started in database \"%s\" (slot \"%s\", origin at %X/%X)",
+					dbname, name, LSN_FORMAT_ARGS(origin_lsn))));
+
+	/*
+	 * Commits at or before the origin's LSN are written already: decoding
+	 * starts there (the snapshot builder skips them), or at the slot's
+	 * confirmed position when the origin is behind it (a gap, recorded).
+	 */
+	{
+		MemoryContext old = MemoryContextSwitchTo(worker_cxt);
+
+		ctx = CreateDecodingContext(origin_lsn, NIL, false,
+									XL_ROUTINE(.page_read = read_local_xlog_page,
+											   .segment_open = wal_segment_open,
+											   .segment_close = wal_segment_close),
+									NULL, NULL, NULL);
+		MemoryContextSwitchTo(old);
+	}
+	XLogBeginRead(ctx->reader, MyReplicationSlot->data.restart_lsn);
+	last_origin_write = GetCurrentTimestamp();
+
+	for (;;)
+	{
+		XLogRecPtr	end_of_wal;
+		bool		caught_up;
+		int64		nevents;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		/* decode: outside a transaction, as a walsender does */
+		pgstat_report_activity(STATE_RUNNING, "decoding WAL");
+		end_of_wal = GetFlushRecPtr(NULL);
+		batch_decoded_commits = 0;
+		/* catalog entries of the present must not serve the past, nor the reverse */
+		if (ctx->reader->EndRecPtr < end_of_wal)
+			InvalidateSystemCaches();
+		while (ctx->reader->EndRecPtr < end_of_wal &&
+			   list_length(batch_events) < audit_wal_batch_size)
+		{
+			XLogRecord *record;
+			char	   *errm = NULL;
+
+			record = XLogReadRecord(ctx->reader, &errm);
+			if (errm)
+				elog(ERROR, "could not read WAL for audit_ext capture: %s", errm);
+			if (record != NULL)
+				LogicalDecodingProcessRecord(ctx, ctx->reader);
+			CHECK_FOR_INTERRUPTS();
+		}
+		caught_up = ctx->reader->EndRecPtr >= end_of_wal;
+		nevents = list_length(batch_events);
+		if (batch_decoded_commits > 0)
+			InvalidateSystemCaches();
+		if (identity_cache)
+		{
+			hash_destroy(identity_cache);
+			identity_cache = NULL;
+		}
+
+		/*
+		 * Write: the events and the origin's progress in one transaction.
+		 * A round that decoded commits without events moves the origin too,
+		 * at most every 10 s, so the slot (which never passes the origin)
+		 * lets the WAL go.
+		 */
+		if (!XLogRecPtrIsInvalid(batch_last_end) && batch_last_end > origin_lsn &&
+			(nevents > 0 ||
+			 TimestampDifferenceExceeds(last_origin_write, GetCurrentTimestamp(), 10000)))
+		{
+			ListCell   *lc;
+
+			pgstat_report_activity(STATE_RUNNING, "writing decoded events");
+			set_in_logical_decoding(false);
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			foreach(lc, batch_events)
+				emit_decoded((WalEvent *) lfirst(lc));
+			/* a commit record without an xid carries no origin: take one */
+			(void) GetTopTransactionId();
+			replorigin_session_origin_lsn = batch_last_end;
+			replorigin_session_origin_timestamp = batch_last_commit_time;
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			XLogFlush(XactLastCommitEnd);
+			set_in_logical_decoding(true);
+			origin_lsn = batch_last_end;
+			last_origin_write = GetCurrentTimestamp();
+			/* only now may the slot move, and never past the origin */
+			LogicalConfirmReceivedLocation(origin_lsn);
+		}
+		/* every commit decoded so far is written: done up to the reader */
+		publish(ctx->reader->EndRecPtr, caught_up, nevents);
+		list_free(batch_events);
+		batch_events = NIL;
+		MemoryContextReset(BatchContext);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		pgstat_report_stat(false);
+		if (caught_up)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 audit_wal_naptime, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+	}
+}
+
+/* ----------------------------------------------------------------
+ * audit.wal_capture_status(): the view audit.capture_lag
+ * ----------------------------------------------------------------
+ */
+Datum
+audit_wal_capture_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[9];
+	bool		nulls[9];
+	char		name[NAMEDATALEN];
+	WalCaptureEntry e;
+	bool		found = false;
+	ReplicationSlot *s;
+	XLogRecPtr	confirmed = InvalidXLogRecPtr;
+	XLogRecPtr	now_lsn = GetXLogInsertRecPtr();
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	memset(nulls, true, sizeof(nulls));
+	memset(&e, 0, sizeof(e));
+	wal_slot_name(MyDatabaseId, name);
+	if (walshared)
+	{
+		SpinLockAcquire(&walshared->mutex);
+		for (int i = 0; i < WAL_MAX_DATABASES; i++)
+			if (walshared->entries[i].dboid == MyDatabaseId)
+			{
+				e = walshared->entries[i];
+				found = true;
+			}
+		SpinLockRelease(&walshared->mutex);
+	}
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	s = SearchNamedReplicationSlot(name, false);
+	if (s)
+	{
+		SpinLockAcquire(&s->mutex);
+		confirmed = s->data.confirmed_flush;
+		SpinLockRelease(&s->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	if (s == NULL && !found)
+		PG_RETURN_NULL();
+
+	values[0] = CStringGetTextDatum(name);
+	nulls[0] = false;
+	if (found && e.pid != 0)
+	{
+		values[1] = Int32GetDatum(e.pid);
+		nulls[1] = false;
+	}
+	if (!XLogRecPtrIsInvalid(confirmed))
+	{
+		values[2] = LSNGetDatum(confirmed);
+		nulls[2] = false;
+	}
+	if (found && !XLogRecPtrIsInvalid(e.done_lsn))
+	{
+		values[3] = LSNGetDatum(e.done_lsn);
+		nulls[3] = false;
+		values[4] = Int64GetDatum(now_lsn > e.done_lsn ? (int64) (now_lsn - e.done_lsn) : 0);
+		nulls[4] = false;
+	}
+	else if (!XLogRecPtrIsInvalid(confirmed))
+	{
+		values[4] = Int64GetDatum(now_lsn > confirmed ? (int64) (now_lsn - confirmed) : 0);
+		nulls[4] = false;
+	}
+	if (found && e.caught_up_at != 0)
+	{
+		long		secs;
+		int			usecs;
+
+		TimestampDifference(e.caught_up_at, GetCurrentTimestamp(), &secs, &usecs);
+		values[5] = Float8GetDatum(secs + usecs / 1e6);
+		nulls[5] = false;
+	}
+	if (found && e.last_batch_at != 0)
+	{
+		values[6] = TimestampTzGetDatum(e.last_batch_at);
+		nulls[6] = false;
+		values[7] = Int64GetDatum(e.last_batch_events);
+		nulls[7] = false;
+	}
+	if (found)
+	{
+		values[8] = Int64GetDatum(e.events_total);
+		nulls[8] = false;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
