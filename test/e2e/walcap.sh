@@ -28,7 +28,7 @@ pg_start "$DIR" "$PORT" "wal_level = logical" "max_replication_slots = 4" "fsync
 
 drain() {   # wait until every change committed so far is in the trail
     local lsn
-    lsn=$(q -d postgres -c "SELECT pg_current_wal_lsn()")
+    lsn=$(q -d postgres -c "SELECT pg_current_wal_insert_lsn()")
     wait_for "SELECT coalesce((SELECT done_lsn >= '$lsn'::pg_lsn FROM audit.capture_lag), false)" 120
 }
 
