@@ -259,7 +259,7 @@ measure_drain() { # measure_drain CYCLE PHASE VARIANT
     local c=$1 phase=$2 v=$3 db lsn t0 t1 ev
     [ "$v" = audit_wal ] || return 0
     db=$(db_of "$v")
-    lsn=$(sql "$db" -c "SELECT pg_current_wal_lsn()")
+    lsn=$(sql "$db" -c "SELECT pg_current_wal_insert_lsn()")  # the write position may lag (synchronous_commit = off)
     t0=$(date +%s.%N)
     for ((i = 0; i < 36000; i++)); do
         [ "$(sql "$db" -c "SELECT coalesce((SELECT done_lsn >= '$lsn'::pg_lsn FROM audit.capture_lag), false)")" = t ] && break

@@ -5905,7 +5905,7 @@ CREATE FUNCTION audit.enable(tbl regclass,
                              baseline boolean DEFAULT false,
                              digest_columns text[] DEFAULT NULL,
                              sensitivity text DEFAULT NULL,
-                             capture text DEFAULT 'trigger')
+                             capture text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -5989,7 +5989,9 @@ BEGIN
 
     -- issue 22: capture => 'wal' (src/wal_capture.c).  The slot is made
     -- before this transaction writes anything (audit.wal_prepare()).
-    -- NULL keeps the table's current mode (trigger for a table not audited)
+    -- Not given (NULL) keeps the table's current mode, like every other
+    -- option (trigger for a table not audited yet): a call that only changes
+    -- log_reads must not move a WAL-mode table back to triggers.
     IF capture IS NULL THEN
         capture := CASE WHEN 'wal' = ANY (audit.table_flags(tbl)) THEN 'wal' ELSE 'trigger' END;
     END IF;
@@ -6183,7 +6185,7 @@ END
 $$;
 
 COMMENT ON FUNCTION audit.enable(regclass, text[], text[], boolean, boolean, text[], text, text) IS
-    'Start auditing a table (or update its options): every INSERT, UPDATE, DELETE and TRUNCATE is recorded in audit.event; log_reads => true records reads too (read events with the rows returned); an option not given (NULL) keeps its current value, ''{}'' clears a column list; baseline => true records every current row as a BASELINE event so that each row has a history from the start; digest_columns (bytea, text, jsonb) are recorded as {"sha256": ..., "bytes": n} instead of their value; sensitivity (low, medium, high, critical; ''none'' removes it) raises every data and read event of the table to at least that risk; capture => ''wal'' captures the table''s changes from the WAL (asynchronous, needs wal_level = logical; sets REPLICA IDENTITY FULL), ''trigger'' (the default) with the change';
+    'Start auditing a table (or update its options): every INSERT, UPDATE, DELETE and TRUNCATE is recorded in audit.event; log_reads => true records reads too (read events with the rows returned); an option not given (NULL) keeps its current value, ''{}'' clears a column list; baseline => true records every current row as a BASELINE event so that each row has a history from the start; digest_columns (bytea, text, jsonb) are recorded as {"sha256": ..., "bytes": n} instead of their value; sensitivity (low, medium, high, critical; ''none'' removes it) raises every data and read event of the table to at least that risk; capture => ''wal'' captures the table''s changes from the WAL (asynchronous, needs wal_level = logical; sets REPLICA IDENTITY FULL), ''trigger'' with the change (not given: the table keeps its mode; a new table is captured by trigger)';
 
 -- (Re)create the audit triggers with options, flags and digest columns (1.6:
 -- the row trigger's fourth argument; '{}' leaves it out).

@@ -28,7 +28,7 @@ pg_start "$DIR" "$PORT" "wal_level = logical" "max_replication_slots = 4" "fsync
 
 drain() {   # wait until every change committed so far is in the trail
     local lsn
-    lsn=$(q -d postgres -c "SELECT pg_current_wal_lsn()")
+    lsn=$(q -d postgres -c "SELECT pg_current_wal_insert_lsn()")
     wait_for "SELECT coalesce((SELECT done_lsn >= '$lsn'::pg_lsn FROM audit.capture_lag), false)" 120
 }
 
@@ -149,9 +149,9 @@ bench=$!
 sleep 1
 for i in 1 2 3; do
     q -d postgres -c "SELECT audit.enable('ledger', capture => 'wal')" >/dev/null || fail "switch ledger to wal ($i)"
-    q -d postgres -c "SELECT audit.enable('balance')" >/dev/null || fail "switch balance to trigger ($i)"
+    q -d postgres -c "SELECT audit.enable('balance', capture => 'trigger')" >/dev/null || fail "switch balance to trigger ($i)"
     sleep 1
-    q -d postgres -c "SELECT audit.enable('ledger')" >/dev/null || fail "switch ledger to trigger ($i)"
+    q -d postgres -c "SELECT audit.enable('ledger', capture => 'trigger')" >/dev/null || fail "switch ledger to trigger ($i)"
     q -d postgres -c "SELECT audit.enable('balance', capture => 'wal')" >/dev/null || fail "switch balance to wal ($i)"
     sleep 1
 done
@@ -163,6 +163,10 @@ is "$(q -d postgres -c "SELECT relreplident FROM pg_class WHERE relname = 'ledge
 
 # --- SIGKILL of the capture worker, then of the postmaster, under load -----
 q -d postgres -c "SELECT audit.enable('ledger', capture => 'wal')" >/dev/null
+# an option changed later, capture not named: the table keeps its mode
+q -d postgres -c "SELECT audit.enable('ledger', log_reads => false)" >/dev/null
+is "$(q -d postgres -c "SELECT capture FROM audit.audited_tables WHERE table_name = 'ledger'")" "wal" \
+   "audit.enable() without capture keeps the table in WAL mode"
 for what in worker postmaster; do
     pgbench -n -c 3 -j 2 -T 20 -f "$DIR/load.sql" postgres >/dev/null 2>&1 &
     bench=$!
