@@ -170,8 +170,13 @@ remove_stale_temp_files(const char *dir, const char *prefix)
 	FreeDir(d);
 }
 
-static void
-write_all(int fd, const char *path, const char *data, size_t len)
+/*
+ * Write all of data to fd or fail with the file's path (what: "archive
+ * file", "report file").  Shared by the archives and the report files
+ * (src/reports.c).
+ */
+void
+audit_write_all(int fd, const char *what, const char *path, const char *data, size_t len)
 {
 	while (len > 0)
 	{
@@ -185,7 +190,7 @@ write_all(int fd, const char *path, const char *data, size_t len)
 				errno = ENOSPC;
 			ereport(ERROR,
 					(errcode_for_file_access(),
-					 errmsg("could not write archive file \"%s\": %m", path)));
+					 errmsg("could not write %s \"%s\": %m", what, path)));
 		}
 		data += n;
 		len -= n;
@@ -231,7 +236,7 @@ writer_deflate(ArchiveWriter *w, int flush)
 		have = ARCHIVE_OUTBUF - w->zs.avail_out;
 		if (have > 0)
 		{
-			write_all(w->fd, w->path, w->out, have);
+			audit_write_all(w->fd, "archive file", w->path, w->out, have);
 			if (pg_cryptohash_update(w->hash, (uint8 *) w->out, have) < 0)
 				elog(ERROR, "could not update SHA-256: %s", pg_cryptohash_error(w->hash));
 			w->bytes += have;
@@ -249,7 +254,7 @@ write_small_file_durably(const char *tmp, const char *content)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not create file \"%s\": %m", tmp)));
-	write_all(fd, tmp, content, strlen(content));
+	audit_write_all(fd, "archive file", tmp, content, strlen(content));
 	if (pg_fsync(fd) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),

@@ -117,6 +117,10 @@ typedef struct AuditEventValues
 	bool		nulls[AC_NUM_COLUMNS];
 } AuditEventValues;
 
+/* archive.c */
+extern void audit_write_all(int fd, const char *what, const char *path,
+							const char *data, size_t len);
+
 /* capture.c */
 extern int64 audit_table_identity(Oid relid);
 extern Oid	audit_audited_root(Oid relid);

@@ -105,28 +105,6 @@ check_report_name(const char *name)
 						   REPORT_NAME_MAX)));
 }
 
-static void
-write_all(int fd, const char *path, const char *data, size_t len)
-{
-	while (len > 0)
-	{
-		ssize_t		n;
-
-		errno = 0;
-		n = write(fd, data, len);
-		if (n <= 0)
-		{
-			if (errno == 0)
-				errno = ENOSPC;
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not write report file \"%s\": %m", path)));
-		}
-		data += n;
-		len -= n;
-	}
-}
-
 /* Write data to a new temporary file, fsync it, close it. */
 static void
 write_durably(const char *tmp, const char *data, size_t len)
@@ -143,7 +121,7 @@ write_durably(const char *tmp, const char *data, size_t len)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not create report file \"%s\": %m", tmp)));
-	write_all(fd, tmp, data, len);
+	audit_write_all(fd, "report file", tmp, data, len);
 	if (pg_fsync(fd) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
