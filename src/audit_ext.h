@@ -123,7 +123,6 @@ extern void audit_write_all(int fd, const char *what, const char *path,
 
 /* capture.c */
 extern int64 audit_table_identity(Oid relid);
-extern Oid	audit_audited_root(Oid relid);
 
 /* event_writer.c */
 extern void audit_event_init(AuditEventValues *ev, const char *class_name,
@@ -153,7 +152,7 @@ extern void audit_capture_invalidate(Oid relid);
 extern void audit_capture_xact_end(void);
 extern bool audit_has_own_trigger(Oid relid);
 extern bool audit_recorded_names(Oid relid, bool clone, char **schema_name,
-								 char **table_name);
+								 char **table_name, int64 *identity);
 extern Trigger *audit_row_trigger(Relation rel);
 
 /* capture.c: capture => 'wal' (wal_capture.c) */

@@ -160,7 +160,7 @@ audit_has_own_trigger(Oid relid)
  * nearest ancestor with a trigger of its own (events, refusals and reads are
  * recorded under that name).  relid itself when there is none.
  */
-Oid
+static Oid
 audit_audited_root(Oid relid)
 {
 	ListCell   *lc;
@@ -222,16 +222,22 @@ audit_table_identity(Oid relid)
 
 /*
  * The names the events of relid are recorded under: its own, or for a
- * partition whose audit trigger is a clone, its audited root's.  False when
- * a name is gone (the relation was dropped meanwhile).
+ * partition whose audit trigger is a clone, its audited root's; with
+ * identity, also that table's identity (1.6; 0 while logical decoding reads
+ * the catalog as of a past change, wal_capture.c: the history is no catalog
+ * table, the capture worker looks the identity up after decoding).  False
+ * when a name is gone (the relation was dropped meanwhile).
  */
 bool
-audit_recorded_names(Oid relid, bool clone, char **schema_name, char **table_name)
+audit_recorded_names(Oid relid, bool clone, char **schema_name, char **table_name,
+					 int64 *identity)
 {
 	Oid			root = clone ? audit_audited_root(relid) : relid;
 
 	*schema_name = get_namespace_name(get_rel_namespace(root));
 	*table_name = get_rel_name(root);
+	if (identity)
+		*identity = HistoricSnapshotActive() ? 0 : audit_table_identity(root);
 	return *schema_name != NULL && *table_name != NULL;
 }
 
@@ -354,20 +360,11 @@ get_rel_cache(Relation rel, Trigger *trigger)
 		char	   *nsp;
 		char	   *name;
 
-		if (!audit_recorded_names(relid, rel->rd_rel->relispartition && trigger->tgisclone,
-								  &nsp, &name))
+		rc->ancestor_names = rel->rd_rel->relispartition && trigger->tgisclone;
+		if (!audit_recorded_names(relid, rc->ancestor_names, &nsp, &name, &rc->identity))
 			elog(ERROR, "cache lookup failed for relation %u", relid);
 		rc->schema_name = CStringGetTextDatum(nsp);
 		rc->table_name = CStringGetTextDatum(name);
-		rc->ancestor_names = rel->rd_rel->relispartition && trigger->tgisclone;
-		/*
-		 * Not while logical decoding reads the catalog as of a past change
-		 * (wal_capture.c): the history is no catalog table, the capture
-		 * worker looks the identity up after decoding.
-		 */
-		rc->identity = HistoricSnapshotActive() ? 0 :
-			audit_table_identity(rc->ancestor_names ?
-								 audit_audited_root(relid) : relid);
 	}
 
 	rc->natts = desc->natts;

@@ -1098,7 +1098,7 @@ audited_root_name(Oid relid)
 	char	   *nsp;
 	char	   *rel;
 
-	if (!audit_recorded_names(relid, true, &nsp, &rel))
+	if (!audit_recorded_names(relid, true, &nsp, &rel, NULL))
 		return NULL;
 	return psprintf("%s.%s", nsp, rel);
 }
@@ -1642,7 +1642,7 @@ guard_subscription(const char *subname, const char *tag)
 		if (t == NULL || t->enabled == TRIGGER_FIRES_ALWAYS ||
 			t->enabled == TRIGGER_FIRES_ON_REPLICA)
 			continue;
-		if (!audit_recorded_names(relid, t->clone, &nsp, &rel))
+		if (!audit_recorded_names(relid, t->clone, &nsp, &rel, NULL))
 			continue;
 		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 		kv_string(&st, "object_type", "subscription");

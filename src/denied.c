@@ -105,11 +105,10 @@ audited_names(Oid relid, bool clone, DeniedTable *t)
 	char	   *nsp;
 	char	   *name;
 
-	if (!audit_recorded_names(relid, clone, &nsp, &name))
+	if (!audit_recorded_names(relid, clone, &nsp, &name, &t->identity))
 		return false;
 	strlcpy(t->schema_name, nsp, sizeof(t->schema_name));
 	strlcpy(t->table_name, name, sizeof(t->table_name));
-	t->identity = audit_table_identity(clone ? audit_audited_root(relid) : relid);
 	return true;
 }
 

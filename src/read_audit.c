@@ -163,14 +163,13 @@ fill_rel_entry(ReadRelEntry *e)
 	if (!e->log_reads)
 		return;
 
-	if (!audit_recorded_names(e->relid, clone, &nsp, &name))
+	if (!audit_recorded_names(e->relid, clone, &nsp, &name, &e->identity))
 	{
 		e->log_reads = false;
 		return;
 	}
 	strlcpy(e->schema_name, nsp, sizeof(e->schema_name));
 	strlcpy(e->table_name, name, sizeof(e->table_name));
-	e->identity = audit_table_identity(clone ? audit_audited_root(e->relid) : e->relid);
 }
 
 static ReadRelEntry *
