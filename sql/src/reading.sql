@@ -1178,6 +1178,26 @@ $$;
 COMMENT ON FUNCTION audit.record_events(audit.table_scope, jsonb, regclass, timestamptz) IS
     'Internal: the events of one record oldest first, following key changes, with the TRUNCATE that removed it';
 
+-- The rows of a record history: its events (audit.record_events) with each
+-- one's statement text, looked up by its key (a join was planned for the
+-- function's default 1000 rows as a hash of all of audit.statement).
+CREATE FUNCTION audit.history_rows(sc audit.table_scope, p_record jsonb, p_live regclass)
+RETURNS SETOF audit.event_with_statement
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
+           e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
+           e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
+           (SELECT s.statement_text FROM audit.statement s WHERE s.statement_id = e.statement_id),
+           e.table_identity, e.context, e.risk
+      FROM audit.record_events(sc, p_record, p_live) e
+     ORDER BY e.id
+$$;
+COMMENT ON FUNCTION audit.history_rows(audit.table_scope, jsonb, regclass) IS
+    'Internal: the rows of a record history, with statement texts';
+
 CREATE FUNCTION audit.record_history(tbl regclass, record_id jsonb)
 RETURNS SETOF audit.event_with_statement
 LANGUAGE plpgsql
@@ -1190,16 +1210,7 @@ DECLARE
 BEGIN
     PERFORM audit.require_audit_role();
     SELECT * INTO r FROM audit.resolve_record(tbl, record_id);
-    -- each event's statement text by its key: a join was planned for the
-    -- function's default 1000 rows as a hash of all of audit.statement
-    RETURN QUERY
-        SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
-               e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
-               e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
-               (SELECT s.statement_text FROM audit.statement s WHERE s.statement_id = e.statement_id),
-               e.table_identity, e.context, e.risk
-          FROM audit.record_events(audit.live_scope(r.live), r.record, r.live) e
-         ORDER BY e.id;
+    RETURN QUERY SELECT * FROM audit.history_rows(audit.live_scope(r.live), r.record, r.live);
 END
 $$;
 COMMENT ON FUNCTION audit.record_history(regclass, jsonb) IS
@@ -1269,14 +1280,7 @@ BEGIN
     ELSIF sc.table_identity IS NOT NULL THEN
         rec := audit.key_by_history(sc.table_identity, rec);
     END IF;
-    RETURN QUERY
-        SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
-               e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
-               e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
-               (SELECT s.statement_text FROM audit.statement s WHERE s.statement_id = e.statement_id),
-               e.table_identity, e.context, e.risk
-          FROM audit.record_events(sc, rec, live) e
-         ORDER BY e.id;
+    RETURN QUERY SELECT * FROM audit.history_rows(sc, rec, live);
 END
 $$;
 COMMENT ON FUNCTION audit.record_history(text, text, jsonb) IS
@@ -1360,36 +1364,41 @@ BEGIN
     ELSE
         rec := audit.key_by_history(record_history_by_identity.table_identity, rec);
     END IF;
-    RETURN QUERY
-        SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
-               e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
-               e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
-               (SELECT s.statement_text FROM audit.statement s WHERE s.statement_id = e.statement_id),
-               e.table_identity, e.context, e.risk
-          FROM audit.record_events(audit.identity_scope(record_history_by_identity.table_identity), rec, live) e
-         ORDER BY e.id;
+    RETURN QUERY SELECT * FROM audit.history_rows(audit.identity_scope(record_history_by_identity.table_identity), rec, live);
 END
 $$;
 COMMENT ON FUNCTION audit.record_history_by_identity(bigint, jsonb) IS
     'The events of one record of the table with this identity (across its renames, also once dropped), oldest first';
 
+-- The number of the column that had a name at a moment: the version of
+-- that name valid then, else the nearest one (a statement that started just
+-- before a rename wrote after it); NULL: the table never had it.
+CREATE FUNCTION audit.attnum_at(ident bigint, t timestamptz, name text)
+RETURNS smallint
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT h.attnum FROM audit.audited_column_history h
+     WHERE h.table_identity = ident AND h.column_name = name
+     ORDER BY (h.valid_from <= t AND (h.valid_until IS NULL OR h.valid_until > t)) DESC,
+              h.valid_until IS NULL DESC, h.valid_until DESC
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION audit.attnum_at(bigint, timestamptz, text) IS
+    'Internal: the number of the column that had a name at a moment (the nearest version of the name)';
+
 -- A jsonb object of column values keyed by column names as they were at a
 -- moment, re-keyed by column number (names change, numbers do not).  A name
--- the table never had at that moment is matched to the nearest version of
--- that name; one it never had at all keeps its name, prefixed with "?".
+-- the table never had keeps its name, prefixed with "?".
 CREATE FUNCTION audit.by_attnum(ident bigint, t timestamptz, j jsonb)
 RETURNS jsonb
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(jsonb_object_agg(coalesce(m.attnum::text, '?' || k.key), k.value), '{}')
+    SELECT coalesce(jsonb_object_agg(coalesce(audit.attnum_at(ident, t, k.key)::text, '?' || k.key), k.value), '{}')
       FROM jsonb_each(j) k
-      LEFT JOIN LATERAL (SELECT h.attnum FROM audit.audited_column_history h
-                          WHERE h.table_identity = ident AND h.column_name = k.key
-                          ORDER BY (h.valid_from <= t AND (h.valid_until IS NULL OR h.valid_until > t)) DESC,
-                                   h.valid_until IS NULL DESC, h.valid_until DESC
-                          LIMIT 1) m ON true
 $$;
 COMMENT ON FUNCTION audit.by_attnum(bigint, timestamptz, jsonb) IS
     'Internal: column values keyed by names at a moment, re-keyed by column number';
@@ -1405,13 +1414,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(jsonb_object_agg(coalesce(h.column_name, k.key), k.value), j)
       FROM jsonb_each(j) k
-      LEFT JOIN LATERAL (SELECT x.attnum FROM audit.audited_column_history x
-                          WHERE x.table_identity = ident AND x.column_name = k.key
-                          ORDER BY (x.valid_from <= t AND (x.valid_until IS NULL OR x.valid_until > t)) DESC,
-                                   x.valid_until IS NULL DESC, x.valid_until DESC
-                          LIMIT 1) m ON true
       LEFT JOIN audit.audited_column_history h
-             ON h.table_identity = ident AND h.attnum = m.attnum AND h.valid_until IS NULL
+             ON h.table_identity = ident AND h.attnum = audit.attnum_at(ident, t, k.key) AND h.valid_until IS NULL
 $$;
 COMMENT ON FUNCTION audit.names_now(bigint, timestamptz, jsonb) IS
     'Internal: column values keyed by names at a moment, re-keyed by the columns'' current names';
@@ -1434,7 +1438,7 @@ COMMENT ON FUNCTION audit.attnums_of(bigint, timestamptz, text[]) IS
 -- transaction's changes to a record count together: never a state between
 -- two of its statements).  The caller's own transaction sees its changes
 -- statement by statement, as it sees its rows.
-CREATE FUNCTION audit.change_time(ev audit.event, evs audit.event[])
+CREATE FUNCTION audit.change_time(ev audit.event, txn_last timestamptz)
 RETURNS timestamptz
 LANGUAGE plpgsql
 STABLE
@@ -1457,12 +1461,11 @@ BEGIN
             RETURN t;
         END IF;
     END IF;
-    SELECT max(x.event_time) INTO t FROM unnest(evs) x WHERE x.txid = ev.txid;
-    RETURN coalesce(t, ev.event_time);
+    RETURN coalesce(txn_last, ev.event_time);
 END
 $$;
-COMMENT ON FUNCTION audit.change_time(audit.event, audit.event[]) IS
-    'Internal: when a change counts as made for audit.row_as_of() (commit time if known, else its transaction''s last statement on the record)';
+COMMENT ON FUNCTION audit.change_time(audit.event, timestamptz) IS
+    'Internal: when a change counts as made for audit.row_as_of() (commit time if known, else txn_last: its transaction''s last statement on the record)';
 
 -- A record as it was at a moment.  With the columns of the table over time
 -- known (audit.audited_column_history, since 1.6): the columns the table had
@@ -1500,6 +1503,7 @@ DECLARE
     vt       timestamptz;
     excluded text[];
     key_now  jsonb;
+    txn_last timestamptz[];
 BEGIN
     PERFORM audit.require_audit_role();
     IF row_as_of.at IS NULL THEN
@@ -1527,7 +1531,10 @@ BEGIN
     -- Replay the changes made by "at": in id order, each at its
     -- transaction's commit if known, else its transaction's last statement
     -- on the record (audit.change_time()).
-    WHILE p < n AND audit.change_time(evs[p + 1], evs) <= row_as_of.at LOOP
+    -- each event's transaction's last statement on the record, in one pass
+    txn_last := ARRAY(SELECT max(x.event_time) OVER (PARTITION BY x.txid)
+                        FROM unnest(evs) WITH ORDINALITY x ORDER BY x.ordinality);
+    WHILE p < n AND audit.change_time(evs[p + 1], txn_last[p + 1]) <= row_as_of.at LOOP
         p := p + 1;
         ev := evs[p];
         CONTINUE WHEN ev.status <> 'success';
@@ -1990,9 +1997,11 @@ REVOKE ALL ON FUNCTION audit.next_record_id(jsonb,jsonb),
                        audit.name_scope(text,text,timestamp with time zone),
                        audit.live_scope(regclass),
                        audit.scope_names(audit.table_scope),
+                       audit.attnum_at(bigint,timestamp with time zone,text),
+                       audit.history_rows(audit.table_scope,jsonb,regclass),
                        audit.by_attnum(bigint,timestamp with time zone,jsonb),
                        audit.attnums_of(bigint,timestamp with time zone,text[]),
-                       audit.change_time(audit.event,audit.event[]),
+                       audit.change_time(audit.event,timestamp with time zone),
                        audit.keyless_link(audit.table_scope,jsonb,bigint,boolean),
                        audit.key_by_history(bigint,jsonb),
                        audit.key_moved_to(audit.table_scope,jsonb,bigint,bigint,boolean),
@@ -2006,6 +2015,7 @@ REVOKE ALL ON FUNCTION audit.next_record_id(jsonb,jsonb),
 GRANT EXECUTE ON FUNCTION audit.next_record_id(jsonb,jsonb),
                           audit.table_dropped_at(text,text),
                           audit.event_identity(audit.event),
+                          audit.attnum_at(bigint,timestamp with time zone,text),
                           audit.names_now(bigint,timestamp with time zone,jsonb),
                           audit.undo_change_row(text,text,regclass,jsonb,oid,tid,jsonb,jsonb) TO audit_admin;
 GRANT SELECT ON audit.changes TO PUBLIC;
