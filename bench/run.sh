@@ -17,10 +17,10 @@
 # CONTEXT=1 adds audit_ctx (1.6): audit_ext with 20 risk rules in the
 # database and an end-user context set for every session (PGOPTIONS
 # audit_ext.context, as audit.set_context(is_local => false) would), so every
-# event carries a context, takes the partial GIN index on context and a
+# event carries a context, enters the context's three partial btrees and a
 # risk from the rules: what a set context and risk rules cost on capture.
 # Diagnostics for it: audit_rules (the rules, no context), audit_ctx_noidx
-# (rules and context, the context index dropped).
+# (rules and context, the context indexes dropped).
 # VARIANTS="base audit_ext audit_ctx" picks the variants (default: base
 # audit_ext table_log, plus the FLOOR and CONTEXT ones).
 # PHASES (default "oltp bulk_update bulk_insert") runs a subset, e.g.
@@ -134,7 +134,7 @@ db_of() { echo "bench_$1"; }
 sql() { # sql DB STATEMENT...  -> unaligned tuples on stdout
     local db=$1
     shift
-    PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"
+    PGOPTIONS="-c client_min_messages=warning ${CTX_OPTS:-}" psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"
 }
 
 # Wait until no autovacuum worker is busy (they would compete for the two
@@ -232,7 +232,8 @@ for v in "${VARIANTS[@]}"; do
             DO \$\$ DECLARE i regclass; BEGIN
                 FOR i IN SELECT x.indexrelid::regclass FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
                           WHERE x.indrelid IN (SELECT relid FROM pg_partition_tree('audit.event') WHERE isleaf)
-                            AND c.relname LIKE '%\\_context\\_idx' LOOP
+                            AND (c.relname LIKE '%\\_session\\_idx' OR c.relname LIKE '%\\_tenant\\_idx'
+                                 OR c.relname LIKE '%\\_client\\_ip\\_idx') LOOP
                     EXECUTE format('DROP INDEX %s', i);
                 END LOOP;
             END \$\$" >/dev/null
@@ -319,7 +320,10 @@ run_bulk() {
     out=$RESULTS/$phase-c$c-$v.log
     quiesce
     line=""
-    sql "$db" -v stmt="$stmt" -f "$BENCH/measure.sql" >"$TMP_OUT" 2>"$out" && line=$(cat "$TMP_OUT")
+    # audit_ctx: the statement runs with the context set, like the OLTP sessions
+    local CTX_OPTS=""
+    [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ] && CTX_OPTS="-c audit_ext.context=$CTX_JSON"
+    CTX_OPTS=$CTX_OPTS sql "$db" -v stmt="$stmt" -f "$BENCH/measure.sql" >"$TMP_OUT" 2>"$out" && line=$(cat "$TMP_OUT")
     IFS='|' read -r secs rows wal tb tr <<<"$line"
     if [[ ${rows:-} =~ ^[1-9][0-9]*$ ]]; then
         record "$c" "$phase" "$v" "$pos" ok "$secs" "$rows" "" "" "$wal" "$tb" "$tr"
@@ -406,7 +410,7 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
     echo "- Cluster: synchronous_commit=off, shared_buffers=1GB, max_wal_size=8GB, checkpoint_timeout=30min, fsync=on, wal_level=logical, shared_preload_libraries=audit_ext (in all variants)"
     floor_note=""
     [ "$FLOOR" = 1 ] && floor_note="; audit_noidx (diagnostic, FLOOR=1) = audit_ext with no index on the data-event partitions; sql_floor (diagnostic, FLOOR=1) = no trigger, each statement writes (id, now(), to_jsonb(row)) per changed row into an unindexed table itself (WITH ... RETURNING; OLTP: bench/sql_floor.pgbench)"
-    [ "$CONTEXT" = 1 ] || [[ " ${VARIANTS[*]} " == *" audit_ctx "* ]] && floor_note+="; audit_ctx (CONTEXT=1) = audit_ext with 20 risk rules and an end-user context on every session (PGOPTIONS -c audit_ext.context=$CTX_JSON): every event carries the context, the partial GIN index on it, and a risk from the rules"
+    [ "$CONTEXT" = 1 ] || [[ " ${VARIANTS[*]} " == *" audit_ctx "* ]] && floor_note+="; audit_ctx (CONTEXT=1) = audit_ext with 20 risk rules and an end-user context on every session (PGOPTIONS -c audit_ext.context=$CTX_JSON): every event (OLTP and bulk) carries the context, enters its three partial btree indexes (session_id, tenant, client_ip), and takes a risk from the rules"
     echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; audit_wal = audit.enable(..., capture => 'wal') (events written by the capture worker after the commit: its trail bytes/rows in a step count what it had written when the step ended; the drain is below); table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog$floor_note"
     echo "- Order rotated per cycle; medians over cycles; ratios are ratios of medians, with the ratio within each cycle and its median under each table. WAL = pg_current_wal_lsn() difference; audit bytes = growth of pg_total_relation_size over schema audit (audit_ext) or tlog (table_log); audit rows = events (audit.event_id_seq) or log rows (table_log sequences)."
     echo

@@ -424,8 +424,8 @@ _PG_init(void)
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 	DefineCustomBoolVariable("audit_ext.index_context",
-							 "Give new event partitions the index on context (searches by session, tenant, client_ip).",
-							 "An event with a context costs one GIN entry more; off leaves the index out of partitions made from then on.",
+							 "Give new event partitions the indexes on context (searches by session, tenant, client_ip).",
+							 "An event with a context enters one btree per such key it has; off leaves them out of partitions made from then on.",
 							 &audit_index_context,
 							 true,
 							 PGC_SIGHUP,

@@ -59,6 +59,8 @@ typedef struct DeniedTable
 	char		schema_name[NAMEDATALEN];
 	char		table_name[NAMEDATALEN];
 	int64		identity;		/* of the audited table; 0: none */
+	int			sensitivity;	/* 1.6: audit.enable(sensitivity), a floor of
+								 * the refusal's risk; 0: none */
 } DeniedTable;
 
 /* prepared by one statement; lives in the statement's memory context */
@@ -75,10 +77,11 @@ static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 /*
  * Is this relation audited (does it carry our row trigger)?  Only the
  * relcache entry is read.  *clone: the trigger was cloned from a
- * partitioned parent.
+ * partitioned parent; *sensitivity: the table's (the trigger's flags; a
+ * clone carries its parent's).
  */
 static bool
-has_row_trigger(Oid relid, bool *clone)
+has_row_trigger(Oid relid, bool *clone, int *sensitivity)
 {
 	Relation	rel = RelationIdGetRelation(relid);
 	Trigger    *tg;
@@ -90,6 +93,7 @@ has_row_trigger(Oid relid, bool *clone)
 	{
 		audited = true;
 		*clone = tg->tgisclone;
+		*sensitivity = tg->tgnargs >= 3 ? audit_flags_sensitivity(tg->tgargs[2]) : 0;
 	}
 	RelationClose(rel);
 	return audited;
@@ -166,6 +170,7 @@ denied_report(DeniedState *d)
 		strlcpy(d->entry.table_name, d->tables[i].table_name,
 				sizeof(d->entry.table_name));
 		d->entry.table_identity = d->tables[i].identity;
+		d->entry.risk_floor = d->tables[i].sensitivity;
 		(void) audit_queue_enqueue(&d->entry);
 	}
 	MemoryContextSwitchTo(old);
@@ -206,6 +211,7 @@ prepare_executor(QueryDesc *queryDesc)
 		DeniedTable t;
 		Oid			userid;
 		bool		clone = false;
+		int			sensitivity = 0;
 		AclMode		required;
 		Oid			check_as;
 
@@ -234,7 +240,7 @@ prepare_executor(QueryDesc *queryDesc)
 		 * the recorded names (syscache, strings) before the privilege check
 		 * was 0.8% of an audited OLTP backend's CPU.
 		 */
-		if (!has_row_trigger(rte->relid, &clone))
+		if (!has_row_trigger(rte->relid, &clone, &sensitivity))
 			continue;
 		userid = OidIsValid(check_as) ? check_as : GetUserId();
 		if (pg_class_aclmask(rte->relid, userid, required,
@@ -242,6 +248,7 @@ prepare_executor(QueryDesc *queryDesc)
 			continue;
 		if (!audited_names(rte->relid, clone, &t))
 			continue;
+		t.sensitivity = sensitivity;
 		d = denied_add(d, action, &t);
 	}
 	return d;
@@ -318,14 +325,20 @@ audit_denied_prepare_utility(Node *stmt)
 	{
 		Oid			relid = RangeVarGetRelid(lfirst_node(RangeVar, lc), NoLock, true);
 		DeniedTable t;
+		bool		clone;
+		int			sensitivity = 0;
 
 		if (!OidIsValid(relid) ||
 			pg_class_aclcheck(relid, GetUserId(), mode) == ACLCHECK_OK ||
 			!audit_has_own_trigger(relid))
 			continue;
+		(void) has_row_trigger(relid, &clone, &sensitivity);
 		/* its own trigger: recorded under its own names */
 		if (audited_names(relid, false, &t))
+		{
+			t.sensitivity = sensitivity;
 			d = denied_add(d, action, &t);
+		}
 	}
 	return d;
 }

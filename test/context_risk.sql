@@ -2,7 +2,7 @@
 -- at capture (rules cached per backend), inside one transaction that is
 -- rolled back.
 BEGIN;
-SELECT plan(16);
+SELECT plan(22);
 
 CREATE TEMP TABLE mark AS SELECT coalesce(max(id), 0) AS id FROM audit.event;
 CREATE TABLE cr_t (id int PRIMARY KEY, v text);
@@ -76,6 +76,33 @@ SELECT is((SELECT class || '/' || risk FROM audit.event WHERE action = 'EXPORT' 
           'app/critical', 'log_event(risk => ) is stored, in class app');
 SELECT is((SELECT count(*) FROM audit.event WHERE id > (SELECT id FROM mark) AND class <> 'app'
               AND context ? 'risk'), 0::bigint, 'no context key can name a risk or class');
+
+-- search by the context: exact rows, through the per-key btrees (index scans
+-- counted in this transaction's statistics, not a plan guess)
+SELECT audit.set_context(session_id => 'S-11', tenant => 't2', client_ip => '2001:db8::7');
+INSERT INTO cr_t VALUES (5000, 'a'), (5001, 'b');
+SELECT audit.set_context(session_id => 'S-12', tenant => 't2', client_ip => '198.51.100.200');
+UPDATE cr_t SET v = 'c' WHERE id = 5000;
+SELECT audit.clear_context();
+UPDATE cr_t SET v = 'd' WHERE id = 5001;
+CREATE FUNCTION pg_temp.ctx_scans(suffix text) RETURNS bigint LANGUAGE sql AS $$
+    SELECT sum(pg_stat_get_xact_numscans(c.oid))::bigint FROM pg_class c
+     WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind = 'i' AND c.relname LIKE '%\_' || suffix || '\_idx' $$;
+CREATE TEMP TABLE scans AS SELECT pg_temp.ctx_scans('session') AS s, pg_temp.ctx_scans('tenant') AS t,
+                                  pg_temp.ctx_scans('client\_ip') AS c;
+SELECT is((SELECT array_agg(record_id ->> 'id' ORDER BY id) FROM audit.search(session_id => 'S-11')),
+          ARRAY['5000', '5001'], 'search(session_id): the session''s events, newest first');
+SELECT is((SELECT array_agg(action || ':' || (record_id ->> 'id') ORDER BY id DESC) FROM audit.search(tenant => 't2')),
+          ARRAY['UPDATE:5000', 'INSERT:5001', 'INSERT:5000'], 'search(tenant): both sessions'' events, not the one without a context');
+SELECT is((SELECT array_agg(action ORDER BY id) FROM audit.search(client_ip => '198.51.100.200')),
+          ARRAY['UPDATE'], 'search(client_ip => a host)');
+SELECT is((SELECT count(*) FROM audit.search(client_ip => '2001:db8::/32', tenant => 't2')), 2::bigint,
+          'search(client_ip => a network): the addresses in it');
+SELECT is((SELECT count(*) FROM audit.search(session_id => 'S-11', tenant => 't1')), 0::bigint,
+          'context filters combine with AND');
+SELECT ok(pg_temp.ctx_scans('session') > (SELECT s FROM scans) AND pg_temp.ctx_scans('tenant') > (SELECT t FROM scans)
+          AND pg_temp.ctx_scans('client\_ip') > (SELECT c FROM scans),
+          'session, tenant and client address searches read their btree indexes');
 
 SELECT * FROM finish();
 ROLLBACK;

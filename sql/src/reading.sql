@@ -314,7 +314,6 @@ AS $$
 DECLARE
     f record;
     cond text;
-    ctx jsonb := '{}';
     risks text[];
 BEGIN
     PERFORM audit.require_audit_role();
@@ -327,24 +326,22 @@ BEGIN
     SELECT * INTO f FROM audit.search_filter(from_time, to_time, actor, action, class, table_name,
                                              record_id, status, query, before_id);
     cond := f.condition;
-    -- 1.6: the application's context, through the GIN index on context
-    -- (audit.create_event_indexes): a host address, a session, a tenant
-    -- are containment; a network is a range test on the address
+    -- 1.6: the application's context, each key through its own btree
+    -- (audit.create_event_indexes: (value, id) where the key is present).
+    -- The key's presence is spelled out so that the planner may use the
+    -- partial index; a network (not a host) is a range test on the address.
     IF session_id IS NOT NULL THEN
-        ctx := ctx || jsonb_build_object('session_id', session_id);
+        cond := cond || ' AND e.context ? ''session_id'' AND (e.context ->> ''session_id'') = $18[1]';
     END IF;
     IF tenant IS NOT NULL THEN
-        ctx := ctx || jsonb_build_object('tenant', tenant);
+        cond := cond || ' AND e.context ? ''tenant'' AND (e.context ->> ''tenant'') = $18[2]';
     END IF;
     IF client_ip IS NOT NULL THEN
         IF masklen(client_ip) = 32 * (family(client_ip) - 3) THEN   -- a host: /32 or /128
-            ctx := ctx || jsonb_build_object('client_ip', host(client_ip));
+            cond := cond || ' AND e.context ? ''client_ip'' AND (e.context ->> ''client_ip'') = $18[3]';
         ELSE
             cond := cond || ' AND e.context ? ''client_ip'' AND (e.context ->> ''client_ip'')::inet <<= $17';
         END IF;
-    END IF;
-    IF ctx <> '{}' THEN
-        cond := cond || ' AND e.context @> $18';
     END IF;
     IF risks IS NOT NULL THEN
         cond := cond || ' AND e.risk = ANY ($19)';
@@ -360,7 +357,7 @@ BEGIN
         ' ORDER BY e.id DESC', cond)
         USING from_time, to_time, actor, action, class, f.schema_part, f.table_part,
               record_id, status, f.text_pattern, f.json_pattern, before_id, max_rows, f.statement_ids,
-              f.id_from, f.id_to, client_ip, ctx, risks;
+              f.id_from, f.id_to, client_ip, ARRAY[session_id, tenant, host(client_ip)], risks;
 END
 $$;
 COMMENT ON FUNCTION audit.search(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, integer, bigint, inet, text, text, text) IS

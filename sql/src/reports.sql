@@ -151,7 +151,7 @@ BEGIN
             SELECT l.event_time - (SELECT li.event_time FROM audit.event li
                                     WHERE li.actor = $1 AND li.class = 'app'
                                       AND li.action = 'LOGIN' AND li.status = 'success'
-                                      AND li.context @> jsonb_build_object('session_id', l.context ->> 'session_id')
+                                      AND li.context ? 'session_id' AND (li.context ->> 'session_id') = (l.context ->> 'session_id')
                                       AND li.id < l.id
                                     ORDER BY li.id DESC LIMIT 1) AS length
               FROM ev l

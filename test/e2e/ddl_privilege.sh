@@ -211,4 +211,19 @@ is "$(q -d postgres -c "SELECT octet_length(s.statement_text), s.statement_text 
 is "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE id > $MARK AND class = 'data' AND status = 'success'")" "1" \
    "the refused statements changed nothing (only the INSERT by postgres is a data event)"
 
+is "$(q -d postgres -c "SELECT string_agg(DISTINCT risk, ',') FROM audit.event WHERE id > $MARK AND status = 'failure'")" "medium" \
+   "a refused statement on a table of no sensitivity: risk medium (the default of a denied attempt)"
+
+# a sensitive table: its refusals are at least the table's level, through the
+# executor (UPDATE) and the utility (COPY, TRUNCATE) paths
+mark
+q -d postgres -c "SELECT audit.enable('pv', sensitivity => 'critical')" >/dev/null
+for sql in "UPDATE pv SET v = 'c'" "COPY pv TO STDOUT" "TRUNCATE pv"; do
+    psql -X -q -d postgres -U regress_nopriv -c "$sql" >/dev/null 2>&1
+done
+wait_for "SELECT count(*) >= 3 FROM audit.event WHERE id > $MARK AND status = 'failure'" 60
+is "$(q -d postgres -c "SELECT string_agg(action || ':' || risk, ',' ORDER BY id) FROM audit.event WHERE id > $MARK AND status = 'failure'")" \
+   "UPDATE:critical,COPY:critical,TRUNCATE:critical" \
+   "refusals on a table enabled with sensitivity => critical are critical"
+
 done_testing
