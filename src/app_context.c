@@ -37,6 +37,7 @@
 #include "utils/inet.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/varlena.h"
 
 #include "audit_ext.h"
 
@@ -46,7 +47,7 @@ PG_FUNCTION_INFO_V1(audit_current_context);
 
 char	   *audit_context_text = NULL;
 int			audit_max_context_bytes = 1024;
-bool		audit_index_context = true;
+char	   *audit_context_index_keys = NULL;
 static Jsonb *context_jsonb = NULL;	/* the GUC's extra, malloc'd */
 
 /* the documented keys, in the order of set_context's arguments */
@@ -176,6 +177,45 @@ void
 audit_assign_context(const char *newval, void *extra)
 {
 	context_jsonb = (Jsonb *) extra;
+}
+
+/*
+ * audit_ext.context_index_keys: a comma-separated list of documented keys
+ * ('' for none), each given a btree on new event partitions
+ * (audit.create_event_indexes).
+ */
+bool
+audit_check_context_index_keys(char **newval, void **extra, GucSource source)
+{
+	char	   *copy;
+	List	   *keys;
+	ListCell   *lc;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	copy = pstrdup(*newval);
+	if (!SplitIdentifierString(copy, ',', &keys))
+	{
+		GUC_check_errdetail("List syntax is invalid.");
+		return false;
+	}
+	foreach(lc, keys)
+	{
+		const char *k = (const char *) lfirst(lc);
+		bool		known = false;
+
+		for (int i = 0; i < (int) N_CONTEXT_KEYS; i++)
+			known |= strcmp(context_keys[i], k) == 0;
+		if (!known)
+		{
+			GUC_check_errdetail("\"%s\" is not a context key.", k);
+			GUC_check_errhint("Index any of client_ip, session_id, user_agent, user_role, tenant, request_id.");
+			return false;
+		}
+	}
+	list_free(keys);
+	pfree(copy);
+	return true;
 }
 
 /* The context of an event captured now; false when none is set. */

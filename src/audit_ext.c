@@ -423,14 +423,14 @@ _PG_init(void)
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
-	DefineCustomBoolVariable("audit_ext.index_context",
-							 "Give new event partitions the indexes on context (searches by session, tenant, client_ip).",
-							 "An event with a context enters one btree per such key it has; off leaves them out of partitions made from then on.",
-							 &audit_index_context,
-							 true,
-							 PGC_SIGHUP,
-							 0,
-							 NULL, NULL, NULL);
+	DefineCustomStringVariable("audit_ext.context_index_keys",
+							   "Context keys that new event partitions index (searches by them, newest first).",
+							   "A comma-separated list of client_ip, session_id, user_agent, user_role, tenant, request_id; an event with such a key enters one btree per indexed key; '' for none. Partitions made from then on follow it.",
+							   &audit_context_index_keys,
+							   "session_id, tenant",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   audit_check_context_index_keys, NULL, NULL);
 	DefineCustomStringVariable("audit_ext.context",
 							   "The application's end-user context, as JSON: set it with audit.set_context().",
 							   "Recorded as audit.event.context of every event captured while it is set.",

@@ -338,7 +338,8 @@ extern void audit_app_event_unpack(AuditEventValues *ev, const char *entity,
 /* app_context.c: the application's end-user context (audit_ext.context) */
 extern char *audit_context_text;
 extern int	audit_max_context_bytes;
-extern bool audit_index_context;
+extern char *audit_context_index_keys;
+extern bool audit_check_context_index_keys(char **newval, void **extra, GucSource source);
 extern bool audit_check_context(char **newval, void **extra, GucSource source);
 extern void audit_assign_context(const char *newval, void *extra);
 extern bool audit_current_context_datum(Datum *value);

@@ -88,8 +88,7 @@ UPDATE cr_t SET v = 'd' WHERE id = 5001;
 CREATE FUNCTION pg_temp.ctx_scans(suffix text) RETURNS bigint LANGUAGE sql AS $$
     SELECT sum(pg_stat_get_xact_numscans(c.oid))::bigint FROM pg_class c
      WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind = 'i' AND c.relname LIKE '%\_' || suffix || '\_idx' $$;
-CREATE TEMP TABLE scans AS SELECT pg_temp.ctx_scans('session') AS s, pg_temp.ctx_scans('tenant') AS t,
-                                  pg_temp.ctx_scans('client\_ip') AS c;
+CREATE TEMP TABLE scans AS SELECT pg_temp.ctx_scans('ctx\_session\_id') AS s, pg_temp.ctx_scans('ctx\_tenant') AS t;
 SELECT is((SELECT array_agg(record_id ->> 'id' ORDER BY id) FROM audit.search(session_id => 'S-11')),
           ARRAY['5000', '5001'], 'search(session_id): the session''s events, newest first');
 SELECT is((SELECT array_agg(action || ':' || (record_id ->> 'id') ORDER BY id DESC) FROM audit.search(tenant => 't2')),
@@ -100,9 +99,8 @@ SELECT is((SELECT count(*) FROM audit.search(client_ip => '2001:db8::/32', tenan
           'search(client_ip => a network): the addresses in it');
 SELECT is((SELECT count(*) FROM audit.search(session_id => 'S-11', tenant => 't1')), 0::bigint,
           'context filters combine with AND');
-SELECT ok(pg_temp.ctx_scans('session') > (SELECT s FROM scans) AND pg_temp.ctx_scans('tenant') > (SELECT t FROM scans)
-          AND pg_temp.ctx_scans('client\_ip') > (SELECT c FROM scans),
-          'session, tenant and client address searches read their btree indexes');
+SELECT ok(pg_temp.ctx_scans('ctx\_session\_id') > (SELECT s FROM scans) AND pg_temp.ctx_scans('ctx\_tenant') > (SELECT t FROM scans),
+          'session and tenant searches read their btree indexes (audit_ext.context_index_keys by default)');
 
 SELECT * FROM finish();
 ROLLBACK;

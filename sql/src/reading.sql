@@ -326,10 +326,12 @@ BEGIN
     SELECT * INTO f FROM audit.search_filter(from_time, to_time, actor, action, class, table_name,
                                              record_id, status, query, before_id);
     cond := f.condition;
-    -- 1.6: the application's context, each key through its own btree
-    -- (audit.create_event_indexes: (value, id) where the key is present).
-    -- The key's presence is spelled out so that the planner may use the
-    -- partial index; a network (not a host) is a range test on the address.
+    -- 1.6: the application's context, each indexed key (audit_ext.
+    -- context_index_keys: session_id and tenant by default) through its own
+    -- btree (audit.create_event_indexes: (value, id) where the key is
+    -- present).  The key's presence is spelled out so that the planner may
+    -- use the partial index; a network (not a host) is a range test on the
+    -- address.
     IF session_id IS NOT NULL THEN
         cond := cond || ' AND e.context ? ''session_id'' AND (e.context ->> ''session_id'') = $18[1]';
     END IF;

@@ -87,7 +87,9 @@ SELECT audit.enable('files', digest_columns => '{content}');
 INSERT INTO files VALUES (1, 'report.pdf', '\x00');
 UPDATE files SET content = (SELECT string_agg(decode(md5((i + 0)::text), 'hex'), '') FROM generate_series(1, 2) i) WHERE id = 1;
 SQL
-size() { q -d postgres -c "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind IN ('r', 'm')"; }
+# the store but the auth partitions: each psql below is a login and a logout
+# of its own, written there by the worker, whatever the file's size
+size() { q -d postgres -c "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relnamespace = 'audit'::regnamespace AND c.relkind IN ('r', 'm') AND c.relname NOT LIKE 'event\_auth\_%'"; }
 before=$(size)
 for v in 1 2 3; do
     q -d postgres -c "UPDATE files SET content = (SELECT string_agg(decode(md5((i + $v)::text), 'hex'), '') FROM generate_series(1, 3276800) i) WHERE id = 1" >/dev/null
@@ -100,4 +102,23 @@ is "$(q -d postgres -c "SELECT (SELECT new_data -> 'content' ->> 'sha256' FROM a
                                = encode(sha256(content), 'hex') FROM files")" "t" "the digest is the file's SHA-256"
 grown=$(( after - before ))
 is "$([ "$grown" -lt 10240 ] && echo small)" "small" "the store grew by $grown bytes (< 10 kB) for 150 MB of versions"
+
+# which context keys are indexed: audit_ext.context_index_keys (checked; new
+# partitions follow it; searches use the index of a key that has one)
+err=$(q -d postgres -c "ALTER SYSTEM SET audit_ext.context_index_keys = 'tenant, bogus'" 2>&1)
+is "$(grep -c 'invalid value for parameter "audit_ext.context_index_keys".*' <<<"$err")|$(grep -c '"bogus" is not a context key' <<<"$err")" "1|1" \
+   "an unknown key in audit_ext.context_index_keys is refused, naming it" "$err"
+q -d postgres -c "ALTER SYSTEM SET audit_ext.context_index_keys = 'client_ip, request_id'" -c "SELECT pg_reload_conf()" >/dev/null
+wait_for "SELECT current_setting('audit_ext.context_index_keys') = 'client_ip, request_id'" 30
+q -d postgres -c "SELECT audit.create_partitions(14)" >/dev/null
+is "$(q -d postgres -c "SELECT string_agg(replace(c.relname, 'event_data_' || to_char(now() + interval '14 months', 'pYYYYMM') || '_', ''), ',' ORDER BY c.relname)
+                          FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                         WHERE i.indrelid = ('audit.event_data_' || to_char(now() + interval '14 months', 'pYYYYMM'))::regclass AND c.relname LIKE '%\_ctx\_%'")" \
+   "ctx_client_ip_idx,ctx_request_id_idx" "a partition made after the change indexes client_ip and request_id, not session_id or tenant"
+is "$(q -d postgres -c "SELECT string_agg(replace(c.relname, 'event_data_' || to_char(now(), 'pYYYYMM') || '_', ''), ',' ORDER BY c.relname)
+                          FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                         WHERE i.indrelid = ('audit.event_data_' || to_char(now(), 'pYYYYMM'))::regclass AND c.relname LIKE '%\_ctx\_%'")" \
+   "ctx_session_id_idx,ctx_tenant_idx" "this month's partition keeps the indexes of the default (session_id, tenant)"
+q -d postgres -c "ALTER SYSTEM RESET audit_ext.context_index_keys" -c "SELECT pg_reload_conf()" >/dev/null
+
 done_testing
