@@ -23,8 +23,13 @@
 # (rules and context, the context index dropped).
 # VARIANTS="base audit_ext audit_ctx" picks the variants (default: base
 # audit_ext table_log, plus the FLOOR and CONTEXT ones).
-# PHASES (default "oltp bulk_update bulk_insert") runs a subset, e.g.
+# PHASES (default "oltp oltp_lag bulk_update bulk_insert") runs a subset, e.g.
 # PHASES=oltp CYCLES=7 for a tighter OLTP median; PG_MAJOR (default 15).
+# oltp_lag (issue 22, needs oltp, base and audit_wal): after the cycle's OLTP
+# phase, audit_wal runs pgbench at a fixed rate of LAG_LOAD (default 0.8) x
+# the base TPS of that cycle (pgbench -R) for DURATION seconds while
+# audit.capture_lag is sampled every 0.2 s; lag.csv and the report give
+# the largest and the 95th percentile of seconds_behind and of bytes_behind.
 # Progress goes to stderr; the Markdown report goes to stdout and to
 # bench/results/latest.md, the per-run numbers to bench/results/raw.csv.
 set -euo pipefail
@@ -34,7 +39,8 @@ CYCLES=${CYCLES:-3}
 SCALE=${SCALE:-10}
 KEEP_CLUSTER=${KEEP_CLUSTER:-0}
 FLOOR=${FLOOR:-0}
-PHASES=${PHASES:-oltp bulk_update bulk_insert}
+PHASES=${PHASES:-oltp oltp_lag bulk_update bulk_insert}
+LAG_LOAD=${LAG_LOAD:-0.8}
 CLIENTS=2
 THREADS=2
 PORT=${PORT:-5498}
@@ -67,7 +73,7 @@ for knob in DURATION CYCLES SCALE; do
     [[ ${!knob} =~ ^[1-9][0-9]*$ ]] || die "$knob must be a positive integer (got '${!knob}')"
 done
 for ph in $PHASES; do
-    case $ph in oltp | bulk_update | bulk_insert) ;; *) die "PHASES: unknown phase '$ph' (oltp, bulk_update, bulk_insert)" ;; esac
+    case $ph in oltp | oltp_lag | bulk_update | bulk_insert) ;; *) die "PHASES: unknown phase '$ph' (oltp, oltp_lag, bulk_update, bulk_insert)" ;; esac
 done
 has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
 [ "$(id -u)" = 0 ] || die "run as root (the cluster is created as user postgres with runuser)"
@@ -310,6 +316,54 @@ run_oltp() {
 }
 
 # ---------------------------------------------------------------------------
+# Phase 1b: audit_wal's lag under a fixed OLTP load (LAG_LOAD x base TPS)
+# ---------------------------------------------------------------------------
+LAGCSV=$RESULTS/lag.csv
+echo "cycle,rate,tps,samples,lag_max_s,lag_p95_s,lag_median_s,bytes_max,bytes_p95" >"$LAGCSV"
+run_oltp_lag() {
+    local c=$1 db base_tps rate out samples rc tps
+    db=$(db_of audit_wal)
+    base_tps=$(awk -F, -v c="$c" '$1==c && $2=="oltp" && $3=="base" && $5=="ok" {print $8}' "$RAW")
+    if [ -z "$base_tps" ]; then
+        log "  oltp_lag: no base TPS in cycle $c, skipped"
+        return 0
+    fi
+    rate=$(awk -v t="$base_tps" -v l="$LAG_LOAD" 'BEGIN{printf "%d", t * l}')
+    out=$RESULTS/oltp_lag-c$c.log
+    samples=$RESULTS/oltp_lag-c$c.samples
+    sql "$db" -c "VACUUM pgbench_branches" -c "VACUUM pgbench_tellers" -c "TRUNCATE pgbench_history"
+    quiesce
+    log " oltp_lag audit_wal: pgbench -R $rate ($LAG_LOAD x base $base_tps TPS) -T $DURATION, capture_lag sampled every 0.2 s"
+    : >"$samples"
+    # one psql session samples the view (\watch): one connection, no fork per sample
+    psql -X -q -At -F ' ' -d "$db" >>"$samples" 2>/dev/null \
+        <<<$'SELECT seconds_behind, bytes_behind FROM audit.capture_lag\n\\watch 0.2' &
+    local sampler=$!
+    rc=0
+    pgbench -n -c "$CLIENTS" -j "$THREADS" -M prepared -R "$rate" -T "$DURATION" "$db" >"$out" 2>&1 || rc=$?
+    kill "$sampler" 2>/dev/null
+    wait "$sampler" 2>/dev/null || true
+    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | head -n1)
+    if [ $rc != 0 ] || [ -z "$tps" ]; then
+        log "  oltp_lag: FAILED (pgbench exit $rc), see $out"
+        return 0
+    fi
+    awk -v c="$c" -v r="$rate" -v t="$tps" '
+        NF == 2 && $1 ~ /^[0-9.]+$/ { n++; s[n] = $1 + 0; b[n] = $2 + 0 }
+        function sort(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } }
+        END {
+            if (n == 0) { printf "%s,%s,%s,0,,,,,\n", c, r, t; exit }
+            sort(s, n); sort(b, n)
+            p = int(0.95 * n + 0.999); if (p < 1) p = 1; if (p > n) p = n
+            m = int((n + 1) / 2)
+            printf "%s,%s,%s,%d,%.3f,%.3f,%.3f,%d,%d\n", c, r, t, n, s[n], s[p], s[m], b[n], b[p]
+        }' "$samples" >>"$LAGCSV"
+    log "  oltp_lag audit_wal: $tps TPS at -R $rate; lag $(tail -n1 "$LAGCSV" | awk -F, '{print "max " $5 " s, p95 " $6 " s, median " $7 " s over " $4 " samples; bytes max " $8}')"
+    measure_drain "$c" oltp_lag audit_wal
+    settle "$db"
+}
+
+# ---------------------------------------------------------------------------
 # Phases 2 and 3: bulk statements, timed by bench/measure.sql
 # ---------------------------------------------------------------------------
 # run_bulk CYCLE PHASE VARIANT POS STATEMENT
@@ -379,6 +433,9 @@ for ((c = 1; c <= CYCLES; c++)); do
             run_oltp "$c" "$v" "$pos"
         done
     fi
+    if has_phase oltp_lag && [[ " ${VARIANTS[*]} " == *" audit_wal "* ]]; then
+        run_oltp_lag "$c"
+    fi
 
     bulk_phase "$c" bulk_update "UPDATE pgbench_accounts SET abalance = abalance + 1"
     bulk_phase "$c" bulk_insert "INSERT INTO bulk_target SELECT * FROM pgbench_accounts"
@@ -420,10 +477,21 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
         echo "| phase | drain s (median) | per cycle |"
         echo "|---|---|---|"
         for ph in $PHASES; do
+            [ "$ph" = oltp_lag ] && continue
             vals=$(awk -F, -v p="$ph" 'NR>1 && $2==p {print $3}' "$DRAIN" | sort -n)
             [ -n "$vals" ] || continue
             echo "| $ph | $(echo "$vals" | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') | $(echo "$vals" | paste -sd' ') |"
         done
+    fi
+    if [ "$(wc -l <"$LAGCSV")" -gt 1 ]; then
+        echo
+        echo "audit_wal lag under a fixed OLTP load of $LAG_LOAD x the cycle's base TPS (pgbench -R, $DURATION s; audit.capture_lag sampled every 0.2 s):"
+        echo
+        echo "| cycle | rate (TPS) | achieved TPS | samples | seconds_behind max | p95 | median | bytes_behind max | p95 |"
+        echo "|---|---|---|---|---|---|---|---|---|"
+        awk -F, 'NR>1 {printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9}' "$LAGCSV"
+        echo
+        echo "Median over cycles of the largest seconds_behind: $(awk -F, 'NR>1 && $5 != "" {print $5}' "$LAGCSV" | sort -n | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') s; of its p95: $(awk -F, 'NR>1 && $6 != "" {print $6}' "$LAGCSV" | sort -n | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') s."
     fi
     if [ "$server_problems" != 0 ]; then
         echo
