@@ -1362,6 +1362,47 @@ SELECT s.slot_name, s.worker_pid, s.confirmed_lsn, s.done_lsn, s.bytes_behind,
 COMMENT ON VIEW audit.capture_lag IS
     'WAL capture (capture => ''wal'') of this database: its slot, worker, the LSN up to which every committed change is in the trail (done_lsn), bytes and seconds behind, last batch';
 
+-- Wait until every change committed before the call is in the trail (WAL
+-- capture: the worker has written the events of all WAL up to the insert
+-- position taken at the call); true when it is, false when timeout passed
+-- first (the worker stopped, paused or behind).  True at once when the
+-- database has no WAL capture (trigger mode: events commit with the
+-- change).  For readers that need their own writes (tests, an export right
+-- after a batch job): it polls audit.capture_lag every 10 ms.
+CREATE FUNCTION audit.wait_for_capture(timeout interval DEFAULT '30 s')
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target   pg_lsn := pg_catalog.pg_current_wal_insert_lsn();
+    deadline timestamptz;
+    done     pg_lsn;
+BEGIN
+    IF timeout IS NULL OR timeout < interval '0' THEN
+        RAISE EXCEPTION 'timeout must be zero or more, not %', coalesce(timeout::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    deadline := pg_catalog.clock_timestamp() + timeout;
+    LOOP
+        SELECT l.done_lsn INTO done FROM audit.capture_lag l;
+        IF NOT FOUND THEN
+            RETURN true;
+        END IF;
+        IF done OPERATOR(pg_catalog.>=) target THEN
+            RETURN true;
+        END IF;
+        IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>=) deadline THEN
+            RETURN false;
+        END IF;
+        PERFORM pg_catalog.pg_sleep(0.01);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.wait_for_capture(interval) IS
+    'Wait until every change committed before the call is in the trail (WAL capture worker caught up); false if timeout passed first; true at once without WAL capture';
+
 -- ---------------------------------------------------------------------------
 -- Privileges
 -- ---------------------------------------------------------------------------
@@ -1407,3 +1448,5 @@ GRANT EXECUTE ON FUNCTION audit.disable(regclass),
 GRANT SELECT ON audit.audited_tables TO audit_admin, audit_reader;
 GRANT EXECUTE ON FUNCTION audit.wal_capture_status() TO audit_admin, audit_reader;
 GRANT SELECT ON audit.capture_lag TO audit_admin, audit_reader;
+REVOKE ALL ON FUNCTION audit.wait_for_capture(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.wait_for_capture(interval) TO audit_admin, audit_reader;

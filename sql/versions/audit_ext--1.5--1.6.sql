@@ -5292,6 +5292,23 @@ REVOKE ALL ON FUNCTION audit.wal_prepare(),
 GRANT EXECUTE ON FUNCTION audit.wal_capture_status() TO audit_admin, audit_reader;
 GRANT SELECT ON audit.capture_lag TO audit_admin, audit_reader;
 -- end issue 22
+-- issue 22 (waltests): audit.verify() reports capture gaps (two new OUT
+-- columns: the merged section re-creates it), audit.wait_for_capture()
+DROP FUNCTION audit.verify(timestamptz, timestamptz);
+
+CREATE FUNCTION audit.wait_for_capture(timeout interval DEFAULT '30 s')
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN NULL;   -- replaced in the merged section below
+END
+$$;
+REVOKE ALL ON FUNCTION audit.wait_for_capture(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.wait_for_capture(interval) TO audit_admin, audit_reader;
+-- end issue 22 (waltests)
 -- ===========================================================================
 -- merged: objects that the blocks above define more than once, or that changed after them, end as
 -- sql/src/ has them
@@ -6862,5 +6879,120 @@ END
 $$;
 COMMENT ON FUNCTION audit.render_dashboard(timestamptz, timestamptz) IS
     'The dashboard page as self-contained HTML: events today/this week/this month, storage, activity by type, top actors, recent high-priority events with risk, open alerts, integrity status';
+
+-- Walk the chains of the events in [from_time, to_time) (all when NULL) and
+-- report the first event where one breaks.  The anchors must be what the
+-- last PRUNE event recorded.  protection_off_events: the events of the range
+-- that switched a protection off (audit_ext.protect_trail, audit_ext.log_ddl,
+-- by any route), so that a "verified" trail still says when it was left open.
+-- The checkpoint rounds must form an unbroken chain; unconfirmed_chains:
+-- lanes that only the first round after a restart could have recorded.
+-- capture_gaps, capture_gap_ranges (issue 22): the system/CAPTURE_GAP events
+-- of the range, i.e. WAL whose changes of tables audited with capture =>
+-- 'wal' were never captured (slot invalidated by max_slot_wal_keep_size,
+-- dropped or advanced by someone else), each as 'from_lsn-to_lsn (reason)'.
+-- The chains of what was captured can verify (verified stays about them),
+-- but the trail is known to be incomplete there: never silent.
+CREATE OR REPLACE FUNCTION audit.verify(from_time timestamptz DEFAULT NULL, to_time timestamptz DEFAULT NULL,
+    OUT verified boolean, OUT events bigint, OUT chains bigint, OUT legacy_events bigint,
+    OUT unverifiable_links bigint, OUT breaks bigint, OUT first_broken_event_id bigint,
+    OUT first_broken_event_time timestamptz, OUT problem text, OUT protection_off_events bigint,
+    OUT unconfirmed_chains bigint, OUT capture_gaps bigint, OUT capture_gap_ranges text[])
+RETURNS record
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    recorded text;
+    actual   text;
+    rnd      record;
+    prev     bytea := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+    expect   bigint := 1;
+BEGIN
+    PERFORM audit.require_audit_role();
+    PERFORM audit.check_time_range(from_time, to_time);
+    SELECT * INTO verified, events, chains, legacy_events, unverifiable_links, breaks,
+                  first_broken_event_id, first_broken_event_time, problem, unconfirmed_chains
+      FROM audit.verify_chains(from_time, to_time);
+    recorded := audit.recorded_anchor_digest();
+    actual := audit.anchor_digest();
+    IF EXISTS (SELECT 1 FROM audit.chain_anchor) AND recorded IS DISTINCT FROM actual THEN
+        verified := false;
+        breaks := breaks + 1;
+        problem := coalesce(problem || '; ', '') ||
+                   'audit.chain_anchor is not what the last PRUNE event recorded: an anchor was added or removed outside audit.prune()';
+    END IF;
+    -- the rounds form a chain over their checkpoint rows
+    FOR rnd IN SELECT * FROM audit.chain_round ORDER BY round_id LOOP
+        IF rnd.round_id <> expect OR rnd.prev_hash <> prev OR
+           rnd.hash IS DISTINCT FROM audit.chain_round_digest(rnd.round_id, rnd.horizon, rnd.shm_epoch, rnd.prev_hash) THEN
+            verified := false;
+            breaks := breaks + 1;
+            problem := coalesce(problem || '; ', '') ||
+                       format('checkpoint round %s does not match its hash or does not follow round %s: a round or one of its checkpoint rows was added, removed or changed',
+                              rnd.round_id, expect - 1);
+            EXIT;
+        END IF;
+        prev := rnd.hash;
+        expect := rnd.round_id + 1;
+    END LOOP;
+    SELECT count(*) INTO protection_off_events
+      FROM audit.event e
+     WHERE e.class = 'ddl' AND e.detail @> '{"audit_protection_off": true}'
+       AND (from_time IS NULL OR e.event_time >= from_time)
+       AND (to_time IS NULL OR e.event_time < to_time);
+    SELECT count(*), coalesce(array_agg(format('%s-%s (%s)', e.detail ->> 'from_lsn', e.detail ->> 'to_lsn',
+                                               e.detail ->> 'reason') ORDER BY e.id), '{}')
+      INTO capture_gaps, capture_gap_ranges
+      FROM audit.event e
+     WHERE e.class = 'system' AND e.action = 'CAPTURE_GAP'
+       AND (from_time IS NULL OR e.event_time >= from_time)
+       AND (to_time IS NULL OR e.event_time < to_time);
+END
+$$;
+COMMENT ON FUNCTION audit.verify(timestamptz, timestamptz) IS
+    'Check the hash chains of the events in [from_time, to_time) (all when NULL), the chain anchors and the checkpoint rounds; reports the first event where a chain breaks, how many events of the range switched a protection off, how many chains only a restart could explain, and the capture gaps of WAL capture (CAPTURE_GAP events: LSN ranges whose changes are not in the trail)';
+
+-- Wait until every change committed before the call is in the trail (WAL
+-- capture: the worker has written the events of all WAL up to the insert
+-- position taken at the call); true when it is, false when timeout passed
+-- first (the worker stopped, paused or behind).  True at once when the
+-- database has no WAL capture (trigger mode: events commit with the
+-- change).  For readers that need their own writes (tests, an export right
+-- after a batch job): it polls audit.capture_lag every 10 ms.
+CREATE OR REPLACE FUNCTION audit.wait_for_capture(timeout interval DEFAULT '30 s')
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target   pg_lsn := pg_catalog.pg_current_wal_insert_lsn();
+    deadline timestamptz;
+    done     pg_lsn;
+BEGIN
+    IF timeout IS NULL OR timeout < interval '0' THEN
+        RAISE EXCEPTION 'timeout must be zero or more, not %', coalesce(timeout::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    deadline := pg_catalog.clock_timestamp() + timeout;
+    LOOP
+        SELECT l.done_lsn INTO done FROM audit.capture_lag l;
+        IF NOT FOUND THEN
+            RETURN true;
+        END IF;
+        IF done OPERATOR(pg_catalog.>=) target THEN
+            RETURN true;
+        END IF;
+        IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>=) deadline THEN
+            RETURN false;
+        END IF;
+        PERFORM pg_catalog.pg_sleep(0.01);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.wait_for_capture(interval) IS
+    'Wait until every change committed before the call is in the trail (WAL capture worker caught up); false if timeout passed first; true at once without WAL capture';
 
 -- end merged
