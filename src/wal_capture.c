@@ -56,6 +56,7 @@
 #include "catalog/pg_extension.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
+#include "catalog/partition.h"
 #include "catalog/pg_replication_origin.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -444,7 +445,12 @@ plugin_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	cur_context = c;
 }
 
-/* The table's WAL-mode audit trigger as of the change, or NULL. */
+/*
+ * The table's WAL-mode audit trigger as of the change, or NULL: its own
+ * audit_ext_row, or for a partition of a partitioned table audited in WAL
+ * mode, audit_ext_wal_part (same options; sql/src/capture.sql,
+ * audit.install_wal_partition_triggers()).
+ */
 static Trigger *
 wal_trigger(Relation rel)
 {
@@ -454,10 +460,52 @@ wal_trigger(Relation rel)
 	{
 		Trigger    *tg = &rel->trigdesc->triggers[i];
 
-		if (strcmp(tg->tgname, "audit_ext_row") == 0)
+		if (strcmp(tg->tgname, "audit_ext_row") == 0 ||
+			(rel->rd_rel->relispartition && strcmp(tg->tgname, "audit_ext_wal_part") == 0))
 			return audit_trigger_is_wal(tg) ? tg : NULL;
 	}
 	return NULL;
+}
+
+/*
+ * The audited partitioned table a partition's changes are recorded under
+ * (as the trigger path records them): the nearest ancestor whose own
+ * audit_ext_row is a WAL-mode trigger, read from the catalog as of the
+ * change (historic snapshot: pg_inherits and pg_trigger are catalogs).
+ * InvalidOid when there is none (a partition detached since: its trigger
+ * went with the DETACH, so it would not be here).
+ */
+static Oid
+wal_partition_root(Relation rel)
+{
+	List	   *ancestors = get_partition_ancestors(RelationGetRelid(rel));
+	ListCell   *lc;
+	Oid			root = InvalidOid;
+
+	foreach(lc, ancestors)
+	{
+		Relation	anc = RelationIdGetRelation(lfirst_oid(lc));
+		bool		audited = false;
+
+		if (anc == NULL)
+			continue;
+		if (anc->trigdesc != NULL)
+			for (int i = 0; i < anc->trigdesc->numtriggers; i++)
+			{
+				Trigger    *tg = &anc->trigdesc->triggers[i];
+
+				if (strcmp(tg->tgname, "audit_ext_row") == 0 && audit_trigger_is_wal(tg))
+					audited = true;
+			}
+		RelationClose(anc);
+		if (audited)
+		{
+			root = lfirst_oid(lc);
+			break;
+		}
+	}
+	list_free(ancestors);
+	return root;
 }
 
 static Datum
@@ -535,6 +583,24 @@ plugin_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	e = new_event(action, rel, txn);
 	e->schema_name = datumCopy(row.schema_name, false, -1);
 	e->table_name = datumCopy(row.table_name, false, -1);
+	if (rel->rd_rel->relispartition && strcmp(tg->tgname, "audit_ext_wal_part") == 0)
+	{
+		/* a partition's change: recorded under the audited partitioned table */
+		Oid			root = wal_partition_root(rel);
+
+		if (OidIsValid(root))
+		{
+			char	   *nsp = get_namespace_name(get_rel_namespace(root));
+			char	   *name = get_rel_name(root);
+
+			if (nsp != NULL && name != NULL)
+			{
+				e->relid = root;
+				e->schema_name = CStringGetTextDatum(nsp);
+				e->table_name = CStringGetTextDatum(name);
+			}
+		}
+	}
 	e->record_id = copy_jsonb(row.record_id);
 	e->old_data = copy_jsonb(row.old_data);
 	e->new_data = copy_jsonb(row.new_data);

@@ -5293,7 +5293,10 @@ GRANT EXECUTE ON FUNCTION audit.wal_capture_status() TO audit_admin, audit_reade
 GRANT SELECT ON audit.capture_lag TO audit_admin, audit_reader;
 -- end issue 22
 -- issue 22 (waltests): audit.verify() reports capture gaps (two new OUT
--- columns: the merged section re-creates it), audit.wait_for_capture()
+-- columns: the merged section re-creates it), audit.wait_for_capture(),
+-- partitioned tables in WAL mode (audit.install_wal_partition_triggers();
+-- drop_audit_triggers, on_ddl_command_end, install_triggers, enable and
+-- disable changed: re-created in the merged section)
 DROP FUNCTION audit.verify(timestamptz, timestamptz);
 
 CREATE FUNCTION audit.wait_for_capture(timeout interval DEFAULT '30 s')
@@ -5308,6 +5311,19 @@ END
 $$;
 REVOKE ALL ON FUNCTION audit.wait_for_capture(interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit.wait_for_capture(interval) TO audit_admin, audit_reader;
+
+-- partitioned tables in WAL mode: the triggers of each partition
+CREATE FUNCTION audit.install_wal_partition_triggers(part regclass, exclude_columns text[], mask_columns text[],
+                                                     flags text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN;   -- replaced in the merged section below
+END
+$$;
+REVOKE ALL ON FUNCTION audit.install_wal_partition_triggers(regclass,text[],text[],text[]) FROM PUBLIC;
 -- end issue 22 (waltests)
 -- ===========================================================================
 -- merged: objects that the blocks above define more than once, or that changed after them, end as
@@ -6028,11 +6044,6 @@ BEGIN
                       DETAIL = 'The WAL capture worker does not compute digests; it would record the values.',
                       HINT = 'Use capture => ''trigger'' for a table with digest_columns, or clear them with digest_columns => ''{}''.';
         END IF;
-        IF rel.relkind = 'p' THEN
-            RAISE EXCEPTION 'cannot audit partitioned table "%" with capture => ''wal''', tbl
-                USING ERRCODE = 'feature_not_supported',
-                      HINT = 'Audit it with capture => ''trigger''.';
-        END IF;
         PERFORM audit.wal_prepare();
     END IF;
 
@@ -6229,6 +6240,15 @@ BEGIN
         EXECUTE format('CREATE TRIGGER audit_ext_truncate BEFORE TRUNCATE ON %s '
                        'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L, %L)',
                        tbl, exclude_columns::text, mask_columns::text, flags::text);
+        -- A partitioned table: statement triggers are not cloned, and a
+        -- statement may name a partition directly, so every partition gets
+        -- the statement's context triggers too (audit_ext_wal_part; new
+        -- partitions get them from audit.on_ddl_command_end()), and REPLICA
+        -- IDENTITY FULL (the old rows are logged per partition).  The decoder
+        -- records a partition's changes under the audited partitioned table.
+        FOR part IN SELECT p.relid FROM pg_partition_tree(tbl) p WHERE p.relid <> tbl LOOP
+            PERFORM audit.install_wal_partition_triggers(part, exclude_columns, mask_columns, flags);
+        END LOOP;
         RETURN;
     END IF;
     IF cardinality(digest_columns) > 0 THEN
@@ -6279,11 +6299,12 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl AND c.relkind IN ('r', 'p')) THEN
         EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'audit_ext_row') THEN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname IN ('audit_ext_row', 'audit_ext_wal_part')) THEN
         RAISE NOTICE 'table "%" is not audited', tbl;
         RETURN false;
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'audit_ext_row' AND tgparentid <> 0) THEN
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl
+                  AND (tgname = 'audit_ext_row' AND tgparentid <> 0 OR tgname = 'audit_ext_wal_part')) THEN
         RAISE EXCEPTION 'cannot stop auditing partition "%" on its own: its partitioned table is audited', tbl
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Call audit.disable() on the partitioned table.';
@@ -6994,5 +7015,184 @@ END
 $$;
 COMMENT ON FUNCTION audit.wait_for_capture(interval) IS
     'Wait until every change committed before the call is in the trail (WAL capture worker caught up); false if timeout passed first; true at once without WAL capture';
+
+-- Remove the audit triggers of a table and of all its partitions.
+CREATE OR REPLACE FUNCTION audit.drop_audit_triggers(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    trg record;
+BEGIN
+    FOR trg IN
+        SELECT t.tgname, t.tgrelid::regclass AS rel, t.tgargs
+          FROM (SELECT tbl AS relid, 0 AS level
+                UNION ALL
+                SELECT relid, level FROM pg_partition_tree(tbl) WHERE relid <> tbl) p
+          JOIN pg_trigger t ON t.tgrelid = p.relid
+         WHERE t.tgname IN ('audit_ext_row', 'audit_ext_truncate', 'audit_ext_wal_part')
+           AND t.tgparentid = 0
+         ORDER BY p.level
+    LOOP
+        -- issue 22: a partition of a WAL-mode partitioned table gets its own
+        -- replica identity back (kept in its trigger's flags)
+        IF trg.tgname = 'audit_ext_wal_part' THEN
+            PERFORM audit.restore_replica_identity(trg.rel,
+                        (SELECT f FROM unnest((audit.trigger_arguments(trg.tgargs))[3]::text[]) f
+                          WHERE f LIKE 'replica\_identity=%' LIMIT 1));
+        END IF;
+        EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, trg.rel);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.drop_audit_triggers(regclass) IS
+    'Internal: remove the audit triggers of a table and its partitions (a WAL-mode partition gets its replica identity back)';
+
+-- New partitions of an audited partitioned table get the TRUNCATE trigger
+-- too (row triggers are cloned by PostgreSQL itself).
+-- Inheritance children (1.4).  UPDATE and DELETE through an audited table
+-- (without ONLY) change the rows of its inheritance children, which fire the
+-- children's triggers, not the parent's: those changes went unrecorded.  The
+-- event trigger that gives new partitions their TRUNCATE trigger now also
+-- audits a table that starts inheriting from an audited one (CREATE TABLE
+-- ... INHERITS, ALTER TABLE ... INHERIT) with that parent's options (the
+-- first audited parent), recorded as ENABLE AUDIT with "inherits" and
+-- "automatic": true.  Temporary and foreign children cannot be audited; the
+-- utility hook's event says so ("child_audited": false) and
+-- audited_tables.capture_state names them.  An event trigger works with or
+-- without shared_preload_libraries; pg_restore creates tables before their
+-- triggers, so a restored child keeps exactly the triggers it had.
+CREATE OR REPLACE FUNCTION audit.on_ddl_command_end()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part  oid;
+    root  record;
+    rel   oid;
+    par   regclass;
+    args  text[];
+    flags text[];
+BEGIN
+    -- A partition detached from an audited table is no longer audited: its
+    -- row trigger (a clone) went with the DETACH, which was recorded; its own
+    -- truncate trigger goes now (it kept recording TRUNCATEs of a table whose
+    -- changes were no longer captured).
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c WHERE c.command_tag = 'ALTER TABLE') THEN
+        FOR rel IN
+            SELECT t.tgrelid
+              FROM pg_trigger t JOIN pg_class k ON k.oid = t.tgrelid
+             WHERE t.tgname = 'audit_ext_truncate' AND t.tgparentid = 0 AND NOT k.relispartition
+               AND NOT EXISTS (SELECT 1 FROM pg_trigger r
+                                WHERE r.tgrelid = t.tgrelid AND r.tgfoid = 'audit.capture_row()'::regprocedure)
+        LOOP
+            EXECUTE format('DROP TRIGGER audit_ext_truncate ON %s', rel::regclass);
+        END LOOP;
+    END IF;
+
+    -- CREATE TABLE ... PARTITION OF names the new partition; ALTER TABLE ...
+    -- ATTACH PARTITION names the parent: look at the whole tree below each.
+    FOR part IN
+        SELECT DISTINCT t.relid
+          FROM pg_event_trigger_ddl_commands() c
+          CROSS JOIN LATERAL (SELECT c.objid AS relid
+                              UNION ALL
+                              SELECT relid FROM pg_partition_tree(c.objid)) t
+         WHERE c.object_type IN ('table', 'table column') AND c.classid = 'pg_class'::regclass
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = part AND tgname = 'audit_ext_truncate');
+        FOR root IN
+            SELECT audit.trigger_arguments(t.tgargs) AS args
+              FROM pg_partition_ancestors(part) WITH ORDINALITY a(relid, ord)
+              JOIN pg_trigger t ON t.tgrelid = a.relid AND t.tgname = 'audit_ext_truncate'
+             WHERE a.relid <> part
+             ORDER BY a.ord
+             LIMIT 1
+        LOOP
+            -- issue 22: under a WAL-mode partitioned table, the statement
+            -- triggers and REPLICA IDENTITY FULL instead
+            IF 'wal' = ANY (coalesce(root.args[3]::text[], '{}')) THEN
+                PERFORM audit.install_wal_partition_triggers(part::regclass, root.args[1]::text[],
+                                                             root.args[2]::text[], root.args[3]::text[]);
+                CONTINUE;
+            END IF;
+            EXECUTE format('CREATE TRIGGER audit_ext_truncate AFTER TRUNCATE ON %s '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L)',
+                           part::regclass, root.args[1], root.args[2]);
+        END LOOP;
+    END LOOP;
+
+    -- An ordinary permanent table, not audited, inheriting from an audited one.
+    FOR rel IN
+        SELECT DISTINCT c.objid
+          FROM pg_event_trigger_ddl_commands() c
+          JOIN pg_class k ON k.oid = c.objid
+         WHERE c.object_type = 'table' AND c.classid = 'pg_class'::regclass
+           AND k.relkind = 'r' AND k.relpersistence <> 't' AND NOT k.relispartition
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_trigger t
+                               WHERE t.tgrelid = rel AND t.tgfoid = 'audit.capture_row()'::regprocedure);
+        par := NULL;
+        SELECT i.inhparent, audit.trigger_arguments(t.tgargs) INTO par, args
+          FROM pg_inherits i
+          JOIN pg_trigger t ON t.tgrelid = i.inhparent AND t.tgparentid = 0
+                           AND t.tgfoid = 'audit.capture_row()'::regprocedure
+         WHERE i.inhrelid = rel
+         ORDER BY i.inhseqno
+         LIMIT 1;
+        CONTINUE WHEN par IS NULL;
+        flags := coalesce(args[3]::text[], '{}');
+        PERFORM audit.install_triggers(rel::regclass, args[1]::text[], args[2]::text[], flags,
+                                       coalesce(args[4]::text[], '{}'));
+        PERFORM audit.log_config_event('ENABLE AUDIT', rel::regclass,
+                   jsonb_build_object('exclude_columns', to_jsonb(args[1]::text[]),
+                                      'mask_columns', to_jsonb(args[2]::text[]),
+                                      'inherits', par::text,
+                                      'automatic', true)
+                   || CASE WHEN 'log_reads' = ANY (flags) THEN '{"log_reads": true}'::jsonb ELSE '{}'::jsonb END);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.on_ddl_command_end() IS
+    'Event trigger: gives new partitions of audited tables their TRUNCATE trigger, audits a new inheritance child of an audited table with its parent''s options';
+
+-- issue 22: one partition of a partitioned table audited with capture =>
+-- 'wal': BEFORE ... FOR EACH STATEMENT triggers that write the statement's
+-- context (a statement may name the partition itself), REPLICA IDENTITY FULL
+-- (its own setting kept in the trigger's flags, restored by
+-- audit.drop_audit_triggers()).
+CREATE OR REPLACE FUNCTION audit.install_wal_partition_triggers(part regclass, exclude_columns text[], mask_columns text[],
+                                                     flags text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pflags text[];
+BEGIN
+    pflags := ARRAY(SELECT f FROM unnest(flags) f WHERE f NOT LIKE 'replica\_identity=%') ||
+              ('replica_identity=' ||
+               (SELECT c.relreplident::text ||
+                       CASE WHEN c.relreplident = 'i'
+                            THEN ':' || (SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                                          WHERE i.indrelid = part AND i.indisreplident)
+                            ELSE '' END
+                  FROM pg_class c WHERE c.oid = part));
+    EXECUTE format('CREATE TRIGGER audit_ext_wal_part BEFORE INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_row(%L, %L, %L)',
+                   part, exclude_columns::text, mask_columns::text, pflags::text);
+    EXECUTE format('CREATE TRIGGER audit_ext_truncate BEFORE TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L, %L)',
+                   part, exclude_columns::text, mask_columns::text, pflags::text);
+    IF (SELECT c.relkind = 'r' AND c.relreplident <> 'f' FROM pg_class c WHERE c.oid = part) THEN
+        EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', part);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audit.install_wal_partition_triggers(regclass, text[], text[], text[]) IS
+    'Internal: the WAL-mode statement triggers and REPLICA IDENTITY FULL of one partition of a partitioned table audited with capture => ''wal''';
 
 -- end merged
