@@ -52,14 +52,15 @@ BEGIN
            AND t.tgparentid = 0
          ORDER BY p.level
     LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, trg.rel);
         -- issue 22: a partition of a WAL-mode partitioned table gets its own
-        -- replica identity back (kept in its trigger's flags)
+        -- replica identity back (kept in its trigger's flags); after the
+        -- DROP, so that the ALTER TABLE's event trigger finds nothing to do
         IF trg.tgname = 'audit_ext_wal_part' THEN
             PERFORM audit.restore_replica_identity(trg.rel,
                         (SELECT f FROM unnest((audit.trigger_arguments(trg.tgargs))[3]::text[]) f
                           WHERE f LIKE 'replica\_identity=%' LIMIT 1));
         END IF;
-        EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, trg.rel);
     END LOOP;
 END
 $$;
@@ -828,6 +829,15 @@ BEGIN
                                 WHERE r.tgrelid = t.tgrelid AND r.tgfoid = 'audit.capture_row()'::regprocedure)
         LOOP
             EXECUTE format('DROP TRIGGER audit_ext_truncate ON %s', rel::regclass);
+        END LOOP;
+        -- issue 22: one detached from a WAL-mode partitioned table loses its
+        -- statement triggers and gets its own replica identity back
+        FOR rel IN
+            SELECT t.tgrelid
+              FROM pg_trigger t JOIN pg_class k ON k.oid = t.tgrelid
+             WHERE t.tgname = 'audit_ext_wal_part' AND NOT k.relispartition
+        LOOP
+            PERFORM audit.drop_audit_triggers(rel::regclass);
         END LOOP;
     END IF;
 

@@ -7,7 +7,7 @@
 -- partitioned table in trigger mode gets the same statements.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(16);
+SELECT plan(19);
 
 CREATE TABLE wp_t (id int, region text, v text, secret text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
 CREATE TABLE wp_t_eu PARTITION OF wp_t FOR VALUES IN ('eu');
@@ -91,6 +91,19 @@ SELECT is(audit.wait_for_capture('60 s'), true, 'the worker caught up again');
 SELECT is((SELECT string_agg(table_name, ',') FROM audit.event
             WHERE id > (SELECT id FROM wp_mark) AND class = 'data' AND action = 'TRUNCATE'), 'wp_w_asia',
           'a TRUNCATE of a partition: one event naming it');
+
+-- a partition detached: no longer audited, its triggers go, its replica identity comes back
+ALTER TABLE wp_w DETACH PARTITION wp_w_eu;
+SELECT is((SELECT count(*) FROM pg_trigger WHERE tgrelid = 'wp_w_eu'::regclass AND tgname LIKE 'audit\_ext%')
+          || ':' || (SELECT relreplident::text FROM pg_class WHERE oid = 'wp_w_eu'::regclass),
+          '0:n', 'a detached partition loses its WAL-mode triggers and gets its replica identity back');
+INSERT INTO wp_w_eu VALUES (20, 'eu', 'detached', 's');
+INSERT INTO wp_w VALUES (21, 'asia', 'still audited', 's');
+SELECT is(audit.wait_for_capture('60 s'), true, 'caught up after the detach');
+SELECT is((SELECT string_agg(record_id ->> 'id', ',') FROM audit.event
+            WHERE id > (SELECT id FROM wp_mark) AND class = 'data' AND (record_id ->> 'id')::int IN (20, 21)),
+          '21', 'changes of the detached table are not captured, the partitioned table''s still are');
+ALTER TABLE wp_w ATTACH PARTITION wp_w_eu FOR VALUES IN ('eu');
 
 -- disable: the triggers go from every partition, each gets its own replica identity back
 SELECT audit.disable('wp_w');
