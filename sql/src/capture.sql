@@ -905,7 +905,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION audit.on_ddl_command_end() IS
-    'Event trigger: gives new partitions of audited tables their TRUNCATE trigger, audits a new inheritance child of an audited table with its parent''s options';
+    'Event trigger: gives new partitions of audited tables their TRUNCATE trigger (under a WAL-mode partitioned table: the statement triggers and REPLICA IDENTITY FULL; a detached one loses them), audits a new inheritance child of an audited table with its parent''s options';
 
 CREATE EVENT TRIGGER audit_ext_ddl_command_end ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')

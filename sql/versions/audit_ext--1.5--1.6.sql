@@ -7167,7 +7167,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION audit.on_ddl_command_end() IS
-    'Event trigger: gives new partitions of audited tables their TRUNCATE trigger, audits a new inheritance child of an audited table with its parent''s options';
+    'Event trigger: gives new partitions of audited tables their TRUNCATE trigger (under a WAL-mode partitioned table: the statement triggers and REPLICA IDENTITY FULL; a detached one loses them), audits a new inheritance child of an audited table with its parent''s options';
 
 -- issue 22: one partition of a partitioned table audited with capture =>
 -- 'wal': BEFORE ... FOR EACH STATEMENT triggers that write the statement's
