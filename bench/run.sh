@@ -52,6 +52,10 @@ RESULTS=$BENCH/results
 RAW=$RESULTS/raw.csv
 REPORT=$RESULTS/latest.md
 CONTEXT=${CONTEXT:-0}
+# audit_walp (diagnostic, VARIANTS=...): audit_wal with the capture worker
+# paused (audit_ext.wal_capture_pause) during each timed step and resumed
+# right after it: the writer's cost alone, with no decoding competing for the
+# cores; its drain then holds all of the worker's work.
 # audit_wal: audit_ext with capture => 'wal' (issue 22); its drain (time
 # until the capture worker has written every event of the step) is
 # measured after each step, outside the timed part.  VARIANTS="..." picks.
@@ -179,7 +183,7 @@ enable_trail() {
     case $variant in
         base) ;;
         audit_ext | audit_noidx | audit_ctx | audit_rules | audit_ctx_noidx) sql "$db" -c "SELECT audit.enable('public.$tbl')" >/dev/null ;;
-        audit_wal) sql "$db" -c "SELECT audit.enable('public.$tbl', capture => 'wal')" >/dev/null ;;
+        audit_wal | audit_walp) sql "$db" -c "SELECT audit.enable('public.$tbl', capture => 'wal')" >/dev/null ;;
         table_log) sql "$db" -c "SELECT table_log_init(5, 'public', '$tbl', 'tlog', '${tbl}_log')" >/dev/null ;;
     esac
 }
@@ -222,7 +226,7 @@ for v in "${VARIANTS[@]}"; do
     pgbench -i -s "$SCALE" -q "$db" >"$RESULTS/init-$v.log" 2>&1 || die "pgbench -i failed for $db, see $RESULTS/init-$v.log"
     sql "$db" -f "$BENCH/setup.sql"
     case $v in
-        audit_ext | audit_noidx | audit_wal) sql "$db" -c "CREATE EXTENSION audit_ext" ;;
+        audit_ext | audit_noidx | audit_wal | audit_walp) sql "$db" -c "CREATE EXTENSION audit_ext" ;;
         audit_ctx | audit_rules | audit_ctx_noidx) sql "$db" -c "CREATE EXTENSION audit_ext" -c "
             SELECT audit.set_risk('data', 'UPDATE', 'public.pgbench_accounts', 'medium');
             SELECT audit.set_risk('app', a, risk => 'high') FROM unnest(ARRAY['EXPORT', 'IMPORT', 'VIEW', 'CREATE']) a;
@@ -260,11 +264,12 @@ PG_VERSION=$(sql postgres -c "SELECT version()")
 # audit_wal: seconds until the capture worker has written every event of the
 # step just measured (its lag drained), recorded in drain.csv
 DRAIN=$RESULTS/drain.csv
-echo "cycle,phase,drain_secs,events" >"$DRAIN"
+echo "cycle,phase,drain_secs,events,variant" >"$DRAIN"
 measure_drain() { # measure_drain CYCLE PHASE VARIANT
     local c=$1 phase=$2 v=$3 db lsn t0 t1 ev
-    [ "$v" = audit_wal ] || return 0
+    [ "$v" = audit_wal ] || [ "$v" = audit_walp ] || return 0
     db=$(db_of "$v")
+    [ "$v" = audit_walp ] && wal_pause "$db" off
     lsn=$(sql "$db" -c "SELECT pg_current_wal_insert_lsn()")  # the write position may lag (synchronous_commit = off)
     t0=$(date +%s.%N)
     for ((i = 0; i < 36000; i++)); do
@@ -273,8 +278,21 @@ measure_drain() { # measure_drain CYCLE PHASE VARIANT
     done
     t1=$(date +%s.%N)
     ev=$(sql "$db" -c "SELECT last_value FROM audit.event_id_seq")
-    echo "$c,$phase,$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}'),$ev" >>"$DRAIN"
+    echo "$c,$phase,$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}'),$ev,$v" >>"$DRAIN"
     log "  $phase $v: drained in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s"
+}
+
+# audit_walp: hold the capture worker of DB back (on) or let it go (off);
+# returns once the worker says so (pg_stat_activity.query)
+wal_pause() { # wal_pause DB on|off
+    local db=$1 st=$2 want i
+    sql "$db" -c "ALTER SYSTEM SET audit_ext.wal_capture_pause = $st" -c "SELECT pg_reload_conf()" >/dev/null
+    [ "$st" = on ] && want=t || want=f
+    for ((i = 0; i < 600; i++)); do
+        [ "$(sql "$db" -c "SELECT coalesce(bool_or(query LIKE 'paused%'), false) FROM pg_stat_activity WHERE backend_type = 'audit_ext wal capture' AND datname = current_database()")" = $want ] && return 0
+        sleep 0.05
+    done
+    log "  warning: the capture worker of $db did not report pause = $st"
 }
 
 # ---------------------------------------------------------------------------
@@ -295,6 +313,7 @@ run_oltp() {
     rc=0
     local opts=""
     [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ] && opts="-c audit_ext.context=$CTX_JSON"
+    [ "$v" = audit_walp ] && wal_pause "$db" on
     PGOPTIONS="$opts" pgbench -n -c "$CLIENTS" -j "$THREADS" -M prepared -T "$DURATION" "${script[@]}" "$db" >"$out" 2>&1 || rc=$?
     p1=$(sql "$db" -F ' ' -c "SELECT lsn, trail_bytes, trail_rows FROM bench.probe()")
     tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | head -n1)
@@ -372,6 +391,7 @@ run_bulk() {
     db=$(db_of "$v")
     out=$RESULTS/$phase-c$c-$v.log
     quiesce
+    [ "$v" = audit_walp ] && wal_pause "$db" on
     line=""
     sql "$db" -v stmt="$stmt" -f "$BENCH/measure.sql" >"$TMP_OUT" 2>"$out" && line=$(cat "$TMP_OUT")
     IFS='|' read -r secs rows wal tb tr <<<"$line"
@@ -464,7 +484,7 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
     floor_note=""
     [ "$FLOOR" = 1 ] && floor_note="; audit_noidx (diagnostic, FLOOR=1) = audit_ext with no index on the data-event partitions; sql_floor (diagnostic, FLOOR=1) = no trigger, each statement writes (id, now(), to_jsonb(row)) per changed row into an unindexed table itself (WITH ... RETURNING; OLTP: bench/sql_floor.pgbench)"
     [ "$CONTEXT" = 1 ] || [[ " ${VARIANTS[*]} " == *" audit_ctx "* ]] && floor_note+="; audit_ctx (CONTEXT=1) = audit_ext with 20 risk rules and an end-user context on every session (PGOPTIONS -c audit_ext.context=$CTX_JSON): every event carries the context, the partial GIN index on it, and a risk from the rules"
-    echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; audit_wal = audit.enable(..., capture => 'wal') (events written by the capture worker after the commit: its trail bytes/rows in a step count what it had written when the step ended; the drain is below); table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog$floor_note"
+    echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; audit_wal = audit.enable(..., capture => 'wal') (events written by the capture worker after the commit: its trail bytes/rows in a step count what it had written when the step ended; the drain is below); table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog; audit_walp (diagnostic, when selected) = audit_wal with the capture worker paused during each timed step (audit_ext.wal_capture_pause) and resumed after it: the writer's cost alone, all of the worker's work in its drain$floor_note"
     echo "- Order rotated per cycle; medians over cycles; ratios are ratios of medians, with the ratio within each cycle and its median under each table. WAL = pg_current_wal_lsn() difference; audit bytes = growth of pg_total_relation_size over schema audit (audit_ext) or tlog (table_log); audit rows = events (audit.event_id_seq) or log rows (table_log sequences)."
     echo
     sql postgres -f "$BENCH/report.sql" <"$RAW"
@@ -472,16 +492,16 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
     echo "Trail size at the end: $trail_sizes."
     if [ "$(wc -l <"$DRAIN")" -gt 1 ]; then
         echo
-        echo "audit_wal drain (seconds from the end of a step until every event of it is in the trail; medians over cycles):"
+        echo "Drain of audit_wal (and audit_walp: from the resume) — seconds from the end of a step until every event of it is in the trail; medians over cycles:"
         echo
-        echo "| phase | drain s (median) | per cycle |"
-        echo "|---|---|---|"
-        for ph in $PHASES; do
+        echo "| variant | phase | drain s (median) | per cycle |"
+        echo "|---|---|---|---|"
+        for dv in audit_wal audit_walp; do for ph in $PHASES; do
             [ "$ph" = oltp_lag ] && continue
-            vals=$(awk -F, -v p="$ph" 'NR>1 && $2==p {print $3}' "$DRAIN" | sort -n)
+            vals=$(awk -F, -v p="$ph" -v w="$dv" 'NR>1 && $2==p && $5==w {print $3}' "$DRAIN" | sort -n)
             [ -n "$vals" ] || continue
-            echo "| $ph | $(echo "$vals" | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') | $(echo "$vals" | paste -sd' ') |"
-        done
+            echo "| $dv | $ph | $(echo "$vals" | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') | $(echo "$vals" | paste -sd' ') |"
+        done; done
     fi
     if [ "$(wc -l <"$LAGCSV")" -gt 1 ]; then
         echo
