@@ -20,6 +20,11 @@ REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=audit_ext
 # isolation tests (specs/*.spec, expected/*.out), run by make installcheck
 ISOLATION = concurrent_row enable_race enable_partitioned chain_concurrency prune_race
 ISOLATION_OPTS = --load-extension=audit_ext
+# capture => 'wal' (issue 22): need wal_level = logical, so scripts/test.sh
+# runs them on a cluster of their own (make installcheck REGRESS=$(REGRESS_WAL)
+# ISOLATION=$(ISOLATION_WAL)); the pgTAP files of that cluster are test/wal/*.sql
+REGRESS_WAL = wal_mode
+ISOLATION_WAL = wal_switch
 
 PG_CPPFLAGS = -I$(srcdir)/src
 # SHA-256 of the integrity chain (PostgreSQL itself links OpenSSL)

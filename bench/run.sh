@@ -23,8 +23,13 @@
 # (rules and context, the context indexes dropped).
 # VARIANTS="base audit_ext audit_ctx" picks the variants (default: base
 # audit_ext table_log, plus the FLOOR and CONTEXT ones).
-# PHASES (default "oltp bulk_update bulk_insert") runs a subset, e.g.
+# PHASES (default "oltp oltp_lag bulk_update bulk_insert") runs a subset, e.g.
 # PHASES=oltp CYCLES=7 for a tighter OLTP median; PG_MAJOR (default 15).
+# oltp_lag (issue 22, needs oltp, base and audit_wal): after the cycle's OLTP
+# phase, audit_wal runs pgbench at a fixed rate of LAG_LOAD (default 0.8) x
+# the base TPS of that cycle (pgbench -R) for DURATION seconds while
+# audit.capture_lag is sampled every 0.2 s; lag.csv and the report give
+# the largest and the 95th percentile of seconds_behind and of bytes_behind.
 # Progress goes to stderr; the Markdown report goes to stdout and to
 # bench/results/latest.md, the per-run numbers to bench/results/raw.csv.
 set -euo pipefail
@@ -34,7 +39,8 @@ CYCLES=${CYCLES:-3}
 SCALE=${SCALE:-10}
 KEEP_CLUSTER=${KEEP_CLUSTER:-0}
 FLOOR=${FLOOR:-0}
-PHASES=${PHASES:-oltp bulk_update bulk_insert}
+PHASES=${PHASES:-oltp oltp_lag bulk_update bulk_insert}
+LAG_LOAD=${LAG_LOAD:-0.8}
 CLIENTS=2
 THREADS=2
 PORT=${PORT:-5498}
@@ -46,6 +52,10 @@ RESULTS=$BENCH/results
 RAW=$RESULTS/raw.csv
 REPORT=$RESULTS/latest.md
 CONTEXT=${CONTEXT:-0}
+# audit_walp (diagnostic, VARIANTS=...): audit_wal with the capture worker
+# paused (audit_ext.wal_capture_pause) during each timed step and resumed
+# right after it: the writer's cost alone, with no decoding competing for the
+# cores; its drain then holds all of the worker's work.
 # audit_wal: audit_ext with capture => 'wal' (issue 22); its drain (time
 # until the capture worker has written every event of the step) is
 # measured after each step, outside the timed part.  VARIANTS="..." picks.
@@ -67,7 +77,7 @@ for knob in DURATION CYCLES SCALE; do
     [[ ${!knob} =~ ^[1-9][0-9]*$ ]] || die "$knob must be a positive integer (got '${!knob}')"
 done
 for ph in $PHASES; do
-    case $ph in oltp | bulk_update | bulk_insert) ;; *) die "PHASES: unknown phase '$ph' (oltp, bulk_update, bulk_insert)" ;; esac
+    case $ph in oltp | oltp_lag | bulk_update | bulk_insert) ;; *) die "PHASES: unknown phase '$ph' (oltp, oltp_lag, bulk_update, bulk_insert)" ;; esac
 done
 has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
 [ "$(id -u)" = 0 ] || die "run as root (the cluster is created as user postgres with runuser)"
@@ -173,7 +183,7 @@ enable_trail() {
     case $variant in
         base) ;;
         audit_ext | audit_noidx | audit_ctx | audit_rules | audit_ctx_noidx) sql "$db" -c "SELECT audit.enable('public.$tbl')" >/dev/null ;;
-        audit_wal) sql "$db" -c "SELECT audit.enable('public.$tbl', capture => 'wal')" >/dev/null ;;
+        audit_wal | audit_walp) sql "$db" -c "SELECT audit.enable('public.$tbl', capture => 'wal')" >/dev/null ;;
         table_log) sql "$db" -c "SELECT table_log_init(5, 'public', '$tbl', 'tlog', '${tbl}_log')" >/dev/null ;;
     esac
 }
@@ -216,7 +226,7 @@ for v in "${VARIANTS[@]}"; do
     pgbench -i -s "$SCALE" -q "$db" >"$RESULTS/init-$v.log" 2>&1 || die "pgbench -i failed for $db, see $RESULTS/init-$v.log"
     sql "$db" -f "$BENCH/setup.sql"
     case $v in
-        audit_ext | audit_noidx | audit_wal) sql "$db" -c "CREATE EXTENSION audit_ext" ;;
+        audit_ext | audit_noidx | audit_wal | audit_walp) sql "$db" -c "CREATE EXTENSION audit_ext" ;;
         audit_ctx | audit_rules | audit_ctx_noidx) sql "$db" -c "CREATE EXTENSION audit_ext" -c "
             SELECT audit.set_risk('data', 'UPDATE', 'public.pgbench_accounts', 'medium');
             SELECT audit.set_risk('app', a, risk => 'high') FROM unnest(ARRAY['EXPORT', 'IMPORT', 'VIEW', 'CREATE']) a;
@@ -254,11 +264,12 @@ PG_VERSION=$(sql postgres -c "SELECT version()")
 # audit_wal: seconds until the capture worker has written every event of the
 # step just measured (its lag drained), recorded in drain.csv
 DRAIN=$RESULTS/drain.csv
-echo "cycle,phase,drain_secs,events" >"$DRAIN"
+echo "cycle,phase,drain_secs,events,variant" >"$DRAIN"
 measure_drain() { # measure_drain CYCLE PHASE VARIANT
     local c=$1 phase=$2 v=$3 db lsn t0 t1 ev
-    [ "$v" = audit_wal ] || return 0
+    [ "$v" = audit_wal ] || [ "$v" = audit_walp ] || return 0
     db=$(db_of "$v")
+    [ "$v" = audit_walp ] && wal_pause "$db" off
     lsn=$(sql "$db" -c "SELECT pg_current_wal_insert_lsn()")  # the write position may lag (synchronous_commit = off)
     t0=$(date +%s.%N)
     for ((i = 0; i < 36000; i++)); do
@@ -267,8 +278,21 @@ measure_drain() { # measure_drain CYCLE PHASE VARIANT
     done
     t1=$(date +%s.%N)
     ev=$(sql "$db" -c "SELECT last_value FROM audit.event_id_seq")
-    echo "$c,$phase,$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}'),$ev" >>"$DRAIN"
+    echo "$c,$phase,$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}'),$ev,$v" >>"$DRAIN"
     log "  $phase $v: drained in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s"
+}
+
+# audit_walp: hold the capture worker of DB back (on) or let it go (off);
+# returns once the worker says so (pg_stat_activity.query)
+wal_pause() { # wal_pause DB on|off
+    local db=$1 st=$2 want i
+    sql "$db" -c "ALTER SYSTEM SET audit_ext.wal_capture_pause = $st" -c "SELECT pg_reload_conf()" >/dev/null
+    [ "$st" = on ] && want=t || want=f
+    for ((i = 0; i < 600; i++)); do
+        [ "$(sql "$db" -c "SELECT coalesce(bool_or(query LIKE 'paused%'), false) FROM pg_stat_activity WHERE backend_type = 'audit_ext wal capture' AND datname = current_database()")" = $want ] && return 0
+        sleep 0.05
+    done
+    log "  warning: the capture worker of $db did not report pause = $st"
 }
 
 # ---------------------------------------------------------------------------
@@ -289,6 +313,7 @@ run_oltp() {
     rc=0
     local opts=""
     [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ] && opts="-c audit_ext.context=$CTX_JSON"
+    [ "$v" = audit_walp ] && wal_pause "$db" on
     PGOPTIONS="$opts" pgbench -n -c "$CLIENTS" -j "$THREADS" -M prepared -T "$DURATION" "${script[@]}" "$db" >"$out" 2>&1 || rc=$?
     p1=$(sql "$db" -F ' ' -c "SELECT lsn, trail_bytes, trail_rows FROM bench.probe()")
     tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | head -n1)
@@ -310,6 +335,54 @@ run_oltp() {
 }
 
 # ---------------------------------------------------------------------------
+# Phase 1b: audit_wal's lag under a fixed OLTP load (LAG_LOAD x base TPS)
+# ---------------------------------------------------------------------------
+LAGCSV=$RESULTS/lag.csv
+echo "cycle,rate,tps,samples,lag_max_s,lag_p95_s,lag_median_s,bytes_max,bytes_p95" >"$LAGCSV"
+run_oltp_lag() {
+    local c=$1 db base_tps rate out samples rc tps
+    db=$(db_of audit_wal)
+    base_tps=$(awk -F, -v c="$c" '$1==c && $2=="oltp" && $3=="base" && $5=="ok" {print $8}' "$RAW")
+    if [ -z "$base_tps" ]; then
+        log "  oltp_lag: no base TPS in cycle $c, skipped"
+        return 0
+    fi
+    rate=$(awk -v t="$base_tps" -v l="$LAG_LOAD" 'BEGIN{printf "%d", t * l}')
+    out=$RESULTS/oltp_lag-c$c.log
+    samples=$RESULTS/oltp_lag-c$c.samples
+    sql "$db" -c "VACUUM pgbench_branches" -c "VACUUM pgbench_tellers" -c "TRUNCATE pgbench_history"
+    quiesce
+    log " oltp_lag audit_wal: pgbench -R $rate ($LAG_LOAD x base $base_tps TPS) -T $DURATION, capture_lag sampled every 0.2 s"
+    : >"$samples"
+    # one psql session samples the view (\watch): one connection, no fork per sample
+    psql -X -q -At -F ' ' -d "$db" >>"$samples" 2>/dev/null \
+        <<<$'SELECT seconds_behind, bytes_behind FROM audit.capture_lag\n\\watch 0.2' &
+    local sampler=$!
+    rc=0
+    pgbench -n -c "$CLIENTS" -j "$THREADS" -M prepared -R "$rate" -T "$DURATION" "$db" >"$out" 2>&1 || rc=$?
+    kill "$sampler" 2>/dev/null
+    wait "$sampler" 2>/dev/null || true
+    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | head -n1)
+    if [ $rc != 0 ] || [ -z "$tps" ]; then
+        log "  oltp_lag: FAILED (pgbench exit $rc), see $out"
+        return 0
+    fi
+    awk -v c="$c" -v r="$rate" -v t="$tps" '
+        NF == 2 && $1 ~ /^[0-9.]+$/ { n++; s[n] = $1 + 0; b[n] = $2 + 0 }
+        function sort(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } }
+        END {
+            if (n == 0) { printf "%s,%s,%s,0,,,,,\n", c, r, t; exit }
+            sort(s, n); sort(b, n)
+            p = int(0.95 * n + 0.999); if (p < 1) p = 1; if (p > n) p = n
+            m = int((n + 1) / 2)
+            printf "%s,%s,%s,%d,%.3f,%.3f,%.3f,%d,%d\n", c, r, t, n, s[n], s[p], s[m], b[n], b[p]
+        }' "$samples" >>"$LAGCSV"
+    log "  oltp_lag audit_wal: $tps TPS at -R $rate; lag $(tail -n1 "$LAGCSV" | awk -F, '{print "max " $5 " s, p95 " $6 " s, median " $7 " s over " $4 " samples; bytes max " $8}')"
+    measure_drain "$c" oltp_lag audit_wal
+    settle "$db"
+}
+
+# ---------------------------------------------------------------------------
 # Phases 2 and 3: bulk statements, timed by bench/measure.sql
 # ---------------------------------------------------------------------------
 # run_bulk CYCLE PHASE VARIANT POS STATEMENT
@@ -318,6 +391,7 @@ run_bulk() {
     db=$(db_of "$v")
     out=$RESULTS/$phase-c$c-$v.log
     quiesce
+    [ "$v" = audit_walp ] && wal_pause "$db" on
     line=""
     # audit_ctx: the statement runs with the context set, like the OLTP sessions
     local CTX_OPTS=""
@@ -382,6 +456,9 @@ for ((c = 1; c <= CYCLES; c++)); do
             run_oltp "$c" "$v" "$pos"
         done
     fi
+    if has_phase oltp_lag && [[ " ${VARIANTS[*]} " == *" audit_wal "* ]]; then
+        run_oltp_lag "$c"
+    fi
 
     bulk_phase "$c" bulk_update "UPDATE pgbench_accounts SET abalance = abalance + 1"
     bulk_phase "$c" bulk_insert "INSERT INTO bulk_target SELECT * FROM pgbench_accounts"
@@ -410,7 +487,7 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
     floor_note=""
     [ "$FLOOR" = 1 ] && floor_note="; audit_noidx (diagnostic, FLOOR=1) = audit_ext with no index on the data-event partitions; sql_floor (diagnostic, FLOOR=1) = no trigger, each statement writes (id, now(), to_jsonb(row)) per changed row into an unindexed table itself (WITH ... RETURNING; OLTP: bench/sql_floor.pgbench)"
     [ "$CONTEXT" = 1 ] || [[ " ${VARIANTS[*]} " == *" audit_ctx "* ]] && floor_note+="; audit_ctx (CONTEXT=1) = audit_ext with 20 risk rules and an end-user context on every session (PGOPTIONS -c audit_ext.context=$CTX_JSON): every event (OLTP and bulk) carries the context, enters its two partial btree indexes (session_id, tenant: audit_ext.context_index_keys), and takes a risk from the rules"
-    echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; audit_wal = audit.enable(..., capture => 'wal') (events written by the capture worker after the commit: its trail bytes/rows in a step count what it had written when the step ended; the drain is below); table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog$floor_note"
+    echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; audit_wal = audit.enable(..., capture => 'wal') (events written by the capture worker after the commit: its trail bytes/rows in a step count what it had written when the step ended; the drain is below); table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog; audit_walp (diagnostic, when selected) = audit_wal with the capture worker paused during each timed step (audit_ext.wal_capture_pause) and resumed after it: the writer's cost alone, all of the worker's work in its drain$floor_note"
     echo "- Order rotated per cycle; medians over cycles; ratios are ratios of medians, with the ratio within each cycle and its median under each table. WAL = pg_current_wal_lsn() difference; audit bytes = growth of pg_total_relation_size over schema audit (audit_ext) or tlog (table_log); audit rows = events (audit.event_id_seq) or log rows (table_log sequences)."
     echo
     sql postgres -f "$BENCH/report.sql" <"$RAW"
@@ -418,15 +495,26 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
     echo "Trail size at the end: $trail_sizes."
     if [ "$(wc -l <"$DRAIN")" -gt 1 ]; then
         echo
-        echo "audit_wal drain (seconds from the end of a step until every event of it is in the trail; medians over cycles):"
+        echo "Drain of audit_wal (and audit_walp: from the resume) — seconds from the end of a step until every event of it is in the trail; medians over cycles:"
         echo
-        echo "| phase | drain s (median) | per cycle |"
-        echo "|---|---|---|"
-        for ph in $PHASES; do
-            vals=$(awk -F, -v p="$ph" 'NR>1 && $2==p {print $3}' "$DRAIN" | sort -n)
+        echo "| variant | phase | drain s (median) | per cycle |"
+        echo "|---|---|---|---|"
+        for dv in audit_wal audit_walp; do for ph in $PHASES; do
+            [ "$ph" = oltp_lag ] && continue
+            vals=$(awk -F, -v p="$ph" -v w="$dv" 'NR>1 && $2==p && $5==w {print $3}' "$DRAIN" | sort -n)
             [ -n "$vals" ] || continue
-            echo "| $ph | $(echo "$vals" | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') | $(echo "$vals" | paste -sd' ') |"
-        done
+            echo "| $dv | $ph | $(echo "$vals" | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') | $(echo "$vals" | paste -sd' ') |"
+        done; done
+    fi
+    if [ "$(wc -l <"$LAGCSV")" -gt 1 ]; then
+        echo
+        echo "audit_wal lag under a fixed OLTP load of $LAG_LOAD x the cycle's base TPS (pgbench -R, $DURATION s; audit.capture_lag sampled every 0.2 s):"
+        echo
+        echo "| cycle | rate (TPS) | achieved TPS | samples | seconds_behind max | p95 | median | bytes_behind max | p95 |"
+        echo "|---|---|---|---|---|---|---|---|---|"
+        awk -F, 'NR>1 {printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9}' "$LAGCSV"
+        echo
+        echo "Median over cycles of the largest seconds_behind: $(awk -F, 'NR>1 && $5 != "" {print $5}' "$LAGCSV" | sort -n | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') s; of its p95: $(awk -F, 'NR>1 && $6 != "" {print $6}' "$LAGCSV" | sort -n | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') s."
     fi
     if [ "$server_problems" != 0 ]; then
         echo

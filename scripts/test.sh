@@ -85,6 +85,45 @@ for t in test/e2e/*.sh; do
     scan_main "e2e $(basename "$t")"
 done
 
+# 4. capture => 'wal' (issue 22): its pg_regress, isolation and pgTAP files
+# need wal_level = logical, so they run on a cluster of their own (port + 150)
+echo "== WAL mode (wal_level = logical)"
+main_env=("$PGHOST" "$PGPORT")
+WALDIR=$DIR/wal
+trap 'pg_stop "$WALDIR"; pg_stop "$DIR/main"; rm -rf "$DIR" "$_sess_dir"; rmdir "$AUDIT_FAIL_LOGS" 2>/dev/null' EXIT
+wal_extra=()
+if grep -q '^output_plugin_libraries' <<<"$(cd / && runuser -u postgres -- "$PGBIN/postgres" --describe-config 2>/dev/null)"; then
+    wal_extra+=("output_plugin_libraries = 'pgoutput, test_decoding, audit_ext'")
+fi
+if pg_start "$WALDIR" $((PORT + 150)) "wal_level = logical" "max_replication_slots = 8" "audit_ext.wal_naptime = 50" "${wal_extra[@]}"; then
+    make -s PG_CONFIG="$PGBIN/pg_config" installcheck REGRESS="$(sed -n 's/^REGRESS_WAL = //p' Makefile)" \
+        ISOLATION="$(sed -n 's/^ISOLATION_WAL = //p' Makefile)"
+    rc=$?
+    if [ $rc -ne 0 ]; then
+        for d in regression.diffs output_iso/regression.diffs; do
+            [ -f "$d" ] && { echo "== $d"; head -300 "$d"; cp "$d" "$AUDIT_FAIL_LOGS/wal_$(echo "$d" | tr '/' '_')"; }
+        done
+    fi
+    record "pg_regress and isolation, WAL mode" $rc
+    psql -X -q -d postgres -c "CREATE DATABASE audit_tap_wal" >/dev/null
+    psql -X -q -d audit_tap_wal -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION audit_ext" >/dev/null
+    for t in test/wal/*.sql; do
+        pg_prove -d audit_tap_wal "$t"
+        record "pgtap wal/$(basename "$t")" $?
+    done
+    hits=$(scan_log "$WALDIR/server.log")
+    if [ -n "$hits" ]; then
+        echo "$hits" | head -50 | sed 's/^/#   /'
+        cp "$WALDIR/server.log" "$AUDIT_FAIL_LOGS/wal_server.log"
+        record "WAL-mode cluster log free of crashes, TRAPs and leak warnings" 1
+    fi
+    pg_stop "$WALDIR"
+else
+    cat "$WALDIR/server.log"
+    record "WAL-mode cluster starts" 1
+fi
+export PGHOST=${main_env[0]} PGPORT=${main_env[1]}
+
 # The server must not have crashed along the way (the whole log, once more).
 pg_stop "$DIR/main"
 hits=$(scan_log "$MAINLOG")

@@ -81,7 +81,7 @@ CREATE TABLE wal_err_part (id int, v text) PARTITION BY RANGE (id);
 SELECT audit.enable('wal_err', capture => 'bogus');
 SELECT audit.enable('wal_err', capture => NULL);  -- NULL: keep the mode (trigger for a new table)
 SELECT audit.disable('wal_err');
-SELECT audit.enable('wal_err_part', capture => 'wal');
+SELECT audit.enable('wal_err_part', capture => 'wal');  -- partitioned tables too (issue 22), with the same requirements
 SELECT audit.enable('wal_err', capture => 'wal');
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS wal_tables FROM audit.audited_tables WHERE capture = 'wal';

@@ -176,6 +176,7 @@ extern void audit_capture_decoded_names(Relation rel, Trigger *tg,
 /* wal_capture.c: capture => 'wal' */
 extern int	audit_wal_batch_size;
 extern int	audit_wal_naptime;
+extern bool audit_wal_capture_pause;
 extern void audit_wal_register(void);
 extern void audit_wal_log_context(void);
 extern PGDLLEXPORT void audit_wal_launcher_main(Datum main_arg);

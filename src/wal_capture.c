@@ -56,6 +56,7 @@
 #include "catalog/pg_extension.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
+#include "catalog/partition.h"
 #include "catalog/pg_replication_origin.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -105,6 +106,7 @@ PG_FUNCTION_INFO_V1(audit_wal_capture_status);
 
 int			audit_wal_batch_size = 10000;
 int			audit_wal_naptime = 200;
+bool		audit_wal_capture_pause = false;
 
 /* ----------------------------------------------------------------
  * Shared state: one entry per database with a capture worker
@@ -347,6 +349,7 @@ typedef struct WalEvent
 } WalEvent;
 
 static bool am_wal_worker = false;
+static void set_in_logical_decoding(bool on);
 static MemoryContext BatchContext = NULL;
 static MemoryContext DecodeRowContext = NULL;
 static List *batch_events = NIL;	/* WalEvent *, committed transactions only */
@@ -442,7 +445,12 @@ plugin_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	cur_context = c;
 }
 
-/* The table's WAL-mode audit trigger as of the change, or NULL. */
+/*
+ * The table's WAL-mode audit trigger as of the change, or NULL: its own
+ * audit_ext_row, or for a partition of a partitioned table audited in WAL
+ * mode, audit_ext_wal_part (same options; sql/src/capture.sql,
+ * audit.install_wal_partition_triggers()).
+ */
 static Trigger *
 wal_trigger(Relation rel)
 {
@@ -452,10 +460,52 @@ wal_trigger(Relation rel)
 	{
 		Trigger    *tg = &rel->trigdesc->triggers[i];
 
-		if (strcmp(tg->tgname, "audit_ext_row") == 0)
+		if (strcmp(tg->tgname, "audit_ext_row") == 0 ||
+			(rel->rd_rel->relispartition && strcmp(tg->tgname, "audit_ext_wal_part") == 0))
 			return audit_trigger_is_wal(tg) ? tg : NULL;
 	}
 	return NULL;
+}
+
+/*
+ * The audited partitioned table a partition's changes are recorded under
+ * (as the trigger path records them): the nearest ancestor whose own
+ * audit_ext_row is a WAL-mode trigger, read from the catalog as of the
+ * change (historic snapshot: pg_inherits and pg_trigger are catalogs).
+ * InvalidOid when there is none (a partition detached since: its trigger
+ * went with the DETACH, so it would not be here).
+ */
+static Oid
+wal_partition_root(Relation rel)
+{
+	List	   *ancestors = get_partition_ancestors(RelationGetRelid(rel));
+	ListCell   *lc;
+	Oid			root = InvalidOid;
+
+	foreach(lc, ancestors)
+	{
+		Relation	anc = RelationIdGetRelation(lfirst_oid(lc));
+		bool		audited = false;
+
+		if (anc == NULL)
+			continue;
+		if (anc->trigdesc != NULL)
+			for (int i = 0; i < anc->trigdesc->numtriggers; i++)
+			{
+				Trigger    *tg = &anc->trigdesc->triggers[i];
+
+				if (strcmp(tg->tgname, "audit_ext_row") == 0 && audit_trigger_is_wal(tg))
+					audited = true;
+			}
+		RelationClose(anc);
+		if (audited)
+		{
+			root = lfirst_oid(lc);
+			break;
+		}
+	}
+	list_free(ancestors);
+	return root;
 }
 
 static Datum
@@ -533,6 +583,24 @@ plugin_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	e = new_event(action, rel, txn);
 	e->schema_name = datumCopy(row.schema_name, false, -1);
 	e->table_name = datumCopy(row.table_name, false, -1);
+	if (rel->rd_rel->relispartition && strcmp(tg->tgname, "audit_ext_wal_part") == 0)
+	{
+		/* a partition's change: recorded under the audited partitioned table */
+		Oid			root = wal_partition_root(rel);
+
+		if (OidIsValid(root))
+		{
+			char	   *nsp = get_namespace_name(get_rel_namespace(root));
+			char	   *name = get_rel_name(root);
+
+			if (nsp != NULL && name != NULL)
+			{
+				e->relid = root;
+				e->schema_name = CStringGetTextDatum(nsp);
+				e->table_name = CStringGetTextDatum(name);
+			}
+		}
+	}
 	e->record_id = copy_jsonb(row.record_id);
 	e->old_data = copy_jsonb(row.old_data);
 	e->new_data = copy_jsonb(row.new_data);
@@ -736,6 +804,12 @@ audit_wal_register(void)
 							&audit_wal_batch_size,
 							10000, 1, 1000000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("audit_ext.wal_capture_pause",
+							 "Holds the WAL capture workers back: they keep their slots but decode nothing.",
+							 "For maintenance and tests.  The slots keep the WAL meanwhile (up to max_slot_wal_keep_size: beyond it a slot is invalidated and the changes in between are a CAPTURE_GAP).  Each worker records system/CAPTURE PAUSED and CAPTURE RESUMED events.",
+							 &audit_wal_capture_pause,
+							 false,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("audit_ext.wal_naptime",
 							"Milliseconds the WAL capture worker sleeps when it has caught up.",
 							NULL,
@@ -968,6 +1042,50 @@ emit_gap(const char *reason, XLogRecPtr from, XLogRecPtr to, const char *slot)
 			 errdetail("A system/CAPTURE_GAP event records it.")));
 }
 
+/*
+ * system/CAPTURE PAUSED or CAPTURE RESUMED (audit_ext.wal_capture_pause):
+ * holding capture back is visible in the trail, with where it stood.
+ */
+static void
+emit_pause(bool paused, XLogRecPtr done, const char *slot)
+{
+	AuditEventValues ev;
+	char	   *detail;
+
+	audit_event_init(&ev, "system", paused ? "CAPTURE PAUSED" : "CAPTURE RESUMED");
+	ev.values[AC_EVENT_TIME] = TimestampTzGetDatum(GetCurrentTimestamp());
+	ev.nulls[AC_EVENT_TIME] = false;
+	ev.values[AC_DB_USER] = ev.values[AC_SESSION_USER] = ev.values[AC_ACTOR] =
+		CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+	ev.nulls[AC_DB_USER] = ev.nulls[AC_SESSION_USER] = ev.nulls[AC_ACTOR] = false;
+	ev.values[AC_BACKEND_PID] = Int32GetDatum(MyProcPid);
+	ev.nulls[AC_BACKEND_PID] = false;
+	detail = psprintf("{\"setting\": \"audit_ext.wal_capture_pause\", \"slot\": \"%s\", \"done_lsn\": \"%X/%X\"}",
+					  slot, LSN_FORMAT_ARGS(done));
+	ev.values[AC_DETAIL] = DirectFunctionCall1(jsonb_in, CStringGetDatum(detail));
+	ev.nulls[AC_DETAIL] = false;
+	ev.values[AC_RISK] = CStringGetTextDatum(paused ? "high" : "low");
+	ev.nulls[AC_RISK] = false;
+	audit_event_emit(&ev);
+	ereport(LOG,
+			(errmsg("audit_ext wal capture %s at %X/%X (audit_ext.wal_capture_pause)",
+					paused ? "paused" : "resumed", LSN_FORMAT_ARGS(done))));
+}
+
+/* Write a system event of the worker in a transaction of its own. */
+static void
+emit_worker_event(bool paused, XLogRecPtr done, const char *slot)
+{
+	set_in_logical_decoding(false);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	emit_pause(paused, done, slot);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	set_in_logical_decoding(true);
+}
+
 /* identity of a table, looked up once per worker (0: none) */
 typedef struct IdentityEntry
 {
@@ -1190,6 +1308,7 @@ audit_wal_worker_main(Datum main_arg)
 	Oid			ext_owner = InvalidOid;
 	MemoryContext worker_cxt;
 	TimestampTz last_origin_write;
+	bool		paused = false;
 
 	am_wal_worker = true;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -1303,6 +1422,26 @@ audit_wal_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		/*
+		 * audit_ext.wal_capture_pause: hold the slot, decode nothing (the
+		 * slot keeps the WAL; max_slot_wal_keep_size may invalidate it, and
+		 * the next start records the gap).  Both edges are events.
+		 */
+		if (audit_wal_capture_pause != paused)
+		{
+			paused = audit_wal_capture_pause;
+			emit_worker_event(paused, ctx->reader->EndRecPtr, name);
+		}
+		if (paused)
+		{
+			publish(ctx->reader->EndRecPtr, false, 0);
+			pgstat_report_activity(STATE_IDLE, "paused (audit_ext.wal_capture_pause)");
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 audit_wal_naptime, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
 		}
 
 		/* decode: outside a transaction, as a walsender does */

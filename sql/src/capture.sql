@@ -43,21 +43,29 @@ DECLARE
     trg record;
 BEGIN
     FOR trg IN
-        SELECT t.tgname, t.tgrelid::regclass AS rel
+        SELECT t.tgname, t.tgrelid::regclass AS rel, t.tgargs
           FROM (SELECT tbl AS relid, 0 AS level
                 UNION ALL
                 SELECT relid, level FROM pg_partition_tree(tbl) WHERE relid <> tbl) p
           JOIN pg_trigger t ON t.tgrelid = p.relid
-         WHERE t.tgname IN ('audit_ext_row', 'audit_ext_truncate')
+         WHERE t.tgname IN ('audit_ext_row', 'audit_ext_truncate', 'audit_ext_wal_part')
            AND t.tgparentid = 0
          ORDER BY p.level
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, trg.rel);
+        -- issue 22: a partition of a WAL-mode partitioned table gets its own
+        -- replica identity back (kept in its trigger's flags); after the
+        -- DROP, so that the ALTER TABLE's event trigger finds nothing to do
+        IF trg.tgname = 'audit_ext_wal_part' THEN
+            PERFORM audit.restore_replica_identity(trg.rel,
+                        (SELECT f FROM unnest((audit.trigger_arguments(trg.tgargs))[3]::text[]) f
+                          WHERE f LIKE 'replica\_identity=%' LIMIT 1));
+        END IF;
     END LOOP;
 END
 $$;
 COMMENT ON FUNCTION audit.drop_audit_triggers(regclass) IS
-    'Internal: remove the audit triggers of a table and its partitions';
+    'Internal: remove the audit triggers of a table and its partitions (a WAL-mode partition gets its replica identity back)';
 
 -- The columns that identify a record: the primary key, else the replica
 -- identity index (the same choice the C trigger makes); NULL if neither.
@@ -551,11 +559,6 @@ BEGIN
                       DETAIL = 'The WAL capture worker does not compute digests; it would record the values.',
                       HINT = 'Use capture => ''trigger'' for a table with digest_columns, or clear them with digest_columns => ''{}''.';
         END IF;
-        IF rel.relkind = 'p' THEN
-            RAISE EXCEPTION 'cannot audit partitioned table "%" with capture => ''wal''', tbl
-                USING ERRCODE = 'feature_not_supported',
-                      HINT = 'Audit it with capture => ''trigger''.';
-        END IF;
         PERFORM audit.wal_prepare();
     END IF;
 
@@ -759,11 +762,12 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl AND c.relkind IN ('r', 'p')) THEN
         EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'audit_ext_row') THEN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname IN ('audit_ext_row', 'audit_ext_wal_part')) THEN
         RAISE NOTICE 'table "%" is not audited', tbl;
         RETURN false;
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'audit_ext_row' AND tgparentid <> 0) THEN
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl
+                  AND (tgname = 'audit_ext_row' AND tgparentid <> 0 OR tgname = 'audit_ext_wal_part')) THEN
         RAISE EXCEPTION 'cannot stop auditing partition "%" on its own: its partitioned table is audited', tbl
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Call audit.disable() on the partitioned table.';
@@ -826,6 +830,15 @@ BEGIN
         LOOP
             EXECUTE format('DROP TRIGGER audit_ext_truncate ON %s', rel::regclass);
         END LOOP;
+        -- issue 22: one detached from a WAL-mode partitioned table loses its
+        -- statement triggers and gets its own replica identity back
+        FOR rel IN
+            SELECT t.tgrelid
+              FROM pg_trigger t JOIN pg_class k ON k.oid = t.tgrelid
+             WHERE t.tgname = 'audit_ext_wal_part' AND NOT k.relispartition
+        LOOP
+            PERFORM audit.drop_audit_triggers(rel::regclass);
+        END LOOP;
     END IF;
 
     -- CREATE TABLE ... PARTITION OF names the new partition; ALTER TABLE ...
@@ -847,6 +860,13 @@ BEGIN
              ORDER BY a.ord
              LIMIT 1
         LOOP
+            -- issue 22: under a WAL-mode partitioned table, the statement
+            -- triggers and REPLICA IDENTITY FULL instead
+            IF 'wal' = ANY (coalesce(root.args[3]::text[], '{}')) THEN
+                PERFORM audit.install_wal_partition_triggers(part::regclass, root.args[1]::text[],
+                                                             root.args[2]::text[], root.args[3]::text[]);
+                CONTINUE;
+            END IF;
             EXECUTE format('CREATE TRIGGER audit_ext_truncate AFTER TRUNCATE ON %s '
                            'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L)',
                            part::regclass, root.args[1], root.args[2]);
@@ -885,7 +905,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION audit.on_ddl_command_end() IS
-    'Event trigger: gives new partitions of audited tables their TRUNCATE trigger, audits a new inheritance child of an audited table with its parent''s options';
+    'Event trigger: gives new partitions of audited tables their TRUNCATE trigger (under a WAL-mode partitioned table: the statement triggers and REPLICA IDENTITY FULL; a detached one loses them), audits a new inheritance child of an audited table with its parent''s options';
 
 CREATE EVENT TRIGGER audit_ext_ddl_command_end ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
@@ -913,6 +933,42 @@ $$;
 COMMENT ON FUNCTION audit.install_triggers(regclass, text[], text[], text[]) IS
     'Internal: (re)create the audit triggers of a table with its options and flags (log_reads), keeping its digest columns';
 
+-- issue 22: one partition of a partitioned table audited with capture =>
+-- 'wal': BEFORE ... FOR EACH STATEMENT triggers that write the statement's
+-- context (a statement may name the partition itself), REPLICA IDENTITY FULL
+-- (its own setting kept in the trigger's flags, restored by
+-- audit.drop_audit_triggers()).
+CREATE FUNCTION audit.install_wal_partition_triggers(part regclass, exclude_columns text[], mask_columns text[],
+                                                     flags text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pflags text[];
+BEGIN
+    pflags := ARRAY(SELECT f FROM unnest(flags) f WHERE f NOT LIKE 'replica\_identity=%') ||
+              ('replica_identity=' ||
+               (SELECT c.relreplident::text ||
+                       CASE WHEN c.relreplident = 'i'
+                            THEN ':' || (SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                                          WHERE i.indrelid = part AND i.indisreplident)
+                            ELSE '' END
+                  FROM pg_class c WHERE c.oid = part));
+    EXECUTE format('CREATE TRIGGER audit_ext_wal_part BEFORE INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_row(%L, %L, %L)',
+                   part, exclude_columns::text, mask_columns::text, pflags::text);
+    EXECUTE format('CREATE TRIGGER audit_ext_truncate BEFORE TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L, %L)',
+                   part, exclude_columns::text, mask_columns::text, pflags::text);
+    IF (SELECT c.relkind = 'r' AND c.relreplident <> 'f' FROM pg_class c WHERE c.oid = part) THEN
+        EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', part);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audit.install_wal_partition_triggers(regclass, text[], text[], text[]) IS
+    'Internal: the WAL-mode statement triggers and REPLICA IDENTITY FULL of one partition of a partitioned table audited with capture => ''wal''';
+
 -- (Re)create the audit triggers with options, flags and digest columns (1.6:
 -- the row trigger's fourth argument; '{}' leaves it out).
 CREATE FUNCTION audit.install_triggers(tbl regclass, exclude_columns text[], mask_columns text[], flags text[],
@@ -935,6 +991,15 @@ BEGIN
         EXECUTE format('CREATE TRIGGER audit_ext_truncate BEFORE TRUNCATE ON %s '
                        'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L, %L)',
                        tbl, exclude_columns::text, mask_columns::text, flags::text);
+        -- A partitioned table: statement triggers are not cloned, and a
+        -- statement may name a partition directly, so every partition gets
+        -- the statement's context triggers too (audit_ext_wal_part; new
+        -- partitions get them from audit.on_ddl_command_end()), and REPLICA
+        -- IDENTITY FULL (the old rows are logged per partition).  The decoder
+        -- records a partition's changes under the audited partitioned table.
+        FOR part IN SELECT p.relid FROM pg_partition_tree(tbl) p WHERE p.relid <> tbl LOOP
+            PERFORM audit.install_wal_partition_triggers(part, exclude_columns, mask_columns, flags);
+        END LOOP;
         RETURN;
     END IF;
     IF cardinality(digest_columns) > 0 THEN
@@ -1362,6 +1427,47 @@ SELECT s.slot_name, s.worker_pid, s.confirmed_lsn, s.done_lsn, s.bytes_behind,
 COMMENT ON VIEW audit.capture_lag IS
     'WAL capture (capture => ''wal'') of this database: its slot, worker, the LSN up to which every committed change is in the trail (done_lsn), bytes and seconds behind, last batch';
 
+-- Wait until every change committed before the call is in the trail (WAL
+-- capture: the worker has written the events of all WAL up to the insert
+-- position taken at the call); true when it is, false when timeout passed
+-- first (the worker stopped, paused or behind).  True at once when the
+-- database has no WAL capture (trigger mode: events commit with the
+-- change).  For readers that need their own writes (tests, an export right
+-- after a batch job): it polls audit.capture_lag every 10 ms.
+CREATE FUNCTION audit.wait_for_capture(timeout interval DEFAULT '30 s')
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target   pg_lsn := pg_catalog.pg_current_wal_insert_lsn();
+    deadline timestamptz;
+    done     pg_lsn;
+BEGIN
+    IF timeout IS NULL OR timeout < interval '0' THEN
+        RAISE EXCEPTION 'timeout must be zero or more, not %', coalesce(timeout::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    deadline := pg_catalog.clock_timestamp() + timeout;
+    LOOP
+        SELECT l.done_lsn INTO done FROM audit.capture_lag l;
+        IF NOT FOUND THEN
+            RETURN true;
+        END IF;
+        IF done OPERATOR(pg_catalog.>=) target THEN
+            RETURN true;
+        END IF;
+        IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>=) deadline THEN
+            RETURN false;
+        END IF;
+        PERFORM pg_catalog.pg_sleep(0.01);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.wait_for_capture(interval) IS
+    'Wait until every change committed before the call is in the trail (WAL capture worker caught up); false if timeout passed first; true at once without WAL capture';
+
 -- ---------------------------------------------------------------------------
 -- Privileges
 -- ---------------------------------------------------------------------------
@@ -1407,3 +1513,6 @@ GRANT EXECUTE ON FUNCTION audit.disable(regclass),
 GRANT SELECT ON audit.audited_tables TO audit_admin, audit_reader;
 GRANT EXECUTE ON FUNCTION audit.wal_capture_status() TO audit_admin, audit_reader;
 GRANT SELECT ON audit.capture_lag TO audit_admin, audit_reader;
+REVOKE ALL ON FUNCTION audit.wait_for_capture(interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit.install_wal_partition_triggers(regclass,text[],text[],text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.wait_for_capture(interval) TO audit_admin, audit_reader;

@@ -172,11 +172,17 @@ COMMENT ON FUNCTION audit.verify_chains(timestamptz, timestamptz) IS
 -- by any route), so that a "verified" trail still says when it was left open.
 -- The checkpoint rounds must form an unbroken chain; unconfirmed_chains:
 -- lanes that only the first round after a restart could have recorded.
+-- capture_gaps, capture_gap_ranges (issue 22): the system/CAPTURE_GAP events
+-- of the range, i.e. WAL whose changes of tables audited with capture =>
+-- 'wal' were never captured (slot invalidated by max_slot_wal_keep_size,
+-- dropped or advanced by someone else), each as 'from_lsn-to_lsn (reason)'.
+-- The chains of what was captured can verify (verified stays about them),
+-- but the trail is known to be incomplete there: never silent.
 CREATE FUNCTION audit.verify(from_time timestamptz DEFAULT NULL, to_time timestamptz DEFAULT NULL,
     OUT verified boolean, OUT events bigint, OUT chains bigint, OUT legacy_events bigint,
     OUT unverifiable_links bigint, OUT breaks bigint, OUT first_broken_event_id bigint,
     OUT first_broken_event_time timestamptz, OUT problem text, OUT protection_off_events bigint,
-    OUT unconfirmed_chains bigint)
+    OUT unconfirmed_chains bigint, OUT capture_gaps bigint, OUT capture_gap_ranges text[])
 RETURNS record
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -221,8 +227,17 @@ BEGIN
      WHERE e.class = 'ddl' AND e.detail @> '{"audit_protection_off": true}'
        AND (from_time IS NULL OR e.event_time >= from_time)
        AND (to_time IS NULL OR e.event_time < to_time);
+    SELECT count(*), coalesce(array_agg(format('%s-%s (%s)', e.detail ->> 'from_lsn', e.detail ->> 'to_lsn',
+                                               e.detail ->> 'reason') ORDER BY e.id), '{}')
+      INTO capture_gaps, capture_gap_ranges
+      FROM audit.event e
+     WHERE e.class = 'system' AND e.action = 'CAPTURE_GAP'
+       AND (from_time IS NULL OR e.event_time >= from_time)
+       AND (to_time IS NULL OR e.event_time < to_time);
 END
 $$;
+COMMENT ON FUNCTION audit.verify(timestamptz, timestamptz) IS
+    'Check the hash chains of the events in [from_time, to_time) (all when NULL), the chain anchors and the checkpoint rounds; reports the first event where a chain breaks, how many events of the range switched a protection off, how many chains only a restart could explain, and the capture gaps of WAL capture (CAPTURE_GAP events: LSN ranges whose changes are not in the trail)';
 
 -- The chain's own tables are append-only like the events (UPDATE and DELETE
 -- refused, DROP/TRUNCATE refused by the utility hook as for every table of
@@ -280,8 +295,6 @@ AS $$
 $$;
 COMMENT ON FUNCTION audit.recorded_anchor_digest() IS
     'Internal: the anchor digest the last PRUNE (or CHAIN ANCHORS) event recorded; NULL when none';
-COMMENT ON FUNCTION audit.verify(timestamptz, timestamptz) IS
-    'Check the hash chains of the events in [from_time, to_time) (all when NULL), the chain anchors and the checkpoint rounds; reports the first event where a chain breaks, how many events of the range switched a protection off, and how many chains only a restart could explain';
 
 -- ---------------------------------------------------------------------------
 -- Privileges

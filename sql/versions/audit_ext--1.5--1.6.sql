@@ -5265,6 +5265,39 @@ REVOKE ALL ON FUNCTION audit.wal_prepare(),
 GRANT EXECUTE ON FUNCTION audit.wal_capture_status() TO audit_admin, audit_reader;
 GRANT SELECT ON audit.capture_lag TO audit_admin, audit_reader;
 -- end issue 22
+-- issue 22 (waltests): audit.verify() reports capture gaps (two new OUT
+-- columns: the merged section re-creates it), audit.wait_for_capture(),
+-- partitioned tables in WAL mode (audit.install_wal_partition_triggers();
+-- drop_audit_triggers, on_ddl_command_end, install_triggers, enable and
+-- disable changed: re-created in the merged section)
+DROP FUNCTION audit.verify(timestamptz, timestamptz);
+
+CREATE FUNCTION audit.wait_for_capture(timeout interval DEFAULT '30 s')
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN NULL;   -- replaced in the merged section below
+END
+$$;
+REVOKE ALL ON FUNCTION audit.wait_for_capture(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.wait_for_capture(interval) TO audit_admin, audit_reader;
+
+-- partitioned tables in WAL mode: the triggers of each partition
+CREATE FUNCTION audit.install_wal_partition_triggers(part regclass, exclude_columns text[], mask_columns text[],
+                                                     flags text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN;   -- replaced in the merged section below
+END
+$$;
+REVOKE ALL ON FUNCTION audit.install_wal_partition_triggers(regclass,text[],text[],text[]) FROM PUBLIC;
+-- end issue 22 (waltests)
 -- ===========================================================================
 -- merged: objects that the blocks above define more than once, or that changed after them, end as
 -- sql/src/ has them
@@ -5991,11 +6024,6 @@ BEGIN
                       DETAIL = 'The WAL capture worker does not compute digests; it would record the values.',
                       HINT = 'Use capture => ''trigger'' for a table with digest_columns, or clear them with digest_columns => ''{}''.';
         END IF;
-        IF rel.relkind = 'p' THEN
-            RAISE EXCEPTION 'cannot audit partitioned table "%" with capture => ''wal''', tbl
-                USING ERRCODE = 'feature_not_supported',
-                      HINT = 'Audit it with capture => ''trigger''.';
-        END IF;
         PERFORM audit.wal_prepare();
     END IF;
 
@@ -6192,6 +6220,15 @@ BEGIN
         EXECUTE format('CREATE TRIGGER audit_ext_truncate BEFORE TRUNCATE ON %s '
                        'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L, %L)',
                        tbl, exclude_columns::text, mask_columns::text, flags::text);
+        -- A partitioned table: statement triggers are not cloned, and a
+        -- statement may name a partition directly, so every partition gets
+        -- the statement's context triggers too (audit_ext_wal_part; new
+        -- partitions get them from audit.on_ddl_command_end()), and REPLICA
+        -- IDENTITY FULL (the old rows are logged per partition).  The decoder
+        -- records a partition's changes under the audited partitioned table.
+        FOR part IN SELECT p.relid FROM pg_partition_tree(tbl) p WHERE p.relid <> tbl LOOP
+            PERFORM audit.install_wal_partition_triggers(part, exclude_columns, mask_columns, flags);
+        END LOOP;
         RETURN;
     END IF;
     IF cardinality(digest_columns) > 0 THEN
@@ -6242,11 +6279,12 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl AND c.relkind IN ('r', 'p')) THEN
         EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'audit_ext_row') THEN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname IN ('audit_ext_row', 'audit_ext_wal_part')) THEN
         RAISE NOTICE 'table "%" is not audited', tbl;
         RETURN false;
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'audit_ext_row' AND tgparentid <> 0) THEN
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl
+                  AND (tgname = 'audit_ext_row' AND tgparentid <> 0 OR tgname = 'audit_ext_wal_part')) THEN
         RAISE EXCEPTION 'cannot stop auditing partition "%" on its own: its partitioned table is audited', tbl
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Call audit.disable() on the partitioned table.';
@@ -6842,5 +6880,309 @@ END
 $$;
 COMMENT ON FUNCTION audit.render_dashboard(timestamptz, timestamptz) IS
     'The dashboard page as self-contained HTML: events today/this week/this month, storage, activity by type, top actors, recent high-priority events with risk, open alerts, integrity status';
+
+-- Walk the chains of the events in [from_time, to_time) (all when NULL) and
+-- report the first event where one breaks.  The anchors must be what the
+-- last PRUNE event recorded.  protection_off_events: the events of the range
+-- that switched a protection off (audit_ext.protect_trail, audit_ext.log_ddl,
+-- by any route), so that a "verified" trail still says when it was left open.
+-- The checkpoint rounds must form an unbroken chain; unconfirmed_chains:
+-- lanes that only the first round after a restart could have recorded.
+-- capture_gaps, capture_gap_ranges (issue 22): the system/CAPTURE_GAP events
+-- of the range, i.e. WAL whose changes of tables audited with capture =>
+-- 'wal' were never captured (slot invalidated by max_slot_wal_keep_size,
+-- dropped or advanced by someone else), each as 'from_lsn-to_lsn (reason)'.
+-- The chains of what was captured can verify (verified stays about them),
+-- but the trail is known to be incomplete there: never silent.
+CREATE OR REPLACE FUNCTION audit.verify(from_time timestamptz DEFAULT NULL, to_time timestamptz DEFAULT NULL,
+    OUT verified boolean, OUT events bigint, OUT chains bigint, OUT legacy_events bigint,
+    OUT unverifiable_links bigint, OUT breaks bigint, OUT first_broken_event_id bigint,
+    OUT first_broken_event_time timestamptz, OUT problem text, OUT protection_off_events bigint,
+    OUT unconfirmed_chains bigint, OUT capture_gaps bigint, OUT capture_gap_ranges text[])
+RETURNS record
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    recorded text;
+    actual   text;
+    rnd      record;
+    prev     bytea := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+    expect   bigint := 1;
+BEGIN
+    PERFORM audit.require_audit_role();
+    PERFORM audit.check_time_range(from_time, to_time);
+    SELECT * INTO verified, events, chains, legacy_events, unverifiable_links, breaks,
+                  first_broken_event_id, first_broken_event_time, problem, unconfirmed_chains
+      FROM audit.verify_chains(from_time, to_time);
+    recorded := audit.recorded_anchor_digest();
+    actual := audit.anchor_digest();
+    IF EXISTS (SELECT 1 FROM audit.chain_anchor) AND recorded IS DISTINCT FROM actual THEN
+        verified := false;
+        breaks := breaks + 1;
+        problem := coalesce(problem || '; ', '') ||
+                   'audit.chain_anchor is not what the last PRUNE event recorded: an anchor was added or removed outside audit.prune()';
+    END IF;
+    -- the rounds form a chain over their checkpoint rows
+    FOR rnd IN SELECT * FROM audit.chain_round ORDER BY round_id LOOP
+        IF rnd.round_id <> expect OR rnd.prev_hash <> prev OR
+           rnd.hash IS DISTINCT FROM audit.chain_round_digest(rnd.round_id, rnd.horizon, rnd.shm_epoch, rnd.prev_hash) THEN
+            verified := false;
+            breaks := breaks + 1;
+            problem := coalesce(problem || '; ', '') ||
+                       format('checkpoint round %s does not match its hash or does not follow round %s: a round or one of its checkpoint rows was added, removed or changed',
+                              rnd.round_id, expect - 1);
+            EXIT;
+        END IF;
+        prev := rnd.hash;
+        expect := rnd.round_id + 1;
+    END LOOP;
+    SELECT count(*) INTO protection_off_events
+      FROM audit.event e
+     WHERE e.class = 'ddl' AND e.detail @> '{"audit_protection_off": true}'
+       AND (from_time IS NULL OR e.event_time >= from_time)
+       AND (to_time IS NULL OR e.event_time < to_time);
+    SELECT count(*), coalesce(array_agg(format('%s-%s (%s)', e.detail ->> 'from_lsn', e.detail ->> 'to_lsn',
+                                               e.detail ->> 'reason') ORDER BY e.id), '{}')
+      INTO capture_gaps, capture_gap_ranges
+      FROM audit.event e
+     WHERE e.class = 'system' AND e.action = 'CAPTURE_GAP'
+       AND (from_time IS NULL OR e.event_time >= from_time)
+       AND (to_time IS NULL OR e.event_time < to_time);
+END
+$$;
+COMMENT ON FUNCTION audit.verify(timestamptz, timestamptz) IS
+    'Check the hash chains of the events in [from_time, to_time) (all when NULL), the chain anchors and the checkpoint rounds; reports the first event where a chain breaks, how many events of the range switched a protection off, how many chains only a restart could explain, and the capture gaps of WAL capture (CAPTURE_GAP events: LSN ranges whose changes are not in the trail)';
+
+-- Wait until every change committed before the call is in the trail (WAL
+-- capture: the worker has written the events of all WAL up to the insert
+-- position taken at the call); true when it is, false when timeout passed
+-- first (the worker stopped, paused or behind).  True at once when the
+-- database has no WAL capture (trigger mode: events commit with the
+-- change).  For readers that need their own writes (tests, an export right
+-- after a batch job): it polls audit.capture_lag every 10 ms.
+CREATE OR REPLACE FUNCTION audit.wait_for_capture(timeout interval DEFAULT '30 s')
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target   pg_lsn := pg_catalog.pg_current_wal_insert_lsn();
+    deadline timestamptz;
+    done     pg_lsn;
+BEGIN
+    IF timeout IS NULL OR timeout < interval '0' THEN
+        RAISE EXCEPTION 'timeout must be zero or more, not %', coalesce(timeout::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    deadline := pg_catalog.clock_timestamp() + timeout;
+    LOOP
+        SELECT l.done_lsn INTO done FROM audit.capture_lag l;
+        IF NOT FOUND THEN
+            RETURN true;
+        END IF;
+        IF done OPERATOR(pg_catalog.>=) target THEN
+            RETURN true;
+        END IF;
+        IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>=) deadline THEN
+            RETURN false;
+        END IF;
+        PERFORM pg_catalog.pg_sleep(0.01);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.wait_for_capture(interval) IS
+    'Wait until every change committed before the call is in the trail (WAL capture worker caught up); false if timeout passed first; true at once without WAL capture';
+
+-- Remove the audit triggers of a table and of all its partitions.
+CREATE OR REPLACE FUNCTION audit.drop_audit_triggers(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    trg record;
+BEGIN
+    FOR trg IN
+        SELECT t.tgname, t.tgrelid::regclass AS rel, t.tgargs
+          FROM (SELECT tbl AS relid, 0 AS level
+                UNION ALL
+                SELECT relid, level FROM pg_partition_tree(tbl) WHERE relid <> tbl) p
+          JOIN pg_trigger t ON t.tgrelid = p.relid
+         WHERE t.tgname IN ('audit_ext_row', 'audit_ext_truncate', 'audit_ext_wal_part')
+           AND t.tgparentid = 0
+         ORDER BY p.level
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, trg.rel);
+        -- issue 22: a partition of a WAL-mode partitioned table gets its own
+        -- replica identity back (kept in its trigger's flags); after the
+        -- DROP, so that the ALTER TABLE's event trigger finds nothing to do
+        IF trg.tgname = 'audit_ext_wal_part' THEN
+            PERFORM audit.restore_replica_identity(trg.rel,
+                        (SELECT f FROM unnest((audit.trigger_arguments(trg.tgargs))[3]::text[]) f
+                          WHERE f LIKE 'replica\_identity=%' LIMIT 1));
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.drop_audit_triggers(regclass) IS
+    'Internal: remove the audit triggers of a table and its partitions (a WAL-mode partition gets its replica identity back)';
+
+-- New partitions of an audited partitioned table get the TRUNCATE trigger
+-- too (row triggers are cloned by PostgreSQL itself).
+-- Inheritance children (1.4).  UPDATE and DELETE through an audited table
+-- (without ONLY) change the rows of its inheritance children, which fire the
+-- children's triggers, not the parent's: those changes went unrecorded.  The
+-- event trigger that gives new partitions their TRUNCATE trigger now also
+-- audits a table that starts inheriting from an audited one (CREATE TABLE
+-- ... INHERITS, ALTER TABLE ... INHERIT) with that parent's options (the
+-- first audited parent), recorded as ENABLE AUDIT with "inherits" and
+-- "automatic": true.  Temporary and foreign children cannot be audited; the
+-- utility hook's event says so ("child_audited": false) and
+-- audited_tables.capture_state names them.  An event trigger works with or
+-- without shared_preload_libraries; pg_restore creates tables before their
+-- triggers, so a restored child keeps exactly the triggers it had.
+CREATE OR REPLACE FUNCTION audit.on_ddl_command_end()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part  oid;
+    root  record;
+    rel   oid;
+    par   regclass;
+    args  text[];
+    flags text[];
+BEGIN
+    -- A partition detached from an audited table is no longer audited: its
+    -- row trigger (a clone) went with the DETACH, which was recorded; its own
+    -- truncate trigger goes now (it kept recording TRUNCATEs of a table whose
+    -- changes were no longer captured).
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c WHERE c.command_tag = 'ALTER TABLE') THEN
+        FOR rel IN
+            SELECT t.tgrelid
+              FROM pg_trigger t JOIN pg_class k ON k.oid = t.tgrelid
+             WHERE t.tgname = 'audit_ext_truncate' AND t.tgparentid = 0 AND NOT k.relispartition
+               AND NOT EXISTS (SELECT 1 FROM pg_trigger r
+                                WHERE r.tgrelid = t.tgrelid AND r.tgfoid = 'audit.capture_row()'::regprocedure)
+        LOOP
+            EXECUTE format('DROP TRIGGER audit_ext_truncate ON %s', rel::regclass);
+        END LOOP;
+        -- issue 22: one detached from a WAL-mode partitioned table loses its
+        -- statement triggers and gets its own replica identity back
+        FOR rel IN
+            SELECT t.tgrelid
+              FROM pg_trigger t JOIN pg_class k ON k.oid = t.tgrelid
+             WHERE t.tgname = 'audit_ext_wal_part' AND NOT k.relispartition
+        LOOP
+            PERFORM audit.drop_audit_triggers(rel::regclass);
+        END LOOP;
+    END IF;
+
+    -- CREATE TABLE ... PARTITION OF names the new partition; ALTER TABLE ...
+    -- ATTACH PARTITION names the parent: look at the whole tree below each.
+    FOR part IN
+        SELECT DISTINCT t.relid
+          FROM pg_event_trigger_ddl_commands() c
+          CROSS JOIN LATERAL (SELECT c.objid AS relid
+                              UNION ALL
+                              SELECT relid FROM pg_partition_tree(c.objid)) t
+         WHERE c.object_type IN ('table', 'table column') AND c.classid = 'pg_class'::regclass
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = part AND tgname = 'audit_ext_truncate');
+        FOR root IN
+            SELECT audit.trigger_arguments(t.tgargs) AS args
+              FROM pg_partition_ancestors(part) WITH ORDINALITY a(relid, ord)
+              JOIN pg_trigger t ON t.tgrelid = a.relid AND t.tgname = 'audit_ext_truncate'
+             WHERE a.relid <> part
+             ORDER BY a.ord
+             LIMIT 1
+        LOOP
+            -- issue 22: under a WAL-mode partitioned table, the statement
+            -- triggers and REPLICA IDENTITY FULL instead
+            IF 'wal' = ANY (coalesce(root.args[3]::text[], '{}')) THEN
+                PERFORM audit.install_wal_partition_triggers(part::regclass, root.args[1]::text[],
+                                                             root.args[2]::text[], root.args[3]::text[]);
+                CONTINUE;
+            END IF;
+            EXECUTE format('CREATE TRIGGER audit_ext_truncate AFTER TRUNCATE ON %s '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L)',
+                           part::regclass, root.args[1], root.args[2]);
+        END LOOP;
+    END LOOP;
+
+    -- An ordinary permanent table, not audited, inheriting from an audited one.
+    FOR rel IN
+        SELECT DISTINCT c.objid
+          FROM pg_event_trigger_ddl_commands() c
+          JOIN pg_class k ON k.oid = c.objid
+         WHERE c.object_type = 'table' AND c.classid = 'pg_class'::regclass
+           AND k.relkind = 'r' AND k.relpersistence <> 't' AND NOT k.relispartition
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_trigger t
+                               WHERE t.tgrelid = rel AND t.tgfoid = 'audit.capture_row()'::regprocedure);
+        par := NULL;
+        SELECT i.inhparent, audit.trigger_arguments(t.tgargs) INTO par, args
+          FROM pg_inherits i
+          JOIN pg_trigger t ON t.tgrelid = i.inhparent AND t.tgparentid = 0
+                           AND t.tgfoid = 'audit.capture_row()'::regprocedure
+         WHERE i.inhrelid = rel
+         ORDER BY i.inhseqno
+         LIMIT 1;
+        CONTINUE WHEN par IS NULL;
+        flags := coalesce(args[3]::text[], '{}');
+        PERFORM audit.install_triggers(rel::regclass, args[1]::text[], args[2]::text[], flags,
+                                       coalesce(args[4]::text[], '{}'));
+        PERFORM audit.log_config_event('ENABLE AUDIT', rel::regclass,
+                   jsonb_build_object('exclude_columns', to_jsonb(args[1]::text[]),
+                                      'mask_columns', to_jsonb(args[2]::text[]),
+                                      'inherits', par::text,
+                                      'automatic', true)
+                   || CASE WHEN 'log_reads' = ANY (flags) THEN '{"log_reads": true}'::jsonb ELSE '{}'::jsonb END);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.on_ddl_command_end() IS
+    'Event trigger: gives new partitions of audited tables their TRUNCATE trigger (under a WAL-mode partitioned table: the statement triggers and REPLICA IDENTITY FULL; a detached one loses them), audits a new inheritance child of an audited table with its parent''s options';
+
+-- issue 22: one partition of a partitioned table audited with capture =>
+-- 'wal': BEFORE ... FOR EACH STATEMENT triggers that write the statement's
+-- context (a statement may name the partition itself), REPLICA IDENTITY FULL
+-- (its own setting kept in the trigger's flags, restored by
+-- audit.drop_audit_triggers()).
+CREATE OR REPLACE FUNCTION audit.install_wal_partition_triggers(part regclass, exclude_columns text[], mask_columns text[],
+                                                     flags text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pflags text[];
+BEGIN
+    pflags := ARRAY(SELECT f FROM unnest(flags) f WHERE f NOT LIKE 'replica\_identity=%') ||
+              ('replica_identity=' ||
+               (SELECT c.relreplident::text ||
+                       CASE WHEN c.relreplident = 'i'
+                            THEN ':' || (SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                                          WHERE i.indrelid = part AND i.indisreplident)
+                            ELSE '' END
+                  FROM pg_class c WHERE c.oid = part));
+    EXECUTE format('CREATE TRIGGER audit_ext_wal_part BEFORE INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_row(%L, %L, %L)',
+                   part, exclude_columns::text, mask_columns::text, pflags::text);
+    EXECUTE format('CREATE TRIGGER audit_ext_truncate BEFORE TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_truncate(%L, %L, %L)',
+                   part, exclude_columns::text, mask_columns::text, pflags::text);
+    IF (SELECT c.relkind = 'r' AND c.relreplident <> 'f' FROM pg_class c WHERE c.oid = part) THEN
+        EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', part);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audit.install_wal_partition_triggers(regclass, text[], text[], text[]) IS
+    'Internal: the WAL-mode statement triggers and REPLICA IDENTITY FULL of one partition of a partitioned table audited with capture => ''wal''';
 
 -- end merged
