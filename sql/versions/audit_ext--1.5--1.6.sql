@@ -7197,6 +7197,13 @@ DECLARE
     first_t  timestamptz;
 BEGIN
     SELECT * INTO last FROM audit.verification r ORDER BY r.verification_id DESC LIMIT 1;
+    -- only walks that have reached the period: while the worker is still
+    -- catching up (the first rounds after an upgrade walk an existing trail
+    -- 1,000,000 ids a round) the newer events would be most of the trail
+    IF last.verification_id IS NOT NULL
+       AND NOT coalesce((SELECT max(r.max_event_time) FROM audit.verification r) >= from_time, false) THEN
+        last := NULL;
+    END IF;
     IF last.verification_id IS NOT NULL THEN
         -- the recorded walks: where each ends (width_bucket thresholds) and
         -- its snapshot_xmax as a distance back from the next transaction id
@@ -7259,8 +7266,9 @@ BEGIN
         SELECT * INTO v FROM audit.verify(from_time, to_time);
         how := format('walked now (audit.verify() of the period: %s events)', audit.report_number(v.events));
     ELSE
-        -- what arrived since the last recorded walk: walked now
-        SELECT * INTO tail FROM audit.verify_chains_from(last.upto_event_id, NULL, NULL, NULL, last.verification_id);
+        -- what arrived since the last recorded walk, up to the end of the
+        -- period: walked now, each lane from where the walks left it
+        SELECT * INTO tail FROM audit.verify_chains_from(last.upto_event_id, NULL, NULL, to_time, last.verification_id);
         breaks := tail.breaks;
         problem := tail.problem;
         first_id := tail.first_broken_event_id;
@@ -7325,7 +7333,7 @@ BEGIN
                tail.unconfirmed_chains AS unconfirmed_chains
           INTO v;
         how := format('%s walked by the recorded verifications (the last by %s at %s, every event up to id %s; audit.verification), '
-                      '%s since (row versions and counts checked now); %s newer event(s) walked now',
+                      '%s since (row versions and counts checked now); %s newer event(s) before the end of the period walked now',
                       audit.report_number(n_walked), audit.html(last.verified_by), audit.html(last.verified_at::text),
                       last.upto_event_id,
                       CASE WHEN n_rewritten = 0 AND n_missing = 0 THEN 'none of their rows rewritten, added or removed'
