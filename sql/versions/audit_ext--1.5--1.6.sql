@@ -7082,16 +7082,21 @@ AS $$
            v.action::pg_catalog.text, v.status::pg_catalog.text, v.column_name, v.old_value, v.new_value, v.txid
       FROM audit.report_data_change_rows v
      WHERE audit.valid_report_args('data_changes', from_time, to_time, actors, include_success, include_failures)
-       -- each argument as a sub-select: evaluated once at run time, never
-       -- folded by the planner (a constant that contradicts the view's
-       -- condition, NULL or '{}', would make the plan empty and skip the
-       -- argument checks above); partition pruning and the indexes still
-       -- use them
-       AND v.event_time OPERATOR(pg_catalog.>=) (SELECT from_time)
-       AND v.event_time OPERATOR(pg_catalog.<) (SELECT to_time)
-       AND (actors IS NULL OR v.actor OPERATOR(pg_catalog.=) ANY (CAST((SELECT actors) AS pg_catalog.text[])))
-       AND ((SELECT include_failures) OR v.status OPERATOR(pg_catalog.=) 'success')
-       AND ((SELECT include_success) OR v.status OPERATOR(pg_catalog.=) 'failure')
+       -- The conditions are written so that no invalid argument makes them
+       -- contradict each other (a NULL or reversed period, '{}' actors, both
+       -- outcomes off): PostgreSQL would prove the plan empty and skip the
+       -- argument checks above.  For valid arguments they fold to the plain
+       -- conditions, constants the planner estimates, prunes partitions and
+       -- picks indexes with.
+       AND v.event_time OPERATOR(pg_catalog.>=) coalesce(from_time, '-infinity')
+       AND v.event_time OPERATOR(pg_catalog.<) CASE WHEN to_time OPERATOR(pg_catalog.>=) from_time THEN to_time
+                                                    ELSE 'infinity' END
+       AND (actors IS NULL OR pg_catalog.cardinality(actors) OPERATOR(pg_catalog.=) 0
+            OR v.actor OPERATOR(pg_catalog.=) ANY (actors))
+       AND (coalesce(include_failures, true) OR NOT coalesce(include_success, true)
+            OR v.status OPERATOR(pg_catalog.=) 'success')
+       AND (coalesce(include_success, true) OR NOT coalesce(include_failures, true)
+            OR v.status OPERATOR(pg_catalog.=) 'failure')
      ORDER BY v.event_id
 $$;
 COMMENT ON FUNCTION audit.report_data_changes(timestamptz, timestamptz, text[], boolean, boolean) IS
