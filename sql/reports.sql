@@ -117,9 +117,15 @@ SELECT * FROM audit.report_schedules;
 SELECT audit.schedule_report('x', 'exports', 'daily');
 SELECT audit.run_due_reports();
 SELECT audit.write_report_file('x.html', 'x');
+-- the data change report is a SQL function over a view: the same refusal
+SELECT * FROM audit.report_data_changes(:'f', :'t');
+SELECT count(*) FROM audit.report_data_change_rows;
+SELECT audit.record_verification();
 RESET ROLE;
 SET ROLE regress_rp_reader;
 SELECT count(*) > 0 AS reader_reads FROM audit.report_data_changes(:'f', :'t');
+SELECT * FROM audit.report_data_changes(:'f', :'t', '{}');
+SELECT count(*) > 0 AS reader_reads_view FROM audit.report_data_change_rows;
 SELECT audit.schedule_report('x', 'exports', 'daily');
 SELECT audit.unschedule_report('Weekly Security Summary');
 RESET ROLE;
@@ -129,6 +135,69 @@ SELECT audit.write_report_file('x.html', 'x');
 RESET ROLE;
 SELECT name FROM audit.report_schedules ORDER BY 1;
 SELECT audit.unschedule_report(name) FROM audit.report_schedules;
+
+-- The data change report is inlined into the caller's query (no function
+-- scan that would materialise every row first): LIMIT reads a few events.
+CREATE FUNCTION pg_temp.plan_of(q text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE l text;
+BEGIN
+    FOR l IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP RETURN NEXT l; END LOOP;
+END $$;
+SELECT count(*) FILTER (WHERE l LIKE '%Function Scan on report_data_changes%') AS function_scans,
+       count(*) FILTER (WHERE l LIKE '%Limit%') AS limits
+  FROM pg_temp.plan_of(format('SELECT * FROM audit.report_data_changes(%L, %L) LIMIT 2', :'f', :'t')) l;
+SELECT count(*) AS two FROM (SELECT * FROM audit.report_data_changes(:'f', :'t') LIMIT 2) x;
+
+-- Recorded verifications: a walk of everything below the last checkpoint
+-- round's horizon (here it includes an event an earlier test inserted without
+-- a hash: the walk says so, as audit.verify() does); a report of a later
+-- period reuses the walks that reach into it and still shows an event
+-- rewritten or removed after its walk, and a newer one edited.
+SELECT audit.chain_checkpoint() >= 0 AS checkpoint;
+SELECT audit.record_verification() > 0 AS recorded;
+SELECT count(*) = 1 AS one_walk, (SELECT verified FROM audit.verify()) = bool_and(breaks = 0) AS as_verify_says
+  FROM audit.verification;
+SELECT now() AS f2 \gset
+INSERT INTO "rp <b>&" VALUES (4, 'four'), (5, 'five');
+UPDATE "rp <b>&" SET v = 'four!' WHERE id = 4;
+SELECT audit.chain_checkpoint() >= 0 AS checkpoint;
+SELECT audit.record_verification() AS walked_events;
+SELECT count(*) AS walks, bool_and(breaks = 0) FILTER (WHERE after_event_id > 0) AS later_walk_unbroken
+  FROM audit.verification;
+-- (the first walk's events reach into every period: an earlier test wrote one
+-- in 2099; its break, the event without a hash, shows in every report)
+SELECT substring(r FROM 'id="integrity-status" data-verified="[a-z]*"') AS status,
+       r LIKE '%walked by the recorded verifications%' AS reused,
+       r LIKE '%has no valid chain hash%' AS says_first_walk_break,
+       r LIKE '%rewritten or added after%' OR r LIKE '%no longer there%' OR r LIKE '%does not match its hash%' AS says_more
+  FROM audit.render_report('data_changes', :'f2', :'t') r;
+SELECT max(id) AS victim FROM audit.event WHERE table_name = 'rp <b>&' AND action = 'UPDATE' \gset
+BEGIN;
+ALTER TABLE audit.event DISABLE TRIGGER audit_append_only;
+SET LOCAL audit_ext.protect_trail = off;
+UPDATE audit.event SET new_data = '{"v": "forged"}' WHERE id = :victim;
+SELECT substring(r FROM 'id="integrity-status" data-verified="[a-z]*"') AS status,
+       r LIKE '%rewritten or added after the recorded walk%' AS says_rewritten
+  FROM audit.render_report('data_changes', :'f2', :'t') r;
+ROLLBACK;
+BEGIN;
+ALTER TABLE audit.event DISABLE TRIGGER audit_append_only;
+SET LOCAL audit_ext.protect_trail = off;
+DELETE FROM audit.event WHERE id = :victim;
+SELECT substring(r FROM 'id="integrity-status" data-verified="[a-z]*"') AS status,
+       r LIKE '%are no longer there: deleted%' AS says_deleted
+  FROM audit.render_report('data_changes', :'f2', :'t') r;
+ROLLBACK;
+BEGIN;
+INSERT INTO "rp <b>&" VALUES (6, 'six');
+ALTER TABLE audit.event DISABLE TRIGGER audit_append_only;
+SET LOCAL audit_ext.protect_trail = off;
+UPDATE audit.event SET new_data = '{"v": "forged"}'
+ WHERE id = (SELECT max(id) FROM audit.event WHERE table_name = 'rp <b>&');
+SELECT substring(r FROM 'id="integrity-status" data-verified="[a-z]*"') AS status,
+       r LIKE '%does not match its hash%' AS says_edited
+  FROM audit.render_report('data_changes', :'f2', :'t') r;
+ROLLBACK;
 SELECT audit.disable('"rp <b>&"');
 DROP TABLE "rp <b>&";
 DROP ROLE regress_rp_plain, regress_rp_reader, regress_rp_admin;

@@ -18,6 +18,7 @@
  *		SELECT ... FROM audit.prune();
  *		SELECT ... FROM audit.check_capture();		(1.5)
  *		SELECT audit.chain_checkpoint();
+ *		SELECT audit.record_verification();			(1.6, the recorded chain walks)
  *		SELECT audit.run_due_reports();				(1.6, the scheduled reports)
  *		SELECT gin_clean_pending_list(...) of the event partitions' GIN indexes;
  * as the extension's owner (the bootstrap superuser only reads pg_extension
@@ -387,6 +388,17 @@ audit_maintenance_db_main(Datum main_arg)
 						"SELECT pg_catalog.count(*) FROM audit.check_capture() c WHERE c.recorded");
 	/* the heads of this database's hash chains (chain.c) */
 	(void) run_step("recording chain checkpoints", "SELECT audit.chain_checkpoint()::bigint");
+
+	/*
+	 * A walk of the chains of what arrived since the last one, below the
+	 * horizon of the round just taken (1.6, audit.record_verification()):
+	 * rendered reports and the dashboard reuse it instead of re-walking
+	 * their period.
+	 */
+	if (run_step("looking for audit.record_verification()",
+				 "SELECT (pg_catalog.to_regprocedure('audit.record_verification()') IS NOT NULL)::pg_catalog.int4::pg_catalog.int8") == 1)
+		(void) run_step("recording a verification of the chains",
+						"SELECT audit.record_verification()");
 
 	/*
 	 * Scheduled reports (1.6): each due schedule writes one report into

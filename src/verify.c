@@ -36,7 +36,8 @@
 typedef struct LaneState
 {
 	int64		lane;			/* hash key */
-	bool		seen;			/* an event of the lane was read */
+	bool		seen;			/* an event of the lane was read (or seeded) */
+	bool		walked;			/* an event of the lane was read by this walk */
 	int64		seq;			/* last position read */
 	uint8		hash[HASH_LEN];
 	int64		last_id;
@@ -66,6 +67,9 @@ typedef struct VerifyResult
 	char	   *problem;
 	int64		lanes;
 	int64		unconfirmed;	/* lanes started just before a restart */
+	bool		any_time;		/* min_time and max_time are set */
+	TimestampTz min_time;		/* earliest and latest event_time walked */
+	TimestampTz max_time;
 	MemoryContext keep;			/* where problem is kept */
 } VerifyResult;
 
@@ -82,6 +86,21 @@ typedef struct Rounds
 	int64	   *max_horizon;	/* non-decreasing */
 	bool	   *epoch_first;
 } Rounds;
+
+/*
+ * The part of the trail one walk covers.  audit.verify(): everything, or a
+ * time window.  audit.verify_chains_from() (1.6, the recorded verifications
+ * of audit.record_verification()): only ids in (after_id, before_id),
+ * continuing each lane from the head a recorded verification left
+ * (audit.verification_head), and returning the new heads.
+ */
+typedef struct WalkBounds
+{
+	int64		after_id;		/* 0: from the first event */
+	int64		before_id;		/* 0: to the last one */
+	int64		seed;			/* heads of verifications up to this one; 0: none */
+	StringInfo	heads;			/* where the new heads go as JSON; NULL: nowhere */
+} WalkBounds;
 
 static void
 report_break(VerifyResult *r, int64 id, TimestampTz t, bool t_null, char *problem)
@@ -133,12 +152,48 @@ anchor_covering(LaneState *s, int64 seq)
 
 static void
 load_lane_metadata(HTAB *lanes, const char *class_name, MemoryContext cxt,
-				   const Rounds *rounds)
+				   const Rounds *rounds, const WalkBounds *bounds)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
+	Oid			argtypes[2] = {TEXTOID, INT8OID};
+	Datum		args[2];
 
 	args[0] = CStringGetTextDatum(class_name);
+
+	/* where the recorded verifications left each lane */
+	if (bounds->seed > 0)
+	{
+		args[1] = Int64GetDatum(bounds->seed);
+		if (SPI_execute_with_args("SELECT DISTINCT ON (chain_lane) chain_lane, chain_seq, event_id, hash "
+								  "FROM audit.verification_head "
+								  "WHERE class OPERATOR(pg_catalog.=) $1 "
+								  "AND verification_id OPERATOR(pg_catalog.<=) $2 "
+								  "ORDER BY chain_lane, verification_id DESC",
+								  2, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "audit_ext: could not read audit.verification_head");
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		n1,
+						n2,
+						n3,
+						n4;
+			Datum		lane = SPI_getbinval(tup, desc, 1, &n1);
+			Datum		seq = SPI_getbinval(tup, desc, 2, &n2);
+			Datum		id = SPI_getbinval(tup, desc, 3, &n3);
+			Datum		hash = SPI_getbinval(tup, desc, 4, &n4);
+			LaneState  *s;
+
+			if (n1 || n2 || n3 || n4)
+				continue;
+			s = lane_entry(lanes, DatumGetInt64(lane));
+			if (!bytea_hash(hash, s->hash))
+				continue;
+			s->seen = true;
+			s->seq = DatumGetInt64(seq);
+			s->last_id = DatumGetInt64(id);
+		}
+	}
 
 	if (SPI_execute_with_args("SELECT chain_lane, first_seq, last_seq, last_hash FROM audit.chain_anchor "
 							  "WHERE class = $1 ORDER BY chain_lane, first_seq",
@@ -307,16 +362,16 @@ load_rounds(Rounds *rounds)
 static void
 verify_class(const char *class_name, Datum from, bool from_null,
 			 Datum to, bool to_null, int64 legacy_max_id, const Rounds *rounds,
-			 VerifyResult *r)
+			 const WalkBounds *bounds, VerifyResult *r)
 {
 	HASHCTL		ctl;
 	HTAB	   *lanes;
 	MemoryContext cxt;
 	MemoryContext rowcxt;
 	Portal		portal;
-	Oid			argtypes[3] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		args[3];
-	char		nulls[3] = {' ', from_null ? 'n' : ' ', to_null ? 'n' : ' '};
+	Oid			argtypes[5] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID};
+	Datum		args[5];
+	char		nulls[5] = {' ', from_null ? 'n' : ' ', to_null ? 'n' : ' ', ' ', ' '};
 	bool		whole = from_null && to_null;
 	HASH_SEQ_STATUS seq;
 	LaneState  *s;
@@ -332,22 +387,26 @@ verify_class(const char *class_name, Datum from, bool from_null,
 	lanes = hash_create("audit_ext verify lanes", 256, &ctl,
 						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
-	load_lane_metadata(lanes, class_name, cxt, rounds);
+	load_lane_metadata(lanes, class_name, cxt, rounds, bounds);
 
 	/* only the bounds given, so partition pruning sees constants */
 	args[0] = CStringGetTextDatum(class_name);
 	args[1] = from;
 	args[2] = to;
+	args[3] = Int64GetDatum(bounds->after_id);
+	args[4] = Int64GetDatum(bounds->before_id);
 	portal = SPI_cursor_open_with_args(NULL,
 									   psprintf("SELECT id, event_time, class, action, status, db_user, \"session_user\", actor, "
 												"client_addr, application_name, backend_pid, txid, statement_id, statement_seq, "
 												"schema_name, table_name, record_id, old_data, new_data, changed_columns, detail, "
 												"table_identity, context, risk, "
 												"chain_lane, chain_seq, hash, source IS NOT NULL "
-												"FROM audit.event WHERE class = $1 %s %s ORDER BY id",
+												"FROM audit.event WHERE class = $1 %s %s %s %s ORDER BY id",
 												from_null ? "" : "AND event_time >= $2",
-												to_null ? "" : "AND event_time < $3"),
-									   3, argtypes, args, nulls, true, 0);
+												to_null ? "" : "AND event_time < $3",
+												bounds->after_id > 0 ? "AND id > $4" : "",
+												bounds->before_id > 0 ? "AND id < $5" : ""),
+									   5, argtypes, args, nulls, true, 0);
 
 	for (;;)
 	{
@@ -392,6 +451,11 @@ verify_class(const char *class_name, Datum from, bool from_null,
 			id = DatumGetInt64(values[AC_ID]);
 			t = DatumGetTimestampTz(values[AC_EVENT_TIME]);
 			r->events++;
+			if (!r->any_time || t < r->min_time)
+				r->min_time = t;
+			if (!r->any_time || t > r->max_time)
+				r->max_time = t;
+			r->any_time = true;
 
 			if (lane_null || seq_null || hash_null || !bytea_hash(hash_d, stored))
 			{
@@ -463,8 +527,9 @@ verify_class(const char *class_name, Datum from, bool from_null,
 									  (long long) id, (long long) s->lane,
 									  class_name));
 
-			if (!s->seen)
+			if (!s->walked)
 				r->lanes++;
+			s->walked = true;
 			/* a lane started here (not brought from another server) */
 			if (pos == 1 && !all_nulls[AC_CHAIN_FIELDS + 3] &&
 				!DatumGetBool(all_values[AC_CHAIN_FIELDS + 3]))
@@ -513,6 +578,9 @@ verify_class(const char *class_name, Datum from, bool from_null,
 		{
 			if (!s->has_checkpoint)
 				continue;
+			/* a head beyond what this walk covers is the next one's */
+			if (bounds->before_id > 0 && s->cp_event_id >= bounds->before_id)
+				continue;
 			if ((s->seen && s->seq >= s->cp_seq) || anchor_covering(s, s->cp_seq) >= 0)
 				continue;
 			if (!s->seen && !whole)
@@ -523,6 +591,23 @@ verify_class(const char *class_name, Datum from, bool from_null,
 								  (long long) (s->seen ? s->seq : 0),
 								  (long long) s->cp_seq,
 								  (long long) s->cp_event_id));
+		}
+	}
+
+	/* the heads this walk moved, for the next one */
+	if (bounds->heads != NULL)
+	{
+		hash_seq_init(&seq, lanes);
+		while ((s = hash_seq_search(&seq)) != NULL)
+		{
+			if (!s->walked)
+				continue;
+			appendStringInfo(bounds->heads, "%s{\"class\": \"%s\", \"lane\": %lld, \"seq\": %lld, \"event_id\": %lld, \"hash\": \"",
+							 bounds->heads->len > 1 ? ", " : "", class_name,
+							 (long long) s->lane, (long long) s->seq, (long long) s->last_id);
+			for (int i = 0; i < HASH_LEN; i++)
+				appendStringInfo(bounds->heads, "%02x", s->hash[i]);
+			appendStringInfoString(bounds->heads, "\"}");
 		}
 	}
 
@@ -540,17 +625,34 @@ Datum
 audit_verify(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[10];
-	bool		nulls[10] = {0};
+	Datum		values[13];
+	bool		nulls[13] = {0};
 	VerifyResult r;
 	Rounds		rounds;
 	int64		legacy_max_id = 0;
 	int			nest;
 	MemoryContext callercxt = CurrentMemoryContext;
 	static const char *const classes[] = {"data", "auth", "privilege", "ddl", "read", "system", "app"};
+	WalkBounds	bounds = {0};
+	StringInfoData heads;
+	bool		from_ids = PG_NARGS() == 5;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "audit_ext: audit.verify must return a row");
+	/* audit.verify_chains_from(after_id, before_id, from_time, to_time, seed) */
+	if (from_ids)
+	{
+		if (PG_ARGISNULL(0) || PG_ARGISNULL(4))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("audit.verify_chains_from: after_id and seed must not be NULL")));
+		bounds.after_id = PG_GETARG_INT64(0);
+		bounds.before_id = PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1);
+		bounds.seed = PG_GETARG_INT64(4);
+		initStringInfo(&heads);
+		appendStringInfoChar(&heads, '[');
+		bounds.heads = &heads;
+	}
 
 	memset(&r, 0, sizeof(r));
 	r.keep = callercxt;
@@ -566,8 +668,12 @@ audit_verify(PG_FUNCTION_ARGS)
 	}
 	load_rounds(&rounds);
 	for (int i = 0; i < lengthof(classes); i++)
-		verify_class(classes[i], PG_GETARG_DATUM(0), PG_ARGISNULL(0),
-					 PG_GETARG_DATUM(1), PG_ARGISNULL(1), legacy_max_id, &rounds, &r);
+	{
+		int			t = from_ids ? 2 : 0;
+
+		verify_class(classes[i], PG_GETARG_DATUM(t), PG_ARGISNULL(t),
+					 PG_GETARG_DATUM(t + 1), PG_ARGISNULL(t + 1), legacy_max_id, &rounds, &bounds, &r);
+	}
 	/* before building the result: SPI_finish frees what was palloc'd since SPI_connect */
 	audit_spi_finish(nest);
 
@@ -590,5 +696,13 @@ audit_verify(PG_FUNCTION_ARGS)
 	}
 	/* the 1.4 definition of audit.verify_chains has nine columns: it gets nine */
 	values[9] = Int64GetDatum(r.unconfirmed);
+	if (from_ids)
+	{
+		appendStringInfoChar(&heads, ']');
+		values[10] = DirectFunctionCall1(jsonb_in, CStringGetDatum(heads.data));
+		values[11] = TimestampTzGetDatum(r.min_time);
+		values[12] = TimestampTzGetDatum(r.max_time);
+		nulls[11] = nulls[12] = !r.any_time;
+	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -239,6 +239,121 @@ $$;
 COMMENT ON FUNCTION audit.verify(timestamptz, timestamptz) IS
     'Check the hash chains of the events in [from_time, to_time) (all when NULL), the chain anchors and the checkpoint rounds; reports the first event where a chain breaks, how many events of the range switched a protection off, how many chains only a restart could explain, and the capture gaps of WAL capture (CAPTURE_GAP events: LSN ranges whose changes are not in the trail)';
 
+-- Recorded verifications (1.6): the maintenance worker walks the chains of
+-- the events that arrived since the last recorded walk (audit.
+-- record_verification(), each round), continuing every lane from the head
+-- that walk left, and records what it found.  A rendered report or the
+-- dashboard then re-walks only what is newer than the last record and
+-- checks the older part of its period for rows rewritten or added since
+-- their walk (their row version: xmin), instead of re-hashing the period.
+CREATE TABLE audit.verification (
+    verification_id         bigint      PRIMARY KEY,
+    verified_at             timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    verified_by             text        NOT NULL,
+    after_event_id          bigint      NOT NULL,
+    upto_event_id           bigint      NOT NULL,
+    snapshot_xmax           xid8        NOT NULL,
+    events                  bigint      NOT NULL,
+    min_event_time          timestamptz,
+    max_event_time          timestamptz,
+    chains                  bigint      NOT NULL,
+    legacy_events           bigint      NOT NULL,
+    breaks                  bigint      NOT NULL,
+    first_broken_event_id   bigint,
+    first_broken_event_time timestamptz,
+    problem                 text,
+    CHECK (upto_event_id > after_event_id)
+);
+COMMENT ON TABLE audit.verification IS
+    'Recorded walks of the hash chains (audit.record_verification(), run by the maintenance worker): each covers the events with ids in (after_event_id, upto_event_id], continuing from the previous one';
+COMMENT ON COLUMN audit.verification.verified_by IS 'Role that ran the walk (the maintenance worker''s)';
+COMMENT ON COLUMN audit.verification.after_event_id IS 'The walk covered the events with a higher id (the previous walk''s upto_event_id; 0: the first walk)';
+COMMENT ON COLUMN audit.verification.upto_event_id IS 'The walk covered the events up to this id (below the horizon of the last checkpoint round: no transaction could still add an event below it)';
+COMMENT ON COLUMN audit.verification.snapshot_xmax IS 'Every row version written by a transaction from this one on was written after the walk looked: a rewritten or added event of the walked range has such an xmin';
+COMMENT ON COLUMN audit.verification.events IS 'Events the walk read (a report compares it with the events of those ids still there: one removed since is missing)';
+COMMENT ON COLUMN audit.verification.min_event_time IS 'Earliest event_time among them (NULL: none)';
+COMMENT ON COLUMN audit.verification.max_event_time IS 'Latest event_time among them';
+COMMENT ON COLUMN audit.verification.breaks IS 'Breaks the walk found (0: every chain it walked is unbroken)';
+
+CREATE TABLE audit.verification_head (
+    verification_id bigint      NOT NULL REFERENCES audit.verification,
+    class           text COLLATE "C" NOT NULL,
+    chain_lane      bigint      NOT NULL,
+    chain_seq       bigint      NOT NULL,
+    event_id        bigint      NOT NULL,
+    hash            bytea       NOT NULL,
+    PRIMARY KEY (class, chain_lane, verification_id)
+);
+COMMENT ON TABLE audit.verification_head IS
+    'Where each recorded walk left the lanes it moved (position, event, hash): the next walk continues from there';
+
+CREATE FUNCTION audit.verify_chains_from(after_id bigint, before_id bigint, from_time timestamptz,
+    to_time timestamptz, seed bigint,
+    OUT verified boolean, OUT events bigint, OUT chains bigint, OUT legacy_events bigint,
+    OUT unverifiable_links bigint, OUT breaks bigint, OUT first_broken_event_id bigint,
+    OUT first_broken_event_time timestamptz, OUT problem text, OUT unconfirmed_chains bigint,
+    OUT heads jsonb, OUT min_event_time timestamptz, OUT max_event_time timestamptz)
+RETURNS record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'audit_verify';
+COMMENT ON FUNCTION audit.verify_chains_from(bigint, bigint, timestamptz, timestamptz, bigint) IS
+    'Internal: the chain walk of the events with ids in (after_id, before_id) (before_id NULL: all newer), each lane continued from the heads of the recorded verifications up to seed; returns the heads it moved and the earliest and latest event time it read';
+
+-- Walk the chains of the events that arrived since the last recorded walk
+-- and record it, in walks of at most 100,000 ids (a report compares a walk's
+-- count of events with what is there: the smaller a walk, the fewer events
+-- outside a period it reads), at most ten a call (the first calls start from
+-- the first event).  Run by the maintenance worker after the checkpoint
+-- round, whose horizon bounds the walk: every event below it belongs to a
+-- finished transaction, so a later walk never finds an older id appear.
+-- Returns the number of events walked (0: nothing new).
+CREATE FUNCTION audit.record_verification()
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    last    audit.verification;
+    horizon bigint;
+    xmax    xid8;
+    upto    bigint;
+    v       record;
+    vid     bigint;
+    walked  bigint := 0;
+BEGIN
+    -- one walk at a time
+    LOCK TABLE audit.verification IN SHARE ROW EXCLUSIVE MODE;
+    SELECT max(r.horizon) INTO horizon FROM audit.chain_round r;
+    FOR i IN 1 .. 10 LOOP
+        SELECT * INTO last FROM audit.verification r ORDER BY r.verification_id DESC LIMIT 1;
+        IF horizon IS NULL OR horizon - 1 <= coalesce(last.upto_event_id, 0) THEN
+            EXIT;
+        END IF;
+        upto := least(horizon - 1, coalesce(last.upto_event_id, 0) + 100000);
+        -- taken before the walk: every event the walk reads was written by
+        -- a transaction below it
+        xmax := pg_snapshot_xmax(pg_current_snapshot());
+        SELECT * INTO v FROM audit.verify_chains_from(coalesce(last.upto_event_id, 0), upto + 1, NULL, NULL,
+                                                      coalesce(last.verification_id, 0));
+        vid := coalesce(last.verification_id, 0) + 1;
+        INSERT INTO audit.verification (verification_id, verified_by, after_event_id, upto_event_id, snapshot_xmax,
+                                        events, min_event_time, max_event_time, chains, legacy_events, breaks,
+                                        first_broken_event_id, first_broken_event_time, problem)
+        VALUES (vid, audit.session_role(), coalesce(last.upto_event_id, 0), upto, xmax, v.events, v.min_event_time,
+                v.max_event_time, v.chains, v.legacy_events, v.breaks, v.first_broken_event_id,
+                v.first_broken_event_time, v.problem);
+        INSERT INTO audit.verification_head (verification_id, class, chain_lane, chain_seq, event_id, hash)
+        SELECT vid, h.class, h.lane, h.seq, h.event_id, decode(h.hash, 'hex')
+          FROM jsonb_to_recordset(v.heads) h(class text, lane bigint, seq bigint, event_id bigint, hash text);
+        walked := walked + v.events;
+    END LOOP;
+    RETURN walked;
+END
+$$;
+COMMENT ON FUNCTION audit.record_verification() IS
+    'Internal (maintenance worker): walk the hash chains of the events that arrived since the last recorded walk (walks of at most 100,000 ids, ten a call) and record each walk''s result and lane heads in audit.verification';
+
 -- The chain's own tables are append-only like the events (UPDATE and DELETE
 -- refused, DROP/TRUNCATE refused by the utility hook as for every table of
 -- schema audit).
@@ -261,6 +376,16 @@ CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit.chain_round
     FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
 
 ALTER TABLE audit.chain_round ENABLE ALWAYS TRIGGER audit_append_only;
+
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit.verification
+    FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+
+ALTER TABLE audit.verification ENABLE ALWAYS TRIGGER audit_append_only;
+
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit.verification_head
+    FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+
+ALTER TABLE audit.verification_head ENABLE ALWAYS TRIGGER audit_append_only;
 
 -- Anchors are bound to the trail: every PRUNE event records a digest of all
 -- anchors after it added its own; audit.verify() compares the table with the
@@ -302,11 +427,15 @@ COMMENT ON FUNCTION audit.recorded_anchor_digest() IS
 GRANT SELECT ON audit.chain_origin,
                 audit.chain_anchor,
                 audit.chain_checkpoint,
-                audit.chain_round TO audit_admin, audit_reader;
+                audit.chain_round,
+                audit.verification,
+                audit.verification_head TO audit_admin, audit_reader;
 REVOKE ALL ON FUNCTION audit.chain_checkpoint(),
                        audit.chain_record_pruned(regclass),
                        audit.event_hash(audit.event,bytea),
                        audit.verify_chains(timestamp with time zone,timestamp with time zone),
+                       audit.verify_chains_from(bigint, bigint, timestamptz, timestamptz, bigint),
+                       audit.record_verification(),
                        audit.anchor_digest(),
                        audit.recorded_anchor_digest(),
                        audit.chain_round_digest(bigint,bigint,timestamp with time zone,bytea) FROM PUBLIC;

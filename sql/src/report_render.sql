@@ -253,19 +253,191 @@ AS $$
 $$;
 COMMENT ON FUNCTION audit.report_columns(text) IS 'Internal: the output columns of a report kind''s function';
 
--- The integrity section: audit.verify() of the period and the chain heads of
--- the last checkpoint round before its end.
+-- The integrity section: the verification of the period and the chain heads
+-- of the last checkpoint round before its end.  When the maintenance worker
+-- has recorded walks of the chains (audit.verification, audit.
+-- record_verification()), the period is not walked again: the events newer
+-- than the last recorded walk are walked now (from the heads it left), and
+-- the period's older events are checked for rows rewritten or added since
+-- the walk that covered them (a row version written after that walk's
+-- snapshot: xmin at or above its snapshot_xmax); a recorded walk that found
+-- a break keeps saying so.  Without a usable record (none yet, or one so old
+-- that transaction ids may have wrapped around), audit.verify() of the
+-- period as before.  The anchors and the checkpoint rounds are checked each
+-- time (a few rows), as audit.verify() does.
 CREATE FUNCTION audit.report_integrity(from_time timestamptz, to_time timestamptz)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v     record;
-    rnd   record;
-    heads text;
+    v       record;
+    rnd     record;
+    heads   text;
+    last    audit.verification;
+    tail    record;
+    seg     record;
+    walks   record;
+    g       record;
+    bad     record;
+    stale   boolean := false;
+    n_period    bigint := 0;
+    n_walked    bigint := 0;
+    n_rewritten bigint := 0;
+    n_missing   bigint := 0;
+    first_rewritten bigint;
+    prev    bytea := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+    expect  bigint := 1;
+    how     text;
+    breaks  bigint := 0;
+    problem text;
+    first_id bigint;
+    first_t  timestamptz;
 BEGIN
-    SELECT * INTO v FROM audit.verify(from_time, to_time);
+    SELECT * INTO last FROM audit.verification r ORDER BY r.verification_id DESC LIMIT 1;
+    -- only walks that have reached the period: while the worker is still
+    -- catching up (the first rounds after an upgrade walk an existing trail
+    -- 1,000,000 ids a round) the newer events would be most of the trail
+    IF last.verification_id IS NOT NULL
+       AND NOT coalesce((SELECT max(r.max_event_time) FROM audit.verification r) >= from_time, false) THEN
+        last := NULL;
+    END IF;
+    IF last.verification_id IS NOT NULL THEN
+        -- the recorded walks: where each ends (width_bucket thresholds) and
+        -- its snapshot_xmax as a distance back from the next transaction id
+        -- (NULL: more than 1,000,000,000 transactions ago, too old to
+        -- compare row versions with); and the walks whose events may lie in
+        -- the period (from the first to the last one whose events' times
+        -- reach into it): their ids, how many events they read, the times
+        -- those lie in, and whether the count can still be compared (not
+        -- when retention dropped a partition their events may have been in)
+        SELECT array_agg(r.upto_event_id + 1 ORDER BY r.verification_id) AS thr,
+               array_agg(CASE WHEN d.dist < 1000000000 THEN d.dist END ORDER BY r.verification_id) AS lim,
+               min(r.verification_id) FILTER (WHERE r.min_event_time < to_time AND r.max_event_time >= from_time) AS first_walk,
+               max(r.verification_id) FILTER (WHERE r.min_event_time < to_time AND r.max_event_time >= from_time) AS last_walk,
+               max(p.pruned_to) AS pruned_to
+          INTO seg
+          FROM audit.verification r
+         CROSS JOIN LATERAL (SELECT ((pg_snapshot_xmax(pg_current_snapshot())::text::numeric
+                                      - r.snapshot_xmax::text::numeric))::bigint AS dist) d
+         CROSS JOIN (SELECT max((e.detail ->> 'to_time')::timestamptz) AS pruned_to FROM audit.event e
+                      WHERE e.class = 'system' AND e.action = 'PRUNE' AND e.detail ? 'to_time') p;
+        SELECT min(r.after_event_id) + 1 AS a_id, max(r.upto_event_id) AS b_id, sum(r.events)::bigint AS events,
+               least(from_time, min(r.min_event_time)) AS lo, greatest(to_time, max(r.max_event_time)) AS hi,
+               coalesce(bool_and(r.min_event_time >= coalesce(seg.pruned_to, '-infinity') OR r.events = 0), true) AS countable
+          INTO walks
+          FROM audit.verification r
+         WHERE r.verification_id BETWEEN seg.first_walk AND seg.last_walk;
+        -- one pass over the events of the period and of those walks (one
+        -- row: it may run in parallel): how many of the period, how many the
+        -- walks read are still there, and how many rows of the period were
+        -- written after the walk that read them looked (xmin at or after
+        -- its snapshot_xmax: rewritten or added since)
+        EXECUTE $q$
+            SELECT count(*) FILTER (WHERE e.event_time >= $1 AND e.event_time < $2) AS in_period,
+                   count(*) FILTER (WHERE e.event_time >= $1 AND e.event_time < $2 AND e.id < $9) AS walked,
+                   count(*) FILTER (WHERE e.id BETWEEN $7 AND $8) AS in_walks,
+                   count(*) FILTER (WHERE e.event_time >= $1 AND e.event_time < $2 AND e.id < $9
+                                      AND $4[width_bucket(e.id, $3) + 1] IS NULL) AS stale,
+                   count(*) FILTER (WHERE e.event_time >= $1 AND e.event_time < $2 AND e.id < $9
+                                      AND ($10 - e.xmin::text::bigint + 4294967296) % 4294967296
+                                          <= $4[width_bucket(e.id, $3) + 1]) AS rewritten,
+                   min(e.id) FILTER (WHERE e.event_time >= $1 AND e.event_time < $2 AND e.id < $9
+                                       AND ($10 - e.xmin::text::bigint + 4294967296) % 4294967296
+                                           <= $4[width_bucket(e.id, $3) + 1]) AS first_rewritten
+              FROM audit.event e
+             WHERE e.event_time >= $5 AND e.event_time <= $6 $q$
+            INTO g
+            USING from_time, to_time, seg.thr, seg.lim, coalesce(walks.lo, from_time), coalesce(walks.hi, to_time),
+                  coalesce(walks.a_id, 0), coalesce(walks.b_id, -1), last.upto_event_id + 1,
+                  (pg_snapshot_xmax(pg_current_snapshot())::text::numeric % 4294967296)::bigint;
+        n_period := g.in_period;
+        n_walked := g.walked;
+        stale := g.stale > 0;
+        n_rewritten := g.rewritten;
+        first_rewritten := g.first_rewritten;
+        IF walks.countable AND walks.events IS NOT NULL AND g.in_walks < walks.events THEN
+            n_missing := walks.events - g.in_walks;
+        END IF;
+    END IF;
+    IF last.verification_id IS NULL OR stale THEN
+        SELECT * INTO v FROM audit.verify(from_time, to_time);
+        how := format('walked now (audit.verify() of the period: %s events)', audit.report_number(v.events));
+    ELSE
+        -- what arrived since the last recorded walk, up to the end of the
+        -- period: walked now, each lane from where the walks left it
+        SELECT * INTO tail FROM audit.verify_chains_from(last.upto_event_id, NULL, NULL, to_time, last.verification_id);
+        breaks := tail.breaks;
+        problem := tail.problem;
+        first_id := tail.first_broken_event_id;
+        first_t := tail.first_broken_event_time;
+        IF n_rewritten > 0 THEN
+            breaks := breaks + n_rewritten;
+            SELECT e.event_time INTO first_t FROM audit.event e WHERE e.id = first_rewritten
+             ORDER BY e.event_time LIMIT 1;
+            first_id := first_rewritten;
+            problem := coalesce(problem || '; ', '') ||
+                       format('%s event(s) of the period were rewritten or added after the recorded walk of their chains (row written later than the walk), first event %s',
+                              n_rewritten, first_rewritten);
+        END IF;
+        IF n_missing > 0 THEN
+            breaks := breaks + 1;
+            problem := coalesce(problem || '; ', '') ||
+                       format('%s event(s) that the recorded verifications %s to %s walked (ids %s to %s) are no longer there: deleted',
+                              n_missing, seg.first_walk, seg.last_walk, walks.a_id, walks.b_id);
+        END IF;
+        -- a recorded walk that found a break among events that may lie in
+        -- the period
+        SELECT count(*) AS walks, sum(r.breaks) AS breaks, min(r.first_broken_event_id) AS first_id,
+               (array_agg(r.problem ORDER BY r.first_broken_event_id))[1] AS problem,
+               (array_agg(r.first_broken_event_time ORDER BY r.first_broken_event_id))[1] AS first_t,
+               (array_agg(r.verified_at ORDER BY r.first_broken_event_id))[1] AS verified_at
+          INTO bad FROM audit.verification r
+         WHERE r.breaks > 0 AND (r.min_event_time IS NULL OR (r.min_event_time < to_time AND r.max_event_time >= from_time));
+        IF bad.walks > 0 THEN
+            breaks := breaks + bad.breaks;
+            IF first_id IS NULL OR bad.first_id < first_id THEN
+                first_id := bad.first_id;
+                first_t := bad.first_t;
+            END IF;
+            problem := coalesce(problem || '; ', '') ||
+                       format('the recorded walk of %s found: %s', bad.verified_at, bad.problem);
+        END IF;
+        -- the anchors and the checkpoint rounds, as audit.verify() checks them
+        IF EXISTS (SELECT 1 FROM audit.chain_anchor) AND
+           audit.recorded_anchor_digest() IS DISTINCT FROM audit.anchor_digest() THEN
+            breaks := breaks + 1;
+            problem := coalesce(problem || '; ', '') ||
+                       'audit.chain_anchor is not what the last PRUNE event recorded: an anchor was added or removed outside audit.prune()';
+        END IF;
+        FOR rnd IN SELECT * FROM audit.chain_round ORDER BY round_id LOOP
+            IF rnd.round_id <> expect OR rnd.prev_hash <> prev OR
+               rnd.hash IS DISTINCT FROM audit.chain_round_digest(rnd.round_id, rnd.horizon, rnd.shm_epoch, rnd.prev_hash) THEN
+                breaks := breaks + 1;
+                problem := coalesce(problem || '; ', '') ||
+                           format('checkpoint round %s does not match its hash or does not follow round %s: a round or one of its checkpoint rows was added, removed or changed',
+                                  rnd.round_id, expect - 1);
+                EXIT;
+            END IF;
+            prev := rnd.hash;
+            expect := rnd.round_id + 1;
+        END LOOP;
+        SELECT breaks = 0 AS verified, n_period AS events, tail.chains AS chains,
+               tail.unverifiable_links AS unverifiable_links, breaks AS breaks,
+               first_id AS first_broken_event_id, first_t AS first_broken_event_time, problem AS problem,
+               (SELECT count(*) FROM audit.event e
+                 WHERE e.class = 'ddl' AND e.detail @> '{"audit_protection_off": true}'
+                   AND e.event_time >= from_time AND e.event_time < to_time) AS protection_off_events,
+               tail.unconfirmed_chains AS unconfirmed_chains
+          INTO v;
+        how := format('%s walked by the recorded verifications (the last by %s at %s, every event up to id %s; audit.verification), '
+                      '%s since (row versions and counts checked now); %s newer event(s) before the end of the period walked now',
+                      audit.report_number(n_walked), audit.html(last.verified_by), audit.html(last.verified_at::text),
+                      last.upto_event_id,
+                      CASE WHEN n_rewritten = 0 AND n_missing = 0 THEN 'none of their rows rewritten, added or removed'
+                           ELSE format('%s rewritten or added, %s removed', n_rewritten, n_missing) END,
+                      audit.report_number(tail.events));
+    END IF;
     SELECT r.round_id, r.taken_at, r.lanes, encode(r.hash, 'hex') AS hash INTO rnd
       FROM audit.chain_round r
      WHERE r.taken_at < to_time
@@ -282,11 +454,13 @@ BEGIN
         || format('<p id="integrity-status" data-verified="%s" class="%s">%s</p>',
                   CASE WHEN v.verified THEN 'true' ELSE 'false' END, CASE WHEN v.verified THEN 'ok' ELSE 'bad' END,
                   CASE WHEN v.verified
-                       THEN format('Verified: the hash chains of the %s events of the period are unbroken (audit.verify()).',
+                       THEN format('Verified: the hash chains of the %s events of the period are unbroken.',
                                    audit.report_number(v.events))
                        ELSE format('NOT VERIFIED: %s break(s), first at event %s (%s). %s',
                                    v.breaks, coalesce(v.first_broken_event_id::text, '?'),
                                    coalesce(v.first_broken_event_time::text, '?'), audit.html(v.problem)) END)
+        || format('<p class="note" id="integrity-how" data-recorded-upto="%s">How: %s.</p>',
+                  CASE WHEN last.verification_id IS NULL OR stale THEN '' ELSE last.upto_event_id::text END, how)
         || format('<table class="detail"><tr><th>events checked</th><td>%s</td><th>chains</th><td>%s</td>'
                   '<th>links not checkable in a bounded window</th><td>%s</td><th>protection-off events</th><td>%s</td>'
                   '<th>unconfirmed chains</th><td>%s</td></tr></table>',
@@ -300,7 +474,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION audit.report_integrity(timestamptz, timestamptz) IS
-    'Internal: the integrity section of a report (audit.verify() of the period, chain heads of the last checkpoint round)';
+    'Internal: the integrity section of a report (the recorded verifications, the events newer than them walked now and the period''s older rows checked for rewrites; without a record audit.verify() of the period; chain heads of the last checkpoint round)';
 
 -- The report itself, and its count of detail rows (for audit.reports).
 CREATE FUNCTION audit.build_report(kind text, from_time timestamptz, to_time timestamptz, actors text[],

@@ -5299,6 +5299,209 @@ $$;
 REVOKE ALL ON FUNCTION audit.install_wal_partition_triggers(regclass,text[],text[],text[]) FROM PUBLIC;
 -- end issue 22 (waltests)
 -- ===========================================================================
+-- issue 21 (repperf): recorded verifications of the chains (reports reuse
+-- them), the data change report as an inlinable SQL function over a view
+-- ===========================================================================
+-- Recorded verifications (1.6): the maintenance worker walks the chains of
+-- the events that arrived since the last recorded walk (audit.
+-- record_verification(), each round), continuing every lane from the head
+-- that walk left, and records what it found.  A rendered report or the
+-- dashboard then re-walks only what is newer than the last record and
+-- checks the older part of its period for rows rewritten or added since
+-- their walk (their row version: xmin), instead of re-hashing the period.
+CREATE TABLE audit.verification (
+    verification_id         bigint      PRIMARY KEY,
+    verified_at             timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    verified_by             text        NOT NULL,
+    after_event_id          bigint      NOT NULL,
+    upto_event_id           bigint      NOT NULL,
+    snapshot_xmax           xid8        NOT NULL,
+    events                  bigint      NOT NULL,
+    min_event_time          timestamptz,
+    max_event_time          timestamptz,
+    chains                  bigint      NOT NULL,
+    legacy_events           bigint      NOT NULL,
+    breaks                  bigint      NOT NULL,
+    first_broken_event_id   bigint,
+    first_broken_event_time timestamptz,
+    problem                 text,
+    CHECK (upto_event_id > after_event_id)
+);
+
+COMMENT ON TABLE audit.verification IS
+    'Recorded walks of the hash chains (audit.record_verification(), run by the maintenance worker): each covers the events with ids in (after_event_id, upto_event_id], continuing from the previous one';
+COMMENT ON COLUMN audit.verification.verified_by IS 'Role that ran the walk (the maintenance worker''s)';
+COMMENT ON COLUMN audit.verification.after_event_id IS 'The walk covered the events with a higher id (the previous walk''s upto_event_id; 0: the first walk)';
+COMMENT ON COLUMN audit.verification.upto_event_id IS 'The walk covered the events up to this id (below the horizon of the last checkpoint round: no transaction could still add an event below it)';
+COMMENT ON COLUMN audit.verification.snapshot_xmax IS 'Every row version written by a transaction from this one on was written after the walk looked: a rewritten or added event of the walked range has such an xmin';
+COMMENT ON COLUMN audit.verification.events IS 'Events the walk read (a report compares it with the events of those ids still there: one removed since is missing)';
+COMMENT ON COLUMN audit.verification.min_event_time IS 'Earliest event_time among them (NULL: none)';
+COMMENT ON COLUMN audit.verification.max_event_time IS 'Latest event_time among them';
+COMMENT ON COLUMN audit.verification.breaks IS 'Breaks the walk found (0: every chain it walked is unbroken)';
+
+CREATE TABLE audit.verification_head (
+    verification_id bigint      NOT NULL REFERENCES audit.verification,
+    class           text COLLATE "C" NOT NULL,
+    chain_lane      bigint      NOT NULL,
+    chain_seq       bigint      NOT NULL,
+    event_id        bigint      NOT NULL,
+    hash            bytea       NOT NULL,
+    PRIMARY KEY (class, chain_lane, verification_id)
+);
+
+COMMENT ON TABLE audit.verification_head IS
+    'Where each recorded walk left the lanes it moved (position, event, hash): the next walk continues from there';
+
+CREATE FUNCTION audit.verify_chains_from(after_id bigint, before_id bigint, from_time timestamptz,
+    to_time timestamptz, seed bigint,
+    OUT verified boolean, OUT events bigint, OUT chains bigint, OUT legacy_events bigint,
+    OUT unverifiable_links bigint, OUT breaks bigint, OUT first_broken_event_id bigint,
+    OUT first_broken_event_time timestamptz, OUT problem text, OUT unconfirmed_chains bigint,
+    OUT heads jsonb, OUT min_event_time timestamptz, OUT max_event_time timestamptz)
+RETURNS record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'audit_verify';
+COMMENT ON FUNCTION audit.verify_chains_from(bigint, bigint, timestamptz, timestamptz, bigint) IS
+    'Internal: the chain walk of the events with ids in (after_id, before_id) (before_id NULL: all newer), each lane continued from the heads of the recorded verifications up to seed; returns the heads it moved and the earliest and latest event time it read';
+
+-- Walk the chains of the events that arrived since the last recorded walk
+-- and record it, in walks of at most 100,000 ids (a report compares a walk's
+-- count of events with what is there: the smaller a walk, the fewer events
+-- outside a period it reads), at most ten a call (the first calls start from
+-- the first event).  Run by the maintenance worker after the checkpoint
+-- round, whose horizon bounds the walk: every event below it belongs to a
+-- finished transaction, so a later walk never finds an older id appear.
+-- Returns the number of events walked (0: nothing new).
+CREATE FUNCTION audit.record_verification()
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    last    audit.verification;
+    horizon bigint;
+    xmax    xid8;
+    upto    bigint;
+    v       record;
+    vid     bigint;
+    walked  bigint := 0;
+BEGIN
+    -- one walk at a time
+    LOCK TABLE audit.verification IN SHARE ROW EXCLUSIVE MODE;
+    SELECT max(r.horizon) INTO horizon FROM audit.chain_round r;
+    FOR i IN 1 .. 10 LOOP
+        SELECT * INTO last FROM audit.verification r ORDER BY r.verification_id DESC LIMIT 1;
+        IF horizon IS NULL OR horizon - 1 <= coalesce(last.upto_event_id, 0) THEN
+            EXIT;
+        END IF;
+        upto := least(horizon - 1, coalesce(last.upto_event_id, 0) + 100000);
+        -- taken before the walk: every event the walk reads was written by
+        -- a transaction below it
+        xmax := pg_snapshot_xmax(pg_current_snapshot());
+        SELECT * INTO v FROM audit.verify_chains_from(coalesce(last.upto_event_id, 0), upto + 1, NULL, NULL,
+                                                      coalesce(last.verification_id, 0));
+        vid := coalesce(last.verification_id, 0) + 1;
+        INSERT INTO audit.verification (verification_id, verified_by, after_event_id, upto_event_id, snapshot_xmax,
+                                        events, min_event_time, max_event_time, chains, legacy_events, breaks,
+                                        first_broken_event_id, first_broken_event_time, problem)
+        VALUES (vid, audit.session_role(), coalesce(last.upto_event_id, 0), upto, xmax, v.events, v.min_event_time,
+                v.max_event_time, v.chains, v.legacy_events, v.breaks, v.first_broken_event_id,
+                v.first_broken_event_time, v.problem);
+        INSERT INTO audit.verification_head (verification_id, class, chain_lane, chain_seq, event_id, hash)
+        SELECT vid, h.class, h.lane, h.seq, h.event_id, decode(h.hash, 'hex')
+          FROM jsonb_to_recordset(v.heads) h(class text, lane bigint, seq bigint, event_id bigint, hash text);
+        walked := walked + v.events;
+    END LOOP;
+    RETURN walked;
+END
+$$;
+COMMENT ON FUNCTION audit.record_verification() IS
+    'Internal (maintenance worker): walk the hash chains of the events that arrived since the last recorded walk (walks of at most 100,000 ids, ten a call) and record each walk''s result and lane heads in audit.verification';
+
+-- The arguments of a report checked once per call, for the typed functions
+-- written in SQL (audit.report_data_changes): raises what
+-- audit.report_condition() raises (22023) after the access check (42501),
+-- else true.  Given only the call's arguments it is a constant condition,
+-- which the planner evaluates once before any row is read.  PARALLEL
+-- RESTRICTED: it runs in the leader, the scan below it may be parallel.
+CREATE FUNCTION audit.valid_report_args(kind text, from_time timestamptz, to_time timestamptz, actors text[],
+                                     include_success boolean, include_failures boolean)
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE PARALLEL RESTRICTED
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM audit.require_audit_role();
+    PERFORM audit.report_condition(kind, from_time, to_time, actors, include_success, include_failures);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION audit.valid_report_args(text, timestamptz, timestamptz, text[], boolean, boolean) IS
+    'Internal: the access check (42501) and the argument checks (22023) of a typed report written in SQL; true when both pass';
+
+-- The access check of audit.report_data_change_rows, PARALLEL RESTRICTED
+-- (audit.audit_access_ok() is unsafe and would keep the scan serial).
+CREATE FUNCTION audit.reports_access_ok()
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM audit.require_audit_role();
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION audit.reports_access_ok() IS
+    'Internal: true for audit roles, "no access to the security audit" (42501) for anyone else; parallel restricted';
+
+-- The rows of the data change report, one per changed field (INSERT: the
+-- keys of new_data, DELETE: of old_data, UPDATE: changed_columns, each with
+-- its old and new value; a TRUNCATE or a refused change one row without a
+-- field).  A view, so that audit.report_data_changes() can be a SQL function
+-- the planner inlines into the caller's query: its rows then stream (LIMIT
+-- 1000 reads about 1000 events, a cursor gets its first rows at once),
+-- the caller's filters reach the indexes and the scan may run in parallel.
+-- It reads the events with its owner's rights and lets the audit roles only
+-- through (42501 otherwise): its access check is a constant condition, which
+-- the executor evaluates before any row is read.  Not a security_barrier
+-- view: it hides no rows from the roles it lets through, and a barrier
+-- would keep the caller's conditions (the period, the actors) out of the
+-- scan of the events.
+CREATE VIEW audit.report_data_change_rows AS
+SELECT e.id AS event_id, e.event_time, e.actor, e.db_user, e.schema_name, e.table_name, e.record_id, e.action,
+       e.status, k.col AS column_name,
+       (e.old_data -> k.col) #>> '{}' AS old_value, (e.new_data -> k.col) #>> '{}' AS new_value, e.txid
+  FROM audit.event e
+  LEFT JOIN LATERAL unnest(CASE WHEN e.status = 'success' AND e.action = 'UPDATE' THEN e.changed_columns
+                                WHEN e.status = 'success' AND e.action IN ('INSERT', 'DELETE')
+                                THEN ARRAY(SELECT jsonb_object_keys(coalesce(e.new_data, e.old_data))) END)
+            AS k(col) ON true
+ WHERE audit.reports_access_ok()
+   AND e.class = 'data' AND e.action IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE');
+
+COMMENT ON VIEW audit.report_data_change_rows IS
+    'Internal (audit.report_data_changes): every data change event, one row per changed field; audit roles only (42501 otherwise)';
+
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit.verification
+    FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+
+ALTER TABLE audit.verification ENABLE ALWAYS TRIGGER audit_append_only;
+
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit.verification_head
+    FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+
+ALTER TABLE audit.verification_head ENABLE ALWAYS TRIGGER audit_append_only;
+
+GRANT SELECT ON audit.verification, audit.verification_head TO audit_admin, audit_reader;
+GRANT SELECT ON audit.report_data_change_rows TO PUBLIC;
+REVOKE ALL ON FUNCTION audit.verify_chains_from(bigint, bigint, timestamptz, timestamptz, bigint),
+                       audit.record_verification() FROM PUBLIC;
+-- end issue 21 (repperf)
+-- ===========================================================================
 -- merged: objects that the blocks above define more than once, or that changed after them, end as
 -- sql/src/ has them
 -- ===========================================================================
@@ -7184,5 +7387,322 @@ END
 $$;
 COMMENT ON FUNCTION audit.install_wal_partition_triggers(regclass, text[], text[], text[]) IS
     'Internal: the WAL-mode statement triggers and REPLICA IDENTITY FULL of one partition of a partitioned table audited with capture => ''wal''';
+
+-- SQL, SECURITY INVOKER, no SET clause: what lets the planner inline it.
+-- The rights come from the view; the body names every object and operator
+-- with its schema, so the caller's search_path chooses nothing.
+CREATE OR REPLACE FUNCTION audit.report_data_changes(from_time timestamptz, to_time timestamptz, actors text[] DEFAULT NULL,
+                                          include_success boolean DEFAULT true, include_failures boolean DEFAULT true)
+RETURNS TABLE (event_id bigint, event_time timestamptz, actor text, db_user text, schema_name text,
+               table_name text, record_id text, action text, status text, column_name text,
+               old_value text, new_value text, txid bigint)
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT v.event_id, v.event_time, v.actor::pg_catalog.text, v.db_user::pg_catalog.text,
+           v.schema_name::pg_catalog.text, v.table_name::pg_catalog.text, v.record_id::pg_catalog.text,
+           v.action::pg_catalog.text, v.status::pg_catalog.text, v.column_name, v.old_value, v.new_value, v.txid
+      FROM audit.report_data_change_rows v
+     WHERE audit.valid_report_args('data_changes', from_time, to_time, actors, include_success, include_failures)
+       -- The conditions are written so that no invalid argument makes them
+       -- contradict each other (a NULL or reversed period, '{}' actors, both
+       -- outcomes off): PostgreSQL would prove the plan empty and skip the
+       -- argument checks above.  For valid arguments they fold to the plain
+       -- conditions, constants the planner estimates, prunes partitions and
+       -- picks indexes with.
+       AND v.event_time OPERATOR(pg_catalog.>=) coalesce(from_time, '-infinity')
+       AND v.event_time OPERATOR(pg_catalog.<) CASE WHEN to_time OPERATOR(pg_catalog.>=) from_time THEN to_time
+                                                    ELSE 'infinity' END
+       AND (actors IS NULL OR pg_catalog.cardinality(actors) OPERATOR(pg_catalog.=) 0
+            OR v.actor OPERATOR(pg_catalog.=) ANY (actors))
+       AND (coalesce(include_failures, true) OR NOT coalesce(include_success, true)
+            OR v.status OPERATOR(pg_catalog.=) 'success')
+       AND (coalesce(include_success, true) OR NOT coalesce(include_failures, true)
+            OR v.status OPERATOR(pg_catalog.=) 'failure')
+     ORDER BY v.event_id
+$$;
+COMMENT ON FUNCTION audit.report_data_changes(timestamptz, timestamptz, text[], boolean, boolean) IS
+    'Report: every modification with before and after per field (one row per changed field; TRUNCATE and refused changes one row without a field)';
+
+CREATE OR REPLACE FUNCTION audit.report_system_access(from_time timestamptz, to_time timestamptz, actors text[] DEFAULT NULL,
+                                           include_success boolean DEFAULT true, include_failures boolean DEFAULT true)
+RETURNS TABLE (application_name text, db_user text, client_addr inet, distinct_actors bigint, sessions bigint,
+               failed_logins bigint, reads bigint, rows_read bigint, changes bigint, failures bigint,
+               events bigint, first_seen timestamptz, last_seen timestamptz)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cond text;
+BEGIN
+    PERFORM audit.require_audit_role();
+    -- The counts by one hash aggregate over the events (a few groups); the
+    -- distinct actors by a second one over (application, role, address,
+    -- actor), then counted per group: count(DISTINCT actor) sorted every
+    -- event of the period by the group instead (45 s for 5.36M events,
+    -- spilling to disk).
+    cond := audit.report_condition('system_access', from_time, to_time, actors, include_success, include_failures);
+    RETURN QUERY EXECUTE format($q$
+        WITH g AS (
+            SELECT e.application_name, e.db_user, e.client_addr,
+                   count(*) FILTER (WHERE e.class = 'auth' AND e.action = 'LOGIN' AND e.status = 'success') AS sessions,
+                   count(*) FILTER (WHERE e.class = 'auth' AND (e.action = 'LOGIN_FAILED' OR e.status = 'failure')) AS failed_logins,
+                   count(*) FILTER (WHERE e.class = 'read' AND e.status = 'success') AS reads,
+                   coalesce(sum(CASE WHEN e.detail ->> 'rows' ~ '^[0-9]{1,18}$' THEN (e.detail ->> 'rows')::bigint END)
+                                FILTER (WHERE e.class = 'read' AND e.status = 'success'), 0)::bigint AS rows_read,
+                   count(*) FILTER (WHERE e.class = 'data' AND e.status = 'success') AS changes,
+                   count(*) FILTER (WHERE e.status = 'failure') AS failures,
+                   count(*) AS events,
+                   min(e.event_time) AS first_seen, max(e.event_time) AS last_seen
+              FROM audit.event e
+             WHERE %1$s
+             GROUP BY 1, 2, 3
+        ), d AS (
+            SELECT x.application_name, x.db_user, x.client_addr, count(*) AS n
+              FROM (SELECT e.application_name, e.db_user, e.client_addr, e.actor
+                      FROM audit.event e
+                     WHERE %1$s AND e.actor IS NOT NULL
+                     GROUP BY 1, 2, 3, 4) x
+             GROUP BY 1, 2, 3
+        )
+        SELECT g.application_name::text, g.db_user::text, g.client_addr, coalesce(d.n, 0)::bigint,
+               g.sessions, g.failed_logins, g.reads, g.rows_read, g.changes, g.failures, g.events,
+               g.first_seen, g.last_seen
+          FROM g
+          LEFT JOIN d ON d.application_name IS NOT DISTINCT FROM g.application_name
+                     AND d.db_user IS NOT DISTINCT FROM g.db_user
+                     AND d.client_addr IS NOT DISTINCT FROM g.client_addr
+         ORDER BY g.events DESC, 1, 2, 3
+    $q$, cond)
+        USING from_time, to_time, actors;
+END
+$$;
+COMMENT ON FUNCTION audit.report_system_access(timestamptz, timestamptz, text[], boolean, boolean) IS
+    'Report: access grouped by application_name, database role and client address (sessions, failed logins, reads, changes, failures, events, first and last seen)';
+
+-- The integrity section: the verification of the period and the chain heads
+-- of the last checkpoint round before its end.  When the maintenance worker
+-- has recorded walks of the chains (audit.verification, audit.
+-- record_verification()), the period is not walked again: the events newer
+-- than the last recorded walk are walked now (from the heads it left), and
+-- the period's older events are checked for rows rewritten or added since
+-- the walk that covered them (a row version written after that walk's
+-- snapshot: xmin at or above its snapshot_xmax); a recorded walk that found
+-- a break keeps saying so.  Without a usable record (none yet, or one so old
+-- that transaction ids may have wrapped around), audit.verify() of the
+-- period as before.  The anchors and the checkpoint rounds are checked each
+-- time (a few rows), as audit.verify() does.
+CREATE OR REPLACE FUNCTION audit.report_integrity(from_time timestamptz, to_time timestamptz)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v       record;
+    rnd     record;
+    heads   text;
+    last    audit.verification;
+    tail    record;
+    seg     record;
+    walks   record;
+    g       record;
+    bad     record;
+    stale   boolean := false;
+    n_period    bigint := 0;
+    n_walked    bigint := 0;
+    n_rewritten bigint := 0;
+    n_missing   bigint := 0;
+    first_rewritten bigint;
+    prev    bytea := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+    expect  bigint := 1;
+    how     text;
+    breaks  bigint := 0;
+    problem text;
+    first_id bigint;
+    first_t  timestamptz;
+BEGIN
+    SELECT * INTO last FROM audit.verification r ORDER BY r.verification_id DESC LIMIT 1;
+    -- only walks that have reached the period: while the worker is still
+    -- catching up (the first rounds after an upgrade walk an existing trail
+    -- 1,000,000 ids a round) the newer events would be most of the trail
+    IF last.verification_id IS NOT NULL
+       AND NOT coalesce((SELECT max(r.max_event_time) FROM audit.verification r) >= from_time, false) THEN
+        last := NULL;
+    END IF;
+    IF last.verification_id IS NOT NULL THEN
+        -- the recorded walks: where each ends (width_bucket thresholds) and
+        -- its snapshot_xmax as a distance back from the next transaction id
+        -- (NULL: more than 1,000,000,000 transactions ago, too old to
+        -- compare row versions with); and the walks whose events may lie in
+        -- the period (from the first to the last one whose events' times
+        -- reach into it): their ids, how many events they read, the times
+        -- those lie in, and whether the count can still be compared (not
+        -- when retention dropped a partition their events may have been in)
+        SELECT array_agg(r.upto_event_id + 1 ORDER BY r.verification_id) AS thr,
+               array_agg(CASE WHEN d.dist < 1000000000 THEN d.dist END ORDER BY r.verification_id) AS lim,
+               min(r.verification_id) FILTER (WHERE r.min_event_time < to_time AND r.max_event_time >= from_time) AS first_walk,
+               max(r.verification_id) FILTER (WHERE r.min_event_time < to_time AND r.max_event_time >= from_time) AS last_walk,
+               max(p.pruned_to) AS pruned_to
+          INTO seg
+          FROM audit.verification r
+         CROSS JOIN LATERAL (SELECT ((pg_snapshot_xmax(pg_current_snapshot())::text::numeric
+                                      - r.snapshot_xmax::text::numeric))::bigint AS dist) d
+         CROSS JOIN (SELECT max((e.detail ->> 'to_time')::timestamptz) AS pruned_to FROM audit.event e
+                      WHERE e.class = 'system' AND e.action = 'PRUNE' AND e.detail ? 'to_time') p;
+        SELECT min(r.after_event_id) + 1 AS a_id, max(r.upto_event_id) AS b_id, sum(r.events)::bigint AS events,
+               least(from_time, min(r.min_event_time)) AS lo, greatest(to_time, max(r.max_event_time)) AS hi,
+               coalesce(bool_and(r.min_event_time >= coalesce(seg.pruned_to, '-infinity') OR r.events = 0), true) AS countable
+          INTO walks
+          FROM audit.verification r
+         WHERE r.verification_id BETWEEN seg.first_walk AND seg.last_walk;
+        -- one pass over the events of the period and of those walks (one
+        -- row: it may run in parallel): how many of the period, how many the
+        -- walks read are still there, and how many rows of the period were
+        -- written after the walk that read them looked (xmin at or after
+        -- its snapshot_xmax: rewritten or added since)
+        EXECUTE $q$
+            SELECT count(*) FILTER (WHERE e.event_time >= $1 AND e.event_time < $2) AS in_period,
+                   count(*) FILTER (WHERE e.event_time >= $1 AND e.event_time < $2 AND e.id < $9) AS walked,
+                   count(*) FILTER (WHERE e.id BETWEEN $7 AND $8) AS in_walks,
+                   count(*) FILTER (WHERE e.event_time >= $1 AND e.event_time < $2 AND e.id < $9
+                                      AND $4[width_bucket(e.id, $3) + 1] IS NULL) AS stale,
+                   count(*) FILTER (WHERE e.event_time >= $1 AND e.event_time < $2 AND e.id < $9
+                                      AND ($10 - e.xmin::text::bigint + 4294967296) % 4294967296
+                                          <= $4[width_bucket(e.id, $3) + 1]) AS rewritten,
+                   min(e.id) FILTER (WHERE e.event_time >= $1 AND e.event_time < $2 AND e.id < $9
+                                       AND ($10 - e.xmin::text::bigint + 4294967296) % 4294967296
+                                           <= $4[width_bucket(e.id, $3) + 1]) AS first_rewritten
+              FROM audit.event e
+             WHERE e.event_time >= $5 AND e.event_time <= $6 $q$
+            INTO g
+            USING from_time, to_time, seg.thr, seg.lim, coalesce(walks.lo, from_time), coalesce(walks.hi, to_time),
+                  coalesce(walks.a_id, 0), coalesce(walks.b_id, -1), last.upto_event_id + 1,
+                  (pg_snapshot_xmax(pg_current_snapshot())::text::numeric % 4294967296)::bigint;
+        n_period := g.in_period;
+        n_walked := g.walked;
+        stale := g.stale > 0;
+        n_rewritten := g.rewritten;
+        first_rewritten := g.first_rewritten;
+        IF walks.countable AND walks.events IS NOT NULL AND g.in_walks < walks.events THEN
+            n_missing := walks.events - g.in_walks;
+        END IF;
+    END IF;
+    IF last.verification_id IS NULL OR stale THEN
+        SELECT * INTO v FROM audit.verify(from_time, to_time);
+        how := format('walked now (audit.verify() of the period: %s events)', audit.report_number(v.events));
+    ELSE
+        -- what arrived since the last recorded walk, up to the end of the
+        -- period: walked now, each lane from where the walks left it
+        SELECT * INTO tail FROM audit.verify_chains_from(last.upto_event_id, NULL, NULL, to_time, last.verification_id);
+        breaks := tail.breaks;
+        problem := tail.problem;
+        first_id := tail.first_broken_event_id;
+        first_t := tail.first_broken_event_time;
+        IF n_rewritten > 0 THEN
+            breaks := breaks + n_rewritten;
+            SELECT e.event_time INTO first_t FROM audit.event e WHERE e.id = first_rewritten
+             ORDER BY e.event_time LIMIT 1;
+            first_id := first_rewritten;
+            problem := coalesce(problem || '; ', '') ||
+                       format('%s event(s) of the period were rewritten or added after the recorded walk of their chains (row written later than the walk), first event %s',
+                              n_rewritten, first_rewritten);
+        END IF;
+        IF n_missing > 0 THEN
+            breaks := breaks + 1;
+            problem := coalesce(problem || '; ', '') ||
+                       format('%s event(s) that the recorded verifications %s to %s walked (ids %s to %s) are no longer there: deleted',
+                              n_missing, seg.first_walk, seg.last_walk, walks.a_id, walks.b_id);
+        END IF;
+        -- a recorded walk that found a break among events that may lie in
+        -- the period
+        SELECT count(*) AS walks, sum(r.breaks) AS breaks, min(r.first_broken_event_id) AS first_id,
+               (array_agg(r.problem ORDER BY r.first_broken_event_id))[1] AS problem,
+               (array_agg(r.first_broken_event_time ORDER BY r.first_broken_event_id))[1] AS first_t,
+               (array_agg(r.verified_at ORDER BY r.first_broken_event_id))[1] AS verified_at
+          INTO bad FROM audit.verification r
+         WHERE r.breaks > 0 AND (r.min_event_time IS NULL OR (r.min_event_time < to_time AND r.max_event_time >= from_time));
+        IF bad.walks > 0 THEN
+            breaks := breaks + bad.breaks;
+            IF first_id IS NULL OR bad.first_id < first_id THEN
+                first_id := bad.first_id;
+                first_t := bad.first_t;
+            END IF;
+            problem := coalesce(problem || '; ', '') ||
+                       format('the recorded walk of %s found: %s', bad.verified_at, bad.problem);
+        END IF;
+        -- the anchors and the checkpoint rounds, as audit.verify() checks them
+        IF EXISTS (SELECT 1 FROM audit.chain_anchor) AND
+           audit.recorded_anchor_digest() IS DISTINCT FROM audit.anchor_digest() THEN
+            breaks := breaks + 1;
+            problem := coalesce(problem || '; ', '') ||
+                       'audit.chain_anchor is not what the last PRUNE event recorded: an anchor was added or removed outside audit.prune()';
+        END IF;
+        FOR rnd IN SELECT * FROM audit.chain_round ORDER BY round_id LOOP
+            IF rnd.round_id <> expect OR rnd.prev_hash <> prev OR
+               rnd.hash IS DISTINCT FROM audit.chain_round_digest(rnd.round_id, rnd.horizon, rnd.shm_epoch, rnd.prev_hash) THEN
+                breaks := breaks + 1;
+                problem := coalesce(problem || '; ', '') ||
+                           format('checkpoint round %s does not match its hash or does not follow round %s: a round or one of its checkpoint rows was added, removed or changed',
+                                  rnd.round_id, expect - 1);
+                EXIT;
+            END IF;
+            prev := rnd.hash;
+            expect := rnd.round_id + 1;
+        END LOOP;
+        SELECT breaks = 0 AS verified, n_period AS events, tail.chains AS chains,
+               tail.unverifiable_links AS unverifiable_links, breaks AS breaks,
+               first_id AS first_broken_event_id, first_t AS first_broken_event_time, problem AS problem,
+               (SELECT count(*) FROM audit.event e
+                 WHERE e.class = 'ddl' AND e.detail @> '{"audit_protection_off": true}'
+                   AND e.event_time >= from_time AND e.event_time < to_time) AS protection_off_events,
+               tail.unconfirmed_chains AS unconfirmed_chains
+          INTO v;
+        how := format('%s walked by the recorded verifications (the last by %s at %s, every event up to id %s; audit.verification), '
+                      '%s since (row versions and counts checked now); %s newer event(s) before the end of the period walked now',
+                      audit.report_number(n_walked), audit.html(last.verified_by), audit.html(last.verified_at::text),
+                      last.upto_event_id,
+                      CASE WHEN n_rewritten = 0 AND n_missing = 0 THEN 'none of their rows rewritten, added or removed'
+                           ELSE format('%s rewritten or added, %s removed', n_rewritten, n_missing) END,
+                      audit.report_number(tail.events));
+    END IF;
+    SELECT r.round_id, r.taken_at, r.lanes, encode(r.hash, 'hex') AS hash INTO rnd
+      FROM audit.chain_round r
+     WHERE r.taken_at < to_time
+     ORDER BY r.round_id DESC LIMIT 1;
+    SELECT string_agg(format('<tr><td>%s</td><td>%s</td><td>%s</td><td><code>%s</code></td></tr>',
+                             audit.html(h.class), h.lanes, h.last_event_id, audit.html(h.hash)), '' ORDER BY h.class)
+      INTO heads
+      FROM (SELECT c.class, count(*) AS lanes, max(c.event_id) AS last_event_id,
+                   left(encode((array_agg(c.hash ORDER BY c.event_id DESC))[1], 'hex'), 16) || '…' AS hash
+              FROM audit.chain_checkpoint c
+             WHERE c.round_id = rnd.round_id
+             GROUP BY c.class) h;
+    RETURN '<section id="integrity"><h2>Integrity of the trail</h2>'
+        || format('<p id="integrity-status" data-verified="%s" class="%s">%s</p>',
+                  CASE WHEN v.verified THEN 'true' ELSE 'false' END, CASE WHEN v.verified THEN 'ok' ELSE 'bad' END,
+                  CASE WHEN v.verified
+                       THEN format('Verified: the hash chains of the %s events of the period are unbroken.',
+                                   audit.report_number(v.events))
+                       ELSE format('NOT VERIFIED: %s break(s), first at event %s (%s). %s',
+                                   v.breaks, coalesce(v.first_broken_event_id::text, '?'),
+                                   coalesce(v.first_broken_event_time::text, '?'), audit.html(v.problem)) END)
+        || format('<p class="note" id="integrity-how" data-recorded-upto="%s">How: %s.</p>',
+                  CASE WHEN last.verification_id IS NULL OR stale THEN '' ELSE last.upto_event_id::text END, how)
+        || format('<table class="detail"><tr><th>events checked</th><td>%s</td><th>chains</th><td>%s</td>'
+                  '<th>links not checkable in a bounded window</th><td>%s</td><th>protection-off events</th><td>%s</td>'
+                  '<th>unconfirmed chains</th><td>%s</td></tr></table>',
+                  v.events, v.chains, v.unverifiable_links, v.protection_off_events, v.unconfirmed_chains)
+        || CASE WHEN rnd.round_id IS NULL THEN '<p class="note">No checkpoint round of the chain heads before the end of the period.</p>'
+                ELSE format('<p class="note">Chain heads at checkpoint round %s (%s, %s lanes), round hash <code>%s</code>:</p>',
+                            rnd.round_id, audit.html(rnd.taken_at::text), rnd.lanes, audit.html(rnd.hash))
+                     || '<table class="detail"><thead><tr><th>class</th><th>lanes</th><th>last event id</th><th>head hash</th></tr></thead><tbody>'
+                     || coalesce(heads, '') || '</tbody></table>' END
+        || '</section>';
+END
+$$;
+COMMENT ON FUNCTION audit.report_integrity(timestamptz, timestamptz) IS
+    'Internal: the integrity section of a report (the recorded verifications, the events newer than them walked now and the period''s older rows checked for rewrites; without a record audit.verify() of the period; chain heads of the last checkpoint round)';
 
 -- end merged

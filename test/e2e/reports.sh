@@ -15,7 +15,9 @@
 # and "/" writes inside audit_ext.report_directory, NOTIFY audit_reports
 # carries name, kind, file and period, and a missing directory is a failing
 # schedule in audit.worker_status (58P01 with the path), retried after a
-# backoff, not in a loop.
+# backoff, not in a loop.  The worker's recorded walks of the chains
+# (audit.verification): a rendered report reuses them, and an event edited
+# or deleted after its walk still makes it say NOT VERIFIED.
 # Screenshots, DOM dumps, HTML, CSV and the PDF are kept in
 # AUDIT_REPORTS_OUT (default /tmp/audit_reports_e2e) for a reviewer.
 source "$(dirname "$0")/tap.inc"
@@ -299,6 +301,30 @@ is "$(grep -c 'scheduled report "Monthly User Access" failed' "$DIR/server.log")
 q -d postgres -c "ALTER SYSTEM SET audit_ext.report_directory = ''" -c "SELECT pg_reload_conf()" >/dev/null
 is "$(q -d postgres -c "SELECT count(*) FROM audit.reports")" "3" \
    "no report was recorded for the failed attempts (the second Weekly run rewrote its due time's file)"
+
+# --- the recorded verification (1.6) -------------------------------------------------
+# Each round of the worker walks the chains of what arrived since its last
+# walk; a rendered report walks only what is newer, and checks its period's
+# older rows for rewrites and removals since their walk.
+last=$(q -d postgres -c "SELECT max(id) FROM audit.event")
+wait_for "SELECT coalesce(max(upto_event_id), 0) >= $last FROM audit.verification" 60 postgres
+is "$?" "0" "the maintenance worker records walks of the chains up to the newest events (audit.verification)"
+is "$(q -d postgres -c "SELECT bool_and(breaks = 0) AND bool_and(verified_by <> '') FROM audit.verification")" "t" \
+   "every recorded walk found the chains unbroken, and says who walked"
+html=$(q -d postgres -c "SELECT audit.render_report('data_changes', $F, $T)")
+is "$(grep -c 'id="integrity-status" data-verified="true"' <<<"$html"):$(grep -c 'walked by the recorded verifications' <<<"$html")" "1:1" \
+   "a rendered report reuses the recorded walks and says so (what, when, by whom)"
+victim=$(q -d postgres -c "SELECT max(id) FROM audit.event WHERE class = 'data' AND id <= (SELECT max(upto_event_id) FROM audit.verification)")
+tampered=$(q -d postgres -c "BEGIN" -c "ALTER TABLE audit.event DISABLE TRIGGER audit_append_only" \
+             -c "UPDATE audit.event SET actor = 'someone else' WHERE id = $victim" \
+             -c "SELECT audit.render_report('data_changes', $F, $T)" -c "ROLLBACK" 2>&1)
+is "$(grep -c 'id="integrity-status" data-verified="false"' <<<"$tampered"):$(grep -c "rewritten or added after the recorded walk of their chains (row written later than the walk), first event $victim" <<<"$tampered")" "1:1" \
+   "an event edited after its recorded walk: the report says NOT VERIFIED and names it"
+tampered=$(q -d postgres -c "BEGIN" -c "ALTER TABLE audit.event DISABLE TRIGGER audit_append_only" \
+             -c "DELETE FROM audit.event WHERE id = $victim" \
+             -c "SELECT audit.render_report('data_changes', $F, $T)" -c "ROLLBACK" 2>&1)
+is "$(grep -c 'id="integrity-status" data-verified="false"' <<<"$tampered"):$(grep -c 'are no longer there: deleted' <<<"$tampered")" "1:1" \
+   "an event deleted after its recorded walk: the report says NOT VERIFIED"
 
 is "$(q -d postgres -c "SELECT verified FROM audit.verify()")" "t" "audit.verify()"
 echo "# screenshots, DOM dumps, HTML, CSV, PDF and report files kept in $OUT"
