@@ -140,6 +140,21 @@ bytea_hash(Datum d, uint8 *out)
 	return true;
 }
 
+/* The four columns of row i of the last SPI result; false when one is NULL. */
+static bool
+spi_row_values(uint64 i, Datum *v)
+{
+	for (int c = 0; c < 4; c++)
+	{
+		bool		isnull;
+
+		v[c] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1, &isnull);
+		if (isnull)
+			return false;
+	}
+	return true;
+}
+
 /* Is position seq of the lane inside a range that retention removed? */
 static int
 anchor_covering(LaneState *s, int64 seq)
@@ -172,26 +187,17 @@ load_lane_metadata(HTAB *lanes, const char *class_name, MemoryContext cxt,
 			elog(ERROR, "audit_ext: could not read audit.verification_head");
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		n1,
-						n2,
-						n3,
-						n4;
-			Datum		lane = SPI_getbinval(tup, desc, 1, &n1);
-			Datum		seq = SPI_getbinval(tup, desc, 2, &n2);
-			Datum		id = SPI_getbinval(tup, desc, 3, &n3);
-			Datum		hash = SPI_getbinval(tup, desc, 4, &n4);
+			Datum		v[4];		/* chain_lane, chain_seq, event_id, hash */
 			LaneState  *s;
 
-			if (n1 || n2 || n3 || n4)
+			if (!spi_row_values(i, v))
 				continue;
-			s = lane_entry(lanes, DatumGetInt64(lane));
-			if (!bytea_hash(hash, s->hash))
+			s = lane_entry(lanes, DatumGetInt64(v[0]));
+			if (!bytea_hash(v[3], s->hash))
 				continue;
 			s->seen = true;
-			s->seq = DatumGetInt64(seq);
-			s->last_id = DatumGetInt64(id);
+			s->seq = DatumGetInt64(v[1]);
+			s->last_id = DatumGetInt64(v[2]);
 		}
 	}
 
@@ -201,22 +207,13 @@ load_lane_metadata(HTAB *lanes, const char *class_name, MemoryContext cxt,
 		elog(ERROR, "audit_ext: could not read audit.chain_anchor");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		n1,
-					n2,
-					n3,
-					n4;
-		Datum		lane = SPI_getbinval(tup, desc, 1, &n1);
-		Datum		first = SPI_getbinval(tup, desc, 2, &n2);
-		Datum		last = SPI_getbinval(tup, desc, 3, &n3);
-		Datum		hash = SPI_getbinval(tup, desc, 4, &n4);
+		Datum		v[4];		/* chain_lane, first_seq, last_seq, last_hash */
 		LaneState  *s;
 		MemoryContext old;
 
-		if (n1 || n2 || n3 || n4)
+		if (!spi_row_values(i, v))
 			continue;
-		s = lane_entry(lanes, DatumGetInt64(lane));
+		s = lane_entry(lanes, DatumGetInt64(v[0]));
 		old = MemoryContextSwitchTo(cxt);
 		if (s->nanchors == 0)
 		{
@@ -231,9 +228,9 @@ load_lane_metadata(HTAB *lanes, const char *class_name, MemoryContext cxt,
 			s->anchor_hash = repalloc(s->anchor_hash, HASH_LEN * (s->nanchors + 1));
 		}
 		MemoryContextSwitchTo(old);
-		s->anchor_first[s->nanchors] = DatumGetInt64(first);
-		s->anchor_last[s->nanchors] = DatumGetInt64(last);
-		if (!bytea_hash(hash, s->anchor_hash + HASH_LEN * s->nanchors))
+		s->anchor_first[s->nanchors] = DatumGetInt64(v[1]);
+		s->anchor_last[s->nanchors] = DatumGetInt64(v[2]);
+		if (!bytea_hash(v[3], s->anchor_hash + HASH_LEN * s->nanchors))
 			memset(s->anchor_hash + HASH_LEN * s->nanchors, 0, HASH_LEN);
 		s->nanchors++;
 	}
@@ -247,24 +244,15 @@ load_lane_metadata(HTAB *lanes, const char *class_name, MemoryContext cxt,
 		elog(ERROR, "audit_ext: could not read audit.chain_checkpoint");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		n1,
-					n2,
-					n3,
-					n4;
-		Datum		lane = SPI_getbinval(tup, desc, 1, &n1);
-		Datum		seq = SPI_getbinval(tup, desc, 2, &n2);
-		Datum		id = SPI_getbinval(tup, desc, 3, &n3);
-		Datum		hash = SPI_getbinval(tup, desc, 4, &n4);
+		Datum		v[4];		/* chain_lane, chain_seq, event_id, hash */
 		LaneState  *s;
 
-		if (n1 || n2 || n3 || n4)
+		if (!spi_row_values(i, v))
 			continue;
-		s = lane_entry(lanes, DatumGetInt64(lane));
-		s->has_checkpoint = bytea_hash(hash, s->cp_hash);
-		s->cp_seq = DatumGetInt64(seq);
-		s->cp_event_id = DatumGetInt64(id);
+		s = lane_entry(lanes, DatumGetInt64(v[0]));
+		s->has_checkpoint = bytea_hash(v[3], s->cp_hash);
+		s->cp_seq = DatumGetInt64(v[1]);
+		s->cp_event_id = DatumGetInt64(v[2]);
 	}
 
 	/* lanes a checkpoint round recorded (rows added outside a round do not count) */
