@@ -354,7 +354,7 @@ extern void audit_context_for_queue(char *dst, size_t size);
 extern int	audit_risk_level(const char *name);
 extern const char *audit_risk_name(int level);
 extern Datum audit_risk_datum(int level);
-extern int	audit_flags_sensitivity(const char *flags);
+extern int	audit_trigger_sensitivity(const Trigger *tg);
 extern uint64 audit_risk_generation(void);
 extern void audit_risk_invalidate(Oid relid);
 extern int	audit_risk_of(const char *class_name, const char *action, bool failure,

@@ -388,7 +388,7 @@ get_rel_cache(Relation rel, Trigger *trigger)
 	if (trigger->tgnargs >= 4)
 		apply_column_option(rc, rel, parse_name_array(trigger->tgargs[3]),
 							COL_DIGEST, "digest_columns");
-	rc->sensitivity = trigger->tgnargs >= 3 ? audit_flags_sensitivity(trigger->tgargs[2]) : 0;
+	rc->sensitivity = audit_trigger_sensitivity(trigger);
 	rc->risk_gen = 0;
 
 	/*
@@ -913,14 +913,6 @@ audit_capture_row(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-static int
-truncate_sensitivity(Relation rel)
-{
-	Trigger    *tg = audit_row_trigger(rel);
-
-	return (tg != NULL && tg->tgnargs >= 3) ? audit_flags_sensitivity(tg->tgargs[2]) : 0;
-}
-
 Datum
 audit_capture_truncate(PG_FUNCTION_ARGS)
 {
@@ -954,7 +946,7 @@ audit_capture_truncate(PG_FUNCTION_ARGS)
 					 audit_table_identity(audit_audited_root(RelationGetRelid(rel))) :
 					 rc->identity,
 					 /* risk from the rules at emit, at least the row trigger's sensitivity */
-					 NULL, "TRUNCATE", truncate_sensitivity(rel));
+					 NULL, "TRUNCATE", audit_trigger_sensitivity(audit_row_trigger(rel)));
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(RowContext);
 	return PointerGetDatum(NULL);

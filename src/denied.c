@@ -93,7 +93,7 @@ has_row_trigger(Oid relid, bool *clone, int *sensitivity)
 	{
 		audited = true;
 		*clone = tg->tgisclone;
-		*sensitivity = tg->tgnargs >= 3 ? audit_flags_sensitivity(tg->tgargs[2]) : 0;
+		*sensitivity = audit_trigger_sensitivity(tg);
 	}
 	RelationClose(rel);
 	return audited;

@@ -156,7 +156,7 @@ fill_rel_entry(ReadRelEntry *e)
 	if ((tg = audit_row_trigger(rel)) != NULL)
 	{
 		e->log_reads = trigger_logs_reads(tg);
-		e->sensitivity = tg->tgnargs >= 3 ? audit_flags_sensitivity(tg->tgargs[2]) : 0;
+		e->sensitivity = audit_trigger_sensitivity(tg);
 		clone = tg->tgisclone;
 	}
 	RelationClose(rel);

@@ -99,13 +99,18 @@ audit_risk_datum(int level)
 	return level_datums[level];
 }
 
-/* "sensitivity:high" among a trigger's flags (text[] literal); 0: none */
+/*
+ * A table's sensitivity: "sensitivity:high" among its audit trigger's flags
+ * (third argument, a text[] literal; a clone carries its parent's); 0: none
+ * or no trigger.
+ */
 int
-audit_flags_sensitivity(const char *flags)
+audit_trigger_sensitivity(const Trigger *tg)
 {
 	const char *p;
 
-	if (flags == NULL || (p = strstr(flags, "sensitivity:")) == NULL)
+	if (tg == NULL || tg->tgnargs < 3 || tg->tgargs[2] == NULL ||
+		(p = strstr(tg->tgargs[2], "sensitivity:")) == NULL)
 		return 0;
 	p += strlen("sensitivity:");
 	for (int i = AUDIT_RISK_CRITICAL; i >= 1; i--)
