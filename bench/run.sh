@@ -52,6 +52,13 @@ RESULTS=$BENCH/results
 RAW=$RESULTS/raw.csv
 REPORT=$RESULTS/latest.md
 CONTEXT=${CONTEXT:-0}
+# CTX_SESSIONS=distinct (default shared): the OLTP phase runs each of the
+# CLIENTS connections as its own pgbench process (every variant alike), so
+# each audit_ctx connection carries its own session_id, as distinct
+# application users would; CTX_TENANT=distinct gives each its own tenant too
+# (default: all in tenant "acme", the busiest case for the tenant index).
+CTX_SESSIONS=${CTX_SESSIONS:-shared}
+CTX_TENANT=${CTX_TENANT:-shared}
 # audit_walp (diagnostic, VARIANTS=...): audit_wal with the capture worker
 # paused (audit_ext.wal_capture_pause) during each timed step and resumed
 # right after it: the writer's cost alone, with no decoding competing for the
@@ -188,8 +195,34 @@ enable_trail() {
     esac
 }
 
-echo "cycle,phase,variant,pos,status,secs,rows,tps,latency_ms,wal_bytes,trail_bytes,trail_rows" >"$RAW"
-record() { # record CYCLE PHASE VARIANT POS STATUS SECS ROWS TPS LAT WAL TRAIL_BYTES TRAIL_ROWS
+echo "cycle,phase,variant,pos,status,secs,rows,tps,latency_ms,wal_bytes,trail_bytes,trail_rows,cpu_secs" >"$RAW"
+
+# CPU seconds the whole server has used so far: the postmaster's own time,
+# the time of its children it has reaped (cutime, cstime: every backend that
+# has exited) and the time of the children alive now.  The difference over a
+# step is the server's CPU in it, every process counted once, whatever other
+# work on the machine does to the wall clock; per transaction or row it is
+# the steadiest cost figure on a shared machine.
+CLK_TCK=$(getconf CLK_TCK)
+server_cpu() {
+    local pm
+    pm=$(head -n1 "$DIR/data/postmaster.pid" 2>/dev/null) || { echo 0; return; }
+    # fields after the ")" of /proc/PID/stat: 12 utime, 13 stime, 14 cutime, 15 cstime
+    { sed 's/^.*) //' "/proc/$pm/stat" | awk '{print $12 + $13 + $14 + $15}'
+      for k in $(cat "/proc/$pm/task/$pm/children" 2>/dev/null); do
+          sed 's/^.*) //' "/proc/$k/stat" 2>/dev/null | awk '{print $12 + $13}'
+      done; } | awk -v hz="$CLK_TCK" '{t += $1} END {printf "%.2f\n", t / hz}'
+}
+# wait (at most 5 s) until the backends of database $1 have exited, so that
+# their CPU is in the postmaster's cutime
+backends_gone() {
+    local i
+    for ((i = 0; i < 50; i++)); do
+        pgrep -f "postgres: [a-z_]* $1 " >/dev/null || return 0
+        sleep 0.1
+    done
+}
+record() { # record CYCLE PHASE VARIANT POS STATUS SECS ROWS TPS LAT WAL TRAIL_BYTES TRAIL_ROWS CPU_SECS
     local IFS=,
     echo "$*" >>"$RAW"
 }
@@ -314,7 +347,38 @@ run_oltp() {
     local opts=""
     [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ] && opts="-c audit_ext.context=$CTX_JSON"
     [ "$v" = audit_walp ] && wal_pause "$db" on
-    PGOPTIONS="$opts" pgbench -n -c "$CLIENTS" -j "$THREADS" -M prepared -T "$DURATION" "${script[@]}" "$db" >"$out" 2>&1 || rc=$?
+    local cpu0 cpu1 cpu
+    cpu0=$(server_cpu)
+    if [ "$CTX_SESSIONS" = distinct ]; then
+        # one pgbench process per client, every variant alike, so each
+        # audit_ctx connection can carry its own context
+        local i pids=() ctx
+        for ((i = 1; i <= CLIENTS; i++)); do
+            ctx=$CTX_JSON
+            ctx=${ctx/sess-7f3a9c/sess-$c-$i}
+            [ "$CTX_TENANT" = distinct ] && ctx=${ctx/\"acme\"/\"tenant-$i\"}
+            opts=""
+            [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ] && opts="-c audit_ext.context=$ctx"
+            PGOPTIONS="$opts" pgbench -n -c 1 -j 1 -M prepared -T "$DURATION" "${script[@]}" "$db" >"$out.$i" 2>&1 &
+            pids+=($!)
+        done
+        for i in "${pids[@]}"; do wait "$i" || rc=$?; done
+        # the clients' figures summed (TPS, transactions), latency averaged
+        cat "$out".[0-9]* >"$out"
+        awk '/^tps = /{t+=$3} /^number of transactions actually processed:/{n+=$6}
+             /^latency average = /{l+=$4; k++}
+             END{printf "number of transactions actually processed: %d\nlatency average = %.3f ms\ntps = %.6f (sum of the clients)\n", n, l/k, t}' \
+            "$out".[0-9]* >"$out.sum"
+        # the summed lines must be the first ones the parsing below finds
+        { cat "$out.sum"; grep -v '^tps = \|^latency average = \|^number of transactions actually processed:' "$out"; } >"$out.tmp"
+        mv "$out.tmp" "$out"
+        rm -f "$out".[0-9]* "$out.sum"
+    else
+        PGOPTIONS="$opts" pgbench -n -c "$CLIENTS" -j "$THREADS" -M prepared -T "$DURATION" "${script[@]}" "$db" >"$out" 2>&1 || rc=$?
+    fi
+    backends_gone "$db"
+    cpu1=$(server_cpu)
+    cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{printf "%.2f", b - a}')
     p1=$(sql "$db" -F ' ' -c "SELECT lsn, trail_bytes, trail_rows FROM bench.probe()")
     tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | head -n1)
     lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out" | head -n1)
@@ -323,10 +387,10 @@ run_oltp() {
         FROM (SELECT '$(cut -d' ' -f1 <<<"$p0")'::pg_lsn AS lsn, $(cut -d' ' -f2 <<<"$p0")::bigint AS tb, $(cut -d' ' -f3 <<<"$p0")::bigint AS tr) a,
              (SELECT '$(cut -d' ' -f1 <<<"$p1")'::pg_lsn AS lsn, $(cut -d' ' -f2 <<<"$p1")::bigint AS tb, $(cut -d' ' -f3 <<<"$p1")::bigint AS tr) b")
     if [ $rc = 0 ] && [ -n "$tps" ] && [ -n "$txns" ] && ! grep -qiE 'aborted|error' "$out"; then
-        record "$c" oltp "$v" "$pos" ok "$DURATION" "$txns" "$tps" "$lat" "$wal" "$tb" "$tr"
-        log "  oltp $v: $tps TPS, latency $lat ms, $txns txns, $((wal / txns)) WAL B/txn, $((tb / txns)) audit B/txn, trail rows/txn $(awk -v a="$tr" -v b="$txns" 'BEGIN{printf "%.2f", a/b}')"
+        record "$c" oltp "$v" "$pos" ok "$DURATION" "$txns" "$tps" "$lat" "$wal" "$tb" "$tr" "$cpu"
+        log "  oltp $v: $tps TPS, latency $lat ms, $txns txns, $((wal / txns)) WAL B/txn, $((tb / txns)) audit B/txn, trail rows/txn $(awk -v a="$tr" -v b="$txns" 'BEGIN{printf "%.2f", a/b}'), server CPU $(awk -v a="$cpu" -v b="$txns" 'BEGIN{printf "%.0f", a * 1e6 / b}') us/txn"
     else
-        record "$c" oltp "$v" "$pos" error "$DURATION" "${txns:-}" "${tps:-}" "${lat:-}" "$wal" "$tb" "$tr"
+        record "$c" oltp "$v" "$pos" error "$DURATION" "${txns:-}" "${tps:-}" "${lat:-}" "$wal" "$tb" "$tr" "$cpu"
         log "  oltp $v: FAILED (pgbench exit $rc), see $out:"
         grep -iE 'aborted|error' "$out" | head -n5 | sed 's/^/    /' >&2 || true
     fi
@@ -396,13 +460,18 @@ run_bulk() {
     # audit_ctx: the statement runs with the context set, like the OLTP sessions
     local CTX_OPTS=""
     [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ] && CTX_OPTS="-c audit_ext.context=$CTX_JSON"
+    local cpu0 cpu1 cpu
+    cpu0=$(server_cpu)
     CTX_OPTS=$CTX_OPTS sql "$db" -v stmt="$stmt" -f "$BENCH/measure.sql" >"$TMP_OUT" 2>"$out" && line=$(cat "$TMP_OUT")
+    backends_gone "$db"
+    cpu1=$(server_cpu)
+    cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{printf "%.2f", b - a}')
     IFS='|' read -r secs rows wal tb tr <<<"$line"
     if [[ ${rows:-} =~ ^[1-9][0-9]*$ ]]; then
-        record "$c" "$phase" "$v" "$pos" ok "$secs" "$rows" "" "" "$wal" "$tb" "$tr"
-        log "  $phase $v: $rows rows in $(printf '%.2f' "$secs") s, $((wal / rows)) WAL B/row, $((tb / rows)) audit B/row, trail rows/row $(awk -v a="$tr" -v b="$rows" 'BEGIN{printf "%.2f", a/b}')"
+        record "$c" "$phase" "$v" "$pos" ok "$secs" "$rows" "" "" "$wal" "$tb" "$tr" "$cpu"
+        log "  $phase $v: $rows rows in $(printf '%.2f' "$secs") s, $((wal / rows)) WAL B/row, $((tb / rows)) audit B/row, trail rows/row $(awk -v a="$tr" -v b="$rows" 'BEGIN{printf "%.2f", a/b}'), server CPU $cpu s"
     else
-        record "$c" "$phase" "$v" "$pos" error "${secs:-}" "${rows:-}" "" "" "${wal:-}" "${tb:-}" "${tr:-}"
+        record "$c" "$phase" "$v" "$pos" error "${secs:-}" "${rows:-}" "" "" "${wal:-}" "${tb:-}" "${tr:-}" "$cpu"
         log "  $phase $v: FAILED (no rows changed or an error), see $out:"
         head -n5 "$out" | sed 's/^/    /' >&2
     fi
@@ -481,7 +550,7 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
     echo "- PostgreSQL: $PG_VERSION"
     echo "- audit_ext: $BUILD_ID"
     echo "- Machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo) RAM"
-    echo "- Knobs: DURATION=$DURATION s, CYCLES=$CYCLES, SCALE=$SCALE, PHASES=$PHASES (pgbench -c $CLIENTS -j $THREADS -M prepared)"
+    echo "- Knobs: DURATION=$DURATION s, CYCLES=$CYCLES, SCALE=$SCALE, PHASES=$PHASES (pgbench -c $CLIENTS -j $THREADS -M prepared$( [ "$CTX_SESSIONS" = distinct ] && echo "; one pgbench -c 1 per client, CTX_SESSIONS=distinct CTX_TENANT=$CTX_TENANT"))"
     echo "- Load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes the OLTP numbers noisy)"
     echo "- Cluster: synchronous_commit=off, shared_buffers=1GB, max_wal_size=8GB, checkpoint_timeout=30min, fsync=on, wal_level=logical, shared_preload_libraries=audit_ext (in all variants)"
     floor_note=""
