@@ -205,20 +205,28 @@ echo "cycle,phase,variant,pos,status,secs,rows,tps,latency_ms,wal_bytes,trail_by
 # the steadiest cost figure on a shared machine.
 CLK_TCK=$(getconf CLK_TCK)
 server_cpu() {
-    local pm
-    pm=$(head -n1 "$DIR/data/postmaster.pid" 2>/dev/null) || { echo 0; return; }
-    # fields after the ")" of /proc/PID/stat: 12 utime, 13 stime, 14 cutime, 15 cstime
-    { sed 's/^.*) //' "/proc/$pm/stat" | awk '{print $12 + $13 + $14 + $15}'
-      for k in $(cat "/proc/$pm/task/$pm/children" 2>/dev/null); do
-          sed 's/^.*) //' "/proc/$k/stat" 2>/dev/null | awk '{print $12 + $13}'
-      done; } | awk -v hz="$CLK_TCK" '{t += $1} END {printf "%.2f\n", t / hz}'
+    local pm k
+    pm=$(head -n1 "$DIR/data/postmaster.pid" 2>/dev/null) || { echo 0; return 0; }
+    # fields after the ")" of /proc/PID/stat: 12 utime, 13 stime, 14 cutime,
+    # 15 cstime (a child may exit between the listing and the read: skipped,
+    # its time is then in the postmaster's cutime)
+    { cat "/proc/$pm/stat"
+      for k in $(cat "/proc/$pm/task/$pm/children" 2>/dev/null); do cat "/proc/$k/stat" 2>/dev/null || true; done
+    } | awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); t += $12 + $13; if (NR == 1) t += $14 + $15 }
+                               END { printf "%.2f\n", t / hz }' || true
 }
-# wait (at most 5 s) until the backends of database $1 have exited, so that
-# their CPU is in the postmaster's cutime
+# wait (at most 5 s) until the backends of database $1 have exited and the
+# postmaster has reaped them (a zombie child's time is in neither the
+# children's list nor the postmaster's cutime yet)
 backends_gone() {
-    local i
+    local i pm
+    pm=$(head -n1 "$DIR/data/postmaster.pid" 2>/dev/null) || return 0
     for ((i = 0; i < 50; i++)); do
-        pgrep -f "postgres: [a-z_]* $1 " >/dev/null || return 0
+        if ! pgrep -f "postgres: [a-z_]* $1 " >/dev/null &&
+            ! { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
+                awk -v pm="$pm" '{ sub(/^.*\) /, ""); if ($2 == pm && $1 == "Z") z = 1 } END { exit !z }'; then
+            return 0
+        fi
         sleep 0.1
     done
 }
