@@ -16,8 +16,7 @@ CREATE TEMP TABLE raw (
     latency_ms  numeric,
     wal_bytes   numeric,
     trail_bytes numeric,
-    trail_rows  numeric,
-    cpu_secs    numeric
+    trail_rows  numeric
 );
 \copy raw FROM pstdin WITH (FORMAT csv, HEADER true)
 
@@ -33,8 +32,7 @@ SELECT phase, variant,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY rows)                        AS rows,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY wal_bytes / nullif(rows, 0))   AS wal_per,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY trail_bytes / nullif(rows, 0)) AS trail_per,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY trail_rows / nullif(rows, 0))  AS trows_per,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY cpu_secs * 1e6 / nullif(rows, 0)) AS cpu_per
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY trail_rows / nullif(rows, 0))  AS trows_per
   FROM raw
  WHERE status = 'ok'
  GROUP BY phase, variant;
@@ -43,8 +41,7 @@ CREATE TEMP VIEW rel AS
 SELECT m.*,
        m.tps / nullif(b.tps, 0)          AS tps_r,
        m.secs / nullif(b.secs, 0)        AS secs_r,
-       m.wal_per / nullif(b.wal_per, 0)  AS wal_r,
-       m.cpu_per / nullif(b.cpu_per, 0)  AS cpu_r
+       m.wal_per / nullif(b.wal_per, 0)  AS wal_r
   FROM med m LEFT JOIN med b ON b.phase = m.phase AND b.variant = 'base';
 
 CREATE FUNCTION pg_temp.r(x double precision, d int) RETURNS text
@@ -107,36 +104,6 @@ SELECT format('Context and risk rules (CONTEXT=1): audit_ctx / audit_ext per cyc
               pg_temp.r(percentile_cont(0.5) WITHIN GROUP (ORDER BY x), 3),
               pg_temp.ratio(ph, 'audit_ctx', 'base', col))
   FROM c HAVING count(x) > 0
-UNION ALL
--- the same comparison in server CPU per transaction or row, which other work
--- on the machine disturbs far less than throughput: each diagnostic variant
--- that ran against audit_ext, per cycle
-SELECT format('Server CPU per %s, %s − audit_ext per cycle: %s µs (median **%s µs**, %s %% of audit_ext''s).',
-              CASE ph WHEN 'oltp' THEN 'transaction' ELSE 'row' END, v.variant,
-              string_agg(pg_temp.r(d, 1), ', ' ORDER BY cycle),
-              pg_temp.r(percentile_cont(0.5) WITHIN GROUP (ORDER BY d), 1),
-              pg_temp.r(100 * percentile_cont(0.5) WITHIN GROUP (ORDER BY d / nullif(ext, 0)), 1))
-  FROM (SELECT a.variant, a.cycle, (a.cpu_secs / a.rows - b.cpu_secs / b.rows) * 1e6 AS d, b.cpu_secs / b.rows * 1e6 AS ext
-          FROM raw a JOIN raw b ON b.cycle = a.cycle AND b.phase = a.phase AND b.variant = 'audit_ext'
-         WHERE a.phase = ph AND a.variant IN ('audit_ctx', 'audit_ctx_noidx', 'audit_rules')
-           AND a.status = 'ok' AND b.status = 'ok' AND a.cpu_secs > 0 AND b.cpu_secs > 0) v
- GROUP BY v.variant
-$$;
-
--- audit_ext's and audit_wal's server CPU per transaction or row against
--- base's, within each cycle, and the medians
-CREATE FUNCTION pg_temp.cpu_cycle(ph text) RETURNS SETOF text
-LANGUAGE sql AS $$
-SELECT format('Server CPU per %s, %s / base per cycle: %s (median **%s**).',
-              CASE ph WHEN 'oltp' THEN 'transaction' ELSE 'row' END, v.variant,
-              string_agg(pg_temp.r(x, 2), ', ' ORDER BY cycle),
-              pg_temp.r(percentile_cont(0.5) WITHIN GROUP (ORDER BY x), 3))
-  FROM (SELECT a.variant, a.cycle, (a.cpu_secs / a.rows) / nullif(b.cpu_secs / b.rows, 0) AS x
-          FROM raw a JOIN raw b ON b.cycle = a.cycle AND b.phase = a.phase AND b.variant = 'base'
-         WHERE a.phase = ph AND a.variant IN ('audit_ext', 'audit_wal') AND a.status = 'ok' AND b.status = 'ok'
-           AND a.cpu_secs > 0 AND b.cpu_secs > 0) v
- GROUP BY v.variant
- ORDER BY v.variant
 $$;
 
 -- a section only for the phases that ran (bench/run.sh PHASES)
@@ -145,11 +112,11 @@ SELECT bool_or(phase = 'oltp') AS ran_oltp, bool_or(phase = 'bulk_update') AS ra
 \if :ran_oltp
 \echo '## 1. OLTP (pgbench TPC-B-like)'
 \echo
-\echo '| variant | runs | median TPS | min–max TPS | TPS vs base | median latency (ms) | WAL bytes/txn | audit bytes/txn | audit rows/txn | server CPU µs/txn | CPU vs base |'
-\echo '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|'
-SELECT format('| %s | %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s |',
+\echo '| variant | runs | median TPS | min–max TPS | TPS vs base | median latency (ms) | WAL bytes/txn | audit bytes/txn | audit rows/txn |'
+\echo '|---|--:|--:|--:|--:|--:|--:|--:|--:|'
+SELECT format('| %s | %s | %s | %s–%s | %s | %s | %s | %s | %s |',
               variant, n, pg_temp.r(tps, 1), pg_temp.r(tps_min, 1), pg_temp.r(tps_max, 1), pg_temp.r(tps_r, 3), pg_temp.r(lat, 3),
-              pg_temp.i(wal_per), pg_temp.i(trail_per), pg_temp.r(trows_per, 2), pg_temp.r(cpu_per, 1), pg_temp.r(cpu_r, 3))
+              pg_temp.i(wal_per), pg_temp.i(trail_per), pg_temp.r(trows_per, 2))
   FROM rel WHERE phase = 'oltp' ORDER BY vord;
 \echo
 SELECT format('TPS ratios: audit_ext/base = **%s**, table_log/base = **%s**, audit_ext/table_log = **%s** (>1: audit_ext faster).',
@@ -160,17 +127,16 @@ SELECT format('TPS, %s.', pg_temp.per_cycle('oltp', 'tps'));
 \echo
 SELECT f || E'\n' FROM pg_temp.floors('oltp', 'tps') f;
 SELECT f || E'\n' FROM pg_temp.context_cost('oltp', 'tps') f;
-SELECT f || E'\n' FROM pg_temp.cpu_cycle('oltp') f;
 \endif
 
 \if :ran_bulk_update
 \echo '## 2. Bulk UPDATE of every pgbench_accounts row'
 \echo
-\echo '| variant | runs | rows | median time (s) | min–max (s) | time vs base | WAL bytes/row | WAL vs base | audit bytes/row | audit rows/row | server CPU µs/row | CPU vs base |'
-\echo '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|'
-SELECT format('| %s | %s | %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s |',
+\echo '| variant | runs | rows | median time (s) | min–max (s) | time vs base | WAL bytes/row | WAL vs base | audit bytes/row | audit rows/row |'
+\echo '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|'
+SELECT format('| %s | %s | %s | %s | %s–%s | %s | %s | %s | %s | %s |',
               variant, n, pg_temp.i(rows), pg_temp.r(secs, 2), pg_temp.r(secs_min, 2), pg_temp.r(secs_max, 2), pg_temp.r(secs_r, 3),
-              pg_temp.i(wal_per), pg_temp.r(wal_r, 3), pg_temp.i(trail_per), pg_temp.r(trows_per, 2), pg_temp.r(cpu_per, 2), pg_temp.r(cpu_r, 3))
+              pg_temp.i(wal_per), pg_temp.r(wal_r, 3), pg_temp.i(trail_per), pg_temp.r(trows_per, 2))
   FROM rel WHERE phase = 'bulk_update' ORDER BY vord;
 \echo
 SELECT format('audit_ext/table_log: time **%s**, WAL/row **%s**, audit bytes/row **%s** (<1: audit_ext cheaper).',
@@ -181,18 +147,16 @@ SELECT format('audit_ext/table_log: time **%s**, WAL/row **%s**, audit bytes/row
 SELECT format('Time, %s.', pg_temp.per_cycle('bulk_update', 'secs'));
 \echo
 SELECT f || E'\n' FROM pg_temp.floors('bulk_update', 'secs') f;
-SELECT f || E'\n' FROM pg_temp.context_cost('bulk_update', 'secs') f;
-SELECT f || E'\n' FROM pg_temp.cpu_cycle('bulk_update') f;
 \endif
 
 \if :ran_bulk_insert
 \echo '## 3. Bulk INSERT ... SELECT into a fresh audited table'
 \echo
-\echo '| variant | runs | rows | median time (s) | min–max (s) | time vs base | WAL bytes/row | WAL vs base | audit bytes/row | audit rows/row | server CPU µs/row | CPU vs base |'
-\echo '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|'
-SELECT format('| %s | %s | %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s |',
+\echo '| variant | runs | rows | median time (s) | min–max (s) | time vs base | WAL bytes/row | WAL vs base | audit bytes/row | audit rows/row |'
+\echo '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|'
+SELECT format('| %s | %s | %s | %s | %s–%s | %s | %s | %s | %s | %s |',
               variant, n, pg_temp.i(rows), pg_temp.r(secs, 2), pg_temp.r(secs_min, 2), pg_temp.r(secs_max, 2), pg_temp.r(secs_r, 3),
-              pg_temp.i(wal_per), pg_temp.r(wal_r, 3), pg_temp.i(trail_per), pg_temp.r(trows_per, 2), pg_temp.r(cpu_per, 2), pg_temp.r(cpu_r, 3))
+              pg_temp.i(wal_per), pg_temp.r(wal_r, 3), pg_temp.i(trail_per), pg_temp.r(trows_per, 2))
   FROM rel WHERE phase = 'bulk_insert' ORDER BY vord;
 \echo
 SELECT format('audit_ext/table_log: time **%s**, WAL/row **%s**, audit bytes/row **%s** (<1: audit_ext cheaper).',
@@ -203,8 +167,6 @@ SELECT format('audit_ext/table_log: time **%s**, WAL/row **%s**, audit bytes/row
 SELECT format('Time, %s.', pg_temp.per_cycle('bulk_insert', 'secs'));
 \echo
 SELECT f || E'\n' FROM pg_temp.floors('bulk_insert', 'secs') f;
-SELECT f || E'\n' FROM pg_temp.context_cost('bulk_insert', 'secs') f;
-SELECT f || E'\n' FROM pg_temp.cpu_cycle('bulk_insert') f;
 \endif
 
 SELECT CASE WHEN count(*) = 0 THEN 'All runs succeeded.'

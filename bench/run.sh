@@ -195,42 +195,8 @@ enable_trail() {
     esac
 }
 
-echo "cycle,phase,variant,pos,status,secs,rows,tps,latency_ms,wal_bytes,trail_bytes,trail_rows,cpu_secs" >"$RAW"
-
-# CPU seconds the whole server has used so far: the postmaster's own time,
-# the time of its children it has reaped (cutime, cstime: every backend that
-# has exited) and the time of the children alive now.  The difference over a
-# step is the server's CPU in it, every process counted once, whatever other
-# work on the machine does to the wall clock; per transaction or row it is
-# the steadiest cost figure on a shared machine.
-CLK_TCK=$(getconf CLK_TCK)
-server_cpu() {
-    local pm k
-    pm=$(head -n1 "$DIR/data/postmaster.pid" 2>/dev/null) || { echo 0; return 0; }
-    # fields after the ")" of /proc/PID/stat: 12 utime, 13 stime, 14 cutime,
-    # 15 cstime (a child may exit between the listing and the read: skipped,
-    # its time is then in the postmaster's cutime)
-    { cat "/proc/$pm/stat"
-      for k in $(cat "/proc/$pm/task/$pm/children" 2>/dev/null); do cat "/proc/$k/stat" 2>/dev/null || true; done
-    } | awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); t += $12 + $13; if (NR == 1) t += $14 + $15 }
-                               END { printf "%.2f\n", t / hz }' || true
-}
-# wait (at most 5 s) until the backends of database $1 have exited and the
-# postmaster has reaped them (a zombie child's time is in neither the
-# children's list nor the postmaster's cutime yet)
-backends_gone() {
-    local i pm
-    pm=$(head -n1 "$DIR/data/postmaster.pid" 2>/dev/null) || return 0
-    for ((i = 0; i < 50; i++)); do
-        if ! pgrep -f "postgres: [a-z_]* $1 " >/dev/null &&
-            ! { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-                awk -v pm="$pm" '{ sub(/^.*\) /, ""); if ($2 == pm && $1 == "Z") z = 1 } END { exit !z }'; then
-            return 0
-        fi
-        sleep 0.1
-    done
-}
-record() { # record CYCLE PHASE VARIANT POS STATUS SECS ROWS TPS LAT WAL TRAIL_BYTES TRAIL_ROWS CPU_SECS
+echo "cycle,phase,variant,pos,status,secs,rows,tps,latency_ms,wal_bytes,trail_bytes,trail_rows" >"$RAW"
+record() { # record CYCLE PHASE VARIANT POS STATUS SECS ROWS TPS LAT WAL TRAIL_BYTES TRAIL_ROWS
     local IFS=,
     echo "$*" >>"$RAW"
 }
@@ -355,8 +321,6 @@ run_oltp() {
     local opts=""
     [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ] && opts="-c audit_ext.context=$CTX_JSON"
     [ "$v" = audit_walp ] && wal_pause "$db" on
-    local cpu0 cpu1 cpu
-    cpu0=$(server_cpu)
     if [ "$CTX_SESSIONS" = distinct ]; then
         # one pgbench process per client, every variant alike, so each
         # audit_ctx connection can carry its own context
@@ -384,9 +348,6 @@ run_oltp() {
     else
         PGOPTIONS="$opts" pgbench -n -c "$CLIENTS" -j "$THREADS" -M prepared -T "$DURATION" "${script[@]}" "$db" >"$out" 2>&1 || rc=$?
     fi
-    backends_gone "$db"
-    cpu1=$(server_cpu)
-    cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{printf "%.2f", b - a}')
     p1=$(sql "$db" -F ' ' -c "SELECT lsn, trail_bytes, trail_rows FROM bench.probe()")
     tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | head -n1)
     lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out" | head -n1)
@@ -395,10 +356,10 @@ run_oltp() {
         FROM (SELECT '$(cut -d' ' -f1 <<<"$p0")'::pg_lsn AS lsn, $(cut -d' ' -f2 <<<"$p0")::bigint AS tb, $(cut -d' ' -f3 <<<"$p0")::bigint AS tr) a,
              (SELECT '$(cut -d' ' -f1 <<<"$p1")'::pg_lsn AS lsn, $(cut -d' ' -f2 <<<"$p1")::bigint AS tb, $(cut -d' ' -f3 <<<"$p1")::bigint AS tr) b")
     if [ $rc = 0 ] && [ -n "$tps" ] && [ -n "$txns" ] && ! grep -qiE 'aborted|error' "$out"; then
-        record "$c" oltp "$v" "$pos" ok "$DURATION" "$txns" "$tps" "$lat" "$wal" "$tb" "$tr" "$cpu"
-        log "  oltp $v: $tps TPS, latency $lat ms, $txns txns, $((wal / txns)) WAL B/txn, $((tb / txns)) audit B/txn, trail rows/txn $(awk -v a="$tr" -v b="$txns" 'BEGIN{printf "%.2f", a/b}'), server CPU $(awk -v a="$cpu" -v b="$txns" 'BEGIN{printf "%.0f", a * 1e6 / b}') us/txn"
+        record "$c" oltp "$v" "$pos" ok "$DURATION" "$txns" "$tps" "$lat" "$wal" "$tb" "$tr"
+        log "  oltp $v: $tps TPS, latency $lat ms, $txns txns, $((wal / txns)) WAL B/txn, $((tb / txns)) audit B/txn, trail rows/txn $(awk -v a="$tr" -v b="$txns" 'BEGIN{printf "%.2f", a/b}')"
     else
-        record "$c" oltp "$v" "$pos" error "$DURATION" "${txns:-}" "${tps:-}" "${lat:-}" "$wal" "$tb" "$tr" "$cpu"
+        record "$c" oltp "$v" "$pos" error "$DURATION" "${txns:-}" "${tps:-}" "${lat:-}" "$wal" "$tb" "$tr"
         log "  oltp $v: FAILED (pgbench exit $rc), see $out:"
         grep -iE 'aborted|error' "$out" | head -n5 | sed 's/^/    /' >&2 || true
     fi
@@ -468,18 +429,13 @@ run_bulk() {
     # audit_ctx: the statement runs with the context set, like the OLTP sessions
     local CTX_OPTS=""
     [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ] && CTX_OPTS="-c audit_ext.context=$CTX_JSON"
-    local cpu0 cpu1 cpu
-    cpu0=$(server_cpu)
     CTX_OPTS=$CTX_OPTS sql "$db" -v stmt="$stmt" -f "$BENCH/measure.sql" >"$TMP_OUT" 2>"$out" && line=$(cat "$TMP_OUT")
-    backends_gone "$db"
-    cpu1=$(server_cpu)
-    cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{printf "%.2f", b - a}')
     IFS='|' read -r secs rows wal tb tr <<<"$line"
     if [[ ${rows:-} =~ ^[1-9][0-9]*$ ]]; then
-        record "$c" "$phase" "$v" "$pos" ok "$secs" "$rows" "" "" "$wal" "$tb" "$tr" "$cpu"
-        log "  $phase $v: $rows rows in $(printf '%.2f' "$secs") s, $((wal / rows)) WAL B/row, $((tb / rows)) audit B/row, trail rows/row $(awk -v a="$tr" -v b="$rows" 'BEGIN{printf "%.2f", a/b}'), server CPU $cpu s"
+        record "$c" "$phase" "$v" "$pos" ok "$secs" "$rows" "" "" "$wal" "$tb" "$tr"
+        log "  $phase $v: $rows rows in $(printf '%.2f' "$secs") s, $((wal / rows)) WAL B/row, $((tb / rows)) audit B/row, trail rows/row $(awk -v a="$tr" -v b="$rows" 'BEGIN{printf "%.2f", a/b}')"
     else
-        record "$c" "$phase" "$v" "$pos" error "${secs:-}" "${rows:-}" "" "" "${wal:-}" "${tb:-}" "${tr:-}" "$cpu"
+        record "$c" "$phase" "$v" "$pos" error "${secs:-}" "${rows:-}" "" "" "${wal:-}" "${tb:-}" "${tr:-}"
         log "  $phase $v: FAILED (no rows changed or an error), see $out:"
         head -n5 "$out" | sed 's/^/    /' >&2
     fi
