@@ -90,6 +90,11 @@ is "$(q -d postgres -c "SELECT string_agg(format('%s %s %s %s %s', detail->>'par
 
 # --- the archive file --------------------------------------------------------
 file=$(q -d postgres -c "SELECT file FROM audit.archives WHERE partition_name = 'event_data_p202401'")
+# ret2's worker archives into the same directory on its own schedule: wait
+# until it has recorded its archive (the file is renamed from .tmp before the
+# row commits), else a loaded machine catches it halfway
+wait_in ret2 "SELECT count(*) = 1 FROM audit.archives" 60
+is "$?" "0" "the second database's worker has archived its partition too"
 is "$(ls "$ARCH" | grep -c '\.tmp$')" "0" "no temporary files are left"
 is "$(zcat "$ARCH/$file" | wc -l)" "1000" "the archive has one line per event"
 zcat "$ARCH/$file" | cmp -s - "$DIR/expected_202401.jsonl"
