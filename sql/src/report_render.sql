@@ -586,14 +586,22 @@ BEGIN
     END IF;
     -- First one hash aggregate over the events (bucket, status, class,
     -- action, actor, risk), then the four groupings over its rows: grouping
-    -- sets straight over a million events sorted them once per set.
+    -- sets straight over a million events sorted them once per set.  The
+    -- events come through a subquery that is not flattened (OFFSET 0): the
+    -- planner then does not derive the number of buckets from event_time's
+    -- distinct values (one per event) and hashes the groups (about 90,000
+    -- for a month of 10M events) instead of sorting every event by them on
+    -- disk (1.9 GB, most of 77 s for the data change report).
     EXECUTE pg_catalog.format($q$
         WITH det AS (%4$s
         ), base AS (
-            SELECT date_trunc(%1$L, e.event_time) AS bucket, e.status, e.class, e.action, e.actor, %2$s AS risk,
-                   count(*) AS n, sum(%5$s)::bigint AS nrows, min(e.event_time) AS first_t, max(e.event_time) AS last_t
-              FROM audit.event e
-             WHERE %3$s
+            SELECT s.bucket, s.status, s.class, s.action, s.actor, s.risk,
+                   count(*) AS n, sum(s.nrows)::bigint AS nrows, min(s.event_time) AS first_t, max(s.event_time) AS last_t
+              FROM (SELECT date_trunc(%1$L, e.event_time) AS bucket, e.status, e.class, e.action, e.actor,
+                           %2$s AS risk, %5$s AS nrows, e.event_time
+                      FROM audit.event e
+                     WHERE %3$s
+                    OFFSET 0) s
              GROUP BY 1, 2, 3, 4, 5, 6
         ), g AS (
             SELECT CASE WHEN GROUPING(b.bucket) = 0 THEN 1
@@ -790,17 +798,23 @@ BEGIN
     -- figures the page does not show).  The events of today, this week or
     -- this month outside the period (a period that starts after the month
     -- does, events after to_time) are counted apart, from those ranges only.
+    -- With day buckets (periods up to 62 days) today, this week and this
+    -- month are sums of whole buckets (their starts are midnights: an event
+    -- is at or after one exactly when its day is), so the groups count
+    -- nothing more (three FILTER counts per event cost about a third of the
+    -- pass on 10M events); with longer buckets each group counts them.
     d_day := date_trunc('day', now());
     d_week := date_trunc('week', now());
     d_month := date_trunc('month', now());
-    EXECUTE $q$
+    -- (the subquery, not flattened, as in audit.build_report(): hashed
+    -- groups, not every event sorted by them)
+    EXECUTE pg_catalog.format($q$
         WITH base AS (
-            SELECT date_trunc($3, e.event_time) AS bucket, e.status, e.class, e.actor, count(*) AS n,
-                   count(*) FILTER (WHERE e.event_time >= $4) AS n_day,
-                   count(*) FILTER (WHERE e.event_time >= $5) AS n_week,
-                   count(*) FILTER (WHERE e.event_time >= $6) AS n_month
-              FROM audit.event e
-             WHERE e.event_time >= $1 AND e.event_time < $2
+            SELECT s.bucket, s.status, s.class, s.actor, count(*) AS n, %s
+              FROM (SELECT date_trunc($3, e.event_time) AS bucket, e.status, e.class, e.actor, e.event_time
+                      FROM audit.event e
+                     WHERE e.event_time >= $1 AND e.event_time < $2
+                    OFFSET 0) s
              GROUP BY 1, 2, 3, 4
         )
         SELECT (SELECT json_agg(json_build_object('bucket', x.bucket, 'ok', x.ok, 'failed', x.failed))
@@ -820,7 +834,14 @@ BEGIN
                (SELECT coalesce(sum(b.n_day), 0)::bigint FROM base b),
                (SELECT coalesce(sum(b.n_week), 0)::bigint FROM base b),
                (SELECT coalesce(sum(b.n_month), 0)::bigint FROM base b)
-    $q$ INTO t_json, n_events, n_fail, by_class, a_labels, a_vals, today, week, month
+    $q$, CASE WHEN unit = 'day'
+              THEN 'CASE WHEN s.bucket >= $4 THEN count(*) END AS n_day,
+                    CASE WHEN s.bucket >= $5 THEN count(*) END AS n_week,
+                    CASE WHEN s.bucket >= $6 THEN count(*) END AS n_month'
+              ELSE 'count(*) FILTER (WHERE s.event_time >= $4) AS n_day,
+                    count(*) FILTER (WHERE s.event_time >= $5) AS n_week,
+                    count(*) FILTER (WHERE s.event_time >= $6) AS n_month' END)
+        INTO t_json, n_events, n_fail, by_class, a_labels, a_vals, today, week, month
         USING from_time, to_time, unit, d_day, d_week, d_month;
     SELECT today + count(*) FILTER (WHERE x.event_time >= d_day),
            week + count(*) FILTER (WHERE x.event_time >= d_week),
