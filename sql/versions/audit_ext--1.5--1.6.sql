@@ -7039,18 +7039,15 @@ BEGIN
     unit := CASE WHEN days <= 62 THEN 'day' WHEN days <= 371 THEN 'week' WHEN days <= 3660 THEN 'month' ELSE 'year' END;
     -- One pass over the period's events for the figures, the events per
     -- day, the activity by type and the top actors: a hash aggregate by
-    -- (bucket, status, class, actor), each group also counting its events of
-    -- today, this week and this month.  It replaces three passes over the
+    -- (bucket, status, class, actor).  It replaces three passes over the
     -- period (today/week/month, the buckets, audit.activity_summary()'s
     -- grouping sets, which also grouped by action, table and risk for
-    -- figures the page does not show).  The events of today, this week or
-    -- this month outside the period (a period that starts after the month
-    -- does, events after to_time) are counted apart, from those ranges only.
-    -- With day buckets (periods up to 62 days) today, this week and this
-    -- month are sums of whole buckets (their starts are midnights: an event
-    -- is at or after one exactly when its day is), so the groups count
-    -- nothing more (three FILTER counts per event cost about a third of the
-    -- pass on 10M events); with longer buckets each group counts them.
+    -- figures the page does not show).  Today, this week and this month:
+    -- with day buckets (periods up to 62 days) sums of whole buckets (their
+    -- starts are midnights: an event is at or after one exactly when its day
+    -- is), with longer buckets counted by each group; the events of those
+    -- ranges outside the period (a period that starts after the month does,
+    -- events after to_time) are counted apart, from those ranges only.
     d_day := date_trunc('day', now());
     d_week := date_trunc('week', now());
     d_month := date_trunc('month', now());
