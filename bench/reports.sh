@@ -14,12 +14,16 @@
 #
 #   bash bench/reports.sh                     (as root; 10M events: about 10 minutes on 2 cores)
 #   EVENTS=1000000 bash bench/reports.sh      (smaller, quicker)
+#   DAYS=29 bash bench/reports.sh             (a month of 10M events: all of them inside the 30 days)
 #
-# Knobs: EVENTS (default 10000000), RUNS (default 3), PORT (default 5493).
+# Knobs: EVENTS (default 10000000), DAYS (default 56: the events spread over
+# the last DAYS days, about 54 % of them in the 30 days; 29: every one of
+# them), RUNS (default 3), PORT (default 5493).
 # Progress goes to stderr; the Markdown report to stdout.  The cluster is
 # bench/search.sh's, in BENCH_DIR (default /tmp/audit_reports_bench), stopped and removed at the end.
 set -euo pipefail
 EVENTS=${EVENTS:-10000000}
+DAYS=${DAYS:-56}
 RUNS=${RUNS:-3}
 PORT=${PORT:-5493}
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,7 +35,7 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 source "$ROOT/scripts/pgenv.sh"
 trap 'pg_stop "$DIR" >/dev/null 2>&1; rm -rf "$DIR"' EXIT
 
-loaded=$(BENCH_DIR=$DIR EVENTS=$EVENTS PORT=$PORT KEEP_CLUSTER=1 SEARCHES=0 bash "$BENCH/search.sh")
+loaded=$(BENCH_DIR=$DIR EVENTS=$EVENTS DAYS=$DAYS PORT=$PORT KEEP_CLUSTER=1 SEARCHES=0 bash "$BENCH/search.sh")
 export PGHOST=$DIR PGPORT=$PORT PGUSER=postgres
 sql() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 sql -c "ANALYZE" >/dev/null

@@ -8,6 +8,7 @@
 #   PLANS=1 bash bench/search.sh           (also print the plan of each search)
 #
 # Knobs: EVENTS (default 10000000), RUNS (default 5), PORT (default 5493),
+# DAYS (default 56: the events spread over the last DAYS days),
 # KEEP_CLUSTER=1 keeps /tmp/audit_search_bench and leaves it running,
 # SEARCHES=0 only loads the events (bench/reports.sh uses the trail).
 # Progress goes to stderr; the Markdown report to stdout.
@@ -26,7 +27,7 @@ PLANS=${PLANS:-0}
 KEEP_CLUSTER=${KEEP_CLUSTER:-0}
 DIR=${BENCH_DIR:-/tmp/audit_search_bench}
 DB=search_bench
-DAYS=56
+DAYS=${DAYS:-56}
 ACTORS=1000
 TABLES=50
 KEYS=100000          # record ids per table: ~2 events per record on average
@@ -38,7 +39,7 @@ ROOT=$(dirname "$BENCH")
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-for knob in EVENTS RUNS PORT; do
+for knob in EVENTS RUNS PORT DAYS; do
     [[ ${!knob} =~ ^[1-9][0-9]*$ ]] || die "$knob must be a positive integer (got '${!knob}')"
 done
 [ "$(id -u)" = 0 ] || die "run as root (the cluster is created as user postgres with runuser)"

@@ -47,6 +47,22 @@ SELECT audit.report_risk('auth', 'LOGIN_FAILED', 'failure', NULL) AS failed_logi
        audit.report_risk('ddl', 'ALTER TABLE', 'success', '{"risk": "critical"}') AS flagged,
        audit.report_risk('data', 'INSERT', 'success', NULL) AS insert_;
 
+-- the key count a rendered data change report counts its rows with (the
+-- rows of jsonb_object_keys(), read from the jsonb header): small values,
+-- nested ones, a compressed and a toasted one (read as a slice), errors
+CREATE TEMP TABLE rp_keys (j jsonb) WITH (toast_tuple_target = 128);
+INSERT INTO rp_keys VALUES ('{}'), ('{"a": 1, "b": {"c": 2, "d": 3}, "e": [1, 2]}'),
+    ((SELECT jsonb_object_agg('k' || g, repeat('x', 20)) FROM generate_series(1, 300) g)),
+    ((SELECT jsonb_object_agg(md5(g::text), md5(g::text)) FROM generate_series(1, 5000) g));
+ALTER TABLE rp_keys ALTER COLUMN j SET STORAGE external;
+INSERT INTO rp_keys SELECT jsonb_object_agg(md5(g::text), g) FROM generate_series(1, 3000) g;
+SELECT audit.jsonb_key_count(j) AS key_count, (SELECT count(*) FROM jsonb_object_keys(j)) AS object_keys
+  FROM rp_keys ORDER BY 1;
+SELECT audit.jsonb_key_count(NULL) AS null_is_null;
+SELECT audit.jsonb_key_count('"scalar"');
+SELECT audit.jsonb_key_count('[1, 2]');
+DROP TABLE rp_keys;
+
 -- argument checks
 SELECT * FROM audit.report_user_access(NULL, now());
 SELECT * FROM audit.report_user_access('-infinity', now());

@@ -22,6 +22,9 @@
  * Only the maintenance worker (or a superuser) may write: EXECUTE is revoked
  * from PUBLIC and the function checks it again.
  *
+ * Also audit.jsonb_key_count(), with which a rendered data change report
+ * counts its detail rows (one per changed field) without making them.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -37,6 +40,7 @@
 #include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/jsonb.h"
 
 #include "audit_ext.h"
 
@@ -202,4 +206,32 @@ audit_write_report_file(PG_FUNCTION_ARGS)
 	values[1] = Int64GetDatum((int64) len);
 	values[2] = CStringGetTextDatum(hex);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
+
+/*
+ * audit.jsonb_key_count(j jsonb) -> integer
+ *		The number of keys of a JSON object: the rows jsonb_object_keys(j)
+ *		returns, read from the header of the jsonb's root container (its
+ *		first four bytes, detoasted alone) without looking at the keys or the
+ *		values.  audit.build_report() counts the rows of the data change
+ *		report with it (an INSERT or DELETE has one row per key of new_data
+ *		or old_data, audit.report_data_change_rows).  A scalar or an array is
+ *		an error, as it is for jsonb_object_keys(), so that the count never
+ *		answers where the report's rows would fail.
+ */
+PG_FUNCTION_INFO_V1(audit_jsonb_key_count);
+
+Datum
+audit_jsonb_key_count(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *jb = (Jsonb *) PG_DETOAST_DATUM_SLICE(PG_GETARG_DATUM(0), 0, sizeof(uint32));
+
+	if (VARSIZE(jb) < VARHDRSZ + sizeof(uint32))
+		elog(ERROR, "jsonb value is too short");
+	if (!JB_ROOT_IS_OBJECT(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot count the keys of a jsonb %s", JB_ROOT_IS_SCALAR(jb) ? "scalar" : "array"),
+				 errdetail("Only a JSON object has keys; jsonb_object_keys() fails on this value the same way.")));
+	PG_RETURN_INT32((int32) JB_ROOT_COUNT(jb));
 }

@@ -550,6 +550,17 @@ SELECT e.id AS event_id, e.event_time, e.actor, e.db_user, e.schema_name, e.tabl
 COMMENT ON VIEW audit.report_data_change_rows IS
     'Internal (audit.report_data_changes): every data change event, one row per changed field; audit roles only (42501 otherwise)';
 
+-- The number of keys of a JSON object, from the jsonb header (src/reports.c):
+-- audit.build_report() counts the data change report's rows per event
+-- with it, as audit.report_data_change_rows makes them (an INSERT or DELETE:
+-- one per key of new_data or old_data), without making them.
+CREATE FUNCTION audit.jsonb_key_count(j jsonb)
+RETURNS integer
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'audit_jsonb_key_count';
+COMMENT ON FUNCTION audit.jsonb_key_count(jsonb) IS
+    'Internal: the number of keys of a JSON object (the rows of jsonb_object_keys()), read from the jsonb header; 22023 for a scalar or an array';
+
 -- SQL, SECURITY INVOKER, no SET clause: what lets the planner inline it.
 -- The rights come from the view; the body names every object and operator
 -- with its schema, so the caller's search_path chooses nothing.
@@ -834,5 +845,6 @@ GRANT SELECT ON audit.recent_high_priority, audit.report_data_change_rows TO PUB
 
 REVOKE ALL ON FUNCTION audit.report_risk(text, text, text, jsonb),
                        audit.export_threshold(),
+                       audit.jsonb_key_count(jsonb),
                        audit.report_condition(text, timestamptz, timestamptz, text[], boolean, boolean) FROM PUBLIC;
 GRANT SELECT ON audit.report_kinds, audit.report_schedules, audit.reports TO audit_admin, audit_reader;

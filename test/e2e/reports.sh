@@ -57,6 +57,15 @@ chrome() {   # chromium args...: headless, as root, bounded, own profile
 bars() {   # dom chart-id: number of <g class="bar"> in that chart
     perl -0777 -ne 'if (m{<figure class="chart" id="\Q'"$2"'\E">(.*?)</figure>}s) { my $c = () = $1 =~ /<g class="bar"/g; print $c } else { print "no chart" }' "$1"
 }
+bar_values() {   # dom chart-id: the data-value of its bars, comma-separated
+    perl -0777 -ne 'if (m{<figure class="chart" id="\Q'"$2"'\E">(.*?)</figure>}s) { my $c = $1; print join(",", $c =~ /<g class="bar" data-label="[^"]*" data-value="(\d+)"/g) } else { print "no chart" }' "$1"
+}
+bar_labels() {   # dom chart-id: label=value of its bars, comma-separated (labels unescaped)
+    perl -0777 -ne 'if (m{<figure class="chart" id="\Q'"$2"'\E">(.*?)</figure>}s) { my $c = $1; my @o;
+        while ($c =~ /<g class="bar" data-label="([^"]*)" data-value="(\d+)"/g) { my ($l, $v) = ($1, $2);
+            $l =~ s/&quot;/"/g; $l =~ s/&#39;/\x27/g; $l =~ s/&lt;/</g; $l =~ s/&gt;/>/g; $l =~ s/&amp;/&/g; push @o, "$l=$v" }
+        print join(",", @o) } else { print "no chart" }' "$1"
+}
 figure() {   # dom figure-id: its value without thousands separators
     perl -0777 -ne 'if (m{<div class="figure" id="\Q'"$2"'\E"><div class="n">([^<]*)</div>}s) { (my $v = $1) =~ s/,//g; print $v } else { print "no figure" }' "$1"
 }
@@ -163,11 +172,23 @@ is "$(bars "$OUT/security_events.dom" chart-risk)" \
    "security_events: one bar per risk level present"
 
 # the dashboard
-expected=$(q -d postgres -F ' ' <<SQL
+expected=$(q -d postgres -F $'\t' <<SQL
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT count(*) FILTER (WHERE event_time >= date_trunc('day', now())),
        count(*) FILTER (WHERE event_time >= now() - interval '30 days' AND event_time < now()),
-       (SELECT count(*) FROM audit.alerts WHERE acknowledged_at IS NULL)
+       (SELECT count(*) FROM audit.alerts WHERE acknowledged_at IS NULL),
+       count(*) FILTER (WHERE event_time >= date_trunc('week', now())),
+       count(*) FILTER (WHERE event_time >= date_trunc('month', now())),
+       count(*) FILTER (WHERE event_time >= now() - interval '30 days' AND event_time < now() AND status = 'failure'),
+       (SELECT string_agg(t.n::text, ',' ORDER BY t.o)
+          FROM (SELECT x.o, count(e.id) AS n
+                  FROM (VALUES (1, '{data}'::text[]), (2, '{read}'), (3, '{app}'), (4, '{auth,privilege}'), (5, '{ddl,system}')) x(o, c)
+                  LEFT JOIN audit.event e ON e.class = ANY (x.c) AND e.event_time >= now() - interval '30 days' AND e.event_time < now()
+                 GROUP BY x.o) t),
+       (SELECT string_agg(t.actor || '=' || t.n, ',' ORDER BY t.n DESC, t.actor)
+          FROM (SELECT actor, count(*) AS n FROM audit.event
+                 WHERE event_time >= now() - interval '30 days' AND event_time < now() AND actor IS NOT NULL
+                 GROUP BY actor ORDER BY 2 DESC, 1 LIMIT 10) t)
   FROM audit.event;
 \o $OUT/dashboard.html
 SELECT audit.render_dashboard();
@@ -175,7 +196,7 @@ SELECT audit.render_dashboard();
 COMMIT;
 SQL
 )
-read -r d_today d_period d_alerts <<<"$(grep -v '^BEGIN\|^COMMIT' <<<"$expected")"
+IFS=$'\t' read -r d_today d_period d_alerts d_week d_month d_failed d_types d_actors <<<"$(grep -v '^BEGIN\|^COMMIT' <<<"$expected")"
 chrome --dump-dom "file://$OUT/dashboard.html" > "$OUT/dashboard.dom" 2> "$OUT/dashboard.chromium.log"
 rc=$?
 chrome --screenshot="$OUT/dashboard.png" --window-size=1280,1800 --hide-scrollbars "file://$OUT/dashboard.html" \
@@ -184,6 +205,11 @@ is "$rc:$(grep -c '</html>' "$OUT/dashboard.dom"):$(grep -c 'INFO:CONSOLE' "$OUT
    "dashboard: Chromium renders the page, no console message"
 is "$(figure "$OUT/dashboard.dom" fig-today):$(figure "$OUT/dashboard.dom" fig-events):$(figure "$OUT/dashboard.dom" fig-alerts)" \
    "$d_today:$d_period:$d_alerts" "dashboard: events today, in the period, open alerts match SQL counts"
+is "$(figure "$OUT/dashboard.dom" fig-week):$(figure "$OUT/dashboard.dom" fig-month):$(figure "$OUT/dashboard.dom" fig-failures)" \
+   "$d_week:$d_month:$d_failed" "dashboard: events this week, this month, failures in the period match SQL counts"
+is "$(bar_values "$OUT/dashboard.dom" chart-types)" "$d_types" \
+   "dashboard: activity by type (data, reads, application, security, system) matches SQL counts ($d_types)"
+is "$(bar_labels "$OUT/dashboard.dom" chart-actors)" "$d_actors" "dashboard: the top actors and their events match SQL counts"
 is "$(bars "$OUT/dashboard.dom" chart-time):$(bars "$OUT/dashboard.dom" chart-types)" "31:5" \
    "dashboard: 31 day bars for the default 30 days (partial days at both ends), 5 activity types (application included)"
 is "$(grep -c 'id="integrity-status" data-verified="true"' "$OUT/dashboard.dom")" "1" "dashboard: integrity status verified"
@@ -301,6 +327,55 @@ is "$(grep -c 'scheduled report "Monthly User Access" failed' "$DIR/server.log")
 q -d postgres -c "ALTER SYSTEM SET audit_ext.report_directory = ''" -c "SELECT pg_reload_conf()" >/dev/null
 is "$(q -d postgres -c "SELECT count(*) FROM audit.reports")" "3" \
    "no report was recorded for the failed attempts (the second Weekly run rewrote its due time's file)"
+
+# --- the data change report's total, counted without making its rows (1.6) ---------
+# A rendered data change report counts its detail rows per event from the
+# events' key sets (changed_columns, the keys of new_data or old_data) and
+# makes only the first 1000.  On a varied trail (excluded, masked and digest
+# columns, an UPDATE of an excluded column only, an UPDATE changing nothing,
+# an INSERT of NULLs, a DELETE, a TRUNCATE, the refused changes above, several
+# actors) its total must be count(*) of audit.report_data_changes() for every
+# combination of actors and outcomes (one snapshot: REPEATABLE READ).
+q -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE TABLE public.rep_wide (id int PRIMARY KEY, a text, b int, secret text, card text, ssn text, note text);
+SELECT audit.enable('public.rep_wide', exclude_columns => '{secret}', mask_columns => '{card}', digest_columns => '{ssn}');
+SET audit_ext.actor = 'carol@example.com';
+INSERT INTO public.rep_wide SELECT g, 'a' || g, g, 's' || g, 'c' || g, 'n' || g, NULL FROM generate_series(1, 20) g;
+UPDATE public.rep_wide SET secret = 'changed' WHERE id <= 3;
+UPDATE public.rep_wide SET b = b WHERE id = 4;
+UPDATE public.rep_wide SET a = 'x', card = 'new card', ssn = 'new', note = 'n' WHERE id BETWEEN 5 AND 8;
+DELETE FROM public.rep_wide WHERE id > 18;
+TRUNCATE public.rep_wide;
+SET audit_ext.actor = 'bob@example.com';
+INSERT INTO public.rep_wide VALUES (100, NULL, NULL, NULL, NULL, NULL, NULL);
+UPDATE public.customers SET name = name || '!', email = email WHERE id BETWEEN 20 AND 22;
+SQL
+wait_for "SELECT count(*) = 1 FROM audit.event WHERE class = 'data' AND action = 'TRUNCATE' AND table_name = 'rep_wide'" 60
+is "$(q -d postgres -c "SELECT count(*) FILTER (WHERE action = 'TRUNCATE') > 0, count(*) FILTER (WHERE status = 'failure') > 0,
+                               count(*) FILTER (WHERE column_name = 'card') > 0, count(*) FILTER (WHERE column_name = 'ssn') > 0,
+                               count(*) FILTER (WHERE column_name = 'secret') = 0, count(DISTINCT actor) >= 4
+                          FROM audit.report_data_changes($F, $T)")" "t|t|t|t|t|t" \
+   "the trail has a TRUNCATE, refused changes, masked and digest columns (not the excluded one), four actors"
+hostile_sql=${hostile//\'/\'\'}
+counts=$(q -d postgres <<SQL 2>&1 | grep -v '^BEGIN\|^COMMIT'
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT count(*) FILTER (WHERE c.total IS DISTINCT FROM c.typed), count(DISTINCT c.typed) >= 6,
+       string_agg(format('%s/%s/%s:%s=%s', coalesce(array_to_string(a.actors, '+'), 'all'), o.s, o.f, c.total, c.typed),
+                  ' ' ORDER BY a.i, o.i)
+  FROM (VALUES (1, NULL::text[]), (2, ARRAY['alice@example.com']), (3, ARRAY['bob@example.com', 'carol@example.com']),
+               (4, ARRAY['$hostile_sql']), (5, ARRAY['nobody'])) a(i, actors)
+ CROSS JOIN (VALUES (1, true, true), (2, true, false), (3, false, true)) o(i, s, f)
+ CROSS JOIN LATERAL (
+       SELECT (substring(audit.render_report('data_changes', $F, $T, a.actors, o.s, o.f)
+                         FROM 'id="detail-count" data-total="([0-9]+)"'))::bigint AS total,
+              (SELECT count(*) FROM audit.report_data_changes($F, $T, a.actors, o.s, o.f)) AS typed) c;
+COMMIT;
+SQL
+)
+is "$(cut -d'|' -f1,2 <<<"$counts")" "0|t" \
+   "data_changes: the rendered total = count(*) of audit.report_data_changes() for 5 actor filters x 3 outcome filters" "$counts"
+echo "# data change totals (rendered=typed): $(cut -d'|' -f3 <<<"$counts")"
 
 # --- the recorded verification (1.6) -------------------------------------------------
 # Each round of the worker walks the chains of what arrived since its last
