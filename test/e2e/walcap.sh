@@ -44,6 +44,22 @@ ww:wal" "audited_tables shows the capture mode"
 is "$(q -d postgres -c "SELECT relreplident FROM pg_class WHERE relname = 'ww'")" "f" "WAL mode sets REPLICA IDENTITY FULL"
 is "$(q -d postgres -c "SELECT count(*) FROM audit.capture_lag")" "1" "capture_lag has this database's slot"
 
+# audit_ext.wal_capture_nice: the worker lowers its own CPU priority (10 by
+# default), further at a reload
+wpid=""
+for _ in $(seq 1 100); do
+    wpid=$(q -d postgres -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'audit_ext wal capture'")
+    [ -n "$wpid" ] && break
+    sleep 0.1
+done
+pm_nice=$(ps -o ni= -p "$(head -1 "$DIR/data/postmaster.pid")" | tr -d ' ')
+is "$(ps -o ni= -p "$wpid" | tr -d ' ')" "$((pm_nice + 10))" "the capture worker runs at nice +10 (audit_ext.wal_capture_nice)"
+q -d postgres -c "ALTER SYSTEM SET audit_ext.wal_capture_nice = 15" -c "SELECT pg_reload_conf()" >/dev/null
+ok=0
+for _ in $(seq 1 100); do [ "$(ps -o ni= -p "$wpid" | tr -d ' ')" = "$((pm_nice + 15))" ] && { ok=1; break; }; sleep 0.1; done
+is "$ok" "1" "a reload applies a higher audit_ext.wal_capture_nice to the running worker"
+q -d postgres -c "ALTER SYSTEM RESET audit_ext.wal_capture_nice" -c "SELECT pg_reload_conf()" >/dev/null
+
 # the same statements on both tables
 for t in tw ww; do
 q -d postgres >/dev/null <<SQL
