@@ -63,6 +63,9 @@ CTX_TENANT=${CTX_TENANT:-shared}
 # paused (audit_ext.wal_capture_pause) during each timed step and resumed
 # right after it: the writer's cost alone, with no decoding competing for the
 # cores; its drain then holds all of the worker's work.
+# audit_wal0 (diagnostic, VARIANTS=...): audit_wal with its capture worker at
+# the server's own CPU priority (ALTER DATABASE ... SET
+# audit_ext.wal_capture_nice = 0) instead of the default nice 10.
 # audit_wal: audit_ext with capture => 'wal' (issue 22); its drain (time
 # until the capture worker has written every event of the step) is
 # measured after each step, outside the timed part.  VARIANTS="..." picks.
@@ -190,7 +193,7 @@ enable_trail() {
     case $variant in
         base) ;;
         audit_ext | audit_noidx | audit_ctx | audit_rules | audit_ctx_noidx) sql "$db" -c "SELECT audit.enable('public.$tbl')" >/dev/null ;;
-        audit_wal | audit_walp) sql "$db" -c "SELECT audit.enable('public.$tbl', capture => 'wal')" >/dev/null ;;
+        audit_wal | audit_walp | audit_wal0) sql "$db" -c "SELECT audit.enable('public.$tbl', capture => 'wal')" >/dev/null ;;
         table_log) sql "$db" -c "SELECT table_log_init(5, 'public', '$tbl', 'tlog', '${tbl}_log')" >/dev/null ;;
     esac
 }
@@ -234,6 +237,8 @@ for v in "${VARIANTS[@]}"; do
     sql "$db" -f "$BENCH/setup.sql"
     case $v in
         audit_ext | audit_noidx | audit_wal | audit_walp) sql "$db" -c "CREATE EXTENSION audit_ext" ;;
+        # before the first enable() starts the database's capture worker
+        audit_wal0) sql "$db" -c "CREATE EXTENSION audit_ext" -c "ALTER DATABASE $db SET audit_ext.wal_capture_nice = 0" ;;
         audit_ctx | audit_rules | audit_ctx_noidx) sql "$db" -c "CREATE EXTENSION audit_ext" -c "
             SELECT audit.set_risk('data', 'UPDATE', 'public.pgbench_accounts', 'medium');
             SELECT audit.set_risk('app', a, risk => 'high') FROM unnest(ARRAY['EXPORT', 'IMPORT', 'VIEW', 'CREATE']) a;
@@ -274,7 +279,7 @@ DRAIN=$RESULTS/drain.csv
 echo "cycle,phase,drain_secs,events,variant" >"$DRAIN"
 measure_drain() { # measure_drain CYCLE PHASE VARIANT
     local c=$1 phase=$2 v=$3 db lsn t0 t1 ev
-    [ "$v" = audit_wal ] || [ "$v" = audit_walp ] || return 0
+    [ "$v" = audit_wal ] || [ "$v" = audit_walp ] || [ "$v" = audit_wal0 ] || return 0
     db=$(db_of "$v")
     [ "$v" = audit_walp ] && wal_pause "$db" off
     lsn=$(sql "$db" -c "SELECT pg_current_wal_insert_lsn()")  # the write position may lag (synchronous_commit = off)
@@ -371,21 +376,21 @@ run_oltp() {
 # Phase 1b: audit_wal's lag under a fixed OLTP load (LAG_LOAD x base TPS)
 # ---------------------------------------------------------------------------
 LAGCSV=$RESULTS/lag.csv
-echo "cycle,rate,tps,samples,lag_max_s,lag_p95_s,lag_median_s,bytes_max,bytes_p95" >"$LAGCSV"
+echo "cycle,rate,tps,samples,lag_max_s,lag_p95_s,lag_median_s,bytes_max,bytes_p95,variant" >"$LAGCSV"
 run_oltp_lag() {
-    local c=$1 db base_tps rate out samples rc tps
-    db=$(db_of audit_wal)
+    local c=$1 lv=${2:-audit_wal} db base_tps rate out samples rc tps
+    db=$(db_of "$lv")
     base_tps=$(awk -F, -v c="$c" '$1==c && $2=="oltp" && $3=="base" && $5=="ok" {print $8}' "$RAW")
     if [ -z "$base_tps" ]; then
         log "  oltp_lag: no base TPS in cycle $c, skipped"
         return 0
     fi
     rate=$(awk -v t="$base_tps" -v l="$LAG_LOAD" 'BEGIN{printf "%d", t * l}')
-    out=$RESULTS/oltp_lag-c$c.log
-    samples=$RESULTS/oltp_lag-c$c.samples
+    out=$RESULTS/oltp_lag-c$c-$lv.log
+    samples=$RESULTS/oltp_lag-c$c-$lv.samples
     sql "$db" -c "VACUUM pgbench_branches" -c "VACUUM pgbench_tellers" -c "TRUNCATE pgbench_history"
     quiesce
-    log " oltp_lag audit_wal: pgbench -R $rate ($LAG_LOAD x base $base_tps TPS) -T $DURATION, capture_lag sampled every 0.2 s"
+    log " oltp_lag $lv: pgbench -R $rate ($LAG_LOAD x base $base_tps TPS) -T $DURATION, capture_lag sampled every 0.2 s"
     : >"$samples"
     # one psql session samples the view (\watch): one connection, no fork per sample
     psql -X -q -At -F ' ' -d "$db" >>"$samples" 2>/dev/null \
@@ -400,18 +405,18 @@ run_oltp_lag() {
         log "  oltp_lag: FAILED (pgbench exit $rc), see $out"
         return 0
     fi
-    awk -v c="$c" -v r="$rate" -v t="$tps" '
+    awk -v c="$c" -v r="$rate" -v t="$tps" -v lv="$lv" '
         NF == 2 && $1 ~ /^[0-9.]+$/ { n++; s[n] = $1 + 0; b[n] = $2 + 0 }
         function sort(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } }
         END {
-            if (n == 0) { printf "%s,%s,%s,0,,,,,\n", c, r, t; exit }
+            if (n == 0) { printf "%s,%s,%s,0,,,,,,%s\n", c, r, t, lv; exit }
             sort(s, n); sort(b, n)
             p = int(0.95 * n + 0.999); if (p < 1) p = 1; if (p > n) p = n
             m = int((n + 1) / 2)
-            printf "%s,%s,%s,%d,%.3f,%.3f,%.3f,%d,%d\n", c, r, t, n, s[n], s[p], s[m], b[n], b[p]
+            printf "%s,%s,%s,%d,%.3f,%.3f,%.3f,%d,%d,%s\n", c, r, t, n, s[n], s[p], s[m], b[n], b[p], lv
         }' "$samples" >>"$LAGCSV"
-    log "  oltp_lag audit_wal: $tps TPS at -R $rate; lag $(tail -n1 "$LAGCSV" | awk -F, '{print "max " $5 " s, p95 " $6 " s, median " $7 " s over " $4 " samples; bytes max " $8}')"
-    measure_drain "$c" oltp_lag audit_wal
+    log "  oltp_lag $lv: $tps TPS at -R $rate; lag $(tail -n1 "$LAGCSV" | awk -F, '{print "max " $5 " s, p95 " $6 " s, median " $7 " s over " $4 " samples; bytes max " $8}')"
+    measure_drain "$c" oltp_lag "$lv"
     settle "$db"
 }
 
@@ -490,7 +495,10 @@ for ((c = 1; c <= CYCLES; c++)); do
         done
     fi
     if has_phase oltp_lag && [[ " ${VARIANTS[*]} " == *" audit_wal "* ]]; then
-        run_oltp_lag "$c"
+        run_oltp_lag "$c" audit_wal
+    fi
+    if has_phase oltp_lag && [[ " ${VARIANTS[*]} " == *" audit_wal0 "* ]]; then
+        run_oltp_lag "$c" audit_wal0
     fi
 
     bulk_phase "$c" bulk_update "UPDATE pgbench_accounts SET abalance = abalance + 1"
@@ -520,7 +528,7 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
     floor_note=""
     [ "$FLOOR" = 1 ] && floor_note="; audit_noidx (diagnostic, FLOOR=1) = audit_ext with no index on the data-event partitions; sql_floor (diagnostic, FLOOR=1) = no trigger, each statement writes (id, now(), to_jsonb(row)) per changed row into an unindexed table itself (WITH ... RETURNING; OLTP: bench/sql_floor.pgbench)"
     [ "$CONTEXT" = 1 ] || [[ " ${VARIANTS[*]} " == *" audit_ctx "* ]] && floor_note+="; audit_ctx (CONTEXT=1) = audit_ext with 20 risk rules and an end-user context on every session (PGOPTIONS -c audit_ext.context=$CTX_JSON): every event (OLTP and bulk) carries the context, enters its two partial btree indexes (session_id, tenant: audit_ext.context_index_keys), and takes a risk from the rules"
-    echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; audit_wal = audit.enable(..., capture => 'wal') (events written by the capture worker after the commit: its trail bytes/rows in a step count what it had written when the step ended; the drain is below); table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog; audit_walp (diagnostic, when selected) = audit_wal with the capture worker paused during each timed step (audit_ext.wal_capture_pause) and resumed after it: the writer's cost alone, all of the worker's work in its drain$floor_note"
+    echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; audit_wal = audit.enable(..., capture => 'wal') (events written by the capture worker after the commit: its trail bytes/rows in a step count what it had written when the step ended; the drain is below); table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog; audit_walp (diagnostic, when selected) = audit_wal with the capture worker paused during each timed step (audit_ext.wal_capture_pause) and resumed after it: the writer's cost alone, all of the worker's work in its drain; audit_wal0 (diagnostic, when selected) = audit_wal with its capture worker at nice 0 (audit_ext.wal_capture_nice, default 10)$floor_note"
     echo "- Order rotated per cycle; medians over cycles; ratios are ratios of medians, with the ratio within each cycle and its median under each table. WAL = pg_current_wal_lsn() difference; audit bytes = growth of pg_total_relation_size over schema audit (audit_ext) or tlog (table_log); audit rows = events (audit.event_id_seq) or log rows (table_log sequences)."
     echo
     sql postgres -f "$BENCH/report.sql" <"$RAW"
@@ -532,7 +540,7 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
         echo
         echo "| variant | phase | drain s (median) | per cycle |"
         echo "|---|---|---|---|"
-        for dv in audit_wal audit_walp; do for ph in $PHASES; do
+        for dv in audit_wal audit_wal0 audit_walp; do for ph in $PHASES; do
             [ "$ph" = oltp_lag ] && continue
             vals=$(awk -F, -v p="$ph" -v w="$dv" 'NR>1 && $2==p && $5==w {print $3}' "$DRAIN" | sort -n)
             [ -n "$vals" ] || continue
@@ -543,11 +551,15 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
         echo
         echo "audit_wal lag under a fixed OLTP load of $LAG_LOAD x the cycle's base TPS (pgbench -R, $DURATION s; audit.capture_lag sampled every 0.2 s):"
         echo
-        echo "| cycle | rate (TPS) | achieved TPS | samples | seconds_behind max | p95 | median | bytes_behind max | p95 |"
-        echo "|---|---|---|---|---|---|---|---|---|"
-        awk -F, 'NR>1 {printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9}' "$LAGCSV"
+        echo "| cycle | variant | rate (TPS) | achieved TPS | samples | seconds_behind max | p95 | median | bytes_behind max | p95 |"
+        echo "|---|---|---|---|---|---|---|---|---|---|"
+        awk -F, 'NR>1 {printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $10, $2, $3, $4, $5, $6, $7, $8, $9}' "$LAGCSV"
         echo
-        echo "Median over cycles of the largest seconds_behind: $(awk -F, 'NR>1 && $5 != "" {print $5}' "$LAGCSV" | sort -n | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') s; of its p95: $(awk -F, 'NR>1 && $6 != "" {print $6}' "$LAGCSV" | sort -n | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') s."
+        for lv in audit_wal audit_wal0; do
+            grep -q ",$lv\$" "$LAGCSV" || continue
+            echo "$lv: median over cycles of the largest seconds_behind: $(awk -F, -v lv="$lv" 'NR>1 && $10 == lv && $5 != "" {print $5}' "$LAGCSV" | sort -n | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') s; of its p95: $(awk -F, -v lv="$lv" 'NR>1 && $10 == lv && $6 != "" {print $6}' "$LAGCSV" | sort -n | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}') s."
+            echo
+        done
     fi
     if [ "$server_problems" != 0 ]; then
         echo

@@ -711,6 +711,7 @@ audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			audit_writer_subxact_abort(mySubid);
 			audit_chain_subxact_abort(mySubid);
 			audit_statement_xact_end(true, false);
+			audit_wal_subxact_abort(mySubid);
 			break;
 		default:
 			break;

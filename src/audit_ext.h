@@ -177,8 +177,10 @@ extern void audit_capture_decoded_names(Relation rel, Trigger *tg,
 extern int	audit_wal_batch_size;
 extern int	audit_wal_naptime;
 extern bool audit_wal_capture_pause;
+extern int	audit_wal_capture_nice;
 extern void audit_wal_register(void);
 extern void audit_wal_log_context(void);
+extern void audit_wal_subxact_abort(SubTransactionId subid);
 extern PGDLLEXPORT void audit_wal_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void audit_wal_worker_main(Datum main_arg);
 

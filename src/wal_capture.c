@@ -8,9 +8,11 @@
  * fire BEFORE ... FOR EACH STATEMENT with the flag "wal" and write no event:
  * once per statement they write a transactional logical decoding message
  * (prefix "audit_ext") with the context the trigger path would have put on
- * each event (users, actor, client, application, backend, txid, statement
- * id and sequence, statement start).  The table has REPLICA IDENTITY FULL,
- * so the WAL holds the old row of every UPDATE and DELETE.
+ * each event (users, actor, client, application, end-user context, backend,
+ * txid, statement id and sequence, statement start) -- since version 2 of
+ * the message, only what changed since the transaction's previous message
+ * (audit_wal_log_context).  The table has REPLICA IDENTITY FULL, so the WAL
+ * holds the old row of every UPDATE and DELETE.
  *
  * The library is also a logical decoding output plugin
  * (_PG_output_plugin_init).  Per database, one slot "audit_ext_wal_<oid>"
@@ -32,6 +34,10 @@
  *	  -> LogicalConfirmReceivedLocation(that LSN): the slot never moves past
  *	     what the origin recorded
  *
+ * The worker runs at a lower CPU priority than the sessions
+ * (audit_ext.wal_capture_nice, default 10): on a machine without a spare
+ * core it takes the idle time and lets the foreground go first.
+ *
  * On restart decoding starts at the origin's LSN (commits at or before it
  * are skipped by the snapshot builder), so a crash between the commit and
  * the confirmation neither loses nor repeats an event.  A slot whose
@@ -42,6 +48,8 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <sys/resource.h>
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -101,10 +109,12 @@ PG_FUNCTION_INFO_V1(audit_wal_prepare);
 PG_FUNCTION_INFO_V1(audit_wal_capture_status);
 
 #define WAL_MSG_PREFIX		"audit_ext"
-#define WAL_MSG_VERSION		1
+#define WAL_MSG_VERSION_1	1
+#define WAL_MSG_VERSION		2
 #define WAL_MAX_DATABASES	32
 
 int			audit_wal_batch_size = 10000;
+int			audit_wal_capture_nice = 10;
 int			audit_wal_naptime = 200;
 bool		audit_wal_capture_pause = false;
 
@@ -201,18 +211,64 @@ wal_slot_name(Oid dboid, char *buf)
  */
 
 /*
- * Message layout (version 1): version byte, flags byte, int32 backend_pid,
- * int64 txid, int64 statement_id (flag bit 2: present), int32 statement_seq,
- * int64 statement start, then NUL-terminated strings: db_user,
- * session_user, actor, client_addr, application_name ("" = NULL).
+ * Message layout, version 1 (the first WAL-mode builds; still decoded, for
+ * WAL written before an update): version byte, flags byte, int32
+ * backend_pid, int64 txid, int64 statement_id (flag WALCTX_HAS_STATEMENT:
+ * present), int32 statement_seq, int64 statement start, then NUL-terminated
+ * strings: db_user, session_user, actor, client_addr, application_name
+ * ("" = NULL).  Every message carried all of it.
+ *
+ * Version 2 (issue 22, section 2): only what changed since the previous
+ * message of the same transaction.  version byte, flags byte, a byte of
+ * "present" bits (WALF_*), int32 statement_seq, int64 statement start,
+ * int64 statement_id if WALCTX_HAS_STATEMENT; with WALCTX_FULL (the first
+ * message of a transaction, or the first after a rollback to a savepoint
+ * that took earlier messages with it) int32 backend_pid and int64 txid, and
+ * every field is present; then each present field in bit order: db_user,
+ * session_user, actor, client_addr, application_name as NUL-terminated
+ * strings ("" = NULL), the context as int32 length (0 = none) and the bytes
+ * of its jsonb.  The decoder (plugin_message) starts each transaction with
+ * no context and applies the messages in the order of the transaction's
+ * changes, so a field that is not present is the previous message's.  A
+ * pgbench transaction writes one full message (~70 bytes) and two of 23.
+ *
+ * Why per transaction and not per session: transactions are decoded in
+ * commit order and one at a time (a transaction that aborts is never seen),
+ * and after a restart decoding starts at the origin's position, in the
+ * middle of sessions: only the transaction itself is sure to be decoded
+ * whole.  The statement text itself never travels: the message carries its
+ * statement_id, and the text is stored once per backend (statement_store.c).
  */
 #define WALCTX_LOG_UNCHANGED	0x01
 #define WALCTX_HAS_STATEMENT	0x02
+#define WALCTX_FULL				0x04
 
-static FullTransactionId last_msg_xid;
-static SubTransactionId last_msg_subid = InvalidSubTransactionId;
-static char *last_msg = NULL;
-static int	last_msg_len = 0;
+#define WALF_DB_USER			0x01
+#define WALF_SESSION_USER		0x02
+#define WALF_ACTOR				0x04
+#define WALF_CLIENT_ADDR		0x08
+#define WALF_APPLICATION_NAME	0x10
+#define WALF_CONTEXT			0x20
+#define WALF_NFIELDS			6
+#define WALF_ALL				0x3f
+
+/*
+ * What the decoder knows of this backend's transaction: the fields and
+ * statement of the last message written.  sent_valid is cleared when a
+ * subtransaction that wrote a message rolls back (its messages are not
+ * decoded, so the decoder's view went back to an earlier one we do not
+ * track): the next message is then a full one.
+ */
+static FullTransactionId sent_xid;
+static bool sent_valid = false;
+static SubTransactionId sent_max_subid = InvalidSubTransactionId;
+static uint8 sent_flags;
+static int32 sent_seq;
+static int64 sent_start;
+static int64 sent_statement_id;
+static StringInfoData sent_field[WALF_NFIELDS];
+static StringInfoData field_buf[WALF_NFIELDS];
+static char *client_addr_text = NULL;	/* of this session, "" for none */
 
 static void
 put_bytes(StringInfo buf, const void *p, int len)
@@ -220,16 +276,29 @@ put_bytes(StringInfo buf, const void *p, int len)
 	appendBinaryStringInfo(buf, (const char *) p, len);
 }
 
+/* a text Datum as a NUL-terminated string, "" for NULL */
 static void
 put_text(StringInfo buf, Datum d, bool isnull)
 {
 	if (!isnull)
 	{
-		char	   *s = TextDatumGetCString(d);
+		text	   *t = DatumGetTextPP(d);
 
-		appendStringInfoString(buf, s);
+		appendBinaryStringInfo(buf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 	}
 	appendStringInfoChar(buf, '\0');
+}
+
+/*
+ * A subtransaction rolled back (audit_ext.c's subtransaction callback):
+ * when it, or one of its children, wrote a message, the decoder will not see
+ * that message, so the next one must not rely on it.
+ */
+void
+audit_wal_subxact_abort(SubTransactionId subid)
+{
+	if (sent_valid && sent_max_subid >= subid)
+		sent_valid = false;
 }
 
 void
@@ -238,9 +307,15 @@ audit_wal_log_context(void)
 	AuditEventValues ev;
 	StringInfoData buf;
 	MemoryContext old;
-	uint8		b;
+	uint8		flags;
+	uint8		present = 0;
 	int32		i32;
 	int64		i64;
+	int64		statement_id;
+	int64		start;
+	int32		seq;
+	bool		full;
+	FullTransactionId xid;
 
 	if (!XLogLogicalInfoActive())
 		ereport(ERROR,
@@ -253,58 +328,118 @@ audit_wal_log_context(void)
 	old = MemoryContextSwitchTo(CurTransactionContext);
 	audit_event_init(&ev, "data", "CONTEXT");
 	audit_event_fill_context(&ev, AUDIT_CTX_FOR_WRITE);
+	xid = GetTopFullTransactionId();
 
-	initStringInfo(&buf);
-	b = WAL_MSG_VERSION;
-	put_bytes(&buf, &b, 1);
-	b = (audit_log_unchanged_updates ? WALCTX_LOG_UNCHANGED : 0) |
+	if (field_buf[0].data == NULL)
+	{
+		MemoryContext top = MemoryContextSwitchTo(TopMemoryContext);
+
+		for (int i = 0; i < WALF_NFIELDS; i++)
+		{
+			initStringInfo(&field_buf[i]);
+			initStringInfo(&sent_field[i]);
+		}
+		MemoryContextSwitchTo(top);
+	}
+	if (client_addr_text == NULL)
+	{
+		/* the session's client address never changes: printed once */
+		char	   *s = ev.nulls[AC_CLIENT_ADDR] ? "" :
+			DatumGetCString(DirectFunctionCall1(inet_out, ev.values[AC_CLIENT_ADDR]));
+
+		client_addr_text = MemoryContextStrdup(TopMemoryContext, s);
+	}
+
+	/* this statement's fields, serialised as the message carries them */
+	for (int i = 0; i < WALF_NFIELDS; i++)
+		resetStringInfo(&field_buf[i]);
+	put_text(&field_buf[0], ev.values[AC_DB_USER], ev.nulls[AC_DB_USER]);
+	put_text(&field_buf[1], ev.values[AC_SESSION_USER], ev.nulls[AC_SESSION_USER]);
+	put_text(&field_buf[2], ev.values[AC_ACTOR], ev.nulls[AC_ACTOR]);
+	appendBinaryStringInfo(&field_buf[3], client_addr_text, strlen(client_addr_text) + 1);
+	put_text(&field_buf[4], ev.values[AC_APPLICATION_NAME], ev.nulls[AC_APPLICATION_NAME]);
+	if (ev.nulls[AC_CONTEXT])
+	{
+		i32 = 0;
+		put_bytes(&field_buf[5], &i32, 4);
+	}
+	else
+	{
+		Jsonb	   *j = DatumGetJsonbP(ev.values[AC_CONTEXT]);
+
+		i32 = VARSIZE(j);
+		put_bytes(&field_buf[5], &i32, 4);
+		put_bytes(&field_buf[5], j, i32);
+	}
+
+	flags = (audit_log_unchanged_updates ? WALCTX_LOG_UNCHANGED : 0) |
 		(ev.nulls[AC_STATEMENT_ID] ? 0 : WALCTX_HAS_STATEMENT);
-	put_bytes(&buf, &b, 1);
-	i32 = MyProcPid;
-	put_bytes(&buf, &i32, 4);
-	i64 = DatumGetInt64(ev.values[AC_TXID]);
-	put_bytes(&buf, &i64, 8);
-	i64 = ev.nulls[AC_STATEMENT_ID] ? 0 : DatumGetInt64(ev.values[AC_STATEMENT_ID]);
-	put_bytes(&buf, &i64, 8);
-	i32 = DatumGetInt32(ev.values[AC_STATEMENT_SEQ]);
-	put_bytes(&buf, &i32, 4);
-	i64 = DatumGetTimestampTz(ev.values[AC_EVENT_TIME]);
-	put_bytes(&buf, &i64, 8);
-	put_text(&buf, ev.values[AC_DB_USER], ev.nulls[AC_DB_USER]);
-	put_text(&buf, ev.values[AC_SESSION_USER], ev.nulls[AC_SESSION_USER]);
-	put_text(&buf, ev.values[AC_ACTOR], ev.nulls[AC_ACTOR]);
-	if (!ev.nulls[AC_CLIENT_ADDR])
-		appendStringInfoString(&buf, DatumGetCString(DirectFunctionCall1(inet_out,
-																		 ev.values[AC_CLIENT_ADDR])));
-	appendStringInfoChar(&buf, '\0');
-	put_text(&buf, ev.values[AC_APPLICATION_NAME], ev.nulls[AC_APPLICATION_NAME]);
+	statement_id = ev.nulls[AC_STATEMENT_ID] ? 0 : DatumGetInt64(ev.values[AC_STATEMENT_ID]);
+	seq = DatumGetInt32(ev.values[AC_STATEMENT_SEQ]);
+	start = DatumGetTimestampTz(ev.values[AC_EVENT_TIME]);
+
+	full = !sent_valid || !FullTransactionIdEquals(sent_xid, xid);
+	for (int i = 0; i < WALF_NFIELDS; i++)
+		if (full || field_buf[i].len != sent_field[i].len ||
+			memcmp(field_buf[i].data, sent_field[i].data, field_buf[i].len) != 0)
+			present |= (1 << i);
 
 	/*
 	 * Several statements of one top-level statement (a function's, cascaded
-	 * foreign keys) have the same context: written once.  Only within one
-	 * subtransaction: a message of a subtransaction rolled back is gone.
+	 * foreign keys) have the same context: the decoder has it already.
 	 */
-	if (last_msg != NULL &&
-		FullTransactionIdEquals(last_msg_xid, GetTopFullTransactionId()) &&
-		last_msg_subid == GetCurrentSubTransactionId() &&
-		last_msg_len == buf.len && memcmp(last_msg, buf.data, buf.len) == 0)
+	if (!full && present == 0 && flags == sent_flags && seq == sent_seq &&
+		start == sent_start && statement_id == sent_statement_id)
 	{
 		MemoryContextSwitchTo(old);
 		return;
 	}
+
+	initStringInfo(&buf);
+	if (full)
+		flags |= WALCTX_FULL;
+	appendStringInfoChar(&buf, (char) WAL_MSG_VERSION);
+	appendStringInfoChar(&buf, (char) flags);
+	appendStringInfoChar(&buf, (char) present);
+	put_bytes(&buf, &seq, 4);
+	put_bytes(&buf, &start, 8);
+	if (flags & WALCTX_HAS_STATEMENT)
+		put_bytes(&buf, &statement_id, 8);
+	if (full)
+	{
+		i32 = MyProcPid;
+		put_bytes(&buf, &i32, 4);
+		i64 = DatumGetInt64(ev.values[AC_TXID]);
+		put_bytes(&buf, &i64, 8);
+	}
+	for (int i = 0; i < WALF_NFIELDS; i++)
+		if (present & (1 << i))
+			appendBinaryStringInfo(&buf, field_buf[i].data, field_buf[i].len);
+
 #if PG_VERSION_NUM >= 170000
 	(void) LogLogicalMessage(WAL_MSG_PREFIX, buf.data, buf.len, true, false);
 #else
 	(void) LogLogicalMessage(WAL_MSG_PREFIX, buf.data, buf.len, true);
 #endif
 	MemoryContextSwitchTo(old);
-	if (last_msg)
-		pfree(last_msg);
-	last_msg = MemoryContextAlloc(TopMemoryContext, buf.len);
-	memcpy(last_msg, buf.data, buf.len);
-	last_msg_len = buf.len;
-	last_msg_xid = GetTopFullTransactionId();
-	last_msg_subid = GetCurrentSubTransactionId();
+
+	/* what the decoder now knows */
+	if (full)
+		sent_max_subid = InvalidSubTransactionId;
+	for (int i = 0; i < WALF_NFIELDS; i++)
+		if (present & (1 << i))
+		{
+			resetStringInfo(&sent_field[i]);
+			appendBinaryStringInfo(&sent_field[i], field_buf[i].data, field_buf[i].len);
+		}
+	sent_xid = xid;
+	sent_valid = true;
+	sent_flags = flags & ~WALCTX_FULL;
+	sent_seq = seq;
+	sent_start = start;
+	sent_statement_id = statement_id;
+	if (GetCurrentSubTransactionId() > sent_max_subid)
+		sent_max_subid = GetCurrentSubTransactionId();
 }
 
 /* ----------------------------------------------------------------
@@ -330,6 +465,8 @@ typedef struct WalContext
 	bool		null_actor;
 	bool		null_client_addr;
 	bool		null_application_name;
+	Datum		context;		/* jsonb (1.6: audit.set_context()) */
+	bool		null_context;
 } WalContext;
 
 typedef struct WalEvent
@@ -404,45 +541,144 @@ set_text(Datum *d, bool *isnull, const char *s)
 }
 
 static void
+get_bytes(const char **p, const char *end, void *dst, int len)
+{
+	if (end - *p < len)
+		elog(ERROR, "audit_ext: truncated context message");
+	memcpy(dst, *p, len);
+	*p += len;
+}
+
+static void
+set_addr(WalContext *c, const char *addr)
+{
+	c->null_client_addr = (addr[0] == '\0');
+	c->client_addr = c->null_client_addr ? (Datum) 0 :
+		DirectFunctionCall1(inet_in, CStringGetDatum(addr));
+}
+
+/* version 1: every message carries everything (WAL of the first builds) */
+static WalContext *
+parse_message_v1(const char *p, const char *end)
+{
+	WalContext *c = palloc0(sizeof(WalContext));
+
+	c->log_unchanged = (p[1] & WALCTX_LOG_UNCHANGED) != 0;
+	c->has_statement = (p[1] & WALCTX_HAS_STATEMENT) != 0;
+	p += 2;
+	get_bytes(&p, end, &c->backend_pid, 4);
+	get_bytes(&p, end, &c->txid, 8);
+	get_bytes(&p, end, &c->statement_id, 8);
+	get_bytes(&p, end, &c->statement_seq, 4);
+	get_bytes(&p, end, &c->statement_start, 8);
+	set_text(&c->db_user, &c->null_db_user, get_cstr(&p, end));
+	set_text(&c->session_user, &c->null_session_user, get_cstr(&p, end));
+	set_text(&c->actor, &c->null_actor, get_cstr(&p, end));
+	set_addr(c, get_cstr(&p, end));
+	set_text(&c->application_name, &c->null_application_name, get_cstr(&p, end));
+	c->null_context = true;
+	return c;
+}
+
+/*
+ * version 2: what changed since the transaction's previous message (see
+ * audit_wal_log_context); a full message starts the context afresh.
+ */
+static WalContext *
+parse_message_v2(const char *p, const char *end, ReorderBufferTXN *txn)
+{
+	WalContext *c = palloc0(sizeof(WalContext));
+	uint8		flags;
+	uint8		present;
+
+	if (end - p < 15)
+		elog(ERROR, "audit_ext: truncated context message");
+	flags = (uint8) p[1];
+	present = (uint8) p[2];
+	p += 3;
+	if (!(flags & WALCTX_FULL))
+	{
+		if (cur_context == NULL)
+		{
+			/* cannot happen: the writer starts every transaction with a full one */
+			ereport(WARNING,
+					(errmsg("audit_ext wal capture: a partial context message without a full one in transaction %u",
+							txn->xid),
+					 errdetail("The fields it does not carry are recorded as NULL.")));
+			c->null_db_user = c->null_session_user = c->null_actor = true;
+			c->null_client_addr = c->null_application_name = c->null_context = true;
+		}
+		else
+			*c = *cur_context;	/* the Datums are shared: they live as long as the batch */
+	}
+	c->log_unchanged = (flags & WALCTX_LOG_UNCHANGED) != 0;
+	c->has_statement = (flags & WALCTX_HAS_STATEMENT) != 0;
+	get_bytes(&p, end, &c->statement_seq, 4);
+	get_bytes(&p, end, &c->statement_start, 8);
+	c->statement_id = 0;
+	if (c->has_statement)
+		get_bytes(&p, end, &c->statement_id, 8);
+	if (flags & WALCTX_FULL)
+	{
+		get_bytes(&p, end, &c->backend_pid, 4);
+		get_bytes(&p, end, &c->txid, 8);
+		present = WALF_ALL;
+	}
+	if (present & WALF_DB_USER)
+		set_text(&c->db_user, &c->null_db_user, get_cstr(&p, end));
+	if (present & WALF_SESSION_USER)
+		set_text(&c->session_user, &c->null_session_user, get_cstr(&p, end));
+	if (present & WALF_ACTOR)
+		set_text(&c->actor, &c->null_actor, get_cstr(&p, end));
+	if (present & WALF_CLIENT_ADDR)
+		set_addr(c, get_cstr(&p, end));
+	if (present & WALF_APPLICATION_NAME)
+		set_text(&c->application_name, &c->null_application_name, get_cstr(&p, end));
+	if (present & WALF_CONTEXT)
+	{
+		int32		len;
+
+		get_bytes(&p, end, &len, 4);
+		c->null_context = (len == 0);
+		c->context = (Datum) 0;
+		if (len != 0)
+		{
+			void	   *j;
+
+			if (len < (int32) VARHDRSZ || end - p < len)
+				elog(ERROR, "audit_ext: truncated context message");
+			j = palloc(len);
+			memcpy(j, p, len);
+			if (VARSIZE(j) != (Size) len)
+				elog(ERROR, "audit_ext: malformed context in a context message");
+			c->context = PointerGetDatum(j);
+			p += len;
+		}
+	}
+	return c;
+}
+
+static void
 plugin_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			   XLogRecPtr message_lsn, bool transactional, const char *prefix,
 			   Size message_size, const char *message)
 {
-	WalContext *c;
-	const char *p = message;
-	const char *end = message + message_size;
 	MemoryContext old;
-	char	   *addr;
+	uint8		version;
 
-	if (!transactional || strcmp(prefix, WAL_MSG_PREFIX) != 0)
+	if (!transactional || strcmp(prefix, WAL_MSG_PREFIX) != 0 || message_size < 1)
 		return;
-	if (message_size < 34 || (uint8) p[0] != WAL_MSG_VERSION)
+	version = (uint8) message[0];
+	if (version == WAL_MSG_VERSION_1 && message_size < 34)
+		return;
+	if (version != WAL_MSG_VERSION_1 && version != WAL_MSG_VERSION)
 		return;
 	old = MemoryContextSwitchTo(BatchContext);
-	c = palloc0(sizeof(WalContext));
-	c->log_unchanged = (p[1] & WALCTX_LOG_UNCHANGED) != 0;
-	c->has_statement = (p[1] & WALCTX_HAS_STATEMENT) != 0;
-	p += 2;
-	memcpy(&c->backend_pid, p, 4);
-	p += 4;
-	memcpy(&c->txid, p, 8);
-	p += 8;
-	memcpy(&c->statement_id, p, 8);
-	p += 8;
-	memcpy(&c->statement_seq, p, 4);
-	p += 4;
-	memcpy(&c->statement_start, p, 8);
-	p += 8;
-	set_text(&c->db_user, &c->null_db_user, get_cstr(&p, end));
-	set_text(&c->session_user, &c->null_session_user, get_cstr(&p, end));
-	set_text(&c->actor, &c->null_actor, get_cstr(&p, end));
-	addr = get_cstr(&p, end);
-	c->null_client_addr = (addr[0] == '\0');
-	if (!c->null_client_addr)
-		c->client_addr = DirectFunctionCall1(inet_in, CStringGetDatum(addr));
-	set_text(&c->application_name, &c->null_application_name, get_cstr(&p, end));
+	if (version == WAL_MSG_VERSION_1)
+		cur_context = parse_message_v1(message, message + message_size);
+	else
+		cur_context = parse_message_v2(message, message + message_size, txn);
 	MemoryContextSwitchTo(old);
-	cur_context = c;
 }
 
 /*
@@ -810,6 +1046,12 @@ audit_wal_register(void)
 							 &audit_wal_capture_pause,
 							 false,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("audit_ext.wal_capture_nice",
+							"Nice value the WAL capture workers add to their own CPU priority (0..19).",
+							"The capture worker decodes and writes beside the sessions whose changes it captures: a positive value lets their work go first when the cores are busy, and the worker takes the idle time (its lag grows under saturation and is caught up after).  Read by each worker at start (the server-wide value, or ALTER DATABASE ... SET for one database's worker) and at a configuration reload; a process cannot lower its own priority, so a lower value takes effect when the worker starts again.",
+							&audit_wal_capture_nice,
+							10, 0, 19,
+							PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("audit_ext.wal_naptime",
 							"Milliseconds the WAL capture worker sleeps when it has caught up.",
 							NULL,
@@ -976,6 +1218,40 @@ audit_wal_launcher_main(Datum main_arg)
  * ----------------------------------------------------------------
  */
 static int	my_entry = -1;
+
+/*
+ * audit_ext.wal_capture_nice: the worker's CPU priority, relative to the
+ * server's (the postmaster's nice value, which the worker inherits).  On a
+ * machine without a spare core the worker competes with the very sessions
+ * whose changes it decodes; at nice 10 the kernel gives it about a tenth
+ * of what a nice-0 process gets while both want the CPU, and all of an
+ * idle core.  Work of the foreground goes first; the worker's lag grows
+ * while the cores are saturated and is drained when they are not.
+ */
+static int	server_nice = 0;
+static int	applied_nice = -1;
+
+static void
+apply_capture_nice(void)
+{
+	int			target;
+
+	if (audit_wal_capture_nice == applied_nice)
+		return;
+	target = Min(server_nice + audit_wal_capture_nice, 19);
+	if (setpriority(PRIO_PROCESS, 0, target) != 0)
+	{
+		ereport(LOG,
+				(errmsg("audit_ext wal capture: could not set the worker's nice value to %d: %m", target),
+				 applied_nice > audit_wal_capture_nice ?
+				 errhint("A process cannot lower its own nice value: the new audit_ext.wal_capture_nice applies when the worker starts again (pg_terminate_backend() of the worker: the launcher starts it again within 5 s).") : 0));
+		applied_nice = audit_wal_capture_nice;	/* said once */
+		return;
+	}
+	applied_nice = audit_wal_capture_nice;
+	ereport(DEBUG1,
+			(errmsg_internal("audit_ext wal capture: nice %d", target)));
+}
 
 static void
 wal_worker_exit(int code, Datum arg)
@@ -1169,6 +1445,8 @@ emit_decoded(WalEvent *e)
 		ev.nulls[AC_CLIENT_ADDR] = c->null_client_addr;
 		ev.values[AC_APPLICATION_NAME] = c->application_name;
 		ev.nulls[AC_APPLICATION_NAME] = c->null_application_name;
+		ev.values[AC_CONTEXT] = c->context;
+		ev.nulls[AC_CONTEXT] = c->null_context;
 		ev.values[AC_BACKEND_PID] = Int32GetDatum(c->backend_pid);
 		ev.nulls[AC_BACKEND_PID] = false;
 		ev.values[AC_TXID] = Int64GetDatum(c->txid);
@@ -1317,6 +1595,12 @@ audit_wal_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("audit_ext wal capture");
 	audit_pin_search_path_for_process();
+	/* the database's settings are read: audit_ext.wal_capture_nice */
+	errno = 0;
+	server_nice = getpriority(PRIO_PROCESS, 0);
+	if (errno != 0)
+		server_nice = 0;
+	apply_capture_nice();
 	/* the commit that carries the origin's progress is flushed before the slot moves */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 	wal_slot_name(dboid, name);
@@ -1390,8 +1674,8 @@ audit_wal_worker_main(Datum main_arg)
 	ReplicationSlotAcquire(name, true);
 #endif
 	ereport(LOG,
-			(errmsg("audit_ext wal capture started in database \"%s\" (slot \"%s\", origin at %X/%X)",
-					dbname, name, LSN_FORMAT_ARGS(origin_lsn))));
+			(errmsg("audit_ext wal capture started in database \"%s\" (slot \"%s\", origin at %X/%X, nice %d)",
+					dbname, name, LSN_FORMAT_ARGS(origin_lsn), getpriority(PRIO_PROCESS, 0))));
 
 	/*
 	 * Commits at or before the origin's LSN are written already: decoding
@@ -1422,6 +1706,7 @@ audit_wal_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			apply_capture_nice();
 		}
 
 		/*

@@ -44,6 +44,22 @@ ww:wal" "audited_tables shows the capture mode"
 is "$(q -d postgres -c "SELECT relreplident FROM pg_class WHERE relname = 'ww'")" "f" "WAL mode sets REPLICA IDENTITY FULL"
 is "$(q -d postgres -c "SELECT count(*) FROM audit.capture_lag")" "1" "capture_lag has this database's slot"
 
+# audit_ext.wal_capture_nice: the worker lowers its own CPU priority (10 by
+# default), further at a reload
+wpid=""
+for _ in $(seq 1 100); do
+    wpid=$(q -d postgres -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'audit_ext wal capture'")
+    [ -n "$wpid" ] && break
+    sleep 0.1
+done
+pm_nice=$(ps -o ni= -p "$(head -1 "$DIR/data/postmaster.pid")" | tr -d ' ')
+is "$(ps -o ni= -p "$wpid" | tr -d ' ')" "$((pm_nice + 10))" "the capture worker runs at nice +10 (audit_ext.wal_capture_nice)"
+q -d postgres -c "ALTER SYSTEM SET audit_ext.wal_capture_nice = 15" -c "SELECT pg_reload_conf()" >/dev/null
+ok=0
+for _ in $(seq 1 100); do [ "$(ps -o ni= -p "$wpid" | tr -d ' ')" = "$((pm_nice + 15))" ] && { ok=1; break; }; sleep 0.1; done
+is "$ok" "1" "a reload applies a higher audit_ext.wal_capture_nice to the running worker"
+q -d postgres -c "ALTER SYSTEM RESET audit_ext.wal_capture_nice" -c "SELECT pg_reload_conf()" >/dev/null
+
 # the same statements on both tables
 for t in tw ww; do
 q -d postgres >/dev/null <<SQL
@@ -65,10 +81,21 @@ INSERT INTO $t VALUES (4);
 ROLLBACK;
 DELETE FROM $t WHERE id = 2;
 SQL
+# a new session: its first message carries everything again
+q -d postgres >/dev/null <<SQL
+SET audit_ext.actor = 'erin';
+SELECT audit.set_context(session_id => 'walcap-2', is_local => false);
+UPDATE $t SET n = 7 WHERE id = 3;
+BEGIN;
+UPDATE $t SET name = 'c2' WHERE id = 3;
+SELECT audit.set_context(session_id => 'walcap-3', tenant => 't1');
+UPDATE $t SET name = 'c3' WHERE id = 3;
+COMMIT;
+SQL
 done
 drain
 is "$?" "0" "the capture worker catches up"
-cmp_cols="action, record_id, old_data, new_data, changed_columns, db_user, session_user, actor, application_name, statement_seq, s.statement_text"
+cmp_cols="action, record_id, old_data, new_data, changed_columns, db_user, e.session_user AS session_role, actor, application_name, context, statement_seq, s.statement_text"
 diffs=$(q -d postgres -c "
     WITH t AS (SELECT row_number() OVER (ORDER BY e.id) AS k, $cmp_cols FROM audit.event e LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
                 WHERE e.class = 'data' AND e.table_name = 'tw'),
@@ -76,10 +103,11 @@ diffs=$(q -d postgres -c "
                 WHERE e.class = 'data' AND e.table_name = 'ww')
     SELECT coalesce(t.k, w.k) || ': ' || row(t.*)::text || ' <> ' || row(w.*)::text
       FROM t FULL JOIN w ON t.k = w.k
-     WHERE row(t.action, t.record_id, t.old_data, t.new_data, t.changed_columns, t.db_user, t.session_user, t.actor, t.application_name, t.statement_seq)
-           IS DISTINCT FROM row(w.action, w.record_id, w.old_data, w.new_data, w.changed_columns, w.db_user, w.session_user, w.actor, w.application_name, w.statement_seq)
+     WHERE row(t.action, t.record_id, t.old_data, t.new_data, t.changed_columns, t.db_user, t.session_role, t.actor, t.application_name, t.context, t.statement_seq)
+           IS DISTINCT FROM row(w.action, w.record_id, w.old_data, w.new_data, w.changed_columns, w.db_user, w.session_role, w.actor, w.application_name, w.context, w.statement_seq)
         OR replace(t.statement_text, 'tw', 'ww') IS DISTINCT FROM w.statement_text")
-is "$diffs" "" "WAL mode records the same events as trigger mode (values, exclude, mask, context, statement)"
+is "$diffs" "" "WAL mode records the same events as trigger mode (values, exclude, mask, users, actor, application, context, statement; two sessions)"
+is "$(q -d postgres -c "SELECT string_agg(DISTINCT context ->> 'session_id', ',' ORDER BY context ->> 'session_id') FROM audit.event WHERE table_name = 'ww'")" "walcap-2,walcap-3" "the contexts of the second session are in its WAL-mode events"
 is "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE table_name = 'ww'")" "$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE table_name = 'tw'")" "as many events in WAL mode as in trigger mode (no rolled-back change, no unchanged update)"
 is "$(q -d postgres -c "SELECT count(*) FROM audit.event e JOIN audit.event t ON t.table_name = 'tw' AND t.txid IS NOT NULL
                          WHERE e.table_name = 'ww' AND e.txid IS NULL")" "0" "WAL events carry their transaction id"
