@@ -49,7 +49,19 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <unistd.h>
+
+/* SHA256_Init() and friends: see src/chain.c (deprecated in OpenSSL 3) */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+#if !defined(OPENSSL_NO_DEPRECATED_3_0) && defined(SHA256_DIGEST_LENGTH)
+#define WAL_LOW_LEVEL_SHA256 1
+#endif
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -79,6 +91,7 @@
 #include "replication/origin.h"
 #include "replication/output_plugin.h"
 #include "replication/slot.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -109,7 +122,6 @@ PG_FUNCTION_INFO_V1(audit_wal_prepare);
 PG_FUNCTION_INFO_V1(audit_wal_capture_status);
 
 #define WAL_MSG_PREFIX		"audit_ext"
-#define WAL_MSG_VERSION_1	1
 #define WAL_MSG_VERSION		2
 #define WAL_MAX_DATABASES	32
 
@@ -290,6 +302,143 @@ put_text(StringInfo buf, Datum d, bool isnull)
 }
 
 /*
+ * Message authentication.  pg_logical_emit_message() is executable by every
+ * role, so anyone can put a message with our prefix into their own
+ * transaction, e.g. from a function called inside an audited statement, and
+ * claim another user, actor or context for its rows, or a malformed one that
+ * would stop the decoder.  Every message therefore ends with an HMAC-SHA256
+ * (first WAL_MAC_LEN bytes) under a key no SQL role can read: 32 random
+ * bytes in the file WAL_KEY_FILE of the data directory (mode 0600, created
+ * by the first process that needs it, kept for good: the WAL it signed may
+ * be decoded long after; copied by base backups with the rest of the data
+ * directory).  The decoder ignores and counts a message that fails the
+ * check, and the worker records each batch's count as a system event.
+ */
+#define WAL_KEY_FILE		"audit_ext_wal.key"
+#define WAL_KEY_LEN			32
+#define WAL_MAC_LEN			16
+
+static uint8 wal_key[WAL_KEY_LEN];
+static bool wal_key_loaded = false;
+
+static void
+wal_load_key(void)
+{
+	int			fd;
+
+	if (wal_key_loaded)
+		return;
+	fd = OpenTransientFile(WAL_KEY_FILE, O_RDONLY | PG_BINARY);
+	if (fd < 0 && errno == ENOENT)
+	{
+		uint8		key[WAL_KEY_LEN];
+		char		tmp[MAXPGPATH];
+
+		/* written aside and linked into place: no process reads half a key */
+		if (!pg_strong_random(key, sizeof(key)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate the audit_ext WAL message key")));
+		snprintf(tmp, sizeof(tmp), "%s.%d.tmp", WAL_KEY_FILE, MyProcPid);
+		fd = OpenTransientFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+		if (fd < 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not create file \"%s\": %m", tmp)));
+		if (write(fd, key, sizeof(key)) != sizeof(key) || pg_fsync(fd) != 0)
+		{
+			int			save_errno = errno ? errno : ENOSPC;
+
+			CloseTransientFile(fd);
+			unlink(tmp);
+			errno = save_errno;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not write file \"%s\": %m", tmp)));
+		}
+		CloseTransientFile(fd);
+		if (link(tmp, WAL_KEY_FILE) != 0 && errno != EEXIST)
+		{
+			int			save_errno = errno;
+
+			unlink(tmp);
+			errno = save_errno;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not link file \"%s\" to \"%s\": %m", tmp, WAL_KEY_FILE)));
+		}
+		unlink(tmp);
+		fsync_fname(".", true);
+		fd = OpenTransientFile(WAL_KEY_FILE, O_RDONLY | PG_BINARY);
+	}
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open file \"%s\": %m", WAL_KEY_FILE)));
+	if (read(fd, wal_key, WAL_KEY_LEN) != WAL_KEY_LEN)
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("file \"%s\" does not hold a key of %d bytes", WAL_KEY_FILE, WAL_KEY_LEN),
+				 errhint("Restore it from a backup of the data directory: WAL-mode capture cannot authenticate its messages without it.")));
+	}
+	CloseTransientFile(fd);
+	wal_key_loaded = true;
+}
+
+#ifdef WAL_LOW_LEVEL_SHA256
+/* the key's inner and outer HMAC states, hashed once (RFC 2104) */
+static SHA256_CTX wal_hmac_inner;
+static SHA256_CTX wal_hmac_outer;
+static bool wal_hmac_ready = false;
+#endif
+
+static void
+wal_message_mac(const char *data, Size len, uint8 *mac)
+{
+#ifdef WAL_LOW_LEVEL_SHA256
+	SHA256_CTX	ctx;
+	uint8		inner[SHA256_DIGEST_LENGTH];
+	uint8		full[SHA256_DIGEST_LENGTH];
+
+	if (!wal_hmac_ready)
+	{
+		uint8		pad[SHA256_CBLOCK];
+
+		wal_load_key();
+		memset(pad, 0x36, sizeof(pad));
+		for (int i = 0; i < WAL_KEY_LEN; i++)
+			pad[i] ^= wal_key[i];
+		if (SHA256_Init(&wal_hmac_inner) != 1 || SHA256_Update(&wal_hmac_inner, pad, sizeof(pad)) != 1)
+			elog(ERROR, "audit_ext: HMAC-SHA256 computation failed");
+		memset(pad, 0x5c, sizeof(pad));
+		for (int i = 0; i < WAL_KEY_LEN; i++)
+			pad[i] ^= wal_key[i];
+		if (SHA256_Init(&wal_hmac_outer) != 1 || SHA256_Update(&wal_hmac_outer, pad, sizeof(pad)) != 1)
+			elog(ERROR, "audit_ext: HMAC-SHA256 computation failed");
+		explicit_bzero(pad, sizeof(pad));
+		wal_hmac_ready = true;
+	}
+	ctx = wal_hmac_inner;
+	if (SHA256_Update(&ctx, data, len) != 1 || SHA256_Final(inner, &ctx) != 1)
+		elog(ERROR, "audit_ext: HMAC-SHA256 computation failed");
+	ctx = wal_hmac_outer;
+	if (SHA256_Update(&ctx, inner, sizeof(inner)) != 1 || SHA256_Final(full, &ctx) != 1)
+		elog(ERROR, "audit_ext: HMAC-SHA256 computation failed");
+#else
+	uint8		full[EVP_MAX_MD_SIZE];
+	unsigned int full_len = 0;
+
+	wal_load_key();
+	if (HMAC(EVP_sha256(), wal_key, WAL_KEY_LEN, (const unsigned char *) data, len,
+			 full, &full_len) == NULL || full_len < WAL_MAC_LEN)
+		elog(ERROR, "audit_ext: HMAC-SHA256 computation failed");
+#endif
+	memcpy(mac, full, WAL_MAC_LEN);
+}
+
+/*
  * A subtransaction rolled back (audit_ext.c's subtransaction callback):
  * when it, or one of its children, wrote a message, the decoder will not see
  * that message, so the next one must not rely on it.
@@ -416,6 +565,12 @@ audit_wal_log_context(void)
 		if (present & (1 << i))
 			appendBinaryStringInfo(&buf, field_buf[i].data, field_buf[i].len);
 
+	{
+		uint8		mac[WAL_MAC_LEN];
+
+		wal_message_mac(buf.data, buf.len, mac);
+		appendBinaryStringInfo(&buf, (const char *) mac, WAL_MAC_LEN);
+	}
 #if PG_VERSION_NUM >= 170000
 	(void) LogLogicalMessage(WAL_MSG_PREFIX, buf.data, buf.len, true, false);
 #else
@@ -496,6 +651,9 @@ static XLogRecPtr batch_last_end = InvalidXLogRecPtr;	/* end of the last commit 
 static TimestampTz batch_last_commit_time = 0;
 static RepOriginId our_origin = InvalidRepOriginId;
 static int64 batch_decoded_commits = 0;
+static int64 batch_rejected = 0;	/* messages with our prefix we did not write */
+static XLogRecPtr batch_rejected_lsn = InvalidXLogRecPtr;
+static TransactionId batch_rejected_xid = InvalidTransactionId;
 
 static void
 plugin_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
@@ -555,29 +713,6 @@ set_addr(WalContext *c, const char *addr)
 	c->null_client_addr = (addr[0] == '\0');
 	c->client_addr = c->null_client_addr ? (Datum) 0 :
 		DirectFunctionCall1(inet_in, CStringGetDatum(addr));
-}
-
-/* version 1: every message carries everything (WAL of the first builds) */
-static WalContext *
-parse_message_v1(const char *p, const char *end)
-{
-	WalContext *c = palloc0(sizeof(WalContext));
-
-	c->log_unchanged = (p[1] & WALCTX_LOG_UNCHANGED) != 0;
-	c->has_statement = (p[1] & WALCTX_HAS_STATEMENT) != 0;
-	p += 2;
-	get_bytes(&p, end, &c->backend_pid, 4);
-	get_bytes(&p, end, &c->txid, 8);
-	get_bytes(&p, end, &c->statement_id, 8);
-	get_bytes(&p, end, &c->statement_seq, 4);
-	get_bytes(&p, end, &c->statement_start, 8);
-	set_text(&c->db_user, &c->null_db_user, get_cstr(&p, end));
-	set_text(&c->session_user, &c->null_session_user, get_cstr(&p, end));
-	set_text(&c->actor, &c->null_actor, get_cstr(&p, end));
-	set_addr(c, get_cstr(&p, end));
-	set_text(&c->application_name, &c->null_application_name, get_cstr(&p, end));
-	c->null_context = true;
-	return c;
 }
 
 /*
@@ -664,20 +799,39 @@ plugin_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			   Size message_size, const char *message)
 {
 	MemoryContext old;
-	uint8		version;
+	uint8		mac[WAL_MAC_LEN];
+	Size		body;
 
-	if (!transactional || strcmp(prefix, WAL_MSG_PREFIX) != 0 || message_size < 1)
+	if (strcmp(prefix, WAL_MSG_PREFIX) != 0)
 		return;
-	version = (uint8) message[0];
-	if (version == WAL_MSG_VERSION_1 && message_size < 34)
+
+	/*
+	 * Only what this library wrote: transactional, of the current version,
+	 * and carrying the MAC of its body.  Anything else with our prefix was
+	 * made by someone else (pg_logical_emit_message() is open to every
+	 * role): ignored, so it can neither change the context of the rows
+	 * that follow nor stop the decoder, and counted for the trail.
+	 */
+	body = message_size >= WAL_MAC_LEN ? message_size - WAL_MAC_LEN : 0;
+	if (transactional && body >= 1 && (uint8) message[0] == WAL_MSG_VERSION)
+		wal_message_mac(message, body, mac);
+	if (!transactional || body < 1 || (uint8) message[0] != WAL_MSG_VERSION ||
+		CRYPTO_memcmp(mac, message + body, WAL_MAC_LEN) != 0)
+	{
+		if (batch_rejected++ == 0)
+		{
+			batch_rejected_lsn = message_lsn;
+			batch_rejected_xid = txn ? txn->xid : InvalidTransactionId;
+		}
+		ereport(WARNING,
+				(errmsg("audit_ext wal capture: ignored a message with prefix \"%s\" at %X/%X that audit_ext did not write",
+						prefix, LSN_FORMAT_ARGS(message_lsn)),
+				 errdetail("Transaction %u; a system/CAPTURE_MESSAGE_REJECTED event records it.",
+						   txn ? txn->xid : InvalidTransactionId)));
 		return;
-	if (version != WAL_MSG_VERSION_1 && version != WAL_MSG_VERSION)
-		return;
+	}
 	old = MemoryContextSwitchTo(BatchContext);
-	if (version == WAL_MSG_VERSION_1)
-		cur_context = parse_message_v1(message, message + message_size);
-	else
-		cur_context = parse_message_v2(message, message + message_size, txn);
+	cur_context = parse_message_v2(message, message + body, txn);
 	MemoryContextSwitchTo(old);
 }
 
@@ -1319,6 +1473,35 @@ emit_gap(const char *reason, XLogRecPtr from, XLogRecPtr to, const char *slot)
 }
 
 /*
+ * system/CAPTURE_MESSAGE_REJECTED: messages with audit_ext's prefix that
+ * audit_ext did not write (no valid MAC) were decoded in committed
+ * transactions and ignored: someone tried to pass a context of their own.
+ */
+static void
+emit_rejected(int64 n, XLogRecPtr first_lsn, TransactionId first_xid, const char *slot)
+{
+	AuditEventValues ev;
+	char	   *detail;
+
+	audit_event_init(&ev, "system", "CAPTURE_MESSAGE_REJECTED");
+	ev.values[AC_STATUS] = CStringGetTextDatum("failure");
+	ev.values[AC_EVENT_TIME] = TimestampTzGetDatum(GetCurrentTimestamp());
+	ev.nulls[AC_EVENT_TIME] = false;
+	ev.values[AC_DB_USER] = ev.values[AC_SESSION_USER] = ev.values[AC_ACTOR] =
+		CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+	ev.nulls[AC_DB_USER] = ev.nulls[AC_SESSION_USER] = ev.nulls[AC_ACTOR] = false;
+	ev.values[AC_BACKEND_PID] = Int32GetDatum(MyProcPid);
+	ev.nulls[AC_BACKEND_PID] = false;
+	detail = psprintf("{\"messages\": " INT64_FORMAT ", \"first_lsn\": \"%X/%X\", \"first_xid\": %u, \"slot\": \"%s\"}",
+					  n, LSN_FORMAT_ARGS(first_lsn), first_xid, slot);
+	ev.values[AC_DETAIL] = DirectFunctionCall1(jsonb_in, CStringGetDatum(detail));
+	ev.nulls[AC_DETAIL] = false;
+	ev.values[AC_RISK] = CStringGetTextDatum("critical");
+	ev.nulls[AC_RISK] = false;
+	audit_event_emit(&ev);
+}
+
+/*
  * system/CAPTURE PAUSED or CAPTURE RESUMED (audit_ext.wal_capture_pause):
  * holding capture back is visible in the trail, with where it stood.
  */
@@ -1766,7 +1949,7 @@ audit_wal_worker_main(Datum main_arg)
 		 * lets the WAL go.
 		 */
 		if (!XLogRecPtrIsInvalid(batch_last_end) && batch_last_end > origin_lsn &&
-			(nevents > 0 ||
+			(nevents > 0 || batch_rejected > 0 ||
 			 TimestampDifferenceExceeds(last_origin_write, GetCurrentTimestamp(), 10000)))
 		{
 			ListCell   *lc;
@@ -1778,6 +1961,8 @@ audit_wal_worker_main(Datum main_arg)
 			PushActiveSnapshot(GetTransactionSnapshot());
 			foreach(lc, batch_events)
 				emit_decoded((WalEvent *) lfirst(lc));
+			if (batch_rejected > 0)
+				emit_rejected(batch_rejected, batch_rejected_lsn, batch_rejected_xid, name);
 			/* a commit record without an xid carries no origin: take one */
 			(void) GetTopTransactionId();
 			replorigin_session_origin_lsn = batch_last_end;
@@ -1788,6 +1973,7 @@ audit_wal_worker_main(Datum main_arg)
 			set_in_logical_decoding(true);
 			origin_lsn = batch_last_end;
 			last_origin_write = GetCurrentTimestamp();
+			batch_rejected = 0;
 			/* only now may the slot move, and never past the origin */
 			LogicalConfirmReceivedLocation(origin_lsn);
 		}

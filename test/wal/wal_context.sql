@@ -10,12 +10,11 @@
 -- set inside a savepoint rolled back and set again, an exception block; a
 -- statement whose text repeats, a prepared statement, a SECURITY DEFINER
 -- function.  A twin table in trigger mode gets the same statements; every
--- fact of every event must be the same, the context included.  Last, a
--- message of the first format (version 1, WAL written before an update) is
--- still decoded.
+-- fact of every event must be the same, the context included.  Last,
+-- messages with audit_ext's prefix that audit_ext did not write are ignored.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(8);
+SELECT plan(10);
 
 CREATE TABLE wc_t (id int PRIMARY KEY, v text, n int);
 CREATE TABLE wc_w (LIKE wc_t INCLUDING ALL);
@@ -188,30 +187,40 @@ SELECT is((SELECT string_agg(db_user, ',' ORDER BY k) FROM wc_cmp WHERE table_na
 SELECT is((SELECT count(*) FROM wc_cmp WHERE table_name = 'wc_w' AND (record_id = '{"id": 2}' OR new_data ->> 'v' IN ('never', 'c2'))),
           0::bigint, 'nothing of what the savepoints and the exception block rolled back');
 
--- a message of version 1 (before 1.6's delta messages) in WAL written by an
--- older build: still decoded.  A replica-role session fires no statement
--- trigger, so the change follows the hand-made message.
+-- Forged messages.  pg_logical_emit_message() is open to every role: an
+-- ordinary one puts messages with audit_ext's prefix into its own
+-- transaction from a function called inside an audited statement (after the
+-- statement's own message, before the row's change): one in the first
+-- message format claiming other users (accepted before messages were
+-- authenticated) and a malformed one (it stopped the decoder then).  Both are
+-- ignored: the rows keep their true facts, capture goes on, and the trail
+-- records the attempt (src/wal_capture.c, "Message authentication").
+CREATE FUNCTION wc_forge(msg bytea) RETURNS text LANGUAGE sql
+    AS $f$ SELECT pg_logical_emit_message(true, 'audit_ext', msg)::text $f$;
+INSERT INTO wc_w VALUES (90, 'f0', 0), (91, 'f0', 0);
+SET ROLE wc_writer;
 BEGIN;
-SET LOCAL session_replication_role = replica;
-SELECT pg_logical_emit_message(true, 'audit_ext',
-    decode('0100' || '34120000' || repeat('00', 16) || '07000000'
-           -- the statement start, now, as int64 microseconds since 2000 in the
-           -- machine's (little-endian) byte order
-           || (SELECT string_agg(substr(h, 15 - 2 * i, 2), '' ORDER BY i)
-                 FROM (SELECT encode(int8send(((extract(epoch FROM now()) - 946684800) * 1000000)::int8), 'hex') AS h) x,
-                      generate_series(0, 7) i), 'hex')
+UPDATE wc_w SET v = wc_forge(
+    decode('0100' || '34120000' || repeat('00', 16) || '07000000' || repeat('00', 8), 'hex')
     || convert_to('v1user', 'UTF8') || '\x00'::bytea || convert_to('v1session', 'UTF8') || '\x00'::bytea
     || convert_to('v1actor', 'UTF8') || '\x00'::bytea || '\x00'::bytea
-    || convert_to('v1app', 'UTF8') || '\x00'::bytea) IS NOT NULL AS emitted;
-INSERT INTO wc_w VALUES (90, 'v1', 0);
+    || convert_to('v1app', 'UTF8') || '\x00'::bytea) WHERE id = 90;
+UPDATE wc_w SET v = wc_forge('\x02ff00'::bytea) WHERE id = 91;
 COMMIT;
+RESET ROLE;
 SELECT audit.wait_for_capture('60 s');
-SELECT is((SELECT e.db_user || '/' || e.session_user || '/' || e.actor || '/' || e.application_name || '/' || e.backend_pid
-                  || '/' || e.statement_seq || '/' || (e.context IS NULL) || '/' || (e.client_addr IS NULL)
-                  || '/' || (e.statement_id IS NULL) || '/' || (e.event_time > now() - interval '1 hour')
-             FROM audit.event e WHERE table_name = 'wc_w' AND record_id = '{"id": 90}'),
-          'v1user/v1session/v1actor/v1app/4660/7/true/true/true/true',
-          'a version 1 context message is still decoded');
+SELECT is((SELECT string_agg(e.db_user || '/' || e.session_user || '/' || coalesce(e.actor, '-') || '/' || e.application_name,
+                             ',' ORDER BY e.record_id ->> 'id')
+             FROM audit.event e WHERE table_name = 'wc_w' AND action = 'UPDATE' AND record_id ->> 'id' IN ('90', '91')),
+          'wc_writer/' || session_user || '/alice/wc-app,wc_writer/' || session_user || '/alice/wc-app',
+          'forged messages change no fact of the rows that follow them');
+SELECT is((SELECT (e.detail ->> 'messages') || '/' || e.risk || '/' || e.status FROM audit.event e
+            WHERE e.class = 'system' AND e.action = 'CAPTURE_MESSAGE_REJECTED' AND e.id > (SELECT id FROM wc_mark)),
+          '2/critical/failure', 'the two forged messages are one system/CAPTURE_MESSAGE_REJECTED event');
+INSERT INTO wc_w VALUES (92, 'after', 0);
+SELECT audit.wait_for_capture('60 s');
+SELECT is((SELECT count(*) FROM audit.event WHERE table_name = 'wc_w' AND record_id = '{"id": 92}'),
+          1::bigint, 'capture goes on after them');
 
 SELECT * FROM finish();
 RESET audit_ext.actor;
@@ -221,5 +230,6 @@ SELECT audit.disable('wc_w');
 DROP VIEW wc_cmp;
 DROP TABLE wc_t, wc_w, wc_mark;
 DROP FUNCTION wc_bump(text);
+DROP FUNCTION wc_forge(bytea);
 DROP OWNED BY wc_writer, wc_owner;
 DROP ROLE wc_writer, wc_owner;
