@@ -1424,6 +1424,27 @@ lsn_text(XLogRecPtr lsn)
 	return CStringGetTextDatum(psprintf("%X/%X", LSN_FORMAT_ARGS(lsn)));
 }
 
+/*
+ * A system event of the capture worker itself: now, by the worker's role and
+ * process (the detail is the caller's).
+ */
+static void
+worker_event_init(AuditEventValues *ev, const char *action, const char *status, const char *risk)
+{
+	audit_event_init(ev, "system", action);
+	if (status)
+		ev->values[AC_STATUS] = CStringGetTextDatum(status);
+	ev->values[AC_EVENT_TIME] = TimestampTzGetDatum(GetCurrentTimestamp());
+	ev->nulls[AC_EVENT_TIME] = false;
+	ev->values[AC_DB_USER] = ev->values[AC_SESSION_USER] = ev->values[AC_ACTOR] =
+		CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+	ev->nulls[AC_DB_USER] = ev->nulls[AC_SESSION_USER] = ev->nulls[AC_ACTOR] = false;
+	ev->values[AC_BACKEND_PID] = Int32GetDatum(MyProcPid);
+	ev->nulls[AC_BACKEND_PID] = false;
+	ev->values[AC_RISK] = CStringGetTextDatum(risk);
+	ev->nulls[AC_RISK] = false;
+}
+
 /* A system/CAPTURE_GAP event: WAL between from and to was not captured. */
 static void
 emit_gap(const char *reason, XLogRecPtr from, XLogRecPtr to, const char *slot)
@@ -1440,15 +1461,7 @@ emit_gap(const char *reason, XLogRecPtr from, XLogRecPtr to, const char *slot)
 	vals[2] = lsn_text(to);
 	vals[3] = CStringGetTextDatum(slot);
 	vals[4] = CStringGetTextDatum("critical");
-	audit_event_init(&ev, "system", "CAPTURE_GAP");
-	ev.values[AC_STATUS] = CStringGetTextDatum("failure");
-	ev.values[AC_EVENT_TIME] = TimestampTzGetDatum(GetCurrentTimestamp());
-	ev.nulls[AC_EVENT_TIME] = false;
-	ev.values[AC_DB_USER] = ev.values[AC_SESSION_USER] = ev.values[AC_ACTOR] =
-		CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
-	ev.nulls[AC_DB_USER] = ev.nulls[AC_SESSION_USER] = ev.nulls[AC_ACTOR] = false;
-	ev.values[AC_BACKEND_PID] = Int32GetDatum(MyProcPid);
-	ev.nulls[AC_BACKEND_PID] = false;
+	worker_event_init(&ev, "CAPTURE_GAP", "failure", "critical");
 	(void) pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	for (int i = 0; i < 5; i++)
 	{
@@ -1463,8 +1476,6 @@ emit_gap(const char *reason, XLogRecPtr from, XLogRecPtr to, const char *slot)
 	}
 	ev.values[AC_DETAIL] = JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)));
 	ev.nulls[AC_DETAIL] = false;
-	ev.values[AC_RISK] = CStringGetTextDatum("critical");
-	ev.nulls[AC_RISK] = false;
 	audit_event_emit(&ev);
 	ereport(WARNING,
 			(errmsg("audit_ext wal capture: changes between %X/%X and %X/%X were not captured (%s)",
@@ -1483,21 +1494,11 @@ emit_rejected(int64 n, XLogRecPtr first_lsn, TransactionId first_xid, const char
 	AuditEventValues ev;
 	char	   *detail;
 
-	audit_event_init(&ev, "system", "CAPTURE_MESSAGE_REJECTED");
-	ev.values[AC_STATUS] = CStringGetTextDatum("failure");
-	ev.values[AC_EVENT_TIME] = TimestampTzGetDatum(GetCurrentTimestamp());
-	ev.nulls[AC_EVENT_TIME] = false;
-	ev.values[AC_DB_USER] = ev.values[AC_SESSION_USER] = ev.values[AC_ACTOR] =
-		CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
-	ev.nulls[AC_DB_USER] = ev.nulls[AC_SESSION_USER] = ev.nulls[AC_ACTOR] = false;
-	ev.values[AC_BACKEND_PID] = Int32GetDatum(MyProcPid);
-	ev.nulls[AC_BACKEND_PID] = false;
+	worker_event_init(&ev, "CAPTURE_MESSAGE_REJECTED", "failure", "critical");
 	detail = psprintf("{\"messages\": " INT64_FORMAT ", \"first_lsn\": \"%X/%X\", \"first_xid\": %u, \"slot\": \"%s\"}",
 					  n, LSN_FORMAT_ARGS(first_lsn), first_xid, slot);
 	ev.values[AC_DETAIL] = DirectFunctionCall1(jsonb_in, CStringGetDatum(detail));
 	ev.nulls[AC_DETAIL] = false;
-	ev.values[AC_RISK] = CStringGetTextDatum("critical");
-	ev.nulls[AC_RISK] = false;
 	audit_event_emit(&ev);
 }
 
@@ -1511,20 +1512,11 @@ emit_pause(bool paused, XLogRecPtr done, const char *slot)
 	AuditEventValues ev;
 	char	   *detail;
 
-	audit_event_init(&ev, "system", paused ? "CAPTURE PAUSED" : "CAPTURE RESUMED");
-	ev.values[AC_EVENT_TIME] = TimestampTzGetDatum(GetCurrentTimestamp());
-	ev.nulls[AC_EVENT_TIME] = false;
-	ev.values[AC_DB_USER] = ev.values[AC_SESSION_USER] = ev.values[AC_ACTOR] =
-		CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
-	ev.nulls[AC_DB_USER] = ev.nulls[AC_SESSION_USER] = ev.nulls[AC_ACTOR] = false;
-	ev.values[AC_BACKEND_PID] = Int32GetDatum(MyProcPid);
-	ev.nulls[AC_BACKEND_PID] = false;
+	worker_event_init(&ev, paused ? "CAPTURE PAUSED" : "CAPTURE RESUMED", NULL, paused ? "high" : "low");
 	detail = psprintf("{\"setting\": \"audit_ext.wal_capture_pause\", \"slot\": \"%s\", \"done_lsn\": \"%X/%X\"}",
 					  slot, LSN_FORMAT_ARGS(done));
 	ev.values[AC_DETAIL] = DirectFunctionCall1(jsonb_in, CStringGetDatum(detail));
 	ev.nulls[AC_DETAIL] = false;
-	ev.values[AC_RISK] = CStringGetTextDatum(paused ? "high" : "low");
-	ev.nulls[AC_RISK] = false;
 	audit_event_emit(&ev);
 	ereport(LOG,
 			(errmsg("audit_ext wal capture %s at %X/%X (audit_ext.wal_capture_pause)",
