@@ -325,14 +325,13 @@ audit_denied_prepare_utility(Node *stmt)
 	{
 		Oid			relid = RangeVarGetRelid(lfirst_node(RangeVar, lc), NoLock, true);
 		DeniedTable t;
-		bool		clone;
+		bool		clone = false;
 		int			sensitivity = 0;
 
 		if (!OidIsValid(relid) ||
 			pg_class_aclcheck(relid, GetUserId(), mode) == ACLCHECK_OK ||
-			!audit_has_own_trigger(relid))
+			!has_row_trigger(relid, &clone, &sensitivity) || clone)
 			continue;
-		(void) has_row_trigger(relid, &clone, &sensitivity);
 		/* its own trigger: recorded under its own names */
 		if (audited_names(relid, false, &t))
 		{

@@ -223,12 +223,9 @@ wal_slot_name(Oid dboid, char *buf)
  */
 
 /*
- * Message layout, version 1 (the first WAL-mode builds; still decoded, for
- * WAL written before an update): version byte, flags byte, int32
- * backend_pid, int64 txid, int64 statement_id (flag WALCTX_HAS_STATEMENT:
- * present), int32 statement_seq, int64 statement start, then NUL-terminated
- * strings: db_user, session_user, actor, client_addr, application_name
- * ("" = NULL).  Every message carried all of it.
+ * Message layout.  Version 1 (the first WAL-mode builds, never released)
+ * carried everything in every message and no MAC; it is not decoded any
+ * more (see "Message authentication" below).
  *
  * Version 2 (issue 22, section 2): only what changed since the previous
  * message of the same transaction.  version byte, flags byte, a byte of
@@ -241,8 +238,9 @@ wal_slot_name(Oid dboid, char *buf)
  * strings ("" = NULL), the context as int32 length (0 = none) and the bytes
  * of its jsonb.  The decoder (plugin_message) starts each transaction with
  * no context and applies the messages in the order of the transaction's
- * changes, so a field that is not present is the previous message's.  A
- * pgbench transaction writes one full message (~70 bytes) and two of 23.
+ * changes, so a field that is not present is the previous message's.  Every
+ * message ends with its MAC (WAL_MAC_LEN bytes).  A pgbench transaction
+ * writes one full message (~70 bytes before the MAC) and two of 23.
  *
  * Why per transaction and not per session: transactions are decoded in
  * commit order and one at a time (a transaction that aborts is never seen),
@@ -801,6 +799,7 @@ plugin_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	MemoryContext old;
 	uint8		mac[WAL_MAC_LEN];
 	Size		body;
+	bool		authentic = false;
 
 	if (strcmp(prefix, WAL_MSG_PREFIX) != 0)
 		return;
@@ -814,9 +813,11 @@ plugin_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	 */
 	body = message_size >= WAL_MAC_LEN ? message_size - WAL_MAC_LEN : 0;
 	if (transactional && body >= 1 && (uint8) message[0] == WAL_MSG_VERSION)
+	{
 		wal_message_mac(message, body, mac);
-	if (!transactional || body < 1 || (uint8) message[0] != WAL_MSG_VERSION ||
-		CRYPTO_memcmp(mac, message + body, WAL_MAC_LEN) != 0)
+		authentic = CRYPTO_memcmp(mac, message + body, WAL_MAC_LEN) == 0;
+	}
+	if (!authentic)
 	{
 		if (batch_rejected++ == 0)
 		{
