@@ -56,7 +56,10 @@ SELECT audit.set_context(extra => '[1, 2]');
 SELECT audit.set_context(extra => jsonb_build_object('blob', repeat('x', 2000)));
 SET audit_ext.context = '[1]';
 SET audit_ext.context = '{"client_ip": "nowhere"}';
+-- (SQLSTATE only: PostgreSQL 17 writes the range with its unit, "64 B .. 1024 B")
+\set VERBOSITY sqlstate
 SET audit_ext.max_context_bytes = 10;
+\set VERBOSITY default
 
 -- risk: the defaults (docs/reading.md, "Risk levels")
 SELECT :mark AS mark2 \gset

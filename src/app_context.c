@@ -108,6 +108,33 @@ valid_inet_text(const char *s)
 }
 
 /*
+ * A check hook's new value and extra belong to guc.c, which frees them: with
+ * free() up to 15, with pfree() (they live in its own memory context) from
+ * 16 on.  Memory from the wrong allocator crashed 17 at the first rollback
+ * of a transaction that had set a context ("pfree called with invalid
+ * pointer").
+ */
+static void *
+context_guc_malloc(size_t size)
+{
+#if PG_VERSION_NUM >= 160000
+	return guc_malloc(LOG, size);
+#else
+	return malloc(size);
+#endif
+}
+
+static void
+context_guc_free(void *ptr)
+{
+#if PG_VERSION_NUM >= 160000
+	guc_free(ptr);
+#else
+	free(ptr);
+#endif
+}
+
+/*
  * audit_ext.context: '' (none) or a JSON object of at most
  * audit_ext.max_context_bytes bytes, client_ip (if present) a string that
  * is an address.  The value is replaced by jsonb's canonical text.
@@ -155,7 +182,7 @@ audit_check_context(char **newval, void **extra, GucSource source)
 	}
 	else
 	{
-		copy = malloc(VARSIZE(j));
+		copy = context_guc_malloc(VARSIZE(j));
 		if (copy == NULL)
 			return false;
 		memcpy(copy, j, VARSIZE(j));
@@ -163,11 +190,12 @@ audit_check_context(char **newval, void **extra, GucSource source)
 	}
 	if (strcmp(canon, *newval) != 0)
 	{
-		char	   *v = strdup(canon);
+		char	   *v = context_guc_malloc(strlen(canon) + 1);
 
 		if (v == NULL)
 			return false;
-		free(*newval);
+		strcpy(v, canon);
+		context_guc_free(*newval);
 		*newval = v;
 	}
 	return true;

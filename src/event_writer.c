@@ -33,6 +33,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
 #include "catalog/pg_inherits.h"
@@ -387,6 +388,17 @@ audit_event_emit(AuditEventValues *ev)
 	if (ev->nulls[AC_RISK] && event_table.attno[AC_RISK] >= 0)
 		audit_event_set_risk(ev, 0);
 
+	/*
+	 * The transaction gets its id before the event does, so that any
+	 * snapshot taken once the event id exists lists the transaction as
+	 * running until it ends: audit.evaluate_alerts() goes past ids it cannot
+	 * see yet only for the transactions it was told are running.  A worker
+	 * numbers a batch of events before its first write; without this, a
+	 * round in between passed them for good and their alerts never fired.
+	 * A backend's data event has one already (the row it describes).
+	 */
+	if (!RecoveryInProgress() && !IsInParallelMode())
+		(void) GetTopTransactionId();
 	if (event_table.attno[AC_HASH] >= 0)
 		audit_chain_before_id();	/* checkpoint rounds must wait for this id */
 	ev->values[AC_ID] = Int64GetDatum(nextval_internal(event_table.seqid, false));

@@ -433,9 +433,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     st        audit.alert_state;
-    xips      xid8[] := ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot()));
+    xips      xid8[];
+    run_ids   bigint[];
+    run_lo    bigint[];
     still     jsonb := '{}';
+    still_ids bigint[];
+    still_lo  bigint[];
     done_xids bigint[] := '{}';
+    done_lo32 bigint[];
     done_lo   bigint;
     hi        bigint;
     new_hi    bigint;
@@ -475,6 +480,18 @@ BEGIN
         RETURN -1;
     END IF;
 
+    -- At most 10,000 new events a round (the rest next round, in id order).
+    -- The transactions running are read in the same statement, so from the
+    -- same snapshot as the events: an id up to new_hi that it does not show
+    -- belongs to one of them, since every writer has its transaction id
+    -- before it numbers an event (src/event_writer.c).  Read in statements of
+    -- their own, a transaction could start, number an event and stay open
+    -- between the two, and the round passed its event for good.
+    SELECT max(x.id), count(*), ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot()))
+      INTO new_hi, n_cand, xips
+      FROM (SELECT e.id FROM audit.event e WHERE e.id > hi ORDER BY e.id LIMIT 10000) x;
+    new_hi := greatest(hi, new_hi);
+
     FOR p IN SELECT k.key, k.value FROM jsonb_each_text(st.pending) k LOOP
         IF p.key::xid8 = ANY (xips) THEN
             still := still || jsonb_build_object(p.key, p.value::bigint);
@@ -483,15 +500,23 @@ BEGIN
             done_lo := least(done_lo, p.value::bigint);
         END IF;
     END LOOP;
+    -- The transactions an event waits for: its own (txid) and the one that
+    -- wrote it (xmin: a worker's, for the events it writes on others'
+    -- behalf; xmin is 32 bits, compared with the low half of a
+    -- transaction id).  An event is evaluated once neither is running,
+    -- whichever ends last.
+    run_ids := ARRAY(SELECT x::text::bigint FROM unnest(xips) x);
+    run_lo := ARRAY(SELECT x::text::bigint & 4294967295 FROM unnest(xips) x);
+    still_ids := ARRAY(SELECT k::bigint FROM jsonb_object_keys(still) k) || run_ids;
+    still_lo := ARRAY(SELECT k::bigint & 4294967295 FROM jsonb_object_keys(still) k) || run_lo;
+    done_lo32 := ARRAY(SELECT x & 4294967295 FROM unnest(done_xids) x);
 
-    -- at most 10,000 new events a round (the rest next round, in id order)
-    SELECT max(x.id), count(*) INTO new_hi, n_cand
-      FROM (SELECT e.id FROM audit.event e WHERE e.id > hi ORDER BY e.id LIMIT 10000) x;
-    new_hi := greatest(hi, new_hi);
     -- only events some enabled rule could match (class, action, rows) are
     -- read whole: most events (e.g. small reads) stop at this semi-join
     cand := ARRAY(SELECT e FROM audit.event e
                    WHERE e.id > hi AND e.id <= new_hi
+                     AND NOT (coalesce(e.txid = ANY (run_ids), false)
+                              OR e.xmin::text::bigint = ANY (run_lo))
                      AND EXISTS (SELECT 1 FROM audit.alert_rules r
                                      WHERE r.enabled AND r.class = e.class
                                        AND (r.action IS NULL OR r.action = e.action)
@@ -499,7 +524,10 @@ BEGIN
                    ORDER BY e.id);
     IF cardinality(done_xids) > 0 THEN
         cand := cand || ARRAY(SELECT e FROM audit.event e
-                               WHERE e.id > done_lo AND e.id <= hi AND e.txid = ANY (done_xids)
+                               WHERE e.id > done_lo AND e.id <= hi
+                                 AND (e.txid = ANY (done_xids) OR e.xmin::text::bigint = ANY (done_lo32))
+                                 AND NOT (coalesce(e.txid = ANY (still_ids), false)
+                                          OR e.xmin::text::bigint = ANY (still_lo))
                                  AND EXISTS (SELECT 1 FROM audit.alert_rules r
                                      WHERE r.enabled AND r.class = e.class
                                        AND (r.action IS NULL OR r.action = e.action)

@@ -7802,4 +7802,173 @@ $$;
 COMMENT ON FUNCTION audit.report_integrity(timestamptz, timestamptz) IS
     'Internal: the integrity section of a report (the recorded verifications, the events newer than them walked now and the period''s older rows checked for rewrites; without a record audit.verify() of the period; chain heads of the last checkpoint round)';
 
+CREATE OR REPLACE FUNCTION audit.evaluate_alerts()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st        audit.alert_state;
+    xips      xid8[];
+    run_ids   bigint[];
+    run_lo    bigint[];
+    still     jsonb := '{}';
+    still_ids bigint[];
+    still_lo  bigint[];
+    done_xids bigint[] := '{}';
+    done_lo32 bigint[];
+    done_lo   bigint;
+    hi        bigint;
+    new_hi    bigint;
+    n_cand    bigint;
+    fired     integer := 0;
+    cand      audit.event[];
+    rr        audit.alert_rules;
+    g         record;
+    w         record;
+    a         audit.alerts;
+    p         record;
+BEGIN
+    -- one round at a time; an advisory lock rather than FOR UPDATE, which
+    -- would cost a transaction id and WAL every round
+    IF NOT pg_try_advisory_xact_lock(hashtext('audit_ext'), hashtext('evaluate_alerts')) THEN
+        RETURN 0;
+    END IF;
+    SELECT * INTO st FROM audit.alert_state;
+    IF NOT FOUND THEN
+        INSERT INTO audit.alert_state DEFAULT VALUES RETURNING * INTO st;
+    END IF;
+    hi := st.high_watermark;
+    IF hi IS NULL THEN
+        -- first round: events older than the extension's alert state (a
+        -- restored trail) are history, not news
+        hi := coalesce((SELECT e.id FROM audit.event e WHERE e.event_time < st.started_at
+                         ORDER BY e.id DESC LIMIT 1), 0);
+    END IF;
+
+    IF NOT EXISTS (SELECT 1 FROM audit.alert_rules WHERE enabled) THEN
+        -- nothing to evaluate: move on, so that enabling a rule later does
+        -- not fire on the past
+        new_hi := greatest(hi, (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM audit.event_id_seq));
+        IF st.high_watermark IS DISTINCT FROM new_hi OR st.pending <> '{}' THEN
+            UPDATE audit.alert_state SET high_watermark = new_hi, pending = '{}', evaluated_at = now();
+        END IF;
+        RETURN -1;
+    END IF;
+
+    -- At most 10,000 new events a round (the rest next round, in id order).
+    -- The transactions running are read in the same statement, so from the
+    -- same snapshot as the events: an id up to new_hi that it does not show
+    -- belongs to one of them, since every writer has its transaction id
+    -- before it numbers an event (src/event_writer.c).  Read in statements of
+    -- their own, a transaction could start, number an event and stay open
+    -- between the two, and the round passed its event for good.
+    SELECT max(x.id), count(*), ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot()))
+      INTO new_hi, n_cand, xips
+      FROM (SELECT e.id FROM audit.event e WHERE e.id > hi ORDER BY e.id LIMIT 10000) x;
+    new_hi := greatest(hi, new_hi);
+
+    FOR p IN SELECT k.key, k.value FROM jsonb_each_text(st.pending) k LOOP
+        IF p.key::xid8 = ANY (xips) THEN
+            still := still || jsonb_build_object(p.key, p.value::bigint);
+        ELSE
+            done_xids := done_xids || p.key::bigint;
+            done_lo := least(done_lo, p.value::bigint);
+        END IF;
+    END LOOP;
+    -- The transactions an event waits for: its own (txid) and the one that
+    -- wrote it (xmin: a worker's, for the events it writes on others'
+    -- behalf; xmin is 32 bits, compared with the low half of a
+    -- transaction id).  An event is evaluated once neither is running,
+    -- whichever ends last.
+    run_ids := ARRAY(SELECT x::text::bigint FROM unnest(xips) x);
+    run_lo := ARRAY(SELECT x::text::bigint & 4294967295 FROM unnest(xips) x);
+    still_ids := ARRAY(SELECT k::bigint FROM jsonb_object_keys(still) k) || run_ids;
+    still_lo := ARRAY(SELECT k::bigint & 4294967295 FROM jsonb_object_keys(still) k) || run_lo;
+    done_lo32 := ARRAY(SELECT x & 4294967295 FROM unnest(done_xids) x);
+
+    -- only events some enabled rule could match (class, action, rows) are
+    -- read whole: most events (e.g. small reads) stop at this semi-join
+    cand := ARRAY(SELECT e FROM audit.event e
+                   WHERE e.id > hi AND e.id <= new_hi
+                     AND NOT (coalesce(e.txid = ANY (run_ids), false)
+                              OR e.xmin::text::bigint = ANY (run_lo))
+                     AND EXISTS (SELECT 1 FROM audit.alert_rules r
+                                     WHERE r.enabled AND r.class = e.class
+                                       AND (r.action IS NULL OR r.action = e.action)
+                                       AND (r.min_rows IS NULL OR r.min_rows <= audit.event_rows(e.detail)))
+                   ORDER BY e.id);
+    IF cardinality(done_xids) > 0 THEN
+        cand := cand || ARRAY(SELECT e FROM audit.event e
+                               WHERE e.id > done_lo AND e.id <= hi
+                                 AND (e.txid = ANY (done_xids) OR e.xmin::text::bigint = ANY (done_lo32))
+                                 AND NOT (coalesce(e.txid = ANY (still_ids), false)
+                                          OR e.xmin::text::bigint = ANY (still_lo))
+                                 AND EXISTS (SELECT 1 FROM audit.alert_rules r
+                                     WHERE r.enabled AND r.class = e.class
+                                       AND (r.action IS NULL OR r.action = e.action)
+                                       AND (r.min_rows IS NULL OR r.min_rows <= audit.event_rows(e.detail))));
+    END IF;
+
+    IF cardinality(cand) > 0 THEN
+        FOR g IN
+            SELECT r.name, audit.alert_key(r.group_by, c) AS key,
+                   count(*) AS n, min(c.id) AS first_id, max(c.id) AS last_id,
+                   min(c.event_time) AS first_time, max(c.event_time) AS last_time
+              FROM unnest(cand) c
+              JOIN audit.alert_rules r ON r.enabled AND r.class = c.class
+             WHERE audit.alert_matches(r, c)
+             -- without threshold and cooldown, every event is an alert of its own
+             GROUP BY r.name, 2, CASE WHEN r.threshold = 1 AND r.cooldown = interval '0' THEN c.id END
+             ORDER BY min(c.id)
+        LOOP
+            SELECT * INTO rr FROM audit.alert_rules r WHERE r.name = g.name;
+            -- one rule and key fire at most once per cooldown
+            CONTINUE WHEN rr.cooldown > interval '0'
+                      AND EXISTS (SELECT 1 FROM audit.alerts x
+                                   WHERE x.rule = rr.name AND x.key = g.key
+                                     AND x.fired_at > now() - rr.cooldown);
+            IF rr.threshold > 1 THEN
+                -- matching events of this key in the window ending at the newest one
+                SELECT count(*) AS n, min(e.id) AS first_id, max(e.id) AS last_id,
+                       min(e.event_time) AS first_time, max(e.event_time) AS last_time
+                  INTO w
+                  FROM audit.event e
+                 WHERE e.class = rr.class
+                   AND e.event_time > g.last_time - rr.within AND e.event_time <= g.last_time
+                   AND audit.alert_matches(rr, e)
+                   AND audit.alert_key(rr.group_by, e) = g.key;
+                CONTINUE WHEN w.n < rr.threshold;
+            ELSE
+                w := g;
+            END IF;
+            INSERT INTO audit.alerts (rule, severity, key, count, first_event_id, last_event_id,
+                                      first_event_time, last_event_time, channel)
+            VALUES (rr.name, rr.severity, g.key, w.n, w.first_id, w.last_id,
+                    w.first_time, w.last_time, rr.channel)
+            RETURNING * INTO a;
+            -- Anyone may LISTEN (PostgreSQL has no privilege for it): the
+            -- payload names the alert, never its key or events, and is
+            -- signed so that listeners can tell it from a forged NOTIFY.
+            PERFORM pg_notify(a.channel, audit.alert_payload(a));
+            fired := fired + 1;
+        END LOOP;
+    END IF;
+
+    -- transactions in progress now: their events may still appear above
+    -- the old watermark (or above their own start when already pending)
+    SELECT still || coalesce(jsonb_object_agg(x::text, hi), '{}') INTO still
+      FROM unnest(xips) x
+     WHERE NOT still ? x::text;
+    IF n_cand > 0 OR fired > 0 OR st.high_watermark IS DISTINCT FROM new_hi OR st.pending <> still THEN
+        UPDATE audit.alert_state
+           SET high_watermark = new_hi, pending = still, evaluated_at = now(),
+               events_evaluated = events_evaluated + n_cand, alerts_fired = alerts_fired + fired;
+    END IF;
+    RETURN fired;
+END
+$$;
+COMMENT ON FUNCTION audit.evaluate_alerts() IS
+    'Internal (background worker): evaluate the enabled alert rules over the events committed since the last round, store and NOTIFY the alerts; -1 when no rule is enabled';
+
 -- end merged

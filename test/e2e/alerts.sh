@@ -4,7 +4,8 @@
 # received by a real LISTENing connection (docs/examples/audit_listen);
 # cooldown; a 1,500-row SELECT of a read-audited table fires mass_export;
 # acknowledgement; only audit roles read alerts; a transaction that commits
-# after later ones still has its events evaluated; rules survive a restart.
+# after later ones still has its events evaluated, and so has an event a
+# writer numbered before a round and wrote after it; rules survive a restart.
 source "$(dirname "$0")/tap.inc"
 source "$(dirname "$0")/../../scripts/pgenv.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -247,6 +248,30 @@ is "$(q -d postgres -c "SELECT bool_and(a.first_event_id < b.first_event_id) FRO
    "t" "(its event id is the lower one)"
 # Data events wake no one: the worker looks every audit_ext.alert_interval.
 echo "# commit -> alert stored (data event): $(q -d postgres -c "SELECT round(extract(epoch FROM a.fired_at - e.event_time) * 1000) FROM audit.alerts a JOIN audit.event e ON e.id = a.last_event_id WHERE a.key = 'fast'") ms (includes the statement itself)"
+
+# A writer numbers its events before its transaction has an id a snapshot
+# would list (the worker: a failed login's event, numbered, then written at
+# its commit).  Held there (its partition locked against writes), a later
+# event committed and a round made meanwhile: the round must not pass the
+# held id, or its alert never fires (it did not: the round read up to the
+# newest visible id).
+q -d postgres -c "SELECT audit.create_alert_rule(name => 'held_login_failed', class => 'auth', action => 'LOGIN_FAILED', cooldown => '0')" >/dev/null
+evaluated
+sess_open locker -d postgres
+sess_run locker "BEGIN; LOCK TABLE audit.event_auth IN SHARE MODE;"
+# (an unknown role over the socket: its own key for failed_logins, no address)
+psql -X -q "host=$DIR port=$PORT dbname=postgres user=regress_no_such_role application_name=e2e_held" -c "SELECT 1" >/dev/null 2>&1
+wait_for "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'audit_ext worker' AND wait_event_type = 'Lock')" 30
+held=$?
+q -d postgres -c "DELETE FROM payments WHERE id = 3" >/dev/null
+q -d postgres -c "SELECT audit.evaluate_alerts()" >/dev/null
+is "$held|$(q -d postgres -c "SELECT count(*) FROM audit.event WHERE application_name = 'e2e_held'")|$(q -d postgres -c "SELECT count(*) FROM audit.alerts WHERE rule = 'held_login_failed'")" \
+   "0|0|0" "the worker's failed-login event is numbered and held (its partition locked); a later delete committed and a round ran"
+sess_run locker "COMMIT;"
+sess_close locker
+wait_for "SELECT count(*) = 1 FROM audit.alerts a JOIN audit.event e ON e.id = a.first_event_id WHERE a.rule = 'held_login_failed' AND e.application_name = 'e2e_held'" 60
+is "$?" "0" "once written, the held event fires its alert (the round did not pass it)"
+q -d postgres -c "SELECT audit.drop_alert_rule('held_login_failed')" >/dev/null
 
 # Privilege escalation (shipped rule) and a rule on another channel.
 listen "$DIR/priv.txt" privilege_alerts

@@ -18,7 +18,7 @@ rm -rf "$DIR"
 trap 'finish_clusters "$DIR"' EXIT
 watch_log "$DIR/server.log"
 pg_start "$DIR" "$PORT" "audit_ext.database = 'postgres'" "audit_ext.maintenance_interval = 3600" \
-    "audit_ext.alert_interval = 1" \
+    "audit_ext.alert_interval = 10" \
     || { echo "not ok - could not start a cluster in $DIR"; exit 1; }
 
 sqlstate() {   # psql args: the SQLSTATE of the error, or "ok"

@@ -25,7 +25,7 @@ if grep -q '^output_plugin_libraries' <<<"$(cd / && runuser -u postgres -- "$PGB
 fi
 pg_start "$DIR" "$PORT" "wal_level = logical" "max_replication_slots = 4" \
     "max_slot_wal_keep_size = '32MB'" "wal_keep_size = 0" "min_wal_size = '32MB'" "max_wal_size = '64MB'" \
-    "audit_ext.wal_naptime = 50" "audit_ext.alert_interval = 1" "${extra[@]}" \
+    "audit_ext.wal_naptime = 50" "audit_ext.alert_interval = 10" "${extra[@]}" \
     || { echo "not ok - could not start a cluster in $DIR"; exit 1; }
 
 q -d postgres >/dev/null <<'SQL'
