@@ -168,8 +168,8 @@ typedef struct AuditDecodedRow
 
 extern bool audit_trigger_is_wal(Trigger *tg);
 extern bool audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
-								  HeapTuple newtup, bool log_unchanged,
-								  AuditDecodedRow *out);
+								  HeapTuple newtup, bool old_is_key,
+								  bool log_unchanged, AuditDecodedRow *out);
 extern void audit_capture_decoded_names(Relation rel, Trigger *tg,
 										Datum *schema_name, Datum *table_name);
 

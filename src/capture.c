@@ -977,13 +977,31 @@ audit_trigger_is_wal(Trigger *tg)
  * its audit trigger as they were then (a column added later is not there
  * yet).  oldtup is NULL for INSERT, newtup for DELETE; an UPDATE without an
  * old tuple (replica identity no longer FULL) records the new row whole.
+ * old_is_key: oldtup holds only the replica identity's key columns (the
+ * table's replica identity was not FULL at the change), the others NULL:
+ * never recorded as the old row (it would claim the row held NULLs), only
+ * its key as the record id.  A DELETE with neither (replica identity
+ * NOTHING, or DEFAULT without a key) has no values at all, but is still an
+ * event: the caller records that the old row is not in the WAL.
  * Returns false for an UPDATE that changed nothing (unless log_unchanged).
  * The datums are allocated in CurrentMemoryContext's row context: the
  * caller copies them.
  */
+static bool
+key_present(AuditRelCache *rc, TupleTableSlot *slot)
+{
+	if (rc->nkeys == 0)
+		return false;
+	for (int k = 0; k < rc->nkeys; k++)
+		if (slot->tts_isnull[rc->keys[k] - 1])
+			return false;
+	return true;
+}
+
 bool
 audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
-					  HeapTuple newtup, bool log_unchanged, AuditDecodedRow *out)
+					  HeapTuple newtup, bool old_is_key, bool log_unchanged,
+					  AuditDecodedRow *out)
 {
 	AuditRelCache *rc = get_rel_cache(rel, tg);
 	TupleDesc	desc = RelationGetDescr(rel);
@@ -1015,7 +1033,7 @@ audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
 		ExecStoreHeapTuple(newtup, newslot, false);
 		slot_getallattrs(newslot);
 	}
-	if (oldslot && newslot)
+	if (oldslot && newslot && !old_is_key)
 	{
 		bool	   *changed = palloc0(sizeof(bool) * rc->natts);
 		Datum	   *names = palloc(sizeof(Datum) * rc->natts);
@@ -1057,7 +1075,16 @@ audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
 	else if (newslot)
 	{
 		out->new_data = row_to_jsonb(rc, newslot, NULL);
-		out->record_id = rc->nkeys == 0 ? out->new_data : record_id_jsonb(rc, newslot);
+		/* an UPDATE that changed the key: the record is the one of the old key */
+		if (oldslot && key_present(rc, oldslot))
+			out->record_id = record_id_jsonb(rc, oldslot);
+		else
+			out->record_id = rc->nkeys == 0 ? out->new_data : record_id_jsonb(rc, newslot);
+	}
+	else if (oldslot && old_is_key)
+	{
+		if (key_present(rc, oldslot))
+			out->record_id = record_id_jsonb(rc, oldslot);
 	}
 	else if (oldslot)
 	{

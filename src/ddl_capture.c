@@ -1198,7 +1198,10 @@ refuse_trigger_change(Oid relid, const char *trigname, const char *what)
 /*
  * capture => 'wal' (issue 22) reads a table's changes from the WAL, so a
  * statement that keeps them out of it switches capture off as surely as
- * disabling the trigger: SET UNLOGGED (no WAL at all).  Refused (55000) on a
+ * disabling the trigger: SET UNLOGGED (no WAL at all), or a
+ * REPLICA IDENTITY other than FULL (no old row of an UPDATE or DELETE in
+ * the WAL: a DELETE from a table without a key left nothing to record).
+ * Refused (55000) on a
  * table with a WAL-mode audit trigger (its own audit_ext_row, or a
  * partition's audit_ext_wal_part), and recorded through the queue as the
  * refused trigger changes are (it survives the rollback).  New unlogged
@@ -1314,6 +1317,11 @@ guard_prepare(Node *stmt)
 						refuse_wal_table_change(RangeVarGetRelid(a->relation, NoLock, true),
 												"make unlogged", "set unlogged",
 												"An unlogged table writes no WAL: none of its changes would reach the audit trail, and nothing would say so.");
+					else if (cmd->subtype == AT_ReplicaIdentity &&
+							 ((ReplicaIdentityStmt *) cmd->def)->identity_type != REPLICA_IDENTITY_FULL)
+						refuse_wal_table_change(RangeVarGetRelid(a->relation, NoLock, true),
+												"change the replica identity of", "replica identity",
+												"Capture from the WAL needs REPLICA IDENTITY FULL: with any other setting the WAL holds no old row of an UPDATE or DELETE, and none at all of a DELETE from a table without a key.");
 				}
 				return;
 			}

@@ -928,6 +928,7 @@ plugin_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	AuditDecodedRow row;
 	WalEvent   *e;
 	MemoryContext old;
+	bool		old_is_key;
 
 	if (tg == NULL)
 		return;
@@ -958,11 +959,20 @@ plugin_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		newtup = NULL;
 	if (change->action == REORDER_BUFFER_CHANGE_INSERT)
 		oldtup = NULL;
-	if (oldtup == NULL && newtup == NULL)
+	/*
+	 * A DELETE without an old tuple (replica identity NOTHING, or DEFAULT
+	 * without a key: an inheritance child, a catalog edited by hand) is
+	 * still an event, recorded as one whose old row is not in the WAL: up
+	 * to the 1.6 security review it was skipped, silently.  With a replica
+	 * identity other than FULL (as of the change) the old tuple holds only
+	 * the key: never recorded as the old row.
+	 */
+	if (oldtup == NULL && newtup == NULL && change->action != REORDER_BUFFER_CHANGE_DELETE)
 		return;
+	old_is_key = oldtup != NULL && rel->rd_rel->relreplident != REPLICA_IDENTITY_FULL;
 
 	old = MemoryContextSwitchTo(DecodeRowContext);
-	if (!audit_capture_decoded(rel, tg, oldtup, newtup,
+	if (!audit_capture_decoded(rel, tg, oldtup, newtup, old_is_key,
 							   cur_context ? cur_context->log_unchanged : audit_log_unchanged_updates,
 							   &row))
 	{
@@ -996,7 +1006,7 @@ plugin_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	e->old_data = copy_jsonb(row.old_data);
 	e->new_data = copy_jsonb(row.new_data);
 	e->changed_columns = copy_jsonb(row.changed_columns);
-	e->missing_old = (change->action != REORDER_BUFFER_CHANGE_INSERT && oldtup == NULL);
+	e->missing_old = (change->action != REORDER_BUFFER_CHANGE_INSERT && (oldtup == NULL || old_is_key));
 	batch_events = lappend(batch_events, e);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(DecodeRowContext);
