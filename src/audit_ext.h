@@ -167,6 +167,7 @@ typedef struct AuditDecodedRow
 } AuditDecodedRow;
 
 extern bool audit_trigger_is_wal(Trigger *tg);
+extern bool audit_in_wal_worker(void);
 extern bool audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
 								  HeapTuple newtup, bool old_is_key,
 								  bool log_unchanged, AuditDecodedRow *out);

@@ -640,6 +640,14 @@ typedef struct WalEvent
 
 static bool am_wal_worker = false;
 static void set_in_logical_decoding(bool on);
+
+/* Is this the capture worker (row_json.c: no owner's casts run here)? */
+bool
+audit_in_wal_worker(void)
+{
+	return am_wal_worker;
+}
+
 static MemoryContext BatchContext = NULL;
 static MemoryContext DecodeRowContext = NULL;
 static List *batch_events = NIL;	/* WalEvent *, committed transactions only */
