@@ -164,7 +164,11 @@ typedef struct AuditDecodedRow
 	Datum		old_data;
 	Datum		new_data;
 	Datum		changed_columns;
+	int64		too_large;		/* > 0: the row's values (bytes) not recorded */
 } AuditDecodedRow;
+
+/* a decoded row whose values exceed this is recorded without them */
+#define AUDIT_DECODED_ROW_MAX	(32 * 1024 * 1024)
 
 extern bool audit_trigger_is_wal(Trigger *tg);
 extern bool audit_in_wal_worker(void);

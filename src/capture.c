@@ -998,6 +998,33 @@ key_present(AuditRelCache *rc, TupleTableSlot *slot)
 	return true;
 }
 
+/*
+ * The bytes of a decoded row's values that would go into its JSON (not the
+ * excluded, masked or digest columns), without detoasting: the size a
+ * value has uncompressed.
+ */
+static int64
+decoded_row_bytes(AuditRelCache *rc, TupleTableSlot *slot)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+	int64		n = 0;
+
+	for (int i = 0; i < rc->natts && i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (slot->tts_isnull[i] || rc->mode[i] != COL_NORMAL)
+			continue;
+		if (att->attlen == -1)
+			n += toast_raw_datum_size(slot->tts_values[i]);
+		else if (att->attlen == -2)
+			n += strlen(DatumGetCString(slot->tts_values[i]));
+		else
+			n += att->attlen;
+	}
+	return n;
+}
+
 bool
 audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
 					  HeapTuple newtup, bool old_is_key, bool log_unchanged,
@@ -1032,6 +1059,33 @@ audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
 		newslot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
 		ExecStoreHeapTuple(newtup, newslot, false);
 		slot_getallattrs(newslot);
+	}
+	/*
+	 * A row whose values are too large for the trail (jsonb holds at most
+	 * 256 MB; a value of bytea, numbers or booleans grows in JSON): in
+	 * trigger mode the writer's statement fails on it, here it was written
+	 * long ago, and failing on it would stop the decoder on the same change
+	 * after every restart (any role that may INSERT could stop capture of
+	 * the database: 1.6 security review).  Recorded without its values.
+	 */
+	{
+		int64		nold = oldslot && !old_is_key ? decoded_row_bytes(rc, oldslot) : 0;
+		int64		nnew = newslot ? decoded_row_bytes(rc, newslot) : 0;
+
+		if (nold > AUDIT_DECODED_ROW_MAX || nnew > AUDIT_DECODED_ROW_MAX)
+		{
+			TupleTableSlot *keyslot = oldslot ? oldslot : newslot;
+
+			out->too_large = Max(nold, nnew);
+			if (key_present(rc, keyslot))
+				out->record_id = record_id_jsonb(rc, keyslot);
+			SetUserIdAndSecContext(save_userid, save_sec);
+			if (oldslot)
+				ExecDropSingleTupleTableSlot(oldslot);
+			if (newslot)
+				ExecDropSingleTupleTableSlot(newslot);
+			return true;
+		}
 	}
 	if (oldslot && newslot && !old_is_key)
 	{

@@ -636,6 +636,7 @@ typedef struct WalEvent
 	Datum		new_data;
 	Datum		changed_columns;
 	bool		missing_old;	/* UPDATE/DELETE without the old row */
+	int64		too_large;		/* > 0: values not recorded, their bytes */
 } WalEvent;
 
 static bool am_wal_worker = false;
@@ -1015,6 +1016,7 @@ plugin_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	e->new_data = copy_jsonb(row.new_data);
 	e->changed_columns = copy_jsonb(row.changed_columns);
 	e->missing_old = (change->action != REORDER_BUFFER_CHANGE_INSERT && (oldtup == NULL || old_is_key));
+	e->too_large = row.too_large;
 	batch_events = lappend(batch_events, e);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(DecodeRowContext);
@@ -1668,6 +1670,16 @@ emit_decoded(WalEvent *e)
 		ev.values[AC_DETAIL] = DirectFunctionCall1(jsonb_in,
 												   CStringGetDatum(c ? "{\"capture\": \"wal\", \"old_row\": \"not in the WAL\"}" :
 																   "{\"capture\": \"wal\", \"context\": \"not recorded\", \"old_row\": \"not in the WAL\"}"));
+		ev.nulls[AC_DETAIL] = false;
+	}
+	if (e->too_large > 0)
+	{
+		char	   *d = psprintf("{\"capture\": \"wal\", \"row\": \"too large to record\", \"bytes\": " INT64_FORMAT ", \"limit\": %d}",
+								 e->too_large, AUDIT_DECODED_ROW_MAX);
+		Datum		j = DirectFunctionCall1(jsonb_in, CStringGetDatum(d));
+
+		ev.values[AC_DETAIL] = ev.nulls[AC_DETAIL] ? j :
+			DirectFunctionCall2(jsonb_concat, ev.values[AC_DETAIL], j);
 		ev.nulls[AC_DETAIL] = false;
 	}
 	ev.values[AC_SCHEMA_NAME] = e->schema_name;
