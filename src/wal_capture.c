@@ -1046,11 +1046,36 @@ plugin_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	}
 }
 
+/* the worker's own recent write transactions (their commits move nothing) */
+#define OWN_XIDS	16
+static TransactionId own_xids[OWN_XIDS];
+static int	own_next = 0;
+
+static bool
+own_xid(TransactionId xid)
+{
+	for (int i = 0; i < OWN_XIDS; i++)
+		if (TransactionIdIsValid(own_xids[i]) && TransactionIdEquals(own_xids[i], xid))
+			return true;
+	return false;
+}
+
 static void
 plugin_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn)
 {
 	ListCell   *lc;
 	TimestampTz ct;
+
+	/*
+	 * One of the worker's own batches (events only, nothing to capture):
+	 * taking its end as progress would make every batch write another
+	 * progress transaction 10 s later, for ever.
+	 */
+	if (own_xid(txn->xid))
+	{
+		cur_context = NULL;
+		return;
+	}
 
 	ct = txn->xact_time.commit_time;
 	for_each_from(lc, batch_events, txn_first)
@@ -1059,13 +1084,6 @@ plugin_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr com
 	batch_last_commit_time = ct;
 	batch_decoded_commits++;
 	cur_context = NULL;
-}
-
-static bool
-plugin_filter_origin(LogicalDecodingContext *ctx, RepOriginId origin_id)
-{
-	/* our own writes (the events) */
-	return origin_id != InvalidRepOriginId && origin_id == our_origin;
 }
 
 static void
@@ -1082,7 +1100,15 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 	cb->truncate_cb = plugin_truncate;
 	cb->commit_cb = plugin_commit;
 	cb->message_cb = plugin_message;
-	cb->filter_by_origin_cb = plugin_filter_origin;
+	/*
+	 * No filter_by_origin_cb: up to the 1.6 security review the changes of
+	 * our own origin were skipped (meant for the worker's own writes), so a
+	 * session that took the origin while the worker was down
+	 * (pg_replication_origin_session_setup: superuser, or EXECUTE granted)
+	 * made changes no event recorded.  The worker's own transactions touch
+	 * only audit tables, which have no WAL-mode trigger; plugin_commit
+	 * knows them by their xids.
+	 */
 	cb->shutdown_cb = plugin_shutdown;
 }
 
@@ -1987,7 +2013,7 @@ audit_wal_worker_main(Datum main_arg)
 			if (batch_rejected > 0)
 				emit_rejected(batch_rejected, batch_rejected_lsn, batch_rejected_xid, name);
 			/* a commit record without an xid carries no origin: take one */
-			(void) GetTopTransactionId();
+			own_xids[own_next++ % OWN_XIDS] = GetTopTransactionId();
 			replorigin_session_origin_lsn = batch_last_end;
 			replorigin_session_origin_timestamp = batch_last_commit_time;
 			PopActiveSnapshot();
