@@ -56,6 +56,9 @@ SELECT audit.set_context(extra => '[1, 2]');
 SELECT audit.set_context(extra => jsonb_build_object('blob', repeat('x', 2000)));
 SET audit_ext.context = '[1]';
 SET audit_ext.context = '{"client_ip": "nowhere"}';
+-- nor can a direct SET name an actor, or give a documented key a non-string
+SET audit_ext.context = '{"actor": "ceo@example.com", "tenant": "acme"}';
+SET audit_ext.context = '{"session_id": {"forged": true}}';
 -- (SQLSTATE only: PostgreSQL 17 writes the range with its unit, "64 B .. 1024 B")
 \set VERBOSITY sqlstate
 SET audit_ext.max_context_bytes = 10;

@@ -48,7 +48,10 @@ SELECT relreplident FROM pg_class WHERE oid = 'wm'::regclass;
 SELECT audit.enable('wm', capture => 'wal');
 SELECT audit.enable('wm', log_reads => false);
 SELECT capture FROM audit.audited_tables WHERE table_oid = 'wm'::regclass;
-ALTER TABLE wm REPLICA IDENTITY DEFAULT;  -- the owner may; UPDATE/DELETE events then lack the old row
+ALTER TABLE wm REPLICA IDENTITY DEFAULT;  -- refused (55000): the WAL would lack the old rows
+-- a superuser who edits the catalog instead: the decoder reads the replica
+-- identity as of each change, and records the old row as not in the WAL
+UPDATE pg_class SET relreplident = 'd' WHERE oid = 'wm'::regclass;
 INSERT INTO wm VALUES (5, 'e', NULL, NULL);
 UPDATE wm SET v = 'e2' WHERE id = 5;
 SELECT audit.wait_for_capture();

@@ -159,6 +159,46 @@ audit_check_context(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("audit_ext.context must be a JSON object; use audit.set_context().");
 		return false;
 	}
+	/*
+	 * The rules of audit.set_context() hold for SET, set_config() and
+	 * PGOPTIONS too (up to the 1.6 security review only client_ip was
+	 * checked here): no "actor" key (the actor is audit_ext.actor, under
+	 * audit_ext.actor_roles), and the documented keys are strings.
+	 */
+	{
+		JsonbIterator *it = JsonbIteratorInit(&j->root);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		bool		documented = false;
+		int			level = 0;
+
+		while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+		{
+			if (tok == WJB_BEGIN_OBJECT || tok == WJB_BEGIN_ARRAY)
+				level++;
+			else if (tok == WJB_END_OBJECT || tok == WJB_END_ARRAY)
+				level--;
+			if (level == 1 && tok == WJB_KEY)
+			{
+				if (v.val.string.len == 5 && strncmp(v.val.string.val, "actor", 5) == 0)
+				{
+					GUC_check_errdetail("The context cannot name an actor.");
+					GUC_check_errhint("Set audit_ext.actor (or audit.set_context(actor => ...)), which audit_ext.actor_roles governs.");
+					return false;
+				}
+				documented = is_documented_key(v.val.string.val, v.val.string.len);
+			}
+			else if (documented && (tok == WJB_VALUE || tok == WJB_BEGIN_OBJECT || tok == WJB_BEGIN_ARRAY))
+			{
+				if (tok != WJB_VALUE || (v.type != jbvString && v.type != jbvNull))
+				{
+					GUC_check_errdetail("The documented context keys (client_ip, session_id, user_agent, user_role, tenant, request_id) are strings.");
+					return false;
+				}
+				documented = false;
+			}
+		}
+	}
 	ip = getKeyJsonValueFromContainer(&j->root, "client_ip", 9, NULL);
 	if (ip != NULL &&
 		(ip->type != jbvString ||

@@ -164,12 +164,17 @@ typedef struct AuditDecodedRow
 	Datum		old_data;
 	Datum		new_data;
 	Datum		changed_columns;
+	int64		too_large;		/* > 0: the row's values (bytes) not recorded */
 } AuditDecodedRow;
 
+/* a decoded row whose values exceed this is recorded without them */
+#define AUDIT_DECODED_ROW_MAX	(32 * 1024 * 1024)
+
 extern bool audit_trigger_is_wal(Trigger *tg);
+extern bool audit_in_wal_worker(void);
 extern bool audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
-								  HeapTuple newtup, bool log_unchanged,
-								  AuditDecodedRow *out);
+								  HeapTuple newtup, bool old_is_key,
+								  bool log_unchanged, AuditDecodedRow *out);
 extern void audit_capture_decoded_names(Relation rel, Trigger *tg,
 										Datum *schema_name, Datum *table_name);
 

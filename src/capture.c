@@ -977,13 +977,58 @@ audit_trigger_is_wal(Trigger *tg)
  * its audit trigger as they were then (a column added later is not there
  * yet).  oldtup is NULL for INSERT, newtup for DELETE; an UPDATE without an
  * old tuple (replica identity no longer FULL) records the new row whole.
+ * old_is_key: oldtup holds only the replica identity's key columns (the
+ * table's replica identity was not FULL at the change), the others NULL:
+ * never recorded as the old row (it would claim the row held NULLs), only
+ * its key as the record id.  A DELETE with neither (replica identity
+ * NOTHING, or DEFAULT without a key) has no values at all, but is still an
+ * event: the caller records that the old row is not in the WAL.
  * Returns false for an UPDATE that changed nothing (unless log_unchanged).
  * The datums are allocated in CurrentMemoryContext's row context: the
  * caller copies them.
  */
+static bool
+key_present(AuditRelCache *rc, TupleTableSlot *slot)
+{
+	if (rc->nkeys == 0)
+		return false;
+	for (int k = 0; k < rc->nkeys; k++)
+		if (slot->tts_isnull[rc->keys[k] - 1])
+			return false;
+	return true;
+}
+
+/*
+ * The bytes of a decoded row's values that would go into its JSON (not the
+ * excluded, masked or digest columns), without detoasting: the size a
+ * value has uncompressed.
+ */
+static int64
+decoded_row_bytes(AuditRelCache *rc, TupleTableSlot *slot)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+	int64		n = 0;
+
+	for (int i = 0; i < rc->natts && i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (slot->tts_isnull[i] || rc->mode[i] != COL_NORMAL)
+			continue;
+		if (att->attlen == -1)
+			n += toast_raw_datum_size(slot->tts_values[i]);
+		else if (att->attlen == -2)
+			n += strlen(DatumGetCString(slot->tts_values[i]));
+		else
+			n += att->attlen;
+	}
+	return n;
+}
+
 bool
 audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
-					  HeapTuple newtup, bool log_unchanged, AuditDecodedRow *out)
+					  HeapTuple newtup, bool old_is_key, bool log_unchanged,
+					  AuditDecodedRow *out)
 {
 	AuditRelCache *rc = get_rel_cache(rel, tg);
 	TupleDesc	desc = RelationGetDescr(rel);
@@ -1015,7 +1060,34 @@ audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
 		ExecStoreHeapTuple(newtup, newslot, false);
 		slot_getallattrs(newslot);
 	}
-	if (oldslot && newslot)
+	/*
+	 * A row whose values are too large for the trail (jsonb holds at most
+	 * 256 MB; a value of bytea, numbers or booleans grows in JSON): in
+	 * trigger mode the writer's statement fails on it, here it was written
+	 * long ago, and failing on it would stop the decoder on the same change
+	 * after every restart (any role that may INSERT could stop capture of
+	 * the database: 1.6 security review).  Recorded without its values.
+	 */
+	{
+		int64		nold = oldslot && !old_is_key ? decoded_row_bytes(rc, oldslot) : 0;
+		int64		nnew = newslot ? decoded_row_bytes(rc, newslot) : 0;
+
+		if (nold > AUDIT_DECODED_ROW_MAX || nnew > AUDIT_DECODED_ROW_MAX)
+		{
+			TupleTableSlot *keyslot = oldslot ? oldslot : newslot;
+
+			out->too_large = Max(nold, nnew);
+			if (key_present(rc, keyslot))
+				out->record_id = record_id_jsonb(rc, keyslot);
+			SetUserIdAndSecContext(save_userid, save_sec);
+			if (oldslot)
+				ExecDropSingleTupleTableSlot(oldslot);
+			if (newslot)
+				ExecDropSingleTupleTableSlot(newslot);
+			return true;
+		}
+	}
+	if (oldslot && newslot && !old_is_key)
 	{
 		bool	   *changed = palloc0(sizeof(bool) * rc->natts);
 		Datum	   *names = palloc(sizeof(Datum) * rc->natts);
@@ -1057,7 +1129,16 @@ audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
 	else if (newslot)
 	{
 		out->new_data = row_to_jsonb(rc, newslot, NULL);
-		out->record_id = rc->nkeys == 0 ? out->new_data : record_id_jsonb(rc, newslot);
+		/* an UPDATE that changed the key: the record is the one of the old key */
+		if (oldslot && key_present(rc, oldslot))
+			out->record_id = record_id_jsonb(rc, oldslot);
+		else
+			out->record_id = rc->nkeys == 0 ? out->new_data : record_id_jsonb(rc, newslot);
+	}
+	else if (oldslot && old_is_key)
+	{
+		if (key_present(rc, oldslot))
+			out->record_id = record_id_jsonb(rc, oldslot);
 	}
 	else if (oldslot)
 	{

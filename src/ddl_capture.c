@@ -35,6 +35,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -965,6 +966,7 @@ typedef struct AuditTrig
 	char		kind;			/* 'r' capture_row, 't' capture_truncate */
 	char		enabled;		/* pg_trigger.tgenabled */
 	bool		clone;			/* tgparentid set: cloned from a partitioned table */
+	bool		wal;			/* a capture => 'wal' statement trigger (flag "wal") */
 } AuditTrig;
 
 /* DROP TRIGGER of an audit trigger, found before the statement ran */
@@ -1000,6 +1002,36 @@ audit_trigger_kind(Oid tgfoid, Oid audit_nsp)
 	return 0;
 }
 
+/*
+ * Does an audit trigger carry the flag "wal" in its third argument (the
+ * flags), as audit_trigger_is_wal() reads it from the relcache?  tgargs is
+ * the arguments one after the other, each ended by a NUL.
+ */
+static bool
+trigger_has_wal_flag(Relation tgrel, HeapTuple tup)
+{
+	Form_pg_trigger tg = (Form_pg_trigger) GETSTRUCT(tup);
+	bool		isnull;
+	Datum		d;
+	bytea	   *args;
+	const char *p;
+	const char *end;
+
+	if (tg->tgnargs < 3)
+		return false;
+	d = heap_getattr(tup, Anum_pg_trigger_tgargs, RelationGetDescr(tgrel), &isnull);
+	if (isnull)
+		return false;
+	args = DatumGetByteaPP(d);
+	p = VARDATA_ANY(args);
+	end = p + VARSIZE_ANY_EXHDR(args);
+	for (int i = 0; i < 2 && p < end; i++)
+		p += strnlen(p, end - p) + 1;
+	if (p >= end)
+		return false;
+	return strstr(pnstrdup(p, strnlen(p, end - p)), "wal") != NULL;
+}
+
 /* The audit triggers of a relation (list of AuditTrig *), as committed now. */
 static List *
 audit_triggers_of(Oid relid)
@@ -1030,6 +1062,7 @@ audit_triggers_of(Oid relid)
 			t->kind = kind;
 			t->enabled = tg->tgenabled;
 			t->clone = OidIsValid(tg->tgparentid);
+			t->wal = !TRIGGER_FOR_ROW(tg->tgtype) && trigger_has_wal_flag(tgrel, tup);
 			result = lappend(result, t);
 		}
 	}
@@ -1163,6 +1196,69 @@ refuse_trigger_change(Oid relid, const char *trigname, const char *what)
 }
 
 /*
+ * capture => 'wal' (issue 22) reads a table's changes from the WAL, so a
+ * statement that keeps them out of it switches capture off as surely as
+ * disabling the trigger: SET UNLOGGED (no WAL at all), or a
+ * REPLICA IDENTITY other than FULL (no old row of an UPDATE or DELETE in
+ * the WAL: a DELETE from a table without a key left nothing to record).
+ * Refused (55000) on a
+ * table with a WAL-mode audit trigger (its own audit_ext_row, or a
+ * partition's audit_ext_wal_part), and recorded through the queue as the
+ * refused trigger changes are (it survives the rollback).  New unlogged
+ * partitions and children of such a table are refused by
+ * audit.install_triggers / audit.install_wal_partition_triggers.
+ */
+static AuditTrig *
+wal_audit_trigger(Oid relid)
+{
+	ListCell   *lc;
+
+	foreach(lc, audit_triggers_of(relid))
+	{
+		AuditTrig  *t = lfirst(lc);
+
+		if (t->kind == 'r' && t->wal)
+			return t;
+	}
+	return NULL;
+}
+
+static void
+refuse_wal_table_change(Oid relid, const char *what, const char *attempt,
+						const char *why)
+{
+	AuditTrig  *t;
+	AuditQueueEntry e;
+	char	   *nsp;
+	char	   *rel;
+	const char *keys[5] = {"refused", "attempt", "trigger", "wal_capture_change_refused", "risk"};
+	const char *vals[5] = {"true", attempt, NULL, "true", "high"};
+	const bool	raw[5] = {true, false, false, true, false};
+
+	if (!OidIsValid(relid) || (t = wal_audit_trigger(relid)) == NULL)
+		return;
+	nsp = get_namespace_name(get_rel_namespace(relid));
+	rel = get_rel_name(relid);
+	vals[2] = t->name;
+	if (audit_fill_entry_for_session(&e, "ddl", "ALTER TABLE", true))
+	{
+		audit_fill_entry_from_statement(&e, debug_query_string);
+		if (nsp)
+			strlcpy(e.schema_name, nsp, sizeof(e.schema_name));
+		if (rel)
+			strlcpy(e.table_name, rel, sizeof(e.table_name));
+		audit_json_object(e.detail, sizeof(e.detail), 5, keys, vals, raw);
+		(void) audit_queue_enqueue(&e);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("cannot %s table \"%s\": it is audited with capture => 'wal'", what, rel),
+			 errdetail("%s", why),
+			 errhint("Have an audit administrator switch the table to trigger capture first: audit.enable('%s', capture => 'trigger').",
+					 quote_qualified_identifier(nsp, rel))));
+}
+
+/*
  * Before a utility statement runs: refuse what would hide an audit trigger,
  * remember the audit trigger a DROP TRIGGER removes (after the statement it
  * is gone, and the table may have been the last one audited).
@@ -1204,6 +1300,29 @@ guard_prepare(Node *stmt)
 				refuse_trigger_change(RangeVarGetRelid(a->relation, NoLock, true),
 									  strVal(llast((List *) a->object)),
 									  "make an extension own");
+				return;
+			}
+		case T_AlterTableStmt:
+			{
+				AlterTableStmt *a = (AlterTableStmt *) stmt;
+				ListCell   *lc;
+
+				if (a->relation == NULL)
+					return;
+				foreach(lc, a->cmds)
+				{
+					AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+					if (cmd->subtype == AT_SetUnLogged)
+						refuse_wal_table_change(RangeVarGetRelid(a->relation, NoLock, true),
+												"make unlogged", "set unlogged",
+												"An unlogged table writes no WAL: none of its changes would reach the audit trail, and nothing would say so.");
+					else if (cmd->subtype == AT_ReplicaIdentity &&
+							 ((ReplicaIdentityStmt *) cmd->def)->identity_type != REPLICA_IDENTITY_FULL)
+						refuse_wal_table_change(RangeVarGetRelid(a->relation, NoLock, true),
+												"change the replica identity of", "replica identity",
+												"Capture from the WAL needs REPLICA IDENTITY FULL: with any other setting the WAL holds no old row of an UPDATE or DELETE, and none at all of a DELETE from a table without a key.");
+				}
 				return;
 			}
 		case T_DropStmt:
@@ -1967,7 +2086,7 @@ audit_ddl_prepare(Node *stmt)
 
 	drop_watch_prepare(stmt);
 	if ((IsA(stmt, RenameStmt) || IsA(stmt, CreateTrigStmt) ||
-		 IsA(stmt, AlterObjectDependsStmt) ||
+		 IsA(stmt, AlterObjectDependsStmt) || IsA(stmt, AlterTableStmt) ||
 		 (IsA(stmt, DropStmt) && ((DropStmt *) stmt)->removeType == OBJECT_TRIGGER)) &&
 		IsTransactionState() && OidIsValid(audit_event_relid(true)))
 	{

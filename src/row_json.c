@@ -25,6 +25,8 @@
 #include "common/shortest_dec.h"
 #include "miscadmin.h"
 #include "access/xact.h"
+#include "catalog/pg_language.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_coerce.h"
@@ -39,6 +41,7 @@
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
 #include "utils/resowner.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
@@ -143,6 +146,34 @@ call_with_canonical_settings(FmgrInfo *fn, Datum arg)
 	return result;
 }
 
+/*
+ * A type with a cast to json whose function is SQL or PL code (not C or
+ * internal, which only a superuser can create): to_jsonb() calls such a
+ * cast, so converting a value runs its owner's code.  The capture worker
+ * (capture => 'wal') does not run it: it decodes outside any snapshot, where
+ * SQL cannot run at all, and a cast that failed there failed on the same
+ * change after every restart, stopping capture of every WAL-mode table of
+ * the database (found by the 1.6 security review).  There a column of such a
+ * type (or containing one) is recorded as its text (its output function).
+ */
+static bool
+has_user_json_cast(Oid base)
+{
+	Oid			castfunc = InvalidOid;
+	HeapTuple	tup;
+	Oid			lang;
+
+	if (base < FirstNormalObjectId ||
+		find_coercion_pathway(JSONOID, base, COERCION_EXPLICIT, &castfunc) != COERCION_PATH_FUNC)
+		return false;
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(castfunc));
+	if (!HeapTupleIsValid(tup))
+		return true;
+	lang = ((Form_pg_proc) GETSTRUCT(tup))->prolang;
+	ReleaseSysCache(tup);
+	return lang != ClanguageId && lang != INTERNALlanguageId;
+}
+
 void
 audit_json_column_init(AuditColumnInfo *col, Oid typid, const char *name,
 					   MemoryContext mcxt)
@@ -205,7 +236,9 @@ audit_json_column_init(AuditColumnInfo *col, Oid typid, const char *name,
 				 * without it they were recorded as strings (found by
 				 * test/unusual_columns.sql).
 				 */
-				if (OidIsValid(get_element_type(col->basetypid)) ||
+				if (audit_in_wal_worker() && type_contains(typid, has_user_json_cast, 0))
+					col->category = AJC_OUTPUT;
+				else if (OidIsValid(get_element_type(col->basetypid)) ||
 					typtype == TYPTYPE_COMPOSITE || typtype == TYPTYPE_RANGE ||
 					typtype == TYPTYPE_MULTIRANGE ||
 					col->basetypid == RECORDOID ||

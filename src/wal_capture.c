@@ -636,10 +636,19 @@ typedef struct WalEvent
 	Datum		new_data;
 	Datum		changed_columns;
 	bool		missing_old;	/* UPDATE/DELETE without the old row */
+	int64		too_large;		/* > 0: values not recorded, their bytes */
 } WalEvent;
 
 static bool am_wal_worker = false;
 static void set_in_logical_decoding(bool on);
+
+/* Is this the capture worker (row_json.c: no owner's casts run here)? */
+bool
+audit_in_wal_worker(void)
+{
+	return am_wal_worker;
+}
+
 static MemoryContext BatchContext = NULL;
 static MemoryContext DecodeRowContext = NULL;
 static List *batch_events = NIL;	/* WalEvent *, committed transactions only */
@@ -928,6 +937,7 @@ plugin_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	AuditDecodedRow row;
 	WalEvent   *e;
 	MemoryContext old;
+	bool		old_is_key;
 
 	if (tg == NULL)
 		return;
@@ -958,11 +968,20 @@ plugin_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		newtup = NULL;
 	if (change->action == REORDER_BUFFER_CHANGE_INSERT)
 		oldtup = NULL;
-	if (oldtup == NULL && newtup == NULL)
+	/*
+	 * A DELETE without an old tuple (replica identity NOTHING, or DEFAULT
+	 * without a key: an inheritance child, a catalog edited by hand) is
+	 * still an event, recorded as one whose old row is not in the WAL: up
+	 * to the 1.6 security review it was skipped, silently.  With a replica
+	 * identity other than FULL (as of the change) the old tuple holds only
+	 * the key: never recorded as the old row.
+	 */
+	if (oldtup == NULL && newtup == NULL && change->action != REORDER_BUFFER_CHANGE_DELETE)
 		return;
+	old_is_key = oldtup != NULL && rel->rd_rel->relreplident != REPLICA_IDENTITY_FULL;
 
 	old = MemoryContextSwitchTo(DecodeRowContext);
-	if (!audit_capture_decoded(rel, tg, oldtup, newtup,
+	if (!audit_capture_decoded(rel, tg, oldtup, newtup, old_is_key,
 							   cur_context ? cur_context->log_unchanged : audit_log_unchanged_updates,
 							   &row))
 	{
@@ -996,7 +1015,8 @@ plugin_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	e->old_data = copy_jsonb(row.old_data);
 	e->new_data = copy_jsonb(row.new_data);
 	e->changed_columns = copy_jsonb(row.changed_columns);
-	e->missing_old = (change->action != REORDER_BUFFER_CHANGE_INSERT && oldtup == NULL);
+	e->missing_old = (change->action != REORDER_BUFFER_CHANGE_INSERT && (oldtup == NULL || old_is_key));
+	e->too_large = row.too_large;
 	batch_events = lappend(batch_events, e);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(DecodeRowContext);
@@ -1026,11 +1046,36 @@ plugin_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	}
 }
 
+/* the worker's own recent write transactions (their commits move nothing) */
+#define OWN_XIDS	16
+static TransactionId own_xids[OWN_XIDS];
+static int	own_next = 0;
+
+static bool
+own_xid(TransactionId xid)
+{
+	for (int i = 0; i < OWN_XIDS; i++)
+		if (TransactionIdIsValid(own_xids[i]) && TransactionIdEquals(own_xids[i], xid))
+			return true;
+	return false;
+}
+
 static void
 plugin_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn)
 {
 	ListCell   *lc;
 	TimestampTz ct;
+
+	/*
+	 * One of the worker's own batches (events only, nothing to capture):
+	 * taking its end as progress would make every batch write another
+	 * progress transaction 10 s later, for ever.
+	 */
+	if (own_xid(txn->xid))
+	{
+		cur_context = NULL;
+		return;
+	}
 
 	ct = txn->xact_time.commit_time;
 	for_each_from(lc, batch_events, txn_first)
@@ -1039,13 +1084,6 @@ plugin_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr com
 	batch_last_commit_time = ct;
 	batch_decoded_commits++;
 	cur_context = NULL;
-}
-
-static bool
-plugin_filter_origin(LogicalDecodingContext *ctx, RepOriginId origin_id)
-{
-	/* our own writes (the events) */
-	return origin_id != InvalidRepOriginId && origin_id == our_origin;
 }
 
 static void
@@ -1062,7 +1100,15 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 	cb->truncate_cb = plugin_truncate;
 	cb->commit_cb = plugin_commit;
 	cb->message_cb = plugin_message;
-	cb->filter_by_origin_cb = plugin_filter_origin;
+	/*
+	 * No filter_by_origin_cb: up to the 1.6 security review the changes of
+	 * our own origin were skipped (meant for the worker's own writes), so a
+	 * session that took the origin while the worker was down
+	 * (pg_replication_origin_session_setup: superuser, or EXECUTE granted)
+	 * made changes no event recorded.  The worker's own transactions touch
+	 * only audit tables, which have no WAL-mode trigger; plugin_commit
+	 * knows them by their xids.
+	 */
 	cb->shutdown_cb = plugin_shutdown;
 }
 
@@ -1652,6 +1698,16 @@ emit_decoded(WalEvent *e)
 																   "{\"capture\": \"wal\", \"context\": \"not recorded\", \"old_row\": \"not in the WAL\"}"));
 		ev.nulls[AC_DETAIL] = false;
 	}
+	if (e->too_large > 0)
+	{
+		char	   *d = psprintf("{\"capture\": \"wal\", \"row\": \"too large to record\", \"bytes\": " INT64_FORMAT ", \"limit\": %d}",
+								 e->too_large, AUDIT_DECODED_ROW_MAX);
+		Datum		j = DirectFunctionCall1(jsonb_in, CStringGetDatum(d));
+
+		ev.values[AC_DETAIL] = ev.nulls[AC_DETAIL] ? j :
+			DirectFunctionCall2(jsonb_concat, ev.values[AC_DETAIL], j);
+		ev.nulls[AC_DETAIL] = false;
+	}
 	ev.values[AC_SCHEMA_NAME] = e->schema_name;
 	ev.nulls[AC_SCHEMA_NAME] = false;
 	ev.values[AC_TABLE_NAME] = e->table_name;
@@ -1957,7 +2013,7 @@ audit_wal_worker_main(Datum main_arg)
 			if (batch_rejected > 0)
 				emit_rejected(batch_rejected, batch_rejected_lsn, batch_rejected_xid, name);
 			/* a commit record without an xid carries no origin: take one */
-			(void) GetTopTransactionId();
+			own_xids[own_next++ % OWN_XIDS] = GetTopTransactionId();
 			replorigin_session_origin_lsn = batch_last_end;
 			replorigin_session_origin_timestamp = batch_last_commit_time;
 			PopActiveSnapshot();

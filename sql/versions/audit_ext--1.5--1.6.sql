@@ -6429,6 +6429,14 @@ BEGIN
     -- issue 22: capture => 'wal': the triggers write the statement's context
     -- for the decoder, once per statement; the rows come from the WAL
     IF 'wal' = ANY (flags) THEN
+        -- an unlogged table writes no WAL: nothing of it would be captured
+        -- (ALTER TABLE ... SET UNLOGGED of a WAL-mode table is refused in C)
+        IF (SELECT c.relpersistence = 'u' FROM pg_class c WHERE c.oid = tbl) THEN
+            RAISE EXCEPTION 'table "%" is unlogged: it cannot be audited with capture => ''wal''', tbl
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'An unlogged table writes no WAL, so none of its changes could be captured from it.',
+                      HINT = 'Make it logged (ALTER TABLE ... SET LOGGED), or audit it with capture => ''trigger''.';
+        END IF;
         EXECUTE format('CREATE TRIGGER audit_ext_row BEFORE INSERT OR UPDATE OR DELETE ON %s '
                        'FOR EACH STATEMENT EXECUTE FUNCTION audit.capture_row(%L, %L, %L)',
                        tbl, exclude_columns::text, mask_columns::text, flags::text);
@@ -7463,6 +7471,14 @@ AS $$
 DECLARE
     pflags text[];
 BEGIN
+    -- an unlogged partition writes no WAL: its changes would be lost to the
+    -- trail (CREATE UNLOGGED TABLE ... PARTITION OF, ATTACH PARTITION)
+    IF (SELECT c.relpersistence = 'u' FROM pg_class c WHERE c.oid = part) THEN
+        RAISE EXCEPTION 'partition "%" is unlogged: a partition of a table audited with capture => ''wal'' must be logged', part
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'An unlogged table writes no WAL, so none of its changes could be captured from it.',
+                  HINT = 'Make it logged (ALTER TABLE ... SET LOGGED) before attaching it, or audit the partitioned table with capture => ''trigger''.';
+    END IF;
     pflags := ARRAY(SELECT f FROM unnest(flags) f WHERE f NOT LIKE 'replica\_identity=%') ||
               ('replica_identity=' ||
                (SELECT c.relreplident::text ||
