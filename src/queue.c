@@ -13,10 +13,13 @@
  *
  * A flood must not push out what matters (issue 18: 300,000 refused
  * SELECTs in a DO loop dropped 16 of 40 concurrent failed logins):
- *  - the bulk classes (data: refused statements; read: read auditing; app:
- *    application events that survive a rollback, 1.6) may fill the ring
- *    only up to AUDIT_QUEUE_BULK_SHARE; the rest is kept for auth,
- *    privilege, ddl and system events;
+ *  - the bulk classes (data: refused statements; read: read auditing) may
+ *    fill the ring only up to AUDIT_QUEUE_BULK_SHARE, application events
+ *    that survive a rollback (app, 1.6) up to AUDIT_QUEUE_APP_SHARE; the rest
+ *    is kept for auth, privilege, ddl and system events.  Any login role
+ *    can refuse itself statements at will, so refusals must not crowd out
+ *    an application's failed logins; the application's end users can fail
+ *    logins at will too, so those must not crowd out the database's;
  *  - a backend coalesces a run of identical bulk events (not app events:
  *    alert thresholds count them one by one): the first is
  *    queued, the repeats are counted and queued as one event with
@@ -54,7 +57,8 @@
 int			audit_queue_size = 10000;
 
 #define AUDIT_QUEUE_NCLASSES	8
-#define AUDIT_QUEUE_BULK_SHARE	0.8
+#define AUDIT_QUEUE_BULK_SHARE	0.6
+#define AUDIT_QUEUE_APP_SHARE	0.8
 int			audit_bulk_events_burst = 2000;
 int			audit_bulk_events_per_second = 500;
 #define AUDIT_QUEUE_RUN_MS		1000
@@ -197,7 +201,7 @@ count_drop(const char *class_name, uint64 n)
 	LWLockRelease(queue->lock);
 }
 
-/* Append one entry; bulk classes only below their share of the ring. */
+/* Append one entry; bulk classes and app only below their shares of the ring. */
 static bool
 enqueue_entry(const AuditQueueEntry *entry)
 {
@@ -205,7 +209,9 @@ enqueue_entry(const AuditQueueEntry *entry)
 	bool		ok = false;
 	int			limit = queue->size;
 
-	if (is_bulk(entry->class_name))
+	if (strcmp(entry->class_name, "app") == 0)
+		limit = Max(1, (int) (queue->size * AUDIT_QUEUE_APP_SHARE));
+	else if (is_bulk(entry->class_name))
 		limit = Max(1, (int) (queue->size * AUDIT_QUEUE_BULK_SHARE));
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	if (queue->count < limit)

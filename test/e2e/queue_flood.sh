@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A flood cannot push out what matters (issue 18 D): an unprivileged role
 # floods the security-event queue with refused statements while 40 failed
-# logins happen; every failed login is recorded, identical refusals are
+# logins happen (and, the worker held, the application's own failed logins
+# after a queue full of refusals); every failed login is recorded, identical refusals are
 # coalesced into one event with a count, distinct ones beyond a backend's
 # rate are dropped and counted per class in a QUEUE_OVERFLOW event.  A small
 # queue (audit_ext.queue_size = 500) and low per-session limits (500 + 50/s
@@ -24,6 +25,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION audit_ext;
 CREATE ROLE regress_flood LOGIN PASSWORD 'pw-flood';
 CREATE ROLE regress_victim LOGIN PASSWORD 'pw-victim';
+CREATE ROLE regress_app LOGIN PASSWORD 'pw-app' IN ROLE audit_writer;
 CREATE TABLE payroll (id int PRIMARY KEY, salary int);
 SELECT audit.enable('payroll');
 SQL
@@ -74,6 +76,29 @@ lost=$(q -d postgres -c "SELECT sum((detail->>'dropped')::bigint) FROM audit.eve
 kept=$(q -d postgres -c "SELECT sum(coalesce((detail->>'repeated')::bigint, 1)) FROM audit.event
                           WHERE class = 'data' AND status = 'failure' AND db_user = 'regress_flood'")
 is "$(( kept + lost ))" "45000" "every refusal is either recorded or counted as dropped ($kept recorded, $lost dropped)"
+
+# --- refusals cannot crowd out the application's events --------------------------------
+# The worker held (the data partitions locked against its writes) while
+# distinct refusals fill the queue as far as they may: the application's
+# failed logins (audit.log_event, survive_rollback) queued next still fit.
+# Refusals and application events shared one share of the ring (80 %), so
+# any login role could make an application's failed logins be dropped.
+sess_open locker -d postgres
+sess_run locker "BEGIN; LOCK TABLE audit.event_data IN SHARE MODE;"
+seq 1 600 | sed "s/.*/SELECT id FROM payroll WHERE id = & + 100000;/" |
+    PGPASSWORD=pw-flood psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=regress_flood" >/dev/null 2>&1
+depth=$(q -d postgres -c "SELECT queue_depth FROM audit.worker_status")
+# (one connection, as an application's pool would use)
+seq 1 40 | sed "s/.*/SELECT audit.log_event('LOGIN_FAILED', 'User', jsonb_build_object('attempt', &), status => 'failure', survive_rollback => true);/" |
+    PGPASSWORD=pw-app psql -X -q "host=127.0.0.1 port=$PORT dbname=postgres user=regress_app" >/dev/null 2>&1
+sess_run locker "COMMIT;"
+sess_close locker
+wait_for "SELECT count(*) = 40 FROM audit.event WHERE class = 'app' AND action = 'LOGIN_FAILED' AND db_user = 'regress_app'" 60
+is "$?|$([ "$depth" -ge 250 ] && echo full)" "0|full" \
+   "refusals filled the queue as far as they may ($depth of 500 entries) while the worker was held: all 40 application failed logins queued after them are recorded"
+wait_for "SELECT queue_depth = 0 FROM audit.worker_status" 60
+is "$(q -d postgres -c "SELECT bool_or(detail->'by_class' ? 'data') AND NOT bool_or(detail->'by_class' ? 'app') FROM audit.event WHERE action = 'QUEUE_OVERFLOW'")" "t" \
+   "... no application event was dropped (refusals were)"
 
 # --- distinct statement texts are bounded per session ---------------------------------
 # Each text is a row of audit.statement; a comment is enough to make a new one.
