@@ -179,11 +179,30 @@ DECLARE
     how   text;
     val   jsonb;
     now_  timestamptz := statement_timestamp();
+    using_cols text[];
+    in_trigger boolean;
 BEGIN
     SELECT h.table_identity INTO ident FROM audit.audited_table_history h
      WHERE h.table_oid = tbl AND h.valid_until IS NULL;
     IF ident IS NULL THEN
         RETURN;
+    END IF;
+    -- the columns whose type the ALTER TABLE being ended converted USING an
+    -- expression, from its parse tree (the text the client sent may be
+    -- "SELECT migrate()"); outside the event trigger (audit.enable() of a
+    -- table changed while not audited) how a type change converted is not
+    -- known: NULL, taken as "using"
+    BEGIN
+        PERFORM FROM pg_event_trigger_ddl_commands() LIMIT 1;
+        in_trigger := true;
+    EXCEPTION WHEN event_trigger_protocol_violated THEN
+        in_trigger := false;
+    END;
+    -- (the upgrade to 1.6 alters audited tables before it creates
+    -- audit.ddl_type_using: NULL, unknown, then)
+    IF in_trigger AND to_regprocedure('audit.ddl_type_using(pg_ddl_command, oid)') IS NOT NULL THEN
+        using_cols := ARRAY(SELECT u FROM pg_event_trigger_ddl_commands() c,
+                                          unnest(audit.ddl_type_using(c.command, tbl)) u);
     END IF;
     first := NOT EXISTS (SELECT 1 FROM audit.audited_column_history c WHERE c.table_identity = ident);
     FOR a IN
@@ -237,7 +256,7 @@ BEGIN
             INSERT INTO audit.audited_column_history (table_identity, attnum, column_name, data_type, valid_from, converted)
             VALUES (ident, a.attnum, a.name, a.typ, now_,
                     CASE WHEN cur.data_type IS DISTINCT FROM a.typ THEN
-                         CASE WHEN current_query() ~* '\musing\M' THEN 'using' ELSE 'cast' END END);
+                         CASE WHEN a.name = ANY (coalesce(using_cols, ARRAY[a.name])) THEN 'using' ELSE 'cast' END END);
         END IF;
     END LOOP;
 END
@@ -2134,6 +2153,19 @@ GRANT EXECUTE ON FUNCTION audit.event_identity(audit.event),
                           audit.attnum_at(bigint,timestamp with time zone,text),
                           audit.names_now(bigint,timestamp with time zone,jsonb) TO audit_admin;
 -- end issue 19
+-- ===========================================================================
+-- issue 19 (histrev): how a type change converted, from the ALTER's parse tree
+-- ===========================================================================
+CREATE FUNCTION audit.ddl_type_using(cmd pg_ddl_command, rel oid)
+RETURNS text[]
+LANGUAGE C
+STRICT
+STABLE
+AS 'MODULE_PATHNAME', 'audit_ddl_type_using';
+COMMENT ON FUNCTION audit.ddl_type_using(pg_ddl_command, oid) IS
+    'Internal: the columns of a table whose ALTER COLUMN TYPE in a collected ALTER TABLE command had a USING clause';
+REVOKE ALL ON FUNCTION audit.ddl_type_using(pg_ddl_command, oid) FROM PUBLIC;
+-- end issue 19 (histrev)
 -- ===========================================================================
 -- issue 20: the application's own trail (application events, digest columns, context, risk)
 -- ===========================================================================
