@@ -4,7 +4,7 @@
 -- renamed or retyped, a key deleted and inserted again in one transaction.
 -- Each block failed before its fix.  Rolled back.
 BEGIN;
-SELECT plan(3);
+SELECT plan(7);
 SET LOCAL client_min_messages = warning;
 CREATE TEMP TABLE moment (name text PRIMARY KEY, at timestamptz);
 CREATE FUNCTION pg_temp.at(n text) RETURNS timestamptz LANGUAGE sql AS $$ SELECT at FROM moment WHERE name = n $$;
@@ -32,6 +32,24 @@ ALTER TABLE hm_using ALTER COLUMN e TYPE numeric /* not using anything */;
 SELECT is((SELECT converted FROM audit.audited_column_history
             WHERE table_identity = audit.table_identity('hm_using') AND column_name = 'e' AND data_type = 'numeric'),
           'cast', 'a comment saying "using" is not a USING clause');
+
+-- 2. a key taken by an UPDATE after the record that had it was deleted,
+-- with no event under the key since: the history of the key was the deleted
+-- record's, and row_as_of() said NULL for a row in the table
+CREATE TABLE hm_take (id int PRIMARY KEY, v text);
+SELECT audit.enable('hm_take');
+INSERT INTO hm_take VALUES (2, 'x'), (3, 'y');
+DELETE FROM hm_take WHERE id = 2;
+SELECT pg_temp.mark('k1');
+UPDATE hm_take SET id = 2 WHERE id = 3;
+SELECT is((SELECT string_agg(action || ':' || (record_id ->> 'id'), ',' ORDER BY id) FROM audit.record_history('hm_take', '{"id": 2}')),
+          'INSERT:3,UPDATE:3', 'a key taken over by an UPDATE: the history of the record that has it now');
+SELECT is(audit.row_as_of('hm_take', '{"id": 2}', clock_timestamp()), '{"id": 2, "v": "y"}'::jsonb,
+          '... row_as_of() now: the row in the table');
+SELECT is(audit.row_as_of('hm_take', '{"id": 2}', pg_temp.at('k1')), NULL,
+          '... and between the DELETE and the UPDATE: no row had the key');
+SELECT is((SELECT string_agg(action, ',' ORDER BY id) FROM audit.record_history('hm_take', '{"id": 3}')),
+          'INSERT,UPDATE', '... asked by its old key: the same record');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1005,6 +1005,25 @@ BEGIN
               FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
         END IF;
     END IF;
+    -- The last record with events under the key lost it (DELETE, or an
+    -- UPDATE to another key), and another record may have taken it since by
+    -- an UPDATE of its key, with no event under the key yet: that record has
+    -- the key (up to the 1.6 review the deleted one was answered, and
+    -- row_as_of() said NULL for a row in the table)
+    n := cardinality(evs);
+    IF n > 0 AND NOT keyless AND evs[n].status = 'success' AND idents[n] = k
+       AND (evs[n].action = 'DELETE' OR
+            (evs[n].action = 'UPDATE' AND audit.next_record_id(idents[n], evs[n].new_data) IS DISTINCT FROM idents[n])) THEN
+        -- (after the record's previous event: a swap of two keys in one
+        -- statement, as a deferrable key allows, may record the move into
+        -- the key before the move out of it)
+        ev := audit.key_moved_to(sc, k, CASE WHEN n > 1 THEN evs[n - 1].id ELSE evs[n].id END,
+                                 CASE WHEN upto IS NOT NULL THEN upto + 1 END, keyless);
+        IF ev.id IS NOT NULL THEN
+            SELECT x.inc_events, x.inc_keys INTO evs, idents
+              FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
+        END IF;
+    END IF;
     -- with p_at the incarnation was cut at that moment: its later events
     -- under the same key belong to it too
     n := cardinality(evs);
@@ -1058,6 +1077,10 @@ BEGIN
                          AND e.record_id @> k AND e.record_id = k AND e.id > after_id
                        ORDER BY e.id
             LOOP
+                -- a statement changes a row once: an event under the new key
+                -- of the statement that moved the record there is the
+                -- previous holder's (two keys swapped in one statement)
+                CONTINUE WHEN ev.txid = evs[n].txid AND ev.statement_seq = evs[n].statement_seq;
                 -- an INSERT under the new key is another record (ours was removed)
                 EXIT WHEN ev.action IN ('INSERT', 'BASELINE') AND ev.status = 'success';
                 evs := evs || ev;
