@@ -1526,6 +1526,7 @@ DECLARE
     excluded text[];
     key_now  jsonb;
     txn_last timestamptz[];
+    key_last timestamptz[] := '{}';
 BEGIN
     PERFORM audit.require_audit_role();
     IF row_as_of.at IS NULL THEN
@@ -1536,6 +1537,26 @@ BEGIN
     -- the record that had this key at that moment
     evs := ARRAY(SELECT e FROM audit.record_events(sc, r.record, r.live, row_as_of.at) e ORDER BY e.id);
     n := coalesce(array_length(evs, 1), 0);
+    -- A change that ended the record's hold on its key (DELETE, or an UPDATE
+    -- to another key) counts together with its transaction's later
+    -- statements on that key: a DELETE and an INSERT of the same key in one
+    -- transaction never show a moment without the row (up to the 1.6
+    -- review: NULL between the two statements)
+    FOR i IN 1 .. n LOOP
+        key_last := key_last || NULL::timestamptz;
+        ev := evs[i];
+        CONTINUE WHEN ev.txid IS NULL OR ev.status <> 'success'
+                   OR NOT (ev.action = 'DELETE' OR (ev.action = 'UPDATE' AND ev.detail ? 'new_record_id'));
+        SELECT max(e.event_time) INTO vt FROM audit.event e
+         WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
+           AND e.record_id @> ev.record_id AND e.record_id = ev.record_id AND e.txid = ev.txid AND e.id > ev.id;
+        key_last[i] := vt;
+        SELECT max(e.event_time) INTO vt FROM audit.event e
+         WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
+           AND e.detail ? 'new_record_id' AND (e.detail -> 'new_record_id') = ev.record_id
+           AND e.action = 'UPDATE' AND e.txid = ev.txid AND e.id > ev.id;
+        key_last[i] := greatest(key_last[i], vt);
+    END LOOP;
     IF sc.table_identity IS NOT NULL
        AND EXISTS (SELECT 1 FROM audit.audited_column_history h WHERE h.table_identity = sc.table_identity) THEN
         ident := sc.table_identity;
@@ -1556,6 +1577,14 @@ BEGIN
     -- each event's transaction's last statement on the record, in one pass
     txn_last := ARRAY(SELECT max(x.event_time) OVER (PARTITION BY x.txid)
                         FROM unnest(evs) WITH ORDINALITY x ORDER BY x.ordinality);
+    FOR i IN 1 .. n LOOP
+        CONTINUE WHEN key_last[i] IS NULL;
+        FOR j IN 1 .. n LOOP
+            IF evs[j].txid = evs[i].txid THEN
+                txn_last[j] := greatest(txn_last[j], key_last[i]);
+            END IF;
+        END LOOP;
+    END LOOP;
     WHILE p < n AND audit.change_time(evs[p + 1], txn_last[p + 1]) <= row_as_of.at LOOP
         p := p + 1;
         ev := evs[p];
