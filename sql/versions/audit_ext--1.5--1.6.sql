@@ -959,6 +959,8 @@ DECLARE
     upto       bigint;
     first_id   bigint;
     bound      bigint;
+    pre_evs    audit.event[];
+    pre_keys   jsonb[];
 BEGIN
     -- The record's own events.  A key names the record that has it now or
     -- had it last: its events under the key since it got the key (an
@@ -1054,6 +1056,37 @@ BEGIN
         SELECT x.inc_events || evs, x.inc_keys || idents
           INTO evs, idents
           FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
+    END LOOP;
+    -- back, across a rename or a type change of a key column: the events
+    -- recorded under the key as it was before, if the record lived then
+    -- (up to the 1.6 review the history began after the change)
+    WHILE NOT keyless AND sc.table_identity IS NOT NULL
+          AND (cardinality(evs) = 0 OR evs[1].action NOT IN ('INSERT', 'BASELINE')) LOOP
+        SELECT * INTO lnk
+          FROM audit.key_before_change(sc.table_identity, CASE WHEN cardinality(evs) = 0 THEN k ELSE idents[1] END,
+                                       CASE WHEN cardinality(evs) = 0 THEN 'infinity' ELSE evs[1].event_time END, p_live);
+        EXIT WHEN lnk.old_key IS NULL;
+        SELECT x.inc_events, x.inc_keys INTO pre_evs, pre_keys
+          FROM audit.record_incarnation(sc, lnk.old_key,
+                                        CASE WHEN cardinality(evs) = 0 THEN upto ELSE evs[1].id - 1 END) x;
+        n := cardinality(pre_evs);
+        -- it must have lived up to the change, under that key
+        EXIT WHEN n = 0 OR pre_evs[n].event_time > lnk.changed_at
+               OR (pre_evs[n].status = 'success' AND (pre_evs[n].action = 'DELETE' OR
+                   (pre_evs[n].action = 'UPDATE' AND audit.next_record_id(pre_keys[n], pre_evs[n].new_data) IS DISTINCT FROM pre_keys[n])));
+        evs := pre_evs || evs;
+        idents := pre_keys || idents;
+        -- and back through the key moves before
+        WHILE evs[1].action NOT IN ('INSERT', 'BASELINE') LOOP
+            SELECT max(e.id) INTO before_id FROM audit.event e
+             WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
+               AND e.record_id @> idents[1] AND e.record_id = idents[1] AND e.id < evs[1].id;
+            ev := audit.key_moved_to(sc, idents[1], before_id, evs[1].id, keyless);
+            EXIT WHEN ev.id IS NULL;
+            SELECT x.inc_events || evs, x.inc_keys || idents
+              INTO evs, idents
+              FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
+        END LOOP;
     END LOOP;
     -- back, without a key: across changes of the exclude or mask columns
     WHILE keyless AND cardinality(evs) > 0 AND evs[1].action NOT IN ('INSERT', 'BASELINE') LOOP
@@ -1846,9 +1879,35 @@ BEGIN
     END IF;
     -- the record had this key at that moment, or it is not the row asked for
     key_now := CASE WHEN ident IS NULL THEN r.record ELSE audit.by_attnum(ident, now(), r.record) END;
-    IF state IS NOT NULL AND audit.key_columns(r.live) IS NOT NULL
-       AND EXISTS (SELECT 1 FROM jsonb_each(key_now) kv WHERE state -> kv.key IS DISTINCT FROM kv.value) THEN
-        RETURN NULL;
+    -- (a key value recorded before a type change of its column is compared
+    -- converted as ALTER TYPE did; through a USING expression it cannot be)
+    IF state IS NOT NULL AND audit.key_columns(r.live) IS NOT NULL THEN
+        FOR c IN SELECT kv.key, kv.value FROM jsonb_each(key_now) kv LOOP
+            v := state -> c.key;
+            IF ident IS NOT NULL AND v IS DISTINCT FROM c.value AND v IS NOT NULL THEN
+                SELECT h.* INTO fv FROM audit.audited_column_history h
+                 WHERE h.table_identity = ident AND h.attnum::text = c.key AND h.valid_until IS NULL;
+                IF EXISTS (SELECT 1 FROM audit.audited_column_history h
+                            WHERE h.table_identity = ident AND h.attnum::text = c.key AND h.converted IS NOT NULL
+                              AND h.valid_from > (setat ->> c.key)::timestamptz) THEN
+                    IF EXISTS (SELECT 1 FROM audit.audited_column_history h
+                                WHERE h.table_identity = ident AND h.attnum::text = c.key AND h.converted = 'using'
+                                  AND h.valid_from > (setat ->> c.key)::timestamptz) THEN
+                        CONTINUE;
+                    END IF;
+                    BEGIN
+                        v := audit.eval_as_table_owner(r.live,
+                                 format('SELECT audit.canonical_jsonb(s.*) -> ''v'' FROM (SELECT ($1 ->> 0)::%s AS v) s', fv.data_type),
+                                 jsonb_build_array(v #>> '{}'));
+                    EXCEPTION WHEN OTHERS THEN
+                        v := NULL;
+                    END;
+                END IF;
+            END IF;
+            IF v IS DISTINCT FROM c.value THEN
+                RETURN NULL;
+            END IF;
+        END LOOP;
     END IF;
     IF ident IS NULL THEN
         RETURN state;
@@ -2206,8 +2265,12 @@ GRANT EXECUTE ON FUNCTION audit.event_identity(audit.event),
                           audit.names_now(bigint,timestamp with time zone,jsonb) TO audit_admin;
 -- end issue 19
 -- ===========================================================================
--- issue 19 (histrev): how a type change converted, from the ALTER's parse tree
+-- issue 19 (histrev): how a type change converted (from the ALTER's parse tree),
+-- a key as recorded before a rename or type change of a key column
 -- ===========================================================================
+-- The columns of a table whose type an ALTER TABLE command (from
+-- pg_event_trigger_ddl_commands()) converted USING an expression
+-- (src/ddl_capture.c)
 CREATE FUNCTION audit.ddl_type_using(cmd pg_ddl_command, rel oid)
 RETURNS text[]
 LANGUAGE C
@@ -2216,7 +2279,77 @@ STABLE
 AS 'MODULE_PATHNAME', 'audit_ddl_type_using';
 COMMENT ON FUNCTION audit.ddl_type_using(pg_ddl_command, oid) IS
     'Internal: the columns of a table whose ALTER COLUMN TYPE in a collected ALTER TABLE command had a USING clause';
-REVOKE ALL ON FUNCTION audit.ddl_type_using(pg_ddl_command, oid) FROM PUBLIC;
+
+-- A key as the trail recorded it before the last change of a key column's
+-- name or type by t (audit.audited_column_history): the names of before,
+-- and values converted back to the types of before by their own cast (as
+-- the table's owner: its types are its code).  NULL when no key column
+-- changed by then, or the change cannot be undone: a type changed USING an
+-- expression, a value that does not convert, a dropped table (no owner to
+-- convert as).  changed_at: when the key columns changed.
+CREATE FUNCTION audit.key_before_change(ident bigint, key jsonb, t timestamptz, live regclass,
+                                        OUT old_key jsonb, OUT changed_at timestamptz)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kv   record;
+    cur  audit.audited_column_history;
+    prev audit.audited_column_history;
+    v    jsonb;
+BEGIN
+    SELECT max(h.valid_from) INTO changed_at
+      FROM jsonb_each(key) k
+      JOIN audit.audited_column_history h
+        ON h.table_identity = ident AND h.attnum = audit.attnum_at(ident, t, k.key)
+     WHERE h.valid_from <= t
+       AND EXISTS (SELECT 1 FROM audit.audited_column_history p
+                    WHERE p.table_identity = ident AND p.attnum = h.attnum
+                      AND p.valid_until = h.valid_from AND p.ended_by IN ('rename', 'type'));
+    IF changed_at IS NULL THEN
+        RETURN;
+    END IF;
+    old_key := '{}';
+    FOR kv IN SELECT * FROM jsonb_each(key) LOOP
+        SELECT * INTO cur FROM audit.audited_column_history h
+         WHERE h.table_identity = ident AND h.attnum = audit.attnum_at(ident, t, kv.key)
+           AND h.valid_from = changed_at;
+        IF cur.table_identity IS NULL THEN
+            -- this key column did not change then
+            old_key := old_key || jsonb_build_object(kv.key, kv.value);
+            CONTINUE;
+        END IF;
+        SELECT * INTO prev FROM audit.audited_column_history h
+         WHERE h.table_identity = ident AND h.attnum = cur.attnum AND h.valid_until = changed_at
+           AND h.ended_by IN ('rename', 'type');
+        v := kv.value;
+        IF prev.data_type IS DISTINCT FROM cur.data_type THEN
+            IF cur.converted IS DISTINCT FROM 'cast' OR live IS NULL THEN
+                old_key := NULL;
+                RETURN;
+            END IF;
+            BEGIN
+                v := audit.eval_as_table_owner(live,
+                         format('SELECT audit.canonical_jsonb(s.*) -> ''v'' FROM (SELECT ($1 ->> 0)::%s AS v) s', prev.data_type),
+                         jsonb_build_array(kv.value #>> '{}'));
+            EXCEPTION WHEN OTHERS THEN
+                v := NULL;
+            END;
+            IF v IS NULL OR v = 'null' THEN
+                old_key := NULL;
+                RETURN;
+            END IF;
+        END IF;
+        old_key := old_key || jsonb_build_object(prev.column_name, v);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.key_before_change(bigint, jsonb, timestamptz, regclass) IS
+    'Internal: a key as recorded before the last rename or type change of a key column by a moment (names and types of before)';
+
+REVOKE ALL ON FUNCTION audit.ddl_type_using(pg_ddl_command, oid),
+                       audit.key_before_change(bigint, jsonb, timestamptz, regclass) FROM PUBLIC;
 -- end issue 19 (histrev)
 -- ===========================================================================
 -- issue 20: the application's own trail (application events, digest columns, context, risk)
