@@ -4,7 +4,7 @@
 -- renamed or retyped, a key deleted and inserted again in one transaction.
 -- Each block failed before its fix.  Rolled back.
 BEGIN;
-SELECT plan(20);
+SELECT plan(23);
 SET LOCAL client_min_messages = warning;
 CREATE TEMP TABLE moment (name text PRIMARY KEY, at timestamptz);
 CREATE FUNCTION pg_temp.at(n text) RETURNS timestamptz LANGUAGE sql AS $$ SELECT at FROM moment WHERE name = n $$;
@@ -113,6 +113,21 @@ SELECT throws_ok(format('SELECT audit.undo(%s)', (SELECT max(id) FROM audit.even
 SELECT throws_ok(format('SELECT audit.undo(%s, force => true)', (SELECT max(id) FROM audit.event WHERE table_name = 'hm_enum' AND action = 'DELETE')),
                  '55000', NULL, '... and of a DELETE forced over the row inserted since');
 SELECT is((SELECT string_agg(id || ':' || m, ',' ORDER BY id) FROM hm_enum), '1:ok,2:ok', '... nothing changed');
+
+-- 5. TRUNCATE, then a new row with the key: row_as_of() between the two
+-- showed the truncated row (the lookup of the TRUNCATE that removed a record
+-- only ran when the key was not in the table now)
+CREATE TABLE hm_trunc (id int PRIMARY KEY, v text);
+SELECT audit.enable('hm_trunc');
+INSERT INTO hm_trunc VALUES (1, 'a');
+TRUNCATE hm_trunc;
+SELECT pg_temp.mark('t1');
+INSERT INTO hm_trunc VALUES (1, 'b');
+SELECT is(audit.row_as_of('hm_trunc', '{"id": 1}', pg_temp.at('t1')), NULL,
+          'row_as_of() after a TRUNCATE and before the key was inserted again: no row');
+SELECT is(audit.row_as_of('hm_trunc', '{"id": 1}', (SELECT event_time FROM audit.event WHERE table_name = 'hm_trunc' AND action = 'TRUNCATE')), NULL,
+          '... also at the TRUNCATE''s own time');
+SELECT is(audit.row_as_of('hm_trunc', '{"id": 1}', clock_timestamp()), '{"id": 1, "v": "b"}'::jsonb, '... and the new row after');
 
 SELECT * FROM finish();
 ROLLBACK;

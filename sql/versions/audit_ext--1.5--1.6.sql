@@ -1178,12 +1178,24 @@ BEGIN
                 gap_ident := idents[i];
             END IF;
         ELSIF present THEN
-            -- The record existed after its last event.  If it is in the
-            -- table now, nothing removed it since (assuming auditing went
-            -- on); else look for a TRUNCATE.  Only possible with a key.
+            -- The record existed after its last event.  A later INSERT of
+            -- its key (another record: with p_at the history was cut there)
+            -- says something removed it before (up to the 1.6 review a
+            -- TRUNCATE was only looked for when the key was not in the table
+            -- now, and row_as_of() showed the truncated row until the key's
+            -- next INSERT).  Else, if it is in the table now, nothing removed
+            -- it since (assuming auditing went on); else look for a TRUNCATE.
+            -- Only possible with a key.
             in_table := NULL;
+            SELECT min(e.id) INTO gap_to FROM audit.event e
+             WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
+               AND e.record_id @> idents[n] AND e.record_id = idents[n] AND e.id > evs[n].id
+               AND e.action IN ('INSERT', 'BASELINE') AND e.status = 'success';
+            IF gap_to IS NOT NULL THEN
+                in_table := false;
+            END IF;
             keys := CASE WHEN p_live IS NOT NULL THEN audit.key_columns(p_live) END;
-            IF keys IS NOT NULL
+            IF in_table IS NULL AND keys IS NOT NULL
                AND ARRAY(SELECT jsonb_object_keys(k) ORDER BY 1) = ARRAY(SELECT unnest(keys) ORDER BY 1) THEN
                 BEGIN
                     -- as the table's owner: its types, domains and operators are its code
@@ -1198,7 +1210,6 @@ BEGIN
             END IF;
             IF in_table IS NOT TRUE THEN
                 gap_from := evs[n].id;
-                gap_to := NULL;
                 gap_ident := k;
             END IF;
         END IF;
