@@ -4,7 +4,7 @@
 -- renamed or retyped, a key deleted and inserted again in one transaction.
 -- Each block failed before its fix.  Rolled back.
 BEGIN;
-SELECT plan(23);
+SELECT plan(25);
 SET LOCAL client_min_messages = warning;
 CREATE TEMP TABLE moment (name text PRIMARY KEY, at timestamptz);
 CREATE FUNCTION pg_temp.at(n text) RETURNS timestamptz LANGUAGE sql AS $$ SELECT at FROM moment WHERE name = n $$;
@@ -128,6 +128,24 @@ SELECT is(audit.row_as_of('hm_trunc', '{"id": 1}', pg_temp.at('t1')), NULL,
 SELECT is(audit.row_as_of('hm_trunc', '{"id": 1}', (SELECT event_time FROM audit.event WHERE table_name = 'hm_trunc' AND action = 'TRUNCATE')), NULL,
           '... also at the TRUNCATE''s own time');
 SELECT is(audit.row_as_of('hm_trunc', '{"id": 1}', clock_timestamp()), '{"id": 1, "v": "b"}'::jsonb, '... and the new row after');
+
+-- 6. an UPDATE and ALTER ... TYPE ... USING sent as one query string (a
+-- migration file run in one Exec): both have the same statement start, and
+-- the value the UPDATE wrote was taken as written after the conversion
+-- (row_as_of said 7; the table held 700)
+CREATE TABLE hm_multi (id int PRIMARY KEY, d int);
+SELECT audit.enable('hm_multi');
+INSERT INTO hm_multi VALUES (1, 1);
+SELECT pg_temp.mark('m0');
+DO $$ BEGIN
+    -- one top-level statement, as one query string is: one statement_timestamp()
+    UPDATE hm_multi SET d = 7;
+    ALTER TABLE hm_multi ALTER COLUMN d TYPE bigint USING d * 100;
+END $$;
+SELECT is(audit.row_as_of('hm_multi', '{"id": 1}', clock_timestamp()), '{"id": 1, "d": "[unknown]"}'::jsonb,
+          'an UPDATE and a USING conversion in one statement start: "[unknown]", not the value before the conversion');
+SELECT is(audit.row_as_of('hm_multi', '{"id": 1}', pg_temp.at('m0')), '{"id": 1, "d": 1}'::jsonb,
+          '... and the value before both');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -178,7 +178,14 @@ DECLARE
     first boolean;
     how   text;
     val   jsonb;
-    now_  timestamptz := statement_timestamp();
+    -- when the change happened, not when its statement began: the events of
+    -- the statements before it in one query string, a DO block or a
+    -- migration function carry that same statement start (up to the 1.6
+    -- review a value an UPDATE wrote just before ALTER ... TYPE ... USING in
+    -- one string counted as written after the conversion, and row_as_of()
+    -- showed it unconverted); a statement after it in the same string then
+    -- counts as before it, which gives "[unknown]" rather than a guess
+    now_  timestamptz := clock_timestamp();
     using_cols text[];
     in_trigger boolean;
 BEGIN
@@ -205,6 +212,11 @@ BEGIN
                                           unnest(audit.ddl_type_using(c.command, tbl)) u);
     END IF;
     first := NOT EXISTS (SELECT 1 FROM audit.audited_column_history c WHERE c.table_identity = ident);
+    IF first THEN
+        -- the columns a table has when auditing begins hold from the start
+        -- of the statement that began it (its BASELINE events carry that time)
+        now_ := statement_timestamp();
+    END IF;
     FOR a IN
         SELECT t.attnum, t.attname::text AS name, format_type(t.atttypid, t.atttypmod) AS typ, t.attisdropped,
                t.atthasmissing, t.attmissingval::text AS missing, t.atthasdef, t.attidentity, t.attgenerated
