@@ -4,7 +4,7 @@
 -- renamed or retyped, a key deleted and inserted again in one transaction.
 -- Each block failed before its fix.  Rolled back.
 BEGIN;
-SELECT plan(25);
+SELECT plan(27);
 SET LOCAL client_min_messages = warning;
 CREATE TEMP TABLE moment (name text PRIMARY KEY, at timestamptz);
 CREATE FUNCTION pg_temp.at(n text) RETURNS timestamptz LANGUAGE sql AS $$ SELECT at FROM moment WHERE name = n $$;
@@ -96,6 +96,21 @@ ALTER TABLE hm_ktype ALTER COLUMN id TYPE int USING (id::int * 10);
 UPDATE hm_ktype SET v = 'a3' WHERE id = 10;
 SELECT is((SELECT string_agg(action, ',' ORDER BY id) FROM audit.record_history('hm_ktype', '{"id": 10}')),
           'UPDATE', 'a key converted USING an expression: the history starts after the change (documented limit)');
+
+-- ... and a table without a key, whose record is its whole row: a rename or
+-- a type change of any column split its history the same way
+CREATE TABLE hm_kl (a int, b text, c int);
+SELECT audit.enable('hm_kl');
+INSERT INTO hm_kl VALUES (1, 'x', NULL);
+UPDATE hm_kl SET b = 'w';
+ALTER TABLE hm_kl RENAME b TO bb;
+ALTER TABLE hm_kl ALTER c TYPE bigint;
+ALTER TABLE hm_kl ALTER a TYPE text;
+UPDATE hm_kl SET bb = 'y';
+SELECT is((SELECT string_agg(action, ',' ORDER BY id) FROM audit.record_history('hm_kl', '{"a": "1", "bb": "y", "c": null}')),
+          'INSERT,UPDATE,UPDATE', 'keyless: the history goes back across a rename and type changes');
+SELECT is(audit.row_as_of('hm_kl', '{"a": "1", "bb": "y", "c": null}', clock_timestamp()), '{"a": "1", "bb": "y", "c": null}'::jsonb,
+          '... and row_as_of() rebuilds the row now');
 
 -- 4. undo of an UPDATE whose old value no longer fits the column (an enum
 -- label renamed since): reading.md promises 55000; it failed with the input

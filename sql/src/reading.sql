@@ -962,7 +962,8 @@ BEGIN
          WHERE h.table_identity = ident AND h.attnum = cur.attnum AND h.valid_until = changed_at
            AND h.ended_by IN ('rename', 'type');
         v := kv.value;
-        IF prev.data_type IS DISTINCT FROM cur.data_type THEN
+        -- (a whole-row identity may hold NULLs and masked values: kept as they are)
+        IF prev.data_type IS DISTINCT FROM cur.data_type AND v <> 'null' AND v <> '"[masked]"' THEN
             IF cur.converted IS DISTINCT FROM 'cast' OR live IS NULL THEN
                 old_key := NULL;
                 RETURN;
@@ -1028,6 +1029,7 @@ DECLARE
     bound      bigint;
     pre_evs    audit.event[];
     pre_keys   jsonb[];
+    kt         timestamptz;
 BEGIN
     -- The record's own events.  A key names the record that has it now or
     -- had it last: its events under the key since it got the key (an
@@ -1127,20 +1129,39 @@ BEGIN
     -- back, across a rename or a type change of a key column: the events
     -- recorded under the key as it was before, if the record lived then
     -- (up to the 1.6 review the history began after the change)
-    WHILE NOT keyless AND sc.table_identity IS NOT NULL
+    WHILE sc.table_identity IS NOT NULL
           AND (cardinality(evs) = 0 OR evs[1].action NOT IN ('INSERT', 'BASELINE')) LOOP
-        SELECT * INTO lnk
-          FROM audit.key_before_change(sc.table_identity, CASE WHEN cardinality(evs) = 0 THEN k ELSE idents[1] END,
-                                       CASE WHEN cardinality(evs) = 0 THEN 'infinity' ELSE evs[1].event_time END, p_live);
+        bound := CASE WHEN cardinality(evs) = 0 THEN upto ELSE evs[1].id - 1 END;
+        nk := CASE WHEN cardinality(evs) = 0 THEN k ELSE idents[1] END;
+        kt := CASE WHEN cardinality(evs) = 0 THEN 'infinity' ELSE evs[1].event_time END;
+        pre_evs := '{}';
+        -- change by change (several may have no event between them)
+        LOOP
+            SELECT * INTO lnk FROM audit.key_before_change(sc.table_identity, nk, kt, p_live);
+            EXIT WHEN lnk.old_key IS NULL;
+            SELECT x.inc_events, x.inc_keys INTO pre_evs, pre_keys
+              FROM audit.record_incarnation(sc, lnk.old_key, bound) x;
+            IF cardinality(pre_evs) = 0 THEN
+                -- it got that key by an UPDATE (without a key: every UPDATE
+                -- gives the record its new whole row)
+                ev := audit.key_moved_to(sc, lnk.old_key, NULL, CASE WHEN bound IS NOT NULL THEN bound + 1 END, keyless);
+                IF ev.id IS NOT NULL THEN
+                    SELECT x.inc_events, x.inc_keys INTO pre_evs, pre_keys
+                      FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
+                END IF;
+            END IF;
+            EXIT WHEN cardinality(pre_evs) > 0;
+            nk := lnk.old_key;
+            kt := lnk.changed_at - interval '1 microsecond';
+        END LOOP;
         EXIT WHEN lnk.old_key IS NULL;
-        SELECT x.inc_events, x.inc_keys INTO pre_evs, pre_keys
-          FROM audit.record_incarnation(sc, lnk.old_key,
-                                        CASE WHEN cardinality(evs) = 0 THEN upto ELSE evs[1].id - 1 END) x;
         n := cardinality(pre_evs);
         -- it must have lived up to the change, under that key
         EXIT WHEN n = 0 OR pre_evs[n].event_time > lnk.changed_at
                OR (pre_evs[n].status = 'success' AND (pre_evs[n].action = 'DELETE' OR
-                   (pre_evs[n].action = 'UPDATE' AND audit.next_record_id(pre_keys[n], pre_evs[n].new_data) IS DISTINCT FROM pre_keys[n])));
+                   (pre_evs[n].action = 'UPDATE'
+                    AND audit.next_record_id(pre_keys[n], pre_evs[n].new_data) IS DISTINCT FROM pre_keys[n]
+                    AND audit.next_record_id(pre_keys[n], pre_evs[n].new_data) IS DISTINCT FROM lnk.old_key)));
         evs := pre_evs || evs;
         idents := pre_keys || idents;
         -- and back through the key moves before
