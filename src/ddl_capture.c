@@ -57,6 +57,7 @@
 #include "parser/parse_type.h"
 #include "storage/proc.h"
 #include "tcop/cmdtag.h"
+#include "tcop/deparse_utility.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -2386,4 +2387,47 @@ audit_log_config_event(PG_FUNCTION_ARGS)
 	}
 	audit_event_emit(&ev);
 	PG_RETURN_VOID();
+}
+
+/*
+ * audit.ddl_type_using(cmd pg_ddl_command, rel oid) RETURNS text[]: the
+ * columns of rel whose ALTER COLUMN ... TYPE in this collected ALTER TABLE
+ * command had a USING clause (audit.sync_columns(), called from the
+ * ddl_command_end event trigger).  The parse tree says it, whatever text the
+ * client sent: up to 1.6's review the statement text was searched for the
+ * word "using", which a migration function (SELECT migrate()) does not
+ * show and a comment can.  An empty array for any other command.
+ */
+PG_FUNCTION_INFO_V1(audit_ddl_type_using);
+
+Datum
+audit_ddl_type_using(PG_FUNCTION_ARGS)
+{
+	CollectedCommand *cmd = (CollectedCommand *) PG_GETARG_POINTER(0);
+	Oid			relid = PG_GETARG_OID(1);
+	ArrayBuildState *astate = NULL;
+	ListCell   *lc;
+
+	if (cmd != NULL && cmd->type == SCT_AlterTable &&
+		cmd->d.alterTable.objectId == relid)
+	{
+		foreach(lc, cmd->d.alterTable.subcmds)
+		{
+			CollectedATSubcmd *sub = (CollectedATSubcmd *) lfirst(lc);
+			AlterTableCmd *atc = (AlterTableCmd *) sub->parsetree;
+			ColumnDef  *def;
+
+			if (atc == NULL || !IsA(atc, AlterTableCmd) ||
+				atc->subtype != AT_AlterColumnType || atc->name == NULL)
+				continue;
+			def = (ColumnDef *) atc->def;
+			if (def == NULL || !IsA(def, ColumnDef) || def->raw_default == NULL)
+				continue;
+			astate = accumArrayResult(astate, CStringGetTextDatum(atc->name), false,
+									  TEXTOID, CurrentMemoryContext);
+		}
+	}
+	if (astate == NULL)
+		PG_RETURN_ARRAYTYPE_P(construct_empty_array(TEXTOID));
+	PG_RETURN_DATUM(makeArrayResult(astate, CurrentMemoryContext));
 }

@@ -163,6 +163,18 @@ COMMENT ON COLUMN audit.audited_column_history.added_value IS 'The value rows th
 COMMENT ON COLUMN audit.audited_column_history.converted IS
     'After a type change: how existing values were converted, cast (the type''s own conversion) or using (an expression the trail does not know)';
 
+-- The columns of a table whose type an ALTER TABLE command (from
+-- pg_event_trigger_ddl_commands()) converted USING an expression
+-- (src/ddl_capture.c)
+CREATE FUNCTION audit.ddl_type_using(cmd pg_ddl_command, rel oid)
+RETURNS text[]
+LANGUAGE C
+STRICT
+STABLE
+AS 'MODULE_PATHNAME', 'audit_ddl_type_using';
+COMMENT ON FUNCTION audit.ddl_type_using(pg_ddl_command, oid) IS
+    'Internal: the columns of a table whose ALTER COLUMN TYPE in a collected ALTER TABLE command had a USING clause';
+
 -- Record the columns of an audited table that changed since last time.
 -- The value rows got from a new column's default is evaluated as the
 -- table's owner: its types and domains are the owner's code.
@@ -178,14 +190,45 @@ DECLARE
     first boolean;
     how   text;
     val   jsonb;
-    now_  timestamptz := statement_timestamp();
+    -- when the change happened, not when its statement began: the events of
+    -- the statements before it in one query string, a DO block or a
+    -- migration function carry that same statement start (up to the 1.6
+    -- review a value an UPDATE wrote just before ALTER ... TYPE ... USING in
+    -- one string counted as written after the conversion, and row_as_of()
+    -- showed it unconverted); a statement after it in the same string then
+    -- counts as before it, which gives "[unknown]" rather than a guess
+    now_  timestamptz := clock_timestamp();
+    using_cols text[];
+    in_trigger boolean;
 BEGIN
     SELECT h.table_identity INTO ident FROM audit.audited_table_history h
      WHERE h.table_oid = tbl AND h.valid_until IS NULL;
     IF ident IS NULL THEN
         RETURN;
     END IF;
+    -- the columns whose type the ALTER TABLE being ended converted USING an
+    -- expression, from its parse tree (the text the client sent may be
+    -- "SELECT migrate()"); outside the event trigger (audit.enable() of a
+    -- table changed while not audited) how a type change converted is not
+    -- known: NULL, taken as "using"
+    BEGIN
+        PERFORM FROM pg_event_trigger_ddl_commands() LIMIT 1;
+        in_trigger := true;
+    EXCEPTION WHEN event_trigger_protocol_violated THEN
+        in_trigger := false;
+    END;
+    -- (the upgrade to 1.6 alters audited tables before it creates
+    -- audit.ddl_type_using: NULL, unknown, then)
+    IF in_trigger AND to_regprocedure('audit.ddl_type_using(pg_ddl_command, oid)') IS NOT NULL THEN
+        using_cols := ARRAY(SELECT u FROM pg_event_trigger_ddl_commands() c,
+                                          unnest(audit.ddl_type_using(c.command, tbl)) u);
+    END IF;
     first := NOT EXISTS (SELECT 1 FROM audit.audited_column_history c WHERE c.table_identity = ident);
+    IF first THEN
+        -- the columns a table has when auditing begins hold from the start
+        -- of the statement that began it (its BASELINE events carry that time)
+        now_ := statement_timestamp();
+    END IF;
     FOR a IN
         SELECT t.attnum, t.attname::text AS name, format_type(t.atttypid, t.atttypmod) AS typ, t.attisdropped,
                t.atthasmissing, t.attmissingval::text AS missing, t.atthasdef, t.attidentity, t.attgenerated
@@ -237,7 +280,7 @@ BEGIN
             INSERT INTO audit.audited_column_history (table_identity, attnum, column_name, data_type, valid_from, converted)
             VALUES (ident, a.attnum, a.name, a.typ, now_,
                     CASE WHEN cur.data_type IS DISTINCT FROM a.typ THEN
-                         CASE WHEN current_query() ~* '\musing\M' THEN 'using' ELSE 'cast' END END);
+                         CASE WHEN a.name = ANY (coalesce(using_cols, ARRAY[a.name])) THEN 'using' ELSE 'cast' END END);
         END IF;
     END LOOP;
 END
@@ -1515,7 +1558,8 @@ REVOKE ALL ON FUNCTION audit.trigger_arguments(bytea),
                        audit.sync_table_names(),
                        audit.on_table_names_change(),
                        audit.on_sql_drop(),
-                       audit.sync_columns(regclass) FROM PUBLIC;
+                       audit.sync_columns(regclass),
+                       audit.ddl_type_using(pg_ddl_command, oid) FROM PUBLIC;
 REVOKE ALL ON audit.audited_table_history, audit.audited_column_history FROM PUBLIC;
 GRANT SELECT ON audit.audited_table_history, audit.audited_column_history TO audit_admin, audit_reader;
 SELECT pg_catalog.pg_extension_config_dump('audit.audited_column_history', '');

@@ -123,5 +123,19 @@ mid=$(q -d postgres -c "BEGIN" -c "UPDATE tx SET v = 'first'" -c "SELECT pg_slee
 is "$(q -d postgres -c "SELECT audit.row_as_of('tx', '{\"id\": 1}', '$mid')->>'v'")" "before" \
    "row_as_of() between two statements of a transaction: the row before the transaction, never a state it passed through"
 is "$(q -d postgres -c "SELECT audit.row_as_of('tx', '{\"id\": 1}', clock_timestamp())->>'v'")" "second" "... and after it, its result"
+# ... also when the transaction deletes the row and inserts another with its
+# key, or moves another row to its key (histrev): the moment between the two
+# statements showed no row (NULL) for key 1, a state no other session saw
+q -d postgres -c "INSERT INTO tx VALUES (2, 'two'), (3, 'three')" >/dev/null
+mid=$(q -d postgres -c "BEGIN" -c "DELETE FROM tx WHERE id = 2" -c "SELECT pg_sleep(0.05)" \
+        -c "SELECT clock_timestamp()" -c "SELECT pg_sleep(0.05)" -c "INSERT INTO tx VALUES (2, 'two again')" -c "COMMIT" | grep '^20[0-9][0-9]-')
+is "$(q -d postgres -c "SELECT audit.row_as_of('tx', '{\"id\": 2}', '$mid')->>'v'")" "two" \
+   "row_as_of() between a DELETE and the INSERT of the same key in one transaction: the row before the transaction"
+is "$(q -d postgres -c "SELECT audit.row_as_of('tx', '{\"id\": 2}', clock_timestamp())->>'v'")" "two again" "... and after it, the new row"
+mid=$(q -d postgres -c "BEGIN" -c "DELETE FROM tx WHERE id = 2" -c "SELECT pg_sleep(0.05)" \
+        -c "SELECT clock_timestamp()" -c "SELECT pg_sleep(0.05)" -c "UPDATE tx SET id = 2 WHERE id = 3" -c "COMMIT" | grep '^20[0-9][0-9]-')
+is "$(q -d postgres -c "SELECT audit.row_as_of('tx', '{\"id\": 2}', '$mid')->>'v'")" "two again" \
+   "row_as_of() between a DELETE and an UPDATE that moves another row to the key, in one transaction: the row before it"
+is "$(q -d postgres -c "SELECT audit.row_as_of('tx', '{\"id\": 2}', clock_timestamp())->>'v'")" "three" "... and after it, the moved row"
 is "$(q -d postgres -c "SELECT verified FROM audit.verify()")" "t" "the chains verify"
 done_testing
