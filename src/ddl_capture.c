@@ -1260,6 +1260,46 @@ refuse_wal_table_change(Oid relid, const char *what, const char *attempt,
 }
 
 /*
+ * ATTACH PARTITION of a table audited on its own to an audited partitioned
+ * table: PostgreSQL would clone the parent's audit trigger onto it and fail
+ * on the name its own audit trigger has ("trigger ... already exists",
+ * 42710), which says nothing of auditing.  Refused first, saying what to do.
+ */
+static void
+refuse_attach_audited(Oid parent, Oid child)
+{
+	ListCell   *lc;
+	ListCell   *lc2;
+
+	if (!OidIsValid(parent) || !OidIsValid(child))
+		return;
+	foreach(lc, audit_triggers_of(parent))
+	{
+		AuditTrig  *p = lfirst(lc);
+
+		/* only row triggers are cloned onto a new partition */
+		if (p->kind != 'r' || p->wal)
+			continue;
+		foreach(lc2, audit_triggers_of(child))
+		{
+			AuditTrig  *c = lfirst(lc2);
+			char	   *nsp;
+
+			if (c->kind != 'r' || c->clone || strcmp(c->name, p->name) != 0)
+				continue;
+			nsp = get_namespace_name(get_rel_namespace(child));
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot attach table \"%s\" as a partition of \"%s\": both are audited",
+							get_rel_name(child), get_rel_name(parent)),
+					 errdetail("A partition is audited as part of its partitioned table; the table's own auditing must end first."),
+					 errhint("Run audit.disable('%s') first: its events so far keep its own identity, and once attached its changes are audited as the partitioned table's.",
+							 quote_qualified_identifier(nsp, get_rel_name(child)))));
+		}
+	}
+}
+
+/*
  * Before a utility statement runs: refuse what would hide an audit trigger,
  * remember the audit trigger a DROP TRIGGER removes (after the statement it
  * is gone, and the table may have been the last one audited).
@@ -1318,6 +1358,9 @@ guard_prepare(Node *stmt)
 						refuse_wal_table_change(RangeVarGetRelid(a->relation, NoLock, true),
 												"make unlogged", "set unlogged",
 												"An unlogged table writes no WAL: none of its changes would reach the audit trail, and nothing would say so.");
+					else if (cmd->subtype == AT_AttachPartition && IsA(cmd->def, PartitionCmd))
+						refuse_attach_audited(RangeVarGetRelid(a->relation, NoLock, true),
+											  RangeVarGetRelid(((PartitionCmd *) cmd->def)->name, NoLock, true));
 					else if (cmd->subtype == AT_ReplicaIdentity &&
 							 ((ReplicaIdentityStmt *) cmd->def)->identity_type != REPLICA_IDENTITY_FULL)
 						refuse_wal_table_change(RangeVarGetRelid(a->relation, NoLock, true),
