@@ -171,6 +171,7 @@ typedef struct AuditDecodedRow
 #define AUDIT_DECODED_ROW_MAX	(32 * 1024 * 1024)
 
 extern bool audit_trigger_is_wal(Trigger *tg);
+extern bool audit_trigger_flags_are_wal(const char *flags, int16 tgtype);
 extern bool audit_in_wal_worker(void);
 extern bool audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
 								  HeapTuple newtup, bool old_is_key,

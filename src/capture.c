@@ -965,28 +965,21 @@ audit_capture_truncate(PG_FUNCTION_ARGS)
 bool
 audit_trigger_is_wal(Trigger *tg)
 {
-	return tg != NULL && tg->tgnargs >= 3 && strstr(tg->tgargs[2], "wal") != NULL &&
-		!TRIGGER_FOR_ROW(tg->tgtype);
+	return tg != NULL && tg->tgnargs >= 3 && audit_trigger_flags_are_wal(tg->tgargs[2], tg->tgtype);
 }
 
 /*
- * One decoded change of a table audited in WAL mode, turned into the
- * columns of its event exactly as the row trigger would (same cache, same
- * exclude and mask, same canonical values).  Called by the output plugin
- * under the historic snapshot of the change: rel and tg are the table and
- * its audit trigger as they were then (a column added later is not there
- * yet).  oldtup is NULL for INSERT, newtup for DELETE; an UPDATE without an
- * old tuple (replica identity no longer FULL) records the new row whole.
- * old_is_key: oldtup holds only the replica identity's key columns (the
- * table's replica identity was not FULL at the change), the others NULL:
- * never recorded as the old row (it would claim the row held NULLs), only
- * its key as the record id.  A DELETE with neither (replica identity
- * NOTHING, or DEFAULT without a key) has no values at all, but is still an
- * event: the caller records that the old row is not in the WAL.
- * Returns false for an UPDATE that changed nothing (unless log_unchanged).
- * The datums are allocated in CurrentMemoryContext's row context: the
- * caller copies them.
+ * The rule, for any reader of a trigger (the relcache's above, pg_trigger's
+ * in ddl_capture.c): its flags argument names "wal", and it is a statement
+ * trigger.
  */
+bool
+audit_trigger_flags_are_wal(const char *flags, int16 tgtype)
+{
+	return flags != NULL && strstr(flags, "wal") != NULL && !TRIGGER_FOR_ROW(tgtype);
+}
+
+/* Does the slot hold every key column (a key-only old tuple may lack them)? */
 static bool
 key_present(AuditRelCache *rc, TupleTableSlot *slot)
 {
@@ -1025,6 +1018,24 @@ decoded_row_bytes(AuditRelCache *rc, TupleTableSlot *slot)
 	return n;
 }
 
+/*
+ * One decoded change of a table audited in WAL mode, turned into the
+ * columns of its event exactly as the row trigger would (same cache, same
+ * exclude and mask, same canonical values).  Called by the output plugin
+ * under the historic snapshot of the change: rel and tg are the table and
+ * its audit trigger as they were then (a column added later is not there
+ * yet).  oldtup is NULL for INSERT, newtup for DELETE; an UPDATE without an
+ * old tuple (replica identity no longer FULL) records the new row whole.
+ * old_is_key: oldtup holds only the replica identity's key columns (the
+ * table's replica identity was not FULL at the change), the others NULL:
+ * never recorded as the old row (it would claim the row held NULLs), only
+ * its key as the record id.  A DELETE with neither (replica identity
+ * NOTHING, or DEFAULT without a key) has no values at all, but is still an
+ * event: the caller records that the old row is not in the WAL.
+ * Returns false for an UPDATE that changed nothing (unless log_unchanged).
+ * The datums are allocated in CurrentMemoryContext's row context: the
+ * caller copies them.
+ */
 bool
 audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
 					  HeapTuple newtup, bool old_is_key, bool log_unchanged,
@@ -1036,6 +1047,9 @@ audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
 	TupleTableSlot *newslot = NULL;
 	Oid			save_userid;
 	int			save_sec;
+	int64		nold;
+	int64		nnew;
+	bool		record = true;
 
 	memset(out, 0, sizeof(*out));
 	out->schema_name = rc->schema_name;
@@ -1068,26 +1082,17 @@ audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
 	 * after every restart (any role that may INSERT could stop capture of
 	 * the database: 1.6 security review).  Recorded without its values.
 	 */
+	nold = oldslot && !old_is_key ? decoded_row_bytes(rc, oldslot) : 0;
+	nnew = newslot ? decoded_row_bytes(rc, newslot) : 0;
+	if (nold > AUDIT_DECODED_ROW_MAX || nnew > AUDIT_DECODED_ROW_MAX)
 	{
-		int64		nold = oldslot && !old_is_key ? decoded_row_bytes(rc, oldslot) : 0;
-		int64		nnew = newslot ? decoded_row_bytes(rc, newslot) : 0;
+		TupleTableSlot *keyslot = oldslot ? oldslot : newslot;
 
-		if (nold > AUDIT_DECODED_ROW_MAX || nnew > AUDIT_DECODED_ROW_MAX)
-		{
-			TupleTableSlot *keyslot = oldslot ? oldslot : newslot;
-
-			out->too_large = Max(nold, nnew);
-			if (key_present(rc, keyslot))
-				out->record_id = record_id_jsonb(rc, keyslot);
-			SetUserIdAndSecContext(save_userid, save_sec);
-			if (oldslot)
-				ExecDropSingleTupleTableSlot(oldslot);
-			if (newslot)
-				ExecDropSingleTupleTableSlot(newslot);
-			return true;
-		}
+		out->too_large = Max(nold, nnew);
+		if (key_present(rc, keyslot))
+			out->record_id = record_id_jsonb(rc, keyslot);
 	}
-	if (oldslot && newslot && !old_is_key)
+	else if (oldslot && newslot && !old_is_key)
 	{
 		bool	   *changed = palloc0(sizeof(bool) * rc->natts);
 		Datum	   *names = palloc(sizeof(Datum) * rc->natts);
@@ -1114,17 +1119,15 @@ audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
 			names[nchanged++] = CStringGetTextDatum(rc->cols[i].name);
 		}
 		if (nchanged == 0 && !log_unchanged)
+			record = false;
+		else
 		{
-			SetUserIdAndSecContext(save_userid, save_sec);
-			ExecDropSingleTupleTableSlot(oldslot);
-			ExecDropSingleTupleTableSlot(newslot);
-			return false;
+			out->old_data = row_to_jsonb(rc, oldslot, changed);
+			out->new_data = row_to_jsonb(rc, newslot, changed);
+			out->changed_columns =
+				PointerGetDatum(construct_array(names, nchanged, TEXTOID, -1, false, TYPALIGN_INT));
+			out->record_id = record_id_jsonb(rc, oldslot);
 		}
-		out->old_data = row_to_jsonb(rc, oldslot, changed);
-		out->new_data = row_to_jsonb(rc, newslot, changed);
-		out->changed_columns =
-			PointerGetDatum(construct_array(names, nchanged, TEXTOID, -1, false, TYPALIGN_INT));
-		out->record_id = record_id_jsonb(rc, oldslot);
 	}
 	else if (newslot)
 	{
@@ -1150,7 +1153,7 @@ audit_capture_decoded(Relation rel, Trigger *tg, HeapTuple oldtup,
 		ExecDropSingleTupleTableSlot(oldslot);
 	if (newslot)
 		ExecDropSingleTupleTableSlot(newslot);
-	return true;
+	return record;
 }
 
 /* The names a decoded TRUNCATE is recorded under (historic catalog). */

@@ -1004,12 +1004,13 @@ audit_trigger_kind(Oid tgfoid, Oid audit_nsp)
 }
 
 /*
- * Does an audit trigger carry the flag "wal" in its third argument (the
- * flags), as audit_trigger_is_wal() reads it from the relcache?  tgargs is
- * the arguments one after the other, each ended by a NUL.
+ * The third argument of an audit trigger (its flags), NULL if it has none;
+ * audit_trigger_flags_are_wal() reads it as audit_trigger_is_wal() reads the
+ * relcache's.  tgargs is the arguments one after the other, each ended by a
+ * NUL.
  */
-static bool
-trigger_has_wal_flag(Relation tgrel, HeapTuple tup)
+static char *
+trigger_flags(Relation tgrel, HeapTuple tup)
 {
 	Form_pg_trigger tg = (Form_pg_trigger) GETSTRUCT(tup);
 	bool		isnull;
@@ -1019,18 +1020,18 @@ trigger_has_wal_flag(Relation tgrel, HeapTuple tup)
 	const char *end;
 
 	if (tg->tgnargs < 3)
-		return false;
+		return NULL;
 	d = heap_getattr(tup, Anum_pg_trigger_tgargs, RelationGetDescr(tgrel), &isnull);
 	if (isnull)
-		return false;
+		return NULL;
 	args = DatumGetByteaPP(d);
 	p = VARDATA_ANY(args);
 	end = p + VARSIZE_ANY_EXHDR(args);
 	for (int i = 0; i < 2 && p < end; i++)
 		p += strnlen(p, end - p) + 1;
 	if (p >= end)
-		return false;
-	return strstr(pnstrdup(p, strnlen(p, end - p)), "wal") != NULL;
+		return NULL;
+	return pnstrdup(p, strnlen(p, end - p));
 }
 
 /* The audit triggers of a relation (list of AuditTrig *), as committed now. */
@@ -1063,7 +1064,7 @@ audit_triggers_of(Oid relid)
 			t->kind = kind;
 			t->enabled = tg->tgenabled;
 			t->clone = OidIsValid(tg->tgparentid);
-			t->wal = !TRIGGER_FOR_ROW(tg->tgtype) && trigger_has_wal_flag(tgrel, tup);
+			t->wal = audit_trigger_flags_are_wal(trigger_flags(tgrel, tup), tg->tgtype);
 			result = lappend(result, t);
 		}
 	}
@@ -1271,8 +1272,11 @@ refuse_attach_audited(Oid parent, Oid child)
 	ListCell   *lc;
 	ListCell   *lc2;
 
+	List	   *own;
+
 	if (!OidIsValid(parent) || !OidIsValid(child))
 		return;
+	own = audit_triggers_of(child);
 	foreach(lc, audit_triggers_of(parent))
 	{
 		AuditTrig  *p = lfirst(lc);
@@ -1280,7 +1284,7 @@ refuse_attach_audited(Oid parent, Oid child)
 		/* only row triggers are cloned onto a new partition */
 		if (p->kind != 'r' || p->wal)
 			continue;
-		foreach(lc2, audit_triggers_of(child))
+		foreach(lc2, own)
 		{
 			AuditTrig  *c = lfirst(lc2);
 			char	   *nsp;

@@ -437,8 +437,6 @@ DECLARE
     run_ids   bigint[];
     run_lo    bigint[];
     still     jsonb := '{}';
-    still_ids bigint[];
-    still_lo  bigint[];
     done_xids bigint[] := '{}';
     done_lo32 bigint[];
     done_lo   bigint;
@@ -505,10 +503,9 @@ BEGIN
     -- behalf; xmin is 32 bits, compared with the low half of a
     -- transaction id).  An event is evaluated once neither is running,
     -- whichever ends last.
+    -- (the pending ones still running are among them)
     run_ids := ARRAY(SELECT x::text::bigint FROM unnest(xips) x);
     run_lo := ARRAY(SELECT x::text::bigint & 4294967295 FROM unnest(xips) x);
-    still_ids := ARRAY(SELECT k::bigint FROM jsonb_object_keys(still) k) || run_ids;
-    still_lo := ARRAY(SELECT k::bigint & 4294967295 FROM jsonb_object_keys(still) k) || run_lo;
     done_lo32 := ARRAY(SELECT x & 4294967295 FROM unnest(done_xids) x);
 
     -- only events some enabled rule could match (class, action, rows) are
@@ -526,8 +523,8 @@ BEGIN
         cand := cand || ARRAY(SELECT e FROM audit.event e
                                WHERE e.id > done_lo AND e.id <= hi
                                  AND (e.txid = ANY (done_xids) OR e.xmin::text::bigint = ANY (done_lo32))
-                                 AND NOT (coalesce(e.txid = ANY (still_ids), false)
-                                          OR e.xmin::text::bigint = ANY (still_lo))
+                                 AND NOT (coalesce(e.txid = ANY (run_ids), false)
+                                          OR e.xmin::text::bigint = ANY (run_lo))
                                  AND EXISTS (SELECT 1 FROM audit.alert_rules r
                                      WHERE r.enabled AND r.class = e.class
                                        AND (r.action IS NULL OR r.action = e.action)
