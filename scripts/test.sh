@@ -95,7 +95,7 @@ wal_extra=()
 if grep -q '^output_plugin_libraries' <<<"$(cd / && runuser -u postgres -- "$PGBIN/postgres" --describe-config 2>/dev/null)"; then
     wal_extra+=("output_plugin_libraries = 'pgoutput, test_decoding, audit_ext'")
 fi
-if pg_start "$WALDIR" $((PORT + 150)) "wal_level = logical" "max_replication_slots = 8" "audit_ext.wal_naptime = 50" "${wal_extra[@]}"; then
+if pg_start "$WALDIR" $((PORT + 150)) "wal_level = logical" "max_replication_slots = 8" "audit_ext.wal_naptime = 50" "audit_ext.wal_test_fault = 'we_poison'" "${wal_extra[@]}"; then
     make -s PG_CONFIG="$PGBIN/pg_config" installcheck REGRESS="$(sed -n 's/^REGRESS_WAL = //p' Makefile)" \
         ISOLATION="$(sed -n 's/^ISOLATION_WAL = //p' Makefile)"
     rc=$?

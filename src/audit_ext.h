@@ -183,6 +183,7 @@ extern void audit_capture_decoded_names(Relation rel, Trigger *tg,
 extern int	audit_wal_batch_size;
 extern int	audit_wal_naptime;
 extern bool audit_wal_capture_pause;
+extern char *audit_wal_test_fault;
 extern int	audit_wal_capture_nice;
 extern void audit_wal_register(void);
 extern void audit_wal_log_context(void);

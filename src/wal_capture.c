@@ -103,11 +103,13 @@
 #include "utils/datum.h"
 #include "utils/fmgrprotos.h"
 #include "utils/inet.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
@@ -129,6 +131,18 @@ int			audit_wal_batch_size = 10000;
 int			audit_wal_capture_nice = 10;
 int			audit_wal_naptime = 200;
 bool		audit_wal_capture_pause = false;
+char	   *audit_wal_test_fault = NULL;
+
+/*
+ * Careful mode: set when this worker started after one that failed, until
+ * its first batch is written.  Each change is then converted in a
+ * subtransaction of its own, and one that fails is recorded without its
+ * values: an error on one change can no longer stop the database's capture
+ * on every restart.  Off otherwise, where a subtransaction per change would
+ * cost every change for the sake of none.
+ */
+static bool wal_careful = false;
+static int64 wal_unconverted = 0;
 
 /* ----------------------------------------------------------------
  * Shared state: one entry per database with a capture worker
@@ -145,7 +159,16 @@ typedef struct WalCaptureEntry
 	int64		last_batch_events;
 	TimestampTz last_commit_time;	/* of the last decoded transaction */
 	int64		events_total;
-	char		last_error[128];
+	/*
+	 * Failures: the last error that stopped the worker, and how many starts
+	 * in a row ended in one (reset by the next batch written).  A worker
+	 * that starts after a failure converts each change in a subtransaction
+	 * of its own until its first batch is written (wal_careful).
+	 */
+	int			failures;
+	TimestampTz last_error_at;
+	char		last_error[256];
+	int64		unconverted;	/* changes recorded without their values */
 } WalCaptureEntry;
 
 typedef struct WalCaptureShared
@@ -637,6 +660,7 @@ typedef struct WalEvent
 	Datum		changed_columns;
 	bool		missing_old;	/* UPDATE/DELETE without the old row */
 	int64		too_large;		/* > 0: values not recorded, their bytes */
+	char	   *not_converted;	/* the error that stopped its conversion */
 } WalEvent;
 
 static bool am_wal_worker = false;
@@ -926,6 +950,70 @@ new_event(const char *action, Relation rel, ReorderBufferTXN *txn)
 	return e;
 }
 
+/*
+ * A decoded row into the event's columns (capture.c's code, as the trigger
+ * path's).  audit_ext.wal_test_fault names a table whose changes fail here,
+ * for the test of careful mode (test/wal/wal_errors.sql).
+ */
+static bool
+convert_change(Relation rel, Trigger *tg, HeapTuple oldtup, HeapTuple newtup,
+			   bool old_is_key, AuditDecodedRow *row)
+{
+	if (audit_wal_test_fault != NULL && audit_wal_test_fault[0] != '\0' &&
+		strcmp(RelationGetRelationName(rel), audit_wal_test_fault) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("audit_ext.wal_test_fault: a change of table \"%s\" cannot be converted",
+						RelationGetRelationName(rel))));
+	return audit_capture_decoded(rel, tg, oldtup, newtup, old_is_key,
+								 cur_context ? cur_context->log_unchanged : audit_log_unchanged_updates,
+								 row);
+}
+
+/*
+ * convert_change() in a subtransaction of its own (careful mode): an error
+ * is caught, the subtransaction rolled back (the owner's identity, GUC
+ * levels, locks and buffers of the conversion with it), and *error set to
+ * its SQLSTATE and message; the change is then recorded without values.
+ */
+static bool
+convert_change_careful(Relation rel, Trigger *tg, HeapTuple oldtup, HeapTuple newtup,
+					   bool old_is_key, AuditDecodedRow *row, char **error)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool result = true;
+
+	*error = NULL;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		result = convert_change(rel, tg, oldtup, newtup, old_is_key, row);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		*error = psprintf("%s: %s", unpack_sql_state(edata->sqlerrcode), edata->message);
+		FreeErrorData(edata);
+		/* nothing of a conversion that failed half-way is used */
+		memset(row, 0, sizeof(*row));
+		result = true;
+	}
+	PG_END_TRY();
+	return result;
+}
+
 static void
 plugin_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			  Relation rel, ReorderBufferChange *change)
@@ -938,6 +1026,7 @@ plugin_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	WalEvent   *e;
 	MemoryContext old;
 	bool		old_is_key;
+	char	   *error = NULL;
 
 	if (tg == NULL)
 		return;
@@ -981,9 +1070,9 @@ plugin_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	old_is_key = oldtup != NULL && rel->rd_rel->relreplident != REPLICA_IDENTITY_FULL;
 
 	old = MemoryContextSwitchTo(DecodeRowContext);
-	if (!audit_capture_decoded(rel, tg, oldtup, newtup, old_is_key,
-							   cur_context ? cur_context->log_unchanged : audit_log_unchanged_updates,
-							   &row))
+	if (!(wal_careful ?
+		  convert_change_careful(rel, tg, oldtup, newtup, old_is_key, &row, &error) :
+		  convert_change(rel, tg, oldtup, newtup, old_is_key, &row)))
 	{
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(DecodeRowContext);
@@ -991,8 +1080,23 @@ plugin_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	}
 	MemoryContextSwitchTo(BatchContext);
 	e = new_event(action, rel, txn);
-	e->schema_name = datumCopy(row.schema_name, false, -1);
-	e->table_name = datumCopy(row.table_name, false, -1);
+	if (error != NULL)
+	{
+		/* recorded without its values, under the table's own name */
+		e->schema_name = CStringGetTextDatum(get_namespace_name(RelationGetNamespace(rel)));
+		e->table_name = CStringGetTextDatum(RelationGetRelationName(rel));
+		e->not_converted = pstrdup(error);
+		wal_unconverted++;
+		ereport(WARNING,
+				(errmsg("audit_ext wal capture: a change of table \"%s\" (transaction %u) is recorded without its values",
+						RelationGetRelationName(rel), txn->xid),
+				 errdetail("Converting it failed: %s", error)));
+	}
+	else
+	{
+		e->schema_name = datumCopy(row.schema_name, false, -1);
+		e->table_name = datumCopy(row.table_name, false, -1);
+	}
 	if (rel->rd_rel->relispartition && strcmp(tg->tgname, "audit_ext_wal_part") == 0)
 	{
 		/* a partition's change: recorded under the audited partitioned table */
@@ -1253,6 +1357,12 @@ audit_wal_register(void)
 							&audit_wal_capture_nice,
 							10, 0, 19,
 							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("audit_ext.wal_test_fault",
+							   "Testing only: the WAL capture worker fails to convert every change of the table of this name.",
+							   "For the test of careful mode (test/wal/wal_errors.sql); empty = never.",
+							   &audit_wal_test_fault,
+							   "",
+							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
 	DefineCustomIntVariable("audit_ext.wal_naptime",
 							"Milliseconds the WAL capture worker sleeps when it has caught up.",
 							NULL,
@@ -1708,6 +1818,20 @@ emit_decoded(WalEvent *e)
 			DirectFunctionCall2(jsonb_concat, ev.values[AC_DETAIL], j);
 		ev.nulls[AC_DETAIL] = false;
 	}
+	if (e->not_converted != NULL)
+	{
+		StringInfoData d;
+		Datum		j;
+
+		initStringInfo(&d);
+		appendStringInfoString(&d, "{\"capture\": \"wal\", \"row\": \"not converted\", \"error\": ");
+		escape_json(&d, e->not_converted);
+		appendStringInfoChar(&d, '}');
+		j = DirectFunctionCall1(jsonb_in, CStringGetDatum(d.data));
+		ev.values[AC_DETAIL] = ev.nulls[AC_DETAIL] ? j :
+			DirectFunctionCall2(jsonb_concat, ev.values[AC_DETAIL], j);
+		ev.nulls[AC_DETAIL] = false;
+	}
 	ev.values[AC_SCHEMA_NAME] = e->schema_name;
 	ev.nulls[AC_SCHEMA_NAME] = false;
 	ev.values[AC_TABLE_NAME] = e->table_name;
@@ -1746,7 +1870,30 @@ publish(XLogRecPtr done, bool caught_up, int64 nevents)
 	if (batch_last_commit_time != 0)
 		me->last_commit_time = batch_last_commit_time;
 	me->origin_lsn = replorigin_session_get_progress(false);
+	me->unconverted = wal_unconverted;
 	SpinLockRelease(&walshared->mutex);
+}
+
+/*
+ * The error that stops the worker, for audit.capture_lag: counted, with its
+ * message and time, before the process exits (and is started again).
+ */
+static void
+record_failure(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	ErrorData  *edata = CopyErrorData();
+	char	   *msg = psprintf("%s: %s", unpack_sql_state(edata->sqlerrcode),
+							   edata->message ? edata->message : "");
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&walshared->mutex);
+	walshared->entries[my_entry].failures++;
+	walshared->entries[my_entry].last_error_at = now;
+	audit_strlcpy_utf8(walshared->entries[my_entry].last_error, msg,
+					   sizeof(walshared->entries[my_entry].last_error));
+	SpinLockRelease(&walshared->mutex);
+	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -1807,125 +1954,14 @@ check_slot_at_start(const char *name, XLogRecPtr origin_lsn)
 				 s->data.confirmed_flush, name);
 }
 
-void
-audit_wal_worker_main(Datum main_arg)
+/*
+ * Decode, write, confirm, for ever (audit_wal_worker_main).
+ */
+static void
+capture_loop(LogicalDecodingContext *ctx, const char *name, XLogRecPtr origin_lsn)
 {
-	Oid			dboid = DatumGetObjectId(main_arg);
-	char		name[NAMEDATALEN];
-	char		dbname[NAMEDATALEN];
-	LogicalDecodingContext *ctx;
-	XLogRecPtr	origin_lsn;
-	Oid			ext_owner = InvalidOid;
-	MemoryContext worker_cxt;
-	TimestampTz last_origin_write;
+	TimestampTz last_origin_write = GetCurrentTimestamp();
 	bool		paused = false;
-
-	am_wal_worker = true;
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-	pgstat_report_appname("audit_ext wal capture");
-	audit_pin_search_path_for_process();
-	/* the database's settings are read: audit_ext.wal_capture_nice */
-	errno = 0;
-	server_nice = getpriority(PRIO_PROCESS, 0);
-	if (errno != 0)
-		server_nice = 0;
-	apply_capture_nice();
-	/* the commit that carries the origin's progress is flushed before the slot moves */
-	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
-	wal_slot_name(dboid, name);
-
-	my_entry = wal_entry_for(dboid);
-	if (my_entry < 0)
-		ereport(ERROR,
-				(errmsg("audit_ext wal capture: more than %d databases capture from the WAL", WAL_MAX_DATABASES)));
-	before_shmem_exit(wal_worker_exit, (Datum) 0);
-	SpinLockAcquire(&walshared->mutex);
-	walshared->entries[my_entry].pid = MyProcPid;
-	SpinLockRelease(&walshared->mutex);
-
-	worker_cxt = AllocSetContextCreate(TopMemoryContext, "audit_ext wal capture",
-									   ALLOCSET_DEFAULT_SIZES);
-	BatchContext = AllocSetContextCreate(worker_cxt, "audit_ext wal batch",
-										 ALLOCSET_DEFAULT_SIZES);
-	DecodeRowContext = AllocSetContextCreate(worker_cxt, "audit_ext wal row",
-											 ALLOCSET_DEFAULT_SIZES);
-
-	/* the extension, its owner, our origin */
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (!OidIsValid(get_extension_oid("audit_ext", true)) ||
-		!OidIsValid(audit_event_relid(true)))
-	{
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		ereport(LOG,
-				(errmsg("audit_ext wal capture: extension audit_ext is not installed in database %u; slot \"%s\" is not read",
-						dboid, name),
-				 errhint("Drop the slot with pg_drop_replication_slot('%s') and the origin with pg_replication_origin_drop('%s') if the extension is gone for good.",
-						 name, name)));
-		proc_exit(1);
-	}
-	ext_owner = extension_owner();
-	strlcpy(dbname, get_database_name(dboid), sizeof(dbname));
-	our_origin = replorigin_by_name(name, true);
-	if (our_origin == InvalidRepOriginId)
-		our_origin = replorigin_create(name);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-
-	/* origin first: its LSN is where the trail's events end */
-#if PG_VERSION_NUM >= 160000
-	replorigin_session_setup(our_origin, 0);
-#else
-	replorigin_session_setup(our_origin);
-#endif
-	/* our commits carry the origin and its progress (as the apply worker's) */
-	replorigin_session_origin = our_origin;
-	origin_lsn = replorigin_session_get_progress(false);
-
-	/*
-	 * Everything from here runs as the extension's owner, as maintenance
-	 * does (docs/architecture.md, "Threat model").
-	 */
-	if (OidIsValid(ext_owner))
-		SetUserIdAndSecContext(ext_owner, SECURITY_LOCAL_USERID_CHANGE);
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	check_slot_at_start(name, origin_lsn);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-
-#if PG_VERSION_NUM >= 180000
-	ReplicationSlotAcquire(name, true, true);
-#else
-	ReplicationSlotAcquire(name, true);
-#endif
-	ereport(LOG,
-			(errmsg("audit_ext wal capture started in database \"%s\" (slot \"%s\", origin at %X/%X, nice %d)",
-					dbname, name, LSN_FORMAT_ARGS(origin_lsn), getpriority(PRIO_PROCESS, 0))));
-
-	/*
-	 * Commits at or before the origin's LSN are written already: decoding
-	 * starts there (the snapshot builder skips them), or at the slot's
-	 * confirmed position when the origin is behind it (a gap, recorded).
-	 */
-	{
-		MemoryContext old = MemoryContextSwitchTo(worker_cxt);
-
-		ctx = CreateDecodingContext(origin_lsn, NIL, false,
-									XL_ROUTINE(.page_read = read_local_xlog_page,
-											   .segment_open = wal_segment_open,
-											   .segment_close = wal_segment_close),
-									NULL, NULL, NULL);
-		MemoryContextSwitchTo(old);
-	}
-	XLogBeginRead(ctx->reader, MyReplicationSlot->data.restart_lsn);
-	last_origin_write = GetCurrentTimestamp();
 
 	for (;;)
 	{
@@ -2025,6 +2061,14 @@ audit_wal_worker_main(Datum main_arg)
 			batch_rejected = 0;
 			/* only now may the slot move, and never past the origin */
 			LogicalConfirmReceivedLocation(origin_lsn);
+			/* past what failed before: back to converting without subtransactions */
+			if (wal_careful)
+			{
+				wal_careful = false;
+				SpinLockAcquire(&walshared->mutex);
+				walshared->entries[my_entry].failures = 0;
+				SpinLockRelease(&walshared->mutex);
+			}
 		}
 		/* every commit decoded so far is written: done up to the reader */
 		publish(ctx->reader->EndRecPtr, caught_up, nevents);
@@ -2042,6 +2086,145 @@ audit_wal_worker_main(Datum main_arg)
 	}
 }
 
+void
+audit_wal_worker_main(Datum main_arg)
+{
+	Oid			dboid = DatumGetObjectId(main_arg);
+	char		name[NAMEDATALEN];
+	char		dbname[NAMEDATALEN];
+	LogicalDecodingContext *ctx;
+	XLogRecPtr	origin_lsn;
+	Oid			ext_owner = InvalidOid;
+	MemoryContext worker_cxt;
+
+	am_wal_worker = true;
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("audit_ext wal capture");
+	audit_pin_search_path_for_process();
+	/* the database's settings are read: audit_ext.wal_capture_nice */
+	errno = 0;
+	server_nice = getpriority(PRIO_PROCESS, 0);
+	if (errno != 0)
+		server_nice = 0;
+	apply_capture_nice();
+	/* the commit that carries the origin's progress is flushed before the slot moves */
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	wal_slot_name(dboid, name);
+
+	my_entry = wal_entry_for(dboid);
+	if (my_entry < 0)
+		ereport(ERROR,
+				(errmsg("audit_ext wal capture: more than %d databases capture from the WAL", WAL_MAX_DATABASES)));
+	before_shmem_exit(wal_worker_exit, (Datum) 0);
+	SpinLockAcquire(&walshared->mutex);
+	walshared->entries[my_entry].pid = MyProcPid;
+	wal_careful = walshared->entries[my_entry].failures > 0;
+	wal_unconverted = walshared->entries[my_entry].unconverted;
+	SpinLockRelease(&walshared->mutex);
+	if (wal_careful)
+		ereport(LOG,
+				(errmsg("audit_ext wal capture: the previous worker of database %u failed; each change is converted in a subtransaction until the first batch is written",
+						dboid)));
+
+	worker_cxt = AllocSetContextCreate(TopMemoryContext, "audit_ext wal capture",
+									   ALLOCSET_DEFAULT_SIZES);
+	BatchContext = AllocSetContextCreate(worker_cxt, "audit_ext wal batch",
+										 ALLOCSET_DEFAULT_SIZES);
+	DecodeRowContext = AllocSetContextCreate(worker_cxt, "audit_ext wal row",
+											 ALLOCSET_DEFAULT_SIZES);
+
+	/* the extension, its owner, our origin */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (!OidIsValid(get_extension_oid("audit_ext", true)) ||
+		!OidIsValid(audit_event_relid(true)))
+	{
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		ereport(LOG,
+				(errmsg("audit_ext wal capture: extension audit_ext is not installed in database %u; slot \"%s\" is not read",
+						dboid, name),
+				 errhint("Drop the slot with pg_drop_replication_slot('%s') and the origin with pg_replication_origin_drop('%s') if the extension is gone for good.",
+						 name, name)));
+		proc_exit(1);
+	}
+	ext_owner = extension_owner();
+	strlcpy(dbname, get_database_name(dboid), sizeof(dbname));
+	our_origin = replorigin_by_name(name, true);
+	if (our_origin == InvalidRepOriginId)
+		our_origin = replorigin_create(name);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	/* origin first: its LSN is where the trail's events end */
+#if PG_VERSION_NUM >= 160000
+	replorigin_session_setup(our_origin, 0);
+#else
+	replorigin_session_setup(our_origin);
+#endif
+	/* our commits carry the origin and its progress (as the apply worker's) */
+	replorigin_session_origin = our_origin;
+	origin_lsn = replorigin_session_get_progress(false);
+
+	/*
+	 * Everything from here runs as the extension's owner, as maintenance
+	 * does (docs/architecture.md, "Threat model").
+	 */
+	if (OidIsValid(ext_owner))
+		SetUserIdAndSecContext(ext_owner, SECURITY_LOCAL_USERID_CHANGE);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	check_slot_at_start(name, origin_lsn);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+#if PG_VERSION_NUM >= 180000
+	ReplicationSlotAcquire(name, true, true);
+#else
+	ReplicationSlotAcquire(name, true);
+#endif
+	ereport(LOG,
+			(errmsg("audit_ext wal capture started in database \"%s\" (slot \"%s\", origin at %X/%X, nice %d)",
+					dbname, name, LSN_FORMAT_ARGS(origin_lsn), getpriority(PRIO_PROCESS, 0))));
+
+	/*
+	 * Commits at or before the origin's LSN are written already: decoding
+	 * starts there (the snapshot builder skips them), or at the slot's
+	 * confirmed position when the origin is behind it (a gap, recorded).
+	 */
+	{
+		MemoryContext old = MemoryContextSwitchTo(worker_cxt);
+
+		ctx = CreateDecodingContext(origin_lsn, NIL, false,
+									XL_ROUTINE(.page_read = read_local_xlog_page,
+											   .segment_open = wal_segment_open,
+											   .segment_close = wal_segment_close),
+									NULL, NULL, NULL);
+		MemoryContextSwitchTo(old);
+	}
+	XLogBeginRead(ctx->reader, MyReplicationSlot->data.restart_lsn);
+
+	/*
+	 * An error ends the process (the launcher starts it again); first it is
+	 * counted, for audit.capture_lag and for careful mode in the next one.
+	 */
+	PG_TRY();
+	{
+		capture_loop(ctx, name, origin_lsn);
+	}
+	PG_CATCH();
+	{
+		record_failure();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
 /* ----------------------------------------------------------------
  * audit.wal_capture_status(): the view audit.capture_lag
  * ----------------------------------------------------------------
@@ -2050,8 +2233,8 @@ Datum
 audit_wal_capture_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[9];
-	bool		nulls[9];
+	Datum		values[13];
+	bool		nulls[13];
 	char		name[NAMEDATALEN];
 	WalCaptureEntry e;
 	bool		found = false;
@@ -2131,6 +2314,17 @@ audit_wal_capture_status(PG_FUNCTION_ARGS)
 	{
 		values[8] = Int64GetDatum(e.events_total);
 		nulls[8] = false;
+		values[9] = Int32GetDatum(e.failures);
+		nulls[9] = false;
+		if (e.last_error_at != 0)
+		{
+			values[10] = CStringGetTextDatum(e.last_error);
+			nulls[10] = false;
+			values[11] = TimestampTzGetDatum(e.last_error_at);
+			nulls[11] = false;
+		}
+		values[12] = Int64GetDatum(e.unconverted);
+		nulls[12] = false;
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -1466,7 +1466,9 @@ CREATE FUNCTION audit.wal_capture_status(OUT slot_name text, OUT worker_pid inte
                                          OUT confirmed_lsn pg_lsn, OUT done_lsn pg_lsn,
                                          OUT bytes_behind bigint, OUT seconds_behind double precision,
                                          OUT last_batch_at timestamptz, OUT last_batch_events bigint,
-                                         OUT events_written bigint)
+                                         OUT events_written bigint, OUT failures integer,
+                                         OUT last_error text, OUT last_error_at timestamptz,
+                                         OUT unconverted_changes bigint)
 LANGUAGE C STABLE
 AS 'MODULE_PATHNAME', 'audit_wal_capture_status';
 COMMENT ON FUNCTION audit.wal_capture_status() IS
@@ -1476,15 +1478,20 @@ COMMENT ON FUNCTION audit.wal_capture_status() IS
 -- audited with capture => 'wal'.  done_lsn: every change committed before
 -- it is in the trail; bytes_behind: WAL written since; seconds_behind: time
 -- since the worker last reached the end of the WAL (an upper bound of how
--- old the newest missing event can be).
+-- old the newest missing event can be).  failures: starts of the worker in a
+-- row that ended in an error (0 once a batch is written again), last_error
+-- and last_error_at the last such error; unconverted_changes: changes the
+-- worker recorded without their values because converting them failed
+-- (careful mode, src/wal_capture.c), since the server started.
 CREATE VIEW audit.capture_lag AS
 SELECT s.slot_name, s.worker_pid, s.confirmed_lsn, s.done_lsn, s.bytes_behind,
        CASE WHEN s.bytes_behind = 0 THEN 0 ELSE s.seconds_behind END AS seconds_behind,
-       s.last_batch_at, s.last_batch_events, s.events_written
+       s.last_batch_at, s.last_batch_events, s.events_written,
+       s.failures, s.last_error, s.last_error_at, s.unconverted_changes
   FROM audit.wal_capture_status() s
  WHERE s.slot_name IS NOT NULL;
 COMMENT ON VIEW audit.capture_lag IS
-    'WAL capture (capture => ''wal'') of this database: its slot, worker, the LSN up to which every committed change is in the trail (done_lsn), bytes and seconds behind, last batch';
+    'WAL capture (capture => ''wal'') of this database: its slot, worker, the LSN up to which every committed change is in the trail (done_lsn), bytes and seconds behind, last batch; failures in a row, the last error and when, changes recorded without their values (conversion failed)';
 
 -- Wait until every change committed before the call is in the trail (WAL
 -- capture: the worker has written the events of all WAL up to the insert
