@@ -63,6 +63,49 @@ SELECT audit.jsonb_key_count('"scalar"');
 SELECT audit.jsonb_key_count('[1, 2]');
 DROP TABLE rp_keys;
 
+-- the distinct actors of report_system_access: audit.count_distinct_text()
+-- is count(DISTINCT) (NULLs not counted, '' is a value), per group and over
+-- all rows, also when parallel workers each hash a part and the leader
+-- merges their serialized sets; its support functions refuse to run alone
+CREATE TABLE rp_distinct (grp int, a text) WITH (parallel_workers = 2);
+INSERT INTO rp_distinct
+SELECT g % 7, CASE WHEN g % 11 = 0 THEN NULL WHEN g % 13 = 0 THEN '' ELSE 'actor ' || (g % 997) END
+  FROM generate_series(1, 60000) g;
+ANALYZE rp_distinct;
+SELECT grp, audit.count_distinct_text(a) AS hashed, count(DISTINCT a) AS sorted
+  FROM rp_distinct GROUP BY grp ORDER BY grp;
+SELECT audit.count_distinct_text(a) AS hashed, count(DISTINCT a) AS sorted FROM rp_distinct;
+SELECT audit.count_distinct_text(a) AS no_rows FROM rp_distinct WHERE false;
+BEGIN;
+SET LOCAL parallel_setup_cost = 0;
+SET LOCAL parallel_tuple_cost = 0;
+SET LOCAL min_parallel_table_scan_size = 0;
+SET LOCAL max_parallel_workers_per_gather = 2;
+CREATE FUNCTION pg_temp.rp_plan_text(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    line text;
+    plan text := '';
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP
+        plan := plan || line || E'\n';
+    END LOOP;
+    RETURN plan;
+END $$;
+SELECT pg_temp.rp_plan_text('SELECT grp, audit.count_distinct_text(a) FROM rp_distinct GROUP BY grp') ~ 'Partial'
+       AS partial_aggregation_in_workers;
+SELECT grp, audit.count_distinct_text(a) AS hashed_in_parallel FROM rp_distinct GROUP BY grp ORDER BY grp;
+SELECT audit.count_distinct_text(a) AS all_in_parallel FROM rp_distinct;
+COMMIT;
+DROP TABLE rp_distinct;
+-- (its support functions cannot be called from SQL: no value of type
+-- internal can be written; each also refuses to run outside an aggregate)
+SELECT audit.count_distinct_trans(NULL::internal, 'x');
+CREATE ROLE regress_rp_nobody;
+SET ROLE regress_rp_nobody;
+SELECT audit.count_distinct_text(x) FROM (VALUES ('a')) v(x);
+RESET ROLE;
+DROP ROLE regress_rp_nobody;
+
 -- argument checks
 SELECT * FROM audit.report_user_access(NULL, now());
 SELECT * FROM audit.report_user_access('-infinity', now());

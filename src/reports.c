@@ -34,13 +34,16 @@
 #include <unistd.h>
 
 #include "common/cryptohash.h"
+#include "common/hashfn.h"
 #include "common/sha2.h"
 #include "funcapi.h"
+#include "libpq/pqformat.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 
 #include "audit_ext.h"
 
@@ -234,4 +237,183 @@ audit_jsonb_key_count(PG_FUNCTION_ARGS)
 				 errmsg("cannot count the keys of a jsonb %s", JB_ROOT_IS_SCALAR(jb) ? "scalar" : "array"),
 				 errdetail("Only a JSON object has keys; jsonb_object_keys() fails on this value the same way.")));
 	PG_RETURN_INT32((int32) JB_ROOT_COUNT(jb));
+}
+
+/*
+ * audit.count_distinct_text(text): count(DISTINCT x) as an aggregate that
+ *		runs in parallel and hashes.  report_system_access counts the
+ *		distinct actors of each (application, role, address): with
+ *		count(DISTINCT actor) every event of the period was sorted by its
+ *		group, and as a second hash aggregate over (group, actor) the month
+ *		was read twice, the second time by one process (10 s of 15 s on 10M
+ *		events).  The state is a hash set of the values (whole strings: the
+ *		count is exact), merged across parallel workers (combine, serialize,
+ *		deserialize).  NULLs are not counted, as with count(DISTINCT).
+ */
+typedef struct TextSetEntry
+{
+	const char *value;
+	uint32		hash;
+	char		status;
+} TextSetEntry;
+
+#define SH_PREFIX textset
+#define SH_ELEMENT_TYPE TextSetEntry
+#define SH_KEY_TYPE const char *
+#define SH_KEY value
+#define SH_HASH_KEY(tb, key) hash_bytes((const unsigned char *) (key), strlen(key))
+#define SH_EQUAL(tb, a, b) (strcmp(a, b) == 0)
+#define SH_SCOPE static inline
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a) ((a)->hash)
+#define SH_DEFINE
+#define SH_DECLARE
+#include "lib/simplehash.h"
+
+typedef struct TextSet
+{
+	MemoryContext cxt;			/* the aggregate's: values are copied into it */
+	textset_hash *set;
+} TextSet;
+
+static TextSet *
+text_set_new(MemoryContext cxt)
+{
+	TextSet    *ts = MemoryContextAlloc(cxt, sizeof(TextSet));
+
+	ts->cxt = cxt;
+	ts->set = textset_create(cxt, 8, NULL);
+	return ts;
+}
+
+static void
+text_set_add(TextSet *ts, const char *value, int len)
+{
+	bool		found;
+	char	   *key = MemoryContextAlloc(ts->cxt, len + 1);
+
+	memcpy(key, value, len);
+	key[len] = '\0';
+	(void) textset_insert(ts->set, key, &found);
+	if (found)
+		pfree(key);
+}
+
+static MemoryContext
+aggregate_context(FunctionCallInfo fcinfo)
+{
+	MemoryContext cxt;
+
+	if (!AggCheckCallContext(fcinfo, &cxt))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s is a support function of the aggregate audit.count_distinct_text()",
+						get_func_name(fcinfo->flinfo->fn_oid)),
+				 errhint("Call audit.count_distinct_text(value) instead.")));
+	return cxt;
+}
+
+PG_FUNCTION_INFO_V1(audit_count_distinct_trans);
+
+Datum
+audit_count_distinct_trans(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt = aggregate_context(fcinfo);
+	TextSet    *ts = PG_ARGISNULL(0) ? text_set_new(cxt) : (TextSet *) PG_GETARG_POINTER(0);
+
+	if (!PG_ARGISNULL(1))
+	{
+		text	   *t = PG_GETARG_TEXT_PP(1);
+
+		text_set_add(ts, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+	}
+	PG_RETURN_POINTER(ts);
+}
+
+PG_FUNCTION_INFO_V1(audit_count_distinct_combine);
+
+Datum
+audit_count_distinct_combine(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt = aggregate_context(fcinfo);
+	TextSet    *a = PG_ARGISNULL(0) ? NULL : (TextSet *) PG_GETARG_POINTER(0);
+	TextSet    *b = PG_ARGISNULL(1) ? NULL : (TextSet *) PG_GETARG_POINTER(1);
+	textset_iterator it;
+	TextSetEntry *e;
+
+	if (b == NULL)
+	{
+		if (a == NULL)
+			PG_RETURN_NULL();
+		PG_RETURN_POINTER(a);
+	}
+	if (a == NULL)
+		a = text_set_new(cxt);
+	textset_start_iterate(b->set, &it);
+	while ((e = textset_iterate(b->set, &it)) != NULL)
+		text_set_add(a, e->value, strlen(e->value));
+	PG_RETURN_POINTER(a);
+}
+
+PG_FUNCTION_INFO_V1(audit_count_distinct_serialize);
+
+Datum
+audit_count_distinct_serialize(PG_FUNCTION_ARGS)
+{
+	TextSet    *ts = (TextSet *) PG_GETARG_POINTER(0);
+	StringInfoData buf;
+	textset_iterator it;
+	TextSetEntry *e;
+
+	(void) aggregate_context(fcinfo);
+	pq_begintypsend(&buf);
+	pq_sendint32(&buf, ts->set->members);
+	textset_start_iterate(ts->set, &it);
+	while ((e = textset_iterate(ts->set, &it)) != NULL)
+	{
+		int			len = strlen(e->value);
+
+		pq_sendint32(&buf, len);
+		pq_sendbytes(&buf, e->value, len);
+	}
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+PG_FUNCTION_INFO_V1(audit_count_distinct_deserialize);
+
+Datum
+audit_count_distinct_deserialize(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt = aggregate_context(fcinfo);
+	bytea	   *b = PG_GETARG_BYTEA_PP(0);
+	StringInfoData buf;
+	TextSet    *ts = text_set_new(cxt);
+	uint32		n;
+
+	/* read in place (initReadOnlyStringInfo() from PostgreSQL 17 on) */
+	buf.data = VARDATA_ANY(b);
+	buf.len = VARSIZE_ANY_EXHDR(b);
+	buf.maxlen = buf.len;
+	buf.cursor = 0;
+	n = pq_getmsgint(&buf, 4);
+	for (uint32 i = 0; i < n; i++)
+	{
+		int			len = pq_getmsgint(&buf, 4);
+
+		/* pq_getmsgbytes checks the length against what is left */
+		text_set_add(ts, pq_getmsgbytes(&buf, len), len);
+	}
+	pq_getmsgend(&buf);
+	PG_RETURN_POINTER(ts);
+}
+
+PG_FUNCTION_INFO_V1(audit_count_distinct_final);
+
+Datum
+audit_count_distinct_final(PG_FUNCTION_ARGS)
+{
+	(void) aggregate_context(fcinfo);
+	if (PG_ARGISNULL(0))
+		PG_RETURN_INT64(0);
+	PG_RETURN_INT64((int64) ((TextSet *) PG_GETARG_POINTER(0))->set->members);
 }

@@ -55,7 +55,13 @@ CREATE FUNCTION pg_temp.acl(a aclitem[], kind "char", owner oid) RETURNS text LA
 SELECT pg_describe_object(d.classid, d.objid, 0) || ' ' ||
        coalesce(CASE d.classid
            WHEN 'pg_proc'::regclass THEN
-               (SELECT md5(pg_get_functiondef(p.oid)) || ' acl=' || pg_temp.acl(p.proacl, 'f', p.proowner) ||
+               (SELECT md5(CASE WHEN p.prokind = 'a'   -- an aggregate: its support functions and state
+                                THEN (SELECT format('%s %s %s %s %s %s %s %s', a.aggtransfn, a.aggtranstype::regtype,
+                                                    a.aggcombinefn, a.aggserialfn, a.aggdeserialfn, a.aggfinalfn,
+                                                    p.proparallel, pg_get_function_arguments(p.oid))
+                                        FROM pg_aggregate a WHERE a.aggfnoid = p.oid)
+                                ELSE pg_get_functiondef(p.oid) END) ||
+                       ' acl=' || pg_temp.acl(p.proacl, 'f', p.proowner) ||
                        ' config=' || coalesce(p.proconfig::text, '')
                   FROM pg_proc p WHERE p.oid = d.objid)
            WHEN 'pg_class'::regclass THEN
