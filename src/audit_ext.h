@@ -295,6 +295,9 @@ extern int	audit_queue_nclasses(void);
 extern const char *audit_queue_class_name(int i);
 extern void audit_queue_get_stats(AuditQueueStats *stats);
 extern void audit_strlcpy_utf8(char *dst, const char *src, size_t size);
+
+/* row_json.c: fn(arg) in a subtransaction; NULL, or the error it raised */
+extern ErrorData *audit_run_in_subxact(void (*fn) (void *arg), void *arg);
 extern void audit_json_object(char *dst, size_t size, int npairs,
 							  const char *const *keys,
 							  const char *const *values,

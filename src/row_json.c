@@ -312,6 +312,59 @@ push_string(JsonbParseState **state, char *s, int len)
 }
 
 /*
+ * Run fn(arg) in an internal subtransaction of its own.  NULL when it
+ * succeeded; else the subtransaction is rolled back (with whatever fn
+ * changed: user id, GUC levels, locks, buffers) and the error is returned,
+ * copied into the caller's memory context, for the caller to keep or
+ * re-throw.  The idiom of PL/pgSQL's exception blocks.
+ */
+ErrorData *
+audit_run_in_subxact(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+typedef struct JsonbCall
+{
+	FmgrInfo   *fn;
+	PGFunction	direct;
+	Datum		arg;
+	Jsonb	   *result;
+} JsonbCall;
+
+static void
+jsonb_call(void *arg)
+{
+	JsonbCall  *c = (JsonbCall *) arg;
+	Datum		d = c->fn ? FunctionCall1(c->fn, c->arg) : DirectFunctionCall1(c->direct, c->arg);
+
+	c->result = DatumGetJsonbP(d);
+}
+
+/*
  * Convert a value to jsonb with fn (jsonb_in of json text, or to_jsonb),
  * returning NULL instead of failing when the value holds json that jsonb
  * cannot represent (a data exception).  Runs fn in a subtransaction; only
@@ -321,38 +374,15 @@ push_string(JsonbParseState **state, char *s, int len)
 static Jsonb *
 jsonb_or_null(FmgrInfo *fn, PGFunction direct, Datum arg)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	Jsonb	   *volatile result = NULL;
+	JsonbCall	c = {fn, direct, arg, NULL};
+	ErrorData  *edata = audit_run_in_subxact(jsonb_call, &c);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		Datum		d = fn ? FunctionCall1(fn, arg) : DirectFunctionCall1(direct, arg);
-
-		result = DatumGetJsonbP(d);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
-			ReThrowError(edata);
-		FreeErrorData(edata);
-		result = NULL;
-	}
-	PG_END_TRY();
-	return result;
+	if (edata == NULL)
+		return c.result;
+	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		ReThrowError(edata);
+	FreeErrorData(edata);
+	return NULL;
 }
 
 /* Push one value (the key must have been pushed already). */

@@ -970,6 +970,25 @@ convert_change(Relation rel, Trigger *tg, HeapTuple oldtup, HeapTuple newtup,
 								 row);
 }
 
+typedef struct ConvertCall
+{
+	Relation	rel;
+	Trigger    *tg;
+	HeapTuple	oldtup;
+	HeapTuple	newtup;
+	bool		old_is_key;
+	AuditDecodedRow *row;
+	bool		result;
+} ConvertCall;
+
+static void
+convert_call(void *arg)
+{
+	ConvertCall *c = (ConvertCall *) arg;
+
+	c->result = convert_change(c->rel, c->tg, c->oldtup, c->newtup, c->old_is_key, c->row);
+}
+
 /*
  * convert_change() in a subtransaction of its own (careful mode): an error
  * is caught, the subtransaction rolled back (the owner's identity, GUC
@@ -980,38 +999,17 @@ static bool
 convert_change_careful(Relation rel, Trigger *tg, HeapTuple oldtup, HeapTuple newtup,
 					   bool old_is_key, AuditDecodedRow *row, char **error)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool result = true;
+	ConvertCall c = {rel, tg, oldtup, newtup, old_is_key, row, false};
+	ErrorData  *edata = audit_run_in_subxact(convert_call, &c);
 
 	*error = NULL;
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		result = convert_change(rel, tg, oldtup, newtup, old_is_key, row);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		*error = psprintf("%s: %s", unpack_sql_state(edata->sqlerrcode), edata->message);
-		FreeErrorData(edata);
-		/* nothing of a conversion that failed half-way is used */
-		memset(row, 0, sizeof(*row));
-		result = true;
-	}
-	PG_END_TRY();
-	return result;
+	if (edata == NULL)
+		return c.result;
+	*error = psprintf("%s: %s", unpack_sql_state(edata->sqlerrcode), edata->message);
+	FreeErrorData(edata);
+	/* nothing of a conversion that failed half-way is used */
+	memset(row, 0, sizeof(*row));
+	return true;
 }
 
 static void
