@@ -140,6 +140,24 @@ write_durably(const char *tmp, const char *data, size_t len)
 }
 
 /*
+ * A symbolic link where a report file goes is removed first: rename()
+ * would replace the link, but durable_rename() opens and fsyncs the file it
+ * replaces, and so the link's target (a FIFO made the write fail; another
+ * file, it was opened for writing).  Only the server's own OS user, or
+ * whoever was given the directory, can plant one.
+ */
+static void
+drop_planted_link(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode) && unlink(path) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not remove symbolic link \"%s\": %m", path)));
+}
+
+/*
  * audit.write_report_file(file text, content text)
  *		-> (path text, bytes bigint, checksum text)
  */
@@ -200,6 +218,8 @@ audit_write_report_file(PG_FUNCTION_ARGS)
 	write_durably(tmp, VARDATA_ANY(content), len);
 	sum_line = psprintf("%s  %s\n", hex, name);
 	write_durably(sum_tmp, sum_line, strlen(sum_line));
+	drop_planted_link(path);
+	drop_planted_link(sum_path);
 	if (durable_rename(tmp, path, ERROR) != 0)
 		elog(ERROR, "could not rename \"%s\"", tmp);
 	if (durable_rename(sum_tmp, sum_path, ERROR) != 0)

@@ -297,6 +297,19 @@ while IFS='|' read -r f sum bytes; do
 done < <(q -d postgres -c "SELECT file, checksum, bytes FROM audit.reports")
 is "$mism" "0" "audit.reports records each file's SHA-256 and size"
 is "$(ls "$DIR/reports" | grep -c '\.tmp$')" "0" "no temporary file is left"
+# a symbolic link planted where a report file goes (to a FIFO, to a file) is
+# replaced, its target untouched: the rename's fsync of the file it replaced
+# opened the target for writing (the FIFO made the write fail)
+mkfifo "$DIR/planted_fifo" && echo keep > "$DIR/planted_victim" && chown postgres: "$DIR/planted_fifo" "$DIR/planted_victim"
+ln -s "$DIR/planted_fifo" "$DIR/reports/planted.html" && ln -s "$DIR/planted_victim" "$DIR/reports/planted.html.sha256"
+is "$(q -d postgres -c "SELECT bytes FROM audit.write_report_file('planted.html', 'content')" 2>&1)" "7" \
+   "a report is written where a symbolic link was planted"
+# (the file is read only once it is no link: a read of the FIFO would wait)
+planted=$([ -f "$DIR/reports/planted.html" ] && [ ! -L "$DIR/reports/planted.html" ] \
+          && [ ! -L "$DIR/reports/planted.html.sha256" ] && echo "files:$(cat "$DIR/reports/planted.html")")
+is "$planted:$([ -p "$DIR/planted_fifo" ] && echo fifo):$(cat "$DIR/planted_victim")" \
+   "files:content:fifo:keep" "the links are replaced by the files, their targets untouched"
+rm -f "$DIR/reports/planted.html" "$DIR/reports/planted.html.sha256" "$DIR/planted_fifo" "$DIR/planted_victim"
 cp "$DIR/reports/"* "$OUT/" 2>/dev/null
 
 # NOTIFY audit_reports
