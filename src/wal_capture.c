@@ -109,7 +109,6 @@
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/rel.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
@@ -1884,12 +1883,13 @@ record_failure(void)
 	char	   *msg = psprintf("%s: %s", unpack_sql_state(edata->sqlerrcode),
 							   edata->message ? edata->message : "");
 	TimestampTz now = GetCurrentTimestamp();
+	char		buf[sizeof(walshared->entries[0].last_error)];
 
+	audit_strlcpy_utf8(buf, msg, sizeof(buf));
 	SpinLockAcquire(&walshared->mutex);
 	walshared->entries[my_entry].failures++;
 	walshared->entries[my_entry].last_error_at = now;
-	audit_strlcpy_utf8(walshared->entries[my_entry].last_error, msg,
-					   sizeof(walshared->entries[my_entry].last_error));
+	memcpy(walshared->entries[my_entry].last_error, buf, sizeof(buf));
 	SpinLockRelease(&walshared->mutex);
 	MemoryContextSwitchTo(old);
 }
