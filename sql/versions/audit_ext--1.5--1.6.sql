@@ -967,7 +967,6 @@ DECLARE
     gap_from   bigint;
     gap_to     bigint;
     gap_ident  jsonb;
-    before_id  bigint;
     upto       bigint;
     first_id   bigint;
     bound      bigint;
@@ -1059,17 +1058,7 @@ BEGIN
         END LOOP;
     END IF;
     -- back: the UPDATE that moved the record to the key of its first event
-    WHILE cardinality(evs) > 0 AND evs[1].action NOT IN ('INSERT', 'BASELINE') LOOP
-        -- after the previous holder of that key, if any
-        SELECT max(e.id) INTO before_id FROM audit.event e
-         WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
-           AND e.record_id @> idents[1] AND e.record_id = idents[1] AND e.id < evs[1].id;
-        ev := audit.key_moved_to(sc, idents[1], before_id, evs[1].id, keyless);
-        EXIT WHEN ev.id IS NULL;
-        SELECT x.inc_events || evs, x.inc_keys || idents
-          INTO evs, idents
-          FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
-    END LOOP;
+    SELECT x.evs, x.idents INTO evs, idents FROM audit.record_moves_before(sc, evs, idents, keyless) x;
     -- back, across a rename or a type change of a key column: the events
     -- recorded under the key as it was before, if the record lived then
     -- (up to the 1.6 review the history began after the change)
@@ -1109,16 +1098,7 @@ BEGIN
         evs := pre_evs || evs;
         idents := pre_keys || idents;
         -- and back through the key moves before
-        WHILE evs[1].action NOT IN ('INSERT', 'BASELINE') LOOP
-            SELECT max(e.id) INTO before_id FROM audit.event e
-             WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
-               AND e.record_id @> idents[1] AND e.record_id = idents[1] AND e.id < evs[1].id;
-            ev := audit.key_moved_to(sc, idents[1], before_id, evs[1].id, keyless);
-            EXIT WHEN ev.id IS NULL;
-            SELECT x.inc_events || evs, x.inc_keys || idents
-              INTO evs, idents
-              FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
-        END LOOP;
+        SELECT x.evs, x.idents INTO evs, idents FROM audit.record_moves_before(sc, evs, idents, keyless) x;
     END LOOP;
     -- back, without a key: across changes of the exclude or mask columns
     WHILE keyless AND cardinality(evs) > 0 AND evs[1].action NOT IN ('INSERT', 'BASELINE') LOOP
@@ -1938,13 +1918,7 @@ BEGIN
                                   AND h.valid_from > (setat ->> c.key)::timestamptz) THEN
                         CONTINUE;
                     END IF;
-                    BEGIN
-                        v := audit.eval_as_table_owner(r.live,
-                                 format('SELECT audit.canonical_jsonb(s.*) -> ''v'' FROM (SELECT ($1 ->> 0)::%s AS v) s', fv.data_type),
-                                 jsonb_build_array(v #>> '{}'));
-                    EXCEPTION WHEN OTHERS THEN
-                        v := NULL;
-                    END;
+                    v := audit.value_as_type(r.live, v, fv.data_type);
                 END IF;
             END IF;
             IF v IS DISTINCT FROM c.value THEN
@@ -1991,15 +1965,8 @@ BEGIN
                           AND h.valid_from > vt AND h.valid_from <= row_as_of.at) THEN
                 v := '"[unknown]"';
             ELSE
-                BEGIN
-                    -- the type's own conversion, as ALTER ... TYPE without
-                    -- USING did it; the table's types are its owner's code
-                    v := audit.eval_as_table_owner(r.live,
-                             format('SELECT audit.canonical_jsonb(s.*) -> ''v'' FROM (SELECT ($1 ->> 0)::%s AS v) s', c.data_type),
-                             jsonb_build_array(v #>> '{}'));
-                EXCEPTION WHEN OTHERS THEN
-                    v := '"[unknown]"';
-                END;
+                -- the type's own conversion, as ALTER ... TYPE without USING did it
+                v := coalesce(audit.value_as_type(r.live, v, c.data_type), '"[unknown]"');
             END IF;
         END IF;
         result := result || jsonb_build_object(c.column_name, v);
@@ -2339,6 +2306,55 @@ AS 'MODULE_PATHNAME', 'audit_ddl_type_using';
 COMMENT ON FUNCTION audit.ddl_type_using(pg_ddl_command, oid) IS
     'Internal: the columns of a table whose ALTER COLUMN TYPE in a collected ALTER TABLE command had a USING clause';
 
+-- Back from a record's first events: while the first is not its INSERT (or
+-- BASELINE), the UPDATE that moved the record to that key from another one
+-- (after the key's previous holder, if any), and the events it had under
+-- that key before, prepended (audit.record_events, twice).
+CREATE FUNCTION audit.record_moves_before(sc audit.table_scope, INOUT evs audit.event[], INOUT idents jsonb[],
+                                          keyless boolean)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    before_id bigint;
+    ev        audit.event;
+BEGIN
+    WHILE cardinality(evs) > 0 AND evs[1].action NOT IN ('INSERT', 'BASELINE') LOOP
+        SELECT max(e.id) INTO before_id FROM audit.event e
+         WHERE e.class = 'data' AND (e.table_identity = sc.table_identity OR (e.table_identity IS NULL AND e.schema_name = sc.schema_name AND e.table_name = sc.table_name AND e.id > sc.legacy_from_id))
+           AND e.record_id @> idents[1] AND e.record_id = idents[1] AND e.id < evs[1].id;
+        ev := audit.key_moved_to(sc, idents[1], before_id, evs[1].id, keyless);
+        EXIT WHEN ev.id IS NULL;
+        SELECT x.inc_events || evs, x.inc_keys || idents
+          INTO evs, idents
+          FROM audit.record_incarnation(sc, ev.record_id, ev.id) x;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audit.record_moves_before(audit.table_scope, audit.event[], jsonb[], boolean) IS
+    'Internal: a record''s events extended back through the key changes that brought it to the key of its first one';
+
+-- A recorded value converted to a type by the type's own conversion (as
+-- ALTER ... TYPE without USING does), as the table's owner (its types are
+-- its code): the value in canonical JSON, NULL when it does not convert.
+CREATE FUNCTION audit.value_as_type(live regclass, v jsonb, data_type text)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN audit.eval_as_table_owner(live,
+               format('SELECT audit.canonical_jsonb(s.*) -> ''v'' FROM (SELECT ($1 ->> 0)::%s AS v) s', data_type),
+               jsonb_build_array(v #>> '{}'));
+EXCEPTION WHEN OTHERS THEN
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION audit.value_as_type(regclass, jsonb, text) IS
+    'Internal: a recorded value converted to a type by its own cast, as the table''s owner; NULL when it does not convert';
+
 -- A key as the trail recorded it before the last change of a key column's
 -- name or type by t (audit.audited_column_history): the names of before,
 -- and values converted back to the types of before by their own cast (as
@@ -2389,13 +2405,7 @@ BEGIN
                 old_key := NULL;
                 RETURN;
             END IF;
-            BEGIN
-                v := audit.eval_as_table_owner(live,
-                         format('SELECT audit.canonical_jsonb(s.*) -> ''v'' FROM (SELECT ($1 ->> 0)::%s AS v) s', prev.data_type),
-                         jsonb_build_array(kv.value #>> '{}'));
-            EXCEPTION WHEN OTHERS THEN
-                v := NULL;
-            END;
+            v := audit.value_as_type(live, kv.value, prev.data_type);
             IF v IS NULL OR v = 'null' THEN
                 old_key := NULL;
                 RETURN;
@@ -2409,7 +2419,9 @@ COMMENT ON FUNCTION audit.key_before_change(bigint, jsonb, timestamptz, regclass
     'Internal: a key as recorded before the last rename or type change of a key column by a moment (names and types of before)';
 
 REVOKE ALL ON FUNCTION audit.ddl_type_using(pg_ddl_command, oid),
-                       audit.key_before_change(bigint, jsonb, timestamptz, regclass) FROM PUBLIC;
+                       audit.key_before_change(bigint, jsonb, timestamptz, regclass),
+                       audit.record_moves_before(audit.table_scope, audit.event[], jsonb[], boolean),
+                       audit.value_as_type(regclass, jsonb, text) FROM PUBLIC;
 -- end issue 19 (histrev)
 -- ===========================================================================
 -- issue 20: the application's own trail (application events, digest columns, context, risk)
