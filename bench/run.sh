@@ -57,6 +57,12 @@ CONTEXT=${CONTEXT:-0}
 # each audit_ctx connection carries its own session_id, as distinct
 # application users would; CTX_TENANT=distinct gives each its own tenant too
 # (default: all in tenant "acme", the busiest case for the tenant index).
+# CTX_PER_TXN=1: every variant runs bench/tpcb_request.pgbench, whose
+# transactions start with bench.begin_request(); in audit_ctx and
+# audit_ctx_noidx it sets a context for that transaction only
+# (audit.set_context, is_local), another user, session and request each
+# time, as a pooled web application does, instead of one per connection.
+CTX_PER_TXN=${CTX_PER_TXN:-0}
 CTX_SESSIONS=${CTX_SESSIONS:-shared}
 CTX_TENANT=${CTX_TENANT:-shared}
 # audit_walp (diagnostic, VARIANTS=...): audit_wal with the capture worker
@@ -249,6 +255,13 @@ for v in "${VARIANTS[@]}"; do
             -c "CREATE TABLE sqlfloor.sink (id bigserial, event_time timestamptz NOT NULL, row_data jsonb NOT NULL)" ;;
     esac
     for t in "${AUDITED_TABLES[@]}"; do enable_trail "$v" "$db" "$t"; done
+    if [ "$CTX_PER_TXN" = 1 ] && { [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ]; }; then
+        sql "$db" -c "CREATE OR REPLACE FUNCTION bench.begin_request(k integer) RETURNS void LANGUAGE sql VOLATILE AS \$\$
+            SELECT audit.set_context(session_id => 'sess-' || (k % 5000), tenant => 'tenant-' || (k % 50),
+                                     client_ip => ('10.0.' || (k % 200) || '.' || (k % 250))::inet,
+                                     user_agent => 'Mozilla/5.0', user_role => 'clerk', request_id => 'req-' || k)
+        \$\$" >/dev/null
+    fi
     if [ "$v" = audit_ctx_noidx ]; then   # diagnostic: the context without its index
         sql "$db" -c "SET audit_ext.protect_trail = off" -c "
             DO \$\$ DECLARE i regclass; BEGIN
@@ -322,9 +335,10 @@ run_oltp() {
     # their row's jsonb themselves (bench/sql_floor.pgbench)
     local script=()
     [ "$v" = sql_floor ] && script=(-s "$SCALE" -f "$BENCH/sql_floor.pgbench")
+    [ "$CTX_PER_TXN" = 1 ] && script=(-s "$SCALE" -f "$BENCH/tpcb_request.pgbench")
     rc=0
     local opts=""
-    [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ] && opts="-c audit_ext.context=$CTX_JSON"
+    [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ] && [ "$CTX_PER_TXN" != 1 ] && opts="-c audit_ext.context=$CTX_JSON"
     [ "$v" = audit_walp ] && wal_pause "$db" on
     if [ "$CTX_SESSIONS" = distinct ]; then
         # one pgbench process per client, every variant alike, so each
@@ -335,7 +349,7 @@ run_oltp() {
             ctx=${ctx/sess-7f3a9c/sess-$c-$i}
             [ "$CTX_TENANT" = distinct ] && ctx=${ctx/\"acme\"/\"tenant-$i\"}
             opts=""
-            [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ] && opts="-c audit_ext.context=$ctx"
+            [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ] && [ "$CTX_PER_TXN" != 1 ] && opts="-c audit_ext.context=$ctx"
             PGOPTIONS="$opts" pgbench -n -c 1 -j 1 -M prepared -T "$DURATION" "${script[@]}" "$db" >"$out.$i" 2>&1 &
             pids+=($!)
         done
@@ -527,7 +541,8 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
     echo "- Cluster: synchronous_commit=off, shared_buffers=1GB, max_wal_size=8GB, checkpoint_timeout=30min, fsync=on, wal_level=logical, shared_preload_libraries=audit_ext (in all variants)"
     floor_note=""
     [ "$FLOOR" = 1 ] && floor_note="; audit_noidx (diagnostic, FLOOR=1) = audit_ext with no index on the data-event partitions; sql_floor (diagnostic, FLOOR=1) = no trigger, each statement writes (id, now(), to_jsonb(row)) per changed row into an unindexed table itself (WITH ... RETURNING; OLTP: bench/sql_floor.pgbench)"
-    [ "$CONTEXT" = 1 ] || [[ " ${VARIANTS[*]} " == *" audit_ctx "* ]] && floor_note+="; audit_ctx (CONTEXT=1) = audit_ext with 20 risk rules and an end-user context on every session (PGOPTIONS -c audit_ext.context=$CTX_JSON): every event (OLTP and bulk) carries the context, enters its two partial btree indexes (session_id, tenant: audit_ext.context_index_keys), and takes a risk from the rules"
+    [ "$CONTEXT" = 1 ] || [[ " ${VARIANTS[*]} " == *" audit_ctx "* ]] && floor_note+="; audit_ctx (CONTEXT=1) = audit_ext with 20 risk rules and an end-user context on every session (PGOPTIONS -c audit_ext.context=$CTX_JSON): every event (OLTP and bulk) carries the context, the first event of each context run enters its two partial btree indexes (session_id, tenant: audit_ext.context_index_keys), and every event takes a risk from the rules"
+    [ "$CTX_PER_TXN" = 1 ] && floor_note+="; CTX_PER_TXN=1: every variant runs bench/tpcb_request.pgbench (bench.begin_request() first in each transaction); in audit_ctx and audit_ctx_noidx it sets the transaction's own context (audit.set_context, is_local: another session, tenant and request each time), so each transaction is a context run of its own"
     echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; audit_wal = audit.enable(..., capture => 'wal') (events written by the capture worker after the commit: its trail bytes/rows in a step count what it had written when the step ended; the drain is below); table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog; audit_walp (diagnostic, when selected) = audit_wal with the capture worker paused during each timed step (audit_ext.wal_capture_pause) and resumed after it: the writer's cost alone, all of the worker's work in its drain; audit_wal0 (diagnostic, when selected) = audit_wal with its capture worker at nice 0 (audit_ext.wal_capture_nice, default 10)$floor_note"
     echo "- Order rotated per cycle; medians over cycles; ratios are ratios of medians, with the ratio within each cycle and its median under each table. WAL = pg_current_wal_lsn() difference; audit bytes = growth of pg_total_relation_size over schema audit (audit_ext) or tlog (table_log); audit rows = events (audit.event_id_seq) or log rows (table_log sequences)."
     echo

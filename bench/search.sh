@@ -156,9 +156,14 @@ BEGIN
                -- 1.6: each table's identity (audit.audited_table_history, below)
                CASE WHEN %L <> 'auth' THEN 1 + abs(hashint8extended(i, 2) %% $TABLES) END,
                -- 1.6: an application's context on every event (a session of
-               -- 20 events, 200 tenants)
-               jsonb_build_object('session_id', 'sess-' || (i / 20), 'tenant', 'tenant-' || (i %% 200),
-                                  'client_ip', '10.1.' || (i %% 200) || '.' || (i %% 250))
+               -- 20 events, 200 tenants) ...
+               jsonb_build_object('session_id', 'sess-' || (i / 20), 'tenant', 'tenant-' || ((i / 20) %% 200),
+                                  'client_ip', '10.1.' || ((i / 20) %% 200) || '.' || ((i / 20) %% 250)),
+               NULL,
+               -- ... in context runs as capture writes them: a session's
+               -- events of one class are consecutive, its first event of
+               -- each class starts a run (src/event_writer.c)
+               NOT (i %% 20 = 0 OR i %% 100 IN (95, 98))
           FROM generate_series(\$1, \$2) i
          CROSS JOIN LATERAL (SELECT \$3 + (i - 1) * \$4 AS t) ts
          CROSS JOIN LATERAL (

@@ -21,3 +21,11 @@ SELECT pg_current_wal_lsn(),
          WHERE (s.schemaname = 'audit' AND s.sequencename = 'event_id_seq')
             OR s.schemaname IN ('tlog', 'sqlfloor'))
 $$;
+
+-- bench/tpcb_request.pgbench (CTX_PER_TXN=1) calls this at the start of each
+-- transaction; bench/run.sh replaces it in the audit_ctx databases by one
+-- that sets the request's end-user context.
+CREATE OR REPLACE FUNCTION bench.begin_request(k integer)
+RETURNS void
+LANGUAGE sql VOLATILE
+AS $$ SELECT NULL::void $$;

@@ -23,7 +23,7 @@ SELECT bool_and(coalesce(audit.event_hash(e, coalesce(p.hash, decode(repeat('00'
 SELECT audit.event_hash(e, '\x00') FROM audit.event e WHERE e.table_name = 'chain_t' LIMIT 1;
 \echo :LAST_ERROR_SQLSTATE
 SELECT audit.event_hash(ROW(1, now(), 'data', 'INSERT', 'success', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)::audit.event,
+                            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)::audit.event,
                         decode(repeat('00', 32), 'hex'));
 \echo :LAST_ERROR_SQLSTATE
 

@@ -425,7 +425,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("audit_ext.context_index_keys",
 							   "Context keys that new event partitions index (searches by them, newest first).",
-							   "A comma-separated list of client_ip, session_id, user_agent, user_role, tenant, request_id; an event with such a key enters one btree per indexed key; '' for none. Partitions made from then on follow it.",
+							   "A comma-separated list of client_ip, session_id, user_agent, user_role, tenant, request_id; the first event of each context run (events of one writer with the same context) enters one btree per indexed key; '' for none. Partitions made from then on follow it.",
 							   &audit_context_index_keys,
 							   "session_id, tenant",
 							   PGC_SIGHUP,
@@ -676,6 +676,8 @@ audit_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PREPARE:
+			if (event == XACT_EVENT_PREPARE)
+				audit_context_runs_reset();	/* it may yet roll back */
 			audit_writer_xact_callback(0);
 			audit_chain_xact_end(event == XACT_EVENT_COMMIT ? 0 : 2);
 			audit_statement_xact_end(false, true);
@@ -686,6 +688,7 @@ audit_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			audit_context_runs_reset();
 			audit_writer_xact_callback(1);
 			audit_chain_xact_end(1);
 			audit_statement_xact_end(true, true);
@@ -709,6 +712,7 @@ audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			break;
 		case SUBXACT_EVENT_ABORT_SUB:
 			audit_writer_subxact_abort(mySubid);
+			audit_context_runs_reset();
 			audit_chain_subxact_abort(mySubid);
 			audit_statement_xact_end(true, false);
 			audit_wal_subxact_abort(mySubid);

@@ -103,6 +103,8 @@ typedef enum AuditColumn
 	AC_CHAIN_LANE,
 	AC_CHAIN_SEQ,
 	AC_HASH,
+	/* 1.6: storage only, not hashed: see audit_context_run_continues() */
+	AC_CONTEXT_CONTINUES,
 	AC_NUM_COLUMNS
 } AuditColumn;
 
@@ -137,6 +139,7 @@ extern void audit_flush_events(void);
 extern void audit_writer_finish(void);
 extern void audit_writer_xact_callback(int event);
 extern void audit_writer_subxact_abort(SubTransactionId subid);
+extern void audit_context_runs_reset(void);
 extern void audit_writer_invalidate(Oid relid);
 extern Oid	audit_event_relid(bool missing_ok);
 

@@ -54,6 +54,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/inet.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/partcache.h"
@@ -74,7 +75,7 @@ static const char *const audit_column_names[AC_NUM_COLUMNS] = {
 	"backend_pid", "txid", "statement_id", "statement_seq", "schema_name",
 	"table_name", "record_id", "old_data", "new_data",
 	"changed_columns", "detail", "table_identity", "context", "risk",
-	"chain_lane", "chain_seq", "hash"
+	"chain_lane", "chain_seq", "hash", "context_continues"
 };
 
 /* What we know about audit.event; rebuilt after its relcache entry changes. */
@@ -116,6 +117,121 @@ static Oid	cached_session_user_oid = InvalidOid;
 static Datum cached_session_user_name;
 
 static void load_event_table(void);
+
+/*
+ * Context runs (1.6).  The context indexes (audit.create_event_indexes())
+ * take only the first event of a run: a run is a sequence of events of one
+ * chain lane (one writer, one class) with the same context, each within
+ * AUDIT_CONTEXT_RUN_IDS ids and AUDIT_CONTEXT_RUN_SECONDS of the run's
+ * first event and in its UTC month (so in its partition).  The other
+ * events of the run get context_continues = true and enter no context
+ * index; a search by a context key finds the first events through the
+ * index and the rest in the id range after each (audit.search).  An
+ * indexed key cost two btree entries per event, about 10 % of OLTP
+ * (docs/performance.md).  A run ends at any abort and at PREPARE, so its
+ * first event is never rolled back while later ones stay.  The numbers
+ * are also in audit.context_run_limits() (sql/src/reading.sql).
+ */
+#define AUDIT_CONTEXT_RUN_IDS		64
+#define AUDIT_CONTEXT_RUN_SECONDS	3600
+#define AUDIT_CONTEXT_RUN_SLOTS		8
+
+typedef struct ContextRun
+{
+	int64		lane;			/* 0: free */
+	int64		first_id;
+	TimestampTz first_time;
+	TimestampTz month_end;		/* the first instant of the next UTC month */
+	Size		len;
+	Size		alloc;
+	char	   *context;		/* the run's context, in TopMemoryContext */
+} ContextRun;
+
+static ContextRun context_runs[AUDIT_CONTEXT_RUN_SLOTS];
+static int	context_run_victim = 0;
+
+void
+audit_context_runs_reset(void)
+{
+	for (int i = 0; i < AUDIT_CONTEXT_RUN_SLOTS; i++)
+		context_runs[i].lane = 0;
+}
+
+/* The first instant of the UTC month after t's (DT_NOEND if out of range). */
+static TimestampTz
+next_utc_month(TimestampTz t)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	TimestampTz result;
+
+	if (timestamp2tm(t, NULL, &tm, &fsec, NULL, NULL) != 0)
+		return DT_NOEND;
+	tm.tm_mday = 1;
+	tm.tm_hour = 0;
+	tm.tm_min = 0;
+	tm.tm_sec = 0;
+	if (++tm.tm_mon > MONTHS_PER_YEAR)
+	{
+		tm.tm_mon = 1;
+		tm.tm_year++;
+	}
+	if (tm2timestamp(&tm, 0, NULL, &result) != 0)
+		return DT_NOEND;
+	return result;
+}
+
+/*
+ * Does this event (id, lane and context set) continue its lane's context
+ * run?  If not, it starts a new one.
+ */
+static bool
+audit_context_run_continues(AuditEventValues *ev)
+{
+	int64		lane = DatumGetInt64(ev->values[AC_CHAIN_LANE]);
+	int64		id = DatumGetInt64(ev->values[AC_ID]);
+	TimestampTz t = DatumGetTimestampTz(ev->values[AC_EVENT_TIME]);
+	Jsonb	   *ctx = DatumGetJsonbP(ev->values[AC_CONTEXT]);
+	Size		len = VARSIZE(ctx);
+	ContextRun *r = NULL;
+
+	for (int i = 0; i < AUDIT_CONTEXT_RUN_SLOTS; i++)
+		if (context_runs[i].lane == lane)
+		{
+			r = &context_runs[i];
+			break;
+		}
+	if (r != NULL &&
+		id > r->first_id && id - r->first_id <= AUDIT_CONTEXT_RUN_IDS &&
+		t >= r->first_time &&
+		t - r->first_time <= (int64) AUDIT_CONTEXT_RUN_SECONDS * USECS_PER_SEC &&
+		t < r->month_end &&
+		r->len == len && memcmp(r->context, ctx, len) == 0)
+		return true;
+
+	/* a new run starts here */
+	if (r == NULL)
+	{
+		r = &context_runs[context_run_victim];
+		context_run_victim = (context_run_victim + 1) % AUDIT_CONTEXT_RUN_SLOTS;
+	}
+	if (r->alloc < len)
+	{
+		if (r->context)
+			pfree(r->context);
+		r->context = MemoryContextAlloc(TopMemoryContext, len);
+		r->alloc = len;
+	}
+	memcpy(r->context, ctx, len);
+	r->len = len;
+	r->lane = lane;
+	r->first_id = id;
+	r->first_time = t;
+	r->month_end = next_utc_month(t);
+	if ((Pointer) ctx != DatumGetPointer(ev->values[AC_CONTEXT]))
+		pfree(ctx);
+	return false;
+}
 
 /* ----------------------------------------------------------------
  * audit.event lookup
@@ -408,6 +524,13 @@ audit_event_emit(AuditEventValues *ev)
 	/* its place in the tamper-evident chain, in id order (chain.c) */
 	if (event_table.attno[AC_HASH] >= 0)
 		audit_chain_stamp(ev);
+	/* without a lane (no chain) every event is its own run */
+	if (event_table.attno[AC_CONTEXT_CONTINUES] >= 0 && !ev->nulls[AC_CONTEXT] &&
+		!ev->nulls[AC_CHAIN_LANE])
+	{
+		ev->values[AC_CONTEXT_CONTINUES] = BoolGetDatum(audit_context_run_continues(ev));
+		ev->nulls[AC_CONTEXT_CONTINUES] = false;
+	}
 
 	values = palloc(sizeof(Datum) * event_table.natts);
 	nulls = palloc(sizeof(bool) * event_table.natts);

@@ -53,6 +53,10 @@ CREATE TABLE audit.event (
     table_identity   bigint,
     context          jsonb,
     risk             text COLLATE "C",
+    -- 1.6: storage, not a fact (not hashed): true when the event continues
+    -- the context run of an earlier event of the same writer, so that it
+    -- enters no context index (src/event_writer.c, "Context runs")
+    context_continues boolean,
     CONSTRAINT event_class_check
         CHECK (class IN ('data', 'auth', 'privilege', 'ddl', 'read', 'system', 'app')),
     CONSTRAINT event_status_check CHECK (status IN ('success', 'failure')),
@@ -89,6 +93,8 @@ COMMENT ON COLUMN audit.event.table_identity IS
     'The stable identity of the audited table an event is about (data, read and refused events, ENABLE/DISABLE AUDIT; audit.audited_table_history): the same across renames, new for a re-created table; NULL for events captured before 1.6';
 COMMENT ON COLUMN audit.event.context IS 'The application''s context when the event was captured (NULL: none set)';
 COMMENT ON COLUMN audit.event.risk IS 'Risk level of the event: low, medium, high or critical (NULL: not rated)';
+COMMENT ON COLUMN audit.event.context_continues IS
+    'Storage, not hashed: true when the event has the same context as an earlier event of its writer (within 64 ids and an hour, same class and month) and so is found through that event by the context indexes; false for the first event of such a run; NULL otherwise';
 
 -- Indexes live on each leaf partition, not on the partitioned parents: a
 -- parent index owned by the extension would make pg_restore collide with the
@@ -156,10 +162,12 @@ BEGIN
     -- ..., newest first): a btree per indexed key (audit_ext.
     -- context_index_keys, default session_id and tenant), ordered by
     -- (value, id) and partial on the key's presence, so an event without it
-    -- enters none, and a tenant's newest page is a backward range read.  They
-    -- replaced a GIN on the whole context (+560 B of WAL per event and 14% of
-    -- OLTP TPS, yet a tenant's newest page sorted all of its events: 309 ms
-    -- on 10M); each key costs an event that has it one btree entry
+    -- enters none.  They replaced a GIN on the whole context (+560 B of WAL
+    -- per event and 14% of OLTP TPS, yet a tenant's newest page sorted all
+    -- of its events: 309 ms on 10M).  An entry for every event still cost
+    -- about 10% of OLTP, so only the first event of a context run enters
+    -- them (context_continues is not true; src/event_writer.c): the rest of
+    -- the run follows it within 64 ids, and audit.search() reads that range
     -- (docs/performance.md, "1.6: context and risk").  Only documented keys
     -- are taken, whatever the setting says (it is checked by the library
     -- when loaded; a placeholder is not).
@@ -167,7 +175,8 @@ BEGIN
                  FROM unnest(string_to_array(coalesce(current_setting('audit_ext.context_index_keys', true),
                                                       'session_id, tenant'), ',')) k
                 WHERE btrim(k) IN ('client_ip', 'session_id', 'user_agent', 'user_role', 'tenant', 'request_id') LOOP
-        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s ((context ->> %L), id) WHERE context ? %L',
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s ((context ->> %L), id) '
+                       'WHERE context ? %L AND context_continues IS NOT TRUE',
                        name || '_ctx_' || key || '_idx', part, key, key);
     END LOOP;
     PERFORM audit.tune_event_partition(part);

@@ -12,6 +12,7 @@ ALTER TABLE audit.event
     ADD COLUMN table_identity bigint,
     ADD COLUMN context jsonb,
     ADD COLUMN risk text COLLATE "C",
+    ADD COLUMN context_continues boolean,
     ADD CONSTRAINT event_risk_check CHECK (risk IN ('low', 'medium', 'high', 'critical'));
 COMMENT ON COLUMN audit.event.detail IS
     'Further facts of the event, by class (read events: {"rows": rows returned by the statement}; an UPDATE that changed the key: {"new_record_id": the new key})';
@@ -19,7 +20,8 @@ COMMENT ON COLUMN audit.event.table_identity IS
     'The stable identity of the audited table an event is about (data, read and refused events, ENABLE/DISABLE AUDIT; audit.audited_table_history): the same across renames, new for a re-created table; NULL for events captured before 1.6';
 COMMENT ON COLUMN audit.event.context IS 'The application''s context when the event was captured (NULL: none set)';
 COMMENT ON COLUMN audit.event.risk IS 'Risk level of the event: low, medium, high or critical (NULL: not rated)';
-
+COMMENT ON COLUMN audit.event.context_continues IS
+    'Storage, not hashed: true when the event has the same context as an earlier event of its writer (within 64 ids and an hour, same class and month) and so is found through that event by the context indexes; false for the first event of such a run; NULL otherwise';
 
 -- Events with their statement text joined in.  Its columns are those of
 -- audit.event in 1.0: a view's "e.*" is expanded when the view is created, so
@@ -69,10 +71,12 @@ BEGIN
     -- ..., newest first): a btree per indexed key (audit_ext.
     -- context_index_keys, default session_id and tenant), ordered by
     -- (value, id) and partial on the key's presence, so an event without it
-    -- enters none, and a tenant's newest page is a backward range read.  They
-    -- replaced a GIN on the whole context (+560 B of WAL per event and 14% of
-    -- OLTP TPS, yet a tenant's newest page sorted all of its events: 309 ms
-    -- on 10M); each key costs an event that has it one btree entry
+    -- enters none.  They replaced a GIN on the whole context (+560 B of WAL
+    -- per event and 14% of OLTP TPS, yet a tenant's newest page sorted all
+    -- of its events: 309 ms on 10M).  An entry for every event still cost
+    -- about 10% of OLTP, so only the first event of a context run enters
+    -- them (context_continues is not true; src/event_writer.c): the rest of
+    -- the run follows it within 64 ids, and audit.search() reads that range
     -- (docs/performance.md, "1.6: context and risk").  Only documented keys
     -- are taken, whatever the setting says (it is checked by the library
     -- when loaded; a placeholder is not).
@@ -80,7 +84,8 @@ BEGIN
                  FROM unnest(string_to_array(coalesce(current_setting('audit_ext.context_index_keys', true),
                                                       'session_id, tenant'), ',')) k
                 WHERE btrim(k) IN ('client_ip', 'session_id', 'user_agent', 'user_role', 'tenant', 'request_id') LOOP
-        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s ((context ->> %L), id) WHERE context ? %L',
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s ((context ->> %L), id) '
+                       'WHERE context ? %L AND context_continues IS NOT TRUE',
                        name || '_ctx_' || key || '_idx', part, key, key);
     END LOOP;
     PERFORM audit.tune_event_partition(part);
@@ -5892,10 +5897,12 @@ BEGIN
     -- ..., newest first): a btree per indexed key (audit_ext.
     -- context_index_keys, default session_id and tenant), ordered by
     -- (value, id) and partial on the key's presence, so an event without it
-    -- enters none, and a tenant's newest page is a backward range read.  They
-    -- replaced a GIN on the whole context (+560 B of WAL per event and 14% of
-    -- OLTP TPS, yet a tenant's newest page sorted all of its events: 309 ms
-    -- on 10M); each key costs an event that has it one btree entry
+    -- enters none.  They replaced a GIN on the whole context (+560 B of WAL
+    -- per event and 14% of OLTP TPS, yet a tenant's newest page sorted all
+    -- of its events: 309 ms on 10M).  An entry for every event still cost
+    -- about 10% of OLTP, so only the first event of a context run enters
+    -- them (context_continues is not true; src/event_writer.c): the rest of
+    -- the run follows it within 64 ids, and audit.search() reads that range
     -- (docs/performance.md, "1.6: context and risk").  Only documented keys
     -- are taken, whatever the setting says (it is checked by the library
     -- when loaded; a placeholder is not).
@@ -5903,7 +5910,8 @@ BEGIN
                  FROM unnest(string_to_array(coalesce(current_setting('audit_ext.context_index_keys', true),
                                                       'session_id, tenant'), ',')) k
                 WHERE btrim(k) IN ('client_ip', 'session_id', 'user_agent', 'user_role', 'tenant', 'request_id') LOOP
-        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s ((context ->> %L), id) WHERE context ? %L',
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s ((context ->> %L), id) '
+                       'WHERE context ? %L AND context_continues IS NOT TRUE',
                        name || '_ctx_' || key || '_idx', part, key, key);
     END LOOP;
     PERFORM audit.tune_event_partition(part);
@@ -6131,9 +6139,19 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    f record;
-    cond text;
-    risks text[];
+    f         record;
+    cond      text;
+    risks     text[];
+    lead_key  text;
+    lead_ix   integer;
+    heads     text;
+    ranges    text;
+    hd        record;
+    part      audit.event[];
+    found     audit.event[] := '{}';
+    below     bigint;
+    batch     integer;
+    nth       bigint;
 BEGIN
     PERFORM audit.require_audit_role();
     risks := audit.risk_at_least(min_risk);
@@ -6145,12 +6163,9 @@ BEGIN
     SELECT * INTO f FROM audit.search_filter(from_time, to_time, actor, action, class, table_name,
                                              record_id, status, query, before_id);
     cond := f.condition;
-    -- 1.6: the application's context, each indexed key (audit_ext.
-    -- context_index_keys: session_id and tenant by default) through its own
-    -- btree (audit.create_event_indexes: (value, id) where the key is
-    -- present).  The key's presence is spelled out so that the planner may
-    -- use the partial index; a network (not a host) is a range test on the
-    -- address.
+    -- 1.6: the application's context.  The key's presence is spelled out
+    -- so that the planner may use a partial index; a network (not a host)
+    -- is a range test on the address.
     IF session_id IS NOT NULL THEN
         cond := cond || ' AND e.context ? ''session_id'' AND (e.context ->> ''session_id'') = $18[1]';
     END IF;
@@ -6167,18 +6182,102 @@ BEGIN
     IF risks IS NOT NULL THEN
         cond := cond || ' AND e.risk = ANY ($19)';
     END IF;
-    -- the page is chosen first; statement texts are joined to its rows only
-    RETURN QUERY EXECUTE format(
-        'SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,'
-        '       e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,'
-        '       e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,'
-        '       s.statement_text, e.table_identity, e.context, e.risk'
-        '  FROM (SELECT * FROM audit.event e WHERE %s ORDER BY e.id DESC LIMIT $13) e'
-        '  LEFT JOIN audit.statement s ON s.statement_id = e.statement_id'
-        ' ORDER BY e.id DESC', cond)
-        USING from_time, to_time, actor, action, class, f.schema_part, f.table_part,
-              record_id, status, f.text_pattern, f.json_pattern, before_id, max_rows, f.statement_ids,
-              f.id_from, f.id_to, client_ip, ARRAY[session_id, tenant, host(client_ip)], risks;
+
+    -- A context key with an index (audit_ext.context_index_keys) leads the
+    -- search.  Its index holds the first event of each context run only
+    -- (audit.create_event_indexes); the rest of a run is in the same class
+    -- and month, within 64 ids and an hour after it (src/event_writer.c,
+    -- "Context runs").  So: take the key's run starts newest first, a batch
+    -- at a time, read each one's id range with every filter, and stop once
+    -- max_rows events are found that no older run can reach past.
+    SELECT k.key, k.ix INTO lead_key, lead_ix
+      FROM (VALUES ('session_id', 1, search.session_id IS NOT NULL),
+                   ('tenant', 2, search.tenant IS NOT NULL),
+                   ('client_ip', 3, search.client_ip IS NOT NULL
+                                    AND masklen(search.client_ip) = 32 * (family(search.client_ip) - 3))) k(key, ix, given)
+     WHERE k.given
+       AND k.key IN (SELECT btrim(x) FROM unnest(string_to_array(coalesce(current_setting('audit_ext.context_index_keys', true),
+                                                                      'session_id, tenant'), ',')) x)
+     ORDER BY k.ix LIMIT 1;
+
+    IF lead_key IS NULL THEN
+        -- the page is chosen first; statement texts are joined to its rows only
+        RETURN QUERY EXECUTE format(
+            'SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,'
+            '       e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,'
+            '       e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,'
+            '       s.statement_text, e.table_identity, e.context, e.risk'
+            '  FROM (SELECT * FROM audit.event e WHERE %s ORDER BY e.id DESC LIMIT $13) e'
+            '  LEFT JOIN audit.statement s ON s.statement_id = e.statement_id'
+            ' ORDER BY e.id DESC', cond)
+            USING from_time, to_time, actor, action, class, f.schema_part, f.table_part,
+                  record_id, status, f.text_pattern, f.json_pattern, before_id, max_rows, f.statement_ids,
+                  f.id_from, f.id_to, client_ip, ARRAY[session_id, tenant, host(client_ip)], risks;
+        RETURN;
+    END IF;
+
+    -- the run starts of the key below $20, newest first, $21 of them (an
+    -- event of the period has its run's start at most an hour before it)
+    heads := format('SELECT array_agg(h.id ORDER BY h.id DESC) AS ids, array_agg(h.class ORDER BY h.id DESC) AS classes,'
+                    '       array_agg(h.event_time ORDER BY h.id DESC) AS times,'
+                    '       array_agg(h.context_continues IS NOT NULL ORDER BY h.id DESC) AS runs,'
+                    '       array_agg(DISTINCT h.class) AS class_set, min(h.event_time) AS t_min, max(h.event_time) AS t_max'
+                    '  FROM (SELECT h.id, h.class, h.event_time, h.context_continues FROM audit.event h'
+                    '         WHERE h.context ? %1$L AND (h.context ->> %1$L) = $18[%2$s]'
+                    '           AND h.context_continues IS NOT TRUE AND h.id < $20%3$s%4$s'
+                    '         ORDER BY h.id DESC LIMIT $21) h',
+                    lead_key, lead_ix,
+                    CASE WHEN to_time IS NOT NULL THEN ' AND h.event_time < $2' END,
+                    CASE WHEN from_time IS NOT NULL THEN ' AND h.event_time >= $1 - interval ''1 hour''' END);
+    -- the events of those runs' ranges that pass every filter (a start
+    -- whose context_continues is NULL is its own range).  The classes and
+    -- the time span of the batch (a run lasts at most an hour) are
+    -- parameters, so only the leaves they touch are planned; OFFSET 0 keeps
+    -- each range a nested loop, read by id.
+    ranges := format('SELECT array_agg(r.ev) FROM unnest($20, $21, $22, $23) h(id, class, event_time, run)'
+                     ' CROSS JOIN LATERAL'
+                     '   (SELECT e AS ev FROM audit.event e'
+                     '     WHERE e.class = ANY ($24) AND e.event_time >= $25 AND e.event_time <= $26'
+                     '       AND e.class = h.class AND e.id >= h.id'
+                     '       AND e.id <= h.id + CASE WHEN h.run THEN 64 ELSE 0 END'
+                     '       AND %s OFFSET 0) r', cond);
+    below := coalesce(before_id, 9223372036854775807);
+    -- a run usually holds many events: a few starts first, then four times
+    -- as many each round
+    batch := 8;
+    LOOP
+        EXECUTE heads INTO hd
+            USING from_time, to_time, actor, action, class, f.schema_part, f.table_part,
+                  record_id, status, f.text_pattern, f.json_pattern, before_id, max_rows, f.statement_ids,
+                  f.id_from, f.id_to, client_ip, ARRAY[session_id, tenant, host(client_ip)], risks,
+                  below, batch;
+        EXIT WHEN hd.ids IS NULL;
+        EXECUTE ranges INTO part
+            USING from_time, to_time, actor, action, class, f.schema_part, f.table_part,
+                  record_id, status, f.text_pattern, f.json_pattern, before_id, max_rows, f.statement_ids,
+                  f.id_from, f.id_to, client_ip, ARRAY[session_id, tenant, host(client_ip)], risks,
+                  hd.ids, hd.classes, hd.times, hd.runs, hd.class_set, hd.t_min, hd.t_max + interval '1 hour';
+        found := found || coalesce(part, '{}');
+        below := hd.ids[cardinality(hd.ids)];
+        EXIT WHEN cardinality(hd.ids) < batch;
+        batch := least(batch * 4, 1024);
+        -- done when the max_rows-th newest event found lies beyond every
+        -- range still to read (their starts are below "below")
+        IF cardinality(found) >= max_rows THEN
+            SELECT x.id INTO nth
+              FROM (SELECT DISTINCT u.id FROM unnest(found) u ORDER BY u.id DESC OFFSET max_rows - 1 LIMIT 1) x;
+            EXIT WHEN nth >= below + 64;
+        END IF;
+    END LOOP;
+    -- ranges may overlap: each event once
+    RETURN QUERY
+        SELECT e.id, e.event_time, e.class, e.action, e.status, e.db_user, e."session_user", e.actor,
+               e.client_addr, e.application_name, e.backend_pid, e.txid, e.statement_id, e.statement_seq,
+               e.schema_name, e.table_name, e.record_id, e.old_data, e.new_data, e.changed_columns, e.detail,
+               s.statement_text, e.table_identity, e.context, e.risk
+          FROM (SELECT DISTINCT ON (u.id) u.* FROM unnest(found) u ORDER BY u.id DESC LIMIT max_rows) e
+          LEFT JOIN audit.statement s ON s.statement_id = e.statement_id
+         ORDER BY e.id DESC;
 END
 $$;
 COMMENT ON FUNCTION audit.search(timestamptz, timestamptz, text, text, text, text, jsonb, text, text, integer, bigint, inet, text, text, text) IS

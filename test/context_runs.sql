@@ -1,0 +1,155 @@
+-- pgTAP: context runs (1.6).  Only the first event of a run of events with
+-- the same context (one writer, one class, within 64 ids, an hour and a
+-- month) enters the context indexes; audit.search() finds the others from
+-- it.  Transactions here commit and roll back for real (runs end at an
+-- abort), so the names are this file's own and its table is dropped.
+SELECT plan(24);
+
+CREATE TEMP TABLE mark AS SELECT coalesce(max(id), 0) AS id FROM audit.event;
+CREATE TABLE crun_t (id int PRIMARY KEY, v text);
+SELECT audit.enable('crun_t');
+
+-- one session's context, as a pooled application sets it per transaction
+-- (the same value each time) or per session
+SELECT audit.set_context(actor => 'run-alice', session_id => 'RUN-1', tenant => 'run-t', is_local => false);
+INSERT INTO crun_t VALUES (1, 'a');
+INSERT INTO crun_t VALUES (2, 'b'), (3, 'c');
+UPDATE crun_t SET v = 'a2' WHERE id = 1;
+
+SELECT is((SELECT array_agg(context_continues ORDER BY id) FROM audit.event
+            WHERE id > (SELECT id FROM mark) AND class = 'data' AND context ->> 'session_id' = 'RUN-1'),
+          ARRAY[false, true, true, true],
+          'the first event of the run starts it, the next ones continue it (across transactions)');
+SELECT is((SELECT array_agg(record_id ->> 'id' ORDER BY id DESC) FROM audit.search(session_id => 'RUN-1', class => 'data') s WHERE s.id > (SELECT id FROM mark)),
+          ARRAY['1', '3', '2', '1'], 'search(session_id) finds the events that continue a run');
+
+-- a rollback ends the run: the next event starts a new one
+BEGIN;
+INSERT INTO crun_t VALUES (4, 'rolled back');
+ROLLBACK;
+INSERT INTO crun_t VALUES (5, 'e');
+SELECT is((SELECT context_continues FROM audit.event
+            WHERE id > (SELECT id FROM mark) AND class = 'data' AND record_id = '{"id": 5}'),
+          false, 'after a rollback the next event starts a run');
+
+-- a run started in a subtransaction that rolls back is not continued
+BEGIN;
+SAVEPOINT s1;
+UPDATE crun_t SET v = 'gone' WHERE id = 2;
+ROLLBACK TO SAVEPOINT s1;
+UPDATE crun_t SET v = 'kept' WHERE id = 3;
+SAVEPOINT s2;
+UPDATE crun_t SET v = 'kept too' WHERE id = 5;
+RELEASE SAVEPOINT s2;
+COMMIT;
+SELECT is((SELECT array_agg((record_id ->> 'id') || ':' || context_continues ORDER BY id) FROM audit.event
+            WHERE id > (SELECT id FROM mark) AND class = 'data' AND action = 'UPDATE' AND new_data ? 'v'
+              AND new_data ->> 'v' LIKE 'kept%'),
+          ARRAY['3:false', '5:true'],
+          'after ROLLBACK TO SAVEPOINT the next event starts a run; a released savepoint''s events continue it');
+
+-- another context starts a run, and so does coming back to the first
+SELECT audit.set_context(actor => 'run-bob', session_id => 'RUN-2', tenant => 'run-t', is_local => false);
+INSERT INTO crun_t VALUES (6, 'f');
+SELECT audit.set_context(actor => 'run-alice', session_id => 'RUN-1', tenant => 'run-t', is_local => false);
+INSERT INTO crun_t VALUES (7, 'g');
+SELECT is((SELECT array_agg((record_id ->> 'id') || ':' || context_continues ORDER BY id) FROM audit.event
+            WHERE id > (SELECT id FROM mark) AND class = 'data' AND record_id IN ('{"id": 6}', '{"id": 7}')),
+          ARRAY['6:false', '7:false'], 'a change of context starts a run, so does the change back');
+-- a context that differs in any key (here a request id) is another run
+SELECT audit.set_context(actor => 'run-alice', session_id => 'RUN-1', tenant => 'run-t', request_id => 'r-1', is_local => false);
+UPDATE crun_t SET v = 'g2' WHERE id = 7;
+SELECT is((SELECT context_continues FROM audit.event
+            WHERE id > (SELECT id FROM mark) AND class = 'data' AND record_id = '{"id": 7}' AND action = 'UPDATE'),
+          false, 'a context differing in one key starts a run');
+
+-- each class has its own run: an application event in the same transaction
+BEGIN;
+UPDATE crun_t SET v = 'g3' WHERE id = 7;
+SELECT audit.log_event('VIEW', 'Customer', '{"id": 7}');
+SELECT audit.log_event('EXPORT', 'Customer', '{"id": 7}');
+COMMIT;
+SELECT is((SELECT array_agg(class || ':' || context_continues ORDER BY id) FROM audit.event
+            WHERE id > (SELECT id FROM mark) AND class IN ('data', 'app')
+              AND (action IN ('VIEW', 'EXPORT') OR new_data ->> 'v' = 'g3')),
+          ARRAY['data:true', 'app:false', 'app:true'], 'each class (chain lane) has its own runs');
+
+-- a run spans at most 64 ids: a statement of 600 rows starts ten or more
+SELECT audit.set_context(actor => 'run-carol', session_id => 'RUN-BULK', tenant => 'run-t', is_local => false);
+INSERT INTO crun_t SELECT g, 'bulk' FROM generate_series(1000, 1599) g;
+SELECT cmp_ok((SELECT count(*) FILTER (WHERE NOT context_continues) FROM audit.event
+                WHERE id > (SELECT id FROM mark) AND context ->> 'session_id' = 'RUN-BULK' AND class = 'data'),
+              '>=', 10::bigint, '600 events of one statement: at least ten runs (one per 65 ids at most)');
+SELECT cmp_ok((SELECT max(id - run_start) FROM (
+                 SELECT id, max(id) FILTER (WHERE NOT context_continues) OVER (ORDER BY id) AS run_start
+                   FROM audit.event WHERE id > (SELECT id FROM mark) AND class = 'data'
+                                      AND context ->> 'session_id' = 'RUN-BULK') x),
+          '<=', 64::bigint, 'no event is more than 64 ids after the start of its run');
+SELECT is((SELECT count(*) FROM audit.search(session_id => 'RUN-BULK', max_rows => 10000) s WHERE s.id > (SELECT id FROM mark)), 600::bigint,
+          'search(session_id) finds all 600');
+SELECT is((SELECT count(*) FROM audit.search(session_id => 'RUN-BULK', max_rows => 10000, before_id => (
+              SELECT id FROM audit.event WHERE id > (SELECT id FROM mark) AND record_id = '{"id": 1300}')) s
+            WHERE s.id > (SELECT id FROM mark)),
+          300::bigint, 'before_id: the 300 older ones');
+
+-- paging newest first with small pages: every event once, in order
+CREATE TEMP TABLE paged (n int, id bigint);
+DO $$
+DECLARE
+    last bigint;
+    page int := 0;
+    got int;
+BEGIN
+    LOOP
+        INSERT INTO paged SELECT page, s.id FROM audit.search(session_id => 'RUN-BULK', max_rows => 7, before_id => last) s
+                                   WHERE s.id > (SELECT id FROM mark);
+        GET DIAGNOSTICS got = ROW_COUNT;
+        EXIT WHEN got = 0;
+        SELECT min(id) INTO last FROM paged WHERE n = page;
+        page := page + 1;
+    END LOOP;
+END
+$$;
+SELECT is((SELECT count(*) FROM paged), 600::bigint, 'pages of 7: 600 events');
+SELECT is((SELECT count(DISTINCT id) FROM paged), 600::bigint, 'pages of 7: no event twice');
+SELECT is((SELECT count(*) FROM (SELECT n, count(*) AS c FROM paged GROUP BY n) x WHERE c <> 7), 1::bigint,
+          'every page full but the last');
+SELECT ok((SELECT bool_and(a.id > b.id) FROM paged a JOIN paged b ON b.n = a.n + 1
+            WHERE a.id = (SELECT min(id) FROM paged WHERE n = a.n) AND b.id = (SELECT max(id) FROM paged WHERE n = b.n)),
+          'pages newest first, each below the last');
+
+-- the other filters apply to every event of a run, not only to its start
+UPDATE crun_t SET v = 'bulk2' WHERE id BETWEEN 1100 AND 1109;
+SELECT is((SELECT count(*) FROM audit.search(session_id => 'RUN-BULK', action => 'UPDATE') s WHERE s.id > (SELECT id FROM mark)), 10::bigint,
+          'search(session_id, action): the UPDATEs only (not the run''s start)');
+SELECT is((SELECT count(*) FROM audit.search(tenant => 'run-t', action => 'UPDATE', max_rows => 5) s WHERE s.id > (SELECT id FROM mark)), 5::bigint,
+          'search(tenant, action, max_rows): a full page');
+SELECT is((SELECT array_agg(s.id ORDER BY s.id DESC) FROM audit.search(tenant => 'run-t', max_rows => 50) s),
+          (SELECT array_agg(e.id ORDER BY e.id DESC) FROM (SELECT id FROM audit.event
+             WHERE context ->> 'tenant' = 'run-t' ORDER BY id DESC LIMIT 50) e),
+          'search(tenant): the same newest 50 as a scan of the whole trail');
+SELECT is((SELECT count(*) FROM audit.search(tenant => 'run-t', session_id => 'RUN-2') s WHERE s.id > (SELECT id FROM mark)), 1::bigint,
+          'two context filters: both apply');
+SELECT is((SELECT count(*) FROM audit.search(session_id => 'RUN-1', to_time => now() - interval '1 day') s WHERE s.id > (SELECT id FROM mark)), 0::bigint,
+          'to_time before the runs: nothing');
+SELECT is((SELECT count(*) FROM audit.search(session_id => 'RUN-BULK', from_time => now() - interval '1 hour', max_rows => 10000) s WHERE s.id > (SELECT id FROM mark)),
+          610::bigint, 'from_time: the runs of the period');
+
+-- the indexes hold the starts of runs only
+SELECT ok((SELECT pg_get_indexdef(indexrelid) LIKE '%context_continues IS NOT TRUE%' FROM pg_index i
+            JOIN pg_class c ON c.oid = i.indexrelid
+           WHERE c.relname LIKE 'event\_data\_p%\_ctx\_session\_id\_idx' ORDER BY c.relname DESC LIMIT 1),
+          'the context indexes are partial on the start of a run');
+SELECT is((SELECT count(*) FROM audit.event WHERE context ? 'session_id' AND (context ->> 'session_id') = 'RUN-BULK'
+              AND context_continues IS NOT TRUE AND class = 'data'),
+          (SELECT count(*) FROM audit.event WHERE context ->> 'session_id' = 'RUN-BULK' AND class = 'data'
+              AND NOT context_continues), 'what the index takes: the starts of runs');
+
+-- an event whose flag is NULL (written by an older version, or by hand) is
+-- found through the index by itself
+SELECT is((SELECT count(*) FROM audit.event WHERE context_continues IS NULL AND context IS NOT NULL
+              AND id > (SELECT id FROM mark)), 0::bigint, 'capture sets the flag on every event with a context');
+
+DROP TABLE crun_t;
+SELECT audit.clear_context();
+SELECT * FROM finish();
