@@ -36,6 +36,8 @@
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
+#include "catalog/index.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -52,6 +54,7 @@
 #include "utils/acl.h"
 #include "utils/resowner.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/inet.h"
 #include "utils/jsonb.h"
@@ -96,6 +99,8 @@ typedef struct BufferedEvent
 	/* the partition key (class, event_time), to skip routing repeats */
 	char		class_name[NAMEDATALEN];	/* "" if too long to keep */
 	TimestampTz event_time;
+	/* may enter a context index: a context, and not continuing a run */
+	bool		ctx_index;
 } BufferedEvent;
 
 static EventTableInfo event_table;
@@ -585,6 +590,8 @@ audit_event_emit(AuditEventValues *ev)
 			buffer[buffer_len].class_name[0] = '\0';
 		buffer[buffer_len].event_time = DatumGetTimestampTz(ev->values[AC_EVENT_TIME]);
 	}
+	buffer[buffer_len].ctx_index = !ev->nulls[AC_CONTEXT] &&
+		(ev->nulls[AC_CONTEXT_CONTINUES] || !DatumGetBool(ev->values[AC_CONTEXT_CONTINUES]));
 	buffer_len++;
 	buffer_bytes += tup->t_len;
 	pfree(values);
@@ -689,9 +696,21 @@ typedef struct WriterState
 	MemoryContext insert_cxt;	/* index AMs' insert state of one batch (17+) */
 	Oid			rels[WRITER_MAX_RELS];	/* relations whose change makes us stale */
 	int			nrels;
+	/* context indexes of the direct leaf not opened yet (see below) */
+	Oid			deferred[WRITER_MAX_RELS];
+	int			ndeferred;
 } WriterState;
 
 static WriterState writer;
+
+/* context indexes the writer may defer (writer_open_leaf_indexes()) */
+#define CTX_INDEX_CACHE 64
+static struct
+{
+	Oid			indexoid;
+	bool		deferrable;
+}			ctx_index_cache[CTX_INDEX_CACHE];
+static int	ctx_index_cache_len = 0;
 
 /*
  * What the writer knows about the last leaf it wrote, kept across
@@ -1003,6 +1022,7 @@ writer_track(Oid relid)
 void
 audit_writer_invalidate(Oid relid)
 {
+	ctx_index_cache_len = 0;
 	if (!OidIsValid(relid) || relid == last_leaf.leaf ||
 		relid == last_leaf.parent)
 		last_leaf.verify = true;
@@ -1084,6 +1104,161 @@ writer_open_routing(void)
  * DETACH CONCURRENTLY is refused by the trail's protection, and would only
  * leave our events in the detached table).
  */
+
+/*
+ * Context indexes are opened only when an event needs them.  Only the first
+ * event of a context run enters them (audit_context_run_continues()), so
+ * most transactions of a session that keeps its context insert nothing
+ * there, yet opening an index, building its IndexInfo, preparing its
+ * predicate and closing it cost about as much per transaction as an entry
+ * (perf, docs/performance.md "Context runs").  An index is deferred only
+ * when its predicate is the one audit.create_event_indexes() gives it,
+ * "context ? <key> AND context_continues IS NOT TRUE": a row without a
+ * context, or that continues a run, cannot satisfy it, and the writer opens
+ * the deferred indexes before a batch holding any other row.  The verdict
+ * per index is kept for the session and forgotten on any relcache
+ * invalidation.
+ */
+
+static bool writer_index_has_insert_state(ResultRelInfo *rri, int i);
+
+
+static bool
+is_var_attno(Node *node, int attno)
+{
+	if (node && IsA(node, RelabelType))
+		node = (Node *) ((RelabelType *) node)->arg;
+	return node && IsA(node, Var) && ((Var *) node)->varattno == attno;
+}
+
+static bool
+ctx_index_deferrable_uncached(Oid indexoid)
+{
+	HeapTuple	tup;
+	Form_pg_index idx;
+	Datum		d;
+	bool		isnull;
+	bool		has_flag = false;
+	bool		has_key = false;
+	int			ctx_attno = event_table.attno[AC_CONTEXT] + 1;
+	int			flag_attno = event_table.attno[AC_CONTEXT_CONTINUES] + 1;
+	List	   *clauses;
+	ListCell   *lc;
+
+	if (ctx_attno <= 0 || flag_attno <= 0)
+		return false;
+	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	idx = (Form_pg_index) GETSTRUCT(tup);
+	d = SysCacheGetAttr(INDEXRELID, tup, Anum_pg_index_indpred, &isnull);
+	if (isnull || idx->indisunique || idx->indisexclusion)
+	{
+		ReleaseSysCache(tup);
+		return false;
+	}
+	clauses = make_ands_implicit((Expr *) stringToNode(TextDatumGetCString(d)));
+	ReleaseSysCache(tup);
+	if (list_length(clauses) != 2)
+		return false;
+	foreach(lc, clauses)
+	{
+		Node	   *c = (Node *) lfirst(lc);
+
+		if (IsA(c, BooleanTest) &&
+			((BooleanTest *) c)->booltesttype == IS_NOT_TRUE &&
+			is_var_attno((Node *) ((BooleanTest *) c)->arg, flag_attno))
+			has_flag = true;
+		else if (IsA(c, OpExpr) &&
+				 list_length(((OpExpr *) c)->args) == 2 &&
+				 get_opcode(((OpExpr *) c)->opno) == F_JSONB_EXISTS &&
+				 is_var_attno((Node *) linitial(((OpExpr *) c)->args), ctx_attno) &&
+				 IsA(lsecond(((OpExpr *) c)->args), Const))
+			has_key = true;
+	}
+	return has_flag && has_key;
+}
+
+static bool
+ctx_index_deferrable(Oid indexoid)
+{
+	bool		v;
+
+	for (int i = 0; i < ctx_index_cache_len; i++)
+		if (ctx_index_cache[i].indexoid == indexoid)
+			return ctx_index_cache[i].deferrable;
+	v = ctx_index_deferrable_uncached(indexoid);
+	if (ctx_index_cache_len < CTX_INDEX_CACHE)
+	{
+		ctx_index_cache[ctx_index_cache_len].indexoid = indexoid;
+		ctx_index_cache[ctx_index_cache_len].deferrable = v;
+		ctx_index_cache_len++;
+	}
+	return v;
+}
+
+/* ExecOpenIndices() for a leaf written directly, less the context indexes. */
+static void
+writer_open_leaf_indexes(ResultRelInfo *rri)
+{
+	Relation	rel = rri->ri_RelationDesc;
+	List	   *ids;
+	ListCell   *lc;
+	int			n = 0;
+
+	rri->ri_NumIndices = 0;
+	writer.ndeferred = 0;
+	if (!RelationGetForm(rel)->relhasindex)
+		return;
+	ids = RelationGetIndexList(rel);
+	if (ids == NIL)
+		return;
+	rri->ri_IndexRelationDescs = palloc0(sizeof(Relation) * list_length(ids));
+	rri->ri_IndexRelationInfo = palloc0(sizeof(IndexInfo *) * list_length(ids));
+	foreach(lc, ids)
+	{
+		Oid			indexoid = lfirst_oid(lc);
+		Relation	index;
+
+		if (writer.ndeferred < WRITER_MAX_RELS && ctx_index_deferrable(indexoid))
+		{
+			writer.deferred[writer.ndeferred++] = indexoid;
+			continue;
+		}
+		index = index_open(indexoid, RowExclusiveLock);
+		rri->ri_IndexRelationDescs[n] = index;
+		rri->ri_IndexRelationInfo[n] = BuildIndexInfo(index);
+		n++;
+		/* its count at once: an error in the next open still closes it */
+		rri->ri_NumIndices = n;
+	}
+	list_free(ids);
+}
+
+/* Open the deferred context indexes: a batch holds a row that may enter them. */
+static void
+writer_open_deferred_indexes(ResultRelInfo *rri)
+{
+	MemoryContext old = MemoryContextSwitchTo(writer.estate->es_query_cxt);
+	ResourceOwner save = CurrentResourceOwner;
+
+	CurrentResourceOwner = writer.owner;
+	while (writer.ndeferred > 0)
+	{
+		Oid			indexoid = writer.deferred[--writer.ndeferred];
+		Relation	index = index_open(indexoid, RowExclusiveLock);
+		int			n = rri->ri_NumIndices;
+
+		rri->ri_IndexRelationDescs[n] = index;
+		rri->ri_IndexRelationInfo[n] = BuildIndexInfo(index);
+		rri->ri_NumIndices = n + 1;
+		if (writer_index_has_insert_state(rri, n))
+			rri->ri_IndexRelationInfo[n]->ii_Context = writer.insert_cxt;
+	}
+	CurrentResourceOwner = save;
+	MemoryContextSwitchTo(old);
+}
+
 static ResultRelInfo *
 writer_open_direct(const char *class_name, TimestampTz t)
 {
@@ -1125,7 +1300,7 @@ writer_open_direct(const char *class_name, TimestampTz t)
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 0, NULL, 0);
 	flush_fault_arm(AUDIT_FLUSH_FAULT_CANCEL_LEAF_INDEXES);
-	ExecOpenIndices(rri, false);
+	writer_open_leaf_indexes(rri);
 	flush_fault_check_taken(AUDIT_FLUSH_FAULT_CANCEL_LEAF_INDEXES);
 	MemoryContextSwitchTo(old);
 	writer.direct = rri;
@@ -1441,6 +1616,8 @@ audit_flush_events(void)
 				MemoryContextSwitchTo(old);
 			}
 
+			if (buffer[i].ctx_index && leaf == writer.direct && writer.ndeferred > 0)
+				writer_open_deferred_indexes(leaf);
 			dst = writer.slots[n++];
 			buffer_bytes -= tup->t_len;
 			buffer[i].tuple = NULL;
