@@ -3,7 +3,7 @@
 -- month) enters the context indexes; audit.search() finds the others from
 -- it.  Transactions here commit and roll back for real (runs end at an
 -- abort), so the names are this file's own and its table is dropped.
-SELECT plan(26);
+SELECT plan(27);
 
 CREATE TEMP TABLE mark AS SELECT coalesce(max(id), 0) AS id FROM audit.event;
 CREATE TABLE crun_t (id int PRIMARY KEY, v text);
@@ -156,6 +156,12 @@ SELECT is((SELECT count(*) FROM audit.event WHERE context ? 'tenant' AND (contex
 RESET enable_seqscan;
 SELECT is((SELECT count(*) FROM audit.search(session_id => 'RUN-BULK', max_rows => 10000) s WHERE s.id > (SELECT id FROM mark)),
           910::bigint, 'search(session_id) finds the 300 events of the later statement too');
+-- amcheck (contrib) checks that every row of the partition that satisfies a
+-- context index's predicate has its entry, with the key its expression gives
+CREATE EXTENSION IF NOT EXISTS amcheck;
+SELECT lives_ok($$SELECT bt_index_check(c.oid, true) FROM pg_class c
+                   WHERE c.relname LIKE 'event\_data\_p%\_ctx\_%\_idx' OR c.relname LIKE 'event\_app\_p%\_ctx\_%\_idx'$$,
+                'bt_index_check(heapallindexed): the context indexes hold exactly the rows their predicate takes');
 
 -- an event whose flag is NULL (written by an older version, or by hand) is
 -- found through the index by itself
