@@ -134,8 +134,8 @@ static void load_event_table(void);
  * index and the rest in the id range after each (audit.search).  An
  * indexed key cost two btree entries per event, about 10 % of OLTP
  * (docs/performance.md).  A run ends at any abort and at PREPARE, so its
- * first event is never rolled back while later ones stay.  The numbers
- * are also in audit.context_run_limits() (sql/src/reading.sql).
+ * first event is never rolled back while later ones stay.  audit.search()
+ * (sql/src/reading.sql, run_ids and run_span) reads by the same bounds.
  */
 #define AUDIT_CONTEXT_RUN_IDS		64
 #define AUDIT_CONTEXT_RUN_SECONDS	3600
@@ -199,6 +199,7 @@ audit_context_run_continues(AuditEventValues *ev)
 	Jsonb	   *ctx = DatumGetJsonbP(ev->values[AC_CONTEXT]);
 	Size		len = VARSIZE(ctx);
 	ContextRun *r = NULL;
+	bool		continues;
 
 	for (int i = 0; i < AUDIT_CONTEXT_RUN_SLOTS; i++)
 		if (context_runs[i].lane == lane)
@@ -206,36 +207,38 @@ audit_context_run_continues(AuditEventValues *ev)
 			r = &context_runs[i];
 			break;
 		}
-	if (r != NULL &&
+	continues = r != NULL &&
 		id > r->first_id && id - r->first_id <= AUDIT_CONTEXT_RUN_IDS &&
 		t >= r->first_time &&
 		t - r->first_time <= (int64) AUDIT_CONTEXT_RUN_SECONDS * USECS_PER_SEC &&
 		t < r->month_end &&
-		r->len == len && memcmp(r->context, ctx, len) == 0)
-		return true;
+		r->len == len && memcmp(r->context, ctx, len) == 0;
 
-	/* a new run starts here */
-	if (r == NULL)
+	if (!continues)
 	{
-		r = &context_runs[context_run_victim];
-		context_run_victim = (context_run_victim + 1) % AUDIT_CONTEXT_RUN_SLOTS;
+		/* a new run starts here */
+		if (r == NULL)
+		{
+			r = &context_runs[context_run_victim];
+			context_run_victim = (context_run_victim + 1) % AUDIT_CONTEXT_RUN_SLOTS;
+		}
+		if (r->alloc < len)
+		{
+			if (r->context)
+				pfree(r->context);
+			r->context = MemoryContextAlloc(TopMemoryContext, len);
+			r->alloc = len;
+		}
+		memcpy(r->context, ctx, len);
+		r->len = len;
+		r->lane = lane;
+		r->first_id = id;
+		r->first_time = t;
+		r->month_end = next_utc_month(t);
 	}
-	if (r->alloc < len)
-	{
-		if (r->context)
-			pfree(r->context);
-		r->context = MemoryContextAlloc(TopMemoryContext, len);
-		r->alloc = len;
-	}
-	memcpy(r->context, ctx, len);
-	r->len = len;
-	r->lane = lane;
-	r->first_id = id;
-	r->first_time = t;
-	r->month_end = next_utc_month(t);
 	if ((Pointer) ctx != DatumGetPointer(ev->values[AC_CONTEXT]))
 		pfree(ctx);
-	return false;
+	return continues;
 }
 
 /* ----------------------------------------------------------------
@@ -1085,27 +1088,6 @@ writer_open_routing(void)
 }
 
 /*
- * Open the leaf of this event's class and month without tuple routing: the
- * one the previous transaction's events went to, or else the one the
- * catalog names (last_leaf_find()).  NULL: none, route the event.
- *
- * Routing locks audit.event and the class's partitioned table for the
- * whole transaction, besides setting them up.  Without those two locks an
- * audited transaction holds only what it writes (the leaf, its indexes,
- * the sequence), so partition maintenance on the tree (a month created, a
- * month pruned) neither waits for long audited transactions nor makes new
- * ones queue behind it, and two more fast-path lock slots stay free for the
- * application.  This is what an INSERT naming the leaf does; instead of its
- * partition-constraint check per row, the leaf's bound is known (class and
- * time range, read from the catalog) and after any relcache invalidation
- * of the leaf or its parent, its parent and bound are read again once the
- * leaf is locked (last_leaf_verify()).  The leaf cannot be detached or
- * dropped while we hold our lock on it (both take ACCESS EXCLUSIVE on it;
- * DETACH CONCURRENTLY is refused by the trail's protection, and would only
- * leave our events in the detached table).
- */
-
-/*
  * Context indexes are opened only when an event needs them.  Only the first
  * event of a context run enters them (audit_context_run_continues()), so
  * most transactions of a session that keeps its context insert nothing
@@ -1121,7 +1103,6 @@ writer_open_routing(void)
  */
 
 static bool writer_index_has_insert_state(ResultRelInfo *rri, int i);
-
 
 static bool
 is_var_attno(Node *node, int attno)
@@ -1197,6 +1178,23 @@ ctx_index_deferrable(Oid indexoid)
 	return v;
 }
 
+/*
+ * Open one index of the leaf into its ResultRelInfo (arrays sized for all of
+ * them); returns its position.  The count goes up at once, so an error in a
+ * later open still closes it.
+ */
+static int
+writer_add_leaf_index(ResultRelInfo *rri, Oid indexoid)
+{
+	Relation	index = index_open(indexoid, RowExclusiveLock);
+	int			n = rri->ri_NumIndices;
+
+	rri->ri_IndexRelationDescs[n] = index;
+	rri->ri_IndexRelationInfo[n] = BuildIndexInfo(index);
+	rri->ri_NumIndices = n + 1;
+	return n;
+}
+
 /* ExecOpenIndices() for a leaf written directly, less the context indexes. */
 static void
 writer_open_leaf_indexes(ResultRelInfo *rri)
@@ -1204,7 +1202,6 @@ writer_open_leaf_indexes(ResultRelInfo *rri)
 	Relation	rel = rri->ri_RelationDesc;
 	List	   *ids;
 	ListCell   *lc;
-	int			n = 0;
 
 	rri->ri_NumIndices = 0;
 	writer.ndeferred = 0;
@@ -1218,19 +1215,13 @@ writer_open_leaf_indexes(ResultRelInfo *rri)
 	foreach(lc, ids)
 	{
 		Oid			indexoid = lfirst_oid(lc);
-		Relation	index;
 
 		if (writer.ndeferred < WRITER_MAX_RELS && ctx_index_deferrable(indexoid))
 		{
 			writer.deferred[writer.ndeferred++] = indexoid;
 			continue;
 		}
-		index = index_open(indexoid, RowExclusiveLock);
-		rri->ri_IndexRelationDescs[n] = index;
-		rri->ri_IndexRelationInfo[n] = BuildIndexInfo(index);
-		n++;
-		/* its count at once: an error in the next open still closes it */
-		rri->ri_NumIndices = n;
+		writer_add_leaf_index(rri, indexoid);
 	}
 	list_free(ids);
 }
@@ -1245,13 +1236,9 @@ writer_open_deferred_indexes(ResultRelInfo *rri)
 	CurrentResourceOwner = writer.owner;
 	while (writer.ndeferred > 0)
 	{
-		Oid			indexoid = writer.deferred[--writer.ndeferred];
-		Relation	index = index_open(indexoid, RowExclusiveLock);
-		int			n = rri->ri_NumIndices;
+		int			n = writer_add_leaf_index(rri, writer.deferred[--writer.ndeferred]);
 
-		rri->ri_IndexRelationDescs[n] = index;
-		rri->ri_IndexRelationInfo[n] = BuildIndexInfo(index);
-		rri->ri_NumIndices = n + 1;
+		/* as writer_set_leaf() does for the others */
 		if (writer_index_has_insert_state(rri, n))
 			rri->ri_IndexRelationInfo[n]->ii_Context = writer.insert_cxt;
 	}
@@ -1259,6 +1246,26 @@ writer_open_deferred_indexes(ResultRelInfo *rri)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Open the leaf of this event's class and month without tuple routing: the
+ * one the previous transaction's events went to, or else the one the
+ * catalog names (last_leaf_find()).  NULL: none, route the event.
+ *
+ * Routing locks audit.event and the class's partitioned table for the
+ * whole transaction, besides setting them up.  Without those two locks an
+ * audited transaction holds only what it writes (the leaf, its indexes,
+ * the sequence), so partition maintenance on the tree (a month created, a
+ * month pruned) neither waits for long audited transactions nor makes new
+ * ones queue behind it, and two more fast-path lock slots stay free for the
+ * application.  This is what an INSERT naming the leaf does; instead of its
+ * partition-constraint check per row, the leaf's bound is known (class and
+ * time range, read from the catalog) and after any relcache invalidation
+ * of the leaf or its parent, its parent and bound are read again once the
+ * leaf is locked (last_leaf_verify()).  The leaf cannot be detached or
+ * dropped while we hold our lock on it (both take ACCESS EXCLUSIVE on it;
+ * DETACH CONCURRENTLY is refused by the trail's protection, and would only
+ * leave our events in the detached table).
+ */
 static ResultRelInfo *
 writer_open_direct(const char *class_name, TimestampTz t)
 {

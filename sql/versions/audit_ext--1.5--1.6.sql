@@ -6152,6 +6152,10 @@ DECLARE
     below     bigint;
     batch     integer;
     nth       bigint;
+    -- a context run's bounds, as capture draws them (src/event_writer.c:
+    -- AUDIT_CONTEXT_RUN_IDS, AUDIT_CONTEXT_RUN_SECONDS)
+    run_ids   CONSTANT bigint := 64;
+    run_span  CONSTANT interval := '1 hour';
 BEGIN
     PERFORM audit.require_audit_role();
     risks := audit.risk_at_least(min_risk);
@@ -6219,7 +6223,6 @@ BEGIN
     -- the run starts of the key below $20, newest first, $21 of them (an
     -- event of the period has its run's start at most an hour before it)
     heads := format('SELECT array_agg(h.id ORDER BY h.id DESC) AS ids, array_agg(h.class ORDER BY h.id DESC) AS classes,'
-                    '       array_agg(h.event_time ORDER BY h.id DESC) AS times,'
                     '       array_agg(h.context_continues IS NOT NULL ORDER BY h.id DESC) AS runs,'
                     '       array_agg(DISTINCT h.class) AS class_set, min(h.event_time) AS t_min, max(h.event_time) AS t_max'
                     '  FROM (SELECT h.id, h.class, h.event_time, h.context_continues FROM audit.event h'
@@ -6228,18 +6231,18 @@ BEGIN
                     '         ORDER BY h.id DESC LIMIT $21) h',
                     lead_key, lead_ix,
                     CASE WHEN to_time IS NOT NULL THEN ' AND h.event_time < $2' END,
-                    CASE WHEN from_time IS NOT NULL THEN ' AND h.event_time >= $1 - interval ''1 hour''' END);
+                    CASE WHEN from_time IS NOT NULL THEN ' AND h.event_time >= $1 - $22' END);
     -- the events of those runs' ranges that pass every filter (a start
     -- whose context_continues is NULL is its own range).  The classes and
     -- the time span of the batch (a run lasts at most an hour) are
     -- parameters, so only the leaves they touch are planned; OFFSET 0 keeps
     -- each range a nested loop, read by id.
-    ranges := format('SELECT array_agg(r.ev) FROM unnest($20, $21, $22, $23) h(id, class, event_time, run)'
+    ranges := format('SELECT array_agg(r.ev) FROM unnest($20, $21, $22) h(id, class, run)'
                      ' CROSS JOIN LATERAL'
                      '   (SELECT e AS ev FROM audit.event e'
-                     '     WHERE e.class = ANY ($24) AND e.event_time >= $25 AND e.event_time <= $26'
+                     '     WHERE e.class = ANY ($23) AND e.event_time >= $24 AND e.event_time <= $25'
                      '       AND e.class = h.class AND e.id >= h.id'
-                     '       AND e.id <= h.id + CASE WHEN h.run THEN 64 ELSE 0 END'
+                     '       AND e.id <= h.id + CASE WHEN h.run THEN $26 ELSE 0 END'
                      '       AND %s OFFSET 0) r', cond);
     below := coalesce(before_id, 9223372036854775807);
     -- a run usually holds many events: a few starts first, then four times
@@ -6250,13 +6253,13 @@ BEGIN
             USING from_time, to_time, actor, action, class, f.schema_part, f.table_part,
                   record_id, status, f.text_pattern, f.json_pattern, before_id, max_rows, f.statement_ids,
                   f.id_from, f.id_to, client_ip, ARRAY[session_id, tenant, host(client_ip)], risks,
-                  below, batch;
+                  below, batch, run_span;
         EXIT WHEN hd.ids IS NULL;
         EXECUTE ranges INTO part
             USING from_time, to_time, actor, action, class, f.schema_part, f.table_part,
                   record_id, status, f.text_pattern, f.json_pattern, before_id, max_rows, f.statement_ids,
                   f.id_from, f.id_to, client_ip, ARRAY[session_id, tenant, host(client_ip)], risks,
-                  hd.ids, hd.classes, hd.times, hd.runs, hd.class_set, hd.t_min, hd.t_max + interval '1 hour';
+                  hd.ids, hd.classes, hd.runs, hd.class_set, hd.t_min, hd.t_max + run_span, run_ids;
         found := found || coalesce(part, '{}');
         below := hd.ids[cardinality(hd.ids)];
         EXIT WHEN cardinality(hd.ids) < batch;
@@ -6266,7 +6269,7 @@ BEGIN
         IF cardinality(found) >= max_rows THEN
             SELECT x.id INTO nth
               FROM (SELECT DISTINCT u.id FROM unnest(found) u ORDER BY u.id DESC OFFSET max_rows - 1 LIMIT 1) x;
-            EXIT WHEN nth >= below + 64;
+            EXIT WHEN nth >= below + run_ids;
         END IF;
     END LOOP;
     -- ranges may overlap: each event once
