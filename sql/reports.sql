@@ -192,6 +192,54 @@ SET ROLE regress_rp_admin;
 SELECT audit.unschedule_report('Weekly Security Summary');
 SELECT audit.write_report_file('x.html', 'x');
 RESET ROLE;
+-- the rows of one event (audit.data_change_fields(), C) against the rule
+-- written in SQL that it replaced: strings (quotes, escapes, unicode),
+-- numbers, booleans, JSON null, nested values, a column missing from the
+-- data, a NULL column name, an empty column list, INSERT/DELETE key order,
+-- a TRUNCATE, a refused change, an unknown action, all NULL
+CREATE TEMP TABLE rp_fields (n int, action text, status text, changed_columns text[], old_data jsonb, new_data jsonb);
+INSERT INTO rp_fields VALUES
+    (1, 'UPDATE', 'success', '{v,w,x,y,z,gone}',
+     '{"v": "a \"q\" \\ \u00e9", "w": 1.50, "x": true, "y": null, "z": {"b": [1, "2"], "a": null}}',
+     '{"v": "", "w": -1e3, "x": false, "y": [], "z": "x", "gone2": 1}'),
+    (2, 'UPDATE', 'success', ARRAY[NULL, 'v'], '{"v": 1}', '{"v": 2}'),
+    (3, 'UPDATE', 'success', '{}', '{"v": 1}', '{"v": 1}'),
+    (4, 'UPDATE', 'success', NULL, '{"v": 1}', '{"v": 2}'),
+    (5, 'INSERT', 'success', NULL, NULL, '{"long_key": 1, "id": 7, "b": "x", "a": null}'),
+    (6, 'DELETE', 'success', NULL, '{"id": 7, "b": {"c": 1}}', NULL),
+    (7, 'INSERT', 'success', NULL, NULL, '{}'),
+    (8, 'INSERT', 'success', NULL, NULL, NULL),
+    (9, 'TRUNCATE', 'success', NULL, NULL, NULL),
+    (10, 'UPDATE', 'failure', '{v}', '{"v": 1}', '{"v": 2}'),
+    (11, 'MERGE', 'success', '{v}', '{"v": 1}', '{"v": 2}'),
+    (12, NULL, NULL, NULL, NULL, NULL),
+    (13, 'DELETE', 'success', NULL, '{"id": 1}', '{"id": 2, "extra": 3}'),
+    -- toasted: 3000 keys (not shown, compared below)
+    (14, 'INSERT', 'success', NULL, NULL,
+     (SELECT jsonb_object_agg(md5(g::text), repeat(md5(g::text), 3)) FROM generate_series(1, 3000) g)),
+    (15, 'UPDATE', 'success', (SELECT array_agg(md5(g::text)) FROM generate_series(1, 3000, 7) g),
+     (SELECT jsonb_object_agg(md5(g::text), g) FROM generate_series(1, 3000) g),
+     (SELECT jsonb_object_agg(md5(g::text), -g) FROM generate_series(1, 3000) g));
+CREATE TEMP VIEW rp_fields_sql AS
+SELECT f.n, k.i, k.col AS column_name,
+       (f.old_data -> k.col) #>> '{}' AS old_value, (f.new_data -> k.col) #>> '{}' AS new_value
+  FROM rp_fields f
+  LEFT JOIN LATERAL unnest(CASE WHEN f.status = 'success' AND f.action = 'UPDATE' THEN f.changed_columns
+                                WHEN f.status = 'success' AND f.action IN ('INSERT', 'DELETE')
+                                THEN ARRAY(SELECT jsonb_object_keys(coalesce(f.new_data, f.old_data))) END)
+            WITH ORDINALITY AS k(col, i) ON true;
+CREATE TEMP VIEW rp_fields_c AS
+SELECT f.n, k.i, k.column_name, k.old_value, k.new_value
+  FROM rp_fields f
+  LEFT JOIN LATERAL audit.data_change_fields(f.action, f.status, f.changed_columns, f.old_data, f.new_data)
+            WITH ORDINALITY AS k(column_name, old_value, new_value, i) ON true;
+SELECT * FROM rp_fields_c WHERE n < 14 ORDER BY n, i;
+SELECT n, count(*), pg_column_size(max(coalesce(new_data, old_data)::text)) > 100000 AS big
+  FROM rp_fields_c JOIN rp_fields USING (n) WHERE n >= 14 GROUP BY n ORDER BY n;
+SELECT count(*) AS differences
+  FROM ((TABLE rp_fields_sql EXCEPT ALL TABLE rp_fields_c) UNION ALL (TABLE rp_fields_c EXCEPT ALL TABLE rp_fields_sql)) d;
+SELECT * FROM audit.data_change_fields('INSERT', 'success', NULL, NULL, '[1, 2]');
+SELECT * FROM audit.data_change_fields('DELETE', 'success', NULL, '"scalar"', NULL);
 SELECT name FROM audit.report_schedules ORDER BY 1;
 SELECT audit.unschedule_report(name) FROM audit.report_schedules;
 

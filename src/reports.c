@@ -33,6 +33,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
 #include "common/cryptohash.h"
 #include "common/hashfn.h"
 #include "common/sha2.h"
@@ -40,6 +42,7 @@
 #include "libpq/pqformat.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -257,6 +260,204 @@ audit_jsonb_key_count(PG_FUNCTION_ARGS)
 				 errmsg("cannot count the keys of a jsonb %s", JB_ROOT_IS_SCALAR(jb) ? "scalar" : "array"),
 				 errdetail("Only a JSON object has keys; jsonb_object_keys() fails on this value the same way.")));
 	PG_RETURN_INT32((int32) JB_ROOT_COUNT(jb));
+}
+
+/*
+ * audit.data_change_fields(action, status, changed_columns, old_data,
+ *		new_data): the rows of one event of the data change report, one per
+ *		changed field, as (column_name, old_value, new_value): an UPDATE the
+ *		elements of changed_columns, an INSERT or DELETE the keys of new_data
+ *		(else old_data), each value as #>> '{}' gives it (a string unquoted,
+ *		JSON null as NULL, an object or array as JSON text).  No row for a
+ *		TRUNCATE, a refused change or an event without fields: the view's
+ *		LEFT JOIN gives those their one row without a field.
+ *
+ * It replaces, in audit.report_data_change_rows, an unnest() of the column
+ * list (for an INSERT or DELETE an array made by a subquery over
+ * jsonb_object_keys()) and two jsonb lookups and casts per row in SQL: on a
+ * month of 10M events the report made 27.5M rows at 2.1 µs each.  The keys
+ * come in the order jsonb_object_keys() gives them.
+ */
+typedef struct ChangeFieldsState
+{
+	Jsonb	   *old_data;
+	Jsonb	   *new_data;
+	int			nkeys;
+	int			next;
+	/* an UPDATE: the column names (text datums) */
+	Datum	   *columns;
+	bool	   *column_nulls;
+	/* an INSERT or DELETE: the keys of the object, in its order */
+	JsonbValue *keys;
+} ChangeFieldsState;
+
+static TupleDesc change_fields_desc = NULL;
+
+static TupleDesc
+change_fields_tupdesc(void)
+{
+	if (change_fields_desc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		TupleDesc	desc = CreateTemplateTupleDesc(3);
+
+		TupleDescInitEntry(desc, (AttrNumber) 1, "column_name", TEXTOID, -1, 0);
+		TupleDescInitEntry(desc, (AttrNumber) 2, "old_value", TEXTOID, -1, 0);
+		TupleDescInitEntry(desc, (AttrNumber) 3, "new_value", TEXTOID, -1, 0);
+		change_fields_desc = BlessTupleDesc(desc);
+		MemoryContextSwitchTo(old);
+	}
+	return change_fields_desc;
+}
+
+/* The value of key in a jsonb object as text, as (j -> key) #>> '{}' is. */
+static Datum
+change_field_value(Jsonb *j, const char *key, int keylen, bool *isnull)
+{
+	JsonbValue	vbuf;
+	JsonbValue *v;
+
+	*isnull = true;
+	if (j == NULL || !JB_ROOT_IS_OBJECT(j))
+		return (Datum) 0;
+	v = getKeyJsonValueFromContainer(&j->root, key, keylen, &vbuf);
+	if (v == NULL)
+		return (Datum) 0;
+	switch (v->type)
+	{
+		case jbvNull:
+			return (Datum) 0;
+		case jbvString:
+			*isnull = false;
+			return PointerGetDatum(cstring_to_text_with_len(v->val.string.val, v->val.string.len));
+		case jbvNumeric:
+			*isnull = false;
+			return PointerGetDatum(cstring_to_text(DatumGetCString(DirectFunctionCall1(numeric_out,
+																						NumericGetDatum(v->val.numeric)))));
+		case jbvBool:
+			*isnull = false;
+			return PointerGetDatum(cstring_to_text(v->val.boolean ? "true" : "false"));
+		case jbvBinary:
+			*isnull = false;
+			return PointerGetDatum(cstring_to_text(JsonbToCString(NULL, v->val.binary.data,
+																  v->val.binary.len)));
+		default:
+			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
+	}
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(audit_data_change_fields);
+
+Datum
+audit_data_change_fields(PG_FUNCTION_ARGS)
+{
+	FuncCallContext *funcctx;
+	ChangeFieldsState *st;
+
+	if (SRF_IS_FIRSTCALL())
+	{
+		MemoryContext old;
+		const char *action;
+		bool		update = false;
+
+		funcctx = SRF_FIRSTCALL_INIT();
+		old = MemoryContextSwitchTo(funcctx->multi_call_memory_ctx);
+		st = (ChangeFieldsState *) palloc0(sizeof(ChangeFieldsState));
+		funcctx->user_fctx = st;
+		funcctx->tuple_desc = change_fields_tupdesc();
+
+		/* only a change that happened has fields */
+		if (!PG_ARGISNULL(0) && !PG_ARGISNULL(1) &&
+			strcmp(text_to_cstring(PG_GETARG_TEXT_PP(1)), "success") == 0)
+		{
+			action = text_to_cstring(PG_GETARG_TEXT_PP(0));
+			if (strcmp(action, "UPDATE") == 0)
+				update = true;
+			else if (strcmp(action, "INSERT") != 0 && strcmp(action, "DELETE") != 0)
+				action = NULL;
+		}
+		else
+			action = NULL;
+
+		if (action != NULL)
+		{
+			st->old_data = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+			st->new_data = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
+			if (update)
+			{
+				if (!PG_ARGISNULL(2))
+					deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), TEXTOID, -1, false, TYPALIGN_INT,
+									  &st->columns, &st->column_nulls, &st->nkeys);
+			}
+			else
+			{
+				Jsonb	   *from = st->new_data ? st->new_data : st->old_data;
+
+				if (from != NULL)
+				{
+					JsonbIterator *it;
+					JsonbValue	v;
+					JsonbIteratorToken r;
+					int			n = 0;
+
+					if (!JB_ROOT_IS_OBJECT(from))
+						ereport(ERROR,
+								(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+								 errmsg("cannot call %s on %s", "jsonb_object_keys",
+										JB_ROOT_IS_SCALAR(from) ? "a scalar" : "an array")));
+					st->keys = (JsonbValue *) palloc(sizeof(JsonbValue) * Max(JB_ROOT_COUNT(from), 1));
+					it = JsonbIteratorInit(&from->root);
+					while ((r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+					{
+						if (r == WJB_KEY && n < (int) JB_ROOT_COUNT(from))
+							st->keys[n++] = v;
+					}
+					st->nkeys = n;
+				}
+			}
+		}
+		MemoryContextSwitchTo(old);
+	}
+
+	funcctx = SRF_PERCALL_SETUP();
+	st = (ChangeFieldsState *) funcctx->user_fctx;
+	while (st->next < st->nkeys)
+	{
+		int			i = st->next++;
+		Datum		values[3];
+		bool		nulls[3];
+		const char *key;
+		int			keylen;
+
+		if (st->columns != NULL)
+		{
+			text	   *col;
+
+			if (st->column_nulls[i])
+			{
+				/* unnest() gives a row for a NULL element: so does this */
+				nulls[0] = nulls[1] = nulls[2] = true;
+				SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum(heap_form_tuple(funcctx->tuple_desc,
+																		   values, nulls)));
+			}
+			col = DatumGetTextPP(st->columns[i]);
+			key = VARDATA_ANY(col);
+			keylen = VARSIZE_ANY_EXHDR(col);
+			values[0] = PointerGetDatum(col);
+		}
+		else
+		{
+			key = st->keys[i].val.string.val;
+			keylen = st->keys[i].val.string.len;
+			values[0] = PointerGetDatum(cstring_to_text_with_len(key, keylen));
+		}
+		nulls[0] = false;
+		values[1] = change_field_value(st->old_data, key, keylen, &nulls[1]);
+		values[2] = change_field_value(st->new_data, key, keylen, &nulls[2]);
+		SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum(heap_form_tuple(funcctx->tuple_desc, values, nulls)));
+	}
+	SRF_RETURN_DONE(funcctx);
 }
 
 /*
