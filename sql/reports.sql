@@ -220,26 +220,30 @@ INSERT INTO rp_fields VALUES
     (15, 'UPDATE', 'success', (SELECT array_agg(md5(g::text)) FROM generate_series(1, 3000, 7) g),
      (SELECT jsonb_object_agg(md5(g::text), g) FROM generate_series(1, 3000) g),
      (SELECT jsonb_object_agg(md5(g::text), -g) FROM generate_series(1, 3000) g));
+ALTER TABLE rp_fields ADD COLUMN record_id jsonb;
+UPDATE rp_fields SET record_id = CASE n % 3 WHEN 0 THEN NULL WHEN 1 THEN jsonb_build_object('id', n)
+                                  ELSE jsonb_build_object('k', 'a"b', 'n', n) END;
 CREATE TEMP VIEW rp_fields_sql AS
 SELECT f.n, k.i, k.col AS column_name,
-       (f.old_data -> k.col) #>> '{}' AS old_value, (f.new_data -> k.col) #>> '{}' AS new_value
+       (f.old_data -> k.col) #>> '{}' AS old_value, (f.new_data -> k.col) #>> '{}' AS new_value,
+       CASE WHEN k.i IS NOT NULL THEN f.record_id::text END AS record_text
   FROM rp_fields f
   LEFT JOIN LATERAL unnest(CASE WHEN f.status = 'success' AND f.action = 'UPDATE' THEN f.changed_columns
                                 WHEN f.status = 'success' AND f.action IN ('INSERT', 'DELETE')
                                 THEN ARRAY(SELECT jsonb_object_keys(coalesce(f.new_data, f.old_data))) END)
             WITH ORDINALITY AS k(col, i) ON true;
 CREATE TEMP VIEW rp_fields_c AS
-SELECT f.n, k.i, k.column_name, k.old_value, k.new_value
+SELECT f.n, k.i, k.column_name, k.old_value, k.new_value, k.record_text
   FROM rp_fields f
-  LEFT JOIN LATERAL audit.data_change_fields(f.action, f.status, f.changed_columns, f.old_data, f.new_data)
-            WITH ORDINALITY AS k(column_name, old_value, new_value, i) ON true;
+  LEFT JOIN LATERAL audit.data_change_fields(f.action, f.status, f.changed_columns, f.old_data, f.new_data, f.record_id)
+            WITH ORDINALITY AS k(column_name, old_value, new_value, record_text, i) ON true;
 SELECT * FROM rp_fields_c WHERE n < 14 ORDER BY n, i;
 SELECT n, count(*), pg_column_size(max(coalesce(new_data, old_data)::text)) > 100000 AS big
   FROM rp_fields_c JOIN rp_fields USING (n) WHERE n >= 14 GROUP BY n ORDER BY n;
 SELECT count(*) AS differences
   FROM ((TABLE rp_fields_sql EXCEPT ALL TABLE rp_fields_c) UNION ALL (TABLE rp_fields_c EXCEPT ALL TABLE rp_fields_sql)) d;
-SELECT * FROM audit.data_change_fields('INSERT', 'success', NULL, NULL, '[1, 2]');
-SELECT * FROM audit.data_change_fields('DELETE', 'success', NULL, '"scalar"', NULL);
+SELECT * FROM audit.data_change_fields('INSERT', 'success', NULL, NULL, '[1, 2]', NULL);
+SELECT * FROM audit.data_change_fields('DELETE', 'success', NULL, '"scalar"', NULL, '{"id": 1}');
 SELECT name FROM audit.report_schedules ORDER BY 1;
 SELECT audit.unschedule_report(name) FROM audit.report_schedules;
 

@@ -264,13 +264,17 @@ audit_jsonb_key_count(PG_FUNCTION_ARGS)
 
 /*
  * audit.data_change_fields(action, status, changed_columns, old_data,
- *		new_data): the rows of one event of the data change report, one per
- *		changed field, as (column_name, old_value, new_value): an UPDATE the
+ *		new_data, record_id): the rows of one event of the data change report,
+ *		one per changed field, as (column_name, old_value, new_value,
+ *		record_text): an UPDATE the
  *		elements of changed_columns, an INSERT or DELETE the keys of new_data
  *		(else old_data), each value as #>> '{}' gives it (a string unquoted,
- *		JSON null as NULL, an object or array as JSON text).  No row for a
- *		TRUNCATE, a refused change or an event without fields: the view's
- *		LEFT JOIN gives those their one row without a field.
+ *		JSON null as NULL, an object or array as JSON text), and the event's
+ *		record_id as text on each (made once per event: as record_id::text
+ *		in the report's select list it was made once per row, a quarter of
+ *		the report's time).  No row for a TRUNCATE, a refused change or an
+ *		event without fields: the view's LEFT JOIN gives those their one row
+ *		without a field.
  *
  * It replaces, in audit.report_data_change_rows, an unnest() of the column
  * list (for an INSERT or DELETE an array made by a subquery over
@@ -289,6 +293,9 @@ typedef struct ChangeFieldsState
 	bool	   *column_nulls;
 	/* an INSERT or DELETE: the keys of the object, in its order */
 	JsonbValue *keys;
+	/* record_id::text */
+	Datum		record_text;
+	bool		record_null;
 } ChangeFieldsState;
 
 static TupleDesc change_fields_desc = NULL;
@@ -299,11 +306,12 @@ change_fields_tupdesc(void)
 	if (change_fields_desc == NULL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-		TupleDesc	desc = CreateTemplateTupleDesc(3);
+		TupleDesc	desc = CreateTemplateTupleDesc(4);
 
 		TupleDescInitEntry(desc, (AttrNumber) 1, "column_name", TEXTOID, -1, 0);
 		TupleDescInitEntry(desc, (AttrNumber) 2, "old_value", TEXTOID, -1, 0);
 		TupleDescInitEntry(desc, (AttrNumber) 3, "new_value", TEXTOID, -1, 0);
+		TupleDescInitEntry(desc, (AttrNumber) 4, "record_text", TEXTOID, -1, 0);
 		change_fields_desc = BlessTupleDesc(desc);
 		MemoryContextSwitchTo(old);
 	}
@@ -416,6 +424,14 @@ audit_data_change_fields(PG_FUNCTION_ARGS)
 					st->nkeys = n;
 				}
 			}
+			st->record_null = PG_ARGISNULL(5);
+			if (st->nkeys > 0 && !st->record_null)
+			{
+				Jsonb	   *rid = PG_GETARG_JSONB_P(5);
+
+				st->record_text = PointerGetDatum(cstring_to_text(JsonbToCString(NULL, &rid->root,
+																				 VARSIZE(rid))));
+			}
 		}
 		MemoryContextSwitchTo(old);
 	}
@@ -425,8 +441,8 @@ audit_data_change_fields(PG_FUNCTION_ARGS)
 	while (st->next < st->nkeys)
 	{
 		int			i = st->next++;
-		Datum		values[3];
-		bool		nulls[3];
+		Datum		values[4];
+		bool		nulls[4];
 		const char *key;
 		int			keylen;
 
@@ -438,6 +454,8 @@ audit_data_change_fields(PG_FUNCTION_ARGS)
 			{
 				/* unnest() gives a row for a NULL element: so does this */
 				nulls[0] = nulls[1] = nulls[2] = true;
+				values[3] = st->record_text;
+				nulls[3] = st->record_null;
 				SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum(heap_form_tuple(funcctx->tuple_desc,
 																		   values, nulls)));
 			}
@@ -455,6 +473,8 @@ audit_data_change_fields(PG_FUNCTION_ARGS)
 		nulls[0] = false;
 		values[1] = change_field_value(st->old_data, key, keylen, &nulls[1]);
 		values[2] = change_field_value(st->new_data, key, keylen, &nulls[2]);
+		values[3] = st->record_text;
+		nulls[3] = st->record_null;
 		SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum(heap_form_tuple(funcctx->tuple_desc, values, nulls)));
 	}
 	SRF_RETURN_DONE(funcctx);

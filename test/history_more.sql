@@ -4,7 +4,7 @@
 -- renamed or retyped, a key deleted and inserted again in one transaction.
 -- Each block failed before its fix.  Rolled back.
 BEGIN;
-SELECT plan(27);
+SELECT plan(31);
 SET LOCAL client_min_messages = warning;
 CREATE TEMP TABLE moment (name text PRIMARY KEY, at timestamptz);
 CREATE FUNCTION pg_temp.at(n text) RETURNS timestamptz LANGUAGE sql AS $$ SELECT at FROM moment WHERE name = n $$;
@@ -128,6 +128,14 @@ SELECT throws_ok(format('SELECT audit.undo(%s)', (SELECT max(id) FROM audit.even
 SELECT throws_ok(format('SELECT audit.undo(%s, force => true)', (SELECT max(id) FROM audit.event WHERE table_name = 'hm_enum' AND action = 'DELETE')),
                  '55000', NULL, '... and of a DELETE forced over the row inserted since');
 SELECT is((SELECT string_agg(id || ':' || m, ',' ORDER BY id) FROM hm_enum), '1:ok,2:ok', '... nothing changed');
+-- the same DELETE undone by re-inserting the row (the key is free again)
+DELETE FROM hm_enum WHERE id = 2;
+SELECT throws_ok(format('SELECT audit.undo(%s)', (SELECT min(id) FROM audit.event WHERE table_name = 'hm_enum' AND action = 'DELETE')),
+                 '55000', NULL, '... and of a DELETE undone by re-inserting the row');
+SELECT is((SELECT string_agg(id || ':' || m, ',' ORDER BY id) FROM hm_enum), '1:ok', '... nothing inserted');
+SELECT alike(audit.undo((SELECT max(id) FROM audit.event WHERE table_name = 'hm_enum' AND action = 'DELETE')),
+            'undid DELETE event % re-inserted the row %', '... a DELETE whose values fit is re-inserted');
+SELECT is((SELECT string_agg(id || ':' || m, ',' ORDER BY id) FROM hm_enum), '1:ok,2:ok', '... the row is back');
 
 -- 5. TRUNCATE, then a new row with the key: row_as_of() between the two
 -- showed the truncated row (the lookup of the TRUNCATE that removed a record

@@ -393,18 +393,19 @@ BEGIN
         RETURN;
     END IF;
 
-    -- the run starts of the key below $20, newest first, $21 of them (an
-    -- event of the period has its run's start at most an hour before it)
+    -- the run starts of the key's value $3 below $4, newest first, $5 of
+    -- them (an event of the period has its run's start at most $6, an
+    -- hour, before it); the other filters apply to the ranges only
     heads := format('SELECT array_agg(h.id ORDER BY h.id DESC) AS ids, array_agg(h.class ORDER BY h.id DESC) AS classes,'
                     '       array_agg(h.context_continues IS NOT NULL ORDER BY h.id DESC) AS runs,'
                     '       array_agg(DISTINCT h.class) AS class_set, min(h.event_time) AS t_min, max(h.event_time) AS t_max'
                     '  FROM (SELECT h.id, h.class, h.event_time, h.context_continues FROM audit.event h'
-                    '         WHERE h.context ? %1$L AND (h.context ->> %1$L) = $18[%2$s]'
-                    '           AND h.context_continues IS NOT TRUE AND h.id < $20%3$s%4$s'
-                    '         ORDER BY h.id DESC LIMIT $21) h',
-                    lead_key, lead_ix,
+                    '         WHERE h.context ? %1$L AND (h.context ->> %1$L) = $3'
+                    '           AND h.context_continues IS NOT TRUE AND h.id < $4%2$s%3$s'
+                    '         ORDER BY h.id DESC LIMIT $5) h',
+                    lead_key,
                     CASE WHEN to_time IS NOT NULL THEN ' AND h.event_time < $2' END,
-                    CASE WHEN from_time IS NOT NULL THEN ' AND h.event_time >= $1 - $22' END);
+                    CASE WHEN from_time IS NOT NULL THEN ' AND h.event_time >= $1 - $6' END);
     -- the events of those runs' ranges that pass every filter (a start
     -- whose context_continues is NULL is its own range).  The classes and
     -- the time span of the batch (a run lasts at most an hour) are
@@ -423,10 +424,7 @@ BEGIN
     batch := 8;
     LOOP
         EXECUTE heads INTO hd
-            USING from_time, to_time, actor, action, class, f.schema_part, f.table_part,
-                  record_id, status, f.text_pattern, f.json_pattern, before_id, max_rows, f.statement_ids,
-                  f.id_from, f.id_to, client_ip, ARRAY[session_id, tenant, host(client_ip)], risks,
-                  below, batch, run_span;
+            USING from_time, to_time, (ARRAY[session_id, tenant, host(client_ip)])[lead_ix], below, batch, run_span;
         EXIT WHEN hd.ids IS NULL;
         EXECUTE ranges INTO part
             USING from_time, to_time, actor, action, class, f.schema_part, f.table_part,
@@ -1990,7 +1988,15 @@ AS $$
 DECLARE
     done bigint;
 BEGIN
-    EXECUTE sql USING row_oid, row_tid, cur, vals;
+    BEGIN
+        EXECUTE sql USING row_oid, row_tid, cur, vals;
+    EXCEPTION WHEN data_exception THEN
+        -- an old value the column's type refuses now (an enum label
+        -- renamed, a varchar shortened): up to the 1.6 review the input
+        -- function's own error (22P02, 22001) came through
+        RAISE EXCEPTION 'cannot undo this %: its recorded values no longer fit table %', action, tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = SQLERRM;
+    END;
     GET DIAGNOSTICS done = ROW_COUNT;
     IF done <> 1 THEN
         RAISE EXCEPTION 'cannot undo this %: the row % of % changed while being undone', action, ident, tbl
@@ -1999,7 +2005,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION audit.undo_change_row(text, text, regclass, jsonb, oid, tid, jsonb, jsonb) IS
-    'Internal to audit.undo(): change exactly the row it read, or fail';
+    'Internal to audit.undo(): change exactly the row it read (or insert exactly one), or fail; recorded values the table refuses now are 55000';
 
 CREATE FUNCTION audit.undo(event_id bigint, force boolean DEFAULT false)
 RETURNS text
@@ -2244,15 +2250,7 @@ BEGIN
         IF cardinality(cols) = 0 THEN
             RETURN format('undid UPDATE event %s: nothing to restore in %s (only generated columns changed)', ev.id, tbl);
         END IF;
-        BEGIN
-            PERFORM audit.undo_change_row(restore_sql, ev.action, tbl, ident, row_oid, row_tid, cur, ev.old_data);
-        EXCEPTION WHEN data_exception THEN
-            -- an old value the column's type refuses now (an enum label
-            -- renamed, a varchar shortened): up to the 1.6 review the input
-            -- function's own error (22P02, 22001) came through
-            RAISE EXCEPTION 'cannot undo this %: its recorded values no longer fit table %', ev.action, tbl
-                USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = SQLERRM;
-        END;
+        PERFORM audit.undo_change_row(restore_sql, ev.action, tbl, ident, row_oid, row_tid, cur, ev.old_data);
         RETURN format('undid UPDATE event %s: restored %s of the row %s in %s%s', ev.id,
                       array_to_string(cols, ', '), ev.record_id, tbl, forced);
     END IF;
@@ -2264,29 +2262,17 @@ BEGIN
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = 'Pass force => true to overwrite it with the deleted row''s values.';
         END IF;
-        BEGIN
-            PERFORM audit.undo_change_row(restore_sql, ev.action, tbl, ident, row_oid, row_tid, cur, ev.old_data);
-        EXCEPTION WHEN data_exception THEN
-            -- an old value the column's type refuses now (an enum label
-            -- renamed, a varchar shortened): up to the 1.6 review the input
-            -- function's own error (22P02, 22001) came through
-            RAISE EXCEPTION 'cannot undo this %: its recorded values no longer fit table %', ev.action, tbl
-                USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = SQLERRM;
-        END;
+        PERFORM audit.undo_change_row(restore_sql, ev.action, tbl, ident, row_oid, row_tid, cur, ev.old_data);
         RETURN format('undid DELETE event %s: overwrote the row %s in %s with the deleted values (forced: a row with that key had been inserted since)',
                       ev.id, ident, tbl);
     END IF;
-    BEGIN
-        EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_populate_record(NULL::%s, $1) o',
-                       tbl,
-                       (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),
-                       (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(cols) c),
-                       tbl)
-            USING ev.old_data;
-    EXCEPTION WHEN data_exception THEN
-        RAISE EXCEPTION 'cannot undo this %: its recorded values no longer fit table %', ev.action, tbl
-            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = SQLERRM;
-    END;
+    PERFORM audit.undo_change_row(
+        format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_populate_record(NULL::%s, $4) o',
+               tbl,
+               (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),
+               (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(cols) c),
+               tbl),
+        ev.action, tbl, ident, NULL, NULL, NULL, ev.old_data);
     RETURN format('undid DELETE event %s: re-inserted the row %s into %s', ev.id, ident, tbl);
 END
 $$;

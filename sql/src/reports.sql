@@ -525,20 +525,23 @@ COMMENT ON FUNCTION audit.reports_access_ok() IS
 
 -- The rows of one event of the data change report (src/reports.c): one per
 -- changed field, (column_name, old_value, new_value) as the view below
--- names them; none for a TRUNCATE, a refused change or an event without
--- fields (the view's LEFT JOIN gives those their one row).  In C: the same
--- rows made in SQL (an unnest of the column list, a subquery over
--- jsonb_object_keys(), two lookups and casts per row) took 1.5 times as
--- long.  A pure function of its arguments: EXECUTE stays with PUBLIC, as
--- the view it serves is PUBLIC and checks the access itself.
+-- names them, and the event's record_id as text on each; none for a
+-- TRUNCATE, a refused change or an event without fields (the view's LEFT
+-- JOIN gives those their one row).  It replaces, on the same rule, an
+-- unnest of the column list (for an INSERT or DELETE of an array made by a
+-- subquery over jsonb_object_keys()), two jsonb lookups and casts per row,
+-- and record_id::text made once per row instead of once per event
+-- (docs/performance.md, "The data change rows in C").  A pure function of
+-- its arguments: EXECUTE stays with PUBLIC, as the view it serves is PUBLIC
+-- and checks the access itself.
 CREATE FUNCTION audit.data_change_fields(action text, status text, changed_columns text[], old_data jsonb,
-                                         new_data jsonb, OUT column_name text, OUT old_value text,
-                                         OUT new_value text)
+                                         new_data jsonb, record_id jsonb, OUT column_name text,
+                                         OUT old_value text, OUT new_value text, OUT record_text text)
 RETURNS SETOF record
 LANGUAGE c IMMUTABLE PARALLEL SAFE ROWS 3
 AS 'MODULE_PATHNAME', 'audit_data_change_fields';
-COMMENT ON FUNCTION audit.data_change_fields(text, text, text[], jsonb, jsonb) IS
-    'Internal (audit.report_data_change_rows): the changed fields of one data event with their old and new values as text; no row for a TRUNCATE or a refused change';
+COMMENT ON FUNCTION audit.data_change_fields(text, text, text[], jsonb, jsonb, jsonb) IS
+    'Internal (audit.report_data_change_rows): the changed fields of one data event with their old and new values as text, and its record_id as text; no row for a TRUNCATE or a refused change';
 
 -- The rows of the data change report, one per changed field (INSERT: the
 -- keys of new_data, DELETE: of old_data, UPDATE: changed_columns, each with
@@ -554,10 +557,12 @@ COMMENT ON FUNCTION audit.data_change_fields(text, text, text[], jsonb, jsonb) I
 -- would keep the caller's conditions (the period, the actors) out of the
 -- scan of the events.
 CREATE VIEW audit.report_data_change_rows AS
-SELECT e.id AS event_id, e.event_time, e.actor, e.db_user, e.schema_name, e.table_name, e.record_id, e.action,
-       e.status, k.column_name, k.old_value, k.new_value, e.txid
+SELECT e.id AS event_id, e.event_time, e.actor, e.db_user, e.schema_name, e.table_name,
+       coalesce(k.record_text, e.record_id::text) AS record_id, e.action, e.status, k.column_name, k.old_value,
+       k.new_value, e.txid
   FROM audit.event e
-  LEFT JOIN LATERAL audit.data_change_fields(e.action, e.status, e.changed_columns, e.old_data, e.new_data) k
+  LEFT JOIN LATERAL audit.data_change_fields(e.action, e.status, e.changed_columns, e.old_data, e.new_data,
+                                             e.record_id) k
          ON true
  WHERE audit.reports_access_ok()
    AND e.class = 'data' AND e.action IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE');
@@ -587,7 +592,7 @@ LANGUAGE sql
 STABLE
 AS $$
     SELECT v.event_id, v.event_time, v.actor::pg_catalog.text, v.db_user::pg_catalog.text,
-           v.schema_name::pg_catalog.text, v.table_name::pg_catalog.text, v.record_id::pg_catalog.text,
+           v.schema_name::pg_catalog.text, v.table_name::pg_catalog.text, v.record_id,
            v.action::pg_catalog.text, v.status::pg_catalog.text, v.column_name, v.old_value, v.new_value, v.txid
       FROM audit.report_data_change_rows v
      WHERE audit.valid_report_args('data_changes', from_time, to_time, actors, include_success, include_failures)

@@ -1982,6 +1982,41 @@ $$;
 COMMENT ON FUNCTION audit.row_as_of(regclass, jsonb, timestamptz) IS
     'A record as it was at a moment, rebuilt from the trail (NULL if it did not exist) with the columns the table had then; masked values stay "[masked]", values the trail cannot know are "[unknown]", excluded columns are absent';
 
+-- SECURITY INVOKER on purpose: the DML runs with the caller's own
+-- privileges (SELECT plus DELETE, UPDATE or INSERT on the table, row level
+-- security included) and the trigger records the caller, not the function's
+-- owner, as db_user of the undoing events.
+-- Internal to audit.undo: run one statement (DELETE or UPDATE) that must
+-- touch exactly the row undo read (tableoid $1, ctid $2, whole row $3, the
+-- recorded values $4), so a concurrent change fails instead of being lost.
+CREATE OR REPLACE FUNCTION audit.undo_change_row(sql text, action text, tbl regclass, ident jsonb,
+                                      row_oid oid, row_tid tid, cur jsonb, vals jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    done bigint;
+BEGIN
+    BEGIN
+        EXECUTE sql USING row_oid, row_tid, cur, vals;
+    EXCEPTION WHEN data_exception THEN
+        -- an old value the column's type refuses now (an enum label
+        -- renamed, a varchar shortened): up to the 1.6 review the input
+        -- function's own error (22P02, 22001) came through
+        RAISE EXCEPTION 'cannot undo this %: its recorded values no longer fit table %', action, tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = SQLERRM;
+    END;
+    GET DIAGNOSTICS done = ROW_COUNT;
+    IF done <> 1 THEN
+        RAISE EXCEPTION 'cannot undo this %: the row % of % changed while being undone', action, ident, tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Try again.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audit.undo_change_row(text, text, regclass, jsonb, oid, tid, jsonb, jsonb) IS
+    'Internal to audit.undo(): change exactly the row it read (or insert exactly one), or fail; recorded values the table refuses now are 55000';
+
 CREATE OR REPLACE FUNCTION audit.undo(event_id bigint, force boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql
@@ -2225,15 +2260,7 @@ BEGIN
         IF cardinality(cols) = 0 THEN
             RETURN format('undid UPDATE event %s: nothing to restore in %s (only generated columns changed)', ev.id, tbl);
         END IF;
-        BEGIN
-            PERFORM audit.undo_change_row(restore_sql, ev.action, tbl, ident, row_oid, row_tid, cur, ev.old_data);
-        EXCEPTION WHEN data_exception THEN
-            -- an old value the column's type refuses now (an enum label
-            -- renamed, a varchar shortened): up to the 1.6 review the input
-            -- function's own error (22P02, 22001) came through
-            RAISE EXCEPTION 'cannot undo this %: its recorded values no longer fit table %', ev.action, tbl
-                USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = SQLERRM;
-        END;
+        PERFORM audit.undo_change_row(restore_sql, ev.action, tbl, ident, row_oid, row_tid, cur, ev.old_data);
         RETURN format('undid UPDATE event %s: restored %s of the row %s in %s%s', ev.id,
                       array_to_string(cols, ', '), ev.record_id, tbl, forced);
     END IF;
@@ -2245,29 +2272,17 @@ BEGIN
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = 'Pass force => true to overwrite it with the deleted row''s values.';
         END IF;
-        BEGIN
-            PERFORM audit.undo_change_row(restore_sql, ev.action, tbl, ident, row_oid, row_tid, cur, ev.old_data);
-        EXCEPTION WHEN data_exception THEN
-            -- an old value the column's type refuses now (an enum label
-            -- renamed, a varchar shortened): up to the 1.6 review the input
-            -- function's own error (22P02, 22001) came through
-            RAISE EXCEPTION 'cannot undo this %: its recorded values no longer fit table %', ev.action, tbl
-                USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = SQLERRM;
-        END;
+        PERFORM audit.undo_change_row(restore_sql, ev.action, tbl, ident, row_oid, row_tid, cur, ev.old_data);
         RETURN format('undid DELETE event %s: overwrote the row %s in %s with the deleted values (forced: a row with that key had been inserted since)',
                       ev.id, ident, tbl);
     END IF;
-    BEGIN
-        EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_populate_record(NULL::%s, $1) o',
-                       tbl,
-                       (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),
-                       (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(cols) c),
-                       tbl)
-            USING ev.old_data;
-    EXCEPTION WHEN data_exception THEN
-        RAISE EXCEPTION 'cannot undo this %: its recorded values no longer fit table %', ev.action, tbl
-            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = SQLERRM;
-    END;
+    PERFORM audit.undo_change_row(
+        format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_populate_record(NULL::%s, $4) o',
+               tbl,
+               (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),
+               (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(cols) c),
+               tbl),
+        ev.action, tbl, ident, NULL, NULL, NULL, ev.old_data);
     RETURN format('undid DELETE event %s: re-inserted the row %s into %s', ev.id, ident, tbl);
 END
 $$;
@@ -5807,20 +5822,23 @@ COMMENT ON FUNCTION audit.reports_access_ok() IS
 
 -- The rows of one event of the data change report (src/reports.c): one per
 -- changed field, (column_name, old_value, new_value) as the view below
--- names them; none for a TRUNCATE, a refused change or an event without
--- fields (the view's LEFT JOIN gives those their one row).  In C: the same
--- rows made in SQL (an unnest of the column list, a subquery over
--- jsonb_object_keys(), two lookups and casts per row) took 1.5 times as
--- long.  A pure function of its arguments: EXECUTE stays with PUBLIC, as
--- the view it serves is PUBLIC and checks the access itself.
+-- names them, and the event's record_id as text on each; none for a
+-- TRUNCATE, a refused change or an event without fields (the view's LEFT
+-- JOIN gives those their one row).  It replaces, on the same rule, an
+-- unnest of the column list (for an INSERT or DELETE of an array made by a
+-- subquery over jsonb_object_keys()), two jsonb lookups and casts per row,
+-- and record_id::text made once per row instead of once per event
+-- (docs/performance.md, "The data change rows in C").  A pure function of
+-- its arguments: EXECUTE stays with PUBLIC, as the view it serves is PUBLIC
+-- and checks the access itself.
 CREATE FUNCTION audit.data_change_fields(action text, status text, changed_columns text[], old_data jsonb,
-                                         new_data jsonb, OUT column_name text, OUT old_value text,
-                                         OUT new_value text)
+                                         new_data jsonb, record_id jsonb, OUT column_name text,
+                                         OUT old_value text, OUT new_value text, OUT record_text text)
 RETURNS SETOF record
 LANGUAGE c IMMUTABLE PARALLEL SAFE ROWS 3
 AS 'MODULE_PATHNAME', 'audit_data_change_fields';
-COMMENT ON FUNCTION audit.data_change_fields(text, text, text[], jsonb, jsonb) IS
-    'Internal (audit.report_data_change_rows): the changed fields of one data event with their old and new values as text; no row for a TRUNCATE or a refused change';
+COMMENT ON FUNCTION audit.data_change_fields(text, text, text[], jsonb, jsonb, jsonb) IS
+    'Internal (audit.report_data_change_rows): the changed fields of one data event with their old and new values as text, and its record_id as text; no row for a TRUNCATE or a refused change';
 
 -- The rows of the data change report, one per changed field (INSERT: the
 -- keys of new_data, DELETE: of old_data, UPDATE: changed_columns, each with
@@ -5836,10 +5854,12 @@ COMMENT ON FUNCTION audit.data_change_fields(text, text, text[], jsonb, jsonb) I
 -- would keep the caller's conditions (the period, the actors) out of the
 -- scan of the events.
 CREATE VIEW audit.report_data_change_rows AS
-SELECT e.id AS event_id, e.event_time, e.actor, e.db_user, e.schema_name, e.table_name, e.record_id, e.action,
-       e.status, k.column_name, k.old_value, k.new_value, e.txid
+SELECT e.id AS event_id, e.event_time, e.actor, e.db_user, e.schema_name, e.table_name,
+       coalesce(k.record_text, e.record_id::text) AS record_id, e.action, e.status, k.column_name, k.old_value,
+       k.new_value, e.txid
   FROM audit.event e
-  LEFT JOIN LATERAL audit.data_change_fields(e.action, e.status, e.changed_columns, e.old_data, e.new_data) k
+  LEFT JOIN LATERAL audit.data_change_fields(e.action, e.status, e.changed_columns, e.old_data, e.new_data,
+                                             e.record_id) k
          ON true
  WHERE audit.reports_access_ok()
    AND e.class = 'data' AND e.action IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE');
@@ -6234,18 +6254,19 @@ BEGIN
         RETURN;
     END IF;
 
-    -- the run starts of the key below $20, newest first, $21 of them (an
-    -- event of the period has its run's start at most an hour before it)
+    -- the run starts of the key's value $3 below $4, newest first, $5 of
+    -- them (an event of the period has its run's start at most $6, an
+    -- hour, before it); the other filters apply to the ranges only
     heads := format('SELECT array_agg(h.id ORDER BY h.id DESC) AS ids, array_agg(h.class ORDER BY h.id DESC) AS classes,'
                     '       array_agg(h.context_continues IS NOT NULL ORDER BY h.id DESC) AS runs,'
                     '       array_agg(DISTINCT h.class) AS class_set, min(h.event_time) AS t_min, max(h.event_time) AS t_max'
                     '  FROM (SELECT h.id, h.class, h.event_time, h.context_continues FROM audit.event h'
-                    '         WHERE h.context ? %1$L AND (h.context ->> %1$L) = $18[%2$s]'
-                    '           AND h.context_continues IS NOT TRUE AND h.id < $20%3$s%4$s'
-                    '         ORDER BY h.id DESC LIMIT $21) h',
-                    lead_key, lead_ix,
+                    '         WHERE h.context ? %1$L AND (h.context ->> %1$L) = $3'
+                    '           AND h.context_continues IS NOT TRUE AND h.id < $4%2$s%3$s'
+                    '         ORDER BY h.id DESC LIMIT $5) h',
+                    lead_key,
                     CASE WHEN to_time IS NOT NULL THEN ' AND h.event_time < $2' END,
-                    CASE WHEN from_time IS NOT NULL THEN ' AND h.event_time >= $1 - $22' END);
+                    CASE WHEN from_time IS NOT NULL THEN ' AND h.event_time >= $1 - $6' END);
     -- the events of those runs' ranges that pass every filter (a start
     -- whose context_continues is NULL is its own range).  The classes and
     -- the time span of the batch (a run lasts at most an hour) are
@@ -6264,10 +6285,7 @@ BEGIN
     batch := 8;
     LOOP
         EXECUTE heads INTO hd
-            USING from_time, to_time, actor, action, class, f.schema_part, f.table_part,
-                  record_id, status, f.text_pattern, f.json_pattern, before_id, max_rows, f.statement_ids,
-                  f.id_from, f.id_to, client_ip, ARRAY[session_id, tenant, host(client_ip)], risks,
-                  below, batch, run_span;
+            USING from_time, to_time, (ARRAY[session_id, tenant, host(client_ip)])[lead_ix], below, batch, run_span;
         EXIT WHEN hd.ids IS NULL;
         EXECUTE ranges INTO part
             USING from_time, to_time, actor, action, class, f.schema_part, f.table_part,
@@ -7971,7 +7989,7 @@ LANGUAGE sql
 STABLE
 AS $$
     SELECT v.event_id, v.event_time, v.actor::pg_catalog.text, v.db_user::pg_catalog.text,
-           v.schema_name::pg_catalog.text, v.table_name::pg_catalog.text, v.record_id::pg_catalog.text,
+           v.schema_name::pg_catalog.text, v.table_name::pg_catalog.text, v.record_id,
            v.action::pg_catalog.text, v.status::pg_catalog.text, v.column_name, v.old_value, v.new_value, v.txid
       FROM audit.report_data_change_rows v
      WHERE audit.valid_report_args('data_changes', from_time, to_time, actors, include_success, include_failures)

@@ -19,15 +19,23 @@
 # (audit.verification): a rendered report reuses them, and an event edited
 # or deleted after its walk still makes it say NOT VERIFIED.
 # Screenshots, DOM dumps, HTML, CSV and the PDF are kept in
-# AUDIT_REPORTS_OUT (default /tmp/audit_reports_e2e) for a reviewer.
+# AUDIT_REPORTS_OUT (default: a new /tmp/audit_reports_e2e.XXXXXX, named in
+# the output) for a reviewer.
 source "$(dirname "$0")/tap.inc"
 source "$(dirname "$0")/../../scripts/pgenv.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DIR=${AUDIT_TEST_TMP:-/tmp}/reports
 PORT=$(( ${PGPORT:-5497} + 110 ))
-OUT=${AUDIT_REPORTS_OUT:-/tmp/audit_reports_e2e}
-rm -rf "$DIR" "$OUT"
-mkdir -p "$OUT"
+# a directory of this run's own (two runs side by side never share one)
+if [ -n "${AUDIT_REPORTS_OUT:-}" ]; then
+    OUT=$AUDIT_REPORTS_OUT
+    rm -rf "$OUT"
+    mkdir -p "$OUT"
+else
+    OUT=$(mktemp -d /tmp/audit_reports_e2e.XXXXXX) && chmod 755 "$OUT"
+fi
+echo "# screenshots, pages and files of this run: $OUT"
+rm -rf "$DIR"
 trap 'finish_clusters "$DIR"' EXIT
 watch_log "$DIR/server.log"
 
