@@ -36,6 +36,7 @@
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
+#include "catalog/pg_am.h"
 #include "catalog/index.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
@@ -48,6 +49,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
+#include "optimizer/optimizer.h"
 #include "partitioning/partdesc.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
@@ -706,14 +708,24 @@ typedef struct WriterState
 
 static WriterState writer;
 
-/* context indexes the writer may defer (writer_open_leaf_indexes()) */
+/*
+ * Context indexes the writer may defer (writer_open_leaf_indexes()), with
+ * the IndexInfo of a deferrable btree prepared once for the session
+ * (ctx_index_info()).  The prepared states live in ctx_index_cxt; after an
+ * invalidation forgets the entries, the memory is reset only once the
+ * writer has closed (ctx_index_release()), since an open writer's leaf may
+ * still point into it.
+ */
 #define CTX_INDEX_CACHE 64
 static struct
 {
 	Oid			indexoid;
 	bool		deferrable;
+	IndexInfo  *info;			/* prepared, or NULL: not built yet */
 }			ctx_index_cache[CTX_INDEX_CACHE];
 static int	ctx_index_cache_len = 0;
+static MemoryContext ctx_index_cxt = NULL;
+static bool ctx_index_forgotten = false;
 
 /*
  * What the writer knows about the last leaf it wrote, kept across
@@ -1025,6 +1037,8 @@ writer_track(Oid relid)
 void
 audit_writer_invalidate(Oid relid)
 {
+	if (ctx_index_cache_len > 0)
+		ctx_index_forgotten = true;
 	ctx_index_cache_len = 0;
 	if (!OidIsValid(relid) || relid == last_leaf.leaf ||
 		relid == last_leaf.parent)
@@ -1173,9 +1187,70 @@ ctx_index_deferrable(Oid indexoid)
 	{
 		ctx_index_cache[ctx_index_cache_len].indexoid = indexoid;
 		ctx_index_cache[ctx_index_cache_len].deferrable = v;
+		ctx_index_cache[ctx_index_cache_len].info = NULL;
 		ctx_index_cache_len++;
 	}
 	return v;
+}
+
+/*
+ * The IndexInfo of a deferred context index, its predicate and key
+ * expression prepared as ExecInsertIndexTuples() would prepare them
+ * (expression_planner(), then ExecInitQual()/ExecInitExpr() without a
+ * parent), once per session instead of once per transaction: building and
+ * preparing them was most of what opening the two indexes cost a
+ * transaction whose events start a context run (a context per request).
+ * Only for a btree: it keeps nothing in the IndexInfo between inserts
+ * (ii_AmCache), and the definition of an index never changes under its OID;
+ * any invalidation forgets the entry all the same.  NULL: not cached, the
+ * caller builds its own.
+ */
+static IndexInfo *
+ctx_index_info(Relation index)
+{
+	Oid			indexoid = RelationGetRelid(index);
+	int			i;
+	MemoryContext old;
+	IndexInfo  *info;
+	List	   *states = NIL;
+	ListCell   *lc;
+
+	for (i = 0; i < ctx_index_cache_len; i++)
+		if (ctx_index_cache[i].indexoid == indexoid)
+			break;
+	if (i == ctx_index_cache_len || !ctx_index_cache[i].deferrable ||
+		index->rd_rel->relam != BTREE_AM_OID)
+		return NULL;
+	if (ctx_index_cache[i].info != NULL)
+		return ctx_index_cache[i].info;
+
+	if (ctx_index_cxt == NULL)
+		ctx_index_cxt = AllocSetContextCreate(TopMemoryContext, "audit_ext context indexes",
+											  ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(ctx_index_cxt);
+	info = BuildIndexInfo(index);
+	info->ii_PredicateState = ExecInitQual((List *) expression_planner((Expr *) info->ii_Predicate), NULL);
+	foreach(lc, info->ii_Expressions)
+		states = lappend(states, ExecInitExpr(expression_planner((Expr *) lfirst(lc)), NULL));
+	info->ii_ExpressionsState = states;
+	MemoryContextSwitchTo(old);
+	ctx_index_cache[i].info = info;
+	return info;
+}
+
+/*
+ * Free the prepared states of forgotten entries: only once the writer has
+ * closed, when no leaf of it points into them.
+ */
+static void
+ctx_index_release(void)
+{
+	if (!ctx_index_forgotten)
+		return;
+	ctx_index_forgotten = false;
+	ctx_index_cache_len = 0;
+	if (ctx_index_cxt != NULL)
+		MemoryContextReset(ctx_index_cxt);
 }
 
 /*
@@ -1236,10 +1311,16 @@ writer_open_deferred_indexes(ResultRelInfo *rri)
 	CurrentResourceOwner = writer.owner;
 	while (writer.ndeferred > 0)
 	{
-		int			n = writer_add_leaf_index(rri, writer.deferred[--writer.ndeferred]);
+		Relation	index = index_open(writer.deferred[--writer.ndeferred], RowExclusiveLock);
+		IndexInfo  *info = ctx_index_info(index);
+		int			n = rri->ri_NumIndices;
 
+		/* as writer_add_leaf_index() does */
+		rri->ri_IndexRelationDescs[n] = index;
+		rri->ri_IndexRelationInfo[n] = info ? info : BuildIndexInfo(index);
+		rri->ri_NumIndices = n + 1;
 		/* as writer_set_leaf() does for the others */
-		if (writer_index_has_insert_state(rri, n))
+		if (info == NULL && writer_index_has_insert_state(rri, n))
 			rri->ri_IndexRelationInfo[n]->ii_Context = writer.insert_cxt;
 	}
 	CurrentResourceOwner = save;
@@ -1360,6 +1441,7 @@ writer_discard(void)
 		writer_release_owner(owner, false);
 	if (estate != NULL)
 		MemoryContextDelete(estate->es_query_cxt);
+	ctx_index_release();
 }
 
 /* Close the writer's relations; needs a live transaction. */
@@ -1398,6 +1480,7 @@ writer_close(void)
 	CurrentResourceOwner = save;
 	memset(&writer, 0, sizeof(writer));
 	writer_release_owner(owner, true);
+	ctx_index_release();
 }
 
 /*

@@ -3,7 +3,7 @@
 -- month) enters the context indexes; audit.search() finds the others from
 -- it.  Transactions here commit and roll back for real (runs end at an
 -- abort), so the names are this file's own and its table is dropped.
-SELECT plan(27);
+SELECT plan(30);
 
 CREATE TEMP TABLE mark AS SELECT coalesce(max(id), 0) AS id FROM audit.event;
 CREATE TABLE crun_t (id int PRIMARY KEY, v text);
@@ -156,6 +156,48 @@ SELECT is((SELECT count(*) FROM audit.event WHERE context ? 'tenant' AND (contex
 RESET enable_seqscan;
 SELECT is((SELECT count(*) FROM audit.search(session_id => 'RUN-BULK', max_rows => 10000) s WHERE s.id > (SELECT id FROM mark)),
           910::bigint, 'search(session_id) finds the 300 events of the later statement too');
+-- a context per request, as a pooled application sets it: every
+-- transaction starts a run and enters both indexes, whose prepared state the
+-- writer keeps for the session (src/event_writer.c, ctx_index_info()); it
+-- must follow a REINDEX and an index dropped and created again in the
+-- session, between transactions and inside one
+CREATE FUNCTION pg_temp.crun_requests(first int, n int) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN first .. first + n - 1 LOOP
+        PERFORM audit.set_context(session_id => 'REQ-' || i, tenant => 'req-t' || (i % 3), request_id => 'r' || i);
+        INSERT INTO crun_t VALUES (i, 'request');
+    END LOOP;
+END $$;
+SELECT pg_temp.crun_requests(3000, 5);
+SELECT pg_temp.crun_requests(3005, 5);
+SELECT format('%I.%I', n.nspname, c.relname) AS crun_leaf_idx FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relname LIKE 'event\_data\_p%\_ctx\_session\_id\_idx' ORDER BY c.relname DESC LIMIT 1 \gset
+SELECT format('%I.%I', n.nspname, t.relname) AS crun_leaf FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+  JOIN pg_namespace n ON n.oid = t.relnamespace WHERE i.indexrelid = :'crun_leaf_idx'::regclass \gset
+REINDEX INDEX :crun_leaf_idx;
+SELECT pg_temp.crun_requests(3010, 5);
+DROP INDEX :crun_leaf_idx;
+SELECT pg_temp.crun_requests(3015, 5);
+SELECT audit.create_event_indexes(:'crun_leaf'::regclass);
+SELECT pg_temp.crun_requests(3020, 5);
+BEGIN;
+SELECT pg_temp.crun_requests(3025, 2);
+DROP INDEX :crun_leaf_idx;
+SELECT pg_temp.crun_requests(3027, 2);
+SELECT audit.create_event_indexes(:'crun_leaf'::regclass);
+SELECT pg_temp.crun_requests(3029, 2);
+COMMIT;
+SET enable_seqscan = off;
+SELECT is((SELECT count(*) FROM audit.event WHERE context ? 'session_id' AND (context ->> 'session_id') LIKE 'REQ-%'
+              AND context_continues IS NOT TRUE AND class = 'data' AND id > (SELECT id FROM mark)),
+          31::bigint, 'a context per request: every request is a run start, in the session index');
+SELECT is((SELECT count(*) FROM audit.event WHERE context ? 'tenant' AND (context ->> 'tenant') = 'req-t1'
+              AND context_continues IS NOT TRUE AND class = 'data' AND id > (SELECT id FROM mark)),
+          10::bigint, '... and in the tenant index');
+RESET enable_seqscan;
+SELECT is((SELECT array_agg(s.record_id ->> 'id') FROM audit.search(session_id => 'REQ-3027') s
+            WHERE s.id > (SELECT id FROM mark)), ARRAY['3027'],
+          '... search() finds a request written between a DROP INDEX and its re-creation in one transaction');
 -- amcheck (contrib) checks that every row of the partition that satisfies a
 -- context index's predicate has its entry, with the key its expression gives
 CREATE EXTENSION IF NOT EXISTS amcheck;
