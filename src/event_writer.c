@@ -722,6 +722,7 @@ static struct
 	Oid			indexoid;
 	bool		deferrable;
 	IndexInfo  *info;			/* prepared, or NULL: not built yet */
+	bool		per_transaction;	/* not prepared once (see ctx_index_info()) */
 }			ctx_index_cache[CTX_INDEX_CACHE];
 static int	ctx_index_cache_len = 0;
 static MemoryContext ctx_index_cxt = NULL;
@@ -1188,6 +1189,7 @@ ctx_index_deferrable(Oid indexoid)
 		ctx_index_cache[ctx_index_cache_len].indexoid = indexoid;
 		ctx_index_cache[ctx_index_cache_len].deferrable = v;
 		ctx_index_cache[ctx_index_cache_len].info = NULL;
+		ctx_index_cache[ctx_index_cache_len].per_transaction = false;
 		ctx_index_cache_len++;
 	}
 	return v;
@@ -1205,6 +1207,29 @@ ctx_index_deferrable(Oid indexoid)
  * any invalidation forgets the entry all the same.  NULL: not cached, the
  * caller builds its own.
  */
+/*
+ * The key is "context ->> <constant>", as audit.create_event_indexes()
+ * makes it: the executor checks the right to call an expression's functions
+ * when it prepares it, so an expression prepared once for the session must
+ * call nothing but built-in functions everyone may call (the predicate's
+ * jsonb ? text was checked by ctx_index_deferrable()).  Any other key is
+ * prepared in each transaction, as before.
+ */
+static bool
+ctx_index_key_is_builtin(IndexInfo *info)
+{
+	OpExpr	   *op;
+
+	if (info->ii_NumIndexAttrs != 1 || list_length(info->ii_Expressions) != 1 ||
+		!IsA(linitial(info->ii_Expressions), OpExpr))
+		return false;
+	op = (OpExpr *) linitial(info->ii_Expressions);
+	return list_length(op->args) == 2 &&
+		get_opcode(op->opno) == F_JSONB_OBJECT_FIELD_TEXT &&
+		is_var_attno((Node *) linitial(op->args), event_table.attno[AC_CONTEXT] + 1) &&
+		IsA(lsecond(op->args), Const);
+}
+
 static IndexInfo *
 ctx_index_info(Relation index)
 {
@@ -1219,7 +1244,7 @@ ctx_index_info(Relation index)
 		if (ctx_index_cache[i].indexoid == indexoid)
 			break;
 	if (i == ctx_index_cache_len || !ctx_index_cache[i].deferrable ||
-		index->rd_rel->relam != BTREE_AM_OID)
+		ctx_index_cache[i].per_transaction || index->rd_rel->relam != BTREE_AM_OID)
 		return NULL;
 	if (ctx_index_cache[i].info != NULL)
 		return ctx_index_cache[i].info;
@@ -1229,6 +1254,13 @@ ctx_index_info(Relation index)
 											  ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(ctx_index_cxt);
 	info = BuildIndexInfo(index);
+	if (!ctx_index_key_is_builtin(info))
+	{
+		/* prepared in each transaction, as the executor does */
+		MemoryContextSwitchTo(old);
+		ctx_index_cache[i].per_transaction = true;
+		return NULL;
+	}
 	info->ii_PredicateState = ExecInitQual((List *) expression_planner((Expr *) info->ii_Predicate), NULL);
 	foreach(lc, info->ii_Expressions)
 		states = lappend(states, ExecInitExpr(expression_planner((Expr *) lfirst(lc)), NULL));

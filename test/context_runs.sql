@@ -3,7 +3,7 @@
 -- month) enters the context indexes; audit.search() finds the others from
 -- it.  Transactions here commit and roll back for real (runs end at an
 -- abort), so the names are this file's own and its table is dropped.
-SELECT plan(30);
+SELECT plan(31);
 
 CREATE TEMP TABLE mark AS SELECT coalesce(max(id), 0) AS id FROM audit.event;
 CREATE TABLE crun_t (id int PRIMARY KEY, v text);
@@ -198,6 +198,18 @@ RESET enable_seqscan;
 SELECT is((SELECT array_agg(s.record_id ->> 'id') FROM audit.search(session_id => 'REQ-3027') s
             WHERE s.id > (SELECT id FROM mark)), ARRAY['3027'],
           '... search() finds a request written between a DROP INDEX and its re-creation in one transaction');
+-- a context index of the DBA's own, with the predicate's shape and another
+-- key: deferred, but its key expression is prepared in each transaction
+-- (only "context ->> constant" is prepared once per session)
+SELECT c.relname || '_ctx_lowtenant_idx' AS crun_low_idx FROM pg_class c WHERE c.oid = :'crun_leaf'::regclass \gset
+CREATE INDEX :"crun_low_idx" ON :crun_leaf ((lower(context ->> 'tenant')))
+    WHERE context ? 'tenant' AND context_continues IS NOT TRUE;
+SELECT pg_temp.crun_requests(3031, 4);
+SET enable_seqscan = off;
+SELECT is((SELECT count(*) FROM audit.event WHERE context ? 'tenant' AND lower(context ->> 'tenant') = 'req-t1'
+              AND context_continues IS NOT TRUE AND class = 'data' AND id > (SELECT id FROM mark)),
+          12::bigint, 'an index of the DBA''s own with another key holds the requests written after it');
+RESET enable_seqscan;
 -- amcheck (contrib) checks that every row of the partition that satisfies a
 -- context index's predicate has its entry, with the key its expression gives
 CREATE EXTENSION IF NOT EXISTS amcheck;
@@ -210,6 +222,7 @@ SELECT lives_ok($$SELECT bt_index_check(c.oid, true) FROM pg_class c
 SELECT is((SELECT count(*) FROM audit.event WHERE context_continues IS NULL AND context IS NOT NULL
               AND id > (SELECT id FROM mark)), 0::bigint, 'capture sets the flag on every event with a context');
 
+DROP INDEX audit.:"crun_low_idx";
 DROP TABLE crun_t;
 SELECT audit.clear_context();
 SELECT * FROM finish();
