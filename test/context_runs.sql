@@ -170,10 +170,12 @@ BEGIN
 END $$;
 SELECT pg_temp.crun_requests(3000, 5);
 SELECT pg_temp.crun_requests(3005, 5);
-SELECT format('%I.%I', n.nspname, c.relname) AS crun_leaf_idx FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relname LIKE 'event\_data\_p%\_ctx\_session\_id\_idx' ORDER BY c.relname DESC LIMIT 1 \gset
-SELECT format('%I.%I', n.nspname, t.relname) AS crun_leaf FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
-  JOIN pg_namespace n ON n.oid = t.relnamespace WHERE i.indexrelid = :'crun_leaf_idx'::regclass \gset
+-- the leaf these events are written to (not a month created ahead)
+SELECT format('%I.%I', n.nspname, t.relname) AS crun_leaf FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
+ WHERE t.oid = (SELECT e.tableoid FROM audit.event e WHERE e.id = (SELECT max(id) FROM audit.event WHERE class = 'data')) \gset
+SELECT format('%I.%I', n.nspname, c.relname) AS crun_leaf_idx FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE i.indrelid = :'crun_leaf'::regclass AND c.relname LIKE '%\_ctx\_session\_id\_idx' \gset
 REINDEX INDEX :crun_leaf_idx;
 SELECT pg_temp.crun_requests(3010, 5);
 DROP INDEX :crun_leaf_idx;

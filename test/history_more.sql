@@ -4,7 +4,7 @@
 -- renamed or retyped, a key deleted and inserted again in one transaction.
 -- Each block failed before its fix.  Rolled back.
 BEGIN;
-SELECT plan(31);
+SELECT plan(32);
 SET LOCAL client_min_messages = warning;
 CREATE TEMP TABLE moment (name text PRIMARY KEY, at timestamptz);
 CREATE FUNCTION pg_temp.at(n text) RETURNS timestamptz LANGUAGE sql AS $$ SELECT at FROM moment WHERE name = n $$;
@@ -136,6 +136,14 @@ SELECT is((SELECT string_agg(id || ':' || m, ',' ORDER BY id) FROM hm_enum), '1:
 SELECT alike(audit.undo((SELECT max(id) FROM audit.event WHERE table_name = 'hm_enum' AND action = 'DELETE')),
             'undid DELETE event % re-inserted the row %', '... a DELETE whose values fit is re-inserted');
 SELECT is((SELECT string_agg(id || ':' || m, ',' ORDER BY id) FROM hm_enum), '1:ok,2:ok', '... the row is back');
+-- a trigger that skips the re-insert: an error, not a false "re-inserted"
+CREATE FUNCTION pg_temp.hm_skip() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+DELETE FROM hm_enum WHERE id = 2;
+CREATE TRIGGER hm_skip BEFORE INSERT ON hm_enum FOR EACH ROW EXECUTE FUNCTION pg_temp.hm_skip();
+SELECT throws_ok(format('SELECT audit.undo(%s)', (SELECT max(id) FROM audit.event WHERE table_name = 'hm_enum' AND action = 'DELETE')),
+                 '55000', 'cannot undo this DELETE: no row was inserted into public.hm_enum',
+                 '... a DELETE whose re-insert a trigger skips: 55000');
+DROP TRIGGER hm_skip ON hm_enum;
 
 -- 5. TRUNCATE, then a new row with the key: row_as_of() between the two
 -- showed the truncated row (the lookup of the TRUNCATE that removed a record

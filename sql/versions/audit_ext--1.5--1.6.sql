@@ -2008,6 +2008,12 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = SQLERRM;
     END;
     GET DIAGNOSTICS done = ROW_COUNT;
+    IF done <> 1 AND row_tid IS NULL THEN
+        -- the re-insert of a deleted row (audit.undo() passes no row)
+        RAISE EXCEPTION 'cannot undo this %: no row was inserted into %', action, tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'A trigger or rule of the table skipped the insert.';
+    END IF;
     IF done <> 1 THEN
         RAISE EXCEPTION 'cannot undo this %: the row % of % changed while being undone', action, ident, tbl
             USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Try again.';
