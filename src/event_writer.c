@@ -49,6 +49,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
+#include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "partitioning/partdesc.h"
 #include "storage/lmgr.h"
@@ -709,12 +710,12 @@ typedef struct WriterState
 static WriterState writer;
 
 /*
- * Context indexes the writer may defer (writer_open_leaf_indexes()), with
- * the IndexInfo of a deferrable btree prepared once for the session
- * (ctx_index_info()).  The prepared states live in ctx_index_cxt; after an
- * invalidation forgets the entries, the memory is reset only once the
- * writer has closed (ctx_index_release()), since an open writer's leaf may
- * still point into it.
+ * The indexes of the leaves the writer writes directly: whether it may defer
+ * one (a context index, writer_open_leaf_indexes()), and the IndexInfo of a
+ * btree prepared once for the session (leaf_index_info()).  The prepared
+ * states live in ctx_index_cxt; after an invalidation forgets the entries,
+ * the memory is reset only once the writer has closed (ctx_index_release()),
+ * since an open writer's leaf may still point into it.
  */
 #define CTX_INDEX_CACHE 64
 static struct
@@ -722,7 +723,7 @@ static struct
 	Oid			indexoid;
 	bool		deferrable;
 	IndexInfo  *info;			/* prepared, or NULL: not built yet */
-	bool		per_transaction;	/* not prepared once (see ctx_index_info()) */
+	bool		per_transaction;	/* not prepared once (see leaf_index_info()) */
 }			ctx_index_cache[CTX_INDEX_CACHE];
 static int	ctx_index_cache_len = 0;
 static MemoryContext ctx_index_cxt = NULL;
@@ -1196,42 +1197,42 @@ ctx_index_deferrable(Oid indexoid)
 }
 
 /*
- * The IndexInfo of a deferred context index, its predicate and key
- * expression prepared as ExecInsertIndexTuples() would prepare them
+ * The IndexInfo of a context index (deferrable, a btree), its predicate and
+ * key expression prepared as ExecInsertIndexTuples() would prepare them
  * (expression_planner(), then ExecInitQual()/ExecInitExpr() without a
- * parent), once per session instead of once per transaction: building and
- * preparing them was most of what opening the two indexes cost a
- * transaction whose events start a context run (a context per request).
- * Only for a btree: it keeps nothing in the IndexInfo between inserts
- * (ii_AmCache), and the definition of an index never changes under its OID;
- * any invalidation forgets the entry all the same.  NULL: not cached, the
- * caller builds its own.
- */
-/*
- * The key is "context ->> <constant>", as audit.create_event_indexes()
- * makes it: the executor checks the right to call an expression's functions
- * when it prepares it, so an expression prepared once for the session must
- * call nothing but built-in functions everyone may call (the predicate's
- * jsonb ? text was checked by ctx_index_deferrable()).  Any other key is
- * prepared in each transaction, as before.
+ * parent), once per session instead of once per transaction: with a
+ * context per request every transaction starts a run and opened both
+ * indexes, built their IndexInfo and prepared them again, about 10 µs of
+ * backend CPU (docs/performance.md, stop 33).  The same for the leaf's
+ * other btrees (the TRUNCATE and key-change indexes) did not show in the
+ * same measurement and is not done.  A btree keeps nothing in the
+ * IndexInfo between inserts (ii_AmCache); the definition of an index never
+ * changes under its OID, and any invalidation forgets the entry all the
+ * same.  The executor checks the right to call an expression's functions
+ * when it prepares it, so a state prepared once for the session must call
+ * built-in functions only (everyone may call them); a context index of a
+ * DBA's own whose predicate or key calls any other function is prepared in
+ * each transaction, as before.  NULL: not cached, the caller builds its
+ * own.
  */
 static bool
-ctx_index_key_is_builtin(IndexInfo *info)
+calls_non_builtin_function(Oid funcid, void *context)
 {
-	OpExpr	   *op;
+	return funcid >= FirstNormalObjectId;
+}
 
-	if (info->ii_NumIndexAttrs != 1 || list_length(info->ii_Expressions) != 1 ||
-		!IsA(linitial(info->ii_Expressions), OpExpr))
+static bool
+index_expr_non_builtin_walker(Node *node, void *context)
+{
+	if (node == NULL)
 		return false;
-	op = (OpExpr *) linitial(info->ii_Expressions);
-	return list_length(op->args) == 2 &&
-		get_opcode(op->opno) == F_JSONB_OBJECT_FIELD_TEXT &&
-		is_var_attno((Node *) linitial(op->args), event_table.attno[AC_CONTEXT] + 1) &&
-		IsA(lsecond(op->args), Const);
+	if (check_functions_in_node(node, calls_non_builtin_function, context))
+		return true;
+	return expression_tree_walker(node, index_expr_non_builtin_walker, context);
 }
 
 static IndexInfo *
-ctx_index_info(Relation index)
+leaf_index_info(Relation index)
 {
 	Oid			indexoid = RelationGetRelid(index);
 	int			i;
@@ -1243,25 +1244,32 @@ ctx_index_info(Relation index)
 	for (i = 0; i < ctx_index_cache_len; i++)
 		if (ctx_index_cache[i].indexoid == indexoid)
 			break;
-	if (i == ctx_index_cache_len || !ctx_index_cache[i].deferrable ||
-		ctx_index_cache[i].per_transaction || index->rd_rel->relam != BTREE_AM_OID)
+	if (i == ctx_index_cache_len || ctx_index_cache[i].per_transaction)
 		return NULL;
 	if (ctx_index_cache[i].info != NULL)
 		return ctx_index_cache[i].info;
+	if (!ctx_index_cache[i].deferrable || index->rd_rel->relam != BTREE_AM_OID ||
+		index->rd_index->indisunique || index->rd_index->indisexclusion)
+	{
+		ctx_index_cache[i].per_transaction = true;
+		return NULL;
+	}
 
 	if (ctx_index_cxt == NULL)
-		ctx_index_cxt = AllocSetContextCreate(TopMemoryContext, "audit_ext context indexes",
+		ctx_index_cxt = AllocSetContextCreate(TopMemoryContext, "audit_ext leaf indexes",
 											  ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(ctx_index_cxt);
 	info = BuildIndexInfo(index);
-	if (!ctx_index_key_is_builtin(info))
+	if (index_expr_non_builtin_walker((Node *) info->ii_Predicate, NULL) ||
+		index_expr_non_builtin_walker((Node *) info->ii_Expressions, NULL))
 	{
 		/* prepared in each transaction, as the executor does */
 		MemoryContextSwitchTo(old);
 		ctx_index_cache[i].per_transaction = true;
 		return NULL;
 	}
-	info->ii_PredicateState = ExecInitQual((List *) expression_planner((Expr *) info->ii_Predicate), NULL);
+	if (info->ii_Predicate != NIL)
+		info->ii_PredicateState = ExecInitQual((List *) expression_planner((Expr *) info->ii_Predicate), NULL);
 	foreach(lc, info->ii_Expressions)
 		states = lappend(states, ExecInitExpr(expression_planner((Expr *) lfirst(lc)), NULL));
 	info->ii_ExpressionsState = states;
@@ -1294,10 +1302,11 @@ static int
 writer_add_leaf_index(ResultRelInfo *rri, Oid indexoid)
 {
 	Relation	index = index_open(indexoid, RowExclusiveLock);
+	IndexInfo  *info = leaf_index_info(index);
 	int			n = rri->ri_NumIndices;
 
 	rri->ri_IndexRelationDescs[n] = index;
-	rri->ri_IndexRelationInfo[n] = BuildIndexInfo(index);
+	rri->ri_IndexRelationInfo[n] = info ? info : BuildIndexInfo(index);
 	rri->ri_NumIndices = n + 1;
 	return n;
 }
@@ -1343,16 +1352,10 @@ writer_open_deferred_indexes(ResultRelInfo *rri)
 	CurrentResourceOwner = writer.owner;
 	while (writer.ndeferred > 0)
 	{
-		Relation	index = index_open(writer.deferred[--writer.ndeferred], RowExclusiveLock);
-		IndexInfo  *info = ctx_index_info(index);
-		int			n = rri->ri_NumIndices;
+		int			n = writer_add_leaf_index(rri, writer.deferred[--writer.ndeferred]);
 
-		/* as writer_add_leaf_index() does */
-		rri->ri_IndexRelationDescs[n] = index;
-		rri->ri_IndexRelationInfo[n] = info ? info : BuildIndexInfo(index);
-		rri->ri_NumIndices = n + 1;
 		/* as writer_set_leaf() does for the others */
-		if (info == NULL && writer_index_has_insert_state(rri, n))
+		if (writer_index_has_insert_state(rri, n))
 			rri->ri_IndexRelationInfo[n]->ii_Context = writer.insert_cxt;
 	}
 	CurrentResourceOwner = save;
