@@ -712,7 +712,8 @@ static WriterState writer;
 /*
  * The indexes of the leaves the writer writes directly: whether it may defer
  * one (a context index, writer_open_leaf_indexes()), and the IndexInfo of a
- * btree prepared once for the session (leaf_index_info()).  The prepared
+ * deferred context index prepared once for the session (ctx_index_info()).
+ * The prepared
  * states live in ctx_index_cxt; after an invalidation forgets the entries,
  * the memory is reset only once the writer has closed (ctx_index_release()),
  * since an open writer's leaf may still point into it.
@@ -723,7 +724,7 @@ static struct
 	Oid			indexoid;
 	bool		deferrable;
 	IndexInfo  *info;			/* prepared, or NULL: not built yet */
-	bool		per_transaction;	/* not prepared once (see leaf_index_info()) */
+	bool		per_transaction;	/* not prepared once (see ctx_index_info()) */
 }			ctx_index_cache[CTX_INDEX_CACHE];
 static int	ctx_index_cache_len = 0;
 static MemoryContext ctx_index_cxt = NULL;
@@ -1197,7 +1198,7 @@ ctx_index_deferrable(Oid indexoid)
 }
 
 /*
- * The IndexInfo of a context index (deferrable, a btree), its predicate and
+ * The IndexInfo of a deferred context index (a btree), its predicate and
  * key expression prepared as ExecInsertIndexTuples() would prepare them
  * (expression_planner(), then ExecInitQual()/ExecInitExpr() without a
  * parent), once per session instead of once per transaction: with a
@@ -1232,7 +1233,7 @@ index_expr_non_builtin_walker(Node *node, void *context)
 }
 
 static IndexInfo *
-leaf_index_info(Relation index)
+ctx_index_info(Relation index)
 {
 	Oid			indexoid = RelationGetRelid(index);
 	int			i;
@@ -1248,15 +1249,15 @@ leaf_index_info(Relation index)
 		return NULL;
 	if (ctx_index_cache[i].info != NULL)
 		return ctx_index_cache[i].info;
-	if (!ctx_index_cache[i].deferrable || index->rd_rel->relam != BTREE_AM_OID ||
-		index->rd_index->indisunique || index->rd_index->indisexclusion)
+	/* deferrable (the caller's index) is never unique or exclusion */
+	if (index->rd_rel->relam != BTREE_AM_OID)
 	{
 		ctx_index_cache[i].per_transaction = true;
 		return NULL;
 	}
 
 	if (ctx_index_cxt == NULL)
-		ctx_index_cxt = AllocSetContextCreate(TopMemoryContext, "audit_ext leaf indexes",
+		ctx_index_cxt = AllocSetContextCreate(TopMemoryContext, "audit_ext context indexes",
 											  ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(ctx_index_cxt);
 	info = BuildIndexInfo(index);
@@ -1296,13 +1297,14 @@ ctx_index_release(void)
 /*
  * Open one index of the leaf into its ResultRelInfo (arrays sized for all of
  * them); returns its position.  The count goes up at once, so an error in a
- * later open still closes it.
+ * later open still closes it.  deferred: a context index, whose IndexInfo
+ * may come prepared (ctx_index_info()).
  */
 static int
-writer_add_leaf_index(ResultRelInfo *rri, Oid indexoid)
+writer_add_leaf_index(ResultRelInfo *rri, Oid indexoid, bool deferred)
 {
 	Relation	index = index_open(indexoid, RowExclusiveLock);
-	IndexInfo  *info = leaf_index_info(index);
+	IndexInfo  *info = deferred ? ctx_index_info(index) : NULL;
 	int			n = rri->ri_NumIndices;
 
 	rri->ri_IndexRelationDescs[n] = index;
@@ -1337,7 +1339,7 @@ writer_open_leaf_indexes(ResultRelInfo *rri)
 			writer.deferred[writer.ndeferred++] = indexoid;
 			continue;
 		}
-		writer_add_leaf_index(rri, indexoid);
+		writer_add_leaf_index(rri, indexoid, false);
 	}
 	list_free(ids);
 }
@@ -1352,7 +1354,7 @@ writer_open_deferred_indexes(ResultRelInfo *rri)
 	CurrentResourceOwner = writer.owner;
 	while (writer.ndeferred > 0)
 	{
-		int			n = writer_add_leaf_index(rri, writer.deferred[--writer.ndeferred]);
+		int			n = writer_add_leaf_index(rri, writer.deferred[--writer.ndeferred], true);
 
 		/* as writer_set_leaf() does for the others */
 		if (writer_index_has_insert_state(rri, n))
