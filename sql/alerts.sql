@@ -153,6 +153,22 @@ SELECT audit.enable('accounts_a', log_reads => false);
 SELECT log_reads FROM audit.audited_tables WHERE table_name = 'accounts_a';
 SELECT detail FROM audit.event WHERE action = 'ENABLE AUDIT' AND table_name = 'accounts_a' ORDER BY id;
 
+-- The first round takes the events older than the alert state for history,
+-- but only those below the first event of its time: an old event numbered
+-- after a new one (a login queued before CREATE EXTENSION, written by the
+-- worker after the statements that followed it) does not make the new one
+-- history.  The round is held for this transaction (the worker's rounds wait).
+BEGIN;
+SELECT pg_advisory_xact_lock(hashtext('audit_ext'), hashtext('evaluate_alerts'));
+UPDATE audit.alert_state SET high_watermark = NULL, pending = '{}', started_at = now();
+SELECT name FROM audit.create_alert_rule(name => 'r_first_round', class => 'privilege', action => 'GRANT',
+  cooldown => '0');
+INSERT INTO audit.event (event_time, class, action) VALUES (now(), 'privilege', 'GRANT');
+INSERT INTO audit.event (event_time, class, action) VALUES (now() - interval '1 minute', 'auth', 'LOGIN');
+SELECT audit.evaluate_alerts() >= 1 AS fired;
+SELECT rule, count FROM audit.alerts WHERE rule = 'r_first_round';
+ROLLBACK;
+
 -- clean up
 SELECT audit.disable('accounts_a');
 DROP TABLE accounts_a;

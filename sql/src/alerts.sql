@@ -463,8 +463,15 @@ BEGIN
     hi := st.high_watermark;
     IF hi IS NULL THEN
         -- first round: events older than the extension's alert state (a
-        -- restored trail) are history, not news
-        hi := coalesce((SELECT e.id FROM audit.event e WHERE e.event_time < st.started_at
+        -- restored trail) are history, not news; but only those below the
+        -- first event of its time: a login queued before CREATE EXTENSION
+        -- and written by the worker after it is old yet numbered after the
+        -- statements that followed, which the newest old event's id passed
+        -- for good (alerts.sh, CI of 2026-12-07)
+        hi := coalesce((SELECT e.id FROM audit.event e
+                         WHERE e.event_time < st.started_at
+                           AND e.id < coalesce((SELECT n.id FROM audit.event n WHERE n.event_time >= st.started_at
+                                                 ORDER BY n.id LIMIT 1), 9223372036854775807)
                          ORDER BY e.id DESC LIMIT 1), 0);
     END IF;
 
