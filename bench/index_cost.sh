@@ -7,6 +7,9 @@
 #   no_<index>  audit_ext with that one index dropped from every data-event
 #               partition (not a configuration to run: a measurement)
 #   none        audit_ext with no index on the data-event partitions
+#   no_partial  audit_ext without the two partial indexes no OLTP event
+#               enters (key_change_idx, truncate_idx): what opening them in
+#               every transaction costs (fast-path lock slots among it)
 #   all_noav    (only when named in VARIANTS) "all" with autovacuum off on the
 #               data-event partitions: does autovacuum of the trail during
 #               the run explain the indexes' cost?
@@ -31,7 +34,7 @@ CLIENTS=${CLIENTS:-2}
 DIR=/tmp/audit_index_cost
 read -r -a VARIANTS <<<"${VARIANTS:-base all no_id no_record no_actor no_time none}"
 for v in "${VARIANTS[@]}"; do
-    case $v in base | all | no_id | no_record | no_actor | no_time | none | all_noav) ;;
+    case $v in base | all | no_id | no_record | no_actor | no_time | none | no_partial | all_noav) ;;
         *) echo "VARIANTS: unknown variant '$v'" >&2; exit 1 ;; esac
 done
 [[ " ${VARIANTS[*]} " == *" base "* ]] || { echo "VARIANTS must include base" >&2; exit 1; }
@@ -68,6 +71,7 @@ for v in "${VARIANTS[@]}"; do
             no_actor) drop_event_index "$v" actor_idx ;;
             no_time) drop_event_index "$v" time_brin ;;
             none) drop_event_index "$v" "" ;;
+            no_partial) drop_event_index "$v" key_change_idx && drop_event_index "$v" truncate_idx ;;
             all_noav) q -d "$v" -c "SET audit_ext.protect_trail = off" -c "
                 DO \$\$ DECLARE r regclass; BEGIN
                     FOR r IN SELECT relid FROM pg_partition_tree('audit.event_data') WHERE isleaf LOOP

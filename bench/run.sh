@@ -63,6 +63,13 @@ CONTEXT=${CONTEXT:-0}
 # (audit.set_context, is_local), another user, session and request each
 # time, as a pooled web application does, instead of one per connection.
 CTX_PER_TXN=${CTX_PER_TXN:-0}
+# CTX_REQUEST_SESSION (with CTX_PER_TXN=1): random (default), each request
+# from another end-user session and tenant; connection, each connection
+# serves one end-user session (its session, tenant and address) and only
+# the request id changes per transaction, as a client with its own
+# connection (a desktop ERP client, a session-affine pool) sets it.
+CTX_REQUEST_SESSION=${CTX_REQUEST_SESSION:-random}
+case $CTX_REQUEST_SESSION in random | connection) ;; *) echo "CTX_REQUEST_SESSION: random or connection" >&2; exit 1 ;; esac
 CTX_SESSIONS=${CTX_SESSIONS:-shared}
 CTX_TENANT=${CTX_TENANT:-shared}
 # audit_walp (diagnostic, VARIANTS=...): audit_wal with the capture worker
@@ -256,9 +263,11 @@ for v in "${VARIANTS[@]}"; do
     esac
     for t in "${AUDITED_TABLES[@]}"; do enable_trail "$v" "$db" "$t"; done
     if [ "$CTX_PER_TXN" = 1 ] && { [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ]; }; then
+        u='k'   # the end user: the request's random key, or the connection
+        [ "$CTX_REQUEST_SESSION" = connection ] && u='pg_backend_pid()'
         sql "$db" -c "CREATE OR REPLACE FUNCTION bench.begin_request(k integer) RETURNS void LANGUAGE sql VOLATILE AS \$\$
-            SELECT audit.set_context(session_id => 'sess-' || (k % 5000), tenant => 'tenant-' || (k % 50),
-                                     client_ip => ('10.0.' || (k % 200) || '.' || (k % 250))::inet,
+            SELECT audit.set_context(session_id => 'sess-' || ($u % 5000), tenant => 'tenant-' || ($u % 50),
+                                     client_ip => ('10.0.' || ($u % 200) || '.' || ($u % 250))::inet,
                                      user_agent => 'Mozilla/5.0', user_role => 'clerk', request_id => 'req-' || k)
         \$\$" >/dev/null
     fi
@@ -542,7 +551,8 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
     floor_note=""
     [ "$FLOOR" = 1 ] && floor_note="; audit_noidx (diagnostic, FLOOR=1) = audit_ext with no index on the data-event partitions; sql_floor (diagnostic, FLOOR=1) = no trigger, each statement writes (id, now(), to_jsonb(row)) per changed row into an unindexed table itself (WITH ... RETURNING; OLTP: bench/sql_floor.pgbench)"
     [ "$CONTEXT" = 1 ] || [[ " ${VARIANTS[*]} " == *" audit_ctx "* ]] && floor_note+="; audit_ctx (CONTEXT=1) = audit_ext with 20 risk rules and an end-user context on every session (PGOPTIONS -c audit_ext.context=$CTX_JSON): every event (OLTP and bulk) carries the context, the first event of each context run enters its two partial btree indexes (session_id, tenant: audit_ext.context_index_keys), and every event takes a risk from the rules"
-    [ "$CTX_PER_TXN" = 1 ] && floor_note+="; CTX_PER_TXN=1: every variant runs bench/tpcb_request.pgbench (bench.begin_request() first in each transaction); in audit_ctx and audit_ctx_noidx it sets the transaction's own context (audit.set_context, is_local: another session, tenant and request each time), so each transaction is a context run of its own"
+    [ "$CTX_PER_TXN" = 1 ] && [ "$CTX_REQUEST_SESSION" = random ] && floor_note+="; CTX_PER_TXN=1: every variant runs bench/tpcb_request.pgbench (bench.begin_request() first in each transaction); in audit_ctx and audit_ctx_noidx it sets the transaction's own context (audit.set_context, is_local: another session, tenant and request each time), so each transaction is a context run of its own"
+    [ "$CTX_PER_TXN" = 1 ] && [ "$CTX_REQUEST_SESSION" = connection ] && floor_note+="; CTX_PER_TXN=1 CTX_REQUEST_SESSION=connection: every variant runs bench/tpcb_request.pgbench (bench.begin_request() first in each transaction); in audit_ctx and audit_ctx_noidx it sets the transaction's own context (audit.set_context, is_local): the connection's end-user session, tenant and address, a new request id each time"
     echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; audit_wal = audit.enable(..., capture => 'wal') (events written by the capture worker after the commit: its trail bytes/rows in a step count what it had written when the step ended; the drain is below); table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog; audit_walp (diagnostic, when selected) = audit_wal with the capture worker paused during each timed step (audit_ext.wal_capture_pause) and resumed after it: the writer's cost alone, all of the worker's work in its drain; audit_wal0 (diagnostic, when selected) = audit_wal with its capture worker at nice 0 (audit_ext.wal_capture_nice, default 10)$floor_note"
     echo "- Order rotated per cycle; medians over cycles; ratios are ratios of medians, with the ratio within each cycle and its median under each table. WAL = pg_current_wal_lsn() difference; audit bytes = growth of pg_total_relation_size over schema audit (audit_ext) or tlog (table_log); audit rows = events (audit.event_id_seq) or log rows (table_log sequences)."
     echo

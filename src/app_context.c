@@ -248,6 +248,15 @@ audit_assign_context(const char *newval, void *extra)
 }
 
 /*
+ * The keys whose values decide a context run (audit_context_same_run()):
+ * the keys audit.search() can lead with through a context index
+ * (client_ip, session_id, tenant) always, and every key in
+ * audit_ext.context_index_keys.  Bit i is context_keys[i].
+ */
+#define CONTEXT_SEARCH_KEYS ((1 << 0) | (1 << 1) | (1 << 4))
+static int	context_run_keys = CONTEXT_SEARCH_KEYS;
+
+/*
  * audit_ext.context_index_keys: a comma-separated list of documented keys
  * ('' for none), each given a btree on new event partitions
  * (audit.create_event_indexes).
@@ -258,31 +267,92 @@ audit_check_context_index_keys(char **newval, void **extra, GucSource source)
 	char	   *copy;
 	List	   *keys;
 	ListCell   *lc;
+	int			mask = 0;
+	int		   *result;
 
-	if (*newval == NULL || (*newval)[0] == '\0')
-		return true;
-	copy = pstrdup(*newval);
-	if (!SplitIdentifierString(copy, ',', &keys))
+	if (*newval != NULL && (*newval)[0] != '\0')
 	{
-		GUC_check_errdetail("List syntax is invalid.");
-		return false;
-	}
-	foreach(lc, keys)
-	{
-		const char *k = (const char *) lfirst(lc);
-		bool		known = false;
-
-		for (int i = 0; i < (int) N_CONTEXT_KEYS; i++)
-			known |= strcmp(context_keys[i], k) == 0;
-		if (!known)
+		copy = pstrdup(*newval);
+		if (!SplitIdentifierString(copy, ',', &keys))
 		{
-			GUC_check_errdetail("\"%s\" is not a context key.", k);
-			GUC_check_errhint("Index any of client_ip, session_id, user_agent, user_role, tenant, request_id.");
+			GUC_check_errdetail("List syntax is invalid.");
 			return false;
 		}
+		foreach(lc, keys)
+		{
+			const char *k = (const char *) lfirst(lc);
+			bool		known = false;
+
+			for (int i = 0; i < (int) N_CONTEXT_KEYS; i++)
+				if (strcmp(context_keys[i], k) == 0)
+				{
+					known = true;
+					mask |= 1 << i;
+				}
+			if (!known)
+			{
+				GUC_check_errdetail("\"%s\" is not a context key.", k);
+				GUC_check_errhint("Index any of client_ip, session_id, user_agent, user_role, tenant, request_id.");
+				return false;
+			}
+		}
+		list_free(keys);
+		pfree(copy);
 	}
-	list_free(keys);
-	pfree(copy);
+	result = context_guc_malloc(sizeof(int));
+	if (result == NULL)
+		return false;
+	*result = mask;
+	*extra = result;
+	return true;
+}
+
+void
+audit_assign_context_index_keys(const char *newval, void *extra)
+{
+	context_run_keys = CONTEXT_SEARCH_KEYS | (extra ? *(int *) extra : 0);
+}
+
+/*
+ * Do two contexts belong to one context run?  They do when every key of
+ * context_run_keys is absent from both or has the same value in both:
+ * a context that changes only in its request id, user agent or extra keys
+ * (set per request by an application that keeps its end-user session)
+ * continues the run, so it enters no context index.  A search by a key
+ * reads the run's id range and tests every event (audit.search), so only
+ * the keys it leads with, and the indexed ones, must hold across a run.
+ */
+bool
+audit_context_same_run(Jsonb *a, Jsonb *b)
+{
+	if (!JB_ROOT_IS_OBJECT(a) || !JB_ROOT_IS_OBJECT(b))
+		return false;
+	for (int i = 0; i < (int) N_CONTEXT_KEYS; i++)
+	{
+		JsonbValue *va;
+		JsonbValue *vb;
+		bool		same;
+
+		if (!(context_run_keys & (1 << i)))
+			continue;
+		va = getKeyJsonValueFromContainer(&a->root, context_keys[i],
+										  strlen(context_keys[i]), NULL);
+		vb = getKeyJsonValueFromContainer(&b->root, context_keys[i],
+										  strlen(context_keys[i]), NULL);
+		if (va == NULL || vb == NULL)
+			same = va == vb;
+		else if (va->type == jbvString && vb->type == jbvString)
+			same = va->val.string.len == vb->val.string.len &&
+				memcmp(va->val.string.val, vb->val.string.val, va->val.string.len) == 0;
+		else					/* a documented key is a string or null */
+			same = va->type == jbvNull && vb->type == jbvNull;
+		if (va)
+			pfree(va);
+		if (vb)
+			pfree(vb);
+		if (!same)
+			return false;
+	}
 	return true;
 }
 

@@ -425,12 +425,12 @@ _PG_init(void)
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("audit_ext.context_index_keys",
 							   "Context keys that new event partitions index (searches by them, newest first).",
-							   "A comma-separated list of client_ip, session_id, user_agent, user_role, tenant, request_id; the first event of each context run (events of one writer with the same context) enters one btree per indexed key; '' for none. Partitions made from then on follow it.",
+							   "A comma-separated list of client_ip, session_id, user_agent, user_role, tenant, request_id; the first event of each context run (events of one writer whose contexts agree in session_id, tenant, client_ip and the indexed keys) enters one btree per indexed key; '' for none. Partitions made from then on follow it.",
 							   &audit_context_index_keys,
 							   "session_id, tenant",
 							   PGC_SIGHUP,
 							   GUC_LIST_INPUT,
-							   audit_check_context_index_keys, NULL, NULL);
+							   audit_check_context_index_keys, audit_assign_context_index_keys, NULL);
 	DefineCustomStringVariable("audit_ext.context",
 							   "The application's end-user context, as JSON: set it with audit.set_context().",
 							   "Recorded as audit.event.context of every event captured while it is set.",

@@ -356,6 +356,8 @@ extern char *audit_context_text;
 extern int	audit_max_context_bytes;
 extern char *audit_context_index_keys;
 extern bool audit_check_context_index_keys(char **newval, void **extra, GucSource source);
+extern void audit_assign_context_index_keys(const char *newval, void *extra);
+extern bool audit_context_same_run(Jsonb *a, Jsonb *b);
 extern bool audit_check_context(char **newval, void **extra, GucSource source);
 extern void audit_assign_context(const char *newval, void *extra);
 extern bool audit_current_context_datum(Datum *value);

@@ -41,6 +41,7 @@
 #include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "executor/execPartition.h"
@@ -102,9 +103,18 @@ typedef struct BufferedEvent
 	/* the partition key (class, event_time), to skip routing repeats */
 	char		class_name[NAMEDATALEN];	/* "" if too long to keep */
 	TimestampTz event_time;
-	/* may enter a context index: a context, and not continuing a run */
-	bool		ctx_index;
+	/* the deferred indexes it may enter (DEFER_*, writer_open_leaf_indexes()) */
+	uint8		may_enter;
 } BufferedEvent;
+
+/*
+ * Partial indexes of a leaf that the writer opens only for a batch holding
+ * a row that may enter them (see writer_open_leaf_indexes()), by the shape
+ * of their predicate.
+ */
+#define DEFER_CONTEXT	0x01	/* context ? <key> AND context_continues IS NOT TRUE */
+#define DEFER_TRUNCATE	0x02	/* action = 'TRUNCATE' (collation "C") */
+#define DEFER_DETAIL	0x04	/* detail ? <key> */
 
 static EventTableInfo event_table;
 static MemoryContext WriterCacheContext = NULL;
@@ -129,7 +139,10 @@ static void load_event_table(void);
 /*
  * Context runs (1.6).  The context indexes (audit.create_event_indexes())
  * take only the first event of a run: a run is a sequence of events of one
- * chain lane (one writer, one class) with the same context, each within
+ * chain lane (one writer, one class) whose contexts agree with the first
+ * one's in the keys a search leads with and the indexed keys (the same
+ * context, or one that changed only keys such as its request id:
+ * audit_context_same_run()), each within
  * AUDIT_CONTEXT_RUN_IDS ids and AUDIT_CONTEXT_RUN_SECONDS of the run's
  * first event and in its UTC month (so in its partition).  The other
  * events of the run get context_continues = true and enter no context
@@ -203,6 +216,7 @@ audit_context_run_continues(AuditEventValues *ev)
 	Size		len = VARSIZE(ctx);
 	ContextRun *r = NULL;
 	bool		continues;
+	bool		same_bytes;
 
 	for (int i = 0; i < AUDIT_CONTEXT_RUN_SLOTS; i++)
 		if (context_runs[i].lane == lane)
@@ -214,12 +228,18 @@ audit_context_run_continues(AuditEventValues *ev)
 		id > r->first_id && id - r->first_id <= AUDIT_CONTEXT_RUN_IDS &&
 		t >= r->first_time &&
 		t - r->first_time <= (int64) AUDIT_CONTEXT_RUN_SECONDS * USECS_PER_SEC &&
-		t < r->month_end &&
-		r->len == len && memcmp(r->context, ctx, len) == 0;
+		t < r->month_end;
+	same_bytes = continues && r->len == len && memcmp(r->context, ctx, len) == 0;
+	if (continues && !same_bytes)
+		continues = audit_context_same_run((Jsonb *) r->context, ctx);
 
-	if (!continues)
+	if (!continues || !same_bytes)
 	{
-		/* a new run starts here */
+		/*
+		 * A new run starts here, or the run goes on with a context that
+		 * differs only outside the run's keys: keep the newest context, so
+		 * that the next event with it compares its bytes alone.
+		 */
 		if (r == NULL)
 		{
 			r = &context_runs[context_run_victim];
@@ -234,10 +254,13 @@ audit_context_run_continues(AuditEventValues *ev)
 		}
 		memcpy(r->context, ctx, len);
 		r->len = len;
-		r->lane = lane;
-		r->first_id = id;
-		r->first_time = t;
-		r->month_end = next_utc_month(t);
+		if (!continues)
+		{
+			r->lane = lane;
+			r->first_id = id;
+			r->first_time = t;
+			r->month_end = next_utc_month(t);
+		}
 	}
 	if ((Pointer) ctx != DatumGetPointer(ev->values[AC_CONTEXT]))
 		pfree(ctx);
@@ -596,8 +619,18 @@ audit_event_emit(AuditEventValues *ev)
 			buffer[buffer_len].class_name[0] = '\0';
 		buffer[buffer_len].event_time = DatumGetTimestampTz(ev->values[AC_EVENT_TIME]);
 	}
-	buffer[buffer_len].ctx_index = !ev->nulls[AC_CONTEXT] &&
-		(ev->nulls[AC_CONTEXT_CONTINUES] || !DatumGetBool(ev->values[AC_CONTEXT_CONTINUES]));
+	buffer[buffer_len].may_enter = 0;
+	if (!ev->nulls[AC_CONTEXT] &&
+		(ev->nulls[AC_CONTEXT_CONTINUES] || !DatumGetBool(ev->values[AC_CONTEXT_CONTINUES])))
+		buffer[buffer_len].may_enter |= DEFER_CONTEXT;
+	if (!ev->nulls[AC_DETAIL])
+		buffer[buffer_len].may_enter |= DEFER_DETAIL;
+	{
+		text	   *act = DatumGetTextPP(ev->values[AC_ACTION]);
+
+		if (VARSIZE_ANY_EXHDR(act) == 8 && memcmp(VARDATA_ANY(act), "TRUNCATE", 8) == 0)
+			buffer[buffer_len].may_enter |= DEFER_TRUNCATE;
+	}
 	buffer_len++;
 	buffer_bytes += tup->t_len;
 	pfree(values);
@@ -702,17 +735,20 @@ typedef struct WriterState
 	MemoryContext insert_cxt;	/* index AMs' insert state of one batch (17+) */
 	Oid			rels[WRITER_MAX_RELS];	/* relations whose change makes us stale */
 	int			nrels;
-	/* context indexes of the direct leaf not opened yet (see below) */
+	/* partial indexes of the direct leaf not opened yet (see below) */
 	Oid			deferred[WRITER_MAX_RELS];
+	uint8		deferred_kind[WRITER_MAX_RELS];
 	int			ndeferred;
+	uint8		deferred_kinds; /* the DEFER_* kinds among them */
 } WriterState;
 
 static WriterState writer;
 
 /*
  * The indexes of the leaves the writer writes directly: whether it may defer
- * one (a context index, writer_open_leaf_indexes()), and the IndexInfo of a
- * deferred context index prepared once for the session (ctx_index_info()).
+ * one (a partial index of a known shape, writer_open_leaf_indexes()), and the
+ * IndexInfo of a deferred index prepared once for the session
+ * (ctx_index_info()).
  * The prepared
  * states live in ctx_index_cxt; after an invalidation forgets the entries,
  * the memory is reset only once the writer has closed (ctx_index_release()),
@@ -722,7 +758,7 @@ static WriterState writer;
 static struct
 {
 	Oid			indexoid;
-	bool		deferrable;
+	uint8		defer_kind;		/* DEFER_*, 0: always opened */
 	IndexInfo  *info;			/* prepared, or NULL: not built yet */
 	bool		per_transaction;	/* not prepared once (see ctx_index_info()) */
 }			ctx_index_cache[CTX_INDEX_CACHE];
@@ -1105,16 +1141,23 @@ writer_open_routing(void)
 }
 
 /*
- * Context indexes are opened only when an event needs them.  Only the first
- * event of a context run enters them (audit_context_run_continues()), so
- * most transactions of a session that keeps its context insert nothing
+ * Partial indexes are opened only when an event may enter them.  Only the
+ * first event of a context run enters a context index
+ * (audit_context_run_continues()), and only TRUNCATEs and key changes the
+ * TRUNCATE and key-change indexes, so most transactions insert nothing
  * there, yet opening an index, building its IndexInfo, preparing its
  * predicate and closing it cost about as much per transaction as an entry
- * (perf, docs/performance.md "Context runs").  An index is deferred only
- * when its predicate is the one audit.create_event_indexes() gives it,
- * "context ? <key> AND context_continues IS NOT TRUE": a row without a
- * context, or that continues a run, cannot satisfy it, and the writer opens
- * the deferred indexes before a batch holding any other row.  The verdict
+ * (perf, docs/performance.md "Context runs"), and its lock takes one of the
+ * backend's 16 fast-path slots: an audited pgbench transaction with a
+ * context took 18 relation locks, so the last ones went through the shared
+ * lock table (docs/performance.md, stop 34).  An index is deferred only
+ * when its predicate is one of the shapes audit.create_event_indexes()
+ * gives: "context ? <key> AND context_continues IS NOT TRUE" (a row
+ * without a context, or that continues a run, cannot satisfy it),
+ * "action = 'TRUNCATE'" under collation "C" (byte equality), or
+ * "detail ? <key>" (a row without a detail cannot).  The writer opens the
+ * deferred indexes of a kind before a batch row that may enter them
+ * (BufferedEvent.may_enter, a superset of the rows that do).  The verdict
  * per index is kept for the session and forgotten on any relcache
  * invalidation.
  */
@@ -1129,7 +1172,19 @@ is_var_attno(Node *node, int attno)
 	return node && IsA(node, Var) && ((Var *) node)->varattno == attno;
 }
 
+/* clause c is "<attno> OP <constant>" with OP's function funcid */
 static bool
+is_op_var_const(Node *c, Oid funcid, int attno)
+{
+	return IsA(c, OpExpr) &&
+		list_length(((OpExpr *) c)->args) == 2 &&
+		get_opcode(((OpExpr *) c)->opno) == funcid &&
+		is_var_attno((Node *) linitial(((OpExpr *) c)->args), attno) &&
+		IsA(lsecond(((OpExpr *) c)->args), Const) &&
+		!((Const *) lsecond(((OpExpr *) c)->args))->constisnull;
+}
+
+static uint8
 ctx_index_deferrable_uncached(Oid indexoid)
 {
 	HeapTuple	tup;
@@ -1140,25 +1195,43 @@ ctx_index_deferrable_uncached(Oid indexoid)
 	bool		has_key = false;
 	int			ctx_attno = event_table.attno[AC_CONTEXT] + 1;
 	int			flag_attno = event_table.attno[AC_CONTEXT_CONTINUES] + 1;
+	int			action_attno = event_table.attno[AC_ACTION] + 1;
+	int			detail_attno = event_table.attno[AC_DETAIL] + 1;
 	List	   *clauses;
 	ListCell   *lc;
 
-	if (ctx_attno <= 0 || flag_attno <= 0)
-		return false;
 	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
 	if (!HeapTupleIsValid(tup))
-		return false;
+		return 0;
 	idx = (Form_pg_index) GETSTRUCT(tup);
 	d = SysCacheGetAttr(INDEXRELID, tup, Anum_pg_index_indpred, &isnull);
 	if (isnull || idx->indisunique || idx->indisexclusion)
 	{
 		ReleaseSysCache(tup);
-		return false;
+		return 0;
 	}
 	clauses = make_ands_implicit((Expr *) stringToNode(TextDatumGetCString(d)));
 	ReleaseSysCache(tup);
-	if (list_length(clauses) != 2)
-		return false;
+	if (list_length(clauses) == 1)
+	{
+		Node	   *c = (Node *) linitial(clauses);
+
+		if (action_attno > 0 && is_op_var_const(c, F_TEXTEQ, action_attno) &&
+			((OpExpr *) c)->inputcollid == C_COLLATION_OID)
+		{
+			Const	   *k = (Const *) lsecond(((OpExpr *) c)->args);
+
+			/* the shape is not enough: the constant must be 'TRUNCATE' */
+			if (k->consttype == TEXTOID &&
+				strcmp(TextDatumGetCString(k->constvalue), "TRUNCATE") == 0)
+				return DEFER_TRUNCATE;
+		}
+		if (detail_attno > 0 && is_op_var_const(c, F_JSONB_EXISTS, detail_attno))
+			return DEFER_DETAIL;
+		return 0;
+	}
+	if (list_length(clauses) != 2 || ctx_attno <= 0 || flag_attno <= 0)
+		return 0;
 	foreach(lc, clauses)
 	{
 		Node	   *c = (Node *) lfirst(lc);
@@ -1167,29 +1240,25 @@ ctx_index_deferrable_uncached(Oid indexoid)
 			((BooleanTest *) c)->booltesttype == IS_NOT_TRUE &&
 			is_var_attno((Node *) ((BooleanTest *) c)->arg, flag_attno))
 			has_flag = true;
-		else if (IsA(c, OpExpr) &&
-				 list_length(((OpExpr *) c)->args) == 2 &&
-				 get_opcode(((OpExpr *) c)->opno) == F_JSONB_EXISTS &&
-				 is_var_attno((Node *) linitial(((OpExpr *) c)->args), ctx_attno) &&
-				 IsA(lsecond(((OpExpr *) c)->args), Const))
+		else if (is_op_var_const(c, F_JSONB_EXISTS, ctx_attno))
 			has_key = true;
 	}
-	return has_flag && has_key;
+	return has_flag && has_key ? DEFER_CONTEXT : 0;
 }
 
-static bool
+static uint8
 ctx_index_deferrable(Oid indexoid)
 {
-	bool		v;
+	uint8		v;
 
 	for (int i = 0; i < ctx_index_cache_len; i++)
 		if (ctx_index_cache[i].indexoid == indexoid)
-			return ctx_index_cache[i].deferrable;
+			return ctx_index_cache[i].defer_kind;
 	v = ctx_index_deferrable_uncached(indexoid);
 	if (ctx_index_cache_len < CTX_INDEX_CACHE)
 	{
 		ctx_index_cache[ctx_index_cache_len].indexoid = indexoid;
-		ctx_index_cache[ctx_index_cache_len].deferrable = v;
+		ctx_index_cache[ctx_index_cache_len].defer_kind = v;
 		ctx_index_cache[ctx_index_cache_len].info = NULL;
 		ctx_index_cache[ctx_index_cache_len].per_transaction = false;
 		ctx_index_cache_len++;
@@ -1198,20 +1267,18 @@ ctx_index_deferrable(Oid indexoid)
 }
 
 /*
- * The IndexInfo of a deferred context index (a btree), its predicate and
+ * The IndexInfo of a deferred index (a btree), its predicate and
  * key expression prepared as ExecInsertIndexTuples() would prepare them
  * (expression_planner(), then ExecInitQual()/ExecInitExpr() without a
  * parent), once per session instead of once per transaction: with a
  * context per request every transaction starts a run and opened both
- * indexes, built their IndexInfo and prepared them again, about 10 µs of
- * backend CPU (docs/performance.md, stop 33).  The same for the leaf's
- * other btrees (the TRUNCATE and key-change indexes) did not show in the
- * same measurement and is not done.  A btree keeps nothing in the
+ * context indexes, built their IndexInfo and prepared them again, about
+ * 10 µs of backend CPU (docs/performance.md, stop 33).  A btree keeps nothing in the
  * IndexInfo between inserts (ii_AmCache); the definition of an index never
  * changes under its OID, and any invalidation forgets the entry all the
  * same.  The executor checks the right to call an expression's functions
  * when it prepares it, so a state prepared once for the session must call
- * built-in functions only (everyone may call them); a context index of a
+ * built-in functions only (everyone may call them); a deferred index of a
  * DBA's own whose predicate or key calls any other function is prepared in
  * each transaction, as before.  NULL: not cached, the caller builds its
  * own.
@@ -1257,7 +1324,7 @@ ctx_index_info(Relation index)
 	}
 
 	if (ctx_index_cxt == NULL)
-		ctx_index_cxt = AllocSetContextCreate(TopMemoryContext, "audit_ext context indexes",
+		ctx_index_cxt = AllocSetContextCreate(TopMemoryContext, "audit_ext deferred indexes",
 											  ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(ctx_index_cxt);
 	info = BuildIndexInfo(index);
@@ -1297,8 +1364,8 @@ ctx_index_release(void)
 /*
  * Open one index of the leaf into its ResultRelInfo (arrays sized for all of
  * them); returns its position.  The count goes up at once, so an error in a
- * later open still closes it.  deferred: a context index, whose IndexInfo
- * may come prepared (ctx_index_info()).
+ * later open still closes it.  deferred: a deferred partial index, whose
+ * IndexInfo may come prepared (ctx_index_info()).
  */
 static int
 writer_add_leaf_index(ResultRelInfo *rri, Oid indexoid, bool deferred)
@@ -1313,7 +1380,7 @@ writer_add_leaf_index(ResultRelInfo *rri, Oid indexoid, bool deferred)
 	return n;
 }
 
-/* ExecOpenIndices() for a leaf written directly, less the context indexes. */
+/* ExecOpenIndices() for a leaf written directly, less the deferred indexes. */
 static void
 writer_open_leaf_indexes(ResultRelInfo *rri)
 {
@@ -1323,6 +1390,7 @@ writer_open_leaf_indexes(ResultRelInfo *rri)
 
 	rri->ri_NumIndices = 0;
 	writer.ndeferred = 0;
+	writer.deferred_kinds = 0;
 	if (!RelationGetForm(rel)->relhasindex)
 		return;
 	ids = RelationGetIndexList(rel);
@@ -1333,10 +1401,13 @@ writer_open_leaf_indexes(ResultRelInfo *rri)
 	foreach(lc, ids)
 	{
 		Oid			indexoid = lfirst_oid(lc);
+		uint8		kind;
 
-		if (writer.ndeferred < WRITER_MAX_RELS && ctx_index_deferrable(indexoid))
+		if (writer.ndeferred < WRITER_MAX_RELS && (kind = ctx_index_deferrable(indexoid)) != 0)
 		{
+			writer.deferred_kind[writer.ndeferred] = kind;
 			writer.deferred[writer.ndeferred++] = indexoid;
+			writer.deferred_kinds |= kind;
 			continue;
 		}
 		writer_add_leaf_index(rri, indexoid, false);
@@ -1344,22 +1415,40 @@ writer_open_leaf_indexes(ResultRelInfo *rri)
 	list_free(ids);
 }
 
-/* Open the deferred context indexes: a batch holds a row that may enter them. */
+/*
+ * Open the deferred indexes of the given kinds: a batch holds a row that may
+ * enter them.  The others stay deferred.
+ */
 static void
-writer_open_deferred_indexes(ResultRelInfo *rri)
+writer_open_deferred_indexes(ResultRelInfo *rri, uint8 kinds)
 {
 	MemoryContext old = MemoryContextSwitchTo(writer.estate->es_query_cxt);
 	ResourceOwner save = CurrentResourceOwner;
+	int			i = 0;
 
 	CurrentResourceOwner = writer.owner;
-	while (writer.ndeferred > 0)
+	while (i < writer.ndeferred)
 	{
-		int			n = writer_add_leaf_index(rri, writer.deferred[--writer.ndeferred], true);
+		Oid			indexoid = writer.deferred[i];
+		int			n;
 
+		if (!(writer.deferred_kind[i] & kinds))
+		{
+			i++;
+			continue;
+		}
+		/* off the list first: an error in the open must not open it twice */
+		writer.ndeferred--;
+		writer.deferred[i] = writer.deferred[writer.ndeferred];
+		writer.deferred_kind[i] = writer.deferred_kind[writer.ndeferred];
+		n = writer_add_leaf_index(rri, indexoid, true);
 		/* as writer_set_leaf() does for the others */
 		if (writer_index_has_insert_state(rri, n))
 			rri->ri_IndexRelationInfo[n]->ii_Context = writer.insert_cxt;
 	}
+	writer.deferred_kinds = 0;
+	for (i = 0; i < writer.ndeferred; i++)
+		writer.deferred_kinds |= writer.deferred_kind[i];
 	CurrentResourceOwner = save;
 	MemoryContextSwitchTo(old);
 }
@@ -1743,8 +1832,8 @@ audit_flush_events(void)
 				MemoryContextSwitchTo(old);
 			}
 
-			if (buffer[i].ctx_index && leaf == writer.direct && writer.ndeferred > 0)
-				writer_open_deferred_indexes(leaf);
+			if ((buffer[i].may_enter & writer.deferred_kinds) && leaf == writer.direct)
+				writer_open_deferred_indexes(leaf, buffer[i].may_enter);
 			dst = writer.slots[n++];
 			buffer_bytes -= tup->t_len;
 			buffer[i].tuple = NULL;

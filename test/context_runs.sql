@@ -1,9 +1,9 @@
 -- pgTAP: context runs (1.6).  Only the first event of a run of events with
--- the same context (one writer, one class, within 64 ids, an hour and a
+-- the same context keys (one writer, one class, within 64 ids, an hour and a
 -- month) enters the context indexes; audit.search() finds the others from
 -- it.  Transactions here commit and roll back for real (runs end at an
 -- abort), so the names are this file's own and its table is dropped.
-SELECT plan(31);
+SELECT plan(41);
 
 CREATE TEMP TABLE mark AS SELECT coalesce(max(id), 0) AS id FROM audit.event;
 CREATE TABLE crun_t (id int PRIMARY KEY, v text);
@@ -56,12 +56,70 @@ INSERT INTO crun_t VALUES (7, 'g');
 SELECT is((SELECT array_agg((record_id ->> 'id') || ':' || context_continues ORDER BY id) FROM audit.event
             WHERE id > (SELECT id FROM mark) AND class = 'data' AND record_id IN ('{"id": 6}', '{"id": 7}')),
           ARRAY['6:false', '7:false'], 'a change of context starts a run, so does the change back');
--- a context that differs in any key (here a request id) is another run
+-- a context that changes only outside the run's keys (a request id, user
+-- agent, user role, extra keys: an application that sets its user's
+-- context per request) continues the run; a change of a key audit.search()
+-- leads with (session_id, tenant, client_ip) starts one
 SELECT audit.set_context(actor => 'run-alice', session_id => 'RUN-1', tenant => 'run-t', request_id => 'r-1', is_local => false);
 UPDATE crun_t SET v = 'g2' WHERE id = 7;
-SELECT is((SELECT context_continues FROM audit.event
+SELECT audit.set_context(actor => 'run-alice', session_id => 'RUN-1', tenant => 'run-t', request_id => 'r-2',
+                         user_agent => 'curl', user_role => 'clerk', extra => '{"screen": "orders"}', is_local => false);
+UPDATE crun_t SET v = 'g2b' WHERE id = 7;
+SELECT audit.set_context(actor => 'run-alice', session_id => 'RUN-1', tenant => 'run-t', request_id => 'r-3',
+                         client_ip => '192.0.2.7', is_local => false);
+UPDATE crun_t SET v = 'g2c' WHERE id = 7;
+SELECT audit.set_context(actor => 'run-alice', session_id => 'RUN-1', tenant => 'run-t2', request_id => 'r-4',
+                         client_ip => '192.0.2.7', is_local => false);
+UPDATE crun_t SET v = 'g2d' WHERE id = 7;
+SELECT audit.set_context(actor => 'run-alice', session_id => 'RUN-1b', tenant => 'run-t2', request_id => 'r-5',
+                         client_ip => '192.0.2.7', is_local => false);
+UPDATE crun_t SET v = 'g2e' WHERE id = 7;
+SELECT audit.set_context(actor => 'run-alice', session_id => 'RUN-1b', tenant => 'run-t2', request_id => 'r-6',
+                         client_ip => '192.0.2.7', user_role => 'admin', is_local => false);
+UPDATE crun_t SET v = 'g2f' WHERE id = 7;
+SELECT is((SELECT array_agg((new_data ->> 'v') || ':' || context_continues ORDER BY id) FROM audit.event
             WHERE id > (SELECT id FROM mark) AND class = 'data' AND record_id = '{"id": 7}' AND action = 'UPDATE'),
-          false, 'a context differing in one key starts a run');
+          ARRAY['g2:true', 'g2b:true', 'g2c:false', 'g2d:false', 'g2e:false', 'g2f:true'],
+          'request id, user agent, user role and extra keys continue a run; client_ip, tenant and session_id start one');
+SELECT is((SELECT array_agg(s.new_data ->> 'v' ORDER BY s.id) FROM audit.search(session_id => 'RUN-1', action => 'UPDATE') s
+            WHERE s.id > (SELECT id FROM mark) AND s.new_data ->> 'v' LIKE 'g2%'),
+          ARRAY['g2', 'g2b', 'g2c', 'g2d'], 'search(session_id) finds the events of a run whose request ids differ');
+SELECT is((SELECT array_agg(s.new_data ->> 'v' ORDER BY s.id) FROM audit.search(client_ip => '192.0.2.7', action => 'UPDATE') s
+            WHERE s.id > (SELECT id FROM mark)),
+          ARRAY['g2c', 'g2d', 'g2e', 'g2f'], 'search(client_ip) finds them from the runs'' starts');
+SELECT is((SELECT array_agg(s.new_data ->> 'v' ORDER BY s.id) FROM audit.search(tenant => 'run-t2', action => 'UPDATE') s
+            WHERE s.id > (SELECT id FROM mark)),
+          ARRAY['g2d', 'g2e', 'g2f'], 'search(tenant) too');
+-- a key named in audit_ext.context_index_keys decides runs as well (a
+-- reload applies it between statements)
+ALTER SYSTEM SET audit_ext.context_index_keys = 'session_id, tenant, user_role';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.2) WHERE current_setting('audit_ext.context_index_keys') NOT LIKE '%user_role%';
+SELECT pg_sleep(0.5) WHERE current_setting('audit_ext.context_index_keys') NOT LIKE '%user_role%';
+SELECT pg_sleep(1) WHERE current_setting('audit_ext.context_index_keys') NOT LIKE '%user_role%';
+SELECT pg_sleep(2) WHERE current_setting('audit_ext.context_index_keys') NOT LIKE '%user_role%';
+SELECT audit.set_context(actor => 'run-alice', session_id => 'RUN-1b', tenant => 'run-t2', request_id => 'r-7',
+                         client_ip => '192.0.2.7', user_role => 'clerk', is_local => false);
+UPDATE crun_t SET v = 'g2g' WHERE id = 7;
+SELECT audit.set_context(actor => 'run-alice', session_id => 'RUN-1b', tenant => 'run-t2', request_id => 'r-8',
+                         client_ip => '192.0.2.7', user_role => 'clerk', user_agent => 'wget', is_local => false);
+UPDATE crun_t SET v = 'g2h' WHERE id = 7;
+ALTER SYSTEM RESET audit_ext.context_index_keys;
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.2) WHERE current_setting('audit_ext.context_index_keys') LIKE '%user_role%';
+SELECT pg_sleep(0.5) WHERE current_setting('audit_ext.context_index_keys') LIKE '%user_role%';
+SELECT pg_sleep(1) WHERE current_setting('audit_ext.context_index_keys') LIKE '%user_role%';
+SELECT pg_sleep(2) WHERE current_setting('audit_ext.context_index_keys') LIKE '%user_role%';
+SELECT audit.set_context(actor => 'run-alice', session_id => 'RUN-1b', tenant => 'run-t2', request_id => 'r-9',
+                         client_ip => '192.0.2.7', user_role => 'auditor', is_local => false);
+UPDATE crun_t SET v = 'g2i' WHERE id = 7;
+SELECT is((SELECT array_agg((new_data ->> 'v') || ':' || context_continues ORDER BY id) FROM audit.event
+            WHERE id > (SELECT id FROM mark) AND class = 'data' AND record_id = '{"id": 7}' AND action = 'UPDATE'
+              AND new_data ->> 'v' IN ('g2g', 'g2h', 'g2i')),
+          ARRAY['g2g:false', 'g2h:true', 'g2i:true'],
+          'with user_role indexed a change of it starts a run; with the setting reset it does not');
+SELECT audit.set_context(actor => 'run-alice', session_id => 'RUN-1', tenant => 'run-t', request_id => 'r-1', is_local => false);
+UPDATE crun_t SET v = 'g2j' WHERE id = 7;
 
 -- each class has its own run: an application event in the same transaction
 BEGIN;
@@ -214,12 +272,46 @@ SELECT is((SELECT count(*) FROM audit.event WHERE context ? 'tenant' AND public.
               AND context_continues IS NOT TRUE AND class = 'data' AND id > (SELECT id FROM mark)),
           12::bigint, 'an index of the DBA''s own with another key holds the requests written after it');
 RESET enable_seqscan;
+-- the TRUNCATE and key-change indexes are deferred the same way (stop 34):
+-- a transaction whose events enter neither does not open (nor lock) them,
+-- so an audited pgbench transaction keeps its relation locks within the 16
+-- fast-path slots.  A statement of more than 1000 events flushes in the
+-- middle of the transaction, so its locks can be seen here.
+SELECT audit.clear_context();
+CREATE TABLE crun_d (id int PRIMARY KEY, v text);
+SELECT audit.enable('crun_d');
+CREATE FUNCTION pg_temp.crun_locked(pattern text) RETURNS bigint LANGUAGE sql AS
+  $$SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+     WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND c.relname ~ pattern$$;
+BEGIN;
+INSERT INTO crun_d SELECT g, 'x' FROM generate_series(1, 1200) g;
+SELECT is(pg_temp.crun_locked('^event_data_p[0-9]+_(truncate|key_change|ctx_.*)_idx$'), 0::bigint,
+          'a flush of plain INSERTs opens none of the deferred indexes');
+SELECT is(pg_temp.crun_locked('^event_data_p[0-9]+_(id|actor|record)_idx$'), 3::bigint, '... but the others');
+UPDATE crun_d SET id = 5000 WHERE id = 1;
+INSERT INTO crun_d SELECT g, 'y' FROM generate_series(2000, 3100) g;
+SELECT is(pg_temp.crun_locked('^event_data_p[0-9]+_key_change_idx$') || '/' || pg_temp.crun_locked('^event_data_p[0-9]+_truncate_idx$'), '1/0',
+          'a key change in a batch opens the key-change index, not the TRUNCATE index');
+TRUNCATE crun_d;
+INSERT INTO crun_d SELECT g, 'z' FROM generate_series(1, 1100) g;
+SELECT is(pg_temp.crun_locked('^event_data_p[0-9]+_truncate_idx$'), 1::bigint, 'a TRUNCATE in a batch opens the TRUNCATE index');
+COMMIT;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT is((SELECT count(*) FROM audit.event WHERE class = 'data' AND action = 'TRUNCATE' AND table_name = 'crun_d'
+              AND id > (SELECT id FROM mark)), 1::bigint, 'the TRUNCATE is found through its index');
+SELECT is((SELECT count(*) FROM audit.event WHERE class = 'data' AND detail ? 'new_record_id' AND table_name = 'crun_d'
+              AND id > (SELECT id FROM mark)), 1::bigint, 'the key change is found through its index');
+RESET enable_bitmapscan;
+RESET enable_seqscan;
+
 -- amcheck (contrib) checks that every row of the partition that satisfies a
--- context index's predicate has its entry, with the key its expression gives
+-- deferred index's predicate has its entry, with the key its expression gives
 CREATE EXTENSION IF NOT EXISTS amcheck;
 SELECT lives_ok($$SELECT bt_index_check(c.oid, true) FROM pg_class c
-                   WHERE c.relname LIKE 'event\_data\_p%\_ctx\_%\_idx' OR c.relname LIKE 'event\_app\_p%\_ctx\_%\_idx'$$,
-                'bt_index_check(heapallindexed): the context indexes hold exactly the rows their predicate takes');
+                   WHERE c.relname LIKE 'event\_data\_p%\_ctx\_%\_idx' OR c.relname LIKE 'event\_app\_p%\_ctx\_%\_idx'
+                      OR c.relname ~ '^event_data_p[0-9]+_(truncate|key_change)_idx$'$$,
+                'bt_index_check(heapallindexed): the deferred indexes hold exactly the rows their predicate takes');
 
 -- an event whose flag is NULL (written by an older version, or by hand) is
 -- found through the index by itself
@@ -229,5 +321,6 @@ SELECT is((SELECT count(*) FROM audit.event WHERE context_continues IS NULL AND 
 DROP INDEX audit.:"crun_low_idx";
 DROP FUNCTION crun_lower(text);
 DROP TABLE crun_t;
+DROP TABLE crun_d;
 SELECT audit.clear_context();
 SELECT * FROM finish();

@@ -94,7 +94,7 @@ COMMENT ON COLUMN audit.event.table_identity IS
 COMMENT ON COLUMN audit.event.context IS 'The application''s context when the event was captured (NULL: none set)';
 COMMENT ON COLUMN audit.event.risk IS 'Risk level of the event: low, medium, high or critical (NULL: not rated)';
 COMMENT ON COLUMN audit.event.context_continues IS
-    'Storage, not hashed: true when the event has the same context as an earlier event of its writer (within 64 ids and an hour, same class and month) and so is found through that event by the context indexes; false for the first event of such a run; NULL otherwise';
+    'Storage, not hashed: true when the event continues the context run of an earlier event of its writer (the same session_id, tenant, client_ip and indexed context keys, within 64 ids and an hour, same class and month) and so is found through that event by the context indexes; false for the first event of such a run; NULL otherwise';
 
 -- Indexes live on each leaf partition, not on the partitioned parents: a
 -- parent index owned by the extension would make pg_restore collide with the

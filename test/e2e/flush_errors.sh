@@ -115,9 +115,9 @@ SQL
 
 # The last index of a partition: the leaf and its other indexes are open
 # when its lock is awaited.
-last_index() {   # database, partition[, LIKE pattern the index name must not match]
+last_index() {   # database, partition[, regular expression the index name must not match]
     q -d "$1" -c "SELECT indexrelid::regclass FROM pg_index WHERE indrelid = '$2'::regclass
-                   AND indexrelid::regclass::text NOT LIKE '${3:-}' ORDER BY indexrelid DESC LIMIT 1"
+                   AND indexrelid::regclass::text !~ '${3:-^$}' ORDER BY indexrelid DESC LIMIT 1"
 }
 
 ok_case='xmin newer than the other transaction'
@@ -142,9 +142,10 @@ is "$(events_of $DB 200000)" "200000|200000" "after the EXCEPTION block: its eve
 
 # Another session holds the leaf's last index (ACCESS EXCLUSIVE): a lock
 # timeout after the leaf and its other indexes were opened.  The context
-# indexes are opened only for an event that may enter them (stop 32): the
-# last of the others here, a context index below.
-IDX=$(last_index $DB "$LEAF" '%\_ctx\_%')
+# indexes (stop 32) and the TRUNCATE and key-change indexes (stop 34) are
+# opened only for an event that may enter them: the last of the others
+# here, a context index below.
+IDX=$(last_index $DB "$LEAF" '_(ctx_.*|truncate|key_change)_idx$')
 out=$(savepoint_case $DB "SET LOCAL lock_timeout = '200ms';
 INSERT INTO f SELECT g, 'cancelled' FROM generate_series(300002, 301500) g;" "$LEAF" 300000 "$IDX")
 is "$out" $'ERROR:  canceling statement due to lock timeout\n'"$ok_case" \
