@@ -50,6 +50,16 @@ int			audit_max_context_bytes = 1024;
 char	   *audit_context_index_keys = NULL;
 static Jsonb *context_jsonb = NULL;	/* the GUC's extra, malloc'd */
 
+/*
+ * The context audit.set_context() is setting, built and checked by it, and
+ * its text: the check hook takes it as it is instead of parsing the text
+ * again (about 5 µs of a 13 µs call, perf).  Set only around that one
+ * set_config_option() call; any other way of setting audit_ext.context
+ * (SET, set_config(), PGOPTIONS) is parsed and checked in full.
+ */
+static Jsonb *pending_context = NULL;
+static const char *pending_context_text = NULL;
+
 /* the documented keys, in the order of set_context's arguments */
 static const char *const context_keys[] = {
 	"client_ip", "session_id", "user_agent", "user_role", "tenant", "request_id"
@@ -151,6 +161,17 @@ audit_check_context(char **newval, void **extra, GucSource source)
 	if (*newval == NULL || (*newval)[0] == '\0')
 	{
 		*extra = NULL;
+		return true;
+	}
+	if (pending_context != NULL && pending_context_text != NULL &&
+		strcmp(*newval, pending_context_text) == 0)
+	{
+		/* audit.set_context()'s own: canonical text, every rule checked */
+		copy = context_guc_malloc(VARSIZE(pending_context));
+		if (copy == NULL)
+			return false;
+		memcpy(copy, pending_context, VARSIZE(pending_context));
+		*extra = copy;
 		return true;
 	}
 	j = parse_jsonb_soft(*newval);
@@ -462,7 +483,23 @@ audit_set_context(PG_FUNCTION_ARGS)
 				 errdetail("Every event captured while the context is set carries it."),
 				 errhint("Keep the context to identifiers; record particulars in an event's detail.")));
 
-	set_guc("audit_ext.context", ctx_text, is_local);
+	if (ctx_text[0] == '\0')
+		set_guc("audit_ext.context", ctx_text, is_local);
+	else
+	{
+		pending_context = j;
+		pending_context_text = ctx_text;
+		PG_TRY();
+		{
+			set_guc("audit_ext.context", ctx_text, is_local);
+		}
+		PG_FINALLY();
+		{
+			pending_context = NULL;
+			pending_context_text = NULL;
+		}
+		PG_END_TRY();
+	}
 	if (!PG_ARGISNULL(0))
 		set_guc("audit_ext.actor", text_to_cstring(PG_GETARG_TEXT_PP(0)), is_local);
 	PG_RETURN_VOID();
