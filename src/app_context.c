@@ -59,6 +59,7 @@ static Jsonb *context_jsonb = NULL;	/* the GUC's extra, malloc'd */
  */
 static Jsonb *pending_context = NULL;
 static const char *pending_context_text = NULL;
+static bool pending_context_local = true;
 
 /* the documented keys, in the order of set_context's arguments */
 static const char *const context_keys[] = {
@@ -412,6 +413,29 @@ set_guc(const char *name, const char *value, bool is_local)
 }
 
 /*
+ * Set audit_ext.context to a context set_context() has built and checked,
+ * handing it to the check hook (pending_context).  Nothing of the caller's
+ * lives across the PG_TRY (gcc 14's -Wclobbered).
+ */
+static void
+set_checked_context(Jsonb *j, const char *text, bool is_local)
+{
+	pending_context = j;
+	pending_context_text = text;
+	pending_context_local = is_local;
+	PG_TRY();
+	{
+		set_guc("audit_ext.context", pending_context_text, pending_context_local);
+	}
+	PG_FINALLY();
+	{
+		pending_context = NULL;
+		pending_context_text = NULL;
+	}
+	PG_END_TRY();
+}
+
+/*
  * audit.set_context(actor text, client_ip inet, session_id text,
  *					 user_agent text, user_role text, tenant text,
  *					 request_id text, extra jsonb, is_local boolean)
@@ -486,20 +510,7 @@ audit_set_context(PG_FUNCTION_ARGS)
 	if (ctx_text[0] == '\0')
 		set_guc("audit_ext.context", ctx_text, is_local);
 	else
-	{
-		pending_context = j;
-		pending_context_text = ctx_text;
-		PG_TRY();
-		{
-			set_guc("audit_ext.context", ctx_text, is_local);
-		}
-		PG_FINALLY();
-		{
-			pending_context = NULL;
-			pending_context_text = NULL;
-		}
-		PG_END_TRY();
-	}
+		set_checked_context(j, ctx_text, is_local);
 	if (!PG_ARGISNULL(0))
 		set_guc("audit_ext.actor", text_to_cstring(PG_GETARG_TEXT_PP(0)), is_local);
 	PG_RETURN_VOID();
