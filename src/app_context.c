@@ -338,8 +338,9 @@ audit_assign_context_index_keys(const char *newval, void *extra)
 /*
  * Do two contexts belong to one context run?  They do when every key of
  * context_run_keys is absent from both or has the same value in both:
- * a context that changes only in its request id, user agent or extra keys
- * (set per request by an application that keeps its end-user session)
+ * a context that changes only in its request id, user agent, user role or
+ * extra keys (set per request by an application that keeps its end-user
+ * session)
  * continues the run, so it enters no context index.  A search by a key
  * reads the run's id range and tests every event (audit.search), so only
  * the keys it leads with, and the indexed ones, must hold across a run.

@@ -748,11 +748,10 @@ static WriterState writer;
  * The indexes of the leaves the writer writes directly: whether it may defer
  * one (a partial index of a known shape, writer_open_leaf_indexes()), and the
  * IndexInfo of a deferred index prepared once for the session
- * (ctx_index_info()).
- * The prepared
- * states live in ctx_index_cxt; after an invalidation forgets the entries,
- * the memory is reset only once the writer has closed (ctx_index_release()),
- * since an open writer's leaf may still point into it.
+ * (ctx_index_info()).  The prepared states live in ctx_index_cxt; after an
+ * invalidation forgets the entries, the memory is reset only once the
+ * writer has closed (ctx_index_release()), since an open writer's leaf may
+ * still point into it.
  */
 #define CTX_INDEX_CACHE 64
 static struct
@@ -1273,8 +1272,9 @@ ctx_index_deferrable(Oid indexoid)
  * parent), once per session instead of once per transaction: with a
  * context per request every transaction starts a run and opened both
  * context indexes, built their IndexInfo and prepared them again, about
- * 10 µs of backend CPU (docs/performance.md, stop 33).  A btree keeps nothing in the
- * IndexInfo between inserts (ii_AmCache); the definition of an index never
+ * 10 µs of backend CPU (docs/performance.md, stop 33).  A btree keeps
+ * nothing in the IndexInfo between inserts (ii_AmCache), nor an insert
+ * state (no aminsertcleanup); the definition of an index never
  * changes under its OID, and any invalidation forgets the entry all the
  * same.  The executor checks the right to call an expression's functions
  * when it prepares it, so a state prepared once for the session must call
