@@ -91,19 +91,30 @@ SELECT format('Floors (FLOOR=1): sql_floor / base = **%s**, audit_noidx / base =
 $$;
 
 -- CONTEXT=1: audit_ctx (a context on every session, risk rules) against
--- audit_ext, per cycle (they ran minutes apart in it) and their median
-CREATE FUNCTION pg_temp.context_cost(ph text, col text) RETURNS SETOF text
+-- audit_ext, and against audit_ctx_none (its own database run with no
+-- context), per cycle (they ran minutes apart in it) and their median
+CREATE FUNCTION pg_temp.context_pair(ph text, col text, va text, vb text) RETURNS SETOF text
 LANGUAGE sql AS $$
 WITH c AS (
     SELECT a.cycle,
            CASE col WHEN 'tps' THEN a.tps / nullif(b.tps, 0) ELSE a.secs / nullif(b.secs, 0) END AS x
-      FROM raw a JOIN raw b ON b.cycle = a.cycle AND b.phase = a.phase AND b.variant = 'audit_ext'
-     WHERE a.phase = ph AND a.variant = 'audit_ctx' AND a.status = 'ok' AND b.status = 'ok')
-SELECT format('Context and risk rules (CONTEXT=1): audit_ctx / audit_ext per cycle: %s (median **%s**); audit_ctx / base = **%s**.',
-              string_agg(pg_temp.r(x, 3)::text, ', ' ORDER BY cycle),
-              pg_temp.r(percentile_cont(0.5) WITHIN GROUP (ORDER BY x), 3),
-              pg_temp.ratio(ph, 'audit_ctx', 'base', col))
+      FROM raw a JOIN raw b ON b.cycle = a.cycle AND b.phase = a.phase AND b.variant = vb
+     WHERE a.phase = ph AND a.variant = va AND a.status = 'ok' AND b.status = 'ok')
+SELECT format('%s / %s per cycle: %s (median **%s**)',
+              va, vb, string_agg(pg_temp.r(x, 3)::text, ', ' ORDER BY cycle),
+              pg_temp.r(percentile_cont(0.5) WITHIN GROUP (ORDER BY x), 3))
   FROM c HAVING count(x) > 0
+$$;
+CREATE FUNCTION pg_temp.context_cost(ph text, col text) RETURNS SETOF text
+LANGUAGE sql AS $$
+SELECT format('Context and risk rules (CONTEXT=1): %s; audit_ctx / base = **%s**.',
+              string_agg(p, '; ' ORDER BY k), pg_temp.ratio(ph, 'audit_ctx', 'base', col))
+  FROM (SELECT 1, pg_temp.context_pair(ph, col, 'audit_ctx', 'audit_ext')
+        UNION ALL
+        SELECT 2, pg_temp.context_pair(ph, col, 'audit_ctx', 'audit_ctx_none')
+        UNION ALL
+        SELECT 3, pg_temp.context_pair(ph, col, 'audit_ctx_none', 'audit_ext')) x(k, p)
+HAVING count(p) > 0
 $$;
 
 -- a section only for the phases that ran (bench/run.sh PHASES)

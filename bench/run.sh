@@ -20,7 +20,9 @@
 # event carries a context, enters the context's partial btrees and a
 # risk from the rules: what a set context and risk rules cost on capture.
 # Diagnostics for it: audit_rules (the rules, no context), audit_ctx_noidx
-# (rules and context, the context indexes dropped).
+# (rules and context, the context indexes dropped), audit_ctx_none (the
+# database of audit_ctx, run with no context: audit_ctx / audit_ctx_none is
+# the context alone, on the same tables, indexes and rules; needs audit_ctx).
 # VARIANTS="base audit_ext audit_ctx" picks the variants (default: base
 # audit_ext table_log, plus the FLOOR and CONTEXT ones).
 # PHASES (default "oltp oltp_lag bulk_update bulk_insert") runs a subset, e.g.
@@ -87,7 +89,7 @@ if [ -n "${VARIANTS:-}" ]; then
 else
     VARIANTS=(base audit_ext audit_wal table_log)
     [ "$FLOOR" = 1 ] && VARIANTS+=(audit_noidx sql_floor)
-    [ "$CONTEXT" = 1 ] && VARIANTS+=(audit_ctx)
+    [ "$CONTEXT" = 1 ] && VARIANTS+=(audit_ctx audit_ctx_none)
 fi
 # the context of every audit_ctx session (what a web application would set)
 CTX_JSON='{"tenant":"acme","client_ip":"192.0.2.10","request_id":"req-000123","session_id":"sess-7f3a9c","user_role":"clerk","user_agent":"Mozilla/5.0"}'
@@ -103,6 +105,9 @@ for ph in $PHASES; do
     case $ph in oltp | oltp_lag | bulk_update | bulk_insert) ;; *) die "PHASES: unknown phase '$ph' (oltp, oltp_lag, bulk_update, bulk_insert)" ;; esac
 done
 has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
+if [[ " ${VARIANTS[*]} " == *" audit_ctx_none "* ]] && [[ " ${VARIANTS[*]} " != *" audit_ctx "* ]]; then
+    die "VARIANTS: audit_ctx_none runs on audit_ctx's database, add audit_ctx"
+fi
 [ "$(id -u)" = 0 ] || die "run as root (the cluster is created as user postgres with runuser)"
 # PG_MAJOR (default 15) as in scripts/pgenv.sh: e.g. PG_MAJOR=17 in the Debian 13
 # chroot of scripts/test-pg17.sh
@@ -163,7 +168,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-db_of() { echo "bench_$1"; }
+db_of() { # audit_ctx_none runs on audit_ctx's database
+    if [ "$1" = audit_ctx_none ]; then echo bench_audit_ctx; else echo "bench_$1"; fi
+}
 sql() { # sql DB STATEMENT...  -> unaligned tuples on stdout
     local db=$1
     shift
@@ -182,6 +189,23 @@ quiesce() {
     done
     [ "$n" = 0 ] || log "  warning: autovacuum still running after 300 s"
     sql postgres -c "CHECKPOINT"
+}
+
+# server_ticks: CPU ticks the cluster has used so far: the postmaster's own and
+# its reaped children's (backends that have exited), plus every live child's
+# (backends, the checkpointer, WAL writer, audit_ext's workers).  The
+# difference over a step is what the server spent on it, whatever the step
+# waited for: a steadier figure than TPS on a shared, noisy machine.
+server_ticks() {
+    local pm s p f
+    pm=$(head -n1 "$DIR/data/postmaster.pid")
+    read -r -a f <"/proc/$pm/stat"
+    s=$((f[13] + f[14] + f[15] + f[16]))
+    for p in /proc/[0-9]*; do
+        read -r -a f <"$p/stat" 2>/dev/null || continue
+        [ "${f[3]}" = "$pm" ] && s=$((s + f[13] + f[14]))
+    done
+    echo "$s"
 }
 
 # After a measured step: vacuum and analyze the variant's database ourselves,
@@ -212,6 +236,10 @@ enable_trail() {
 }
 
 echo "cycle,phase,variant,pos,status,secs,rows,tps,latency_ms,wal_bytes,trail_bytes,trail_rows" >"$RAW"
+# server CPU of each OLTP step (ticks of 1/HZ s), in a file of its own
+CPUCSV=$RESULTS/cpu.csv
+HZ=$(getconf CLK_TCK)
+echo "cycle,variant,ticks,txns" >"$CPUCSV"
 record() { # record CYCLE PHASE VARIANT POS STATUS SECS ROWS TPS LAT WAL TRAIL_BYTES TRAIL_ROWS
     local IFS=,
     echo "$*" >>"$RAW"
@@ -243,6 +271,7 @@ pg_start "$DIR" "$PORT" \
     "${PLUGIN_CONF[@]}"
 
 for v in "${VARIANTS[@]}"; do
+    [ "$v" = audit_ctx_none ] && continue   # audit_ctx's database
     db=$(db_of "$v")
     log "creating database $db (pgbench -i -s $SCALE)"
     createdb "$db"
@@ -265,10 +294,12 @@ for v in "${VARIANTS[@]}"; do
     if [ "$CTX_PER_TXN" = 1 ] && { [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ]; }; then
         u='k'   # the end user: the request's random key, or the connection
         [ "$CTX_REQUEST_SESSION" = connection ] && u='pg_backend_pid()'
+        # audit_ctx_none runs on this database with bench.no_context = on
         sql "$db" -c "CREATE OR REPLACE FUNCTION bench.begin_request(k integer) RETURNS void LANGUAGE sql VOLATILE AS \$\$
-            SELECT audit.set_context(session_id => 'sess-' || ($u % 5000), tenant => 'tenant-' || ($u % 50),
+            SELECT CASE WHEN current_setting('bench.no_context', true) IS DISTINCT FROM 'on' THEN
+                   audit.set_context(session_id => 'sess-' || ($u % 5000), tenant => 'tenant-' || ($u % 50),
                                      client_ip => ('10.0.' || ($u % 200) || '.' || ($u % 250))::inet,
-                                     user_agent => 'Mozilla/5.0', user_role => 'clerk', request_id => 'req-' || k)
+                                     user_agent => 'Mozilla/5.0', user_role => 'clerk', request_id => 'req-' || k) END
         \$\$" >/dev/null
     fi
     if [ "$v" = audit_ctx_noidx ]; then   # diagnostic: the context without its index
@@ -340,6 +371,9 @@ run_oltp() {
     sql "$db" -c "VACUUM pgbench_branches" -c "VACUUM pgbench_tellers" -c "TRUNCATE pgbench_history"
     quiesce
     p0=$(sql "$db" -F ' ' -c "SELECT lsn, trail_bytes, trail_rows FROM bench.probe()")
+    sleep 0.2   # the probe's backend gone
+    local k0 k1
+    k0=$(server_ticks)
     # sql_floor: the TPC-B-like transaction whose three UPDATEs each write
     # their row's jsonb themselves (bench/sql_floor.pgbench)
     local script=()
@@ -348,6 +382,7 @@ run_oltp() {
     rc=0
     local opts=""
     [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ] && [ "$CTX_PER_TXN" != 1 ] && opts="-c audit_ext.context=$CTX_JSON"
+    [ "$v" = audit_ctx_none ] && opts="-c bench.no_context=on"
     [ "$v" = audit_walp ] && wal_pause "$db" on
     if [ "$CTX_SESSIONS" = distinct ]; then
         # one pgbench process per client, every variant alike, so each
@@ -359,6 +394,7 @@ run_oltp() {
             [ "$CTX_TENANT" = distinct ] && ctx=${ctx/\"acme\"/\"tenant-$i\"}
             opts=""
             [ "$v" = audit_ctx ] || [ "$v" = audit_ctx_noidx ] && [ "$CTX_PER_TXN" != 1 ] && opts="-c audit_ext.context=$ctx"
+            [ "$v" = audit_ctx_none ] && opts="-c bench.no_context=on"
             PGOPTIONS="$opts" pgbench -n -c 1 -j 1 -M prepared -T "$DURATION" "${script[@]}" "$db" >"$out.$i" 2>&1 &
             pids+=($!)
         done
@@ -392,6 +428,10 @@ run_oltp() {
         grep -iE 'aborted|error' "$out" | head -n5 | sed 's/^/    /' >&2 || true
     fi
     measure_drain "$c" oltp "$v"
+    # audit_wal: after the drain, so that the capture worker's work counts
+    sleep 0.2
+    k1=$(server_ticks)
+    [ $rc = 0 ] && [ -n "$txns" ] && echo "$c,$v,$((k1 - k0)),$txns" >>"$CPUCSV"
     settle "$db"
 }
 
@@ -534,7 +574,7 @@ done
 log "writing the report"
 trail_sizes=""
 for v in "${VARIANTS[@]}"; do
-    [ "$v" = base ] && continue
+    [ "$v" = base ] || [ "$v" = audit_ctx_none ] && continue
     trail_sizes+="${trail_sizes:+; }$v $(sql "$(db_of "$v")" -c "SELECT pg_size_pretty(trail_bytes) || ' (' || trail_rows || ' rows)' FROM bench.probe()")"
 done
 server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
@@ -550,13 +590,48 @@ server_problems=$(grep -cE '(ERROR|PANIC|WARNING):' "$DIR/server.log" || true)
     echo "- Cluster: synchronous_commit=off, shared_buffers=1GB, max_wal_size=8GB, checkpoint_timeout=30min, fsync=on, wal_level=logical, shared_preload_libraries=audit_ext (in all variants)"
     floor_note=""
     [ "$FLOOR" = 1 ] && floor_note="; audit_noidx (diagnostic, FLOOR=1) = audit_ext with no index on the data-event partitions; sql_floor (diagnostic, FLOOR=1) = no trigger, each statement writes (id, now(), to_jsonb(row)) per changed row into an unindexed table itself (WITH ... RETURNING; OLTP: bench/sql_floor.pgbench)"
-    [ "$CONTEXT" = 1 ] || [[ " ${VARIANTS[*]} " == *" audit_ctx "* ]] && floor_note+="; audit_ctx (CONTEXT=1) = audit_ext with 20 risk rules and an end-user context on every session (PGOPTIONS -c audit_ext.context=$CTX_JSON): every event (OLTP and bulk) carries the context, the first event of each context run enters its two partial btree indexes (session_id, tenant: audit_ext.context_index_keys), and every event takes a risk from the rules"
+    [ "$CONTEXT" = 1 ] || [[ " ${VARIANTS[*]} " == *" audit_ctx "* ]] && floor_note+="; audit_ctx (CONTEXT=1) = audit_ext with 20 risk rules and an end-user context on every session (PGOPTIONS -c audit_ext.context=$CTX_JSON): every event (OLTP and bulk) carries the context, the first event of each context run enters its two partial btree indexes (session_id, tenant: audit_ext.context_index_keys), and every event takes a risk from the rules; audit_ctx_none = audit_ctx's database run with no context set (the same tables, trail, indexes and rules): audit_ctx / audit_ctx_none is what the context alone costs"
     [ "$CTX_PER_TXN" = 1 ] && [ "$CTX_REQUEST_SESSION" = random ] && floor_note+="; CTX_PER_TXN=1: every variant runs bench/tpcb_request.pgbench (bench.begin_request() first in each transaction); in audit_ctx and audit_ctx_noidx it sets the transaction's own context (audit.set_context, is_local: another session, tenant and request each time), so each transaction is a context run of its own"
     [ "$CTX_PER_TXN" = 1 ] && [ "$CTX_REQUEST_SESSION" = connection ] && floor_note+="; CTX_PER_TXN=1 CTX_REQUEST_SESSION=connection: every variant runs bench/tpcb_request.pgbench (bench.begin_request() first in each transaction); in audit_ctx and audit_ctx_noidx it sets the transaction's own context (audit.set_context, is_local): the connection's end-user session, tenant and address, a new request id each time"
     echo "- Variants: base = no trail; audit_ext = audit.enable() on the updated tables; audit_wal = audit.enable(..., capture => 'wal') (events written by the capture worker after the commit: its trail bytes/rows in a step count what it had written when the step ended; the drain is below); table_log = table_log_init(5, ...) (full mode: trigger_id and trigger_user) into schema tlog; audit_walp (diagnostic, when selected) = audit_wal with the capture worker paused during each timed step (audit_ext.wal_capture_pause) and resumed after it: the writer's cost alone, all of the worker's work in its drain; audit_wal0 (diagnostic, when selected) = audit_wal with its capture worker at nice 0 (audit_ext.wal_capture_nice, default 10)$floor_note"
     echo "- Order rotated per cycle; medians over cycles; ratios are ratios of medians, with the ratio within each cycle and its median under each table. WAL = pg_current_wal_lsn() difference; audit bytes = growth of pg_total_relation_size over schema audit (audit_ext) or tlog (table_log); audit rows = events (audit.event_id_seq) or log rows (table_log sequences)."
     echo
     sql postgres -f "$BENCH/report.sql" <"$RAW"
+    if [ "$(wc -l <"$CPUCSV")" -gt 1 ]; then
+        echo
+        echo "### Server CPU per OLTP transaction"
+        echo
+        echo "CPU time of all PostgreSQL processes over each OLTP step (/proc: the postmaster, its live children, its exited ones; audit_wal's capture worker up to the end of its drain; pgbench itself not counted), divided by the step's transactions. It does not count time spent waiting, so it moves far less with the machine's other load than TPS."
+        echo
+        echo "| variant | µs per transaction (median) | per cycle | vs base (median of the cycles) |"
+        echo "|---|--:|---|--:|"
+        for v in "${VARIANTS[@]}"; do
+            awk -F, -v v="$v" -v hz="$HZ" '
+                NR > 1 { us[$1 "," $2] = $3 * 1e6 / hz / $4; if ($2 == v) cyc[++n] = $1 }
+                function med(a, k,   i, j, t) { for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+                                               return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2 }
+                END {
+                    if (n == 0) exit
+                    for (i = 1; i <= n; i++) { x[i] = us[cyc[i] "," v]; list = list (i > 1 ? ", " : "") sprintf("%.0f", x[i])
+                                               if ((cyc[i] ",base") in us) r[++m] = x[i] / us[cyc[i] ",base"] }
+                    printf "| %s | %.0f | %s | %s |\n", v, med(x, n), list, (m ? sprintf("%.3f", med(r, m)) : "")
+                }' "$CPUCSV"
+        done
+        # the context variants against their references, cycle by cycle
+        for pair in "audit_ctx audit_ctx_none" "audit_ctx_none audit_ext" "audit_rules audit_ext" "audit_ctx audit_ext" "audit_ctx_noidx audit_ext" "audit_ctx audit_ctx_noidx"; do
+            read -r a b <<<"$pair"
+            awk -F, -v a="$a" -v b="$b" '
+                NR > 1 { us[$1 "," $2] = $3 / $4; cy[$1] = 1 }
+                END {
+                    for (c in cy) if ((c "," a) in us && (c "," b) in us) { r[++n] = us[c "," a] / us[c "," b]; cs[n] = c }
+                    if (n == 0) exit
+                    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (cs[j] + 0 < cs[i] + 0) { t = cs[i]; cs[i] = cs[j]; cs[j] = t; t = r[i]; r[i] = r[j]; r[j] = t }
+                    for (i = 1; i <= n; i++) { list = list (i > 1 ? ", " : "") sprintf("%.3f", r[i]); s[i] = r[i] }
+                    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (s[j] < s[i]) { t = s[i]; s[i] = s[j]; s[j] = t }
+                    printf "\nServer CPU per transaction, %s / %s per cycle: %s (median **%.3f**).\n", a, b, list, (n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2)
+                }' "$CPUCSV"
+        done
+    fi
     echo
     echo "Trail size at the end: $trail_sizes."
     if [ "$(wc -l <"$DRAIN")" -gt 1 ]; then
