@@ -23,6 +23,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [ "$(id -u)" = 0 ] || { echo "run as root (the cluster runs as user postgres)" >&2; exit 1; }
 # shellcheck source=scripts/pgenv.sh
 source "$ROOT/scripts/pgenv.sh"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 D=${BENCH_DIR:-/tmp/audit_cpu_probe}
 PORT=${PORT:-5499}
 TXNS=${TXNS:-20000}
@@ -34,10 +36,9 @@ PLUGIN_CONF=()
 if grep -q '^output_plugin_libraries' <<<"$(cd / && runuser -u postgres -- "$PGBIN/postgres" --describe-config 2>/dev/null)"; then
     PLUGIN_CONF=("output_plugin_libraries = 'pgoutput, test_decoding, audit_ext'")
 fi
-pg_start "$D" "$PORT" "synchronous_commit = off" "shared_buffers = 1GB" "max_wal_size = 8GB" "checkpoint_timeout = 30min" \
+pg_start "$D" "$PORT" "${BENCH_PG_CONF[@]}" \
     "wal_level = logical" "max_replication_slots = 10" "${PLUGIN_CONF[@]}" >/dev/null || exit 1
 HZ=$(getconf CLK_TCK)
-PM=$(head -1 "$D/data/postmaster.pid")
 q() { psql -X -q -At -d "$@"; }
 for v in $VARS; do
     createdb "bench_$v"
@@ -51,16 +52,6 @@ for v in $VARS; do
     fi
     q "bench_$v" -c "VACUUM ANALYZE" >/dev/null
 done
-ticks_all() {
-    local s p f
-    read -r -a f <"/proc/$PM/stat"
-    s=$((f[13] + f[14] + f[15] + f[16]))
-    for p in $(pgrep -P "$PM"); do
-        read -r -a f <"/proc/$p/stat" 2>/dev/null || continue
-        s=$((s + f[13] + f[14]))
-    done
-    echo $s
-}
 ticks_pid() { local f; read -r -a f <"/proc/$1/stat"; echo $((f[13] + f[14])); }
 worker_pid() { q postgres -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'audit_ext wal capture' AND datname = 'bench_$1'"; }
 drain() {
@@ -80,14 +71,14 @@ for ((r = 1; r <= REPS; r++)); do
         w=""
         [ "$v" != base ] && w=$(worker_pid "$v")
         l0=$(q postgres -c "SELECT pg_current_wal_insert_lsn()")
-        t0=$(ticks_all); w0=0; [ -n "$w" ] && w0=$(ticks_pid "$w")
+        t0=$(bench_server_ticks "$D"); w0=0; [ -n "$w" ] && w0=$(ticks_pid "$w")
         s0=$(date +%s.%N)
         pgbench -n -c 2 -j 2 -M prepared -t $((TXNS / 2)) "bench_$v" >/dev/null 2>&1
         s1=$(date +%s.%N)
         l1=$(q postgres -c "SELECT pg_current_wal_insert_lsn()")
         [ "$v" = walp ] && pause off
         [ "$v" != base ] && drain "$v"
-        t1=$(ticks_all); w1=0; [ -n "$w" ] && w1=$(ticks_pid "$w")
+        t1=$(bench_server_ticks "$D"); w1=0; [ -n "$w" ] && w1=$(ticks_pid "$w")
         sleep 1
         msg=$(cd / && runuser -u postgres -- "$PGBIN/pg_waldump" -p "$D/data/pg_wal" -s "$l0" -e "$l1" --stats=record 2>/dev/null |
               awk '/LogicalMessage\/MESSAGE/ {gsub(/\([^)]*\)/, ""); print $2 "," $3}')

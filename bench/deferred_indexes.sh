@@ -19,15 +19,13 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-30}
 ROUNDS=${ROUNDS:-8}
 SCALE=${SCALE:-10}
-for knob in DURATION ROUNDS SCALE; do
-    [[ ${!knob} =~ ^[1-9][0-9]*$ ]] || { echo "$knob must be a positive integer" >&2; exit 1; }
-done
 source scripts/pgenv.sh
+source bench/lib.sh
+bench_positive_ints DURATION ROUNDS SCALE
 DIR=/tmp/audit_deferred_indexes
 rm -rf "$DIR"
 trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
-pg_start "$DIR" 5488 "synchronous_commit = off" "shared_buffers = 1GB" "max_wal_size = 8GB" \
-    "checkpoint_timeout = 30min" >/dev/null
+pg_start "$DIR" 5488 "${BENCH_PG_CONF[@]}" >/dev/null
 export PGHOST=$DIR PGPORT=5488 PGUSER=postgres
 q() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -25,12 +25,10 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-20}
 CYCLES=${CYCLES:-4}
 SCALE=${SCALE:-10}
-for knob in DURATION CYCLES SCALE; do
-    [[ ${!knob} =~ ^[1-9][0-9]*$ ]] || { echo "$knob must be a positive integer" >&2; exit 1; }
-done
-source scripts/pgenv.sh
 CLIENTS=${CLIENTS:-2}
-[[ $CLIENTS =~ ^[1-9][0-9]*$ ]] || { echo "CLIENTS must be a positive integer" >&2; exit 1; }
+source scripts/pgenv.sh
+source bench/lib.sh
+bench_positive_ints DURATION CYCLES SCALE CLIENTS
 DIR=/tmp/audit_index_cost
 read -r -a VARIANTS <<<"${VARIANTS:-base all no_id no_record no_actor no_time none}"
 for v in "${VARIANTS[@]}"; do
@@ -40,8 +38,7 @@ done
 [[ " ${VARIANTS[*]} " == *" base "* ]] || { echo "VARIANTS must include base" >&2; exit 1; }
 rm -rf "$DIR"
 trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
-pg_start "$DIR" 5489 "synchronous_commit = off" "shared_buffers = 1GB" "max_wal_size = 8GB" \
-    "checkpoint_timeout = 30min" >/dev/null
+pg_start "$DIR" 5489 "${BENCH_PG_CONF[@]}" >/dev/null
 export PGHOST=$DIR PGPORT=5489 PGUSER=postgres
 q() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

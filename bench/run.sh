@@ -125,6 +125,8 @@ flock -n 9 || die "another bench/run.sh is running (lock $DIR.lock held)"
 
 # shellcheck source-path=SCRIPTDIR/.. source=scripts/pgenv.sh
 source "$ROOT/scripts/pgenv.sh"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 command -v pgbench >/dev/null || die "pgbench not found in $PGBIN"
 # the PostgreSQL tree of PGBIN (scripts/pgenv.sh), not necessarily the system's
 EXTDIR=$("$PGBIN/pg_config" --sharedir)/extension
@@ -191,23 +193,6 @@ quiesce() {
     sql postgres -c "CHECKPOINT"
 }
 
-# server_ticks: CPU ticks the cluster has used so far: the postmaster's own and
-# its reaped children's (backends that have exited), plus every live child's
-# (backends, the checkpointer, WAL writer, audit_ext's workers).  The
-# difference over a step is what the server spent on it, whatever the step
-# waited for: a steadier figure than TPS on a shared, noisy machine.
-server_ticks() {
-    local pm s p f
-    pm=$(head -n1 "$DIR/data/postmaster.pid")
-    read -r -a f <"/proc/$pm/stat"
-    s=$((f[13] + f[14] + f[15] + f[16]))
-    for p in /proc/[0-9]*; do
-        read -r -a f <"$p/stat" 2>/dev/null || continue
-        [ "${f[3]}" = "$pm" ] && s=$((s + f[13] + f[14]))
-    done
-    echo "$s"
-}
-
 # After a measured step: vacuum and analyze the variant's database ourselves,
 # so that autovacuum does not later run in the middle of another variant's
 # measurement (the audit trail receives ~1M inserts per bulk step).
@@ -262,10 +247,7 @@ if grep -q '^output_plugin_libraries' <<<"$(cd / && runuser -u postgres -- "$PGB
     PLUGIN_CONF=("output_plugin_libraries = 'pgoutput, test_decoding, audit_ext'")
 fi
 pg_start "$DIR" "$PORT" \
-    "synchronous_commit = off" \
-    "shared_buffers = 1GB" \
-    "max_wal_size = 8GB" \
-    "checkpoint_timeout = 30min" \
+    "${BENCH_PG_CONF[@]}" \
     "wal_level = logical" \
     "max_replication_slots = 10" \
     "${PLUGIN_CONF[@]}"
@@ -373,7 +355,7 @@ run_oltp() {
     p0=$(sql "$db" -F ' ' -c "SELECT lsn, trail_bytes, trail_rows FROM bench.probe()")
     sleep 0.2   # the probe's backend gone
     local k0 k1
-    k0=$(server_ticks)
+    k0=$(bench_server_ticks "$DIR")
     # sql_floor: the TPC-B-like transaction whose three UPDATEs each write
     # their row's jsonb themselves (bench/sql_floor.pgbench)
     local script=()
@@ -430,7 +412,7 @@ run_oltp() {
     measure_drain "$c" oltp "$v"
     # audit_wal: after the drain, so that the capture worker's work counts
     sleep 0.2
-    k1=$(server_ticks)
+    k1=$(bench_server_ticks "$DIR")
     [ $rc = 0 ] && [ -n "$txns" ] && echo "$c,$v,$((k1 - k0)),$txns" >>"$CPUCSV"
     settle "$db"
 }
