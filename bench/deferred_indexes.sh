@@ -23,10 +23,7 @@ source scripts/pgenv.sh
 source bench/lib.sh
 bench_positive_ints DURATION ROUNDS SCALE
 DIR=/tmp/audit_deferred_indexes
-rm -rf "$DIR"
-trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
-pg_start "$DIR" 5488 "${BENCH_PG_CONF[@]}" >/dev/null
-export PGHOST=$DIR PGPORT=5488 PGUSER=postgres
+bench_start_cluster "$DIR" 5488
 q() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 

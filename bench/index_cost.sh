@@ -36,10 +36,7 @@ for v in "${VARIANTS[@]}"; do
         *) echo "VARIANTS: unknown variant '$v'" >&2; exit 1 ;; esac
 done
 [[ " ${VARIANTS[*]} " == *" base "* ]] || { echo "VARIANTS must include base" >&2; exit 1; }
-rm -rf "$DIR"
-trap 'pg_stop "$DIR"; rm -rf "$DIR"' EXIT
-pg_start "$DIR" 5489 "${BENCH_PG_CONF[@]}" >/dev/null
-export PGHOST=$DIR PGPORT=5489 PGUSER=postgres
+bench_start_cluster "$DIR" 5489
 q() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 

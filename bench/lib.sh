@@ -29,3 +29,13 @@ bench_server_ticks() {
     done
     echo "$s"
 }
+
+# bench_start_cluster DIR PORT: a throwaway cluster in DIR with the settings
+# above, removed when the script exits, and psql's environment pointing at it
+bench_start_cluster() {
+    BENCH_CLUSTER_DIR=$1
+    rm -rf "$BENCH_CLUSTER_DIR"
+    trap 'pg_stop "$BENCH_CLUSTER_DIR"; rm -rf "$BENCH_CLUSTER_DIR"' EXIT
+    pg_start "$BENCH_CLUSTER_DIR" "$2" "${BENCH_PG_CONF[@]}" >/dev/null || exit 1
+    export PGHOST=$BENCH_CLUSTER_DIR PGPORT=$2 PGUSER=postgres
+}
